@@ -1,0 +1,280 @@
+"""Configuration in one place: credentials, endpoints, plan limits and local folders.
+
+Every value is resolved, first match wins, from:
+
+1. explicit arguments to :func:`load_settings` (or to the public functions that accept ``api_key=`` …),
+2. environment variables (``MASSIVE_API_KEY`` …),
+3. ``./api_keys.properties`` in the working directory (git-ignored; see ``api_keys.properties.example``),
+4. the per-user file ``~/.config/massive_feeds/config.properties`` (or ``$MASSIVE_FEEDS_CONFIG``).
+
+Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigurationError, MissingCredentialsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REST_URL = "https://api.massive.com"
+DEFAULT_WS_URL = "wss://socket.massive.com"
+DEFAULT_S3_ENDPOINT = "https://files.massive.com"
+DEFAULT_S3_BUCKET = "flatfiles"
+PROPERTIES_FILE = "api_keys.properties"
+
+
+class Secret:
+    """A credential that never shows its value in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The raw value, for the one place that must send it (a header, an auth frame, SigV4)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Limits of one plan profile. ``None`` means unlimited.
+
+    ``rest_window_seconds`` is the length of the "per minute" window; it is 60 except in tests that
+    want a fast limiter.
+    """
+
+    name: str
+    rest_per_minute: int | None
+    rest_per_day: int | None
+    ws_max_streams: int | None
+    ws_messages_per_minute: int | None
+    flatfile_bytes_per_month: int | None
+    rest_window_seconds: float = 60.0
+
+    def describe(self) -> str:
+        def fmt(v: int | None, unit: str) -> str:
+            return "unlimited" if v is None else f"{v:,} {unit}"
+
+        gb = None if self.flatfile_bytes_per_month is None else self.flatfile_bytes_per_month // 10**9
+        return (
+            f"REST API: {fmt(self.rest_per_day, 'requests/day')}, {fmt(self.rest_per_minute, 'requests/minute')}\n"
+            f"WebSocket: {fmt(self.ws_max_streams, 'concurrent symbol streams')}, "
+            f"{fmt(self.ws_messages_per_minute, 'messages/minute')}\n"
+            f"Flat Files: {fmt(gb, 'GB/month downloads')}"
+        )
+
+
+GB = 10**9
+
+#: Built-in profiles. ``free`` carries the product document's numbers and is our default; ``basic`` is
+#: Massive's own documented free tier (5 requests/minute, no daily cap); ``unlimited`` is any paid plan.
+PLANS: dict[str, Plan] = {
+    "free": Plan("free", 10, 100, 10, 100, 10 * GB),
+    "basic": Plan("basic", 5, None, 10, None, 10 * GB),
+    "unlimited": Plan("unlimited", None, None, None, None, None),
+}
+
+_PLAN_OVERRIDES = {
+    # env / properties key -> Plan field
+    "MASSIVE_PLAN_REST_PER_MINUTE": "rest_per_minute",
+    "MASSIVE_PLAN_REST_PER_DAY": "rest_per_day",
+    "MASSIVE_PLAN_WS_MAX_STREAMS": "ws_max_streams",
+    "MASSIVE_PLAN_WS_MESSAGES_PER_MINUTE": "ws_messages_per_minute",
+    "MASSIVE_PLAN_FLATFILE_BYTES_PER_MONTH": "flatfile_bytes_per_month",
+    "MASSIVE_PLAN_REST_WINDOW_SECONDS": "rest_window_seconds",
+}
+
+
+def _user_config_path() -> Path:
+    explicit = os.environ.get("MASSIVE_FEEDS_CONFIG")
+    if explicit:
+        return Path(explicit)
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "massive_feeds" / "config.properties"
+
+
+def _home_dir() -> Path:
+    explicit = os.environ.get("MASSIVE_FEEDS_HOME")
+    if explicit:
+        return Path(explicit)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "massive_feeds"
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Parse a Java-style ``KEY=value`` file (``#``/``!`` comments, blank lines ignored)."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if sep < 0:
+            continue
+        key, value = line[:sep].strip(), line[sep + 1 :].strip()
+        if value:
+            values[key] = value
+    return values
+
+
+def _warn_if_world_readable(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "%s is readable by other users (mode %o); run `chmod 600 %s` to keep your keys private",
+            path, stat.S_IMODE(mode), path,
+        )
+
+
+def _file_sources(cwd: Path | None = None) -> list[dict[str, str]]:
+    sources = []
+    local = (cwd or Path.cwd()) / PROPERTIES_FILE
+    for path in (local, _user_config_path()):
+        if path.is_file():
+            if path.name == PROPERTIES_FILE:
+                _warn_if_world_readable(path)
+            sources.append(read_properties(path))
+    return sources
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with :func:`load_settings`; it is immutable."""
+
+    api_key: Secret | None = None
+    s3_access_key_id: Secret | None = None
+    s3_secret_access_key: Secret | None = None
+    s3_endpoint: str = DEFAULT_S3_ENDPOINT
+    s3_bucket: str = DEFAULT_S3_BUCKET
+    rest_url: str = DEFAULT_REST_URL
+    ws_url: str = DEFAULT_WS_URL
+    plan: Plan = PLANS["free"]
+    home: Path = field(default_factory=_home_dir)
+    datasets_dir: Path = Path("data/datasets")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the shared quota state lives (one per user, shared by every process)."""
+        return self.home / "state"
+
+    def require_api_key(self) -> Secret:
+        """The REST/WebSocket key, or a :class:`MissingCredentialsError` that says where to put one."""
+        if not self.api_key:
+            raise MissingCredentialsError(
+                "No API key found. Set MASSIVE_API_KEY in the environment or in ./api_keys.properties "
+                f"(copy api_keys.properties.example), or in {_user_config_path()}; "
+                "or pass api_key=... . To try the library without a key, run `massive-feeds sandbox`."
+            )
+        return self.api_key
+
+    def require_s3_credentials(self) -> tuple[Secret, Secret]:
+        if not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise MissingCredentialsError(
+                "No S3 credentials found for flat files. Set MASSIVE_S3_ACCESS_KEY_ID and "
+                "MASSIVE_S3_SECRET_ACCESS_KEY (dashboard: API Keys -> 'Accessing Flat Files (S3)'); "
+                "they are separate from the REST API key."
+            )
+        return self.s3_access_key_id, self.s3_secret_access_key
+
+    def with_overrides(self, **kwargs: Any) -> "Settings":
+        """A copy with some values replaced; ``None`` values are ignored."""
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        for key in ("api_key", "s3_access_key_id", "s3_secret_access_key"):
+            if isinstance(given.get(key), str):
+                given[key] = Secret(given[key])
+        return replace(self, **given)
+
+
+_ENV_KEYS = {
+    "MASSIVE_API_KEY": "api_key",
+    "MASSIVE_S3_ACCESS_KEY_ID": "s3_access_key_id",
+    "MASSIVE_S3_SECRET_ACCESS_KEY": "s3_secret_access_key",
+    "MASSIVE_S3_ENDPOINT": "s3_endpoint",
+    "MASSIVE_S3_BUCKET": "s3_bucket",
+    "MASSIVE_REST_URL": "rest_url",
+    "MASSIVE_WS_URL": "ws_url",
+    "MASSIVE_FEEDS_HOME": "home",
+    "MASSIVE_DATASETS_DIR": "datasets_dir",
+}
+
+
+def _resolve_plan(lookup: Mapping[str, str]) -> Plan:
+    name = lookup.get("MASSIVE_PLAN", "free").strip().lower()
+    if name not in PLANS and name != "custom":
+        raise ConfigurationError(f"Unknown MASSIVE_PLAN {name!r}; choose one of {sorted(PLANS)} or 'custom'")
+    plan = PLANS.get(name, PLANS["free"])
+    overrides: dict[str, Any] = {}
+    for key, attr in _PLAN_OVERRIDES.items():
+        if key in lookup:
+            text = lookup[key].strip().lower()
+            try:
+                if text in ("none", "unlimited", ""):
+                    overrides[attr] = None
+                else:
+                    overrides[attr] = float(text) if attr == "rest_window_seconds" else int(float(text))
+            except ValueError:
+                raise ConfigurationError(f"{key} must be a number or 'unlimited', got {lookup[key]!r}") from None
+    if overrides:
+        plan = replace(plan, name="custom" if name == "custom" else f"{plan.name}+custom", **overrides)
+    return plan
+
+
+def load_settings(cwd: Path | None = None, **overrides: Any) -> Settings:
+    """Resolve settings from arguments, environment, ``./api_keys.properties`` and the user config file.
+
+    Keyword overrides use the :class:`Settings` field names (``api_key="…"``, ``rest_url="…"``,
+    ``plan="basic"`` or a :class:`Plan`).
+    """
+    layered: dict[str, str] = {}
+    for source in reversed(_file_sources(cwd)):  # user file first, local file wins over it
+        layered.update(source)
+    layered.update({k: v for k, v in os.environ.items() if k.startswith("MASSIVE_") and v})
+
+    values: dict[str, Any] = {}
+    for key, attr in _ENV_KEYS.items():
+        if key in layered:
+            values[attr] = layered[key]
+    for attr in ("api_key", "s3_access_key_id", "s3_secret_access_key"):
+        if attr in values:
+            values[attr] = Secret(values[attr])
+    for attr in ("home", "datasets_dir"):
+        if attr in values:
+            values[attr] = Path(values[attr]).expanduser()
+    values["plan"] = _resolve_plan(layered)
+
+    plan = overrides.pop("plan", None)
+    if isinstance(plan, str):
+        plan = _resolve_plan({**layered, "MASSIVE_PLAN": plan})
+    unknown = set(overrides) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise ConfigurationError(f"Unknown settings: {sorted(unknown)}")
+    return Settings(**values).with_overrides(plan=plan, **overrides)

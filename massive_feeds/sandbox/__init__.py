@@ -1,0 +1,177 @@
+"""A local stand-in for Massive.com that speaks its real wire formats.
+
+``Sandbox`` starts, on 127.0.0.1 and free ports:
+
+* a REST server (``/v2/aggs/...``, ``/v3/reference/tickers``) returning the real JSON shapes,
+* a WebSocket server speaking the real handshake/subscribe protocol (``websocket=True``),
+* an S3-compatible endpoint (moto) holding gzip CSV day files in the real key layout (``s3=True``),
+
+all serving one deterministic synthetic market (:mod:`massive_feeds.sandbox.market`). It checks keys,
+enforces a configurable rate limit and injects faults, so clients are tested over real sockets.
+
+Use it as a context manager::
+
+    with Sandbox() as sb:
+        os.environ.update(sb.env())   # point massive_feeds (or the official client) at it
+        ...
+
+The library itself never imports this package; the CLI, tests, examples and the demo do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from .faults import Faults
+from .market import DEFAULT_UNIVERSE, MarketGenerator, TickerInfo
+
+log = logging.getLogger(__name__)
+
+SANDBOX_API_KEY = "sandbox-key"
+SANDBOX_S3_ACCESS_KEY_ID = "sandbox-access-key"
+SANDBOX_S3_SECRET_ACCESS_KEY = "sandbox-secret-key"
+
+
+def default_clock_start(now: datetime | None = None) -> datetime:
+    """15:30 UTC (mid-session in New York) on the most recent weekday before ``now``: the live side
+    always has an open stock market to stream, whatever the real time is."""
+    day = (now or datetime.now(timezone.utc)).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 15, 30, tzinfo=timezone.utc)
+
+
+@dataclass
+class SandboxClock:
+    """The sandbox's notion of "now": starts at ``start`` and runs at ``speed`` × real time."""
+
+    start: datetime
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def now_ms(self) -> int:
+        elapsed = (time.monotonic() - self._t0) * self.speed
+        return int(self.start.timestamp() * 1000 + elapsed * 1000)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ms() / 1000, timezone.utc)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` REST requests per ``window`` seconds per key (sliding window)."""
+
+    requests: int
+    window: float = 60.0
+
+
+class Sandbox:
+    """Start/stop the sandbox servers. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = SANDBOX_API_KEY,
+        s3_access_key_id: str = SANDBOX_S3_ACCESS_KEY_ID,
+        s3_secret_access_key: str = SANDBOX_S3_SECRET_ACCESS_KEY,
+        host: str = "127.0.0.1",
+        seed: int = 7,
+        universe: tuple[TickerInfo, ...] = DEFAULT_UNIVERSE,
+        rate_limit: RateLimit | None = None,
+        clock_start: datetime | None = None,
+        clock_speed: float = 1.0,
+        max_page_bars: int = 50_000,
+        rest: bool = True,
+        websocket: bool = False,
+        s3: bool = False,
+        s3_days: tuple[date, date] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.s3_access_key_id = s3_access_key_id
+        self.s3_secret_access_key = s3_secret_access_key
+        self.host = host
+        self.market = MarketGenerator(seed=seed, universe=universe)
+        self.rate_limit = rate_limit
+        self.clock = SandboxClock(clock_start or default_clock_start(), clock_speed)
+        self.max_page_bars = max_page_bars
+        self.faults = Faults(seed=seed)
+        self.s3_days = s3_days
+        self._want = {"rest": rest, "websocket": websocket, "s3": s3}
+        self.rest: Any = None
+        self.ws: Any = None
+        self.s3: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "Sandbox":
+        if self._want["rest"]:
+            from .rest import RestServer
+
+            self.rest = RestServer(self)
+            self.rest.start()
+        if self._want["websocket"]:
+            from .ws import WebSocketServer
+
+            self.ws = WebSocketServer(self)
+            self.ws.start()
+        if self._want["s3"]:
+            from .s3 import S3Server
+
+            self.s3 = S3Server(self)
+            self.s3.start()
+        log.info("sandbox started: %s", self.describe())
+        return self
+
+    def stop(self) -> None:
+        for part in (self.ws, self.s3, self.rest):
+            if part is not None:
+                part.stop()
+        self.rest = self.ws = self.s3 = None
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- addresses ------------------------------------------------------------------------------
+    @property
+    def rest_url(self) -> str:
+        return self.rest.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.ws.url
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.s3.endpoint
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point massive_feeds at this sandbox."""
+        env = {"MASSIVE_API_KEY": self.api_key}
+        if self.rest is not None:
+            env["MASSIVE_REST_URL"] = self.rest.url
+        if self.ws is not None:
+            env["MASSIVE_WS_URL"] = self.ws.url
+        if self.s3 is not None:
+            env.update({
+                "MASSIVE_S3_ENDPOINT": self.s3.endpoint,
+                "MASSIVE_S3_BUCKET": self.s3.bucket,
+                "MASSIVE_S3_ACCESS_KEY_ID": self.s3_access_key_id,
+                "MASSIVE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+            })
+        return env
+
+    def describe(self) -> str:
+        parts = [f"REST {self.rest.url}" if self.rest else None, f"WebSocket {self.ws.url}" if self.ws else None,
+                 f"S3 {self.s3.endpoint}" if self.s3 else None]
+        return ", ".join(p for p in parts if p) + f" (clock {self.clock.now():%Y-%m-%d %H:%M} UTC)"
+
+    def __repr__(self) -> str:
+        return f"Sandbox({self.describe() if (self.rest or self.ws or self.s3) else 'stopped'})"

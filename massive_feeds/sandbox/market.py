@@ -1,0 +1,305 @@
+"""Deterministic, realistic synthetic markets: the single source every sandbox server serves from.
+
+Everything is derived from ticks. For each (ticker, New York calendar day) the generator draws a
+seeded stream of trades (or index values / forex quotes) over that asset's trading hours; minute bars
+are aggregated from those ticks, day bars from the minute bars' ticks, larger bars from those. So the
+REST aggregates, the S3 flat files and the WebSocket stream all agree with each other, and a recording
+of the stream resamples to exactly the bars REST serves.
+
+Prices follow a smooth daily anchor (a sum of slow sinusoids, so any day can be generated without the
+days before it) joined by a Brownian bridge inside the day; activity is U-shaped over the regular
+session, sparse in pre-/after-hours, and minutes without a trade produce no bar, as on the real service.
+
+This module is sandbox-only. The library never imports it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from ..schema import NEW_YORK, asset_class
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TickerInfo:
+    """One instrument the sandbox knows, with the reference fields ``/v3/reference/tickers`` returns."""
+
+    ticker: str
+    name: str
+    base_price: float
+    type: str = "CS"
+    primary_exchange: str = "XNAS"
+
+    @property
+    def asset(self) -> str:
+        return asset_class(self.ticker)
+
+    @property
+    def market(self) -> str:
+        return {"stocks": "stocks", "options": "options", "indices": "indices", "forex": "fx",
+                "crypto": "crypto"}[self.asset]
+
+
+DEFAULT_UNIVERSE: tuple[TickerInfo, ...] = (
+    TickerInfo("AAPL", "Apple Inc.", 190.0),
+    TickerInfo("MSFT", "Microsoft Corp", 410.0),
+    TickerInfo("GOOGL", "Alphabet Inc. Class A", 150.0),
+    TickerInfo("AMZN", "Amazon.com Inc", 180.0),
+    TickerInfo("NVDA", "NVIDIA Corp", 120.0),
+    TickerInfo("TSLA", "Tesla Inc", 220.0),
+    TickerInfo("META", "Meta Platforms Inc. Class A", 500.0),
+    TickerInfo("NFLX", "Netflix Inc", 650.0),
+    TickerInfo("AMD", "Advanced Micro Devices", 160.0),
+    TickerInfo("INTC", "Intel Corp", 30.0),
+    TickerInfo("JPM", "JPMorgan Chase & Co", 200.0, primary_exchange="XNYS"),
+    TickerInfo("V", "Visa Inc", 280.0, primary_exchange="XNYS"),
+    TickerInfo("XOM", "Exxon Mobil Corp", 115.0, primary_exchange="XNYS"),
+    TickerInfo("KO", "Coca-Cola Co", 62.0, primary_exchange="XNYS"),
+    TickerInfo("DIS", "Walt Disney Co", 100.0, primary_exchange="XNYS"),
+    TickerInfo("WMT", "Walmart Inc", 68.0, primary_exchange="XNYS"),
+    TickerInfo("SPY", "SPDR S&P 500 ETF Trust", 520.0, type="ETF", primary_exchange="ARCX"),
+    TickerInfo("QQQ", "Invesco QQQ Trust", 440.0, type="ETF"),
+    TickerInfo("IWM", "iShares Russell 2000 ETF", 210.0, type="ETF", primary_exchange="ARCX"),
+    TickerInfo("O:SPY251219C00650000", "SPY Dec 19 2025 650 Call", 8.0, type="call", primary_exchange=""),
+    TickerInfo("O:AAPL250117C00200000", "AAPL Jan 17 2025 200 Call", 5.0, type="call", primary_exchange=""),
+    TickerInfo("I:SPX", "S&P 500", 5200.0, type="INDEX", primary_exchange=""),
+    TickerInfo("I:NDX", "Nasdaq-100", 18000.0, type="INDEX", primary_exchange=""),
+    TickerInfo("I:DJI", "Dow Jones Industrial Average", 39000.0, type="INDEX", primary_exchange=""),
+    TickerInfo("I:VIX", "CBOE Volatility Index", 15.0, type="INDEX", primary_exchange=""),
+    TickerInfo("C:EURUSD", "Euro - United States Dollar", 1.08, type="", primary_exchange=""),
+    TickerInfo("C:GBPUSD", "British Pound - United States Dollar", 1.27, type="", primary_exchange=""),
+    TickerInfo("C:USDJPY", "United States Dollar - Japanese Yen", 150.0, type="", primary_exchange=""),
+    TickerInfo("X:BTCUSD", "Bitcoin - United States Dollar", 65000.0, type="", primary_exchange=""),
+    TickerInfo("X:ETHUSD", "Ethereum - United States Dollar", 3200.0, type="", primary_exchange=""),
+    TickerInfo("X:SOLUSD", "Solana - United States Dollar", 150.0, type="", primary_exchange=""),
+)
+
+# Per asset: (session open, session close) in New York local time, busy window inside it,
+# ticks per minute in the busy window and outside it, daily volatility.
+_SESSIONS = {
+    "stocks": (time(4), time(20), (time(9, 30), time(16)), 12.0, 0.35, 0.015),
+    "options": (time(9, 30), time(16), (time(9, 30), time(16)), 1.2, 1.2, 0.06),
+    "indices": (time(9, 30), time(16), (time(9, 30), time(16)), 12.0, 12.0, 0.01),
+    "forex": (time(0), None, (time(3), time(12)), 20.0, 8.0, 0.005),
+    "crypto": (time(0), None, (time(8), time(22)), 10.0, 5.0, 0.03),
+}
+
+
+class DayTicks(NamedTuple):
+    """One ticker-day of ticks, sorted by time. ``price``/``size`` are the prints bars are built from
+    (trades; index values with size 0; forex mid quotes with size 1). Quotes ride along each print."""
+
+    t_ms: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    exchange: np.ndarray
+
+
+class Bars(NamedTuple):
+    """Aggregates as parallel arrays; ``t`` is the window start in epoch ms."""
+
+    t: np.ndarray
+    o: np.ndarray
+    h: np.ndarray
+    l: np.ndarray  # noqa: E741 - Massive's own key
+    c: np.ndarray
+    v: np.ndarray
+    vw: np.ndarray
+    n: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.t)
+
+    def slice(self, sel: slice | np.ndarray) -> "Bars":
+        return Bars(*(a[sel] for a in self))
+
+
+def _decimals(asset: str, price: float) -> int:
+    if asset == "forex":
+        return 3 if price > 20 else 5
+    return 2 if price >= 1 else 6
+
+
+def _utc_ms(day: date, at: time | None) -> int:
+    """Epoch ms of New York local ``at`` on ``day`` (``None`` = the next midnight)."""
+    if at is None:
+        day, at = day + timedelta(days=1), time(0)
+    return int(datetime.combine(day, at, NEW_YORK).timestamp() * 1000)
+
+
+def aggregate(t_ms: np.ndarray, price: np.ndarray, size: np.ndarray, bucket_ms: int) -> Bars:
+    """Ticks → bars in epoch-aligned buckets of ``bucket_ms`` (sandbox-side, independent of the library)."""
+    if len(t_ms) == 0:
+        e = np.empty(0)
+        return Bars(np.empty(0, np.int64), e, e, e, e, e, e, np.empty(0, np.int64))
+    bucket = t_ms // bucket_ms
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(t_ms)] - 1
+    v = np.add.reduceat(size, starts)
+    pv = np.add.reduceat(price * size, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vw = np.where(v > 0, np.round(pv / np.where(v > 0, v, 1), 4), np.nan)
+    return Bars(
+        bucket[starts] * bucket_ms, price[starts], np.maximum.reduceat(price, starts),
+        np.minimum.reduceat(price, starts), price[ends], v, vw, np.diff(np.r_[starts, len(t_ms)]),
+    )
+
+
+def combine(bars: Bars, keys: np.ndarray) -> Bars:
+    """Merge consecutive bars that share a key (window start in ms) into one bar per key."""
+    if bars.size == 0:
+        return bars
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)] - 1
+    v = np.add.reduceat(bars.v, starts)
+    pv = np.add.reduceat(np.nan_to_num(bars.vw) * bars.v, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vw = np.where(v > 0, np.round(pv / np.where(v > 0, v, 1), 4), np.nan)
+    return Bars(
+        keys[starts], bars.o[starts], np.maximum.reduceat(bars.h, starts), np.minimum.reduceat(bars.l, starts),
+        bars.c[ends], v, vw, np.add.reduceat(bars.n, starts),
+    )
+
+
+class MarketGenerator:
+    """Seeded synthetic market over a universe of tickers. Same seed → same ticks, forever."""
+
+    def __init__(self, seed: int = 7, universe: tuple[TickerInfo, ...] = DEFAULT_UNIVERSE) -> None:
+        self.seed = seed
+        self.universe = {info.ticker: info for info in universe}
+        self._ticks = lru_cache(maxsize=512)(self._make_ticks)
+
+    def __repr__(self) -> str:
+        return f"MarketGenerator(seed={self.seed}, tickers={len(self.universe)})"
+
+    def knows(self, ticker: str) -> bool:
+        return ticker in self.universe
+
+    def is_trading_day(self, ticker: str, day: date) -> bool:
+        """Crypto trades every day; forex on weekdays; US stocks, options and indices on weekdays."""
+        return asset_class(ticker) == "crypto" or day.weekday() < 5
+
+    # --- prices ---------------------------------------------------------------------------------
+    def _phase(self, ticker: str, k: int) -> float:
+        return (zlib.crc32(f"{self.seed}:{ticker}:{k}".encode()) % 10_000) / 10_000 * 2 * np.pi
+
+    def anchor(self, ticker: str, day: date) -> float:
+        """The price level a day opens at: smooth in time and known for any day without the days before."""
+        x = day.toordinal()
+        base = self.universe[ticker].base_price
+        wave = (0.12 * np.sin(2 * np.pi * x / 181 + self._phase(ticker, 1))
+                + 0.05 * np.sin(2 * np.pi * x / 23 + self._phase(ticker, 2))
+                + 0.008 * np.sin(2 * np.pi * x / 5 + self._phase(ticker, 3)))
+        return float(base * np.exp(wave))
+
+    # --- ticks ----------------------------------------------------------------------------------
+    def ticks(self, ticker: str, day: date) -> DayTicks:
+        """All ticks of ``ticker`` on New York calendar day ``day`` (empty on non-trading days)."""
+        return self._ticks(ticker, day)
+
+    def _make_ticks(self, ticker: str, day: date) -> DayTicks:
+        asset = asset_class(ticker)
+        if not self.knows(ticker) or not self.is_trading_day(ticker, day):
+            e = np.empty(0)
+            return DayTicks(np.empty(0, np.int64), e, e, e, e, e, e, np.empty(0, np.int8))
+        open_t, close_t, (busy_from, busy_to), busy_rate, quiet_rate, vol = _SESSIONS[asset]
+        first_min = _utc_ms(day, open_t) // MINUTE_MS
+        last_min = _utc_ms(day, close_t) // MINUTE_MS
+        minutes = np.arange(first_min, last_min, dtype=np.int64)
+        busy0, busy1 = _utc_ms(day, busy_from) // MINUTE_MS, _utc_ms(day, busy_to) // MINUTE_MS
+        busy = (minutes >= busy0) & (minutes < busy1)
+        # U-shape: more activity near the open and close of the busy window.
+        pos = np.clip((minutes - busy0) / max(busy1 - busy0, 1), 0, 1)
+        rate = np.where(busy, busy_rate * (0.55 + 3.6 * (pos - 0.5) ** 2), quiet_rate)
+
+        rng = np.random.default_rng([self.seed, zlib.crc32(ticker.encode()), day.toordinal()])
+        counts = rng.poisson(rate)
+        n = int(counts.sum())
+        t_ms = np.repeat(minutes * MINUTE_MS, counts) + rng.integers(0, MINUTE_MS, n)
+        t_ms.sort()
+
+        a0, a1 = self.anchor(ticker, day), self.anchor(ticker, day + timedelta(days=1))
+        steps = rng.normal(0.0, vol / np.sqrt(max(n, 1)), n)
+        walk = np.cumsum(steps)
+        frac = np.arange(1, n + 1) / max(n, 1)
+        log_price = np.log(a0) + frac * (np.log(a1) - np.log(a0)) + walk - frac * (walk[-1] if n else 0.0)
+        decimals = _decimals(asset, a0)
+        tick = 10.0 ** -decimals
+        price = np.round(np.exp(log_price), decimals)
+        half_spread = np.maximum(np.round(price * 0.0002, decimals), tick)
+
+        if asset == "stocks":
+            lots = np.array([100, 100, 100, 100, 200, 300, 500, 1000, 5, 10, 37, 50])
+            size = rng.choice(lots, n).astype(np.float64)
+        elif asset == "options":
+            size = rng.integers(1, 25, n).astype(np.float64)
+        elif asset == "crypto":
+            size = np.round(rng.lognormal(-3.0, 1.2, n), 6) + 1e-6
+        elif asset == "forex":
+            size = np.ones(n)
+        else:  # indices have values, not trades
+            size = np.zeros(n)
+        bid = np.round(price - half_spread, decimals)
+        ask = np.round(price + half_spread, decimals)
+        quote_sizes = rng.integers(1, 20, (2, n)).astype(np.float64)
+        exchange = rng.integers(1, 20, n).astype(np.int8)
+        return DayTicks(t_ms, price, size, bid, ask, quote_sizes[0], quote_sizes[1], exchange)
+
+    # --- bars -----------------------------------------------------------------------------------
+    def minute_bars(self, ticker: str, day: date) -> Bars:
+        tk = self.ticks(ticker, day)
+        return aggregate(tk.t_ms, tk.price, tk.size, MINUTE_MS)
+
+    def day_bar(self, ticker: str, day: date) -> Bars:
+        """The day's single bar, stamped midnight New York of the session date (as Massive does)."""
+        tk = self.ticks(ticker, day)
+        bars = aggregate(tk.t_ms, tk.price, tk.size, 1 << 62)
+        return bars._replace(t=np.full(bars.size, _utc_ms(day, time(0)), dtype=np.int64))
+
+    def bars(self, ticker: str, from_ms: int, to_ms: int, multiplier: int, timespan: str) -> Bars:
+        """Aggregates whose base bars (minutes, or days for day/week/month/…) start inside
+        ``[from_ms, to_ms]``, for any REST ``multiplier``/``timespan``."""
+        first_day = datetime.fromtimestamp(from_ms / 1000, NEW_YORK).date()
+        last_day = datetime.fromtimestamp(to_ms / 1000, NEW_YORK).date()
+        days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+        intraday = timespan in ("minute", "hour")
+        parts = [self.minute_bars(ticker, d) if intraday else self.day_bar(ticker, d) for d in days]
+        base = Bars(*(np.concatenate(cols) for cols in zip(*parts)))
+        base = base.slice((base.t >= from_ms) & (base.t <= to_ms))
+        if intraday:
+            width = multiplier * (MINUTE_MS if timespan == "minute" else 60 * MINUTE_MS)
+            return combine(base, (base.t // width) * width)
+        if timespan == "day" and multiplier == 1:
+            return base
+        return combine(base, self._period_keys(base.t, multiplier, timespan))
+
+    @staticmethod
+    def _period_keys(t_ms: np.ndarray, multiplier: int, timespan: str) -> np.ndarray:
+        """Start (midnight New York, in ms) of the day/week/month period each day bar falls in."""
+        days = [datetime.fromtimestamp(t / 1000, NEW_YORK).date() for t in t_ms]
+        if timespan == "day":
+            epoch = date(1970, 1, 1)
+            starts = [epoch + timedelta(days=((d - epoch).days // multiplier) * multiplier) for d in days]
+        elif timespan == "week":  # weeks start on Sunday, as Massive's weekly bars do
+            starts = [d - timedelta(days=(d.weekday() + 1) % 7) for d in days]
+        elif timespan == "month":
+            starts = [d.replace(day=1) for d in days]
+        elif timespan == "quarter":
+            starts = [d.replace(month=(d.month - 1) // 3 * 3 + 1, day=1) for d in days]
+        else:  # year
+            starts = [d.replace(month=1, day=1) for d in days]
+        return np.array([_utc_ms(d, time(0)) for d in starts], dtype=np.int64)

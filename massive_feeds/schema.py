@@ -1,0 +1,278 @@
+"""The one bar schema, intervals, tickers and date ranges shared by every source.
+
+Bars, whatever their source (REST, flat files, recordings, datasets), are a DataFrame with columns
+:data:`BAR_COLUMNS`: ``timestamp`` (tz-aware UTC, bar start), ``symbol``, ``open``, ``high``, ``low``,
+``close``, ``volume``, ``vwap`` (float64; NaN where the source has none) and ``transactions`` (int64),
+sorted by symbol then time, with no duplicate (symbol, timestamp).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Iterable, Sequence
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidInputError
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+BAR_COLUMNS: tuple[str, ...] = (
+    "timestamp", "symbol", "open", "high", "low", "close", "volume", "vwap", "transactions",
+)
+FLOAT_COLUMNS = ("open", "high", "low", "close", "volume", "vwap")
+TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
+
+
+# --- intervals ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    """A bar size: ``name`` as users write it, and the REST ``multiplier``/``timespan`` pair."""
+
+    name: str
+    multiplier: int
+    timespan: str  # minute | hour | day | week | month
+
+    @property
+    def is_intraday(self) -> bool:
+        return self.timespan in ("minute", "hour")
+
+    @property
+    def base(self) -> str:
+        """The finest bars it is built from: ``minute`` for intraday, ``day`` otherwise."""
+        return "minute" if self.is_intraday else "day"
+
+    @property
+    def minutes(self) -> int:
+        """Length in minutes (intraday intervals only)."""
+        return self.multiplier * (60 if self.timespan == "hour" else 1)
+
+    @property
+    def pandas_freq(self) -> str:
+        return {"minute": f"{self.multiplier}min", "hour": f"{self.multiplier}h",
+                "day": f"{self.multiplier}D", "week": "W-SUN", "month": "MS"}[self.timespan]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+INTERVALS: dict[str, Interval] = {
+    i.name: i
+    for i in (
+        Interval("1m", 1, "minute"), Interval("5m", 5, "minute"), Interval("15m", 15, "minute"),
+        Interval("30m", 30, "minute"), Interval("1h", 1, "hour"), Interval("4h", 4, "hour"),
+        Interval("1d", 1, "day"), Interval("1w", 1, "week"), Interval("1M", 1, "month"),
+    )
+}
+_INTERVAL_ALIASES = {
+    "1min": "1m", "5min": "5m", "15min": "15m", "30min": "30m", "60min": "1h", "60m": "1h",
+    "1H": "1h", "4H": "4h", "1D": "1d", "1day": "1d", "day": "1d", "1W": "1w", "1week": "1w",
+    "week": "1w", "1mo": "1M", "1month": "1M", "month": "1M", "minute": "1m", "hour": "1h",
+}
+
+
+def parse_interval(interval: str | Interval) -> Interval:
+    """``"5m"`` → :class:`Interval`; anything unknown is an :class:`InvalidInputError` listing the valid ones."""
+    if isinstance(interval, Interval):
+        return interval
+    key = str(interval).strip()
+    key = _INTERVAL_ALIASES.get(key, key)
+    try:
+        return INTERVALS[key]
+    except KeyError:
+        raise InvalidInputError(
+            f"Invalid interval {interval!r}; valid intervals are {', '.join(INTERVALS)}"
+        ) from None
+
+
+# --- tickers --------------------------------------------------------------------------------------
+ASSET_CLASSES = ("stocks", "options", "indices", "forex", "crypto")
+FIAT = frozenset(
+    "USD EUR JPY GBP CHF CAD AUD NZD CNH CNY HKD SGD SEK NOK DKK MXN ZAR TRY PLN CZK HUF ILS INR KRW BRL".split()
+)
+CRYPTO_QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "BTC", "ETH")
+_STOCK_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+_OCC_RE = re.compile(r"^[A-Z]{1,6}\d?\d{6}[CP]\d{8}$")
+_PAIR_RE = re.compile(r"^[A-Z0-9]{2,10}$")
+
+
+def asset_class(ticker: str) -> str:
+    """Asset class of a normalised ticker: stocks, options, indices, forex or crypto."""
+    prefix = ticker[:2]
+    return {"O:": "options", "I:": "indices", "C:": "forex", "X:": "crypto"}.get(prefix, "stocks")
+
+
+def _split_pair(text: str) -> tuple[str, str] | None:
+    for sep in ("-", "/", "_"):
+        if sep in text:
+            base, _, quote = text.partition(sep)
+            return (base, quote) if base and quote else None
+    for quote in CRYPTO_QUOTES + tuple(sorted(FIAT)):
+        if text.endswith(quote) and len(text) > len(quote) + 1:
+            return text[: -len(quote)], quote
+    return None
+
+
+def normalize_symbol(symbol: str) -> str:
+    """Massive's ticker form for a symbol: ``aapl``→``AAPL``, ``BTC-USD``→``X:BTCUSD``,
+    ``EUR/USD``→``C:EURUSD``, ``^SPX``→``I:SPX``, a bare OCC option symbol → ``O:…``.
+
+    Raises :class:`InvalidInputError` for anything that cannot be a ticker.
+    """
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise InvalidInputError(f"Invalid symbol {symbol!r}: expected a non-empty ticker string")
+    text = symbol.strip().upper()
+    bad = InvalidInputError(
+        f"Invalid symbol {symbol!r}; use a ticker like AAPL, O:SPY251219C00650000, I:SPX, C:EURUSD or X:BTCUSD"
+    )
+    if text.startswith("^"):
+        text = "I:" + text[1:]
+    if text[:2] in ("O:", "I:", "C:", "X:"):
+        prefix, body = text[:2], text[2:]
+        if prefix in ("C:", "X:"):
+            body = body.replace("-", "").replace("/", "").replace("_", "")
+        ok = {"O:": _OCC_RE, "I:": _STOCK_RE, "C:": _PAIR_RE, "X:": _PAIR_RE}[prefix].match(body)
+        if not ok:
+            raise bad
+        return prefix + body
+    if _OCC_RE.match(text):
+        return "O:" + text
+    pair = _split_pair(text) if (len(text) > 5 or any(s in text for s in "-/_")) else None
+    if pair:
+        base, quote = pair
+        if base in FIAT and quote in FIAT:
+            return f"C:{base}{quote}"
+        if _PAIR_RE.match(base) and quote in CRYPTO_QUOTES:
+            return f"X:{base}{quote}"
+    if _STOCK_RE.match(text):
+        return text
+    raise bad
+
+
+def normalize_symbols(symbols: str | Iterable[str]) -> list[str]:
+    """Normalise one symbol, a comma list or an iterable; order kept, duplicates dropped."""
+    if isinstance(symbols, str):
+        symbols = [s for s in symbols.split(",") if s.strip()]
+    out = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+    if not out:
+        raise InvalidInputError("No symbols given")
+    return out
+
+
+# --- dates ----------------------------------------------------------------------------------------
+DateLike = str | date | datetime | pd.Timestamp
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """A query window. ``start`` inclusive, ``end`` exclusive, both UTC.
+
+    Date-only bounds mean whole New York calendar days (the session date that Massive's day bars and
+    day files carry), so ``"2024-01-02".."2024-01-02"`` covers that day's pre-market to after-hours.
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    first_day: date
+    last_day: date
+    start_is_date: bool
+    end_is_date: bool
+
+    @property
+    def days(self) -> int:
+        """Calendar days covered (inclusive)."""
+        return (self.last_day - self.first_day).days + 1
+
+    def rest_bounds(self) -> tuple[str, str]:
+        """``from``/``to`` path values for the aggregates endpoint (date strings or epoch ms)."""
+        frm = self.first_day.isoformat() if self.start_is_date else str(self.start.value // 1_000_000)
+        to = self.last_day.isoformat() if self.end_is_date else str((self.end.value - 1) // 1_000_000)
+        return frm, to
+
+    def calendar_days(self) -> list[date]:
+        return [self.first_day + timedelta(days=i) for i in range(self.days)]
+
+
+def _to_bound(value: DateLike, name: str) -> tuple[pd.Timestamp, bool]:
+    if isinstance(value, pd.Timestamp) or isinstance(value, datetime):
+        ts = pd.Timestamp(value)
+        is_date = False
+    elif isinstance(value, date):
+        ts, is_date = pd.Timestamp(value), True
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            ts = pd.Timestamp(text)
+        except (ValueError, TypeError):
+            raise InvalidInputError(f"Invalid {name} date {value!r}; use YYYY-MM-DD or an ISO datetime") from None
+        is_date = bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", text))
+    else:
+        raise InvalidInputError(f"Invalid {name} date {value!r} of type {type(value).__name__}")
+    if ts is pd.NaT or pd.isna(ts):
+        raise InvalidInputError(f"Invalid {name} date {value!r}")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")  # naive datetimes are UTC, as everywhere in this library
+    return ts.tz_convert("UTC"), is_date
+
+
+def ny_midnight(day: date) -> pd.Timestamp:
+    """Midnight America/New_York of ``day`` as a UTC timestamp (how Massive stamps day bars)."""
+    return pd.Timestamp(datetime.combine(day, time(0), NEW_YORK)).tz_convert("UTC")
+
+
+def parse_date_range(start: DateLike, end: DateLike) -> DateRange:
+    """Validate and normalise a start/end pair; ``end`` before ``start`` is an :class:`InvalidInputError`."""
+    s, s_is_date = _to_bound(start, "start")
+    e, e_is_date = _to_bound(end, "end")
+    first = s.date() if s_is_date else s.tz_convert(NEW_YORK).date()
+    last = e.date() if e_is_date else e.tz_convert(NEW_YORK).date()
+    start_ts = ny_midnight(first) if s_is_date else s
+    end_ts = ny_midnight(last + timedelta(days=1)) if e_is_date else e + pd.Timedelta(1, "ns")
+    if end_ts <= start_ts:
+        raise InvalidInputError(f"end ({end}) is before start ({start})")
+    return DateRange(start_ts, end_ts, first, last, s_is_date, e_is_date)
+
+
+# --- frames ---------------------------------------------------------------------------------------
+def empty_bars() -> pd.DataFrame:
+    """A zero-row frame with the standard columns and dtypes."""
+    return finalize_bars(pd.DataFrame({c: [] for c in BAR_COLUMNS}))
+
+
+def finalize_bars(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Coerce a frame to the standard schema: dtypes, sort by (symbol, timestamp), drop duplicates
+    keeping the last, fresh RangeIndex. ``extra`` names further columns to keep after the standard ones."""
+    out = pd.DataFrame(index=range(len(df)))
+    ts = df["timestamp"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = pd.to_datetime(ts, utc=True)
+    out["timestamp"] = ts.astype(TIMESTAMP_DTYPE).array
+    out["symbol"] = df["symbol"].astype("str").array
+    for col in FLOAT_COLUMNS:
+        out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy() if col in df else np.nan
+    tx = pd.to_numeric(df["transactions"], errors="coerce").fillna(0).to_numpy() if "transactions" in df else 0
+    out["transactions"] = np.asarray(tx, dtype="int64") if "transactions" in df else np.int64(0)
+    for col in extra:
+        out[col] = df[col].to_numpy()
+    out = out.sort_values(["symbol", "timestamp"], kind="stable")
+    out = out.drop_duplicates(["symbol", "timestamp"], keep="last").reset_index(drop=True)
+    return out
+
+
+def ws_symbol(ticker: str) -> str:
+    """The WebSocket subscription form of a ticker: forex ``EUR/USD``, crypto ``BTC-USD``, others as-is."""
+    cls = asset_class(ticker)
+    if cls in ("forex", "crypto"):
+        body = ticker[2:]
+        pair = _split_pair(body)
+        base, quote = pair if pair else (body[:3], body[3:])
+        return f"{base}/{quote}" if cls == "forex" else f"{base}-{quote}"
+    return ticker
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
