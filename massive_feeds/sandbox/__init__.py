@@ -87,6 +87,7 @@ class Sandbox:
         clock_start: datetime | None = None,
         clock_speed: float = 1.0,
         max_page_bars: int = 50_000,
+        not_entitled: tuple[str, ...] = (),
         rest: bool = True,
         websocket: bool = False,
         s3: bool = False,
@@ -100,6 +101,7 @@ class Sandbox:
         self.rate_limit = rate_limit
         self.clock = SandboxClock(clock_start or default_clock_start(), clock_speed)
         self.max_page_bars = max_page_bars
+        self.not_entitled = set(not_entitled)  # asset classes answered with 403 NOT_AUTHORIZED
         self.faults = Faults(seed=seed)
         self.s3_days = s3_days
         self._want = {"rest": rest, "websocket": websocket, "s3": s3}

@@ -1,0 +1,55 @@
+"""massive_feeds: Massive.com (ex-Polygon.io) market data for Backtrader and vectorbt.
+
+The public API is importable from here; heavy parts load on first use::
+
+    from massive_feeds import fetch_data, quota_status
+    df = fetch_data(["AAPL", "MSFT"], "2024-01-02", "2024-01-05", interval="5m")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from .errors import *  # noqa: E402,F401,F403 - the exception tree is part of the public API
+from .errors import MassiveError  # noqa: E402
+
+_EXPORTS = {
+    "load_settings": "config", "Settings": "config", "Plan": "config", "PLANS": "config",
+    "fetch_ohlcv_rest": "fetch", "fetch_data": "fetch", "fetch_intraday_data": "fetch",
+    "quota_status": "quota", "print_free_tier_info": "quota", "get_quota": "quota",
+    "save_dataset": "datasets", "load_dataset": "datasets", "list_datasets": "datasets",
+    "stack_data": "datasets",
+    "download_flat_file": "flatfiles",
+    "stream_quotes_websocket": "stream", "stream_trades_websocket": "stream", "stream_bars_websocket": "stream",
+    "get_connector": "stream", "MassiveConnector": "stream",
+    "WebSocketDataRecorder": "record",
+    "RestClient": "rest",
+    "BAR_COLUMNS": "schema", "normalize_symbol": "schema", "parse_interval": "schema",
+}
+
+__all__ = ["MassiveError", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'massive_feeds' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
+    from .config import PLANS, Plan, Settings, load_settings  # noqa: F401
+    from .datasets import list_datasets, load_dataset, save_dataset, stack_data  # noqa: F401
+    from .fetch import fetch_data, fetch_intraday_data, fetch_ohlcv_rest  # noqa: F401
+    from .quota import get_quota, print_free_tier_info, quota_status  # noqa: F401
+    from .rest import RestClient  # noqa: F401
+    from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401

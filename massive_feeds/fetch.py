@@ -1,0 +1,239 @@
+"""Historical bars from any source, in the one bar schema: REST, flat files, or the automatic choice.
+
+``fetch_data(..., method="auto")`` follows the product rule — at most 5 symbols and at most 7 days go
+over REST, anything larger over flat files — and falls back when the chosen path cannot serve:
+to REST when boto3 or S3 credentials are missing, to flat files when the REST quota left today
+cannot cover the query. The method used, and why, is in ``df.attrs`` and the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .cache import ADJUSTED_TTL, SETTLE, ResultCache
+from .config import Settings, load_settings
+from .errors import InvalidInputError, MissingCredentialsError
+from .quota import get_quota
+from .rest import RestClient, parse_aggs
+from .rest.aggs import AggsPage
+from .schema import (
+    DateLike,
+    DateRange,
+    Interval,
+    empty_bars,
+    finalize_bars,
+    normalize_symbols,
+    parse_date_range,
+    parse_interval,
+)
+
+log = logging.getLogger(__name__)
+
+Method = Literal["auto", "rest", "flat_file"]
+AUTO_MAX_SYMBOLS = 5
+AUTO_MAX_DAYS = 7
+PAGE_LIMIT = 50_000
+
+
+def _progress_wanted(progress: bool | None, items: int) -> bool:
+    return progress if progress is not None else (items > 1 and sys.stderr.isatty())
+
+
+# --- REST -------------------------------------------------------------------------------------
+def _aggs_path(ticker: str, interval: Interval, window: DateRange) -> str:
+    if interval.is_intraday:  # epoch ms bounds: unambiguous whatever day convention the server uses
+        frm, to = str(window.start.value // 1_000_000), str((window.end.value - 1) // 1_000_000)
+    else:
+        frm, to = window.first_day.isoformat(), window.last_day.isoformat()
+    return f"/v2/aggs/ticker/{ticker}/range/{interval.multiplier}/{interval.timespan}/{frm}/{to}"
+
+
+def _pages_to_frame(pages: list[AggsPage], ticker: str) -> pd.DataFrame:
+    cols = {name: np.concatenate([p.columns[name] for p in pages]) for name in pages[0].columns}
+    ms = cols.pop("timestamp")
+    df = pd.DataFrame(cols)
+    df.insert(0, "timestamp", pd.to_datetime(ms, unit="ms", utc=True))
+    df.insert(1, "symbol", ticker)
+    return df
+
+
+def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval: Interval,
+                  window: DateRange, adjusted: bool, use_cache: bool) -> pd.DataFrame:
+    path = _aggs_path(ticker, interval, window)
+    key = cache.key(client.base_url, path, adjusted)
+    cacheable = use_cache and window.end <= pd.Timestamp.now("UTC") - SETTLE
+    if cacheable and (hit := cache.get(key, ADJUSTED_TTL if adjusted else None)) is not None:
+        log.debug("cache hit for %s", path)
+        return hit
+    params = {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": PAGE_LIMIT}
+    pages = list(client.paginate(path, params, parse_aggs, lambda page: page.next_url))
+    df = _pages_to_frame(pages, ticker)
+    if interval.timespan in ("minute", "hour", "day"):  # weeks/months start before the range by design
+        df = df[(df["timestamp"] >= window.start) & (df["timestamp"] < window.end)]
+    df = finalize_bars(df)
+    if cacheable:
+        cache.put(key, df)
+    return df
+
+
+def fetch_ohlcv_rest(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    interval: str = "1h",
+    api_key: str | None = None,
+    adjusted: bool = True,
+    *,
+    settings: Settings | None = None,
+    client: RestClient | None = None,
+    use_cache: bool = True,
+    progress: bool | None = None,
+    max_workers: int = 4,
+) -> pd.DataFrame:
+    """OHLCV bars over REST (``/v2/aggs``) for one or many symbols, in the standard bar schema.
+
+    Args:
+        symbols: tickers (``AAPL``, ``O:…``, ``I:SPX``, ``C:EURUSD``/``EURUSD``, ``X:BTCUSD``/``BTC-USD``).
+        start, end: dates or datetimes; date-only bounds are whole New York days, naive datetimes UTC.
+        interval: one of ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
+        api_key: overrides the configured ``MASSIVE_API_KEY``.
+        adjusted: split-adjusted prices (Massive's default).
+        use_cache: serve identical settled queries from the local cache (no call, no quota).
+
+    Raises:
+        InvalidInputError: bad symbol, interval or dates (before any call).
+        MissingCredentialsError: no API key configured.
+        QuotaExceededError: the daily REST quota is used up.
+        AuthenticationError, NotEntitledError, RateLimitError, ServerError, BadResponseError.
+    """
+    tickers = normalize_symbols(symbols)
+    iv = parse_interval(interval)
+    window = parse_date_range(start, end)
+    own_client = client is None
+    client = client or RestClient(settings, api_key=api_key)
+    cache = ResultCache(client.settings.cache_dir / "rest")
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(tickers)))) as pool, tqdm(
+            total=len(tickers), desc="REST", unit="symbol", disable=not _progress_wanted(progress, len(tickers)),
+        ) as bar:
+            futures = [pool.submit(_fetch_symbol, client, cache, t, iv, window, adjusted, use_cache) for t in tickers]
+            frames = []
+            for fut in futures:
+                frames.append(fut.result())
+                bar.update()
+    finally:
+        if own_client:
+            client.close()
+    empty = [t for t, f in zip(tickers, frames) if f.empty]
+    if empty:
+        log.warning("no bars for %s in %s..%s (unknown ticker, or no trades)", ", ".join(empty),
+                    window.first_day, window.last_day)
+    df = finalize_bars(pd.concat(frames, ignore_index=True)) if frames else empty_bars()
+    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, empty_symbols=empty)
+    return df
+
+
+# --- method choice ------------------------------------------------------------------------------
+def choose_method(n_symbols: int, days: int) -> str:
+    """The product rule: at most 5 symbols and at most 7 days → ``rest``; otherwise ``flat_file``."""
+    return "rest" if n_symbols <= AUTO_MAX_SYMBOLS and days <= AUTO_MAX_DAYS else "flat_file"
+
+
+def estimate_rest_calls(n_symbols: int, interval: Interval, window: DateRange) -> int:
+    """Upper estimate of REST calls: one per page per symbol (a page holds 50,000 base bars)."""
+    base_bars = window.days * (1440 if interval.is_intraday else 1)
+    return n_symbols * max(1, math.ceil(base_bars / PAGE_LIMIT))
+
+
+def _flat_files_unavailable(settings: Settings) -> str | None:
+    """Why flat files cannot serve right now, or None when they can."""
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return "boto3 is not installed (pip install 'massive-feeds[flatfiles]')"
+    try:
+        settings.require_s3_credentials()
+    except MissingCredentialsError:
+        return "no S3 credentials (MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY)"
+    return None
+
+
+def _rest_quota_short(settings: Settings, calls: int) -> str | None:
+    remaining = get_quota(settings).status().rest_remaining_today
+    if remaining is not None and remaining < calls:
+        return f"the REST quota left today ({remaining} calls) cannot cover ~{calls} calls"
+    return None
+
+
+def fetch_data(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    interval: str = "1h",
+    method: Method = "auto",
+    *,
+    api_key: str | None = None,
+    adjusted: bool = True,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Historical bars by the best method. ``method``: ``auto`` (default), ``rest`` or ``flat_file``.
+
+    The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why.
+    """
+    tickers = normalize_symbols(symbols)
+    iv = parse_interval(interval)
+    window = parse_date_range(start, end)
+    settings = (settings or load_settings()).with_overrides(api_key=api_key)
+    if method not in ("auto", "rest", "flat_file"):
+        raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
+
+    chosen, reason = method, "requested explicitly"
+    if method == "auto":
+        chosen = choose_method(len(tickers), window.days)
+        reason = (f"{len(tickers)} symbol(s) over {window.days} day(s): "
+                  + ("small query → REST" if chosen == "rest" else "large query → flat files"))
+        if chosen == "flat_file" and (why := _flat_files_unavailable(settings)):
+            chosen, reason = "rest", f"fell back to REST: {why}"
+            log.warning("auto method: %s", reason)
+        elif chosen == "rest" and settings.api_key and (
+            why := _rest_quota_short(settings, estimate_rest_calls(len(tickers), iv, window))
+        ) and _flat_files_unavailable(settings) is None:
+            chosen, reason = "flat_file", f"fell back to flat files: {why}"
+            log.warning("auto method: %s", reason)
+    log.info("fetch_data: %s via %s (%s)", ",".join(tickers), chosen, reason)
+
+    if chosen == "rest":
+        df = fetch_ohlcv_rest(tickers, start, end, iv.name, adjusted=adjusted, settings=settings, progress=progress)
+    else:
+        from .flatfiles import download_flat_file
+
+        df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress)
+    df.attrs.update(method=chosen, method_reason=reason)
+    return df
+
+
+SOURCES = ("auto", "massive")
+
+
+def fetch_intraday_data(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    interval: str = "1h",
+    source: str = "auto",
+    **kwargs: object,
+) -> pd.DataFrame:
+    """The unified entry point of the product document: ``source="auto"`` or ``"massive"`` (the only
+    built-in source) fetch through :func:`fetch_data`; extra keyword arguments are passed on."""
+    if source not in SOURCES:
+        raise InvalidInputError(f"Unknown source {source!r}; available: {', '.join(SOURCES)}")
+    return fetch_data(symbols, start, end, interval, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,336 @@
+"""Plan-aware quota: a REST rate limiter and usage counters shared by every process of one user.
+
+State lives in one SQLite file (``<home>/state/quota.sqlite3``). Each REST call (one per page, one per
+retry) takes a slot inside an ``IMMEDIATE`` transaction, so several scripts running at once together
+still stay inside the plan. The per-minute limit *waits* (logging why); an exhausted daily quota raises
+:class:`~massive_feeds.errors.QuotaExceededError` naming the reset time. A 429 from the server blocks
+everyone until its ``Retry-After`` and halves the per-minute budget for a few windows.
+
+Flat-file downloads reserve their bytes against the monthly budget before they start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .config import Plan, Settings, load_settings
+from .errors import QuotaExceededError
+
+log = logging.getLogger(__name__)
+
+#: Extra seconds added to the rate window: a request's slot is taken before it is sent, and it
+#: reaches the server a little later, so counting a slightly longer window keeps the server's
+#: own sliding window from ever seeing one request too many.
+SKEW_GUARD = 0.25
+#: After a 429 the per-minute budget is halved for this many windows.
+TIGHTEN_WINDOWS = 5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rest_calls (ts REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS rest_calls_ts ON rest_calls (ts);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS flatfile_bytes (month TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+"""
+
+
+def _next_midnight_utc(now: float) -> datetime:
+    day = datetime.fromtimestamp(now, timezone.utc).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def _midnight_utc(now: float) -> float:
+    return _next_midnight_utc(now).timestamp() - 86_400
+
+
+def _month_key(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m")
+
+
+def _next_month_utc(now: float) -> datetime:
+    d = datetime.fromtimestamp(now, timezone.utc)
+    return datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """A snapshot of usage against the plan. ``None`` limits/remainders mean unlimited."""
+
+    plan: str
+    rest_used_today: int
+    rest_daily_limit: int | None
+    rest_used_this_window: int
+    rest_per_minute: int | None
+    rest_resets_at: datetime
+    flatfile_bytes_used: int
+    flatfile_bytes_limit: int | None
+    flatfile_resets_at: datetime
+    ws_max_streams: int | None
+    ws_messages_per_minute: int | None
+
+    @property
+    def rest_remaining_today(self) -> int | None:
+        if self.rest_daily_limit is None:
+            return None
+        return max(self.rest_daily_limit - self.rest_used_today, 0)
+
+    @property
+    def flatfile_bytes_remaining(self) -> int | None:
+        if self.flatfile_bytes_limit is None:
+            return None
+        return max(self.flatfile_bytes_limit - self.flatfile_bytes_used, 0)
+
+    @property
+    def level(self) -> str:
+        """``green`` (> 50 REST calls left or unlimited), ``orange`` (20–50), ``red`` (< 20), ``exhausted``."""
+        return rest_level(self.rest_remaining_today)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "plan": self.plan, "level": self.level,
+            "rest_used_today": self.rest_used_today, "rest_remaining_today": self.rest_remaining_today,
+            "rest_daily_limit": self.rest_daily_limit, "rest_per_minute": self.rest_per_minute,
+            "rest_used_this_window": self.rest_used_this_window,
+            "rest_resets_at": self.rest_resets_at.isoformat(),
+            "flatfile_bytes_used": self.flatfile_bytes_used,
+            "flatfile_bytes_remaining": self.flatfile_bytes_remaining,
+            "flatfile_bytes_limit": self.flatfile_bytes_limit,
+            "flatfile_resets_at": self.flatfile_resets_at.isoformat(),
+            "ws_max_streams": self.ws_max_streams, "ws_messages_per_minute": self.ws_messages_per_minute,
+        }
+
+    def __str__(self) -> str:
+        def n(v: int | None) -> str:
+            return "unlimited" if v is None else f"{v:,}"
+
+        gb = lambda b: "unlimited" if b is None else f"{b / 1e9:.2f} GB"  # noqa: E731
+        return (
+            f"Plan: {self.plan}\n"
+            f"REST: {self.rest_used_today:,} used today, {n(self.rest_remaining_today)} left "
+            f"[{self.level}] (resets {self.rest_resets_at:%Y-%m-%d %H:%M} UTC); "
+            f"{n(self.rest_per_minute)} per minute\n"
+            f"Flat files: {gb(self.flatfile_bytes_used)} used this month, {gb(self.flatfile_bytes_remaining)} left "
+            f"(resets {self.flatfile_resets_at:%Y-%m-%d})\n"
+            f"WebSocket: {n(self.ws_max_streams)} symbol streams, {n(self.ws_messages_per_minute)} messages/minute"
+        )
+
+
+def rest_level(remaining: int | None) -> str:
+    """The colour rule of the product: green > 50, orange 20–50, red < 20, exhausted at 0."""
+    if remaining is None or remaining > 50:
+        return "green"
+    if remaining >= 20:
+        return "orange"
+    return "red" if remaining > 0 else "exhausted"
+
+
+class QuotaManager:
+    """Usage and limits for one plan, persisted in a SQLite file shared across processes."""
+
+    def __init__(self, plan: Plan, path: Path, *, clock=time.time, sleep=time.sleep) -> None:
+        self.plan = plan
+        self.path = Path(path)
+        self._clock = clock
+        self._sleep = sleep
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connect().executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"QuotaManager(plan={self.plan.name!r}, path='{self.path}')"
+
+    # --- storage --------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, key: str, default: float = 0.0) -> float:
+        row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    @staticmethod
+    def _set(db: sqlite3.Connection, key: str, value: float) -> None:
+        db.execute("INSERT INTO state(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+                   (key, value, value))
+
+    # --- REST -----------------------------------------------------------------------------------
+    def _window(self) -> float:
+        return self.plan.rest_window_seconds + SKEW_GUARD
+
+    def _per_window_limit(self, db: sqlite3.Connection, now: float) -> int | None:
+        limit = self.plan.rest_per_minute
+        if limit is None:
+            return None
+        if now < self._get(db, "tightened_until"):
+            return max(1, limit // 2)
+        return limit
+
+    def acquire_rest(self) -> None:
+        """Take one REST call slot: wait for the per-minute window, or raise if the day is used up."""
+        while True:
+            wait = self._try_acquire()
+            if wait <= 0:
+                return
+            log.info("REST rate limit (%s/%gs on plan %r): waiting %.1fs",
+                     self.plan.rest_per_minute, self.plan.rest_window_seconds, self.plan.name, wait)
+            self._sleep(wait)
+
+    def _try_acquire(self) -> float:
+        """0 when a slot was taken, else the seconds to wait before trying again."""
+        now = self._clock()
+        with self._transaction() as db:
+            db.execute("DELETE FROM rest_calls WHERE ts < ?", (now - 2 * 86_400,))
+            if self.plan.rest_per_day is not None:
+                used = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?", (_midnight_utc(now),)).fetchone()[0]
+                if used >= self.plan.rest_per_day:
+                    resets = _next_midnight_utc(now)
+                    raise QuotaExceededError(
+                        f"Daily REST quota of {self.plan.rest_per_day} requests is used up (plan {self.plan.name!r}); "
+                        f"it resets at {resets:%Y-%m-%d %H:%M} UTC. Use flat files or saved datasets meanwhile.",
+                        resource="rest_daily", resets_at=resets,
+                    )
+            blocked = self._get(db, "blocked_until")
+            if now < blocked:
+                return blocked - now
+            limit = self._per_window_limit(db, now)
+            if limit is not None:
+                since = now - self._window()
+                rows = db.execute(
+                    "SELECT ts FROM rest_calls WHERE ts >= ? ORDER BY ts LIMIT ?", (since, limit)
+                ).fetchall()
+                if len(rows) >= limit:
+                    return max(rows[0][0] + self._window() - now, 0.01)
+            db.execute("INSERT INTO rest_calls(ts) VALUES (?)", (now,))
+        return 0.0
+
+    def record_rate_limited(self, retry_after: float | None = None) -> float:
+        """The server said 429: block every process until ``retry_after`` (or a fair share of the
+        window) and halve the budget for a while. Returns the seconds everyone now waits."""
+        now = self._clock()
+        per = self.plan.rest_per_minute or 60
+        wait = retry_after if retry_after is not None else self.plan.rest_window_seconds / per
+        with self._transaction() as db:
+            self._set(db, "blocked_until", max(self._get(db, "blocked_until"), now + wait))
+            self._set(db, "tightened_until", now + TIGHTEN_WINDOWS * self.plan.rest_window_seconds)
+        log.warning("Server rate limit hit (429); pausing REST calls for %.1fs and halving the rate", wait)
+        return wait
+
+    # --- flat files -----------------------------------------------------------------------------
+    def reserve_flatfile_bytes(self, nbytes: int) -> None:
+        """Count ``nbytes`` against this month's flat-file budget, or raise before anything is downloaded."""
+        if nbytes <= 0:
+            return
+        now = self._clock()
+        month = _month_key(now)
+        with self._transaction() as db:
+            row = db.execute("SELECT bytes FROM flatfile_bytes WHERE month = ?", (month,)).fetchone()
+            used = row[0] if row else 0
+            limit = self.plan.flatfile_bytes_per_month
+            if limit is not None and used + nbytes > limit:
+                resets = _next_month_utc(now)
+                raise QuotaExceededError(
+                    f"This download needs {nbytes / 1e6:,.1f} MB but only {max(limit - used, 0) / 1e6:,.1f} MB of "
+                    f"the {limit / 1e9:g} GB monthly flat-file quota is left (plan {self.plan.name!r}); "
+                    f"it resets on {resets:%Y-%m-%d}. Narrow the query or reuse cached files.",
+                    resource="flatfile_bytes", resets_at=resets,
+                )
+            db.execute(
+                "INSERT INTO flatfile_bytes(month, bytes) VALUES(?, ?) "
+                "ON CONFLICT(month) DO UPDATE SET bytes = bytes + ?", (month, nbytes, nbytes),
+            )
+
+    def release_flatfile_bytes(self, nbytes: int) -> None:
+        """Give back a reservation whose download did not happen."""
+        if nbytes <= 0:
+            return
+        with self._transaction() as db:
+            db.execute("UPDATE flatfile_bytes SET bytes = MAX(bytes - ?, 0) WHERE month = ?",
+                       (nbytes, _month_key(self._clock())))
+
+    # --- reporting ------------------------------------------------------------------------------
+    def status(self) -> QuotaStatus:
+        now = self._clock()
+        db = self._connect()
+        used_today = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?", (_midnight_utc(now),)).fetchone()[0]
+        in_window = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?",
+                               (now - self.plan.rest_window_seconds,)).fetchone()[0]
+        row = db.execute("SELECT bytes FROM flatfile_bytes WHERE month = ?", (_month_key(now),)).fetchone()
+        p = self.plan
+        return QuotaStatus(
+            plan=p.name, rest_used_today=used_today, rest_daily_limit=p.rest_per_day,
+            rest_used_this_window=in_window, rest_per_minute=p.rest_per_minute,
+            rest_resets_at=_next_midnight_utc(now), flatfile_bytes_used=row[0] if row else 0,
+            flatfile_bytes_limit=p.flatfile_bytes_per_month, flatfile_resets_at=_next_month_utc(now),
+            ws_max_streams=p.ws_max_streams, ws_messages_per_minute=p.ws_messages_per_minute,
+        )
+
+    def reset(self) -> None:
+        """Forget all recorded usage (tests, or after a plan change)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM rest_calls")
+            db.execute("DELETE FROM state")
+            db.execute("DELETE FROM flatfile_bytes")
+
+
+_managers: dict[tuple[Plan, Path], QuotaManager] = {}
+_managers_lock = threading.Lock()
+
+
+def get_quota(settings: Settings | None = None) -> QuotaManager:
+    """The quota manager for these settings (one per plan and state folder in this process)."""
+    settings = settings or load_settings()
+    key = (settings.plan, settings.state_dir)
+    with _managers_lock:
+        if key not in _managers:
+            _managers[key] = QuotaManager(settings.plan, settings.state_dir / "quota.sqlite3")
+        return _managers[key]
+
+
+def quota_status(settings: Settings | None = None) -> QuotaStatus:
+    """Used and remaining REST calls, flat-file bytes and WebSocket limits, with the colour level."""
+    return get_quota(settings).status()
+
+
+TIPS = (
+    "Use Append mode to incrementally build datasets",
+    "Save datasets after fetching to avoid re-fetching",
+    "Use flat file downloads for bulk historical data",
+    "WebSocket is best for live trading (doesn't count against REST quota)",
+)
+
+
+def free_tier_info(settings: Settings | None = None) -> str:
+    """The plan's limits and the usage tips, as text."""
+    settings = settings or load_settings()
+    plan = settings.plan
+    title = "Massive.com Free Tier Limits" if plan.name == "free" else f"Massive.com plan '{plan.name}' limits"
+    return f"=== {title} ===\n{plan.describe()}\n\nTips:\n" + "\n".join(f"- {t}" for t in TIPS)
+
+
+def print_free_tier_info(settings: Settings | None = None) -> None:
+    """Print the plan's limits and usage tips (the product document's ``print_free_tier_info``)."""
+    print(free_tier_info(settings))  # noqa: T201 - printing is this function's purpose

@@ -1,0 +1,195 @@
+"""The REST transport: one HTTP session, Bearer auth, quota slots, retries and pagination.
+
+Every attempt (first try, retry, next page) takes a quota slot first, so the plan is never passed.
+429, 5xx, dropped connections and malformed bodies are retried with exponential backoff and full
+jitter, honouring ``Retry-After``; what still fails surfaces as a typed :mod:`massive_feeds.errors`
+exception carrying status, request id and the server's message — never the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import requests
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..errors import (
+    AuthenticationError,
+    BadResponseError,
+    HTTPError,
+    MassiveError,
+    NotEntitledError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from ..quota import QuotaManager, get_quota
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_STATUS_ERRORS: dict[int, type[HTTPError]] = {401: AuthenticationError, 403: NotEntitledError, 404: NotFoundError}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. Delays grow ``base * 2**attempt`` up to ``cap`` with full jitter."""
+
+    max_attempts: int = 6
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(retry_after, 120.0)
+        return random.uniform(0.5, 1.0) * min(self.cap, self.base * 2**attempt)
+
+
+def _server_text(body: bytes) -> tuple[str | None, str | None]:
+    """(message, request_id) from an error body, which may be JSON, HTML or empty."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return (text or None), None
+    if not isinstance(data, dict):
+        return None, None
+    return data.get("error") or data.get("message"), data.get("request_id")
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RestClient:
+    """A small, thread-safe client for Massive's REST API.
+
+    Args:
+        settings: resolved configuration (``load_settings()`` when omitted).
+        api_key: overrides the configured key for this client.
+        quota: the shared quota manager (the one for ``settings`` when omitted).
+        retry: retry/backoff policy.
+        timeout: (connect, read) seconds per request.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        api_key: str | None = None,
+        quota: QuotaManager | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: tuple[float, float] = (10.0, 60.0),
+    ) -> None:
+        self.settings = (settings or load_settings()).with_overrides(api_key=api_key)
+        self._key = self.settings.require_api_key()
+        self.base_url = self.settings.rest_url.rstrip("/")
+        self.quota = quota or get_quota(self.settings)
+        self.retry = retry
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.headers.update({
+            "Authorization": f"Bearer {self._key.reveal()}",
+            "Accept-Encoding": "gzip",
+            "User-Agent": f"massive-feeds/{__version__}",
+        })
+
+    def __repr__(self) -> str:
+        return f"RestClient(base_url={self.base_url!r}, plan={self.quota.plan.name!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "RestClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- single requests ------------------------------------------------------------------------
+    def _url(self, path_or_url: str) -> str:
+        """Absolute URL on our base. A ``next_url`` keeps its path and query but not its host, as
+        the official client does (older servers sent malformed hosts)."""
+        if path_or_url.startswith(("http://", "https://")):
+            parts = urlsplit(path_or_url)
+            path_or_url = parts.path + (f"?{parts.query}" if parts.query else "")
+        return self.base_url + path_or_url
+
+    def request(self, path: str, params: dict[str, Any] | None = None,
+                parse: Callable[[bytes], T] = orjson.loads) -> T:  # type: ignore[assignment]
+        """GET ``path`` and return ``parse(body)``, with quota, retries and typed errors."""
+        url = self._url(path)
+        last: MassiveError | None = None
+        for attempt in range(self.retry.max_attempts):
+            if attempt:
+                delay = self.retry.delay(attempt - 1, getattr(last, "retry_after", None))
+                log.info("retrying %s in %.2fs after: %s", urlsplit(url).path, delay, last)
+                time.sleep(delay)
+            self.quota.acquire_rest()
+            try:
+                resp = self._session.get(url, params=params, timeout=self.timeout)
+            except requests.RequestException as exc:
+                last = ServerError(f"connection to {self.base_url} failed: {type(exc).__name__}")
+                continue
+            if resp.status_code == 200:
+                try:
+                    return parse(resp.content)
+                except (BadResponseError, orjson.JSONDecodeError, ValueError) as exc:
+                    last = exc if isinstance(exc, BadResponseError) else BadResponseError(f"malformed JSON: {exc}")
+                    continue
+            last = self._error_for(resp)
+            if resp.status_code == 429:
+                self.quota.record_rate_limited(_retry_after(resp))
+                continue
+            if resp.status_code < 500:
+                raise last
+        assert last is not None
+        raise last
+
+    def _error_for(self, resp: requests.Response) -> MassiveError:
+        message, request_id = _server_text(resp.content)
+        status = resp.status_code
+        path = urlsplit(resp.url).path
+        if status == 429:
+            return RateLimitError(f"rate limited on {path}", status=status, request_id=request_id,
+                                  server_message=message, retry_after=_retry_after(resp))
+        if status >= 500:
+            return ServerError(f"server error on {path}", status=status, request_id=request_id, server_message=message)
+        cls = _STATUS_ERRORS.get(status, HTTPError)
+        what = {401: "authentication failed (check MASSIVE_API_KEY)", 403: "not entitled to this data on your plan",
+                404: "not found"}.get(status, "request rejected")
+        return cls(f"{what}: {path}", status=status, request_id=request_id, server_message=message)
+
+    # --- pagination -----------------------------------------------------------------------------
+    def paginate(self, path: str, params: dict[str, Any] | None,
+                 parse: Callable[[bytes], T], next_url: Callable[[T], str | None]) -> Iterator[T]:
+        """Yield parsed pages, following ``next_url`` until absent; a repeated cursor is an error."""
+        seen: set[str] = set()
+        page = self.request(path, params, parse)
+        yield page
+        while (url := next_url(page)) is not None:
+            cursor = parse_qs(urlsplit(url).query).get("cursor", [url])[0]
+            if cursor in seen:
+                raise BadResponseError(f"pagination loop: the server repeated a cursor on {urlsplit(url).path}")
+            seen.add(cursor)
+            page = self.request(url, None, parse)
+            yield page
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.request(path, params)
+
+    def list_json(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every ``results`` row of a paginated v3 endpoint (tickers, splits, …)."""
+        for page in self.paginate(path, params, orjson.loads, lambda p: p.get("next_url")):
+            yield from page.get("results") or []

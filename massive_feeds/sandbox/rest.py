@@ -1,0 +1,352 @@
+"""The sandbox's REST side: a real HTTP/1.1 server with Massive's JSON shapes.
+
+Serves ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted``, ``sort``, ``limit``,
+``cursor``; ``next_url`` without the key) and ``/v3/reference/tickers``. Authenticates with either
+``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers 401/403/404/429 with the
+real error bodies, and applies the sandbox's rate limit and injected faults.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import date, datetime, time as dtime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import numpy as np
+import orjson
+
+from ..schema import NEW_YORK, asset_class
+from .market import Bars
+
+if TYPE_CHECKING:
+    from . import Sandbox
+
+log = logging.getLogger(__name__)
+
+AGGS_RE = re.compile(r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<mult>[^/]+)/(?P<span>[^/]+)/(?P<frm>[^/]+)/(?P<to>[^/]+)$")
+TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
+NOT_ENTITLED_MESSAGE = "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
+RATE_LIMIT_MESSAGE = ("You've exceeded the maximum requests per minute, please wait or upgrade your "
+                      "subscription to continue.")
+
+
+@dataclass
+class LoggedRequest:
+    """What the sandbox saw of one request (for tests: was the key in the URL? how many calls?)."""
+
+    at: float
+    method: str
+    path: str
+    query: str
+    auth: str  # "bearer" | "query" | "none"
+    status: int = 0
+
+
+class _Reply(Exception):
+    """Raised inside a handler to answer with a status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _error(status: int, text: str, key: str = "error", state: str = "ERROR") -> _Reply:
+    return _Reply(status, {"status": state, "request_id": uuid.uuid4().hex, key: text})
+
+
+def _parse_bound(text: str, end: bool) -> int:
+    """A ``from``/``to`` path value (``YYYY-MM-DD`` or epoch ms) → epoch ms; dates are New York days."""
+    if text.isdigit():
+        return int(text)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise _error(400, f"Could not parse the time parameter: '{text}'. Use YYYY-MM-DD or a millisecond timestamp.")
+    ms = int(datetime.combine(day, dtime(0), NEW_YORK).timestamp() * 1000)
+    return ms + 86_400_000 - 1 if end else ms  # a date `to` covers that whole day
+
+
+class RestServer:
+    """The HTTP server thread. ``url`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, sandbox: "Sandbox") -> None:
+        self.sandbox = sandbox
+        self.requests: list[LoggedRequest] = []
+        self._calls: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._httpd = ThreadingHTTPServer((sandbox.host, 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sandbox-rest", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def count(self, path_prefix: str = "/") -> int:
+        """How many requests reached the server whose path starts with ``path_prefix``."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.path.startswith(path_prefix))
+
+    def rate_limited(self, key: str) -> bool:
+        """Sliding-window check of the sandbox's own rate limit; records the call when allowed."""
+        limit = self.sandbox.rate_limit
+        if limit is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.setdefault(key, deque())
+            while calls and calls[0] <= now - limit.window:
+                calls.popleft()
+            if len(calls) >= limit.requests:
+                return True
+            calls.append(now)
+            return False
+
+    # --- endpoints ------------------------------------------------------------------------------
+    def aggs(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        sb = self.sandbox
+        ticker, span = m["ticker"], m["span"]
+        if span not in TIMESPANS:
+            raise _error(400, f"Invalid timespan '{span}'. Must be one of: {', '.join(TIMESPANS)}.")
+        if not m["mult"].isdigit() or int(m["mult"]) < 1:
+            raise _error(400, f"Invalid multiplier '{m['mult']}'.")
+        if span == "second":
+            raise _error(403, "Your plan doesn't include second aggregates in the sandbox.", "message", "NOT_AUTHORIZED")
+        if asset_class(ticker) in sb.not_entitled:
+            raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
+        cursor = _decode_cursor(query.get("cursor"))
+        adjusted = cursor.get("adjusted", query.get("adjusted", "true").lower() != "false")
+        sort = cursor.get("sort", query.get("sort", "asc"))
+        limit = int(cursor.get("limit", query.get("limit", 5000)))
+        if not 1 <= limit <= 50_000:
+            raise _error(400, "limit must be between 1 and 50000")
+        frm = int(cursor.get("from", _parse_bound(m["frm"], end=False)))
+        to = int(cursor.get("to", _parse_bound(m["to"], end=True)))
+        to = min(to, sb.clock.now_ms() - 60_000)  # only finished minutes exist yet
+        base = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted,
+                "status": "OK", "request_id": uuid.uuid4().hex}
+        if not sb.market.knows(ticker) or to < frm:
+            return {**base, "count": 0}
+        bars = sb.market.bars(ticker, frm, to, int(m["mult"]), span)
+        if sort == "desc":
+            bars = bars.slice(slice(None, None, -1))
+        page = min(limit, sb.max_page_bars)
+        body = {**base, "queryCount": int(bars.size), "resultsCount": min(page, bars.size),
+                "results": _bar_dicts(bars.slice(slice(0, page)), asset_class(ticker)),
+                "count": min(page, bars.size)}
+        if bars.size > page:
+            nxt = int(bars.t[page])
+            state = {"adjusted": adjusted, "sort": sort, "limit": limit,
+                     "from": nxt if sort == "asc" else frm, "to": to if sort == "asc" else nxt}
+            if sb.faults.repeat_cursor:
+                state = {**state, "from": frm, "to": to}
+            path = f"/v2/aggs/ticker/{ticker}/range/{m['mult']}/{span}/{state['from']}/{state['to']}"
+            body["next_url"] = f"{self.url}{path}?{urlencode({'cursor': _encode_cursor(state)})}"
+        return body
+
+    def tickers(self, query: dict[str, str]) -> dict[str, Any]:
+        cursor = _decode_cursor(query.get("cursor"))
+        limit = int(cursor.get("limit", query.get("limit", 100)))
+        if not 1 <= limit <= 1000:
+            raise _error(400, "limit must be between 1 and 1000")
+        offset = int(cursor.get("offset", 0))
+        market = cursor.get("market", query.get("market"))
+        search = cursor.get("search", query.get("search", "")).lower()
+        only = cursor.get("ticker", query.get("ticker"))
+        rows = [
+            info for info in self.sandbox.market.universe.values()
+            if info.asset != "options"  # options live under /v3/reference/options/contracts
+            and (market is None or info.market == market)
+            and (not search or search in info.ticker.lower() or search in info.name.lower())
+            and (only is None or info.ticker == only)
+        ]
+        rows.sort(key=lambda i: i.ticker)
+        page = rows[offset: offset + limit]
+        body: dict[str, Any] = {
+            "results": [_ticker_dict(i) for i in page], "status": "OK",
+            "request_id": uuid.uuid4().hex, "count": len(page),
+        }
+        if offset + limit < len(rows):
+            state = {"offset": offset + limit, "limit": limit, "market": market, "search": search, "ticker": only}
+            body["next_url"] = f"{self.url}/v3/reference/tickers?{urlencode({'cursor': _encode_cursor(state)})}"
+        return body
+
+
+def _encode_cursor(state: dict[str, Any]) -> str:
+    clean = {k: v for k, v in state.items() if v is not None}
+    return base64.urlsafe_b64encode(orjson.dumps(clean)).decode().rstrip("=")
+
+
+def _decode_cursor(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        raise _error(400, "Invalid cursor") from None
+
+
+def _num(values: np.ndarray) -> list[Any]:
+    """Whole numbers as ints (as the real service writes volumes), others as floats."""
+    if np.all(values == np.floor(values)):
+        return values.astype(np.int64).tolist()
+    return values.tolist()
+
+
+def _bar_dicts(bars: Bars, asset: str) -> list[dict[str, Any]]:
+    t, o, h, l, c = (a.tolist() for a in (bars.t, bars.o, bars.h, bars.l, bars.c))  # noqa: E741
+    if asset == "indices":  # index aggregates carry no volume, vwap or trade count
+        return [{"o": o[i], "c": c[i], "h": h[i], "l": l[i], "t": t[i]} for i in range(len(t))]
+    v, vw, n = _num(bars.v), bars.vw.tolist(), bars.n.tolist()
+    return [{"v": v[i], "vw": vw[i], "o": o[i], "c": c[i], "h": h[i], "l": l[i], "t": t[i], "n": n[i]}
+            for i in range(len(t))]
+
+
+def _ticker_dict(info: Any) -> dict[str, Any]:
+    locale = "global" if info.market in ("fx", "crypto") else "us"
+    row = {"ticker": info.ticker, "name": info.name, "market": info.market, "locale": locale,
+           "active": True, "currency_name": "usd", "last_updated_utc": "2025-01-02T00:00:00Z"}
+    if info.primary_exchange:
+        row["primary_exchange"] = info.primary_exchange
+    if info.type:
+        row["type"] = info.type
+    return row
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: RestServer
+    protocol_version = "HTTP/1.1"
+    server_version = "MassiveSandbox/1.0"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # route http.server's chatter to logging
+        log.debug("sandbox rest: " + fmt, *args)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        entry = LoggedRequest(time.time(), "GET", parts.path, parts.query, "none")
+        with self.owner._lock:
+            self.owner.requests.append(entry)
+        try:
+            self._serve(parts.path, query, entry)
+        except _RawReply as reply:
+            entry.status = reply.status
+            self._send_raw(reply.status, reply.html, "text/html")
+        except _Reply as reply:
+            entry.status = reply.status
+            self._send_json(reply.status, reply.body, reply.headers)
+
+    def _serve(self, path: str, query: dict[str, str], entry: LoggedRequest) -> None:
+        sb = self.owner.sandbox
+        key = self._key(query, entry)
+        if sb.faults.latency:
+            time.sleep(sb.faults.latency)
+        if key is None:
+            raise _error(401, "API Key was not provided")
+        if key != sb.api_key:
+            raise _error(401, "Unknown API Key")
+        if self.owner.rate_limited(key):
+            raise _Reply(429, {"status": "ERROR", "request_id": uuid.uuid4().hex, "error": RATE_LIMIT_MESSAGE},
+                         self._retry_after())
+        outcome = sb.faults.next_outcome()
+        if outcome == "drop":
+            entry.status = -1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if isinstance(outcome, int):
+            raise self._fault_reply(outcome)
+        body = self._route(path, query)
+        entry.status = 200
+        if outcome == "malformed":
+            self._send_raw(200, b'{"status":"OK","results":[{"o":1.0,"c":', "application/json")
+        elif outcome == "truncate":
+            data = orjson.dumps(body)
+            self._send_raw(200, data[: len(data) // 2], "application/json")
+        else:
+            self._send_json(200, body)
+
+    def _fault_reply(self, status: int) -> _Reply:
+        if status == 429:
+            return _Reply(429, {"status": "ERROR", "request_id": uuid.uuid4().hex, "error": RATE_LIMIT_MESSAGE},
+                          self._retry_after())
+        if status == 403:
+            return _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
+        if status == 404:
+            return _error(404, "Data not found.", "message", "NOT_FOUND")
+        if status >= 500:
+            return _RawReply(status)
+        return _error(status, "Sandbox fault")
+
+    def _route(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        m = AGGS_RE.match(path)
+        if m:
+            return self.owner.aggs(m, query)
+        if path == "/v3/reference/tickers":
+            return self.owner.tickers(query)
+        raise _error(404, "Data not found.", "message", "NOT_FOUND")
+
+    def _key(self, query: dict[str, str], entry: LoggedRequest) -> str | None:
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            entry.auth = "bearer"
+            return header[len("Bearer "):].strip()
+        if "apiKey" in query:
+            entry.auth = "query"
+            return query["apiKey"]
+        return None
+
+    def _retry_after(self) -> dict[str, str]:
+        ra = self.owner.sandbox.faults.retry_after
+        return {"Retry-After": f"{ra:g}"} if ra is not None else {}
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, orjson.dumps(body) if body else b"", "application/json", headers)
+
+    def _send_raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        gzipped = len(data) > 1024 and "gzip" in self.headers.get("Accept-Encoding", "")
+        if gzipped:
+            data = gzip.compress(data, compresslevel=1)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class _RawReply(_Reply):
+    """A 5xx with an HTML body, as load balancers in front of the real service send."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status, {})
+        self.html = f"<html><body><h1>{status} Service Unavailable</h1></body></html>".encode()
