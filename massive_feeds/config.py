@@ -248,16 +248,17 @@ def _resolve_plan(lookup: Mapping[str, str]) -> Plan:
     return plan
 
 
-def load_settings(cwd: Path | None = None, **overrides: Any) -> Settings:
+def load_settings(cwd: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve settings from arguments, environment, ``./api_keys.properties`` and the user config file.
 
     Keyword overrides use the :class:`Settings` field names (``api_key="…"``, ``rest_url="…"``,
-    ``plan="basic"`` or a :class:`Plan`).
+    ``plan="basic"`` or a :class:`Plan`). ``environ`` replaces ``os.environ`` as the environment layer.
     """
+    environ = os.environ if environ is None else environ
     layered: dict[str, str] = {}
     for source in reversed(_file_sources(cwd)):  # user file first, local file wins over it
         layered.update(source)
-    layered.update({k: v for k, v in os.environ.items() if k.startswith("MASSIVE_") and v})
+    layered.update({k: v for k, v in environ.items() if k.startswith("MASSIVE_") and v})
 
     values: dict[str, Any] = {}
     for key, attr in _ENV_KEYS.items():

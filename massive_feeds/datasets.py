@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 import pandas as pd
+import pyarrow as pa
 
 from .config import Settings, load_settings
 from .errors import DatasetError, InvalidInputError
@@ -118,6 +119,8 @@ def save_dataset(
         write_parquet(df, path, _metadata(df, source, tags, metadata))
     except OSError as exc:
         raise DatasetError(f"could not write dataset {path.name}: {exc.strerror or exc}") from exc
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DatasetError(f"could not write dataset {path.name}: a column cannot be stored ({exc})") from exc
     log.info("saved dataset %s (%d rows)", path, len(df))
     return path
 

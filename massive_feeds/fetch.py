@@ -76,8 +76,9 @@ def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval:
     params = {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": PAGE_LIMIT}
     pages = list(client.paginate(path, params, parse_aggs, lambda page: page.next_url))
     df = _pages_to_frame(pages, ticker)
-    if interval.timespan in ("minute", "hour", "day"):  # weeks/months start before the range by design
-        df = df[(df["timestamp"] >= window.start) & (df["timestamp"] < window.end)]
+    if interval.timespan in ("minute", "hour", "day"):  # weeks/months may start before the range by design
+        width = pd.Timedelta(minutes=interval.minutes) if interval.is_intraday else pd.Timedelta(days=1)
+        df = df[(df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)]
     df = finalize_bars(df)
     if cacheable:
         cache.put(key, df)

@@ -1,0 +1,171 @@
+"""The ``massive-feeds`` command line.
+
+Conventions: ``--help`` on every command; results on stdout; errors on stderr as one line, exit code 1
+for expected failures (bad input, missing key, quota, server errors), 2 for usage errors, 130 on Ctrl-C.
+No tracebacks for expected errors (``--debug`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from ..errors import MassiveError
+
+log = logging.getLogger("massive_feeds.cli")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_fetch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fetch", help="fetch bars into a dataset", description="Fetch historical bars (auto/rest/flat_file) and save them as a dataset.")
+    p.add_argument("symbols", help="comma-separated tickers, e.g. AAPL,MSFT,X:BTCUSD")
+    p.add_argument("--start", required=True, help="YYYY-MM-DD or ISO datetime (UTC)")
+    p.add_argument("--end", required=True, help="YYYY-MM-DD or ISO datetime (UTC), inclusive")
+    p.add_argument("--interval", default="1h", help="1m 5m 15m 30m 1h 4h 1d 1w 1M (default 1h)")
+    p.add_argument("--method", default="auto", choices=["auto", "rest", "flat_file"])
+    p.add_argument("--dataset", help="save under this dataset name (default: print a preview only)")
+    p.add_argument("--append", action="store_true", help="append to the dataset (de-duplicated)")
+    p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
+    p.add_argument("--unadjusted", action="store_true", help="raw prices instead of split-adjusted")
+    p.set_defaults(func=_cmd_fetch)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from ..datasets import save_dataset
+    from ..fetch import fetch_data
+
+    df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=not args.unadjusted,
+                    progress=sys.stderr.isatty())
+    print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
+          f"({df.attrs.get('method_reason', '')})")
+    if args.dataset:
+        path = save_dataset(df, args.dataset, append=args.append, tags=args.tag)
+        print(f"saved dataset {args.dataset} -> {path}")
+    else:
+        print(df.head(10).to_string(index=False))
+    return 0
+
+
+def _add_quota(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quota", help="show plan limits and usage", description="Show plan limits, usage and the colour level.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--tips", action="store_true", help="also print the free-tier tips")
+    p.set_defaults(func=_cmd_quota)
+
+
+def _cmd_quota(args: argparse.Namespace) -> int:
+    import json
+
+    from ..quota import free_tier_info, quota_status
+
+    status = quota_status()
+    print(json.dumps(status.as_dict(), indent=2) if args.json else str(status))
+    if args.tips:
+        print("\n" + free_tier_info())
+    return 0
+
+
+def _add_datasets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list saved datasets", description="List saved datasets and recordings.")
+    p.set_defaults(func=_cmd_datasets)
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from ..datasets import list_datasets
+
+    table = list_datasets()
+    if table.empty:
+        print("no datasets yet (massive-feeds fetch ... --dataset NAME)")
+        return 0
+    print(table.drop(columns=["path"]).to_string(index=False))
+    return 0
+
+
+def _add_sandbox(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sandbox", help="run the local Massive-compatible sandbox",
+                       description="Run the sandbox servers until Ctrl-C and print the environment that points clients at it.")
+    p.add_argument("--rate-limit", type=int, default=None, help="REST requests per minute the sandbox allows")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-websocket", action="store_true")
+    p.add_argument("--no-s3", action="store_true")
+    p.set_defaults(func=_cmd_sandbox)
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    import time
+
+    from ..sandbox import RateLimit, Sandbox
+
+    limit = RateLimit(args.rate_limit, 60.0) if args.rate_limit else None
+    with Sandbox(seed=args.seed, rate_limit=limit, **_optional_sides(not args.no_websocket, not args.no_s3)) as sb:
+        print(f"Sandbox running: {sb.describe()}")
+        print("Point massive_feeds (or the official client) at it with:")
+        for k, v in sb.env().items():
+            print(f"  export {k}={v}")
+        sys.stdout.flush()
+        while True:
+            time.sleep(3600)
+
+
+def _optional_sides(websocket: bool, s3: bool) -> dict[str, bool]:
+    """Sandbox sides to start, skipping those whose modules are not available in this build."""
+    import importlib.util
+
+    return {
+        "websocket": websocket and importlib.util.find_spec("massive_feeds.sandbox.ws") is not None,
+        "s3": s3 and importlib.util.find_spec("massive_feeds.sandbox.s3") is not None,
+    }
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the end-to-end demo on the sandbox (no key, no network)",
+                       description="Start the sandbox, fetch history, save a dataset and print the quota status.")
+    p.add_argument("--output", default="output/demo", help="folder for datasets and reports")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.output)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="massive-feeds",
+        description="Massive.com market data for Backtrader and vectorbt: fetch, stream, record, backtest.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in (_add_fetch, _add_quota, _add_datasets, _add_sandbox, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MassiveError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

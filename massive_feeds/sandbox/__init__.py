@@ -21,13 +21,17 @@ The library itself never imports this package; the CLI, tests, examples and the 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .faults import Faults
 from .market import DEFAULT_UNIVERSE, MarketGenerator, TickerInfo
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +173,12 @@ class Sandbox:
                 "MASSIVE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
             })
         return env
+
+    def settings(self, **overrides: Any) -> "Settings":
+        """massive_feeds settings pointing at this sandbox (keyword overrides as in ``load_settings``)."""
+        from ..config import load_settings
+
+        return load_settings(environ={**os.environ, **self.env()}, **overrides)
 
     def describe(self) -> str:
         parts = [f"REST {self.rest.url}" if self.rest else None, f"WebSocket {self.ws.url}" if self.ws else None,

@@ -1,0 +1,31 @@
+# Two entry points: `make demo` (build the virtualenv, install, run the demo on the embedded sandbox)
+# and `make test` (the whole test suite; CI runs exactly this via .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test test-live bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/massive-feeds demo
+
+test: install
+	$(PY) -m pytest -q
+
+# Tests against the real service; needs MASSIVE_LIVE_API_KEY.
+test-live: install
+	$(PY) -m pytest -q -m live
+
+bench: install
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

@@ -1,0 +1,126 @@
+"""Datasets: atomic parquet with metadata, append/merge de-duplication, safe names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from massive_feeds import list_datasets, load_dataset, save_dataset, stack_data
+from massive_feeds.config import Settings
+from massive_feeds.errors import DatasetError, InvalidInputError
+
+
+def bars(symbol: str, minutes: range, price: float = 100.0) -> pd.DataFrame:
+    ts = pd.Timestamp("2024-03-05 14:30", tz="UTC") + pd.to_timedelta(list(minutes), unit="min")
+    n = len(ts)
+    return pd.DataFrame({"timestamp": ts, "symbol": symbol, "open": price, "high": price + 1, "low": price - 1,
+                         "close": price, "volume": 10.0, "vwap": price, "transactions": np.arange(n)})
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "datasets"
+
+
+def test_save_and_load_round_trip(folder: Path) -> None:
+    df = bars("AAPL", range(5))
+    save_dataset(df, "one", folder=folder)
+    pd.testing.assert_frame_equal(load_dataset("one", folder=folder), df, check_dtype=False)
+
+
+def test_list_shows_symbols_range_rows_source_and_tags(folder: Path) -> None:
+    df = pd.concat([bars("AAPL", range(3)), bars("MSFT", range(2))])
+    df.attrs.update(method="rest", interval="1m")
+    save_dataset(df, "morning", tags=["open", "test"], folder=folder)
+    row = list_datasets(folder=folder).iloc[0]
+    assert row["name"] == "morning" and row["rows"] == 5
+    assert row["symbols"] == ["AAPL", "MSFT"]
+    assert row["source"] == "rest" and row["interval"] == "1m" and row["tags"] == ["open", "test"]
+    assert row["start"].startswith("2024-03-05T14:30")
+
+
+def test_append_deduplicates_keeping_the_newest(folder: Path) -> None:
+    save_dataset(bars("AAPL", range(0, 5), price=100), "d", folder=folder)
+    save_dataset(bars("AAPL", range(3, 8), price=200), "d", append=True, folder=folder)
+    out = load_dataset("d", folder=folder)
+    assert len(out) == 8
+    assert list(out["open"]) == [100] * 3 + [200] * 5
+
+
+def test_append_keeps_earlier_tags(folder: Path) -> None:
+    save_dataset(bars("AAPL", range(2)), "d", tags=["morning"], folder=folder)
+    save_dataset(bars("AAPL", range(2, 4)), "d", append=True, tags=["fomc"], folder=folder)
+    assert list_datasets(folder=folder).iloc[0]["tags"] == ["fomc", "morning"]
+
+
+def test_stack_replace_swaps_whole_symbols() -> None:
+    old = pd.concat([bars("AAPL", range(5)), bars("MSFT", range(5))])
+    out = stack_data(old, bars("AAPL", range(2), price=300), mode="replace")
+    assert len(out[out.symbol == "AAPL"]) == 2 and len(out[out.symbol == "MSFT"]) == 5
+
+
+def test_stack_merge_fills_gaps_from_existing_rows() -> None:
+    old = bars("AAPL", range(2))
+    new = bars("AAPL", range(2), price=300)
+    new["vwap"] = np.nan
+    out = stack_data(old, new, mode="merge")
+    assert list(out["open"]) == [300, 300] and list(out["vwap"]) == [100, 100]
+
+
+def test_bad_stack_mode_is_rejected() -> None:
+    with pytest.raises(InvalidInputError):
+        stack_data(None, bars("A", range(1)), mode="upsert")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/b", "", ".hidden", "x" * 200])
+def test_path_like_names_are_rejected(folder: Path, name: str) -> None:
+    with pytest.raises(InvalidInputError):
+        save_dataset(bars("AAPL", range(1)), name, folder=folder)
+
+
+def test_missing_dataset_is_a_dataset_error(folder: Path) -> None:
+    with pytest.raises(DatasetError, match="nope"):
+        load_dataset("nope", folder=folder)
+
+
+def _save_with_tiny_disk(folder: str, rows: int) -> str:
+    """In a child process whose files may not grow past 64 kB (a full disk, as the writer sees it)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+    try:
+        save_dataset(bars("AAPL", range(rows)), "d", folder=folder)
+    except DatasetError as exc:
+        return f"DatasetError: {exc}"
+    return "saved"
+
+
+def test_full_disk_is_a_dataset_error_and_the_old_dataset_survives(folder: Path) -> None:
+    import multiprocessing
+
+    save_dataset(bars("AAPL", range(3)), "d", folder=folder)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        outcome = pool.apply(_save_with_tiny_disk, (str(folder), 200_000))
+    assert outcome.startswith("DatasetError")
+    assert len(load_dataset("d", folder=folder)) == 3
+    assert [p.name for p in folder.iterdir()] == ["d.parquet"]
+
+
+def test_interrupted_write_leaves_no_trusted_file(folder: Path) -> None:
+    save_dataset(bars("AAPL", range(3)), "d", folder=folder)
+    bad = bars("AAPL", range(3))
+    bad["note"] = [object(), object(), object()]  # unserialisable: the writer fails mid-way
+    with pytest.raises(DatasetError, match="cannot be stored"):
+        save_dataset(bad, "d", folder=folder)
+    assert len(load_dataset("d", folder=folder)) == 3
+    assert [p.name for p in folder.iterdir()] == ["d.parquet"]  # no temp files left behind
+
+
+def test_default_folder_comes_from_settings(settings: Settings) -> None:
+    path = save_dataset(bars("AAPL", range(1)), "cfg", settings=settings)
+    assert path.parent == settings.datasets_dir
