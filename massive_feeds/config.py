@@ -211,6 +211,9 @@ class Settings:
         for key in ("api_key", "s3_access_key_id", "s3_secret_access_key"):
             if isinstance(given.get(key), str):
                 given[key] = Secret(given[key])
+        for key in ("home", "datasets_dir"):
+            if key in given:
+                given[key] = Path(given[key]).expanduser()
         return replace(self, **given)
 
 

@@ -28,7 +28,6 @@ from .schema import (
     DateLike,
     DateRange,
     Interval,
-    empty_bars,
     finalize_bars,
     normalize_symbols,
     parse_date_range,
@@ -121,15 +120,20 @@ def fetch_ohlcv_rest(
     own_client = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest")
+    def one(ticker: str) -> pd.DataFrame:
+        return _fetch_symbol(client, cache, ticker, iv, window, adjusted, use_cache)
+
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(tickers)))) as pool, tqdm(
-            total=len(tickers), desc="REST", unit="symbol", disable=not _progress_wanted(progress, len(tickers)),
-        ) as bar:
-            futures = [pool.submit(_fetch_symbol, client, cache, t, iv, window, adjusted, use_cache) for t in tickers]
-            frames = []
-            for fut in futures:
-                frames.append(fut.result())
-                bar.update()
+        with tqdm(total=len(tickers), desc="REST", unit="symbol",
+                  disable=not _progress_wanted(progress, len(tickers))) as bar:
+            if len(tickers) == 1:
+                frames = [one(tickers[0])]
+            else:
+                with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(tickers)))) as pool:
+                    frames = []
+                    for frame in pool.map(one, tickers):
+                        frames.append(frame)
+                        bar.update()
     finally:
         if own_client:
             client.close()
@@ -137,7 +141,7 @@ def fetch_ohlcv_rest(
     if empty:
         log.warning("no bars for %s in %s..%s (unknown ticker, or no trades)", ", ".join(empty),
                     window.first_day, window.last_day)
-    df = finalize_bars(pd.concat(frames, ignore_index=True)) if frames else empty_bars()
+    df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True))
     df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, empty_symbols=empty)
     return df
 

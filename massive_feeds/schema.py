@@ -243,23 +243,44 @@ def empty_bars() -> pd.DataFrame:
     return finalize_bars(pd.DataFrame({c: [] for c in BAR_COLUMNS}))
 
 
+def _sorted_unique_order(codes: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Row order that sorts by (symbol code, time) keeping the last of duplicates; None if already so."""
+    if len(ts) < 2:
+        return None
+    dc, dt = np.diff(codes), np.diff(ts)
+    if np.all((dc > 0) | ((dc == 0) & (dt > 0))):
+        return None  # the common case (one REST/flat-file symbol): no sort, no copy
+    order = np.lexsort((np.arange(len(ts)), ts, codes))
+    c, t = codes[order], ts[order]
+    last = np.r_[(c[1:] != c[:-1]) | (t[1:] != t[:-1]), True]
+    return order[last]
+
+
 def finalize_bars(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     """Coerce a frame to the standard schema: dtypes, sort by (symbol, timestamp), drop duplicates
     keeping the last, fresh RangeIndex. ``extra`` names further columns to keep after the standard ones."""
-    out = pd.DataFrame(index=range(len(df)))
     ts = df["timestamp"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = pd.to_datetime(ts, utc=True)
-    out["timestamp"] = ts.astype(TIMESTAMP_DTYPE).array
-    out["symbol"] = df["symbol"].astype("str").array
+    ts_ns = ts.astype(TIMESTAMP_DTYPE).to_numpy(dtype="datetime64[ns]").view("int64")
+    symbols = df["symbol"].astype("str").to_numpy()
+    codes, _ = pd.factorize(symbols, sort=True)
+    columns: dict[str, np.ndarray] = {"timestamp": ts_ns, "symbol": symbols}
     for col in FLOAT_COLUMNS:
-        out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy() if col in df else np.nan
-    tx = pd.to_numeric(df["transactions"], errors="coerce").fillna(0).to_numpy() if "transactions" in df else 0
-    out["transactions"] = np.asarray(tx, dtype="int64") if "transactions" in df else np.int64(0)
+        columns[col] = (pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+                        if col in df else np.full(len(df), np.nan))
+    columns["transactions"] = (
+        pd.to_numeric(df["transactions"], errors="coerce").fillna(0).to_numpy(dtype="int64")
+        if "transactions" in df else np.zeros(len(df), dtype="int64")
+    )
     for col in extra:
-        out[col] = df[col].to_numpy()
-    out = out.sort_values(["symbol", "timestamp"], kind="stable")
-    out = out.drop_duplicates(["symbol", "timestamp"], keep="last").reset_index(drop=True)
+        columns[col] = df[col].to_numpy()
+    order = _sorted_unique_order(codes, ts_ns)
+    if order is not None:
+        columns = {k: v[order] for k, v in columns.items()}
+    out = pd.DataFrame(columns, copy=False)
+    out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
+    out["symbol"] = out["symbol"].astype("str")
     return out
 
 

@@ -149,7 +149,7 @@ def aggregate(t_ms: np.ndarray, price: np.ndarray, size: np.ndarray, bucket_ms: 
     bucket = t_ms // bucket_ms
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     ends = np.r_[starts[1:], len(t_ms)] - 1
-    v = np.add.reduceat(size, starts)
+    v = np.round(np.add.reduceat(size, starts), 8)  # no float dust like 0.10028700000000002
     pv = np.add.reduceat(price * size, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         vw = np.where(v > 0, np.round(pv / np.where(v > 0, v, 1), 4), np.nan)
@@ -165,7 +165,7 @@ def combine(bars: Bars, keys: np.ndarray) -> Bars:
         return bars
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     ends = np.r_[starts[1:], len(keys)] - 1
-    v = np.add.reduceat(bars.v, starts)
+    v = np.round(np.add.reduceat(bars.v, starts), 8)
     pv = np.add.reduceat(np.nan_to_num(bars.vw) * bars.v, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         vw = np.where(v > 0, np.round(pv / np.where(v > 0, v, 1), 4), np.nan)

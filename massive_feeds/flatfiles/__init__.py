@@ -1,0 +1,16 @@
+"""Flat files: Massive's S3 day files as a bulk-history source.
+
+* :mod:`.keys` — which object holds which asset class, bar size and day;
+* :mod:`.s3` — the S3 transport (boto3, SigV4, path-style), listing and downloads;
+* :mod:`.cache` — the local day-file cache keyed by object key + ETag;
+* :mod:`.reader` — fast pyarrow parsing and the cached parquet days;
+* :mod:`.resample` — vectorised resampling to the bigger intervals;
+* :mod:`.download` — :func:`download_flat_file`, which puts them together.
+"""
+
+from __future__ import annotations
+
+from .download import download_flat_file
+from .keys import DATASETS, PREFIXES, Dataset, dataset_for
+
+__all__ = ["download_flat_file", "Dataset", "dataset_for", "PREFIXES", "DATASETS"]

@@ -1,0 +1,108 @@
+"""Local cache of flat-file day files, keyed by object key and ETag.
+
+Layout under ``<cache_dir>/flatfiles/``, mirroring the bucket::
+
+    us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.<etag>.csv.gz    # as downloaded (transient)
+    us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.<etag>.parquet   # the cached, parsed day
+
+The gzip is converted once into a parquet file of the whole day (all tickers, zstd, sorted as the
+source), then removed: later queries read only the row groups of the tickers they want and skip
+decompression altogether. A file whose ETag is no longer the listed one is never used, and is
+deleted when its key is fetched again. Every file appears under its final name only through an
+atomic rename (see :mod:`massive_feeds.storage`), so a killed download or conversion leaves at most
+a ``.partial`` temp file, which nothing reads and :meth:`DayFileCache.sweep` removes later.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ..storage import TEMP_SUFFIX
+from .s3 import RemoteFile
+
+log = logging.getLogger(__name__)
+
+GZIP = ".csv.gz"
+PARQUET = ".parquet"
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _safe(etag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", etag)
+
+
+class DayFileCache:
+    """Day files on disk. ``root`` is ``settings.cache_dir / "flatfiles"``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"DayFileCache('{self.root}')"
+
+    def _stem(self, key: str) -> Path:
+        return self.root / key.removesuffix(GZIP)
+
+    def parquet_path(self, remote: RemoteFile) -> Path:
+        stem = self._stem(remote.key)
+        return stem.with_name(f"{stem.name}.{_safe(remote.etag)}{PARQUET}")
+
+    def gzip_path(self, remote: RemoteFile) -> Path:
+        stem = self._stem(remote.key)
+        return stem.with_name(f"{stem.name}.{_safe(remote.etag)}{GZIP}")
+
+    def lookup(self, remote: RemoteFile) -> Path | None:
+        """The cached parquet, or a complete downloaded gzip, for exactly this key and ETag; else ``None``.
+
+        A damaged parquet (unreadable footer) or a gzip of the wrong size is discarded here.
+        """
+        parquet = self.parquet_path(remote)
+        if parquet.exists():
+            try:
+                pq.read_metadata(parquet)
+                return parquet
+            except Exception as exc:  # noqa: BLE001 - any damage means "not cached"
+                log.warning("discarding damaged cached flat file %s: %s", parquet.name, exc)
+                parquet.unlink(missing_ok=True)
+        gz = self.gzip_path(remote)
+        if gz.exists():
+            if gz.stat().st_size == remote.size:
+                return gz
+            gz.unlink(missing_ok=True)
+        return None
+
+    def versions(self, key: str) -> list[Path]:
+        """Every cached file of ``key``, whatever its ETag (temp files excluded)."""
+        stem = self._stem(key)
+        if not stem.parent.is_dir():
+            return []
+        return [p for p in stem.parent.glob(f"{stem.name}.*")
+                if p.name.endswith((GZIP, PARQUET)) and not p.name.startswith(".")]
+
+    def discard(self, key: str, keep: Path | None = None) -> None:
+        """Delete the cached copies of ``key`` (all ETags), except ``keep``."""
+        for path in self.versions(key):
+            if path != keep:
+                path.unlink(missing_ok=True)
+                log.debug("removed cached flat file %s", path)
+
+    def sweep(self, folder: Path, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Delete temp files under ``folder`` left by killed runs (older than ``older_than`` seconds,
+        so a download running right now in another process is left alone)."""
+        if not folder.is_dir():
+            return 0
+        limit = time.time() - older_than
+        removed = 0
+        for path in folder.glob(f".*{TEMP_SUFFIX}"):
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed

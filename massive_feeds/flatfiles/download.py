@@ -1,0 +1,265 @@
+"""``download_flat_file``: bulk history from Massive's S3 flat files, in the standard bar schema.
+
+Plan → reserve → fetch → read:
+
+1. list the month folders of every dataset involved (one LIST per month; it gives each day file's
+   size and ETag, and which days have a file at all — weekends and holidays have none);
+2. look every day file up in the local cache by key + ETag; a hit costs no request and no quota;
+3. reserve the bytes of all misses against the monthly flat-file quota *before* any download
+   (the whole query is refused if it would pass the quota), and give back what was not downloaded;
+4. download the misses in parallel (bounded), convert each to a cached parquet day, filter to the
+   wanted tickers, cut to the date range and resample.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import defaultdict
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from ..config import Settings, load_settings
+from ..errors import CorruptFileError
+from ..quota import QuotaManager, get_quota
+from ..schema import (
+    DateLike,
+    DateRange,
+    Interval,
+    empty_bars,
+    finalize_bars,
+    normalize_symbols,
+    parse_date_range,
+    parse_interval,
+)
+from ..storage import atomic_path
+from .cache import DayFileCache
+from .keys import Dataset, dataset_for
+from .reader import convert_day_file, file_forms, read_cached_day
+from .resample import resample
+from .s3 import MissingObjectError, RemoteFile, S3Transport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    """One day file to read, for the tickers of its dataset."""
+
+    remote: RemoteFile
+    forms: dict[str, str]  # file spelling -> REST ticker
+    cached: Path | None  # cached parquet or downloaded gzip, if any
+
+
+@dataclass
+class _Plan:
+    jobs: list[_Job] = field(default_factory=list)
+    missing: dict[str, list[date]] = field(default_factory=dict)  # dataset path -> days without a file
+
+    @property
+    def misses(self) -> list[_Job]:
+        return [j for j in self.jobs if j.cached is None]
+
+    @property
+    def missing_days(self) -> list[str]:
+        return sorted({d.isoformat() for days in self.missing.values() for d in days})
+
+
+def _group_by_dataset(tickers: list[str], interval: Interval) -> dict[Dataset, list[str]]:
+    groups: dict[Dataset, list[str]] = defaultdict(list)
+    for ticker in tickers:
+        groups[dataset_for(ticker, interval)].append(ticker)
+    return dict(sorted(groups.items()))
+
+
+def _plan(transport: S3Transport, cache: DayFileCache, groups: dict[Dataset, list[str]],
+          days: list[date], pool: ThreadPoolExecutor) -> _Plan:
+    prefixes = [p for ds in groups for p in ds.month_prefixes(days)]
+    listed = {f.key: f for files in pool.map(transport.list_files, prefixes) for f in files}
+    plan = _Plan()
+    for ds, tickers in groups.items():
+        forms = file_forms(tickers)
+        for day in days:
+            remote = listed.get(ds.key(day))
+            if remote is None:
+                plan.missing.setdefault(ds.path, []).append(day)
+            else:
+                plan.jobs.append(_Job(remote, forms, cache.lookup(remote)))
+    return plan
+
+
+def _fetch_and_read(job: _Job, transport: S3Transport, cache: DayFileCache, bar: tqdm,
+                    on_downloaded: Callable[[_Job], None]) -> pa.Table | None:
+    """The wanted rows of one day file, downloading and converting it first when needed.
+    ``None`` when the object vanished after it was listed."""
+    remote, path = job.remote, job.cached
+    try:
+        if path is None:
+            with atomic_path(cache.gzip_path(remote)) as tmp:
+                transport.download(remote, tmp, bar.update)
+            on_downloaded(job)
+            path = cache.gzip_path(remote)
+            cache.discard(remote.key, keep=path)  # older ETags of this day are now stale
+        if path.suffix == ".parquet":
+            return read_cached_day(path, job.forms, remote.key)
+        table = convert_day_file(path, cache.parquet_path(remote), job.forms, remote.key)
+        path.unlink(missing_ok=True)  # the parquet day replaces the gzip
+        return table
+    except MissingObjectError:
+        log.warning("flat file %s was listed but is gone; skipping that day", remote.key)
+        return None
+    except CorruptFileError:
+        cache.discard(remote.key)
+        raise
+
+
+def _run_jobs(plan: _Plan, transport: S3Transport, cache: DayFileCache, pool: ThreadPoolExecutor,
+              quota: QuotaManager, progress: bool) -> tuple[list[tuple[_Job, pa.Table]], list[_Job]]:
+    """Read every job; the quota for downloads that did not complete is given back."""
+    misses = plan.misses
+    pending = {id(j): j.remote.size for j in misses}
+    quota_bytes = sum(pending.values())
+    quota.reserve_flatfile_bytes(quota_bytes)  # refuses before anything is downloaded
+
+    def downloaded(job: _Job) -> None:
+        pending.pop(id(job), None)
+
+    results: list[tuple[_Job, pa.Table]] = []
+    vanished: list[_Job] = []
+    try:
+        with tqdm(total=quota_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="flat files",
+                  disable=not progress or not misses, file=sys.stderr) as bar:
+            futures: dict[Future[pa.Table | None], _Job] = {
+                pool.submit(_fetch_and_read, job, transport, cache, bar, downloaded): job for job in plan.jobs
+            }
+            _, not_done = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in not_done:  # after a failure, start nothing new ...
+                fut.cancel()
+            wait(futures)  # ... but let running downloads finish, so the quota accounting is exact
+            for fut in futures:  # in plan order; re-raises the first failure
+                if fut.cancelled():
+                    continue
+                table = fut.result()
+                (vanished.append(futures[fut]) if table is None else results.append((futures[fut], table)))
+    finally:
+        quota.release_flatfile_bytes(sum(pending.values()))
+    return results, vanished
+
+
+def _to_frame(results: list[tuple[_Job, pa.Table]], window: DateRange, interval: Interval) -> pd.DataFrame:
+    frames = []
+    for job, table in results:
+        if table.num_rows == 0:
+            continue
+        cols = {name: table.column(name).to_numpy() for name in table.column_names}
+        n = table.num_rows
+        frame = pd.DataFrame({
+            "symbol": pd.Series(cols["ticker"]).map(job.forms).to_numpy(),
+            "t": cols["window_start"].astype(np.int64),
+            "open": cols["open"], "high": cols["high"], "low": cols["low"], "close": cols["close"],
+            # Index files have no volume / trade count: NaN volume and 0 trades, as index REST bars.
+            "volume": cols.get("volume", np.full(n, np.nan)),
+            "transactions": np.nan_to_num(cols.get("transactions", np.zeros(n)).astype(np.float64)).astype(np.int64),
+        })
+        frames.append(frame[(frame["t"] >= window.start.value) & (frame["t"] < window.end.value)])
+    if not frames:
+        return empty_bars()
+    bars = resample(pd.concat(frames, ignore_index=True), interval)
+    bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
+    return finalize_bars(bars)
+
+
+def download_flat_file(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    interval: str = "1d",
+    *,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+    max_workers: int = 4,
+    adjusted: bool = False,
+) -> pd.DataFrame:
+    """OHLCV bars from Massive's flat files (S3 day files), in the standard bar schema.
+
+    Minute files serve ``1m 5m 15m 30m 1h 4h`` (resampled into epoch-aligned UTC buckets, as REST
+    does); day files serve ``1d 1w 1M`` (weeks start Sunday, months on the 1st, both labelled midnight
+    New York). Date-only bounds are whole New York days; rows are cut to ``[start, end)`` before
+    resampling. Flat files carry no VWAP, so ``vwap`` is NaN; index files have no volume (NaN) or trade
+    count (0). Prices are as traded: flat files are **not split-adjusted**.
+
+    Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
+    download and costs no quota, a republished file is fetched again. Downloads count against the
+    plan's monthly flat-file bytes, reserved before the first byte moves.
+
+    Args:
+        symbols: tickers in any form :func:`~massive_feeds.schema.normalize_symbols` accepts.
+        start, end: dates or datetimes (naive = UTC).
+        interval: ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
+        settings: defaults to :func:`~massive_feeds.config.load_settings`.
+        progress: byte progress bar; default only when stderr is a terminal.
+        max_workers: parallel downloads / parses.
+        adjusted: flat files cannot be split-adjusted; ``True`` only logs a warning.
+
+    Returns:
+        The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted=False``,
+        ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
+        ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
+
+    Raises:
+        InvalidInputError: bad symbol, interval or dates.
+        MissingCredentialsError: no S3 credentials configured.
+        QuotaExceededError: the downloads would pass the monthly flat-file quota (nothing was downloaded).
+        AuthenticationError: the S3 credentials were rejected.
+        NotEntitledError: the plan does not include a dataset (403 on download).
+        CorruptFileError: a day file is truncated or not valid gzip/CSV (its cache entry is discarded).
+        ServerError: the endpoint is unreachable or a download kept breaking off.
+    """
+    tickers = normalize_symbols(symbols)
+    iv = parse_interval(interval)
+    window = parse_date_range(start, end)
+    settings = settings or load_settings()
+    if adjusted:
+        log.warning("flat files are not split-adjusted: returning prices as traded")
+    transport = S3Transport(settings, max_connections=max(10, max_workers))
+    cache = DayFileCache(settings.cache_dir / "flatfiles")
+    groups = _group_by_dataset(tickers, iv)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
+            plan = _plan(transport, cache, groups, window.calendar_days(), pool)
+            for ds in groups:
+                cache.sweep(cache.root / ds.path)
+            wanted = progress if progress is not None else sys.stderr.isatty()
+            results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
+    finally:
+        transport.close()
+    missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
+    df = _to_frame(results, window, iv)
+    _log_summary(plan, missing, window)
+    present = set(df["symbol"].unique())
+    df.attrs.update(
+        method="flat_file", interval=iv.name, adjusted=False, missing_days=missing,
+        files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
+        downloaded_bytes=sum(j.remote.size for j in plan.misses),
+        empty_symbols=[t for t in tickers if t not in present],
+    )
+    return df
+
+
+def _log_summary(plan: _Plan, missing: list[str], window: DateRange) -> None:
+    hits = len(plan.jobs) - len(plan.misses)
+    log.info("flat files: %d day file(s), %d from cache, %d downloaded (%.1f MB)", len(plan.jobs), hits,
+             len(plan.misses), sum(j.remote.size for j in plan.misses) / 1e6)
+    if missing:
+        log.info("no flat file for %d day(s) (weekends, holidays or not yet published): %s",
+                 len(missing), ", ".join(missing))
+    if not plan.jobs:
+        log.warning("no flat files at all for %s..%s", window.first_day, window.last_day)

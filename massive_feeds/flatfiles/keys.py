@@ -1,0 +1,66 @@
+"""The flat-file key catalogue: which S3 object holds which asset class, bar size and day.
+
+Layout (``shared/massive-api-facts.md`` section 3)::
+
+    <prefix>/<dataset>/<YYYY>/<MM>/<YYYY-MM-DD>.csv.gz
+
+with one prefix per asset class and ``minute_aggs_v1`` / ``day_aggs_v1`` chosen by the interval's
+base (minute bars for intraday intervals, day bars for 1d/1w/1M).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterable
+
+from ..errors import InvalidInputError
+from ..schema import Interval, asset_class
+
+PREFIXES: dict[str, str] = {
+    "stocks": "us_stocks_sip",
+    "options": "us_options_opra",
+    "indices": "us_indices",
+    "forex": "global_forex",
+    "crypto": "global_crypto",
+}
+DATASETS: dict[str, str] = {"minute": "minute_aggs_v1", "day": "day_aggs_v1"}
+_KEY_RE = re.compile(r"^(?P<dataset>[a-z_]+/[a-z0-9_]+)/\d{4}/\d{2}/(?P<day>\d{4}-\d{2}-\d{2})\.csv\.gz$")
+
+
+@dataclass(frozen=True, order=True)
+class Dataset:
+    """One flat-file dataset, e.g. ``us_stocks_sip/minute_aggs_v1``."""
+
+    asset: str  # stocks | options | indices | forex | crypto
+    base: str  # minute | day
+
+    @property
+    def path(self) -> str:
+        return f"{PREFIXES[self.asset]}/{DATASETS[self.base]}"
+
+    def key(self, day: date) -> str:
+        """The object key of ``day``'s file."""
+        return f"{self.path}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
+
+    def month_prefixes(self, days: Iterable[date]) -> list[str]:
+        """The ``…/YYYY/MM/`` listing prefixes covering ``days``, in order."""
+        return sorted({f"{self.path}/{d:%Y}/{d:%m}/" for d in days})
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def dataset_for(ticker: str, interval: Interval) -> Dataset:
+    """The dataset holding ``ticker``'s base bars for ``interval``."""
+    asset = asset_class(ticker)
+    if asset not in PREFIXES:
+        raise InvalidInputError(f"No flat files for {ticker!r} (asset class {asset})")
+    return Dataset(asset, interval.base)
+
+
+def day_of_key(key: str) -> date | None:
+    """The session date a day-file key is for, or ``None`` if ``key`` is not a day file."""
+    m = _KEY_RE.match(key)
+    return date.fromisoformat(m["day"]) if m else None

@@ -1,0 +1,231 @@
+"""S3 transport for flat files: list day files with their size and ETag, download one to a path.
+
+boto3 with SigV4, path-style addressing and region ``us-east-1`` against the configured endpoint and
+bucket (``files.massive.com`` / ``flatfiles`` by default). S3 client errors become our own errors with
+messages a user can act on; secrets never appear in them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Settings
+from ..errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FlatFileError,
+    MassiveError,
+    NotEntitledError,
+    ServerError,
+)
+from .keys import day_of_key
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+CHUNK = 1 << 20
+#: S3 error codes that mean "these credentials are wrong", as opposed to "not allowed to read this".
+AUTH_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "AuthorizationHeaderMalformed", "InvalidToken",
+    "ExpiredToken", "TokenRefreshRequired", "InvalidSecurity", "MissingSecurityHeader",
+})
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+CREDENTIALS_HINT = (
+    "check MASSIVE_S3_ACCESS_KEY_ID and MASSIVE_S3_SECRET_ACCESS_KEY (dashboard: API Keys -> "
+    "'Accessing Flat Files (S3)'; they are not the REST API key)"
+)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A day file as listed in the bucket."""
+
+    key: str
+    size: int
+    etag: str
+
+    @property
+    def day(self) -> date | None:
+        return day_of_key(self.key)
+
+
+class MissingObjectError(FlatFileError):
+    """The object is gone (404 NoSuchKey) although it was listed: treated as a missing day."""
+
+
+_session: Any = None
+_session_lock = threading.Lock()
+
+
+def _new_client(**kwargs: Any) -> Any:
+    """An S3 client from one process-wide boto3 session: building a session loads botocore's
+    service models (~0.2 s), and sessions are not thread-safe, hence the lock."""
+    global _session
+    try:
+        import boto3
+    except ImportError:
+        raise ConfigurationError(
+            "Flat files need boto3: pip install 'massive-feeds[flatfiles]' (or use method='rest')"
+        ) from None
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client("s3", **kwargs)
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth another attempt: the connection broke or stalled while the body was streaming."""
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+
+    return (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError,
+            EndpointConnectionError, ConnectionError)
+
+
+class S3Transport:
+    """One boto3 client (thread-safe) for the configured flat-file endpoint."""
+
+    def __init__(self, settings: Settings, *, max_connections: int = 10, attempts: int = 3,
+                 backoff: float = 0.2) -> None:
+        key_id, secret = settings.require_s3_credentials()
+        self.endpoint = settings.s3_endpoint
+        self.bucket = settings.s3_bucket
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self._credentials = (key_id, secret)
+        self._max_connections = max_connections
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Transport(endpoint={self.endpoint!r}, bucket={self.bucket!r})"
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> Any:
+        from botocore.config import Config
+
+        key_id, secret = self._credentials
+        config = Config(
+            signature_version="s3v4", region_name=REGION, s3={"addressing_style": "path"},
+            retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=self._max_connections,
+            # S3-compatible endpoints other than AWS may reject the newer default checksum headers.
+            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+        )
+        return _new_client(
+            endpoint_url=self.endpoint, aws_access_key_id=key_id.reveal(),
+            aws_secret_access_key=secret.reveal(), config=config,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # --- listing --------------------------------------------------------------------------------
+    def list_files(self, prefix: str) -> list[RemoteFile]:
+        """Every object under ``prefix`` with its size and ETag (quotes stripped)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        files: list[RemoteFile] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                files.extend(RemoteFile(o["Key"], int(o["Size"]), o["ETag"].strip('"'))
+                             for o in page.get("Contents", []))
+        except ClientError as exc:
+            raise self.translate(exc, prefix, "list") from exc
+        except BotoCoreError as exc:
+            raise self._unreachable(exc, prefix) from exc
+        return files
+
+    # --- download -------------------------------------------------------------------------------
+    def download(self, remote: RemoteFile, dest: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+        """Write ``remote``'s bytes to ``dest`` (overwritten), retrying a broken transfer.
+
+        ``If-Match`` pins the ETag that was listed, so the bytes always belong to that ETag.
+        Raises :class:`MissingObjectError` when the object is gone.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        transient = _transient_errors()
+        for attempt in range(1, self.attempts + 1):
+            written = 0
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=remote.key, IfMatch=f'"{remote.etag}"')
+                with open(dest, "wb") as fh:
+                    for chunk in response["Body"].iter_chunks(CHUNK):
+                        fh.write(chunk)
+                        written += len(chunk)
+                        if on_bytes:
+                            on_bytes(len(chunk))
+                if written != response.get("ContentLength", written):
+                    raise FlatFileError(f"Download of {remote.key} ended early", key=remote.key)
+                return
+            except ClientError as exc:
+                if on_bytes and written:
+                    on_bytes(-written)
+                raise self.translate(exc, remote.key, "get") from exc
+            except transient as exc:
+                if on_bytes and written:
+                    on_bytes(-written)
+                if attempt == self.attempts:
+                    raise ServerError(
+                        f"Download of flat file {remote.key} from {self.endpoint} kept failing "
+                        f"({attempt} attempts): {exc}", key=remote.key,
+                    ) from exc
+                log.warning("download of %s broke off after %d bytes (%s); retrying", remote.key, written, exc)
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            except BotoCoreError as exc:
+                raise self._unreachable(exc, remote.key) from exc
+
+    # --- errors ---------------------------------------------------------------------------------
+    def translate(self, exc: Any, key: str, action: str) -> MassiveError:
+        """An S3 ``ClientError`` as one of our errors (``action``: ``list`` or ``get``)."""
+        err = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(err.get("Code", ""))
+        status = meta.get("HTTPStatusCode")
+        extra = {"status": status, "request_id": meta.get("RequestId") or None,
+                 "server_message": err.get("Message") or None}
+        if code in AUTH_CODES:
+            return AuthenticationError(
+                f"The flat-file endpoint {self.endpoint} rejected the S3 credentials ({code}): {CREDENTIALS_HINT}",
+                **extra)
+        if code in ("AccessDenied", "403", "Forbidden"):
+            what = "list" if action == "list" else "download"
+            return NotEntitledError(
+                f"Not entitled to {what} flat file {key}: your plan does not include this dataset "
+                f"(listing may work while downloads are refused). Upgrade the plan or use method='rest'.",
+                **extra)
+        if code in NOT_FOUND_CODES:
+            return MissingObjectError(f"Flat file {key} does not exist", key=key, **extra)
+        if code == "NoSuchBucket":
+            return FlatFileError(f"Bucket {self.bucket!r} does not exist at {self.endpoint}; check MASSIVE_S3_BUCKET",
+                                 key=key, **extra)
+        if code in ("PreconditionFailed", "412"):
+            return FlatFileError(f"Flat file {key} was republished while downloading; run the query again",
+                                 key=key, **extra)
+        if isinstance(status, int) and status >= 500:
+            return ServerError(f"The flat-file endpoint failed on {key} ({code})", **extra)
+        return FlatFileError(f"S3 error on {key}: {code}", key=key, **extra)
+
+    def _unreachable(self, exc: Exception, key: str) -> MassiveError:
+        return ServerError(f"Cannot reach the flat-file endpoint {self.endpoint} ({type(exc).__name__}: {exc})",
+                           key=key)

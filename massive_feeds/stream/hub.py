@@ -1,0 +1,291 @@
+"""Fan-out of event batches to listeners, each on its own worker thread with a bounded queue.
+
+The socket thread only appends a batch reference to each listener's queue, so no consumer can stall
+reading (which is what earns a ``slow_consumer`` disconnect). A listener whose queue is full loses
+the new batches, counts them, logs a warning and — once it has room again — receives an ``overflow``
+:class:`~massive_feeds.stream.events.StatusEvent` exactly where the hole is: loss is never silent.
+A listener's exceptions are caught, counted and logged (throttled) and never reach other listeners
+or the socket.
+
+:class:`EventHub` is the one delivery mechanism for live streams *and* replays: a replay source owns
+a hub, publishes the recorded batches into it, and its listeners behave exactly as live ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from time import monotonic, time_ns
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from .events import GAP, OVERFLOW, STATUS, Event, StatusEvent
+from .throttle import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[Event], Any]
+BatchCallback = Callable[[Sequence[Event]], Any]
+DEFAULT_MAX_PENDING = 100_000
+
+
+class Listener:
+    """One consumer: ``fn`` runs on a dedicated daemon thread, in publication order.
+
+    Args:
+        fn: ``fn(event)``, or ``fn(batch)`` with ``batched=True`` (a read-only list of events:
+            the same list object is shared by every listener).
+        batched: deliver per frame instead of per event (much cheaper for high rates).
+        symbols: only data events of these tickers (and gaps touching them); ``None`` = all.
+        kinds: only data events of these kinds; gap and status events always pass.
+        max_pending: queued events beyond which new batches are dropped (and counted).
+        name: thread name, shown in logs and stats.
+    """
+
+    def __init__(
+        self,
+        fn: EventCallback | BatchCallback,
+        *,
+        batched: bool = False,
+        symbols: Iterable[str] | None = None,
+        kinds: Iterable[str] | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        name: str | None = None,
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.fn = fn
+        self.batched = batched
+        self.symbols: frozenset[str] | None = frozenset(symbols) if symbols is not None else None
+        self.kinds: frozenset[str] | None = frozenset(kinds) if kinds is not None else None
+        self.max_pending = max_pending
+        self.name = name or f"massive-listener-{getattr(fn, '__name__', type(fn).__name__)}"
+        self.delivered = 0
+        self.dropped = 0
+        self.errors = 0
+        self._queue: deque[Sequence[Event]] = deque()
+        self._pending = 0
+        self._unreported_drops = 0
+        self._busy = False
+        self._stopping = False
+        self._cond = threading.Condition(threading.Lock())
+        self._warn_drop = ThrottledLog(log, interval=5.0)
+        self._warn_error = ThrottledLog(log, logging.ERROR, interval=10.0)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return (f"Listener({self.name!r}, batched={self.batched}, pending={self._pending}, "
+                f"delivered={self.delivered}, dropped={self.dropped}, errors={self.errors})")
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def closed(self) -> bool:
+        return self._stopping
+
+    # --- producer side (any thread) ---------------------------------------------------------------
+    def offer(self, batch: Sequence[Event]) -> bool:
+        """Queue a batch; False (and counted) if the queue is full or the listener closed."""
+        n = len(batch)
+        with self._cond:
+            if self._stopping:
+                return False
+            if self._pending + n <= self.max_pending:
+                if self._unreported_drops:
+                    self._queue.append([self._overflow_notice()])
+                self._queue.append(batch)
+                self._pending += n
+                self._cond.notify()
+                return True
+            self.dropped += n
+            self._unreported_drops += n
+        self._warn_drop("listener %s is %d events behind; dropped %d (total %d). Its callback is too slow "
+                        "for this stream: make it faster, use batched=True, or raise max_pending.",
+                        self.name, self._pending, n, self.dropped)
+        return False
+
+    def offer_control(self, event: Event) -> None:
+        """Queue a gap/status event regardless of the bound (they are rare and must not be lost)."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._queue.append([event])
+            self._pending += 1
+            self._cond.notify()
+
+    def _overflow_notice(self) -> StatusEvent:
+        n, self._unreported_drops = self._unreported_drops, 0
+        return StatusEvent(STATUS, "", OVERFLOW, f"{n} events dropped: listener {self.name} fell behind",
+                           time_ns())
+
+    # --- consumer side ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batches, self._queue = self._queue, deque()
+                taken, self._pending = self._pending, 0
+                self._busy = True
+            try:
+                for batch in batches:
+                    self._deliver(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _deliver(self, batch: Sequence[Event]) -> None:
+        if self.symbols is not None or self.kinds is not None:
+            batch = [ev for ev in batch if self._accept(ev)]
+            if not batch:
+                return
+        fn = self.fn
+        if self.batched:
+            try:
+                fn(batch)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - isolate the consumer
+                self._failed(exc, len(batch))
+        else:
+            for ev in batch:
+                try:
+                    fn(ev)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001
+                    self._failed(exc, 1)
+        self.delivered += len(batch)
+
+    def _accept(self, ev: Event) -> bool:
+        kind = ev[0]
+        if kind == STATUS:
+            return True
+        if kind == GAP:
+            return self.symbols is None or not self.symbols.isdisjoint(ev.symbols)  # type: ignore[union-attr]
+        return (self.kinds is None or kind in self.kinds) and (self.symbols is None or ev[1] in self.symbols)
+
+    def _failed(self, exc: Exception, n: int) -> None:
+        self.errors += 1
+        self._warn_error("listener %s raised %s: %s (errors so far: %d); the stream continues",
+                         self.name, type(exc).__name__, exc, self.errors, exc_info=exc)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until everything queued so far was delivered. False on timeout."""
+        if threading.current_thread() is self._thread:
+            return not self._queue
+        deadline = None if timeout is None else monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = None if deadline is None else deadline - monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self, *, drain: bool = True, timeout: float = 5.0) -> None:
+        """Stop the worker, first delivering what is queued when ``drain`` (bounded by ``timeout``)."""
+        with self._cond:
+            if self._stopping:
+                return
+            if not drain:
+                self.dropped += self._pending
+                self._queue.clear()
+                self._pending = 0
+            elif self._unreported_drops:
+                self._queue.append([self._overflow_notice()])
+            self._stopping = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "batched": self.batched, "pending": self._pending,
+                "delivered": self.delivered, "dropped": self.dropped, "errors": self.errors,
+                "max_pending": self.max_pending}
+
+
+class EventSource(Protocol):
+    """What the recorder and the Backtrader live/replay feed need from a stream of events.
+
+    Implemented by :class:`EventHub`, :class:`~massive_feeds.stream.connector.MassiveConnector` and
+    (issue 6) the replay source.
+    """
+
+    def add_listener(self, fn: EventCallback | BatchCallback, *, batched: bool = False,
+                     symbols: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                     max_pending: int = DEFAULT_MAX_PENDING, name: str | None = None) -> Listener: ...
+
+    def remove_listener(self, listener: Listener, *, drain: bool = True) -> None: ...
+
+
+class EventHub:
+    """Publishes event batches to every registered :class:`Listener` (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: tuple[Listener, ...] = ()  # replaced, never mutated: publish needs no lock
+        self._retired = {"dropped": 0, "errors": 0}  # totals of removed listeners, so stats never shrink
+
+    def __repr__(self) -> str:
+        return f"EventHub(listeners={len(self._listeners)})"
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        return self._listeners
+
+    def add_listener(self, fn: EventCallback | BatchCallback, *, batched: bool = False,
+                     symbols: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                     max_pending: int = DEFAULT_MAX_PENDING, name: str | None = None) -> Listener:
+        """Register ``fn``; see :class:`Listener` for the arguments. Returns the handle to remove it."""
+        listener = Listener(fn, batched=batched, symbols=symbols, kinds=kinds, max_pending=max_pending, name=name)
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+        return listener
+
+    def remove_listener(self, listener: Listener, *, drain: bool = True) -> None:
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+        listener.close(drain=drain)
+        self._retire(listener)
+
+    def _retire(self, listener: Listener) -> None:
+        with self._lock:
+            self._retired["dropped"] += listener.dropped
+            self._retired["errors"] += listener.errors
+
+    def publish(self, batch: Sequence[Event]) -> None:
+        """Hand a batch of data events to every listener (drops are counted per listener)."""
+        for listener in self._listeners:
+            listener.offer(batch)
+
+    def publish_control(self, event: Event) -> None:
+        """Hand a gap/status event to every listener, bypassing queue bounds."""
+        for listener in self._listeners:
+            listener.offer_control(event)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every listener delivered what was published so far."""
+        deadline = None if timeout is None else monotonic() + timeout
+        for listener in self._listeners:
+            remaining = None if deadline is None else max(0.0, deadline - monotonic())
+            if not listener.wait_idle(remaining):
+                return False
+        return True
+
+    def close(self, *, drain: bool = True, timeout: float = 5.0) -> None:
+        with self._lock:
+            listeners, self._listeners = self._listeners, ()
+        for listener in listeners:
+            listener.close(drain=drain, timeout=timeout)
+            self._retire(listener)
+
+    def stats(self) -> dict[str, Any]:
+        listeners = [x.stats() for x in self._listeners]
+        return {"listeners": listeners,
+                "dropped": self._retired["dropped"] + sum(x["dropped"] for x in listeners),
+                "errors": self._retired["errors"] + sum(x["errors"] for x in listeners),
+                "pending": sum(x["pending"] for x in listeners)}

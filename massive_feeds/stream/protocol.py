@@ -1,0 +1,296 @@
+"""Massive's WebSocket wire protocol in one place: markets, channels, field maps, control messages,
+and the frame parser that turns wire JSON into :class:`~massive_feeds.stream.events.StreamEvent`.
+
+See ``massive-api-facts.md`` §2. Every server frame is a JSON array of objects keyed by ``ev``;
+control messages have ``ev == "status"``. Channel letters mean different things per market
+(``A`` = per-second for stocks but ``XA``/``CA`` = per-minute for crypto/forex), which the
+:data:`CHANNELS` table below pins down once.
+
+The parser is the hot path. For each channel a small builder function is generated from its field
+map (the same trick ``collections.namedtuple`` uses), so parsing an event is one dict lookup for
+the channel and one tuple construction — no per-event loop over the map, no per-event ``datetime``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from math import nan
+from typing import Any, Callable, Iterable, Mapping
+
+import orjson
+
+from ..errors import InvalidInputError
+from ..schema import asset_class, ws_symbol
+from .events import (
+    AGG_MINUTE,
+    AGG_SECOND,
+    QUOTE,
+    TRADE,
+    VALUE,
+    StreamEvent,
+)
+
+log = logging.getLogger(__name__)
+
+MARKETS: tuple[str, ...] = ("stocks", "options", "indices", "forex", "crypto")
+
+# --- control messages -----------------------------------------------------------------------------
+STATUS_EV = "status"
+#: Server statuses that mean "all is well" during the handshake.
+HANDSHAKE_OK = frozenset({"connected", "success"})
+AUTH_OK = "auth_success"
+AUTH_FAILED = "auth_failed"
+AUTH_TIMEOUT = "auth_timeout"
+AUTH_REQUIRED = "auth_required"
+#: Statuses the server sends just before it closes the socket.
+DISCONNECT_STATUSES = frozenset({"max_connections", "force_disconnect", "slow_consumer"})
+
+
+def auth_message(key: str) -> bytes:
+    """The auth frame. The only place the key is serialised; never log its result."""
+    return orjson.dumps({"action": "auth", "params": key})
+
+
+def action_message(action: str, params: Iterable[str]) -> bytes:
+    """A ``subscribe``/``unsubscribe`` frame with a comma-separated param list."""
+    return orjson.dumps({"action": action, "params": ",".join(params)})
+
+
+def chunk_params(params: Iterable[str], max_chars: int = 8000) -> list[list[str]]:
+    """Split a long subscription list into messages of at most ``max_chars`` of params each
+    (no documented limit exists; this keeps frames modest when resubscribing hundreds of symbols)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for p in params:
+        if chunks[-1] and size + len(p) + 1 > max_chars:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(p)
+        size += len(p) + 1
+    return [c for c in chunks if c]
+
+
+# --- channels and field maps ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelSpec:
+    """How one wire channel maps onto :class:`StreamEvent`.
+
+    ``fields`` maps event field → wire key; keys listed in ``required`` must be present (an event
+    without them is malformed), the others default to ``nan``/``0``.
+    """
+
+    channel: str
+    kind: str
+    markets: tuple[str, ...]
+    symbol_key: str
+    fields: Mapping[str, str]
+    required: frozenset[str] = field(default_factory=frozenset)
+
+
+_AGG_FIELDS = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v", "vwap": "vw",
+               "time_ms": "s", "end_ms": "e"}
+_AGG_REQUIRED = frozenset({"o", "h", "l", "c", "s"})
+_EQUITY = ("stocks", "options")
+
+#: Every channel we understand, keyed by its wire ``ev`` code. The single source of field names.
+CHANNELS: dict[str, ChannelSpec] = {c.channel: c for c in (
+    # stocks / options
+    ChannelSpec("T", TRADE, _EQUITY, "sym",
+                {"price": "p", "size": "s", "time_ms": "t", "exchange": "x"}, frozenset({"p", "t"})),
+    ChannelSpec("Q", QUOTE, _EQUITY, "sym",
+                {"bid": "bp", "ask": "ap", "bid_size": "bs", "ask_size": "as", "time_ms": "t", "exchange": "bx"},
+                frozenset({"bp", "ap", "t"})),
+    ChannelSpec("A", AGG_SECOND, _EQUITY + ("indices",), "sym", _AGG_FIELDS, _AGG_REQUIRED),
+    ChannelSpec("AM", AGG_MINUTE, _EQUITY + ("indices",), "sym", _AGG_FIELDS, _AGG_REQUIRED),
+    # indices
+    ChannelSpec("V", VALUE, ("indices",), "T", {"price": "val", "time_ms": "t"}, frozenset({"val", "t"})),
+    # forex: the quote's pair key is "p", the aggregates' is "pair"; CA is per-minute, CAS per-second
+    ChannelSpec("C", QUOTE, ("forex",), "p", {"bid": "b", "ask": "a", "time_ms": "t", "exchange": "x"},
+                frozenset({"b", "a", "t"})),
+    ChannelSpec("CA", AGG_MINUTE, ("forex",), "pair", _AGG_FIELDS, _AGG_REQUIRED),
+    ChannelSpec("CAS", AGG_SECOND, ("forex",), "pair", _AGG_FIELDS, _AGG_REQUIRED),
+    # crypto: XA is per-minute, XAS per-second
+    ChannelSpec("XT", TRADE, ("crypto",), "pair",
+                {"price": "p", "size": "s", "time_ms": "t", "exchange": "x"}, frozenset({"p", "t"})),
+    ChannelSpec("XQ", QUOTE, ("crypto",), "pair",
+                {"bid": "bp", "ask": "ap", "bid_size": "bs", "ask_size": "as", "time_ms": "t", "exchange": "x"},
+                frozenset({"bp", "ap", "t"})),
+    ChannelSpec("XA", AGG_MINUTE, ("crypto",), "pair", _AGG_FIELDS, _AGG_REQUIRED),
+    ChannelSpec("XAS", AGG_SECOND, ("crypto",), "pair", _AGG_FIELDS, _AGG_REQUIRED),
+)}
+
+#: (market, kind) → channel to subscribe. Indices have no trades or quotes: their value stream (V)
+#: stands in for "trade" so a default ("quote", "trade") subscription still yields prices.
+SUBSCRIBE_CHANNELS: dict[tuple[str, str], str] = {
+    **{(m, k): c for m in _EQUITY for k, c in ((TRADE, "T"), (QUOTE, "Q"), (AGG_SECOND, "A"), (AGG_MINUTE, "AM"))},
+    ("indices", VALUE): "V", ("indices", TRADE): "V", ("indices", AGG_SECOND): "A", ("indices", AGG_MINUTE): "AM",
+    ("forex", QUOTE): "C", ("forex", AGG_MINUTE): "CA", ("forex", AGG_SECOND): "CAS",
+    ("crypto", TRADE): "XT", ("crypto", QUOTE): "XQ", ("crypto", AGG_MINUTE): "XA", ("crypto", AGG_SECOND): "XAS",
+}
+
+
+def market_of(ticker: str) -> str:
+    """The WebSocket cluster (URL path) a normalised ticker streams on."""
+    return asset_class(ticker)
+
+
+def subscription_params(ticker: str, kinds: Iterable[str]) -> list[str]:
+    """``("AAPL", ["quote", "trade"])`` → ``["Q.AAPL", "T.AAPL"]``; ``X:BTCUSD`` → ``XQ.BTC-USD`` …
+
+    Kinds a market does not carry (trades on forex) are skipped; if none is left the symbol cannot be
+    streamed that way and an :class:`InvalidInputError` says which kinds it supports.
+    """
+    market = market_of(ticker)
+    wire = ws_symbol(ticker)
+    channels = list(dict.fromkeys(SUBSCRIBE_CHANNELS[(market, k)] for k in kinds
+                                  if (market, k) in SUBSCRIBE_CHANNELS))
+    if not channels:
+        offered = sorted({k for (m, k) in SUBSCRIBE_CHANNELS if m == market})
+        raise InvalidInputError(f"{ticker} ({market}) streams none of {list(kinds)}; it offers {offered}")
+    return [f"{c}.{wire}" for c in channels]
+
+
+def ticker_from_wire(market: str, wire_symbol: str) -> str:
+    """Wire symbol → our ticker: ``EUR/USD`` → ``C:EURUSD``, ``BTC-USD`` → ``X:BTCUSD``, others as-is."""
+    if market == "forex" and not wire_symbol.startswith("C:"):
+        return "C:" + wire_symbol.replace("/", "")
+    if market == "crypto" and not wire_symbol.startswith("X:"):
+        return "X:" + wire_symbol.replace("-", "")
+    return wire_symbol
+
+
+def param_ticker(market: str, param: str) -> str:
+    """``"XQ.BTC-USD"`` → ``"X:BTCUSD"``; ``"T.*"`` → ``"*"``."""
+    _, _, wire = param.partition(".")
+    return wire if wire == "*" else ticker_from_wire(market, wire)
+
+
+class _SymbolCache(dict):  # type: ignore[type-arg]
+    """wire pair → ticker, computed once per pair (the hot path then pays one dict lookup)."""
+
+    def __init__(self, market: str) -> None:
+        super().__init__()
+        self.market = market
+
+    def __missing__(self, wire: str) -> str:
+        value = self[wire] = ticker_from_wire(self.market, wire)
+        return value
+
+
+_FOREX_SYMBOLS = _SymbolCache("forex")
+_CRYPTO_SYMBOLS = _SymbolCache("crypto")
+
+_EVENT_FIELDS = StreamEvent._fields
+_INT_FIELDS = frozenset({"time_ms", "end_ms", "exchange"})
+
+
+def _builder_source(spec: ChannelSpec) -> str:
+    """Python source of ``build(d, r) -> StreamEvent`` for one channel."""
+    symbol = f"d[{spec.symbol_key!r}]"
+    if "forex" in spec.markets:
+        symbol = f"_FX[{symbol}]"
+    elif "crypto" in spec.markets:
+        symbol = f"_CX[{symbol}]"
+    args = []
+    for name in _EVENT_FIELDS:
+        if name == "kind":
+            args.append(repr(spec.kind))
+        elif name == "symbol":
+            args.append(symbol)
+        elif name == "received_ns":
+            args.append("r")
+        elif name in spec.fields:
+            key = spec.fields[name]
+            default = "0" if name in _INT_FIELDS else "NAN"
+            args.append(f"d[{key!r}]" if key in spec.required else f"g({key!r}, {default})")
+        else:
+            args.append("0" if name in _INT_FIELDS else "NAN")
+    body = f"    return _new(_E, ({', '.join(args)}))\n"
+    prelude = "    g = d.get\n" if "g(" in body else ""
+    return f"def build(d, r):\n{prelude}{body}"
+
+
+def _compile_builder(spec: ChannelSpec) -> Callable[[dict[str, Any], int], StreamEvent]:
+    namespace = {"_new": tuple.__new__, "_E": StreamEvent, "NAN": nan,
+                 "_FX": _FOREX_SYMBOLS, "_CX": _CRYPTO_SYMBOLS}
+    exec(compile(_builder_source(spec), f"<massive_feeds builder {spec.channel}>", "exec"), namespace)
+    build = namespace["build"]
+    build.__qualname__ = f"build_{spec.channel}"
+    return build  # type: ignore[no-any-return]
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any], int], StreamEvent]] = {
+    code: _compile_builder(spec) for code, spec in CHANNELS.items()
+}
+
+
+class FrameError(ValueError):
+    """A frame that is not a JSON array of objects."""
+
+
+class FrameParser:
+    """Turns one wire frame into ``(events, statuses)``.
+
+    ``events`` are :class:`StreamEvent`; ``statuses`` are the raw ``{"ev": "status", ...}`` dicts
+    (rare; handled by the connection). Malformed items are skipped and counted in
+    :attr:`malformed_events`; unknown channels in :attr:`unknown_events`. A frame that is not JSON
+    or not an array raises :class:`FrameError` (the caller counts, warns and skips it).
+    """
+
+    __slots__ = ("market", "builders", "malformed_events", "unknown_events", "_unknown_seen")
+
+    def __init__(self, market: str) -> None:
+        self.market = market
+        # Only this market's channels: a stray event of another market is "unknown", not misparsed.
+        self.builders = {c: BUILDERS[c] for c, s in CHANNELS.items() if market in s.markets}
+        self.malformed_events = 0
+        self.unknown_events = 0
+        self._unknown_seen: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"FrameParser(market={self.market!r}, channels={sorted(self.builders)})"
+
+    def parse(self, raw: bytes | str, received_ns: int) -> tuple[list[StreamEvent], list[dict[str, Any]]]:
+        try:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise FrameError(f"not JSON ({exc})") from None
+        if type(items) is not list:
+            raise FrameError(f"expected a JSON array, got {type(items).__name__}")
+        builders = self.builders
+        try:
+            # Fast path: a pure data frame. Any surprise (status, unknown channel, missing key,
+            # non-object item) falls through to the careful per-item path below.
+            return [builders[d["ev"]](d, received_ns) for d in items], []
+        except (KeyError, TypeError, AttributeError):
+            return self._parse_slow(items, received_ns)
+
+    def _parse_slow(self, items: list[Any], received_ns: int) -> tuple[list[StreamEvent], list[dict[str, Any]]]:
+        events: list[StreamEvent] = []
+        statuses: list[dict[str, Any]] = []
+        for d in items:
+            if not isinstance(d, dict):
+                self.malformed_events += 1
+                continue
+            ev = d.get("ev")
+            if ev == STATUS_EV:
+                statuses.append(d)
+                continue
+            build = self.builders.get(ev)  # type: ignore[arg-type]
+            if build is None:
+                self.unknown_events += 1
+                if ev not in self._unknown_seen and len(self._unknown_seen) < 100:
+                    self._unknown_seen.add(str(ev))
+                    log.debug("%s: ignoring events of unknown channel %r", self.market, ev)
+                continue
+            try:
+                events.append(build(d, received_ns))
+            except (KeyError, TypeError):
+                self.malformed_events += 1
+        return events, statuses
+
+
+def status_text(status: Mapping[str, Any]) -> tuple[str, str]:
+    """``(status, message)`` of a control message, both strings."""
+    return str(status.get("status", "")), str(status.get("message", ""))
