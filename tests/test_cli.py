@@ -1,0 +1,60 @@
+"""The command line: help, exit codes, stderr for errors, no tracebacks for expected errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from massive_feeds.cli import main
+from massive_feeds.sandbox import Sandbox
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "massive_feeds.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["fetch", "quota", "datasets", "sandbox", "demo"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: massive-feeds" in capsys.readouterr().out
+
+
+def test_missing_key_is_one_line_on_stderr_with_exit_1() -> None:
+    result = run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--method", "rest")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: No API key found") and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_interval_exits_1_with_the_valid_list() -> None:
+    result = run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--interval", "7m")
+    assert result.returncode == 1 and "1m, 5m" in result.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    assert run("fetch").returncode == 2
+
+
+def test_fetch_saves_a_dataset_and_lists_it(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
+    fetched = run("fetch", "AAPL,MSFT", "--start", "2024-03-04", "--end", "2024-03-05", "--interval", "1h",
+                  "--dataset", "cli_test", "--tag", "demo", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "via rest" in fetched.stdout
+    listed = run("datasets", env=env)
+    assert "cli_test" in listed.stdout and "AAPL" in listed.stdout
+
+
+def test_quota_json_is_machine_readable(tmp_path: Path) -> None:
+    result = run("quota", "--json")
+    data = json.loads(result.stdout)
+    assert data["plan"] == "free" and data["level"] == "green" and data["rest_daily_limit"] == 100
