@@ -1,0 +1,105 @@
+"""Ticks → bars, vectorised: trades give OHLCV, quotes give bid/ask/mid/spread on the same bars.
+
+Buckets are epoch-aligned (``time // width * width``), as every other path in the project, so a
+recorded minute lines up with the REST minute bar of the same window. A bucket with quotes but no
+trade gets a bar from the mid price, marked ``quote_only``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidInputError
+from ..schema import BAR_COLUMNS, finalize_bars
+
+QUOTE_COLUMNS = ("bid", "ask", "bid_size", "ask_size", "mid", "spread", "quote_only")
+RECORDED_BAR_COLUMNS = BAR_COLUMNS + QUOTE_COLUMNS
+
+
+def interval_ms(resample_interval: str | pd.Timedelta) -> int:
+    """``"1s"``, ``"1min"``/``"1m"``, ``"5min"``, ``"1h"`` … → milliseconds (fixed widths only)."""
+    text = str(resample_interval).strip()
+    try:
+        width = pd.Timedelta(text.replace("m", "min") if text.endswith("m") and text[:-1].isdigit() else text)
+    except ValueError:
+        raise InvalidInputError(
+            f"Invalid resample interval {resample_interval!r}; use a fixed width like 1s, 1min, 5min, 1h"
+        ) from None
+    ms = int(width / pd.Timedelta(milliseconds=1))
+    if ms <= 0:
+        raise InvalidInputError(f"Resample interval must be positive, got {resample_interval!r}")
+    return ms
+
+
+def _group_starts(keys: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+
+
+def _bucketed(frame: pd.DataFrame, width: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows sorted by (symbol, time) with their bucket start, and the start index of each group."""
+    frame = frame.sort_values(["symbol", "time_ms"], kind="stable").reset_index(drop=True)
+    bucket = (frame["time_ms"].to_numpy() // width) * width
+    codes = pd.factorize(frame["symbol"])[0]
+    key = codes.astype(np.int64) * (1 << 44) + bucket  # ms epoch < 2**44 for centuries
+    frame = frame.assign(bucket=bucket)
+    return frame, _group_starts(key)
+
+
+def _trade_bars(trades: pd.DataFrame, width: int) -> pd.DataFrame:
+    if trades.empty:
+        return pd.DataFrame(columns=["symbol", "bucket", "open", "high", "low", "close", "volume", "vwap",
+                                     "transactions"])
+    trades, starts = _bucketed(trades, width)
+    price = trades["price"].to_numpy(dtype=float)
+    size = np.nan_to_num(trades["size"].to_numpy(dtype=float))
+    ends = np.r_[starts[1:], len(price)] - 1
+    volume = np.add.reduceat(size, starts)
+    notional = np.add.reduceat(price * size, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = np.where(volume > 0, notional / np.where(volume > 0, volume, 1), np.nan)
+    return pd.DataFrame({
+        "symbol": trades["symbol"].to_numpy()[starts], "bucket": trades["bucket"].to_numpy()[starts],
+        "open": price[starts], "high": np.maximum.reduceat(price, starts), "low": np.minimum.reduceat(price, starts),
+        "close": price[ends], "volume": volume, "vwap": vwap, "transactions": np.diff(np.r_[starts, len(price)]),
+    })
+
+
+def _quote_bars(quotes: pd.DataFrame, width: int) -> pd.DataFrame:
+    cols = ["symbol", "bucket", "bid", "ask", "bid_size", "ask_size", "mid_open", "mid_high", "mid_low", "mid_close"]
+    if quotes.empty:
+        return pd.DataFrame(columns=cols)
+    quotes, starts = _bucketed(quotes, width)
+    ends = np.r_[starts[1:], len(quotes)] - 1
+    mid = ((quotes["bid"] + quotes["ask"]) / 2).to_numpy(dtype=float)
+    return pd.DataFrame({
+        "symbol": quotes["symbol"].to_numpy()[starts], "bucket": quotes["bucket"].to_numpy()[starts],
+        **{c: quotes[c].to_numpy(dtype=float)[ends] for c in ("bid", "ask", "bid_size", "ask_size")},
+        "mid_open": mid[starts], "mid_high": np.fmax.reduceat(mid, starts), "mid_low": np.fmin.reduceat(mid, starts),
+        "mid_close": mid[ends],
+    })
+
+
+def ticks_to_bars(events: pd.DataFrame, resample_interval: str = "1min") -> pd.DataFrame:
+    """Bars in the standard schema plus ``bid ask bid_size ask_size mid spread quote_only``.
+
+    ``events`` needs ``kind symbol time_ms price size bid ask bid_size ask_size`` (the recorder's
+    event frame). Trades and index values make OHLCV; the last quote of each bar gives its bid/ask.
+    """
+    width = interval_ms(resample_interval)
+    prints = events[events["kind"].isin(["trade", "value"])]
+    quotes = events[events["kind"] == "quote"]
+    tb, qb = _trade_bars(prints, width), _quote_bars(quotes, width)
+    bars = tb.merge(qb, on=["symbol", "bucket"], how="outer")
+    if bars.empty:
+        return pd.DataFrame({c: [] for c in RECORDED_BAR_COLUMNS}).pipe(finalize_bars, extra=QUOTE_COLUMNS)
+    quote_only = bars["open"].isna().to_numpy()
+    for ours, mid in (("open", "mid_open"), ("high", "mid_high"), ("low", "mid_low"), ("close", "mid_close")):
+        bars[ours] = bars[ours].where(~quote_only, bars[mid])
+    bars["volume"] = bars["volume"].fillna(0.0)
+    bars["transactions"] = bars["transactions"].fillna(0)
+    bars["mid"] = (bars["bid"] + bars["ask"]) / 2
+    bars["spread"] = bars["ask"] - bars["bid"]
+    bars["quote_only"] = quote_only
+    bars["timestamp"] = pd.to_datetime(bars["bucket"].astype("int64"), unit="ms", utc=True)
+    return finalize_bars(bars, extra=QUOTE_COLUMNS)

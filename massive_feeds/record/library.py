@@ -1,0 +1,88 @@
+"""Recordings as datasets: bars in the dataset folder, the raw event log kept beside them.
+
+A saved session ``massive_live_<tag>_<YYYYMMDD>`` is two things in ``datasets_dir``:
+``<name>.parquet`` (bars, the standard schema plus quote columns, listed by ``list_datasets``) and
+``<name>.events/`` (a copy of the raw log, so the session can be replayed tick by tick).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..config import Settings, load_settings
+from ..datasets import dataset_info, dataset_path, save_dataset
+from ..errors import DatasetError
+from .bars import ticks_to_bars
+from .reader import RecordingReader
+
+SOURCE = "live_recording"
+
+
+def default_name(events: pd.DataFrame, tag: str | None) -> str:
+    day = pd.to_datetime(events["time_ms"].min(), unit="ms", utc=True) if len(events) else pd.Timestamp.now("UTC")
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "_", tag or "session").strip("_") or "session"
+    return f"massive_live_{clean}_{day:%Y%m%d}"
+
+
+def events_folder(dataset_file: Path) -> Path:
+    return dataset_file.with_suffix(".events")
+
+
+def _gap_summary(reader: RecordingReader) -> list[dict]:
+    return [{"market": g["market"], "start_ms": g["start_ms"], "end_ms": g["end_ms"], "reason": g["reason"],
+             "downtime_s": round((g["reconnected_ns"] - g["disconnected_ns"]) / 1e9, 3)} for g in reader.gaps()]
+
+
+def save_recording_dataset(log_path: Path, name: str | None, resample_interval: str = "1min", *,
+                           tags: Iterable[str] = (), tag: str | None = None,
+                           settings: Settings | None = None) -> Path:
+    """Bars of a recording saved as a dataset, with the event log copied beside it. Returns the parquet path."""
+    settings = settings or load_settings()
+    reader = RecordingReader(log_path)
+    events = reader.events()
+    name = name or default_name(events, tag)
+    target = dataset_path(name, settings=settings)
+    bars = ticks_to_bars(events, resample_interval)
+    bars.attrs["interval"] = resample_interval
+    copy = events_folder(target)
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(log_path, copy)
+    return save_dataset(bars, name, tags={*tags, *([tag] if tag else [])}, source=SOURCE, settings=settings,
+                        metadata={"events": int(len(events)), "gaps": _gap_summary(reader),
+                                  "recording": copy.name, "interval": resample_interval})
+
+
+def append_recording(log_path: Path, dataset_file: Path, resample_interval: str = "1min", *,
+                     settings: Settings | None = None) -> Path:
+    """Add a recording's bars to an existing dataset (de-duplicated) and merge its metadata."""
+    if not dataset_file.exists():
+        raise DatasetError(f"dataset {dataset_file} not found")
+    reader = RecordingReader(log_path)
+    events = reader.events()
+    info = dataset_info(dataset_file)
+    bars = ticks_to_bars(events, resample_interval)
+    meta = {"events": int(info.get("events", 0)) + len(events),
+            "gaps": list(info.get("gaps", [])) + _gap_summary(reader), "interval": resample_interval}
+    return save_dataset(bars, dataset_file.stem, append=True, source=info.get("source", SOURCE),
+                        folder=dataset_file.parent, metadata=meta)
+
+
+def recording_path(name_or_path: str | Path, settings: Settings | None = None) -> Path:
+    """The event-log folder for a recording folder, a dataset file, or a dataset name."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        return candidate
+    if candidate.suffix == ".parquet" and candidate.exists():
+        file = candidate
+    else:
+        file = dataset_path(str(name_or_path), settings=settings)
+    folder = events_folder(file)
+    if not folder.is_dir():
+        raise DatasetError(f"{name_or_path!r} has no recorded events to replay (looked for {folder})")
+    return folder

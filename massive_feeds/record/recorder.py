@@ -1,0 +1,266 @@
+"""``WebSocketDataRecorder``: record live quotes and trades durably, then turn them into bars.
+
+The recorder is a listener on a :class:`~massive_feeds.stream.MassiveConnector` (its own, or one
+you pass in). The listener thread only queues batches; a writer thread encodes them into the
+append-only log (:mod:`.log`) and fsyncs every ``flush_interval`` seconds, so a ``kill -9`` loses at
+most that last interval. Gaps from reconnects are written into the log as markers. Write errors
+(disk full, permission) are counted in :meth:`stats`, the affected records are rolled back so the
+log stays valid, writing is retried on the next flush, and :meth:`stop` raises the error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from ..config import Settings, load_settings
+from ..errors import InvalidInputError, RecordingError
+from ..schema import normalize_symbols
+from ..storage import atomic_open
+from .bars import ticks_to_bars
+from .log import DATA, GAP, STATUS, SegmentWriter, encode
+from .reader import RecordingReader
+
+log = logging.getLogger(__name__)
+
+RECORDED_KINDS = ("trade", "quote", "value", "agg_minute")
+MAX_BUFFERED_EVENTS = 5_000_000  # memory bound while the disk refuses writes
+LISTENER_QUEUE = 2_000_000  # events the connector may queue for us during an fsync stall
+
+
+class WebSocketDataRecorder:
+    """Record every quote and trade of ``symbols`` to ``save_dir`` and build bars from them.
+
+    Args:
+        symbols: tickers to record.
+        save_dir: parent folder; each session gets its own sub-folder (the raw event log).
+        connector: a running :class:`MassiveConnector` to attach to (it keeps streaming after
+            :meth:`stop`); by default the recorder runs its own.
+        settings: configuration (``load_settings()`` when omitted), also used for datasets.
+        flush_interval: seconds between group fsyncs (≤ 0.1 by default: the most a crash loses).
+        segment_bytes: log segment size before rotation.
+        session: sub-folder name (default: a UTC timestamp).
+    """
+
+    def __init__(
+        self,
+        symbols: str | Iterable[str],
+        save_dir: str | Path = "data/live_recorded",
+        *,
+        connector: Any = None,
+        settings: Settings | None = None,
+        api_key: str | None = None,
+        flush_interval: float = 0.1,
+        segment_bytes: int = 64 * 1024 * 1024,
+        session: str | None = None,
+    ) -> None:
+        if flush_interval <= 0:
+            raise InvalidInputError("flush_interval must be positive")
+        self.symbols = normalize_symbols(symbols)
+        self.settings = (settings or load_settings()).with_overrides(api_key=api_key)
+        self.flush_interval = flush_interval
+        self.segment_bytes = segment_bytes
+        name = session or datetime.now(timezone.utc).strftime("session_%Y%m%dT%H%M%S_%f")
+        self.path = Path(save_dir) / name
+        self._connector = connector
+        self._own_connector = connector is None
+        self._listener: Any = None
+        self._pending: deque[tuple[bytes, object, int]] = deque()
+        self._pending_events = 0
+        self._cond = threading.Condition()
+        self._writer: SegmentWriter | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._error: OSError | None = None
+        self._stats = {"events_received": 0, "events_durable": 0, "records_durable": 0, "flushes": 0,
+                       "write_errors": 0, "gaps": 0, "last_flush": None}
+
+    def __repr__(self) -> str:
+        state = "recording" if self._running else "stopped"
+        return (f"WebSocketDataRecorder({state}, symbols={self.symbols}, path='{self.path}', "
+                f"durable_events={self._stats['events_durable']})")
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> "WebSocketDataRecorder":
+        """Open the log and start recording (streaming the symbols if the recorder owns the connector)."""
+        if self._running:
+            return self
+        try:
+            self._writer = SegmentWriter(self.path, self.segment_bytes)
+        except OSError as exc:
+            raise RecordingError(f"cannot record to {self.path}: {exc.strerror or exc}") from exc
+        self._write_meta()
+        self._running = True
+        self._thread = threading.Thread(target=self._write_loop, name="massive-recorder", daemon=True)
+        self._thread.start()
+        if self._connector is None:
+            from ..stream import MassiveConnector
+
+            self._connector = MassiveConnector(settings=self.settings)
+        self._listener = self._connector.add_listener(self._on_batch, batched=True, symbols=self.symbols,
+                                                      kinds=RECORDED_KINDS, max_pending=LISTENER_QUEUE,
+                                                      name="massive-recorder-listener")
+        self._connector.start_stream(self.symbols)
+        log.info("recording %s to %s", ", ".join(self.symbols), self.path)
+        return self
+
+    def stop(self) -> Path:
+        """Stop recording, make everything received durable, and return the log folder.
+
+        Raises :class:`RecordingError` if writes failed and could not be completed."""
+        if not self._running:
+            return self.path
+        try:
+            if self._own_connector:
+                self._connector.stop_stream(self.symbols)
+            self._connector.remove_listener(self._listener, drain=True)
+        finally:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            assert self._thread is not None
+            self._thread.join()
+            if self._own_connector:
+                self._connector.close()
+                self._connector = None
+        self._write_meta(stopped=True)
+        if self._pending_events or self._error is not None:
+            raise RecordingError(
+                f"recording {self.path}: {self._pending_events} events could not be written "
+                f"({self._error}); everything before them is intact"
+            )
+        return self.path
+
+    def __enter__(self) -> "WebSocketDataRecorder":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def is_recording(self) -> bool:
+        return self._running
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: events received / durable, flushes, write errors, gaps, seconds since last flush."""
+        out = dict(self._stats)
+        last = out.pop("last_flush")
+        out["last_flush_age"] = None if last is None else time.monotonic() - last
+        out["pending_events"] = self._pending_events
+        out["last_error"] = None if self._error is None else str(self._error)
+        return out
+
+    # --- listener side (connector thread) ----------------------------------------------------------
+    def _on_batch(self, batch: Sequence[Any]) -> None:
+        data = [ev for ev in batch if ev.kind not in ("gap", "status")]
+        with self._cond:
+            if data:
+                self._queue(DATA, [tuple(ev) for ev in data], len(data))
+            for ev in batch:
+                if ev.kind == "gap":
+                    self._stats["gaps"] += 1
+                    self._queue(GAP, ev._asdict(), 0)
+                elif ev.kind == "status":
+                    self._queue(STATUS, ev._asdict(), 0)
+
+    def _queue(self, kind: bytes, body: object, n_events: int) -> None:
+        if self._pending_events + n_events > MAX_BUFFERED_EVENTS:
+            log.error("recorder buffer full while the disk refuses writes: dropping %d events", n_events)
+            self._stats.setdefault("dropped", 0)
+            self._stats["dropped"] += n_events
+            return
+        self._pending.append((kind, body, n_events))
+        self._pending_events += n_events
+        self._stats["events_received"] += n_events
+
+    # --- writer thread -----------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        assert self._writer is not None
+        while True:
+            with self._cond:
+                if self._running:
+                    self._cond.wait(self.flush_interval)
+                batch = list(self._pending)
+                running = self._running
+            if batch:
+                self._flush(batch)
+            if not running:
+                with self._cond:
+                    if not self._pending or self._error is not None:
+                        break
+        try:
+            self._writer.close()
+        except OSError as exc:
+            self._error = exc
+
+    def _flush(self, batch: list[tuple[bytes, object, int]]) -> None:
+        writer = self._writer
+        assert writer is not None
+        start_seq = writer.next_sequence
+        try:
+            writer.append([encode(kind, body) for kind, body, _ in batch])
+            writer.sync()
+        except OSError as exc:
+            self._stats["write_errors"] += 1
+            if self._error is None:
+                log.error("recording %s: write failed (%s); will retry, earlier data is intact", self.path, exc)
+            self._error = exc
+            try:
+                writer.rollback(start_seq)
+            except OSError:
+                pass
+            return
+        self._error = None
+        n = sum(k for _, _, k in batch)
+        with self._cond:
+            for _ in batch:
+                self._pending.popleft()
+            self._pending_events -= n
+        self._stats["events_durable"] += n
+        self._stats["records_durable"] += len(batch)
+        self._stats["flushes"] += 1
+        self._stats["last_flush"] = time.monotonic()
+
+    def _write_meta(self, stopped: bool = False) -> None:
+        meta_path = self.path / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta.update({"format": 1, "symbols": self.symbols, "kinds": list(RECORDED_KINDS)})
+        meta.setdefault("started", datetime.now(timezone.utc).isoformat())
+        if stopped:
+            meta["stopped"] = datetime.now(timezone.utc).isoformat()
+            meta["stats"] = {k: v for k, v in self.stats().items() if k != "last_flush_age"}
+        try:
+            with atomic_open(meta_path) as fh:
+                fh.write(json.dumps(meta, indent=2).encode())
+        except OSError as exc:  # metadata is a convenience; the log is the record
+            log.warning("could not write %s: %s", meta_path, exc)
+
+    # --- results ---------------------------------------------------------------------------------
+    def reader(self) -> RecordingReader:
+        return RecordingReader(self.path)
+
+    def get_dataframe(self, resample_interval: str = "1min") -> pd.DataFrame:
+        """Bars (standard schema plus quote columns) from everything durable so far."""
+        return ticks_to_bars(self.reader().events(), resample_interval)
+
+    def save_dataset(self, name: str | None = None, resample_interval: str = "1min", *,
+                     tags: Iterable[str] = (), tag: str | None = None) -> Path:
+        """Save the bars as a dataset (``massive_live_<tag>_<YYYYMMDD>`` by default) beside a copy of
+        the raw event log, so the session can be replayed tick by tick later."""
+        from .library import save_recording_dataset
+
+        return save_recording_dataset(self.path, name, resample_interval, tags=tags, tag=tag, settings=self.settings)
+
+    def append_to_dataset(self, path: str | Path, resample_interval: str = "1min") -> Path:
+        """Append this session's bars to an existing dataset (de-duplicated on symbol+timestamp)."""
+        from .library import append_recording
+
+        return append_recording(self.path, Path(path), resample_interval, settings=self.settings)
