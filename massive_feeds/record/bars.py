@@ -36,14 +36,21 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
-def _bucketed(frame: pd.DataFrame, width: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows sorted by (symbol, time) with their bucket start, and the start index of each group."""
-    frame = frame.sort_values(["symbol", "time_ms"], kind="stable").reset_index(drop=True)
-    bucket = (frame["time_ms"].to_numpy() // width) * width
-    codes = pd.factorize(frame["symbol"])[0]
+def _bucketed(frame: pd.DataFrame, width: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Columns ordered by (symbol, time) with their bucket start, and the first row of each bucket."""
+    time_ms = frame["time_ms"].to_numpy(dtype=np.int64)
+    codes, names = pd.factorize(frame["symbol"])
+    bucket = (time_ms // width) * width
     key = codes.astype(np.int64) * (1 << 44) + bucket  # ms epoch < 2**44 for centuries
-    frame = frame.assign(bucket=bucket)
-    return frame, _group_starts(key)
+    order = np.argsort(key, kind="stable")  # stable: ticks keep their arrival order inside a bucket
+    key = key[order]
+    cols = {c: frame[c].to_numpy(dtype=float)[order] for c in frame.columns if c in _NUMERIC}
+    cols["symbol"] = np.asarray(names)[codes[order]]
+    cols["bucket"] = bucket[order]
+    return cols, _group_starts(key)
+
+
+_NUMERIC = ("price", "size", "bid", "ask", "bid_size", "ask_size")
 
 
 def _trade_bars(trades: pd.DataFrame, width: int) -> pd.DataFrame:
@@ -51,15 +58,15 @@ def _trade_bars(trades: pd.DataFrame, width: int) -> pd.DataFrame:
         return pd.DataFrame(columns=["symbol", "bucket", "open", "high", "low", "close", "volume", "vwap",
                                      "transactions"])
     trades, starts = _bucketed(trades, width)
-    price = trades["price"].to_numpy(dtype=float)
-    size = np.nan_to_num(trades["size"].to_numpy(dtype=float))
+    price = trades["price"]
+    size = np.nan_to_num(trades["size"])
     ends = np.r_[starts[1:], len(price)] - 1
     volume = np.add.reduceat(size, starts)
     notional = np.add.reduceat(price * size, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         vwap = np.where(volume > 0, notional / np.where(volume > 0, volume, 1), np.nan)
     return pd.DataFrame({
-        "symbol": trades["symbol"].to_numpy()[starts], "bucket": trades["bucket"].to_numpy()[starts],
+        "symbol": trades["symbol"][starts], "bucket": trades["bucket"][starts],
         "open": price[starts], "high": np.maximum.reduceat(price, starts), "low": np.minimum.reduceat(price, starts),
         "close": price[ends], "volume": volume, "vwap": vwap, "transactions": np.diff(np.r_[starts, len(price)]),
     })
@@ -70,11 +77,11 @@ def _quote_bars(quotes: pd.DataFrame, width: int) -> pd.DataFrame:
     if quotes.empty:
         return pd.DataFrame(columns=cols)
     quotes, starts = _bucketed(quotes, width)
-    ends = np.r_[starts[1:], len(quotes)] - 1
-    mid = ((quotes["bid"] + quotes["ask"]) / 2).to_numpy(dtype=float)
+    ends = np.r_[starts[1:], len(quotes["bucket"])] - 1
+    mid = (quotes["bid"] + quotes["ask"]) / 2
     return pd.DataFrame({
-        "symbol": quotes["symbol"].to_numpy()[starts], "bucket": quotes["bucket"].to_numpy()[starts],
-        **{c: quotes[c].to_numpy(dtype=float)[ends] for c in ("bid", "ask", "bid_size", "ask_size")},
+        "symbol": quotes["symbol"][starts], "bucket": quotes["bucket"][starts],
+        **{c: quotes[c][ends] for c in ("bid", "ask", "bid_size", "ask_size")},
         "mid_open": mid[starts], "mid_high": np.fmax.reduceat(mid, starts), "mid_low": np.fmin.reduceat(mid, starts),
         "mid_close": mid[ends],
     })
