@@ -1,0 +1,111 @@
+"""``MassiveData``: a :class:`vectorbt.Data` whose symbols come from massive_feeds.
+
+Everything goes through the library's fetch path (auto/REST/flat files, cache, quota, progress);
+this module only reshapes the standard bar frame into vectorbt's per-symbol OHLCV frames.
+
+The index stays in UTC: vectorbt 1.2 turns ``tz_convert="America/New_York"`` into a fixed UTC-05:00
+offset while ``settings["datetime"]["to_py_timezone"]`` is true, which is wrong across DST.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import vectorbt as vbt
+
+from ..config import Settings
+from ..datasets import load_dataset
+from ..fetch import fetch_data
+from ..record.bars import ticks_to_bars
+from ..record.library import recording_path
+from ..record.reader import RecordingReader
+from ..schema import DateLike, normalize_symbols
+
+#: Our columns → vectorbt's names.
+COLUMNS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume",
+           "vwap": "VWAP", "transactions": "Trade Count"}
+QUOTE_COLUMNS = {"bid": "Bid", "ask": "Ask", "mid": "Mid", "spread": "Spread"}
+
+
+def _per_symbol(bars: pd.DataFrame, symbols: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Split a standard bar frame into one OHLCV frame per symbol on a UTC DatetimeIndex."""
+    rename = {**COLUMNS, **{k: v for k, v in QUOTE_COLUMNS.items() if k in bars.columns}}
+    wanted = list(symbols) if symbols is not None else list(dict.fromkeys(bars["symbol"]))
+    out = {}
+    for sym in wanted:
+        part = bars[bars["symbol"] == sym]
+        frame = part[list(rename)].rename(columns=rename).astype("float64")
+        frame.index = pd.DatetimeIndex(part["timestamp"], name="Open time")
+        out[sym] = frame
+    return out
+
+
+class MassiveData(vbt.Data):
+    """vectorbt data from Massive::
+
+        data = MassiveData.download(["AAPL", "MSFT"], start="2024-01-02", end="2024-01-31", timeframe="1h")
+        data = data.update()                      # new bars since the earliest symbol's last bar
+        close = data.get("Close")
+        MassiveData.from_dataset("my_stocks"); MassiveData.from_recording("massive_live_morning_20250104")
+    """
+
+    @classmethod
+    def download(cls, symbols: Any, start: DateLike | None = None, end: DateLike | None = None,
+                 timeframe: str = "1h", method: str = "auto", adjusted: bool = True,
+                 settings: Settings | None = None, tz_convert: Any = "UTC", **kwargs: Any) -> "MassiveData":
+        """Fetch all symbols in one query (so auto mode judges the whole request) and wrap them."""
+        tickers = normalize_symbols(symbols)
+        if start is None or end is None:
+            raise ValueError("MassiveData.download needs start and end")
+        bars = fetch_data(tickers, start, end, timeframe, method, adjusted=adjusted, settings=settings)  # type: ignore[arg-type]
+        data = _per_symbol(bars, tickers)
+        download_kwargs = {"start": start, "end": end, "timeframe": timeframe, "method": method,
+                           "adjusted": adjusted, "settings": settings, **kwargs}
+        return cls.from_data(data, tz_convert=tz_convert, download_kwargs=download_kwargs,
+                             **{k: v for k, v in kwargs.items() if k in ("missing_index", "missing_columns")})
+
+    @classmethod
+    def download_symbol(cls, symbol: Any, **kwargs: Any) -> pd.DataFrame:
+        """One symbol (vectorbt's per-symbol hook; :meth:`download` batches instead)."""
+        return next(iter(cls.download(symbol, **kwargs).data.values()))
+
+    def update(self, end: DateLike | None = None, **kwargs: Any) -> "MassiveData":
+        """Fetch new bars up to ``end`` (default: now) for every symbol from one shared start — the
+        earliest of the symbols' last bars — so a symbol that ended earlier is filled and none is
+        overwritten with NaN. Returns a new instance, as vectorbt's ``update`` does."""
+        opts = {**self.download_kwargs, **kwargs}
+        last_bars = [frame["Close"].last_valid_index() for frame in self.data.values()]
+        start = min(t for t in last_bars if t is not None)
+        stop = end if end is not None else pd.Timestamp.now("UTC").to_pydatetime()
+        fresh = fetch_data(list(self.symbols), start.to_pydatetime(), stop, opts["timeframe"], opts["method"],
+                           adjusted=opts["adjusted"], settings=opts.get("settings"))
+        self._fresh = _per_symbol(fresh, self.symbols)
+        try:
+            return super().update()
+        finally:
+            del self._fresh
+
+    def update_symbol(self, symbol: Any, **kwargs: Any) -> pd.DataFrame:
+        return self._fresh[symbol]
+
+    @classmethod
+    def from_bars(cls, bars: pd.DataFrame, symbols: Iterable[str] | None = None, **kwargs: Any) -> "MassiveData":
+        """Wrap any frame in the standard bar schema (datasets, recordings, your own)."""
+        kwargs.setdefault("download_kwargs", {})
+        return cls.from_data(_per_symbol(bars, symbols), tz_convert=kwargs.pop("tz_convert", "UTC"), **kwargs)
+
+    @classmethod
+    def from_dataset(cls, name: str | Path, symbols: Iterable[str] | None = None,
+                     settings: Settings | None = None, **kwargs: Any) -> "MassiveData":
+        """A saved dataset (historical or recorded)."""
+        return cls.from_bars(load_dataset(name, settings=settings), symbols, **kwargs)
+
+    @classmethod
+    def from_recording(cls, path: str | Path, interval: str = "1min", symbols: Iterable[str] | None = None,
+                       settings: Settings | None = None, **kwargs: Any) -> "MassiveData":
+        """A recorded live session (its folder, or a recording dataset's name) resampled to ``interval``,
+        with Bid/Ask/Mid/Spread columns beside OHLCV."""
+        events = RecordingReader(recording_path(path, settings)).events()
+        return cls.from_bars(ticks_to_bars(events, interval), symbols, **kwargs)

@@ -1,0 +1,73 @@
+"""vectorbt's MassiveData: download, update from a shared start, datasets and recordings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from massive_feeds import fetch_data, save_dataset
+from massive_feeds.config import Settings
+from massive_feeds.record import WebSocketDataRecorder
+from massive_feeds.sandbox import Sandbox
+from massive_feeds.vectorbt import MassiveData
+
+
+
+def test_download_matches_fetch_data(settings: Settings) -> None:
+    data = MassiveData.download(["AAPL", "MSFT"], start="2024-03-04", end="2024-03-08", timeframe="1h",
+                                settings=settings)
+    bars = fetch_data(["AAPL", "MSFT"], "2024-03-04", "2024-03-08", "1h", settings=settings)
+    close = data.get("Close")
+    assert list(close.columns) == ["AAPL", "MSFT"] and str(close.index.tz) == "UTC"
+    aapl = bars[bars.symbol == "AAPL"].set_index("timestamp")["close"]
+    pd.testing.assert_series_equal(close["AAPL"].dropna(), aapl, check_names=False, check_freq=False)
+    assert {"Open", "High", "Low", "Close", "Volume", "VWAP", "Trade Count"} <= set(data.data["AAPL"].columns)
+
+
+def test_update_never_overwrites_good_rows_with_nan(settings: Settings) -> None:
+    # AAPL stops at the end of its session while bitcoin trades on: they end at different times
+    data = MassiveData.download(["AAPL", "X:BTCUSD"], start="2024-03-04", end="2024-03-05", timeframe="1h",
+                                settings=settings)
+    before = data.get("Close")
+    updated = data.update(end="2024-03-07").get("Close")
+    common = before.index
+    pd.testing.assert_frame_equal(updated.loc[common], before, check_freq=False)
+    assert updated.index[-1] > before.index[-1]
+    assert updated["AAPL"].loc["2024-03-06":].notna().sum() > 10  # AAPL got its new bars too
+
+
+def test_from_dataset_gives_the_same_object(settings: Settings) -> None:
+    bars = fetch_data(["AAPL", "MSFT"], "2024-03-04", "2024-03-05", "15m", settings=settings)
+    save_dataset(bars, "vbt_ds", settings=settings)
+    data = MassiveData.from_dataset("vbt_ds", settings=settings)
+    assert data.symbols == ["AAPL", "MSFT"]
+    np.testing.assert_allclose(data.get("Close")["MSFT"].dropna().to_numpy(),
+                               bars[bars.symbol == "MSFT"]["close"].to_numpy())
+
+
+def test_from_recording_has_quote_columns(tmp_path: Path) -> None:
+    with Sandbox(websocket=True, clock_speed=30) as sb:
+        settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
+        rec = WebSocketDataRecorder(["AAPL"], tmp_path / "rec", settings=settings).start()
+        time.sleep(3)
+        rec.stop()
+    data = MassiveData.from_recording(rec.path, "1min")
+    frame = data.data["AAPL"]
+    assert {"Open", "Close", "Bid", "Ask", "Mid", "Spread"} <= set(frame.columns) and len(frame) >= 1
+    path = rec.save_dataset("rec_ds")
+    same = MassiveData.from_recording(path.stem, "1min", settings=settings)
+    pd.testing.assert_frame_equal(same.data["AAPL"], frame)
+
+
+def test_portfolio_runs_on_loaded_data(settings: Settings) -> None:
+    import vectorbt as vbt
+
+    data = MassiveData.download("AAPL", start="2024-03-04", end="2024-03-08", timeframe="15m", settings=settings)
+    close = data.get("Close")
+    fast, slow = close.rolling(5).mean(), close.rolling(20).mean()
+    pf = vbt.Portfolio.from_signals(close, fast > slow, fast < slow, init_cash=10_000, freq="15min")
+    assert np.isfinite(pf.total_return())
