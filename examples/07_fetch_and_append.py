@@ -1,0 +1,15 @@
+"""Unified fetch, then grow a dataset incrementally with append mode (de-duplicated)."""
+
+from _common import massive_settings, recent_weekdays
+
+from massive_feeds import fetch_intraday_data, load_dataset, save_dataset, stack_data
+
+with massive_settings() as settings:
+    start, end = recent_weekdays(4)
+    first = fetch_intraday_data(["AAPL", "GOOGL"], start, start, interval="1h", source="massive", settings=settings)
+    save_dataset(first, "my_stocks_dataset", settings=settings)
+
+    new = fetch_intraday_data(["AAPL", "GOOGL"], start, end, interval="1h", source="massive", settings=settings)
+    combined = stack_data(load_dataset("my_stocks_dataset", settings=settings), new, mode="append")
+    save_dataset(combined, "my_stocks_dataset", settings=settings)
+    print(f"{len(first)} bars, then {len(new)} fetched (overlapping), dataset now {len(combined)} unique bars")
