@@ -20,7 +20,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
 
 
-@pytest.mark.parametrize("command", ["fetch", "quota", "datasets", "sandbox", "demo"])
+@pytest.mark.parametrize("command", ["fetch", "quota", "symbols", "stream", "record", "datasets", "sandbox", "demo"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -58,3 +58,16 @@ def test_quota_json_is_machine_readable(tmp_path: Path) -> None:
     result = run("quota", "--json")
     data = json.loads(result.stdout)
     assert data["plan"] == "free" and data["level"] == "green" and data["rest_daily_limit"] == 100
+
+
+def test_symbols_stream_and_record_against_the_sandbox(tmp_path: Path) -> None:
+    with Sandbox(websocket=True, clock_speed=30) as sb:
+        env = {**sb.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
+        symbols = run("symbols", "--market", "crypto", env=env)
+        assert symbols.returncode == 0 and "X:BTCUSD" in symbols.stdout.split()
+        streamed = run("stream", "AAPL", "--count", "3", env=env)
+        assert streamed.returncode == 0 and streamed.stdout.count("AAPL") == 3
+        recorded = run("record", "AAPL", "--seconds", "2", "--tag", "cli", "--save-dir", str(tmp_path / "rec"),
+                       env=env)
+        assert recorded.returncode == 0, recorded.stderr
+        assert "massive_live_cli_" in recorded.stdout

@@ -84,6 +84,81 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_symbols(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("symbols", help="list tradable symbols", description="List symbols from the reference tickers endpoint (cached).")
+    p.add_argument("--market", choices=["stocks", "crypto", "fx", "indices", "otc"], help="only this market")
+    p.add_argument("--search", help="filter by ticker or name")
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(func=_cmd_symbols)
+
+
+def _cmd_symbols(args: argparse.Namespace) -> int:
+    from ..stream import MassiveConnector
+
+    with MassiveConnector() as connector:
+        for symbol in connector.list_symbols(args.market, search=args.search, limit=args.limit):
+            print(symbol)
+    return 0
+
+
+def _add_stream(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stream", help="print live quotes", description="Print live quotes until Ctrl-C (or --count/--seconds).")
+    p.add_argument("symbols", help="comma-separated tickers")
+    p.add_argument("--count", type=int, default=0, help="stop after this many quotes (0 = no limit)")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = no limit)")
+    p.set_defaults(func=_cmd_stream)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from ..stream import stream_quotes_websocket
+
+    async def run() -> None:
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        n = 0
+        async for q in stream_quotes_websocket(args.symbols):
+            print(f"{q['timestamp']:%Y-%m-%d %H:%M:%S.%f} {q['symbol']:>10} bid {q['bid']} x {q['bid_size']}"
+                  f"  ask {q['ask']} x {q['ask_size']}", flush=True)
+            n += 1
+            if (args.count and n >= args.count) or (deadline and time.monotonic() >= deadline):
+                break
+
+    asyncio.run(run())
+    return 0
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="record a live session into a dataset",
+                       description="Record quotes and trades durably, then save bars (and the raw event log) as a dataset.")
+    p.add_argument("symbols", help="comma-separated tickers")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to record (Ctrl-C stops early)")
+    p.add_argument("--tag", default="session", help="dataset tag, e.g. morning, fomc, earnings")
+    p.add_argument("--name", help="dataset name (default massive_live_<tag>_<YYYYMMDD>)")
+    p.add_argument("--interval", default="1min", help="bar size for the dataset (1s, 1min, 5min ...)")
+    p.add_argument("--save-dir", default="data/live_recorded", help="where the raw event logs go")
+    p.set_defaults(func=_cmd_record)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    import time
+
+    from ..record import WebSocketDataRecorder
+
+    recorder = WebSocketDataRecorder(args.symbols, args.save_dir).start()
+    print(f"recording {', '.join(recorder.symbols)} to {recorder.path} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        time.sleep(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    recorder.stop()
+    path = recorder.save_dataset(args.name, args.interval, tag=args.tag)
+    stats = recorder.stats()
+    print(f"{stats['events_durable']:,} events, {stats['gaps']} gap(s) -> dataset {path.stem} ({path})")
+    return 0
+
+
 def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sandbox", help="run the local Massive-compatible sandbox",
                        description="Run the sandbox servers until Ctrl-C and print the environment that points clients at it.")
@@ -145,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_fetch, _add_quota, _add_datasets, _add_sandbox, _add_demo):
+    for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_sandbox,
+                _add_demo):
         add(sub)
     return parser
 
