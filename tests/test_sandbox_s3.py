@@ -155,7 +155,8 @@ def test_republish_gives_a_new_etag_for_the_same_rows(sb: Sandbox) -> None:
 
 def test_cut_download_breaks_the_transfer(sb: Sandbox) -> None:
     sb.s3.cut_next_downloads(1)
-    response = s3_client(sb).get_object(Bucket="flatfiles", Key="us_stocks_sip/minute_aggs_v1/2024/01/2024-01-26.csv.gz")
+    key = "us_stocks_sip/minute_aggs_v1/2024/01/2024-01-26.csv.gz"
+    response = s3_client(sb).get_object(Bucket="flatfiles", Key=key)
     with pytest.raises(Exception, match="IncompleteRead|Connection broken"):
         response["Body"].read()
 

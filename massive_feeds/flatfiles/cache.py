@@ -9,16 +9,20 @@ The gzip is converted once into a parquet file of the whole day (all tickers, zs
 source), then removed: later queries read only the row groups of the tickers they want and skip
 decompression altogether. A file whose ETag is no longer the listed one is never used, and is
 deleted when its key is fetched again. Every file appears under its final name only through an
-atomic rename (see :mod:`massive_feeds.storage`), so a killed download or conversion leaves at most
-a ``.partial`` temp file, which nothing reads and :meth:`DayFileCache.sweep` removes later.
+atomic rename (:func:`atomic_file`), so a killed download or conversion leaves at most a
+``.partial`` temp file, which nothing reads and :meth:`DayFileCache.sweep` removes later.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow.parquet as pq
 
@@ -30,6 +34,25 @@ log = logging.getLogger(__name__)
 GZIP = ".csv.gz"
 PARQUET = ".parquet"
 STALE_TEMP_SECONDS = 3600.0
+
+
+@contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """A temp path beside ``target``, renamed onto it when the block succeeds and removed when it fails.
+
+    Unlike :func:`massive_feeds.storage.atomic_path` this does not fsync: every cache entry can be
+    fetched again, and one damaged by a power cut is caught on use (listed size, parquet footer, gzip
+    CRC) and discarded, so the ~10 % the sync would cost each first read is not worth paying.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _safe(etag: str) -> str:

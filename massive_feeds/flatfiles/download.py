@@ -14,15 +14,16 @@ Plan → reserve → fetch → read:
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from collections import defaultdict
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -30,21 +31,10 @@ from tqdm.auto import tqdm
 from ..config import Settings, load_settings
 from ..errors import CorruptFileError
 from ..quota import QuotaManager, get_quota
-from ..schema import (
-    DateLike,
-    DateRange,
-    Interval,
-    empty_bars,
-    finalize_bars,
-    normalize_symbols,
-    parse_date_range,
-    parse_interval,
-)
-from ..storage import atomic_path
-from .cache import DayFileCache
+from ..schema import DateLike, DateRange, Interval, normalize_symbols, parse_date_range, parse_interval
+from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import convert_day_file, file_forms, read_cached_day
-from .resample import resample
+from .reader import bars_from_tables, convert_day_file, file_forms, read_cached_day
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
 log = logging.getLogger(__name__)
@@ -96,21 +86,34 @@ def _plan(transport: S3Transport, cache: DayFileCache, groups: dict[Dataset, lis
     return plan
 
 
-def _fetch_and_read(job: _Job, transport: S3Transport, cache: DayFileCache, bar: tqdm,
-                    on_downloaded: Callable[[_Job], None]) -> pa.Table | None:
+@dataclass
+class _Run:
+    """What every job of one query shares."""
+
+    transport: S3Transport
+    cache: DayFileCache
+    bar: tqdm
+    pending: dict[int, int]  # id(job) -> reserved bytes not yet downloaded
+    # Converting a day is CPU-bound (pyarrow already parses on every core) and holds ~250 MB at its
+    # peak, so fewer conversions than downloads run at once.
+    convert_slots: threading.Semaphore
+
+
+def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     """The wanted rows of one day file, downloading and converting it first when needed.
     ``None`` when the object vanished after it was listed."""
-    remote, path = job.remote, job.cached
+    remote, path, cache = job.remote, job.cached, run.cache
     try:
         if path is None:
-            with atomic_path(cache.gzip_path(remote)) as tmp:
-                transport.download(remote, tmp, bar.update)
-            on_downloaded(job)
+            with atomic_file(cache.gzip_path(remote)) as tmp:
+                run.transport.download(remote, tmp, run.bar.update)
+            run.pending.pop(id(job), None)
             path = cache.gzip_path(remote)
             cache.discard(remote.key, keep=path)  # older ETags of this day are now stale
         if path.suffix == ".parquet":
             return read_cached_day(path, job.forms, remote.key)
-        table = convert_day_file(path, cache.parquet_path(remote), job.forms, remote.key)
+        with run.convert_slots:
+            table = convert_day_file(path, cache.parquet_path(remote), job.forms, remote.key)
         path.unlink(missing_ok=True)  # the parquet day replaces the gzip
         return table
     except MissingObjectError:
@@ -128,53 +131,28 @@ def _run_jobs(plan: _Plan, transport: S3Transport, cache: DayFileCache, pool: Th
     pending = {id(j): j.remote.size for j in misses}
     quota_bytes = sum(pending.values())
     quota.reserve_flatfile_bytes(quota_bytes)  # refuses before anything is downloaded
-
-    def downloaded(job: _Job) -> None:
-        pending.pop(id(job), None)
-
     results: list[tuple[_Job, pa.Table]] = []
     vanished: list[_Job] = []
     try:
         with tqdm(total=quota_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="flat files",
                   disable=not progress or not misses, file=sys.stderr) as bar:
-            futures: dict[Future[pa.Table | None], _Job] = {
-                pool.submit(_fetch_and_read, job, transport, cache, bar, downloaded): job for job in plan.jobs
-            }
+            run = _Run(transport, cache, bar, pending, threading.Semaphore(max(1, (os.cpu_count() or 2) // 2)))
+            futures = {pool.submit(_fetch_and_read, job, run): job for job in plan.jobs}
             _, not_done = wait(futures, return_when=FIRST_EXCEPTION)
             for fut in not_done:  # after a failure, start nothing new ...
                 fut.cancel()
             wait(futures)  # ... but let running downloads finish, so the quota accounting is exact
-            for fut in futures:  # in plan order; re-raises the first failure
+            for fut, job in futures.items():  # in plan order; re-raises the first failure
                 if fut.cancelled():
                     continue
                 table = fut.result()
-                (vanished.append(futures[fut]) if table is None else results.append((futures[fut], table)))
+                if table is None:
+                    vanished.append(job)
+                else:
+                    results.append((job, table))
     finally:
         quota.release_flatfile_bytes(sum(pending.values()))
     return results, vanished
-
-
-def _to_frame(results: list[tuple[_Job, pa.Table]], window: DateRange, interval: Interval) -> pd.DataFrame:
-    frames = []
-    for job, table in results:
-        if table.num_rows == 0:
-            continue
-        cols = {name: table.column(name).to_numpy() for name in table.column_names}
-        n = table.num_rows
-        frame = pd.DataFrame({
-            "symbol": pd.Series(cols["ticker"]).map(job.forms).to_numpy(),
-            "t": cols["window_start"].astype(np.int64),
-            "open": cols["open"], "high": cols["high"], "low": cols["low"], "close": cols["close"],
-            # Index files have no volume / trade count: NaN volume and 0 trades, as index REST bars.
-            "volume": cols.get("volume", np.full(n, np.nan)),
-            "transactions": np.nan_to_num(cols.get("transactions", np.zeros(n)).astype(np.float64)).astype(np.int64),
-        })
-        frames.append(frame[(frame["t"] >= window.start.value) & (frame["t"] < window.end.value)])
-    if not frames:
-        return empty_bars()
-    bars = resample(pd.concat(frames, ignore_index=True), interval)
-    bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
-    return finalize_bars(bars)
 
 
 def download_flat_file(
@@ -235,14 +213,14 @@ def download_flat_file(
     try:
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
             plan = _plan(transport, cache, groups, window.calendar_days(), pool)
-            for ds in groups:
-                cache.sweep(cache.root / ds.path)
+            for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
+                cache.sweep(folder)
             wanted = progress if progress is not None else sys.stderr.isatty()
             results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
     finally:
         transport.close()
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
-    df = _to_frame(results, window, iv)
+    df = bars_from_tables([(table, job.forms) for job, table in results], window, iv)
     _log_summary(plan, missing, window)
     present = set(df["symbol"].unique())
     df.attrs.update(

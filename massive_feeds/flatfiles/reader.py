@@ -17,14 +17,17 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
-from ..schema import asset_class, ws_symbol
-from ..storage import atomic_path
+from ..schema import DateRange, Interval, asset_class, empty_bars, finalize_bars, ws_symbol
+from .cache import atomic_file
+from .resample import resample
 
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "ticker": pa.string(), "volume": pa.float64(), "open": pa.float64(), "close": pa.float64(),
@@ -62,7 +65,10 @@ class _ParquetSink:
     so compressing the day overlaps with decompressing and parsing it."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd", compression_level=1)
+        # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max
+        # statistics only for the ticker column, which is all that reads filter on.
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd", compression_level=1,
+                                        use_dictionary=["ticker"], write_statistics=["ticker"])
         self._queue: queue.Queue[object] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="flatfile-parquet", daemon=True)
@@ -93,7 +99,7 @@ def convert_day_file(gz: Path, target: Path, wanted: Iterable[str], key: str) ->
     values = pa.array(sorted(set(wanted)), pa.string())
     kept: list[pa.RecordBatch] = []
     try:
-        with atomic_path(target) as tmp:
+        with atomic_file(target) as tmp:
             reader = pacsv.open_csv(
                 pa.input_stream(gz, compression="gzip"),
                 read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
@@ -126,3 +132,30 @@ def _check_columns(schema: pa.Schema, key: str) -> None:
     if missing:
         raise CorruptFileError(f"Flat file {key} lacks the column(s) {', '.join(missing)}; "
                                f"its header is {','.join(schema.names)}", key=key)
+
+
+def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.DataFrame:
+    """One day's wanted rows as a frame with REST tickers, cut to ``window``."""
+    cols = {name: table.column(name).to_numpy() for name in table.column_names}
+    n = table.num_rows
+    frame = pd.DataFrame({
+        "symbol": pd.Series(cols["ticker"]).map(forms).to_numpy(),
+        "t": cols["window_start"].astype(np.int64),
+        "open": cols["open"], "high": cols["high"], "low": cols["low"], "close": cols["close"],
+        # Index files have no volume / trade count: NaN volume and 0 trades, as index REST bars.
+        "volume": cols.get("volume", np.full(n, np.nan)),
+        "transactions": np.nan_to_num(cols.get("transactions", np.zeros(n)).astype(np.float64)).astype(np.int64),
+    })
+    return frame[(frame["t"] >= window.start.value) & (frame["t"] < window.end.value)]
+
+
+def bars_from_tables(parts: list[tuple[pa.Table, dict[str, str]]], window: DateRange,
+                     interval: Interval) -> pd.DataFrame:
+    """Day-file rows (each table with its file-spelling → REST-ticker map) as standard bars of
+    ``interval``: cut to ``[window.start, window.end)`` first, then resampled."""
+    frames = [_frame(table, forms, window) for table, forms in parts if table.num_rows]
+    if not frames:
+        return empty_bars()
+    bars = resample(pd.concat(frames, ignore_index=True), interval)
+    bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
+    return finalize_bars(bars)

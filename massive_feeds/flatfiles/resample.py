@@ -31,7 +31,7 @@ def bucket_starts(t_ns: np.ndarray, interval: Interval) -> np.ndarray:
     local = pd.DatetimeIndex(pd.to_datetime(t_ns, unit="ns", utc=True)).tz_convert(NEW_YORK).tz_localize(None)
     day = local.normalize()
     if interval.timespan == "week":
-        start = day - pd.to_timedelta((day.dayofweek + 1) % 7, unit="D")  # back to Sunday
+        start = day - pd.to_timedelta((day.day_of_week + 1) % 7, unit="D")  # back to Sunday
     elif interval.timespan == "month":
         start = day - pd.to_timedelta(day.day - 1, unit="D")
     else:

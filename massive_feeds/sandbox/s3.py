@@ -69,6 +69,14 @@ def default_days(clock_day: date) -> tuple[date, date]:
     return last - timedelta(days=DEFAULT_DAYS - 1), last
 
 
+class _QuietHandler(MotoRequestHandler):
+    """Per-request lines go to our logger at DEBUG instead of werkzeug's at INFO."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+        log.log(logging.WARNING if type == "error" else logging.DEBUG, "s3 %s " + message, self.address_string(),
+                *args)
+
+
 class _GatedMotoServer(ThreadedMotoServer):
     """moto's threaded server with a WSGI ``gate`` wrapped around its application."""
 
@@ -78,9 +86,9 @@ class _GatedMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:  # same as moto's, plus the gate
         app = self._gate(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietHandler)
         self._server_ready_event.set()
-        self._server.serve_forever()
+        self._server.serve_forever(poll_interval=0.05)  # stop() returns quickly
 
 
 class S3Server:

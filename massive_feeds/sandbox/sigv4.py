@@ -65,7 +65,7 @@ def canonical_query(raw_query: str) -> str:
 
 def canonical_request(req: SignedRequest, signed_headers: list[str], payload_hash: str) -> str:
     lines = [" ".join(req.headers.get(h, "").split()) for h in signed_headers]
-    headers = "".join(f"{h}:{v}\n" for h, v in zip(signed_headers, lines))
+    headers = "".join(f"{h}:{v}\n" for h, v in zip(signed_headers, lines, strict=True))
     return "\n".join([req.method, req.raw_path or "/", canonical_query(req.raw_query), headers,
                       ";".join(signed_headers), payload_hash])
 
