@@ -3,6 +3,20 @@
 A dataset is ``<datasets_dir>/<name>.parquet``. Its schema metadata records symbols, time range,
 row count, source, interval, tags and creation time, so :func:`list_datasets` is cheap. Writes are
 atomic; names are plain (letters, digits, ``_ - .``), never paths.
+
+Split adjustment — the rule: a dataset stores its prices **as they were saved**, and its metadata says
+which they are: ``adjusted`` (``True``/``False``, from ``df.attrs["adjusted"]``, which every fetch path
+sets) and, for adjusted data, ``adjusted_as_of`` (the day the adjustment was current). Recordings and
+flat-file or store data saved raw stay raw. :func:`load_dataset` converts at read time:
+
+* ``adjusted=None`` (default): as stored;
+* ``adjusted=True`` on raw data: every split of its stocks is applied (splits from
+  ``/v3/reference/splits``, cached for a day — see :mod:`massive_feeds.splits`); on adjusted data, the
+  splits executed after ``adjusted_as_of`` are applied, so it never goes stale;
+* ``adjusted=False`` on adjusted data: the adjustment is undone with the splits up to ``adjusted_as_of``.
+
+Saving raw data (``adjusted=False``) and asking for ``adjusted=True`` when loading is the most robust
+habit. Appending bars whose adjustment differs from the dataset's is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +32,8 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import Settings, load_settings
-from .errors import DatasetError, InvalidInputError
-from .schema import BAR_COLUMNS, finalize_bars
+from .errors import DatasetError, InvalidInputError, MassiveError
+from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars
 from .storage import read_parquet_metadata, write_parquet
 
 log = logging.getLogger(__name__)
@@ -27,6 +41,8 @@ log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 META_KEY = "massive_feeds"
 StackMode = Literal["append", "replace", "merge"]
+#: Sources whose rows are prices as traded, for datasets saved before ``adjusted`` was recorded.
+RAW_SOURCES = frozenset({"flat_file", "live_recording", "store"})
 
 
 def _datasets_dir(settings: Settings | None, folder: str | Path | None) -> Path:
@@ -107,11 +123,12 @@ def save_dataset(
     path = dataset_path(name, settings=settings, folder=folder)
     tags = set(tags)
     source = source or df.attrs.get("method")
-    metadata = {"interval": df.attrs.get("interval"), **(metadata or {})}
+    metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **(metadata or {})}
     if append and path.exists():
         old_info = dataset_info(path)
         tags |= set(old_info.get("tags", []))
         source = source or old_info.get("source")
+        metadata.update(_merged_adjustment(old_info, metadata, path.stem))
         df = stack_data(load_dataset(path), df, mode="append")
     else:
         df = finalize_bars(df, extra=_extra_columns(df))
@@ -125,6 +142,89 @@ def save_dataset(
     return path
 
 
+def _today() -> str:
+    return datetime.now(NEW_YORK).date().isoformat()
+
+
+def _adjustment_meta(attrs: dict) -> dict:
+    """``adjusted`` / ``adjusted_as_of`` / ``session`` of bars about to be saved, from their attrs."""
+    adjusted = attrs.get("adjusted")
+    if adjusted is None and attrs.get("method") in RAW_SOURCES:
+        adjusted = False
+    meta: dict = {"adjusted": None if adjusted is None else bool(adjusted)}
+    if adjusted:
+        meta["adjusted_as_of"] = attrs.get("adjusted_as_of") or _today()
+    if attrs.get("session"):
+        meta["session"] = attrs["session"]
+    return meta
+
+
+def _merged_adjustment(old: dict, new: dict, name: str) -> dict:
+    """Adjustment metadata after appending ``new`` rows to a dataset described by ``old``."""
+    before, after = _stored_adjustment(old), new.get("adjusted")
+    if before is not None and after is not None and before != after:
+        state = {True: "split-adjusted", False: "raw (unadjusted)"}
+        raise InvalidInputError(
+            f"dataset {name!r} holds {state[before]} prices and the new bars are {state[after]}; appending would "
+            f"mix them. Fetch the new bars with adjusted={before}, or save them as another dataset"
+        )
+    merged = {"adjusted": before if after is None else after}
+    if merged["adjusted"]:
+        dates = [d for d in (old.get("adjusted_as_of"), new.get("adjusted_as_of")) if d]
+        if dates:  # the older date: splits after it are re-checked on load (see load_dataset)
+            merged["adjusted_as_of"] = min(dates)
+            merged["adjusted_as_of_latest"] = max(dates + [old.get("adjusted_as_of_latest") or min(dates)])
+    return merged
+
+
+def _stored_adjustment(info: dict) -> bool | None:
+    """Whether a dataset's prices are split-adjusted; None when it does not say."""
+    value = info.get("adjusted")
+    if value is None and info.get("source") in RAW_SOURCES:
+        return False
+    return None if value is None else bool(value)
+
+
+def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
+                        settings: Settings | None) -> tuple[pd.DataFrame, str | None]:
+    """Bars of a dataset described by ``info`` turned into ``adjusted`` prices, and the day that
+    adjustment is current as of (None for raw prices)."""
+    from .splits import apply_splits, splits_for
+
+    stored = _stored_adjustment(info)
+    name = info.get("name", "dataset")
+    today = _today() if adjusted else None
+    if not any(asset_class(str(s)) == "stocks" for s in pd.unique(df["symbol"])):
+        return df, today  # crypto, forex, indices and options never split
+    if stored is None:
+        raise DatasetError(
+            f"dataset {name!r} does not record whether its prices are split-adjusted, so it cannot be converted; "
+            "load it with adjusted=None (as stored)"
+        )
+    if info.get("interval") in ("1w", "1M"):
+        log.warning("dataset %s holds %s bars: a bar that straddles a split cannot be adjusted exactly",
+                    name, info.get("interval"))
+    as_of = pd.Timestamp(info.get("adjusted_as_of") or _today())
+    try:
+        splits = splits_for(df, settings=settings)
+    except MassiveError as exc:
+        if stored and adjusted:  # already adjusted: only splits announced since are at stake
+            log.warning("could not check dataset %s for splits after %s (%s); returning it as stored",
+                        name, as_of.date(), exc)
+            return df, info.get("adjusted_as_of")
+        raise
+    executed = splits["execution_date"]
+    if stored and adjusted:
+        latest = pd.Timestamp(info.get("adjusted_as_of_latest") or as_of)
+        if ((executed > as_of) & (executed <= latest)).any():
+            log.warning("dataset %s was appended with bars adjusted on different days around a split; "
+                        "re-fetch it to be exact", name)
+        return apply_splits(df, splits[executed > as_of]), today
+    if stored:  # adjusted -> raw: undo the splits the adjustment knew about
+        return apply_splits(df, splits[executed <= as_of], inverse=True), today
+    return apply_splits(df, splits), today  # raw -> adjusted
+
+
 def _resolve(name_or_path: str | Path, settings: Settings | None, folder: str | Path | None) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".parquet" and (candidate.is_absolute() or candidate.parent != Path(".")):
@@ -132,8 +232,15 @@ def _resolve(name_or_path: str | Path, settings: Settings | None, folder: str | 
     return dataset_path(str(name_or_path), settings=settings, folder=folder)
 
 
-def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: str | Path | None = None) -> pd.DataFrame:
-    """Read a dataset by name (or a parquet path). ``df.attrs`` carries its metadata."""
+def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: str | Path | None = None,
+                 adjusted: bool | None = None) -> pd.DataFrame:
+    """Read a dataset by name (or a parquet path). ``df.attrs`` carries its metadata.
+
+    ``adjusted``: ``None`` (default) returns the prices as stored; ``True``/``False`` returns them
+    split-adjusted / as traded, converting at read time (see the module docstring; needs the splits
+    list, so an API key or a cached list, when the stored prices differ from what is asked).
+    ``df.attrs["adjusted"]`` says what you got.
+    """
     path = _resolve(name, settings, folder)
     if not path.exists():
         raise DatasetError(f"dataset {path.stem!r} not found in {path.parent}")
@@ -142,7 +249,15 @@ def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: 
     except Exception as exc:
         raise DatasetError(f"could not read dataset {path.name}: {exc}") from exc
     df = finalize_bars(df, extra=_extra_columns(df))
-    df.attrs.update(dataset_info(path))
+    info = dataset_info(path)
+    if adjusted is not None and (_stored_adjustment(info) is not bool(adjusted)
+                                 or (adjusted and info.get("adjusted_as_of") != _today())):
+        df, as_of = _convert_adjustment(df, info, bool(adjusted), settings)
+        info = {k: v for k, v in info.items() if k not in ("adjusted_as_of", "adjusted_as_of_latest")}
+        info["adjusted"] = bool(adjusted)
+        if as_of:
+            info["adjusted_as_of"] = as_of
+    df.attrs.update(info)
     return df
 
 

@@ -141,5 +141,9 @@ class DatasetError(MassiveError):
     """A dataset could not be found, read or written."""
 
 
+class StoreError(DatasetError):
+    """The history store (``massive_feeds.store``) is missing, incomplete, damaged or could not be written."""
+
+
 class RecordingError(MassiveError):
     """The recorder could not write (disk full, permission) or read a recording."""

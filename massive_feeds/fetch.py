@@ -4,6 +4,10 @@
 over REST, anything larger over flat files — and falls back when the chosen path cannot serve:
 to REST when boto3 or S3 credentials are missing, to flat files when the REST quota left today
 cannot cover the query. The method used, and why, is in ``df.attrs`` and the log.
+
+``adjusted`` and ``session`` mean the same on every path (see :mod:`massive_feeds.splits` and
+:mod:`massive_feeds.sessions`): REST passes ``adjusted`` to the server, flat files apply the same splits
+themselves; ``session="regular"`` is cut at minute resolution and rebuilt on both.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
 from .schema import (
+    INTERVALS,
+    NEW_YORK,
     DateLike,
     DateRange,
     Interval,
@@ -33,6 +39,7 @@ from .schema import (
     parse_date_range,
     parse_interval,
 )
+from .sessions import has_sessions, to_regular_session, validate_session
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,7 @@ def fetch_ohlcv_rest(
     use_cache: bool = True,
     progress: bool | None = None,
     max_workers: int = 4,
+    session: str = "extended",
 ) -> pd.DataFrame:
     """OHLCV bars over REST (``/v2/aggs``) for one or many symbols, in the standard bar schema.
 
@@ -105,11 +113,15 @@ def fetch_ohlcv_rest(
         start, end: dates or datetimes; date-only bounds are whole New York days, naive datetimes UTC.
         interval: one of ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
         api_key: overrides the configured ``MASSIVE_API_KEY``.
-        adjusted: split-adjusted prices (Massive's default).
+        adjusted: split-adjusted prices (Massive's default; ``False`` = prices as traded). Dividends are
+            never adjusted.
         use_cache: serve identical settled queries from the local cache (no call, no quota).
+        session: ``"extended"`` (default: what the service returns, pre-market to after-hours) or
+            ``"regular"`` (09:30–16:00 New York on NYSE sessions with early closes, for stocks, options and
+            indices; fetched as minute bars and rebuilt — see :mod:`massive_feeds.sessions`).
 
     Raises:
-        InvalidInputError: bad symbol, interval or dates (before any call).
+        InvalidInputError: bad symbol, interval, dates or session (before any call).
         MissingCredentialsError: no API key configured.
         QuotaExceededError: the daily REST quota is used up.
         AuthenticationError, NotEntitledError, RateLimitError, ServerError, BadResponseError.
@@ -117,10 +129,15 @@ def fetch_ohlcv_rest(
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
+    session = validate_session(session)
     own_client = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest")
+
     def one(ticker: str) -> pd.DataFrame:
+        if session == "regular" and has_sessions(ticker):
+            minutes = _fetch_symbol(client, cache, ticker, INTERVALS["1m"], window, adjusted, use_cache)
+            return to_regular_session(minutes, iv)
         return _fetch_symbol(client, cache, ticker, iv, window, adjusted, use_cache)
 
     try:
@@ -142,7 +159,9 @@ def fetch_ohlcv_rest(
         log.warning("no bars for %s in %s..%s (unknown ticker, or no trades)", ", ".join(empty),
                     window.first_day, window.last_day)
     df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True))
-    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, empty_symbols=empty)
+    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty)
+    if adjusted:
+        df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
     return df
 
 
@@ -152,9 +171,10 @@ def choose_method(n_symbols: int, days: int) -> str:
     return "rest" if n_symbols <= AUTO_MAX_SYMBOLS and days <= AUTO_MAX_DAYS else "flat_file"
 
 
-def estimate_rest_calls(n_symbols: int, interval: Interval, window: DateRange) -> int:
-    """Upper estimate of REST calls: one per page per symbol (a page holds 50,000 base bars)."""
-    base_bars = window.days * (1440 if interval.is_intraday else 1)
+def estimate_rest_calls(n_symbols: int, interval: Interval, window: DateRange, session: str = "extended") -> int:
+    """Upper estimate of REST calls: one per page per symbol (a page holds 50,000 base bars); a
+    ``regular`` session is built from minute bars whatever the interval."""
+    base_bars = window.days * (1440 if interval.is_intraday or session == "regular" else 1)
     return n_symbols * max(1, math.ceil(base_bars / PAGE_LIMIT))
 
 
@@ -189,14 +209,20 @@ def fetch_data(
     adjusted: bool = True,
     settings: Settings | None = None,
     progress: bool | None = None,
+    session: str = "extended",
 ) -> pd.DataFrame:
     """Historical bars by the best method. ``method``: ``auto`` (default), ``rest`` or ``flat_file``.
+
+    ``adjusted`` (split-adjusted, default ``True``) and ``session`` (``"extended"`` default, or
+    ``"regular"``) give the same bars whichever method runs: REST passes ``adjusted`` to the server,
+    flat files apply the same splits themselves (which needs the API key for ``/v3/reference/splits``).
 
     The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why.
     """
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
+    session = validate_session(session)
     settings = (settings or load_settings()).with_overrides(api_key=api_key)
     if method not in ("auto", "rest", "flat_file"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
@@ -210,18 +236,20 @@ def fetch_data(
             chosen, reason = "rest", f"fell back to REST: {why}"
             log.warning("auto method: %s", reason)
         elif chosen == "rest" and settings.api_key and (
-            why := _rest_quota_short(settings, estimate_rest_calls(len(tickers), iv, window))
+            why := _rest_quota_short(settings, estimate_rest_calls(len(tickers), iv, window, session))
         ) and _flat_files_unavailable(settings) is None:
             chosen, reason = "flat_file", f"fell back to flat files: {why}"
             log.warning("auto method: %s", reason)
     log.info("fetch_data: %s via %s (%s)", ",".join(tickers), chosen, reason)
 
     if chosen == "rest":
-        df = fetch_ohlcv_rest(tickers, start, end, iv.name, adjusted=adjusted, settings=settings, progress=progress)
+        df = fetch_ohlcv_rest(tickers, start, end, iv.name, adjusted=adjusted, settings=settings, progress=progress,
+                              session=session)
     else:
         from .flatfiles import download_flat_file
 
-        df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress)
+        df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress,
+                                adjusted=adjusted, session=session)
     df.attrs.update(method=chosen, method_reason=reason)
     return df
 
@@ -235,10 +263,13 @@ def fetch_intraday_data(
     end: DateLike,
     interval: str = "1h",
     source: str = "auto",
+    *,
+    session: str = "extended",
     **kwargs: object,
 ) -> pd.DataFrame:
     """The unified entry point of the product document: ``source="auto"`` or ``"massive"`` (the only
-    built-in source) fetch through :func:`fetch_data`; extra keyword arguments are passed on."""
+    built-in source) fetch through :func:`fetch_data`; ``session`` and extra keyword arguments
+    (``method``, ``adjusted``, ``settings`` …) are passed on."""
     if source not in SOURCES:
         raise InvalidInputError(f"Unknown source {source!r}; available: {', '.join(SOURCES)}")
-    return fetch_data(symbols, start, end, interval, **kwargs)  # type: ignore[arg-type]
+    return fetch_data(symbols, start, end, interval, session=session, **kwargs)  # type: ignore[arg-type]

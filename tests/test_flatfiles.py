@@ -436,11 +436,14 @@ def test_stale_temp_files_are_swept_and_fresh_ones_left_alone(sb: Sandbox, setti
     assert (stale.exists(), fresh.exists()) == (False, True)
 
 
-def test_adjusted_request_is_warned_about_and_answered_unadjusted(settings: Settings,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="massive_feeds.flatfiles"):
-        df = download_flat_file("AAPL", "2024-01-26", "2024-01-26", "1d", settings=settings, adjusted=True)
-    assert df.attrs["adjusted"] is False and "not split-adjusted" in caplog.text
+@pytest.mark.parametrize("adjusted", [True, False])
+def test_flat_files_equal_rest_across_a_split_adjusted_or_not(settings: Settings, adjusted: bool) -> None:
+    # INTC has a 1-for-10 reverse split in the sandbox on 2024-01-31: flat files are raw, so this
+    # only holds if download_flat_file applies the same splits REST does (or none, when raw).
+    flat = download_flat_file("INTC", "2024-01-29", "2024-02-02", "1h", settings=settings, adjusted=adjusted)
+    rest = fetch_ohlcv_rest("INTC", "2024-01-29", "2024-02-02", "1h", settings=settings, adjusted=adjusted)
+    assert flat.attrs["adjusted"] is adjusted and len(flat) > 0
+    pd.testing.assert_frame_equal(flat[OHLCV], rest[OHLCV])
 
 
 def test_object_gone_after_listing_is_a_missing_object(settings: Settings, tmp_path: Path) -> None:

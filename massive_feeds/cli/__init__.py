@@ -30,6 +30,8 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--append", action="store_true", help="append to the dataset (de-duplicated)")
     p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
     p.add_argument("--unadjusted", action="store_true", help="raw prices instead of split-adjusted")
+    p.add_argument("--session", default="extended", choices=["extended", "regular"],
+                   help="extended (default: pre-market to after-hours) or regular (09:30-16:00 New York, NYSE days)")
     p.set_defaults(func=_cmd_fetch)
 
 
@@ -38,7 +40,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from ..fetch import fetch_data
 
     df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=not args.unadjusted,
-                    progress=sys.stderr.isatty())
+                    progress=sys.stderr.isatty(), session=args.session)
     print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
     if args.dataset:
@@ -195,6 +197,81 @@ def _optional_sides(websocket: bool, s3: bool) -> dict[str, bool]:
     }
 
 
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="build or update the Parquet history store from flat files",
+                       description="Ingest flat-file days into the history store, incrementally (days already stored "
+                                   "are skipped, republished files re-ingested), on a local pool or a Dask cluster.")
+    p.add_argument("--dataset", default="us_stocks_sip/minute_aggs_v1",
+                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1)")
+    p.add_argument("--start", required=True, help="first New York session date, YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="last New York session date, YYYY-MM-DD (inclusive)")
+    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market)")
+    p.add_argument("--store", help="folder or s3://bucket/prefix?endpoint_override=… "
+                                   "(default: $MASSIVE_FEEDS_STORE or <home>/store)")
+    p.add_argument("--engine", default="local", choices=["local", "dask"])
+    p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (default: a LocalCluster)")
+    p.add_argument("--workers", type=int, help="pool size or LocalCluster workers (default: one per core)")
+    p.add_argument("--processes", action="store_true", help="local engine: a process pool instead of threads")
+    p.add_argument("--no-refresh", action="store_true",
+                   help="trust the store's manifest: no S3 listing for days it already has")
+    p.add_argument("--drop-flatfiles", action="store_true",
+                   help="remove each day from the flat-file cache once it is in the store")
+    p.set_defaults(func=_cmd_ingest)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ..store import ingest
+
+    report = ingest(args.dataset, args.start, args.end, args.symbols, store=args.store, engine=args.engine,
+                    scheduler=args.scheduler, workers=args.workers, processes=True if args.processes else None,
+                    refresh=not args.no_refresh, keep_flatfiles=not args.drop_flatfiles, progress=sys.stderr.isatty())
+    print(report)
+    return 0
+
+
+def _add_quality(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quality", help="data-quality report of a dataset",
+                       description="Per symbol and New York day: session coverage, no-trade minutes vs suspicious "
+                                   "gaps, duplicates, order, OHLC and price errors, split jumps, recording gaps.")
+    p.add_argument("dataset", help="dataset name (massive-feeds datasets) or a .parquet path")
+    p.add_argument("--all", action="store_true", help="list every day, not only those with findings")
+    p.add_argument("--csv", help="also write the full report to this CSV file")
+    p.add_argument("--no-splits", action="store_true",
+                   help="do not fetch the splits list (by default it is fetched when an API key is configured)")
+    p.add_argument("--gap-minutes", type=float, default=15.0, help="shortest suspicious gap (default 15)")
+    p.add_argument("--strict", action="store_true", help="exit with code 1 when any day has an error")
+    p.set_defaults(func=_cmd_quality)
+
+
+def _cmd_quality(args: argparse.Namespace) -> int:
+    from ..config import load_settings
+    from ..datasets import load_dataset
+    from ..quality import format_quality_report, quality_report
+
+    settings = load_settings()
+    df = load_dataset(args.dataset, settings=settings)
+    splits, why = None, None
+    if args.no_splits:
+        why = "not fetched (--no-splits)"
+    elif not settings.api_key:
+        why = "not fetched: no API key configured"
+    else:
+        from ..splits import splits_for
+
+        try:
+            splits = splits_for(df, settings=settings)
+        except MassiveError as exc:
+            why = f"could not be fetched ({exc})"
+    report = quality_report(df, splits=splits, gap_minutes=args.gap_minutes)
+    if why:
+        report.attrs["notes"] = [*report.attrs.get("notes", []), f"Splits list {why}."]
+    print(format_quality_report(report, all_days=args.all))
+    if args.csv:
+        report.to_csv(args.csv, index=False)
+        print(f"full report written to {args.csv}")
+    return 1 if args.strict and (report["status"] == "error").any() else 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demo on the sandbox (no key, no network)",
                        description="Start the sandbox, fetch history, save a dataset and print the quota status.")
@@ -221,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_sandbox,
-                _add_demo):
+                _add_demo, _add_ingest, _add_quality):
         add(sub)
     return parser
 

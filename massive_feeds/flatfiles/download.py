@@ -8,7 +8,12 @@ Plan → reserve → fetch → read:
 3. reserve the bytes of all misses against the monthly flat-file quota *before* any download
    (the whole query is refused if it would pass the quota), and give back what was not downloaded;
 4. download the misses in parallel (bounded), convert each to a cached parquet day, filter to the
-   wanted tickers, cut to the date range and resample.
+   wanted tickers, cut to the date range, split-adjust (``adjusted=True``), cut to the session
+   (``session="regular"``) and resample.
+
+Flat files hold raw prices (as traded). With ``adjusted=True`` (the default, as on REST) the splits of
+the stock tickers come from ``/v3/reference/splits`` (cached for a day, see :mod:`massive_feeds.splits`)
+and are applied to the minute/day rows before resampling, so the bars equal REST's adjusted bars.
 """
 
 from __future__ import annotations
@@ -31,7 +36,17 @@ from tqdm.auto import tqdm
 from ..config import Settings, load_settings
 from ..errors import CorruptFileError
 from ..quota import QuotaManager, get_quota
-from ..schema import DateLike, DateRange, Interval, normalize_symbols, parse_date_range, parse_interval
+from ..schema import (
+    INTERVALS,
+    NEW_YORK,
+    DateLike,
+    DateRange,
+    Interval,
+    normalize_symbols,
+    parse_date_range,
+    parse_interval,
+)
+from ..sessions import has_sessions, validate_session
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
 from .reader import bars_from_tables, convert_day_file, file_forms, read_cached_day
@@ -63,10 +78,12 @@ class _Plan:
         return sorted({d.isoformat() for days in self.missing.values() for d in days})
 
 
-def _group_by_dataset(tickers: list[str], interval: Interval) -> dict[Dataset, list[str]]:
+def _group_by_dataset(tickers: list[str], interval: Interval, session: str = "extended") -> dict[Dataset, list[str]]:
+    """Tickers by the dataset that serves them; ``regular`` sessions are cut from minute files."""
     groups: dict[Dataset, list[str]] = defaultdict(list)
     for ticker in tickers:
-        groups[dataset_for(ticker, interval)].append(ticker)
+        base = INTERVALS["1m"] if session == "regular" and has_sessions(ticker) else interval
+        groups[dataset_for(ticker, base)].append(ticker)
     return dict(sorted(groups.items()))
 
 
@@ -164,7 +181,8 @@ def download_flat_file(
     settings: Settings | None = None,
     progress: bool | None = None,
     max_workers: int = 4,
-    adjusted: bool = False,
+    adjusted: bool = True,
+    session: str = "extended",
 ) -> pd.DataFrame:
     """OHLCV bars from Massive's flat files (S3 day files), in the standard bar schema.
 
@@ -172,7 +190,12 @@ def download_flat_file(
     does); day files serve ``1d 1w 1M`` (weeks start Sunday, months on the 1st, both labelled midnight
     New York). Date-only bounds are whole New York days; rows are cut to ``[start, end)`` before
     resampling. Flat files carry no VWAP, so ``vwap`` is NaN; index files have no volume (NaN) or trade
-    count (0). Prices are as traded: flat files are **not split-adjusted**.
+    count (0).
+
+    Flat files hold prices as traded. ``adjusted=True`` (the default, as on REST) applies the stock
+    tickers' splits (from ``/v3/reference/splits``, cached for a day; one REST call per ticker, or a
+    market-wide listing for more than four) to the minute/day rows before resampling, so the bars equal
+    REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices. Dividends are never adjusted.
 
     Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
     download and costs no quota, a republished file is fetched again. Downloads count against the
@@ -185,16 +208,21 @@ def download_flat_file(
         settings: defaults to :func:`~massive_feeds.config.load_settings`.
         progress: byte progress bar; default only when stderr is a terminal.
         max_workers: parallel downloads / parses.
-        adjusted: flat files cannot be split-adjusted; ``True`` only logs a warning.
+        adjusted: split-adjusted prices (default) or, with ``False``, prices as traded.
+        session: ``"extended"`` (default: the whole published day) or ``"regular"`` (09:30–16:00 New York
+            on NYSE sessions, early closes included, for stocks, options and indices; read from minute
+            files and rebuilt, also for ``1d 1w 1M`` — see :mod:`massive_feeds.sessions`).
 
     Returns:
-        The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted=False``,
+        The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted``, ``session``,
+        ``splits`` (how many splits of the symbols were applied),
         ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
         ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
 
     Raises:
-        InvalidInputError: bad symbol, interval or dates.
-        MissingCredentialsError: no S3 credentials configured.
+        InvalidInputError: bad symbol, interval, dates or session.
+        MissingCredentialsError: no S3 credentials configured; or ``adjusted=True`` for stocks with no
+            REST API key to fetch the splits with (and no cached splits list).
         QuotaExceededError: the downloads would pass the monthly flat-file quota (nothing was downloaded).
         AuthenticationError: the S3 credentials were rejected.
         NotEntitledError: the plan does not include a dataset (403 on download).
@@ -204,13 +232,18 @@ def download_flat_file(
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
+    session = validate_session(session)
     settings = settings or load_settings()
-    if adjusted:
-        log.warning("flat files are not split-adjusted: returning prices as traded")
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
-    groups = _group_by_dataset(tickers, iv)
+    groups = _group_by_dataset(tickers, iv, session)
+    splits = None
     try:
+        if adjusted:  # before any download: a missing key fails the query without spending byte quota
+            from ..splits import fetch_splits, stock_tickers
+
+            stocks = stock_tickers(tickers)
+            splits = fetch_splits(stocks, window.first_day, settings=settings) if stocks else None
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
             plan = _plan(transport, cache, groups, window.calendar_days(), pool)
             for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
@@ -220,15 +253,19 @@ def download_flat_file(
     finally:
         transport.close()
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
-    df = bars_from_tables([(table, job.forms) for job, table in results], window, iv)
+    df = bars_from_tables([(table, job.forms) for job, table in results], window, iv, splits=splits,
+                          session=session)
     _log_summary(plan, missing, window)
     present = set(df["symbol"].unique())
     df.attrs.update(
-        method="flat_file", interval=iv.name, adjusted=False, missing_days=missing,
+        method="flat_file", interval=iv.name, adjusted=adjusted, session=session,
+        splits=0 if splits is None else int(len(splits)), missing_days=missing,
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
         empty_symbols=[t for t in tickers if t not in present],
     )
+    if adjusted:
+        df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
     return df
 
 

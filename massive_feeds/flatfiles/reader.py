@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from ..errors import CorruptFileError
 from ..schema import DateRange, Interval, asset_class, empty_bars, finalize_bars, ws_symbol
 from .cache import atomic_file
-from .resample import resample
+from .resample import finish_base_frame
 
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "ticker": pa.string(), "volume": pa.float64(), "open": pa.float64(), "close": pa.float64(),
@@ -150,12 +150,16 @@ def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.Data
 
 
 def bars_from_tables(parts: list[tuple[pa.Table, dict[str, str]]], window: DateRange,
-                     interval: Interval) -> pd.DataFrame:
+                     interval: Interval, *, splits: pd.DataFrame | None = None,
+                     session: str = "extended") -> pd.DataFrame:
     """Day-file rows (each table with its file-spelling → REST-ticker map) as standard bars of
-    ``interval``: cut to ``[window.start, window.end)`` first, then resampled."""
+    ``interval``: cut to ``[window.start, window.end)`` first, then split-adjusted (when ``splits``
+    is given), cut to the session and resampled (see :func:`.resample.finish_base_frame`)."""
     frames = [_frame(table, forms, window) for table, forms in parts if table.num_rows]
     if not frames:
         return empty_bars()
-    bars = resample(pd.concat(frames, ignore_index=True), interval)
+    bars = finish_base_frame(pd.concat(frames, ignore_index=True), interval, splits=splits, session=session)
+    if bars.empty:
+        return empty_bars()
     bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
     return finalize_bars(bars)

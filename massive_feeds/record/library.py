@@ -34,7 +34,8 @@ def events_folder(dataset_file: Path) -> Path:
 
 
 def _gap_summary(reader: RecordingReader) -> list[dict]:
-    return [{"market": g["market"], "start_ms": g["start_ms"], "end_ms": g["end_ms"], "reason": g["reason"],
+    return [{"market": g["market"], "symbols": list(g.get("symbols") or ()), "start_ms": g["start_ms"],
+             "end_ms": g["end_ms"], "reason": g["reason"],
              "downtime_s": round((g["reconnected_ns"] - g["disconnected_ns"]) / 1e9, 3)} for g in reader.gaps()]
 
 
@@ -48,7 +49,7 @@ def save_recording_dataset(log_path: Path, name: str | None, resample_interval: 
     name = name or default_name(events, tag)
     target = dataset_path(name, settings=settings)
     bars = ticks_to_bars(events, resample_interval)
-    bars.attrs["interval"] = resample_interval
+    bars.attrs.update(interval=resample_interval, adjusted=False)  # the stream carries prices as traded
     copy = events_folder(target)
     if copy.exists():
         shutil.rmtree(copy)
@@ -67,6 +68,7 @@ def append_recording(log_path: Path, dataset_file: Path, resample_interval: str 
     events = reader.events()
     info = dataset_info(dataset_file)
     bars = ticks_to_bars(events, resample_interval)
+    bars.attrs["adjusted"] = False
     meta = {"events": int(info.get("events", 0)) + len(events),
             "gaps": list(info.get("gaps", [])) + _gap_summary(reader), "interval": resample_interval}
     return save_dataset(bars, dataset_file.stem, append=True, source=info.get("source", SOURCE),

@@ -2,12 +2,23 @@
 
 ``Sandbox`` starts, on 127.0.0.1 and free ports:
 
-* a REST server (``/v2/aggs/...``, ``/v3/reference/tickers``) returning the real JSON shapes,
+* a REST server (``/v2/aggs/...``, ``/v3/reference/tickers``, ``/v3/reference/splits``) returning the
+  real JSON shapes,
 * a WebSocket server speaking the real handshake/subscribe protocol (``websocket=True``),
 * an S3-compatible endpoint (moto) holding gzip CSV day files in the real key layout (``s3=True``),
 
 all serving one deterministic synthetic market (:mod:`massive_feeds.sandbox.market`). It checks keys,
 enforces a configurable rate limit and injects faults, so clients are tested over real sockets.
+
+Stocks follow the NYSE calendar (holidays, early closes) and some split. The default split table:
+
+* GOOGL 4-for-1 (split_from 1, split_to 4) on 2024-03-06 — inside the REST test week 2024-03-04..08;
+* INTC 1-for-10 reverse (10 → 1) on 2024-01-31 — inside the flat-file test range 2024-01-25..02-06;
+* TSLA 3-for-1 (1 → 3) three NYSE sessions before the clock's day — recent, so demo ranges show it;
+* AMD 1-for-5 reverse (5 → 1) six NYSE sessions before the clock's day.
+
+Ticks, the WebSocket stream and flat files carry raw prices; REST aggregates are split-adjusted
+unless asked ``adjusted=false``, as on the real service.
 
 Use it as a context manager::
 
@@ -28,7 +39,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .faults import Faults
-from .market import DEFAULT_UNIVERSE, MarketGenerator, TickerInfo
+from .market import DEFAULT_SPLITS, DEFAULT_UNIVERSE, MarketGenerator, SplitInfo, TickerInfo, recent_splits
+from .market import is_nyse_session
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -41,10 +53,11 @@ SANDBOX_S3_SECRET_ACCESS_KEY = "sandbox-secret-key"
 
 
 def default_clock_start(now: datetime | None = None) -> datetime:
-    """15:30 UTC (mid-session in New York) on the most recent weekday before ``now``: the live side
-    always has an open stock market to stream, whatever the real time is."""
+    """15:30 UTC (mid-session in New York) on the most recent NYSE session before ``now`` (weekends
+    and exchange holidays skipped): the live side always has an open stock market to stream, whatever
+    the real time is."""
     day = (now or datetime.now(timezone.utc)).date() - timedelta(days=1)
-    while day.weekday() >= 5:
+    while not is_nyse_session(day):
         day -= timedelta(days=1)
     return datetime(day.year, day.month, day.day, 15, 30, tzinfo=timezone.utc)
 
@@ -96,14 +109,17 @@ class Sandbox:
         websocket: bool = False,
         s3: bool = False,
         s3_days: tuple[date, date] | None = None,
+        splits: tuple[SplitInfo, ...] | None = None,
     ) -> None:
         self.api_key = api_key
         self.s3_access_key_id = s3_access_key_id
         self.s3_secret_access_key = s3_secret_access_key
         self.host = host
-        self.market = MarketGenerator(seed=seed, universe=universe)
         self.rate_limit = rate_limit
         self.clock = SandboxClock(clock_start or default_clock_start(), clock_speed)
+        if splits is None:  # the fixed splits plus two recent ones relative to the clock (see above)
+            splits = DEFAULT_SPLITS + recent_splits(self.clock.start.date())
+        self.market = MarketGenerator(seed=seed, universe=universe, splits=splits)
         self.max_page_bars = max_page_bars
         self.not_entitled = set(not_entitled)  # asset classes answered with 403 NOT_AUTHORIZED
         self.faults = Faults(seed=seed)

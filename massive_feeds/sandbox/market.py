@@ -10,18 +10,33 @@ Prices follow a smooth daily anchor (a sum of slow sinusoids, so any day can be 
 days before it) joined by a Brownian bridge inside the day; activity is U-shaped over the regular
 session, sparse in pre-/after-hours, and minutes without a trade produce no bar, as on the real service.
 
+Calendar: stocks, options and indices trade on NYSE (XNYS) sessions from ``exchange_calendars``: no
+ticks on exchange holidays, and on early-close days (e.g. 2024-07-03, 2024-11-29) the regular session
+ends at 13:00 New York and after-hours runs to 17:00. Forex trades on weekdays, crypto every day.
+
+Splits: the anchor is the *split-adjusted* price level, and ticks are **raw** prices as traded — before
+a split, the adjusted level divided by the cumulative factor (``split_from / split_to``) of every split
+executed later. So raw series jump at each split while the adjusted series stays continuous.
+:meth:`MarketGenerator.bars` and friends give raw bars by default and adjusted bars (prices × factor,
+volumes ÷ factor, trade counts unchanged, applied to minute/day bars before any aggregation, as
+Massive's REST ``adjusted=true``) on request. The WebSocket stream and the flat files carry raw prices.
+:data:`DEFAULT_SPLITS` are fixed; :func:`recent_splits` adds two relative to the sandbox clock.
+
 This module is sandbox-only. The library never imports it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from ..schema import NEW_YORK, asset_class
 
@@ -82,6 +97,78 @@ DEFAULT_UNIVERSE: tuple[TickerInfo, ...] = (
     TickerInfo("X:ETHUSD", "Ethereum - United States Dollar", 3200.0, type="", primary_exchange=""),
     TickerInfo("X:SOLUSD", "Solana - United States Dollar", 150.0, type="", primary_exchange=""),
 )
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """One split the sandbox serves on ``/v3/reference/splits``: ``split_to`` new shares for every
+    ``split_from`` old ones, effective at the open of ``execution_date``."""
+
+    ticker: str
+    execution_date: date
+    split_from: float
+    split_to: float
+
+    @property
+    def price_factor(self) -> float:
+        """Adjusted = raw × this, for bars before the execution date (0.25 for a 4-for-1 split)."""
+        return self.split_from / self.split_to
+
+    @property
+    def id(self) -> str:
+        return "E" + hashlib.sha1(f"{self.ticker}:{self.execution_date}".encode()).hexdigest()[:31]
+
+
+#: Fixed splits inside the date ranges the tests use:
+#: GOOGL 4-for-1 forward on Wed 2024-03-06 (REST test week 2024-03-04..08),
+#: INTC 1-for-10 reverse on Wed 2024-01-31 (flat-file test range 2024-01-25..02-06).
+DEFAULT_SPLITS: tuple[SplitInfo, ...] = (
+    SplitInfo("GOOGL", date(2024, 3, 6), 1, 4),
+    SplitInfo("INTC", date(2024, 1, 31), 10, 1),
+)
+
+
+def recent_splits(clock_day: date) -> tuple[SplitInfo, ...]:
+    """Two splits near the sandbox clock, so demo ranges (the last week or two) show them:
+    TSLA 3-for-1 three NYSE sessions before ``clock_day`` and AMD 1-for-5 reverse six sessions before."""
+    sessions: list[date] = []
+    day = clock_day
+    while len(sessions) < 6:
+        day -= timedelta(days=1)
+        if is_nyse_session(day):
+            sessions.append(day)
+    return (SplitInfo("TSLA", sessions[2], 1, 3), SplitInfo("AMD", sessions[5], 5, 1))
+
+
+@lru_cache(maxsize=1)
+def _nyse_schedule() -> tuple[dict[date, tuple[int, int]], date, date]:
+    """NYSE sessions → (open ms, close ms) UTC, and the calendar's first/last day, straight from
+    exchange_calendars (independent of the library's own session code, which the sandbox tests)."""
+    import exchange_calendars
+
+    with warnings.catch_warnings():  # exchange_calendars 4.13 trips a pandas 3.1 deprecation inside itself
+        warnings.filterwarnings("ignore", message="Series.values returning")
+        sched = exchange_calendars.get_calendar("XNYS", start="2000-01-01").schedule
+    opens = pd.DatetimeIndex(sched["open"]).as_unit("ms").asi8
+    closes = pd.DatetimeIndex(sched["close"]).as_unit("ms").asi8
+    days = [d.date() for d in sched.index]
+    return {d: (int(o), int(c)) for d, o, c in zip(days, opens, closes)}, days[0], days[-1]
+
+
+def _calendar_covers(day: date) -> bool:
+    _, first, last = _nyse_schedule()
+    return first <= day <= last
+
+
+def _nyse_session(day: date) -> tuple[int, int] | None:
+    """(open ms, close ms) of the NYSE session on ``day``, or None on holidays and weekends."""
+    return _nyse_schedule()[0].get(day)
+
+
+def is_nyse_session(day: date) -> bool:
+    """Whether stocks trade in the sandbox on ``day`` (weekdays outside the calendar's range)."""
+    return _nyse_session(day) is not None if _calendar_covers(day) else day.weekday() < 5
+
 
 # Per asset: (session open, session close) in New York local time, busy window inside it,
 # ticks per minute in the busy window and outside it, daily volatility.
@@ -178,20 +265,40 @@ def combine(bars: Bars, keys: np.ndarray) -> Bars:
 class MarketGenerator:
     """Seeded synthetic market over a universe of tickers. Same seed → same ticks, forever."""
 
-    def __init__(self, seed: int = 7, universe: tuple[TickerInfo, ...] = DEFAULT_UNIVERSE) -> None:
+    def __init__(self, seed: int = 7, universe: tuple[TickerInfo, ...] = DEFAULT_UNIVERSE,
+                 splits: Iterable[SplitInfo] = DEFAULT_SPLITS) -> None:
         self.seed = seed
         self.universe = {info.ticker: info for info in universe}
+        self.splits: tuple[SplitInfo, ...] = tuple(sorted(splits, key=lambda s: (s.execution_date, s.ticker)))
         self._ticks = lru_cache(maxsize=512)(self._make_ticks)
 
     def __repr__(self) -> str:
-        return f"MarketGenerator(seed={self.seed}, tickers={len(self.universe)})"
+        return f"MarketGenerator(seed={self.seed}, tickers={len(self.universe)}, splits={len(self.splits)})"
 
     def knows(self, ticker: str) -> bool:
         return ticker in self.universe
 
     def is_trading_day(self, ticker: str, day: date) -> bool:
-        """Crypto trades every day; forex on weekdays; US stocks, options and indices on weekdays."""
-        return asset_class(ticker) == "crypto" or day.weekday() < 5
+        """Crypto trades every day; forex on weekdays; US stocks, options and indices on NYSE sessions
+        (weekdays outside the calendar's range)."""
+        asset = asset_class(ticker)
+        if asset == "crypto":
+            return True
+        return day.weekday() < 5 if asset == "forex" else is_nyse_session(day)
+
+    def early_close(self, day: date) -> bool:
+        """Whether NYSE closes early (13:00 New York) on ``day``."""
+        session = _nyse_session(day)
+        return session is not None and session[1] < _utc_ms(day, time(16))
+
+    def price_factor(self, ticker: str, day: date) -> float:
+        """Adjusted = raw × this on ``day``: the product of ``split_from / split_to`` over the
+        ticker's splits executed after ``day`` (1.0 when none)."""
+        factor = 1.0
+        for split in reversed(self.splits):
+            if split.ticker == ticker and split.execution_date > day:
+                factor *= split.price_factor
+        return factor
 
     # --- prices ---------------------------------------------------------------------------------
     def _phase(self, ticker: str, k: int) -> float:
@@ -217,6 +324,10 @@ class MarketGenerator:
             e = np.empty(0)
             return DayTicks(np.empty(0, np.int64), e, e, e, e, e, e, np.empty(0, np.int8))
         open_t, close_t, (busy_from, busy_to), busy_rate, quiet_rate, vol = _SESSIONS[asset]
+        if asset != "forex" and asset != "crypto" and self.early_close(day):
+            # Early close: the regular session ends at 13:00; after-hours run four hours past it.
+            busy_to = time(13)
+            close_t = time(17) if asset == "stocks" else time(13)
         first_min = _utc_ms(day, open_t) // MINUTE_MS
         last_min = _utc_ms(day, close_t) // MINUTE_MS
         minutes = np.arange(first_min, last_min, dtype=np.int64)
@@ -237,14 +348,17 @@ class MarketGenerator:
         walk = np.cumsum(steps)
         frac = np.arange(1, n + 1) / max(n, 1)
         log_price = np.log(a0) + frac * (np.log(a1) - np.log(a0)) + walk - frac * (walk[-1] if n else 0.0)
-        decimals = _decimals(asset, a0)
+        factor = self.price_factor(ticker, day)  # raw = adjusted level / factor before later splits
+        decimals = _decimals(asset, a0 / factor)
         tick = 10.0 ** -decimals
-        price = np.round(np.exp(log_price), decimals)
+        price = np.round(np.exp(log_price) / factor, decimals)
         half_spread = np.maximum(np.round(price * 0.0002, decimals), tick)
 
         if asset == "stocks":
             lots = np.array([100, 100, 100, 100, 200, 300, 500, 1000, 5, 10, 37, 50])
             size = rng.choice(lots, n).astype(np.float64)
+            if factor != 1.0:  # fewer, pricier shares before a forward split: adjusted volume stays level
+                size = np.maximum(1.0, np.round(size * factor))
         elif asset == "options":
             size = rng.integers(1, 25, n).astype(np.float64)
         elif asset == "crypto":
@@ -260,24 +374,37 @@ class MarketGenerator:
         return DayTicks(t_ms, price, size, bid, ask, quote_sizes[0], quote_sizes[1], exchange)
 
     # --- bars -----------------------------------------------------------------------------------
-    def minute_bars(self, ticker: str, day: date) -> Bars:
-        tk = self.ticks(ticker, day)
-        return aggregate(tk.t_ms, tk.price, tk.size, MINUTE_MS)
+    def _adjust(self, bars: Bars, ticker: str, day: date, adjusted: bool) -> Bars:
+        """Split-adjust one day's base bars: prices × factor, volumes ÷ factor, counts unchanged."""
+        factor = self.price_factor(ticker, day) if adjusted else 1.0
+        if factor == 1.0 or bars.size == 0:
+            return bars
+        return bars._replace(o=bars.o * factor, h=bars.h * factor, l=bars.l * factor, c=bars.c * factor,
+                             vw=bars.vw * factor, v=bars.v / factor)
 
-    def day_bar(self, ticker: str, day: date) -> Bars:
+    def minute_bars(self, ticker: str, day: date, adjusted: bool = False) -> Bars:
+        """The day's minute bars: raw prices (as traded) unless ``adjusted``."""
+        tk = self.ticks(ticker, day)
+        return self._adjust(aggregate(tk.t_ms, tk.price, tk.size, MINUTE_MS), ticker, day, adjusted)
+
+    def day_bar(self, ticker: str, day: date, adjusted: bool = False) -> Bars:
         """The day's single bar, stamped midnight New York of the session date (as Massive does)."""
         tk = self.ticks(ticker, day)
         bars = aggregate(tk.t_ms, tk.price, tk.size, 1 << 62)
-        return bars._replace(t=np.full(bars.size, _utc_ms(day, time(0)), dtype=np.int64))
+        bars = bars._replace(t=np.full(bars.size, _utc_ms(day, time(0)), dtype=np.int64))
+        return self._adjust(bars, ticker, day, adjusted)
 
-    def bars(self, ticker: str, from_ms: int, to_ms: int, multiplier: int, timespan: str) -> Bars:
+    def bars(self, ticker: str, from_ms: int, to_ms: int, multiplier: int, timespan: str,
+             adjusted: bool = False) -> Bars:
         """Aggregates whose base bars (minutes, or days for day/week/month/…) start inside
-        ``[from_ms, to_ms]``, for any REST ``multiplier``/``timespan``."""
+        ``[from_ms, to_ms]``, for any REST ``multiplier``/``timespan``; split-adjusted base bars when
+        ``adjusted`` (REST's default), raw otherwise."""
         first_day = datetime.fromtimestamp(from_ms / 1000, NEW_YORK).date()
         last_day = datetime.fromtimestamp(to_ms / 1000, NEW_YORK).date()
         days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         intraday = timespan in ("minute", "hour")
-        parts = [self.minute_bars(ticker, d) if intraday else self.day_bar(ticker, d) for d in days]
+        parts = [self.minute_bars(ticker, d, adjusted) if intraday else self.day_bar(ticker, d, adjusted)
+                 for d in days]
         base = Bars(*(np.concatenate(cols) for cols in zip(*parts)))
         base = base.slice((base.t >= from_ms) & (base.t <= to_ms))
         if intraday:

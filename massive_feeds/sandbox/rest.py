@@ -1,9 +1,11 @@
 """The sandbox's REST side: a real HTTP/1.1 server with Massive's JSON shapes.
 
-Serves ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted``, ``sort``, ``limit``,
-``cursor``; ``next_url`` without the key) and ``/v3/reference/tickers``. Authenticates with either
-``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers 401/403/404/429 with the
-real error bodies, and applies the sandbox's rate limit and injected faults.
+Serves ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted`` — split-adjusted by
+default, raw with ``adjusted=false`` —, ``sort``, ``limit``, ``cursor``; ``next_url`` without the key),
+``/v3/reference/tickers`` and ``/v3/reference/splits`` (filters ``ticker``/``execution_date`` with
+``.gt/.gte/.lt/.lte``, ``reverse_split``, ``sort``, ``order``, ``limit`` ≤ 1000, ``next_url``).
+Authenticates with either ``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers
+401/403/404/429 with the real error bodies, and applies the sandbox's rate limit and injected faults.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ class RestServer:
                 "status": "OK", "request_id": uuid.uuid4().hex}
         if not sb.market.knows(ticker) or to < frm:
             return {**base, "count": 0}
-        bars = sb.market.bars(ticker, frm, to, int(m["mult"]), span)
+        bars = sb.market.bars(ticker, frm, to, int(m["mult"]), span, adjusted=bool(adjusted))
         if sort == "desc":
             bars = bars.slice(slice(None, None, -1))
         page = min(limit, sb.max_page_bars)
@@ -193,6 +195,63 @@ class RestServer:
             state = {"offset": offset + limit, "limit": limit, "market": market, "search": search, "ticker": only}
             body["next_url"] = f"{self.url}/v3/reference/tickers?{urlencode({'cursor': _encode_cursor(state)})}"
         return body
+
+    def splits(self, query: dict[str, str]) -> dict[str, Any]:
+        """``/v3/reference/splits``: the sandbox's split table, filtered, sorted and paginated."""
+        cursor = _decode_cursor(query.get("cursor"))
+        params = cursor.get("params", {k: v for k, v in query.items() if k not in ("cursor", "apiKey")})
+        limit = int(params.get("limit", 10))
+        if not 1 <= limit <= 1000:
+            raise _error(400, "limit must be between 1 and 1000")
+        offset = int(cursor.get("offset", 0))
+        rows = [s for s in self.sandbox.market.splits if _split_matches(s, params)]
+        sort = params.get("sort", "execution_date")
+        if sort not in ("execution_date", "ticker"):
+            raise _error(400, f"Invalid sort field '{sort}'.")
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _error(400, f"Invalid order '{order}'.")
+        by_date = sort == "execution_date"
+        rows.sort(key=lambda s: (s.execution_date, s.ticker) if by_date else (s.ticker, s.execution_date),
+                  reverse=order == "desc")
+        page = rows[offset: offset + limit]
+        body: dict[str, Any] = {"results": [_split_dict(s) for s in page], "status": "OK",
+                                "request_id": uuid.uuid4().hex}
+        if offset + limit < len(rows):
+            state = {"offset": offset + limit, "params": params}
+            body["next_url"] = f"{self.url}/v3/reference/splits?{urlencode({'cursor': _encode_cursor(state)})}"
+        return body
+
+
+_COMPARISONS = {"": lambda a, b: a == b, "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+                "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+
+
+def _split_matches(split: Any, params: dict[str, str]) -> bool:
+    for name, value in params.items():
+        field, _, op = name.partition(".")
+        if field not in ("ticker", "execution_date") or op not in _COMPARISONS:
+            if field == "reverse_split" and (value.lower() == "true") != (split.split_from > split.split_to):
+                return False
+            continue
+        if field == "ticker":
+            have, want = split.ticker, value
+        else:
+            try:
+                want = date.fromisoformat(value)
+            except ValueError:
+                raise _error(400, f"Could not parse execution_date '{value}'. Use YYYY-MM-DD.") from None
+            have = split.execution_date
+        if not _COMPARISONS[op](have, want):
+            return False
+    return True
+
+
+def _split_dict(split: Any) -> dict[str, Any]:
+    def num(x: float) -> int | float:
+        return int(x) if float(x).is_integer() else float(x)
+    return {"execution_date": split.execution_date.isoformat(), "id": split.id,
+            "split_from": num(split.split_from), "split_to": num(split.split_to), "ticker": split.ticker}
 
 
 def _encode_cursor(state: dict[str, Any]) -> str:
@@ -307,6 +366,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self.owner.aggs(m, query)
         if path == "/v3/reference/tickers":
             return self.owner.tickers(query)
+        if path == "/v3/reference/splits":
+            return self.owner.splits(query)
         raise _error(404, "Data not found.", "message", "NOT_FOUND")
 
     def _key(self, query: dict[str, str], entry: LoggedRequest) -> str | None:

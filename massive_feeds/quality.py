@@ -1,0 +1,546 @@
+"""Data-quality report: per symbol and New York day, what is there, what is missing and what is wrong.
+
+``quality_report(df)`` returns one row per (symbol, day) with:
+
+* **coverage** — ``expected`` bars in the session (NYSE regular hours 09:30–16:00 with early closes and
+  holidays from ``exchange_calendars`` for stocks, options and indices; the whole New York day for
+  crypto; weekdays for forex), ``in_session`` bars present, ``extended`` bars outside it (pre-market,
+  after-hours, weekends), ``coverage`` = in_session / expected. The session is clipped to the span the
+  data covers, so a 20-minute recording is judged on those 20 minutes.
+* **missing bars, sorted in two kinds** — Massive emits no bar for a minute without trades, so short
+  runs of missing bars are normal: ``no_trade_minutes`` counts them. A long run (``gap_minutes`` or more,
+  default 15) inside the session of a *liquid* symbol (median daily coverage ≥ ``liquid_coverage``,
+  default 90 %) is a **suspicious gap**: ``gaps`` / ``gap_total_minutes`` / ``gap_detail`` list them.
+  An expected session day with no bar at all is ``missing_day``.
+* **integrity** — ``duplicates`` (repeated symbol+timestamp) and ``out_of_order`` (a timestamp earlier
+  than the one before it for the same symbol) in the frame *as given*; ``ohlc_errors`` (high below
+  open/close/low, low above open/close); ``bad_prices`` (zero, negative or missing open/high/low/close).
+* **splits** — with a splits table (:func:`massive_feeds.splits.fetch_splits`), the move from the last
+  close before each execution date to the first open on it: a jump by the split ratio in data that
+  claims to be adjusted is ``split_unadjusted`` (an error); in raw data (``adjusted=False``) it is
+  expected and noted. ``jumps`` counts other bar-to-bar moves beyond ``jump_threshold`` (default 30 %),
+  naming those that look like an unknown split.
+* **recordings** — reconnect gaps that live recordings store in their metadata (``df.attrs["gaps"]``
+  after :func:`~massive_feeds.datasets.load_dataset`): ``recording_gaps`` and ``recording_gap_seconds``.
+
+``issues`` names what was found and ``status`` is ``error`` (duplicates, order, OHLC, bad prices,
+unadjusted split, missing day), ``warn`` (suspicious gaps, jumps, recording gaps, bars on a non-trading
+day) or ``ok``. ``report.attrs["notes"]`` carries notes for the reader — among them that Massive does
+**not** adjust prices for dividends (only for splits), so a dividend shows as a drop on the ex-date.
+:func:`format_quality_report` renders the report as a terminal table; ``massive-feeds quality DATASET``
+prints it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidInputError
+from .schema import NEW_YORK, asset_class, parse_interval
+from .sessions import DAY_NS, MINUTE_NS, SESSION_ASSETS, ny_day_numbers, session_bounds
+from .splits import describe_split
+
+log = logging.getLogger(__name__)
+
+DIVIDEND_NOTE = ("Dividends: Massive adjusts prices for splits only, never for dividends (REST adjusted=true "
+                 "included), so a dividend shows as a drop of about its amount on the ex-date.")
+REPORT_COLUMNS: tuple[str, ...] = (
+    "symbol", "date", "asset", "session_start", "session_end", "early_close", "expected", "bars", "in_session",
+    "extended", "coverage", "no_trade_minutes", "gaps", "gap_total_minutes", "gap_detail", "duplicates",
+    "out_of_order", "ohlc_errors", "bad_prices", "split", "jumps", "jump_detail", "recording_gaps",
+    "recording_gap_seconds", "issues", "status",
+)
+ERROR_ISSUES = ("duplicates", "out_of_order", "ohlc_errors", "bad_prices", "split_unadjusted", "missing_day")
+WARN_ISSUES = ("suspicious_gaps", "jumps", "recording_gaps", "non_trading_day", "split_not_in_raw_data")
+_SPLIT_RATIOS = np.array([2, 3, 4, 5, 8, 10, 15, 20, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 8, 1 / 10, 1 / 15, 1 / 20])
+_MAX_DETAIL = 3
+_NUMBER_RE = re.compile(r"^[-+]?[\d.,]+%?$|^-$|^\d+/[\d-]+$")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _bar_width(df: pd.DataFrame, interval: str | None, ts: np.ndarray, codes: np.ndarray) -> int | None:
+    """Bar width in ns for intraday data, ``DAY_NS`` for day bars, None for week/month bars."""
+    text = interval or df.attrs.get("interval")
+    if text:
+        try:
+            iv = parse_interval(str(text))
+            if iv.is_intraday:
+                return iv.minutes * MINUTE_NS
+            return DAY_NS if iv.timespan == "day" else None
+        except InvalidInputError:
+            try:
+                width = int(pd.Timedelta(str(text)).value)
+                if width > 0:
+                    return width
+            except ValueError:
+                pass
+    if len(ts) < 2:
+        return DAY_NS
+    order = np.lexsort((ts, codes))
+    d = np.diff(ts[order])
+    d = d[(np.diff(codes[order]) == 0) & (d > 0)]
+    if not len(d):
+        return DAY_NS
+    step = int(np.min(d))
+    if step >= DAY_NS - 3_600_000_000_000:  # a day (23 h on a DST switch) or more between bars
+        return DAY_NS if int(np.median(d)) < 5 * DAY_NS else None
+    return step
+
+
+def _ny_midnight_ns(day_numbers: np.ndarray) -> np.ndarray:
+    local = pd.DatetimeIndex(pd.to_datetime(np.asarray(day_numbers, np.int64) * DAY_NS, unit="ns"))
+    return local.tz_localize(NEW_YORK).tz_convert("UTC").as_unit("ns").asi8
+
+
+def _day_windows(assets: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(expected, start ns, end ns) of each (asset, New York day): NYSE sessions for session assets,
+    the whole day for crypto, weekdays for forex."""
+    n = len(days)
+    expected = np.zeros(n, dtype=bool)
+    start = np.zeros(n, dtype=np.int64)
+    end = np.zeros(n, dtype=np.int64)
+    bound = np.isin(assets, list(SESSION_ASSETS))
+    if bound.any():
+        found, opens, closes = session_bounds(days[bound])
+        expected[bound], start[bound], end[bound] = found, opens, closes
+    free = ~bound
+    if free.any():
+        weekday = (days[free] + 3) % 7  # 1970-01-01 was a Thursday: Monday = 0
+        expected[free] = (assets[free] == "crypto") | (weekday < 5)
+        start[free] = _ny_midnight_ns(days[free])
+        end[free] = _ny_midnight_ns(days[free] + 1)
+    return expected, start, end
+
+
+def _fmt_ny(ns: int) -> str:
+    return pd.Timestamp(ns, tz="UTC").tz_convert(NEW_YORK).strftime("%H:%M")
+
+
+def _per_group(group: np.ndarray, mask: np.ndarray, n_groups: int) -> np.ndarray:
+    return np.bincount(group[mask], minlength=n_groups) if mask.any() else np.zeros(n_groups, dtype=np.int64)
+
+
+def _join(parts: Iterable[str], limit: int = _MAX_DETAIL) -> str:
+    parts = list(parts)
+    text = "; ".join(parts[:limit])
+    return text + (f"; +{len(parts) - limit} more" if len(parts) > limit else "")
+
+
+# --- the report -------------------------------------------------------------------------------------
+def quality_report(
+    df: pd.DataFrame,
+    *,
+    splits: pd.DataFrame | None = None,
+    interval: str | None = None,
+    gaps: list[dict[str, Any]] | None = None,
+    adjusted: bool | None = None,
+    gap_minutes: float = 15.0,
+    liquid_coverage: float = 0.9,
+    jump_threshold: float = 0.3,
+) -> pd.DataFrame:
+    """The data-quality report of bars ``df`` (standard schema): one row per symbol and New York day
+    with the columns :data:`REPORT_COLUMNS` (see the module docstring for their meaning).
+
+    Args:
+        df: bars, possibly unsorted or with duplicates (that is reported, not fixed).
+        splits: a splits table (:func:`~massive_feeds.splits.fetch_splits`) to check split dates
+            against; without one only unexplained jumps are reported.
+        interval: bar size; default ``df.attrs["interval"]``, else inferred from the timestamps.
+        gaps: reconnect gaps of a recording; default ``df.attrs["gaps"]``.
+        adjusted: whether ``df`` claims split-adjusted prices; default ``df.attrs["adjusted"]``.
+        gap_minutes: a run of missing bars this long (or longer) in a liquid symbol's session is a
+            suspicious gap; shorter runs are minutes without trades.
+        liquid_coverage: median daily session coverage from which a symbol counts as liquid.
+        jump_threshold: bar-to-bar relative move (open against the previous close) reported as a jump.
+    """
+    missing = [c for c in ("timestamp", "symbol", "open", "high", "low", "close") if c not in df.columns]
+    if missing:
+        raise InvalidInputError(f"quality_report needs bar columns; missing {', '.join(missing)}")
+    adjusted = df.attrs.get("adjusted") if adjusted is None else adjusted
+    gaps = df.attrs.get("gaps") if gaps is None else gaps
+    notes = [DIVIDEND_NOTE]
+    if df.empty:
+        out = pd.DataFrame({c: [] for c in REPORT_COLUMNS})
+        out.attrs.update(notes=notes + ["no bars"], interval=interval, adjusted=adjusted, liquid=[])
+        return out
+
+    # --- rows as given: order, duplicates, OHLC, prices --------------------------------------------
+    ts = pd.to_datetime(df["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").view("int64")
+    symbols = df["symbol"].astype("str").to_numpy()
+    codes, names = pd.factorize(symbols)
+    names = np.asarray(names, dtype=object)
+    prices = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+              for c in ("open", "high", "low", "close")}
+    o, h, lo, c = prices["open"], prices["high"], prices["low"], prices["close"]
+    grouped = np.argsort(codes, kind="stable")
+    same = codes[grouped][1:] == codes[grouped][:-1]
+    out_of_order = np.zeros(len(ts), dtype=bool)
+    out_of_order[grouped[1:][same & (ts[grouped][1:] < ts[grouped][:-1])]] = True
+    duplicated = pd.DataFrame({"c": codes, "t": ts}).duplicated().to_numpy()
+    with np.errstate(invalid="ignore"):
+        ohlc_bad = (h < np.fmax(o, c)) | (lo > np.fmin(o, c)) | (h < lo)
+    bad_price = ~((o > 0) & (h > 0) & (lo > 0) & (c > 0))
+    row_day = ny_day_numbers(ts)
+
+    # --- the clean series: sorted, one bar per timestamp -------------------------------------------
+    keep = ~duplicated
+    order = np.lexsort((ts[keep], codes[keep]))
+    idx = np.flatnonzero(keep)[order]
+    s_code, s_ts, s_day = codes[idx], ts[idx], row_day[idx]
+    width = _bar_width(df, interval, ts, codes)
+    intraday = width is not None and width < DAY_NS
+    span_lo, span_hi = int(s_ts.min()), int(s_ts.max()) + (width if intraday else DAY_NS)
+
+    # --- the day table: every (symbol, day) with bars, plus every expected day without -----------
+    assets = np.array([asset_class(str(n)) for n in names], dtype=object)
+    first_day, last_day = int(row_day.min()), int(row_day.max())
+    all_days = np.arange(first_day, last_day + 1, dtype=np.int64)
+    grid_code = np.repeat(np.arange(len(names)), len(all_days))
+    grid_day = np.tile(all_days, len(names))
+    expected_day, win_start, win_end = _day_windows(assets[grid_code], grid_day)
+    has_bars = np.zeros(len(grid_day), dtype=bool)
+    cell_of_row = codes * len(all_days) + (row_day - first_day)
+    has_bars[np.unique(cell_of_row)] = True
+    coverage_known = width is not None
+    table_mask = has_bars | (expected_day & coverage_known)
+    cells = np.flatnonzero(table_mask)
+    n = len(cells)
+    cell_index = np.full(len(grid_day), -1, dtype=np.int64)
+    cell_index[cells] = np.arange(n)
+    t_code, t_day = grid_code[cells], grid_day[cells]
+    t_expected_day = expected_day[cells]
+    t_start = np.maximum(win_start[cells], span_lo)
+    t_end = np.minimum(win_end[cells], span_hi)
+
+    row_cell = cell_index[cell_of_row]
+    s_cell = cell_index[s_code * len(all_days) + (s_day - first_day)]
+    bars = _per_group(row_cell, keep, n)
+
+    # --- coverage and runs of missing bars ---------------------------------------------------------
+    expected = np.full(n, np.nan)
+    in_session_n = np.zeros(n, dtype=np.int64)
+    extended_n = np.zeros(n, dtype=np.int64)
+    no_trade = np.zeros(n)
+    gap_count = np.zeros(n, dtype=np.int64)
+    gap_total = np.zeros(n)
+    gap_detail = np.full(n, "", dtype=object)
+    liquid_names: list[str] = []
+    if width is not None and not intraday:  # day bars: one expected per expected day
+        expected = np.where(t_expected_day, 1.0, 0.0)
+        in_session_n = np.where(t_expected_day, np.minimum(bars, 1), 0)
+        extended_n = bars - in_session_n
+    elif intraday:
+        b0 = np.where(t_expected_day, t_start // width, 0)
+        b1 = np.where(t_expected_day, -(-t_end // width), 0)
+        exp_n = np.maximum(b1 - b0, 0)
+        expected = exp_n.astype(float)
+        k = s_ts // width - b0[s_cell]
+        inside = t_expected_day[s_cell] & (k >= 0) & (k < exp_n[s_cell])
+        in_session_n = _per_group(s_cell, inside, n)
+        extended_n = bars - in_session_n
+        coverage_by_cell = np.where(exp_n > 0, in_session_n / np.maximum(exp_n, 1), np.nan)
+        median = pd.Series(coverage_by_cell).groupby(t_code).median().reindex(range(len(names)))
+        liquid = (median.to_numpy(dtype=np.float64) >= liquid_coverage)  # NaN (no session) -> False
+        liquid_names = [str(names[i]) for i in np.flatnonzero(liquid)]
+        # runs: between consecutive in-session bars, and before the first / after the last
+        ic, ik = s_cell[inside], k[inside]
+        first = np.r_[True, ic[1:] != ic[:-1]]
+        last = np.r_[ic[1:] != ic[:-1], True]
+        between = np.diff(ik, prepend=ik[:1]) - 1  # the first of each cell is masked below
+        run_len = np.where(first, 0, between)
+        lead = np.where(first, ik, 0)
+        trail = np.where(last, exp_n[ic] - 1 - ik, 0)
+        forex = assets[t_code[ic]] == "forex"  # weekend open/close of the forex week: interior runs only
+        lead = np.where(forex, 0, lead)
+        trail = np.where(forex, 0, trail)
+        run_cell = np.r_[ic, ic, ic]
+        run_length = np.r_[run_len, lead, trail]
+        run_start_k = np.r_[ik - run_len, np.zeros_like(ik), ik + 1]
+        has_run = run_length > 0
+        run_cell, run_length, run_start_k = run_cell[has_run], run_length[has_run], run_start_k[has_run]
+        width_min = width / MINUTE_NS
+        gap_bars = max(1, math.ceil(gap_minutes * MINUTE_NS / width))
+        suspicious = (run_length >= gap_bars) & liquid[t_code[run_cell]]
+        no_trade = np.bincount(run_cell[~suspicious], weights=run_length[~suspicious] * width_min, minlength=n)
+        gap_count = np.bincount(run_cell[suspicious], minlength=n)
+        gap_total = np.bincount(run_cell[suspicious], weights=run_length[suspicious] * width_min, minlength=n)
+        details: dict[int, list[str]] = {}
+        for cell, start_k, length in zip(run_cell[suspicious], run_start_k[suspicious], run_length[suspicious]):
+            begin = int((b0[cell] + start_k) * width)
+            details.setdefault(int(cell), []).append(
+                f"{_fmt_ny(begin)}-{_fmt_ny(begin + int(length) * width)} ({length * width_min:g} min)")
+        for cell, parts in details.items():
+            gap_detail[cell] = _join(parts)
+        no_gap_cells = (in_session_n == 0) & (exp_n > 0)
+        no_trade = np.where(no_gap_cells, 0.0, no_trade)  # a whole missing day is reported as such
+        gap_count = np.where(no_gap_cells, 0, gap_count)
+        gap_total = np.where(no_gap_cells, 0.0, gap_total)
+        gap_detail = np.where(no_gap_cells, "", gap_detail)
+
+    # --- splits and jumps --------------------------------------------------------------------------
+    split_text = np.full(n, "", dtype=object)
+    split_unadjusted = np.zeros(n, dtype=bool)
+    split_unexpected = np.zeros(n, dtype=bool)
+    explained = np.zeros(len(s_ts), dtype=bool)
+    s_open, s_close = o[idx], c[idx]
+    if splits is not None and not splits.empty:
+        by_name = {str(nm): i for i, nm in enumerate(names)}
+        for row in splits.itertuples(index=False):  # few rows: one per split
+            code = by_name.get(str(row.ticker))
+            if code is None:
+                continue
+            e_day = int(pd.Timestamp(row.execution_date).value // DAY_NS)
+            rows = np.flatnonzero(s_code == code)
+            after = rows[s_day[rows] >= e_day]
+            before = rows[s_day[rows] < e_day]
+            if not len(after) or not len(before):
+                continue
+            i_prev, i_next = before[-1], after[0]
+            explained[i_next] = True
+            ratio = s_open[i_next] / s_close[i_prev] if s_close[i_prev] > 0 else np.nan
+            factor = row.split_from / row.split_to
+            # closer to the split ratio than to 1: the jump is still in the prices
+            looks_raw = bool(np.isfinite(ratio) and ratio > 0
+                             and abs(math.log(ratio) - math.log(factor)) < abs(math.log(ratio)))
+            cell = s_cell[i_next]
+            name = describe_split(row.split_from, row.split_to)
+            when = pd.Timestamp(row.execution_date).date().isoformat()
+            if looks_raw and adjusted is False:
+                split_text[cell] = f"{name} {when}: raw prices jump x{ratio:.3g} (expected; adjusted=True removes it)"
+            elif looks_raw:
+                split_text[cell] = f"{name} {when}: NOT adjusted (jump x{ratio:.3g})"
+                split_unadjusted[cell] = True
+            elif adjusted is False:
+                split_text[cell] = f"{name} {when}: no jump although the data says raw (x{ratio:.3g})"
+                split_unexpected[cell] = True
+            else:
+                split_text[cell] = f"{name} {when}: adjusted (x{ratio:.3g})"
+    jump_count = np.zeros(n, dtype=np.int64)
+    jump_detail = np.full(n, "", dtype=object)
+    if len(s_ts) > 1:
+        prev_close = np.r_[np.nan, s_close[:-1]]
+        same_symbol = np.r_[False, s_code[1:] == s_code[:-1]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            move = s_open / prev_close
+            big = same_symbol & np.isfinite(move) & (move > 0) & (np.abs(np.log(move)) > math.log1p(jump_threshold))
+        big &= ~explained
+        jump_count = _per_group(s_cell, big, n)
+        texts: dict[int, list[str]] = {}
+        for i in np.flatnonzero(big):  # rare by construction
+            ratio = float(move[i])
+            near = _SPLIT_RATIOS[np.argmin(np.abs(np.log(_SPLIT_RATIOS) - math.log(ratio)))]
+            hint = " (looks like an unadjusted split)" if abs(math.log(ratio / near)) < 0.03 else ""
+            texts.setdefault(int(s_cell[i]), []).append(f"{_fmt_ny(int(s_ts[i]))} x{ratio:.3g}{hint}")
+        for cell, parts in texts.items():
+            jump_detail[cell] = _join(parts)
+
+    # --- recording gaps ----------------------------------------------------------------------------
+    rec_count = np.zeros(n, dtype=np.int64)
+    rec_seconds = np.zeros(n)
+    for gap in gaps or []:
+        end_ms = gap.get("end_ms")
+        if end_ms is None:
+            continue
+        start_ms = gap.get("start_ms")
+        if start_ms is None:
+            start_ms = end_ms - int(float(gap.get("downtime_s") or 0) * 1000)
+        g_lo, g_hi = int(start_ms) * 1_000_000, int(end_ms) * 1_000_000
+        wanted = set(gap.get("symbols") or ())
+        market = gap.get("market")
+        targets = [i for i, nm in enumerate(names)
+                   if (str(nm) in wanted) or (not wanted and (market is None or assets[i] == market))]
+        for day in range(int(ny_day_numbers(np.array([g_lo]))[0]), int(ny_day_numbers(np.array([g_hi]))[0]) + 1):
+            lo_ns, hi_ns = _ny_midnight_ns(np.array([day, day + 1]))
+            overlap = max(0, min(g_hi, hi_ns) - max(g_lo, lo_ns)) / 1e9
+            for code in targets:
+                if first_day <= day <= last_day and (cell := cell_index[code * len(all_days) + day - first_day]) >= 0:
+                    rec_count[cell] += 1
+                    rec_seconds[cell] += overlap
+
+    # --- per-row counts to cells, issues, status ---------------------------------------------------
+    dups = _per_group(row_cell, duplicated, n)
+    ooo = _per_group(row_cell, out_of_order, n)
+    ohlc = _per_group(row_cell, ohlc_bad & keep, n)
+    badp = _per_group(row_cell, bad_price & keep, n)
+    if intraday:  # no bar inside the session (bars outside it do not count)
+        missing_day = t_expected_day & (in_session_n == 0) & (np.nan_to_num(expected) > 0)
+    else:
+        missing_day = t_expected_day & (bars == 0)
+    off_calendar = ~t_expected_day & (bars > 0) & np.isin(assets[t_code], list(SESSION_ASSETS))
+    flags = {
+        "duplicates": dups > 0, "out_of_order": ooo > 0, "ohlc_errors": ohlc > 0, "bad_prices": badp > 0,
+        "split_unadjusted": split_unadjusted, "missing_day": missing_day, "suspicious_gaps": gap_count > 0,
+        "jumps": jump_count > 0, "recording_gaps": rec_count > 0, "non_trading_day": off_calendar,
+        "split_not_in_raw_data": split_unexpected,
+    }
+    issues = np.full(n, "", dtype=object)
+    for name, flag in flags.items():
+        issues = np.where(flag, np.where(issues == "", name, issues + ", " + name), issues)
+    is_error = np.column_stack([flags[k] for k in ERROR_ISSUES]).any(axis=1)
+    is_warn = np.column_stack([flags[k] for k in WARN_ISSUES]).any(axis=1)
+    status = np.where(is_error, "error", np.where(is_warn, "warn", "ok"))
+
+    bound_cell = np.isin(assets[t_code], list(SESSION_ASSETS))
+    session_known = t_expected_day & (width is not None)
+    nat = np.iinfo(np.int64).min  # NaT as int64
+    known = np.nan_to_num(expected)
+    report = pd.DataFrame({
+        "symbol": names[t_code].astype(str),
+        "date": pd.DatetimeIndex(pd.to_datetime(t_day * DAY_NS, unit="ns")).date,
+        "asset": assets[t_code].astype(str),
+        "session_start": pd.to_datetime(np.where(session_known, win_start[cells], nat), unit="ns", utc=True),
+        "session_end": pd.to_datetime(np.where(session_known, win_end[cells], nat), unit="ns", utc=True),
+        "early_close": bound_cell & session_known & (
+            pd.DatetimeIndex(pd.to_datetime(win_end[cells], unit="ns", utc=True)).tz_convert(NEW_YORK).hour < 16),
+        "expected": expected,
+        "bars": bars.astype(np.int64),
+        "in_session": in_session_n.astype(np.int64),
+        "extended": extended_n.astype(np.int64),
+        "coverage": np.where(known > 0, in_session_n / np.maximum(known, 1), np.nan),
+        "no_trade_minutes": no_trade,
+        "gaps": gap_count.astype(np.int64),
+        "gap_total_minutes": gap_total,
+        "gap_detail": gap_detail.astype(str),
+        "duplicates": dups.astype(np.int64),
+        "out_of_order": ooo.astype(np.int64),
+        "ohlc_errors": ohlc.astype(np.int64),
+        "bad_prices": badp.astype(np.int64),
+        "split": split_text.astype(str),
+        "jumps": jump_count.astype(np.int64),
+        "jump_detail": jump_detail.astype(str),
+        "recording_gaps": rec_count,
+        "recording_gap_seconds": rec_seconds,
+        "issues": issues.astype(str),
+        "status": status.astype(str),
+    }, columns=list(REPORT_COLUMNS))
+    report = report.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+    if adjusted is None:
+        notes.append("The bars do not say whether they are split-adjusted (df.attrs['adjusted']); split checks "
+                     "assume adjusted prices.")
+    if splits is None:
+        notes.append("No splits table given: split dates were not checked (jumps are still reported).")
+    if width is None:
+        notes.append("Week/month bars: coverage is not computed.")
+    if intraday:
+        notes.append(f"Suspicious gap: >= {gap_minutes:g} min missing in the session of a liquid symbol "
+                     f"(median coverage >= {liquid_coverage:.0%}); liquid here: {', '.join(liquid_names) or 'none'}.")
+    report.attrs.update(notes=notes, interval=(f"{width // MINUTE_NS}min" if intraday and width % MINUTE_NS == 0 else
+                                               f"{width / 1e9:g}s" if intraday else "1d" if width else "1w/1M"),
+                        adjusted=adjusted, liquid=liquid_names)
+    return report
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+def _summary(report: pd.DataFrame) -> pd.DataFrame:
+    rank = {"ok": 0, "warn": 1, "error": 2}
+    g = report.groupby("symbol", sort=True)
+    out = pd.DataFrame({
+        "days": g.size(),
+        "bars": g["bars"].sum(),
+        "coverage": g["coverage"].median(),
+        "no-trade min": g["no_trade_minutes"].sum(),
+        "gaps": g["gaps"].sum(),
+        "missing days": g["issues"].apply(lambda s: int(s.str.contains("missing_day").sum())),
+        "dup": g["duplicates"].sum(),
+        "order": g["out_of_order"].sum(),
+        "ohlc": g["ohlc_errors"].sum(),
+        "bad px": g["bad_prices"].sum(),
+        "splits": g["split"].apply(_split_summary),
+        "jumps": g["jumps"].sum(),
+        "rec gaps": g["recording_gaps"].sum(),
+        "status": g["status"].apply(lambda s: max(s, key=rank.__getitem__)),
+    })
+    out["coverage"] = out["coverage"].map(lambda x: "-" if pd.isna(x) else f"{x:.1%}")
+    out["no-trade min"] = out["no-trade min"].map(lambda x: f"{x:g}")
+    return out.reset_index()
+
+
+def _split_summary(texts: pd.Series) -> str:
+    texts = texts[texts != ""]
+    if texts.empty:
+        return "-"
+    unadjusted = int(texts.str.contains("NOT adjusted").sum())
+    raw = int(texts.str.contains("raw prices jump").sum())
+    parts = [f"{unadjusted} NOT adjusted" if unadjusted else "", f"{raw} raw jump" if raw else "",
+             f"{len(texts) - unadjusted - raw} ok" if len(texts) - unadjusted - raw else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _table(df: pd.DataFrame) -> str:
+    """Plain-text table: numbers right-aligned, text left-aligned, two spaces between columns."""
+    cols = []
+    for name in df.columns:
+        values = [str(v) for v in df[name]]
+        width = max([len(str(name))] + [len(v) for v in values])
+        numeric = pd.api.types.is_numeric_dtype(df[name]) or all(_NUMBER_RE.match(v) for v in values)
+        align = str.rjust if numeric else str.ljust
+        cols.append([align(str(name), width)] + [align(v, width) for v in values])
+    return "\n".join("  ".join(parts).rstrip() for parts in zip(*cols))
+
+
+def format_quality_report(report: pd.DataFrame, *, all_days: bool = False, max_rows: int = 200) -> str:
+    """A terminal rendering of :func:`quality_report`: a per-symbol summary, then the days with
+    findings (every day with ``all_days``), then the notes."""
+    lines = []
+    interval, adjusted = report.attrs.get("interval"), report.attrs.get("adjusted")
+    state = {True: "split-adjusted", False: "raw (as traded)"}.get(adjusted, "adjustment unknown")
+    if report.empty:
+        return "Data quality: no bars.\n" + "\n".join(f"note: {n}" for n in report.attrs.get("notes", []))
+    counts = report["status"].value_counts()
+    lines.append(f"Data quality: {report['symbol'].nunique()} symbol(s), {report['date'].nunique()} day(s), "
+                 f"bars {interval}, prices {state} — {counts.get('error', 0)} day(s) with errors, "
+                 f"{counts.get('warn', 0)} with warnings, {counts.get('ok', 0)} ok")
+    lines.append("")
+    lines.append(_table(_summary(report)))
+    shown = report if all_days else report[(report["status"] != "ok") | (report["split"] != "")]
+    if len(shown):
+        lines.append("")
+        lines.append("Days" + ("" if all_days else " with findings or splits") + " (times New York):")
+        table = pd.DataFrame({
+            "date": shown["date"].astype(str), "symbol": shown["symbol"], "status": shown["status"],
+            "bars": shown["in_session"].astype(str) + "/"
+            + shown["expected"].map(lambda x: "-" if pd.isna(x) else f"{x:g}"),
+            "session": [("early close" if e else "") for e in shown["early_close"]],
+            "findings": [_findings(r) for r in shown.itertuples(index=False)],
+        })
+        if len(table) > max_rows:
+            lines.append(_table(table.head(max_rows)))
+            lines.append(f"... {len(table) - max_rows} more day(s); use the DataFrame for all of them")
+        else:
+            lines.append(_table(table))
+    lines.append("")
+    lines.extend(f"note: {n}" for n in report.attrs.get("notes", []))
+    return "\n".join(lines)
+
+
+def _findings(row: Any) -> str:
+    parts = []
+    if "missing_day" in row.issues:
+        parts.append("no bars on a trading day")
+    if row.gaps:
+        parts.append(f"gaps {row.gap_detail}")
+    if row.duplicates:
+        parts.append(f"{row.duplicates} duplicate(s)")
+    if row.out_of_order:
+        parts.append(f"{row.out_of_order} out of order")
+    if row.ohlc_errors:
+        parts.append(f"{row.ohlc_errors} OHLC inconsistent")
+    if row.bad_prices:
+        parts.append(f"{row.bad_prices} zero/negative/missing price(s)")
+    if row.split:
+        parts.append(f"split {row.split}")
+    if row.jumps:
+        parts.append(f"jump {row.jump_detail}")
+    if row.recording_gaps:
+        parts.append(f"{row.recording_gaps} recording gap(s), {row.recording_gap_seconds:.1f}s")
+    if "non_trading_day" in row.issues:
+        parts.append("bars on a non-trading day")
+    if not parts and row.no_trade_minutes:
+        parts.append(f"{row.no_trade_minutes:g} no-trade min")
+    return "; ".join(parts) or "-"
