@@ -1,0 +1,207 @@
+"""Run one strategy on one feed and get the numbers, the trade log and the equity curve back."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+_EPOCH_BT = 719_163.0  # backtrader date number of 1970-01-01
+
+
+def bt_nums_to_index(nums: list[float] | np.ndarray) -> pd.DatetimeIndex:
+    """Backtrader date numbers (UTC) → a tz-aware UTC index, exact to the millisecond.
+
+    A date number's float error is ~10 µs, so rounding to whole milliseconds (the resolution of every
+    Massive timestamp) recovers the bar times exactly.
+    """
+    ms = np.rint((np.asarray(nums, dtype=np.float64) - _EPOCH_BT) * 86_400_000).astype(np.int64)
+    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True))
+
+
+class _Equity(bt.Analyzer):
+    """Portfolio value after every bar (what the strategy saw at that bar's close)."""
+
+    def start(self) -> None:
+        self.times: list[float] = []
+        self.values: list[float] = []
+
+    def next(self) -> None:
+        self.times.append(self.strategy.datetime[0])
+        self.values.append(self.strategy.broker.getvalue())
+
+    def get_analysis(self) -> pd.Series:
+        return pd.Series(self.values, index=bt_nums_to_index(self.times), name="equity", dtype="float64")
+
+
+class _Trades(bt.Analyzer):
+    """Closed round trips: entry/exit time and price, size, P&L before and after commission.
+
+    Times and prices come from the filling orders (``order.executed``): with cheat-on-close the fill
+    belongs to the signal bar, while Backtrader's ``Trade.dtopen`` would name the bar it was booked on.
+    """
+
+    def start(self) -> None:
+        self.fills: dict[Any, tuple[float, float]] = {}  # data → last fill (date number, price)
+        self.opened: dict[int, tuple[float, float, float]] = {}
+        self.rows: list[dict[str, Any]] = []
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status == order.Completed:
+            self.fills[order.data] = (order.executed.dt, order.executed.price)
+
+    def notify_trade(self, trade: bt.Trade) -> None:
+        fill = self.fills.get(trade.data, (trade.dtopen, trade.price))
+        if trade.justopened:
+            self.opened[trade.ref] = (fill[0], trade.size, fill[1])
+        if not trade.isclosed:
+            return
+        entry_time, size, entry_price = self.opened.pop(trade.ref, (trade.dtopen, float("nan"), trade.price))
+        self.rows.append({
+            "entry_time": entry_time, "exit_time": fill[0], "size": size, "entry_price": entry_price,
+            "exit_price": fill[1], "pnl": trade.pnl, "pnl_net": trade.pnlcomm, "commission": trade.commission,
+            "bars": trade.barlen,
+        })
+
+    def get_analysis(self) -> pd.DataFrame:
+        cols = ["entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl", "pnl_net", "commission", "bars"]
+        df = pd.DataFrame(self.rows, columns=cols)
+        for col in ("entry_time", "exit_time"):
+            df[col] = bt_nums_to_index(df[col].to_numpy(dtype=np.float64)) if len(df) else pd.Series(
+                [], dtype="datetime64[ns, UTC]")
+        df["return"] = df["pnl_net"] / (df["size"] * df["entry_price"])
+        return df
+
+
+@dataclass
+class BacktestResult:
+    """What one run produced. Returns and drawdowns are fractions (0.05 = 5 %).
+
+    ``trades`` has one row per closed round trip; ``equity`` is the portfolio value after each bar
+    (UTC index); ``signals`` the raw per-bar entry/exit booleans of signal strategies.
+    """
+
+    strategy: str
+    params: dict[str, Any]
+    start_value: float
+    end_value: float
+    total_return: float
+    sharpe: float
+    max_drawdown: float
+    trade_count: int
+    bars: int
+    trades: pd.DataFrame = field(repr=False)
+    equity: pd.Series = field(repr=False)
+    signals: pd.DataFrame | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return (f"{self.strategy}: return {self.total_return:+.2%}, Sharpe {self.sharpe:.2f}, "
+                f"max drawdown {self.max_drawdown:.2%}, {self.trade_count} trades over {self.bars} bars")
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar figures as a dict (one row of a validation table)."""
+        return {"strategy": self.strategy, "total_return": self.total_return, "sharpe": self.sharpe,
+                "max_drawdown": self.max_drawdown, "trades": self.trade_count, "bars": self.bars,
+                "start_value": self.start_value, "end_value": self.end_value}
+
+    def save_equity_png(self, path: str | Path, title: str | None = None, dpi: int = 100) -> Path:
+        """Plot the equity curve (and its drawdown) to a PNG with matplotlib's Agg canvas.
+
+        The figure is built on ``FigureCanvasAgg`` directly, so it works headless and never switches
+        the process-wide backend (Backtrader's own plotting would force TkAgg).
+        """
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig = Figure(figsize=(10, 5), dpi=dpi)
+        FigureCanvasAgg(fig)
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        x = self.equity.index.tz_convert(None) if len(self.equity) else []
+        top.plot(x, self.equity.to_numpy(), lw=1.2, color="tab:blue")
+        top.set_ylabel("portfolio value")
+        top.set_title(title or str(self))
+        top.grid(alpha=0.3)
+        values = self.equity.to_numpy(dtype=np.float64)
+        drawdown = 1 - values / np.maximum.accumulate(values) if len(values) else values
+        bottom.fill_between(x, -drawdown * 100, 0, color="tab:red", alpha=0.4)
+        bottom.set_ylabel("drawdown %")
+        bottom.set_xlabel("time (UTC)")
+        bottom.grid(alpha=0.3)
+        fig.autofmt_xdate()
+        fig.savefig(path, format="png")
+        return path
+
+
+def _as_feed(data_or_feed: Any) -> bt.feed.AbstractDataBase:
+    if isinstance(data_or_feed, bt.feed.AbstractDataBase):
+        return data_or_feed
+    if isinstance(data_or_feed, pd.DataFrame):
+        from massive_feeds.backtrader import MassiveData, MassiveQuoteData
+
+        cls = MassiveQuoteData if {"bid", "ask"} <= set(data_or_feed.columns) else MassiveData
+        return cls(bars=data_or_feed)
+    raise TypeError(f"run_strategy needs a Backtrader feed or a bar DataFrame, not {type(data_or_feed).__name__}")
+
+
+def run_strategy(
+    strategy_cls: type[bt.Strategy],
+    data_or_feed: Any,
+    cash: float = 100_000.0,
+    commission: float = 0.0,
+    *,
+    cheat_on_close: bool = False,
+    **params: Any,
+) -> BacktestResult:
+    """Run ``strategy_cls(**params)`` on one feed (or a bar DataFrame) and measure it.
+
+    Args:
+        strategy_cls: a ``bt.Strategy`` subclass (the built-ins live in :mod:`strategies`).
+        data_or_feed: a Backtrader feed (e.g. ``MassiveData``) or a frame in the standard bar schema
+            (quote columns make it a ``MassiveQuoteData``).
+        cash: starting cash.
+        commission: fraction of traded value per fill (0.001 = 10 bp).
+        cheat_on_close: fill market orders at the close of the signal bar (as vectorised engines do
+            by default) instead of the next bar's open.
+        **params: the strategy's params.
+
+    Returns:
+        :class:`BacktestResult` with total return, Sharpe, max drawdown, trade count, trade log
+        and equity curve.
+    """
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(_as_feed(data_or_feed))
+    cerebro.broker.setcash(cash)
+    cerebro.broker.setcommission(commission=commission)
+    if cheat_on_close:
+        cerebro.broker.set_coc(True)
+    cerebro.addstrategy(strategy_cls, **params)
+    cerebro.addanalyzer(_Equity, _name="equity")
+    cerebro.addanalyzer(_Trades, _name="trades")
+    strat = cerebro.run()[0]
+    equity = strat.analyzers.equity.get_analysis()
+    trades = strat.analyzers.trades.get_analysis()
+    end_value = float(cerebro.broker.getvalue())
+    signals = None
+    if hasattr(strat, "signal_log"):
+        log_rows = strat.signal_log
+        signals = pd.DataFrame({"entry": [r[1] for r in log_rows], "exit": [r[2] for r in log_rows]},
+                               index=bt_nums_to_index([r[0] for r in log_rows]))
+    result = BacktestResult(
+        strategy=strategy_cls.__name__, params=dict(strat.p._getkwargs()), start_value=float(cash),
+        end_value=end_value, total_return=end_value / cash - 1.0, sharpe=metrics.sharpe_ratio(equity),
+        max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
+        trades=trades, equity=equity, signals=signals,
+    )
+    log.info("%s", result)
+    return result
