@@ -21,7 +21,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 
 
 @pytest.mark.parametrize("command", ["fetch", "quota", "symbols", "stream", "record", "datasets", "sandbox", "demo",
-                                     "quality", "ingest"])
+                                     "quality", "ingest", "backtest", "validate"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -72,3 +72,21 @@ def test_symbols_stream_and_record_against_the_sandbox(tmp_path: Path) -> None:
                        env=env)
         assert recorded.returncode == 0, recorded.stderr
         assert "massive_live_cli_" in recorded.stdout
+
+
+def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
+    assert run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-06", "--interval", "5m",
+               "--dataset", "bt", env=env).returncode == 0
+    backtest = run("backtest", "sma_cross", "bt", "--engine", "both", "--param", "fast=5", "--param", "slow=15",
+                   "--output", str(tmp_path / "out"), env=env)
+    assert backtest.returncode == 0, backtest.stderr
+    assert "AAPL (backtrader): SmaCross" in backtest.stdout and (tmp_path / "out/bt/AAPL/sma_cross_vectorbt.png").exists()
+    validated = run("validate", "--datasets", "bt", "--strategies", "sma_cross,breakout", "--output",
+                    str(tmp_path / "val"), env=env)
+    assert validated.returncode == 0 and "== breakout ==" in validated.stdout
+
+
+def test_backtest_with_unknown_strategy_exits_1(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run("backtest", "nope", "bt", env={"MASSIVE_DATASETS_DIR": str(tmp_path)})
+    assert result.returncode == 1 and "Unknown strategies" in result.stderr

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import MassiveError
+from ..errors import InvalidInputError, MassiveError
 
 log = logging.getLogger("massive_feeds.cli")
 
@@ -161,6 +162,74 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_params(pairs: list[str]) -> dict[str, float | int | str]:
+    """``["fast=5", "entry_z=1.5"]`` → ``{"fast": 5, "entry_z": 1.5}``."""
+    out: dict[str, float | int | str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInputError(f"--param needs NAME=VALUE, got {pair!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def _add_backtest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backtest", help="run one strategy on a dataset or recording",
+                       description="Run one strategy on a saved dataset (or recorded session) with Backtrader or vectorbt.")
+    p.add_argument("strategy", help="sma_cross, mean_reversion, breakout or spread_capture")
+    p.add_argument("dataset", help="dataset name (recorded sessions replay through the live feed path)")
+    p.add_argument("--symbol", help="which symbol of the dataset (default: every symbol)")
+    p.add_argument("--engine", default="backtrader", choices=["backtrader", "vectorbt", "both"])
+    p.add_argument("--cash", type=float, default=100_000.0)
+    p.add_argument("--commission", type=float, default=0.0, help="fraction per fill, e.g. 0.0005")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    p.add_argument("--output", default="output/backtest", help="folder for the equity plot and trade log")
+    p.set_defaults(func=_cmd_backtest)
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from strategies.validation import format_table, validate
+
+    table = validate([args.strategy], [args.dataset], engine=args.engine, output=args.output, cash=args.cash,
+                     commission=args.commission, symbols=[args.symbol] if args.symbol else None,
+                     params=_parse_params(args.param))
+    for run in table.attrs["runs"]:
+        print(f"{run.symbol} ({run.engine}): {run.result}\n  plot: {run.files['png']}\n  trades: {run.files['trades']}")
+    print("\n" + format_table(table))
+    return 0
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="strategies x datasets table (return, Sharpe, drawdown, trades)",
+                       description="Run strategies over historical datasets and recorded live sessions; print a table "
+                                   "per strategy and write equity plots (PNG/HTML) and trade logs (CSV).")
+    p.add_argument("--datasets", required=True, help="comma-separated dataset names")
+    p.add_argument("--strategies", help="comma-separated (default: all)")
+    p.add_argument("--engine", default="both", choices=["backtrader", "vectorbt", "both"])
+    p.add_argument("--cash", type=float, default=100_000.0)
+    p.add_argument("--commission", type=float, default=0.0)
+    p.add_argument("--output", default="output/validation")
+    p.set_defaults(func=_cmd_validate)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from strategies.validation import format_table, validate
+
+    names = args.strategies.split(",") if args.strategies else None
+    table = validate(names, args.datasets.split(","), engine=args.engine, output=args.output, cash=args.cash,
+                     commission=args.commission)
+    print(format_table(table))
+    print(f"\nplots and trade logs: {Path(args.output).resolve()}")
+    return 0
+
+
 def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sandbox", help="run the local Massive-compatible sandbox",
                        description="Run the sandbox servers until Ctrl-C and print the environment that points clients at it.")
@@ -297,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_sandbox,
+    for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
+                _add_validate, _add_sandbox,
                 _add_demo, _add_ingest, _add_quality):
         add(sub)
     return parser
