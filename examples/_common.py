@@ -28,7 +28,7 @@ def massive_settings() -> Iterator[Settings]:
     from massive_feeds.sandbox import Sandbox
 
     print("(no MASSIVE_API_KEY configured: running against the local sandbox)")
-    with Sandbox(websocket=True, s3=True, clock_speed=20) as sandbox:
+    with Sandbox(websocket=True, s3=True, clock_speed=120) as sandbox:  # 2 market hours per minute
         home = tempfile.mkdtemp(prefix="massive-example-")
         yield sandbox.settings(home=home, datasets_dir=f"{home}/datasets", plan="unlimited")
 

@@ -90,3 +90,13 @@ def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: 
 def test_backtest_with_unknown_strategy_exits_1(sandbox: Sandbox, tmp_path: Path) -> None:
     result = run("backtest", "nope", "bt", env={"MASSIVE_DATASETS_DIR": str(tmp_path)})
     assert result.returncode == 1 and "Unknown strategies" in result.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = run("demo", "--output", str(tmp_path / "demo"), "--record-seconds", "8",
+                 env={"MASSIVE_FEEDS_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    for step in ("Recording a live session", "History over REST", "History from flat files", "== sma_cross ==",
+                 "Quota", "Plots (PNG/HTML) and trade logs"):
+        assert step in result.stdout
+    assert list((tmp_path / "demo" / "validation").rglob("*.png"))

@@ -343,15 +343,17 @@ def _cmd_quality(args: argparse.Namespace) -> int:
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demo on the sandbox (no key, no network)",
-                       description="Start the sandbox, fetch history, save a dataset and print the quota status.")
-    p.add_argument("--output", default="output/demo", help="folder for datasets and reports")
+                       description="Start the sandbox, record a live session, fetch history over REST and flat files, "
+                                   "validate every strategy on Backtrader (replaying the recording) and vectorbt.")
+    p.add_argument("--output", default="output/demo", help="folder for datasets, recordings, plots and logs")
+    p.add_argument("--record-seconds", type=float, default=40.0, help="length of the live recording")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.output)
+    return run_demo(args.output, args.record_seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,59 +1,79 @@
-"""The demo: the whole product on the embedded sandbox, with no API key and no network."""
+"""The demo: the whole product on the embedded sandbox, with no API key and no network.
+
+Record a live session from the sandbox's WebSocket → fetch history over REST and flat files → run
+every strategy on Backtrader (the recording *replayed through the live feed path*) and on vectorbt →
+print the validation table and where the plots and trade logs went.
+"""
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
-DEMO_SYMBOLS = ["AAPL", "MSFT", "X:BTCUSD"]
+LIVE_SYMBOLS = ["AAPL", "MSFT"]
+REST_SYMBOLS = ["AAPL", "MSFT", "X:BTCUSD"]
+BULK_SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "META", "GOOGL", "JPM"]
+CLOCK_SPEED = 120.0  # two market hours per real minute: a useful live session in well under a minute
+RECORD_SECONDS = 40.0
 
 
 def _step(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
 
 
-def run_demo(output: str | Path = "output/demo") -> int:
+def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_SECONDS) -> int:
+    from strategies.validation import format_table, validate
+
     from ..datasets import list_datasets, save_dataset
-    from ..fetch import fetch_ohlcv_rest
+    from ..fetch import fetch_data
     from ..quota import quota_status
+    from ..record import WebSocketDataRecorder
     from ..sandbox import Sandbox
-    from . import _optional_sides
 
     out = Path(output).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Sandbox(**_optional_sides(True, True)) as sb:
-        _step("Sandbox")
+    with Sandbox(websocket=True, s3=True, clock_speed=CLOCK_SPEED) as sb:
+        _step("Sandbox (no API key, no network)")
         print(sb.describe())
-        # The demo keeps its quota state and caches in its own folder so it never touches a user's real ones.
+        # Quota state and caches live in a throwaway folder: the demo never touches a user's own.
         home = Path(tempfile.mkdtemp(prefix="massive-demo-"))
         settings = sb.settings(home=home, datasets_dir=out / "datasets")
 
-        _step("REST history")
-        day = sb.clock.now().date()
-        start = (sb.clock.now() - _weekdays(5)).date()
-        df = fetch_ohlcv_rest(DEMO_SYMBOLS, start, day, "5m", settings=settings, progress=False)
-        print(f"{len(df):,} 5-minute bars for {', '.join(DEMO_SYMBOLS)} from {start} to {day}")
-        print(df.groupby("symbol")["close"].agg(["count", "first", "last"]).to_string())
+        _step(f"Recording a live session: {', '.join(LIVE_SYMBOLS)} for {record_seconds:.0f}s "
+              f"({record_seconds * CLOCK_SPEED / 60:.0f} market minutes at {CLOCK_SPEED:g}x)")
+        recorder = WebSocketDataRecorder(LIVE_SYMBOLS, out / "live_recorded", settings=settings).start()
+        time.sleep(record_seconds)
+        recorder.stop()
+        stats = recorder.stats()
+        recording = recorder.save_dataset(tag="demo").stem
+        print(f"{stats['events_durable']:,} quotes and trades recorded durably ({stats['flushes']} group fsyncs), "
+              f"saved as dataset {recording}")
 
-        _step("Dataset")
-        path = save_dataset(df, "demo_rest_5m", tags=["demo"], settings=settings)
-        print(f"saved {path}")
+        _step("History over REST (small query -> auto picks REST)")
+        today = sb.clock.now().date()
+        rest = fetch_data(REST_SYMBOLS, today - timedelta(days=4), today - timedelta(days=1), "5m", settings=settings)
+        print(f"{len(rest):,} 5-minute bars via {rest.attrs['method']} ({rest.attrs['method_reason']})")
+        save_dataset(rest, "demo_rest_5m", tags=["demo"], settings=settings)
+
+        _step("History from flat files (large query -> auto picks S3 day files)")
+        bulk = fetch_data(BULK_SYMBOLS, today - timedelta(days=12), today - timedelta(days=1), "1d", settings=settings)
+        print(f"{len(bulk):,} daily bars for {len(BULK_SYMBOLS)} symbols via {bulk.attrs['method']} "
+              f"({bulk.attrs['method_reason']})")
+        save_dataset(bulk, "demo_flatfiles_1d", tags=["demo"], settings=settings)
+
+        _step("Datasets")
         print(list_datasets(settings=settings).drop(columns=["path"]).to_string(index=False))
+
+        _step("Validation: every strategy x (REST history, recorded session) x (Backtrader, vectorbt)")
+        table = validate(None, ["demo_rest_5m", recording], engine="both", output=out / "validation",
+                         settings=settings)
+        print(format_table(table))
 
         _step("Quota")
         print(quota_status(settings))
-    print(f"\nDemo finished in {time.monotonic() - started:.1f}s; outputs in {out}")
+    print(f"\nPlots (PNG/HTML) and trade logs (CSV): {out / 'validation'}")
+    print(f"Demo finished in {time.monotonic() - started:.0f}s; everything is under {out}")
     return 0
-
-
-def _weekdays(n: int):
-    import pandas as pd
-
-    return pd.offsets.BDay(n)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(run_demo(os.environ.get("DEMO_OUTPUT", "output/demo")))
