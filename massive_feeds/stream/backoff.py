@@ -43,3 +43,7 @@ class ReconnectPolicy:
 
     def exhausted(self, failures: int) -> bool:
         return self.max_attempts is not None and failures >= self.max_attempts
+
+
+#: The default policy: 0.5 s doubling to 30 s, half-jittered, forever.
+DEFAULT_POLICY = ReconnectPolicy()

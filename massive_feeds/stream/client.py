@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from ..config import Settings
 from ..errors import InvalidInputError, StreamLimitError
-from .backoff import ReconnectPolicy
+from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .connection import ControlSink, EventsSink, MarketConnection
 from .events import DATA_KINDS
 from .protocol import market_of, subscription_params
@@ -54,7 +54,7 @@ class StreamClient:
         on_events: EventsSink,
         on_control: ControlSink,
         max_streams: int | None = _PLAN_DEFAULT,
-        policy: ReconnectPolicy = ReconnectPolicy(),
+        policy: ReconnectPolicy = DEFAULT_POLICY,
         **connection_options: Any,
     ) -> None:
         self.settings = settings
@@ -98,9 +98,9 @@ class StreamClient:
             self._streams[sym] = tuple(dict.fromkeys(self._streams.get(sym, ()) + kinds))
             by_market[market_of(sym)].update({p: sym for p in merged})
         touched = []
-        for market, params in by_market.items():
+        for market, wanted in by_market.items():
             conn = self._connection(market)
-            await conn.add(params)
+            await conn.add(wanted)
             touched.append(conn)
         if wait is not None:
             await self._wait(touched, wait)

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from ..config import Secret
 from ..errors import MaxConnectionsError, StreamAuthError, StreamError
 from . import events as E
-from .backoff import ReconnectPolicy
+from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .events import GapEvent, StatusEvent, StreamEvent
 from .protocol import (
     AUTH_FAILED,
@@ -49,7 +49,9 @@ from .throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
-EventsSink = Callable[[list[StreamEvent]], None]
+#: Receives each frame's data as parser rows (plain tuples in StreamEvent field order; see
+#: :func:`~massive_feeds.stream.events.as_event`).
+EventsSink = Callable[[list[tuple[Any, ...]]], None]
 ControlSink = Callable[[GapEvent | StatusEvent], None]
 
 #: Connection states, as shown in stats.
@@ -57,8 +59,13 @@ IDLE, CONNECTING, AUTHENTICATING, CONNECTED, RECONNECTING, STOPPED, FAILED = (
     "idle", "connecting", "authenticating", "connected", "reconnecting", "stopped", "failed")
 
 
-class _Drop(Exception):
-    """Internal: the server told us why it is about to close (force_disconnect, slow_consumer)."""
+def _event_ms(row: tuple[Any, ...]) -> int:
+    """When an event happened: its timestamp, or an aggregate's window end (``end_ms`` is 0 otherwise)."""
+    return row[_TIME] if row[_TIME] > row[_END] else row[_END]
+
+
+_TIME = StreamEvent._fields.index("time_ms")
+_END = StreamEvent._fields.index("end_ms")
 
 
 class MarketConnection:
@@ -68,7 +75,7 @@ class MarketConnection:
         market: ``stocks`` | ``options`` | ``indices`` | ``forex`` | ``crypto``.
         url: full URL including the market path, e.g. ``wss://socket.massive.com/stocks``.
         api_key: the key, sent only inside the auth frame.
-        on_events: called on the loop thread with each frame's list of data events.
+        on_events: called on the loop thread with each frame's data (a list of parser rows).
         on_control: called on the loop thread with each gap / status event.
         policy: reconnect backoff.
         stale_after: seconds without frames before a liveness ping (``None``: never).
@@ -86,7 +93,7 @@ class MarketConnection:
         *,
         on_events: EventsSink,
         on_control: ControlSink,
-        policy: ReconnectPolicy = ReconnectPolicy(),
+        policy: ReconnectPolicy = DEFAULT_POLICY,
         stale_after: float | None = 30.0,
         pong_timeout: float = 10.0,
         open_timeout: float = 10.0,
@@ -230,55 +237,19 @@ class MarketConnection:
         try:
             while not self._closing:
                 self.state = RECONNECTING if ever_connected else CONNECTING
-                up_since: float | None = None
-                reason: str
-                try:
-                    async with connect(
-                        self.url, compression=None, ping_interval=None, open_timeout=self.open_timeout,
-                        close_timeout=2, max_size=2**24, max_queue=64,
-                    ) as ws:
-                        self._socket = ws
-                        await self._handshake(ws)
-                        up_since = monotonic()
-                        self._on_authenticated(ws, ever_connected, failures)
-                        ever_connected = True
-                        await self._sync(ws)
-                        self.state = CONNECTED
-                        self._settled.set()
-                        await self._read_until_closed(ws)
-                    reason = "server closed the connection"
-                except StreamAuthError as exc:
-                    self._fail(exc, E.AUTH_FAILED)
-                    return
-                except MaxConnectionsError as exc:
-                    if not self.fight_max_connections:
-                        self._fail(exc, E.MAX_CONNECTIONS)
-                        return
-                    reason = "max_connections"
-                except InvalidURI as exc:
-                    self._fail(StreamError(f"invalid WebSocket URL {self.url!r}: {exc}"), E.ERROR)
-                    return
-                except ConnectionClosed as exc:
-                    code = exc.rcvd.code if exc.rcvd is not None else None
-                    reason = self._drop_reason or f"connection closed ({code or 'no close frame'})"
-                except (OSError, TimeoutError, InvalidHandshake, StreamError) as exc:
-                    reason = self._drop_reason or f"{type(exc).__name__}: {exc}"
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a bug must not end the stream silently
-                    log.exception("%s: unexpected error in the stream loop", self.market)
-                    reason = f"internal error: {type(exc).__name__}: {exc}"
-                finally:
-                    self._ws = self._socket = None
-                if self._closing:
-                    break
-                healthy = self._got_data or (up_since is not None and monotonic() - up_since >= self.policy.healthy_after)
+                outcome = await self._session(ever_connected, failures)
+                if outcome is None or self._closing:
+                    break  # fatal (already reported) or closed by us
+                reason, up_since = outcome
+                ever_connected = ever_connected or up_since is not None
+                stayed = up_since is not None and monotonic() - up_since >= self.policy.healthy_after
+                healthy = self._got_data or stayed
                 failures = 0 if healthy else failures + 1
                 self._on_dropped(reason, was_up=up_since is not None)
                 if self.policy.exhausted(failures):
                     self._fail(StreamError(f"{self.market}: gave up after {failures} failed attempts; last: {reason}"),
                                E.ERROR)
-                    return
+                    break
                 delay = self.policy.delay(failures)
                 log.warning("%s stream dropped (%s); reconnecting in %.2fs", self.market, reason, delay)
                 self.state = RECONNECTING
@@ -288,7 +259,46 @@ class MarketConnection:
             if self.state != FAILED:
                 self.state = STOPPED
             self._settled.set()
-            self._control(E.STOPPED, self.last_error if self.error else "closed")
+            self._control(E.STOPPED, str(self.error) if self.error else "closed")
+
+    async def _session(self, reconnect: bool, failures: int) -> tuple[str, float | None] | None:
+        """One connection, from TCP connect until it drops. Returns ``(why it dropped, when it was
+        authenticated or None)``, or ``None`` after a fatal error (auth refused, max_connections)."""
+        self._drop_reason = None
+        up_since: float | None = None
+        try:
+            async with connect(
+                self.url, compression=None, ping_interval=None, open_timeout=self.open_timeout,
+                close_timeout=2, max_size=2**24, max_queue=64,
+            ) as ws:
+                self._socket = ws
+                await self._handshake(ws)
+                up_since = monotonic()
+                self._on_authenticated(ws, reconnect, failures)
+                await self._sync(ws)
+                self.state = CONNECTED
+                self._settled.set()
+                await self._read_until_closed(ws)
+            return "server closed the connection", up_since
+        except StreamAuthError as exc:
+            self._fail(exc, E.AUTH_FAILED)
+        except MaxConnectionsError as exc:
+            if self.fight_max_connections:
+                return "max_connections", up_since
+            self._fail(exc, E.MAX_CONNECTIONS)
+        except InvalidURI as exc:
+            self._fail(StreamError(f"invalid WebSocket URL {self.url!r}: {exc}"), E.ERROR)
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            return self._drop_reason or f"connection closed ({code or 'no close frame'})", up_since
+        except (OSError, TimeoutError, InvalidHandshake, StreamError) as exc:
+            return self._drop_reason or f"{type(exc).__name__}: {exc}", up_since
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the stream silently
+            log.exception("%s: unexpected error in the stream loop", self.market)
+            return f"internal error: {type(exc).__name__}: {exc}", up_since
+        finally:
+            self._ws = self._socket = None
+        return None
 
     async def _sleep(self, delay: float) -> None:
         """Sleep, but wake at once if :meth:`close` is called."""
@@ -309,7 +319,6 @@ class MarketConnection:
     # --- handshake ----------------------------------------------------------------------------------
     async def _handshake(self, ws: ClientConnection) -> None:
         self.state = AUTHENTICATING
-        self._drop_reason = None
         async with asyncio.timeout(self.open_timeout):
             await self._expect(ws, HANDSHAKE_OK, "connected")
             await ws.send(auth_message(self._key.reveal()), text=True)
@@ -393,10 +402,8 @@ class MarketConnection:
         ws = self._ws
         if ws is None:
             return  # not authenticated: the (re)connect will send everything wanted
-        try:
+        with contextlib.suppress(ConnectionClosed):  # dropping right now: the reconnect resubscribes
             await self._sync(ws)
-        except ConnectionClosed:
-            pass  # dropping right now; the reconnect resubscribes
 
     # --- reading ------------------------------------------------------------------------------------
     async def _read_until_closed(self, ws: ClientConnection) -> None:
@@ -427,10 +434,10 @@ class MarketConnection:
                 self._malformed_items(now)
             if events:
                 if self._open_gap is not None:
-                    self._close_gap(events[0].time_ms)
+                    self._close_gap(_event_ms(events[0]))
                 self._got_data = True
                 self.events += len(events)
-                self.last_event_ms = events[-1].time_ms
+                self.last_event_ms = _event_ms(events[-1])
                 on_events(events)
 
     def _handle_statuses(self, statuses: list[dict[str, Any]], now: int) -> None:

@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 from time import monotonic
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from ..config import Settings, load_settings
 from ..errors import MassiveError, StreamError
 from ..schema import normalize_symbols
-from .backoff import ReconnectPolicy
+from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .client import StreamClient, check_kinds
-from .events import QUOTE, TRADE, GapEvent, StatusEvent, StreamEvent
-from .hub import DEFAULT_MAX_PENDING, BatchCallback, EventCallback, EventHub, Listener
+from .events import QUOTE, TRADE, GapEvent, StatusEvent
+from .hub import DEFAULT_MAX_PENDING, AnyListener, BatchCallback, EventCallback, EventHub
 from .loopthread import LoopThread
 from .orderbook import BOOK_KINDS, OrderBookCallback, OrderBooks
 from .ratemonitor import RateMonitor
@@ -72,7 +72,7 @@ class MassiveConnector:
         settings: Settings | None = None,
         kinds: Iterable[str] = DEFAULT_KINDS,
         max_streams: int | None = _PLAN,  # type: ignore[assignment]
-        reconnect: ReconnectPolicy = ReconnectPolicy(),
+        reconnect: ReconnectPolicy = DEFAULT_POLICY,
         stale_after: float | None = 30.0,
         pong_timeout: float = 10.0,
         connect_timeout: float = 10.0,
@@ -96,9 +96,11 @@ class MassiveConnector:
         self._rate = RateMonitor(self.max_messages_per_minute, name="massive stream")
         self._client: StreamClient | None = None
         self._books: OrderBooks | None = None
-        self._books_listener: Listener | None = None
+        self._books_listener: AnyListener | None = None
         self._symbols_cache: dict[tuple[Any, ...], tuple[float, list[str]]] = {}
         self._closed = False
+        self._wake_pending = False
+        self._aloop: Any = None  # the stream thread's asyncio loop, once started
         self.last_error: str | None = None
         self.last_status: StatusEvent | None = None
 
@@ -119,8 +121,10 @@ class MassiveConnector:
     ) -> list[str]:
         """Stream ``symbols`` and (optionally) call ``callback(symbol, orderbook)`` on each update.
 
-        Adds to what is already streaming; calling it again for a symbol adds kinds/callbacks. The
-        callback runs on a worker thread (see :mod:`massive_feeds.stream.orderbook` for the dict).
+        Adds to what is already streaming; calling it again for a symbol adds kinds. Each symbol has
+        one callback: a later call with a callback replaces it (a rerunning Streamlit script does not
+        pile them up); for more consumers use :meth:`add_listener`. The callback runs on a worker
+        thread (see :mod:`massive_feeds.stream.orderbook` for the dict).
 
         Args:
             symbols: tickers in any accepted form (``AAPL``, ``BTC-USD``, ``EUR/USD``, ``I:SPX`` …).
@@ -143,7 +147,7 @@ class MassiveConnector:
             client = self._ensure_client()
             books = self._ensure_books() if callback is not None else None
             if books is not None and callback is not None:
-                books.add_callback(syms, callback)  # before subscribing: no early update is missed
+                books.set_callback(syms, callback)  # before subscribing: no early update is missed
             try:
                 self._loop.run(client.subscribe(syms, use_kinds, wait=self.connect_timeout if wait else None),
                                timeout=self.connect_timeout + 10)
@@ -200,24 +204,29 @@ class MassiveConnector:
         kinds: Iterable[str] | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
         name: str | None = None,
-    ) -> Listener:
+        inline: bool = False,
+    ) -> AnyListener:
         """Receive every normalised event of this connector's streams on a dedicated thread.
 
         ``fn(event)`` gets :class:`StreamEvent`, :class:`GapEvent` and :class:`StatusEvent` objects
-        in arrival order (``fn(batch)`` with ``batched=True``: a read-only list per frame, much
-        cheaper). Filters: ``symbols`` (data events and gaps touching them), ``kinds`` (data events;
-        gap/status always pass). Overflow beyond ``max_pending`` events is dropped, counted in
+        in arrival order (``fn(batch)`` with ``batched=True``: a list per frame, much cheaper).
+        Filters: ``symbols`` (data events and gaps touching them), ``kinds`` (data events; gap/status
+        always pass). Overflow beyond ``max_pending`` events is dropped, counted in
         ``listener.dropped``/``get_stats()["dropped"]`` and announced by an ``overflow`` status event.
 
-        Returns the :class:`Listener` handle (``.stats()``, ``.wait_idle()``); pass it to
+        ``inline=True`` runs ``fn`` on the stream thread itself (no queue, no thread switch; fastest)
+        — only for quick, non-blocking work such as counting or handing batches to your own queue:
+        while it runs, nothing is read from the socket.
+
+        Returns the listener handle (``.stats()``, ``.wait_idle()``); pass it to
         :meth:`remove_listener`. Listening does not subscribe anything: use :meth:`start_stream`.
         """
         syms = normalize_symbols(symbols) if symbols is not None else None
         return self._hub.add_listener(fn, batched=batched, symbols=syms,
                                       kinds=check_kinds(kinds) if kinds is not None else None,
-                                      max_pending=max_pending, name=name)
+                                      max_pending=max_pending, name=name, inline=inline)
 
-    def remove_listener(self, listener: Listener, *, drain: bool = True) -> None:
+    def remove_listener(self, listener: AnyListener, *, drain: bool = True) -> None:
         """Unregister a listener (delivering what it has queued first when ``drain``)."""
         self._hub.remove_listener(listener, drain=drain)
 
@@ -317,18 +326,30 @@ class MassiveConnector:
                                         max_streams=self.max_streams, policy=self.reconnect,
                                         **self._connection_options)
         self._loop.start()
+        self._aloop = self._loop.loop
         return self._client
 
     def _ensure_books(self) -> OrderBooks:
         if self._books is None:
             self._books = OrderBooks()
             self._books_listener = self._hub.add_listener(
-                self._books, kinds=BOOK_KINDS, max_pending=self.callback_queue_size, name="massive-callbacks")
+                cast(EventCallback, self._books), kinds=BOOK_KINDS, max_pending=self.callback_queue_size,
+                name="massive-callbacks")
         return self._books
 
-    def _on_events(self, batch: list[StreamEvent]) -> None:  # stream thread, once per frame
+    def _on_events(self, batch: list[tuple[Any, ...]]) -> None:  # stream thread, once per frame
         self._rate.add(len(batch))
-        self._hub.publish(batch)
+        # Queue now, wake the listener threads once per event-loop pass: in a burst the socket is
+        # read frame after frame without yielding, and a thread switch per frame would cost more
+        # than parsing it. Latency is unchanged (the wake runs before the loop next waits).
+        self._hub.publish(batch, wake=False)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._aloop.call_soon(self._wake_listeners)
+
+    def _wake_listeners(self) -> None:
+        self._wake_pending = False
+        self._hub.wake()
 
     def _on_control(self, event: GapEvent | StatusEvent) -> None:  # stream thread, rare
         if isinstance(event, StatusEvent):

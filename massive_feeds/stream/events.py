@@ -144,7 +144,7 @@ class StreamEvent(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, ``nan`` → ``None``, plus ``timestamp``/``received`` datetimes."""
-        out = {k: _clean(v) for k, v in zip(self._fields, self)}
+        out = {k: _clean(v) for k, v in zip(self._fields, self, strict=True)}
         out["timestamp"] = self.time
         out["received"] = self.received
         return out
@@ -155,7 +155,8 @@ class GapEvent(NamedTuple):
 
     It is published *before* the first event received after the reconnect, so a consumer that
     backfills ``[start_ms, end_ms]`` over REST (dropping bars at or before its last one) sees the
-    timeline without a hole. ``start_ms`` is ``None`` when nothing had been received before the drop.
+    timeline without a hole. Both bounds are provider event times (an aggregate counts at its window
+    end); ``start_ms`` is ``None`` when nothing had been received before the drop.
     """
 
     kind: str  # always "gap"
@@ -210,6 +211,15 @@ class StatusEvent(NamedTuple):
 
 
 Event = StreamEvent | GapEvent | StatusEvent
+
+
+def as_event(row: tuple[Any, ...]) -> StreamEvent:
+    """A parser row (a plain tuple in :class:`StreamEvent` field order) as a :class:`StreamEvent`.
+
+    The parser builds plain tuples because the garbage collector stops tracking those, while every
+    queued tuple-*subclass* instance would be rescanned by each collection; listeners receive
+    ``StreamEvent`` objects made this way on their own thread."""
+    return tuple.__new__(StreamEvent, row)
 
 #: A ``StreamEvent`` with every numeric field missing; ``_replace`` it to build test events.
 EMPTY_EVENT = StreamEvent("", "", 0, 0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, 0)

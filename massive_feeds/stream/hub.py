@@ -1,11 +1,21 @@
-"""Fan-out of event batches to listeners, each on its own worker thread with a bounded queue.
+"""Fan-out of event batches to listeners.
 
-The socket thread only appends a batch reference to each listener's queue, so no consumer can stall
-reading (which is what earns a ``slow_consumer`` disconnect). A listener whose queue is full loses
-the new batches, counts them, logs a warning and — once it has room again — receives an ``overflow``
-:class:`~massive_feeds.stream.events.StatusEvent` exactly where the hole is: loss is never silent.
-A listener's exceptions are caught, counted and logged (throttled) and never reach other listeners
-or the socket.
+A listener normally runs on its own daemon thread behind a bounded queue: the socket thread only
+appends a batch reference, so no consumer can stall reading (which is what earns a ``slow_consumer``
+disconnect). When the queue is full, new batches are dropped, counted, logged and — once there is
+room again — announced by an ``overflow`` :class:`~massive_feeds.stream.events.StatusEvent` placed
+exactly where the hole is: loss is never silent. Exceptions a listener raises are caught, counted
+and logged (throttled) and never reach other listeners or the socket.
+
+An *inline* listener (``inline=True``) instead runs on the publishing thread, like the official
+client's processor: no queue, no thread switch, no drops — and no protection, so it must be quick
+(count, append to your own queue). Its exceptions are still isolated.
+
+Batches of data may hold plain tuples in :class:`StreamEvent` field order (what the parser builds:
+exact tuples are invisible to the garbage collector, while a queue of tuple-subclass instances is
+rescanned by every collection — that alone cost ~40 % of throughput); listeners always receive
+:class:`StreamEvent` objects, materialised on the consuming thread. Publishing ready-made
+``StreamEvent`` objects works the same.
 
 :class:`EventHub` is the one delivery mechanism for live streams *and* replays: a replay source owns
 a hub, publishes the recorded batches into it, and its listeners behave exactly as live ones.
@@ -19,7 +29,7 @@ from collections import deque
 from time import monotonic, time_ns
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from .events import GAP, OVERFLOW, STATUS, Event, StatusEvent
+from .events import GAP, OVERFLOW, STATUS, Event, StatusEvent, StreamEvent
 from .throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -27,20 +37,82 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[Event], Any]
 BatchCallback = Callable[[Sequence[Event]], Any]
 DEFAULT_MAX_PENDING = 100_000
+_new = tuple.__new__
 
 
-class Listener:
+class _Delivery:
+    """Filtering, materialisation and error isolation shared by both listener kinds."""
+
+    def __init__(self, fn: EventCallback | BatchCallback, *, batched: bool, symbols: Iterable[str] | None,
+                 kinds: Iterable[str] | None, name: str | None) -> None:
+        self.fn = fn
+        self.batched = batched
+        self.symbols: frozenset[str] | None = frozenset(symbols) if symbols is not None else None
+        self.kinds: frozenset[str] | None = frozenset(kinds) if kinds is not None else None
+        self.name = name or f"massive-listener-{getattr(fn, '__name__', type(fn).__name__)}"
+        self.delivered = 0
+        self.dropped = 0
+        self.errors = 0
+        self._warn_error = ThrottledLog(log, logging.ERROR, interval=10.0)
+
+    def _deliver(self, batch: Sequence[Any]) -> None:
+        first = batch[0][0]
+        control = first in (STATUS, GAP)
+        if self.symbols is not None or self.kinds is not None:
+            batch = [ev for ev in batch if self._accept(ev)]
+            if not batch:
+                return
+        fn = self.fn
+        if self.batched:
+            try:
+                fn(batch if control else [_new(StreamEvent, row) for row in batch])  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - isolate the consumer
+                self._failed(exc)
+        elif control:
+            for ev in batch:
+                try:
+                    fn(ev)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001
+                    self._failed(exc)
+        else:
+            for row in batch:
+                try:
+                    fn(_new(StreamEvent, row))  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001
+                    self._failed(exc)
+        self.delivered += len(batch)
+
+    def _accept(self, ev: Any) -> bool:
+        kind = ev[0]
+        if kind == STATUS:
+            return True
+        if kind == GAP:
+            return self.symbols is None or not self.symbols.isdisjoint(ev.symbols)
+        return (self.kinds is None or kind in self.kinds) and (self.symbols is None or ev[1] in self.symbols)
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self._warn_error("listener %s raised %s: %s (errors so far: %d); the stream continues",
+                         self.name, type(exc).__name__, exc, self.errors, exc_info=exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "batched": self.batched, "inline": False, "pending": 0,
+                "delivered": self.delivered, "dropped": self.dropped, "errors": self.errors}
+
+
+class Listener(_Delivery):
     """One consumer: ``fn`` runs on a dedicated daemon thread, in publication order.
 
     Args:
-        fn: ``fn(event)``, or ``fn(batch)`` with ``batched=True`` (a read-only list of events:
-            the same list object is shared by every listener).
-        batched: deliver per frame instead of per event (much cheaper for high rates).
+        fn: ``fn(event)``, or ``fn(batch)`` with ``batched=True`` (a list of events per frame).
+        batched: deliver per frame instead of per event (cheaper at high rates).
         symbols: only data events of these tickers (and gaps touching them); ``None`` = all.
         kinds: only data events of these kinds; gap and status events always pass.
         max_pending: queued events beyond which new batches are dropped (and counted).
         name: thread name, shown in logs and stats.
     """
+
+    inline = False
 
     def __init__(
         self,
@@ -54,23 +126,15 @@ class Listener:
     ) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
-        self.fn = fn
-        self.batched = batched
-        self.symbols: frozenset[str] | None = frozenset(symbols) if symbols is not None else None
-        self.kinds: frozenset[str] | None = frozenset(kinds) if kinds is not None else None
+        super().__init__(fn, batched=batched, symbols=symbols, kinds=kinds, name=name)
         self.max_pending = max_pending
-        self.name = name or f"massive-listener-{getattr(fn, '__name__', type(fn).__name__)}"
-        self.delivered = 0
-        self.dropped = 0
-        self.errors = 0
-        self._queue: deque[Sequence[Event]] = deque()
+        self._queue: deque[Sequence[Any]] = deque()
         self._pending = 0
         self._unreported_drops = 0
         self._busy = False
         self._stopping = False
         self._cond = threading.Condition(threading.Lock())
         self._warn_drop = ThrottledLog(log, interval=5.0)
-        self._warn_error = ThrottledLog(log, logging.ERROR, interval=10.0)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -87,8 +151,11 @@ class Listener:
         return self._stopping
 
     # --- producer side (any thread) ---------------------------------------------------------------
-    def offer(self, batch: Sequence[Event]) -> bool:
-        """Queue a batch; False (and counted) if the queue is full or the listener closed."""
+    def offer(self, batch: Sequence[Any], wake: bool = True) -> bool:
+        """Queue a batch; False (and counted) if the queue is full or the listener closed.
+
+        ``wake=False`` leaves the worker asleep until :meth:`wake`: a producer that publishes many
+        frames in a row wakes it once, sparing a thread switch per frame."""
         n = len(batch)
         with self._cond:
             if self._stopping:
@@ -98,7 +165,8 @@ class Listener:
                     self._queue.append([self._overflow_notice()])
                 self._queue.append(batch)
                 self._pending += n
-                self._cond.notify()
+                if wake:
+                    self._cond.notify()
                 return True
             self.dropped += n
             self._unreported_drops += n
@@ -116,6 +184,12 @@ class Listener:
             self._pending += 1
             self._cond.notify()
 
+    def wake(self) -> None:
+        """Wake the worker if anything is queued (after ``offer(..., wake=False)``)."""
+        with self._cond:
+            if self._queue:
+                self._cond.notify()
+
     def _overflow_notice(self) -> StatusEvent:
         n, self._unreported_drops = self._unreported_drops, 0
         return StatusEvent(STATUS, "", OVERFLOW, f"{n} events dropped: listener {self.name} fell behind",
@@ -130,7 +204,7 @@ class Listener:
                 if not self._queue:
                     return
                 batches, self._queue = self._queue, deque()
-                taken, self._pending = self._pending, 0
+                self._pending = 0
                 self._busy = True
             try:
                 for batch in batches:
@@ -139,38 +213,6 @@ class Listener:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
-
-    def _deliver(self, batch: Sequence[Event]) -> None:
-        if self.symbols is not None or self.kinds is not None:
-            batch = [ev for ev in batch if self._accept(ev)]
-            if not batch:
-                return
-        fn = self.fn
-        if self.batched:
-            try:
-                fn(batch)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - isolate the consumer
-                self._failed(exc, len(batch))
-        else:
-            for ev in batch:
-                try:
-                    fn(ev)  # type: ignore[arg-type]
-                except Exception as exc:  # noqa: BLE001
-                    self._failed(exc, 1)
-        self.delivered += len(batch)
-
-    def _accept(self, ev: Event) -> bool:
-        kind = ev[0]
-        if kind == STATUS:
-            return True
-        if kind == GAP:
-            return self.symbols is None or not self.symbols.isdisjoint(ev.symbols)  # type: ignore[union-attr]
-        return (self.kinds is None or kind in self.kinds) and (self.symbols is None or ev[1] in self.symbols)
-
-    def _failed(self, exc: Exception, n: int) -> None:
-        self.errors += 1
-        self._warn_error("listener %s raised %s: %s (errors so far: %d); the stream continues",
-                         self.name, type(exc).__name__, exc, self.errors, exc_info=exc)
 
     # --- lifecycle --------------------------------------------------------------------------------
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -203,64 +245,116 @@ class Listener:
             self._thread.join(timeout)
 
     def stats(self) -> dict[str, Any]:
-        return {"name": self.name, "batched": self.batched, "pending": self._pending,
-                "delivered": self.delivered, "dropped": self.dropped, "errors": self.errors,
-                "max_pending": self.max_pending}
+        return {**super().stats(), "pending": self._pending, "max_pending": self.max_pending}
+
+
+class InlineListener(_Delivery):
+    """A consumer run synchronously on the publishing thread (see the module docstring)."""
+
+    inline = True
+    pending = 0
+
+    def __init__(self, fn: EventCallback | BatchCallback, *, batched: bool = False,
+                 symbols: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(fn, batched=batched, symbols=symbols, kinds=kinds, name=name)
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return (f"InlineListener({self.name!r}, batched={self.batched}, delivered={self.delivered}, "
+                f"errors={self.errors})")
+
+    def offer(self, batch: Sequence[Any], wake: bool = True) -> bool:
+        if self.closed:
+            return False
+        self._deliver(batch)
+        return True
+
+    def offer_control(self, event: Event) -> None:
+        if not self.closed:
+            self._deliver([event])
+
+    def wake(self) -> None:
+        pass
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, *, drain: bool = True, timeout: float = 5.0) -> None:
+        self.closed = True
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "inline": True}
+
+
+AnyListener = Listener | InlineListener
 
 
 class EventSource(Protocol):
     """What the recorder and the Backtrader live/replay feed need from a stream of events.
 
     Implemented by :class:`EventHub`, :class:`~massive_feeds.stream.connector.MassiveConnector` and
-    (issue 6) the replay source.
+    the replay source (:class:`massive_feeds.record.replay.RecordingSource`).
     """
 
     def add_listener(self, fn: EventCallback | BatchCallback, *, batched: bool = False,
                      symbols: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
-                     max_pending: int = DEFAULT_MAX_PENDING, name: str | None = None) -> Listener: ...
+                     max_pending: int = DEFAULT_MAX_PENDING, name: str | None = None) -> AnyListener: ...
 
-    def remove_listener(self, listener: Listener, *, drain: bool = True) -> None: ...
+    def remove_listener(self, listener: AnyListener, *, drain: bool = True) -> None: ...
 
 
 class EventHub:
-    """Publishes event batches to every registered :class:`Listener` (thread-safe)."""
+    """Publishes event batches to every registered listener (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._listeners: tuple[Listener, ...] = ()  # replaced, never mutated: publish needs no lock
+        self._listeners: tuple[AnyListener, ...] = ()  # replaced, never mutated: publish needs no lock
         self._retired = {"dropped": 0, "errors": 0}  # totals of removed listeners, so stats never shrink
 
     def __repr__(self) -> str:
         return f"EventHub(listeners={len(self._listeners)})"
 
     @property
-    def listeners(self) -> tuple[Listener, ...]:
+    def listeners(self) -> tuple[AnyListener, ...]:
         return self._listeners
 
     def add_listener(self, fn: EventCallback | BatchCallback, *, batched: bool = False,
                      symbols: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
-                     max_pending: int = DEFAULT_MAX_PENDING, name: str | None = None) -> Listener:
-        """Register ``fn``; see :class:`Listener` for the arguments. Returns the handle to remove it."""
-        listener = Listener(fn, batched=batched, symbols=symbols, kinds=kinds, max_pending=max_pending, name=name)
+                     max_pending: int = DEFAULT_MAX_PENDING, name: str | None = None,
+                     inline: bool = False) -> AnyListener:
+        """Register ``fn`` (see :class:`Listener` / :class:`InlineListener`). Returns the handle to remove it."""
+        listener: AnyListener
+        if inline:
+            listener = InlineListener(fn, batched=batched, symbols=symbols, kinds=kinds, name=name)
+        else:
+            listener = Listener(fn, batched=batched, symbols=symbols, kinds=kinds, max_pending=max_pending,
+                                name=name)
         with self._lock:
             self._listeners = (*self._listeners, listener)
         return listener
 
-    def remove_listener(self, listener: Listener, *, drain: bool = True) -> None:
+    def remove_listener(self, listener: AnyListener, *, drain: bool = True) -> None:
         with self._lock:
             self._listeners = tuple(x for x in self._listeners if x is not listener)
         listener.close(drain=drain)
         self._retire(listener)
 
-    def _retire(self, listener: Listener) -> None:
+    def _retire(self, listener: AnyListener) -> None:
         with self._lock:
             self._retired["dropped"] += listener.dropped
             self._retired["errors"] += listener.errors
 
-    def publish(self, batch: Sequence[Event]) -> None:
-        """Hand a batch of data events to every listener (drops are counted per listener)."""
+    def publish(self, batch: Sequence[Any], wake: bool = True) -> None:
+        """Hand a batch of data events (``StreamEvent`` objects or rows in its field order) to every
+        listener; drops are counted per listener. With ``wake=False`` threaded listeners sleep on
+        until :meth:`wake` (see :meth:`Listener.offer`)."""
         for listener in self._listeners:
-            listener.offer(batch)
+            listener.offer(batch, wake)
+
+    def wake(self) -> None:
+        for listener in self._listeners:
+            listener.wake()
 
     def publish_control(self, event: Event) -> None:
         """Hand a gap/status event to every listener, bypassing queue bounds."""

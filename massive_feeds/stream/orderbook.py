@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from math import isnan
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-from .events import QUOTE, TRADE, VALUE, StreamEvent, ms_to_datetime, ns_to_datetime
+from .events import QUOTE, TRADE, VALUE, StreamEvent
 from .throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,12 @@ BOOK_KINDS = (QUOTE, TRADE, VALUE)
 
 
 def _num(x: float) -> float | None:
-    return None if isinstance(x, float) and isnan(x) else x
+    return None if x != x else x  # NaN is the only value not equal to itself
 
 
 class _Book:
-    __slots__ = ("bid", "ask", "bid_size", "ask_size", "last_price", "last_size", "time_ms", "received_ns",
-                 "event", "has_quote")
+    __slots__ = ("ask", "ask_size", "bid", "bid_size", "event", "has_quote", "last_price", "last_size",
+                 "received_ns", "time_ms")
 
     def __init__(self) -> None:
         self.bid = self.ask = self.bid_size = self.ask_size = float("nan")
@@ -46,19 +46,21 @@ class _Book:
         self.has_quote = False
 
     def as_dict(self, symbol: str) -> dict[str, Any]:
-        bid, ask = _num(self.bid), _num(self.ask)
-        book: dict[str, Any] = {
+        # Runs once per update on the callback thread: plain float arithmetic and fromtimestamp
+        # (exact to the microsecond for ms/ns inputs) keep it cheap.
+        bid, ask, q = self.bid, self.ask, self.has_quote
+        bid_size, ask_size = _num(self.bid_size), _num(self.ask_size)
+        return {
             "symbol": symbol,
-            "bids": [[bid, _num(self.bid_size)]] if self.has_quote else [],
-            "asks": [[ask, _num(self.ask_size)]] if self.has_quote else [],
-            "bid": bid, "ask": ask, "bid_size": _num(self.bid_size), "ask_size": _num(self.ask_size),
-            "mid": (bid + ask) / 2 if self.has_quote else None,
-            "spread": (ask - bid) if self.has_quote else None,
+            "bids": [[bid, bid_size]] if q else [],
+            "asks": [[ask, ask_size]] if q else [],
+            "bid": bid if q else None, "ask": ask if q else None, "bid_size": bid_size, "ask_size": ask_size,
+            "mid": (bid + ask) / 2 if q else None, "spread": ask - bid if q else None,
             "last_price": _num(self.last_price), "last_size": _num(self.last_size),
-            "timestamp": ms_to_datetime(self.time_ms), "received": ns_to_datetime(self.received_ns),
+            "timestamp": datetime.fromtimestamp(self.time_ms / 1000, timezone.utc),
+            "received": datetime.fromtimestamp(self.received_ns / 1e9, timezone.utc),
             "event": self.event,
         }
-        return book
 
 
 class OrderBooks:
@@ -75,13 +77,11 @@ class OrderBooks:
     def __repr__(self) -> str:
         return f"OrderBooks(symbols={len(self._books)}, callbacks={len(self._callbacks)}, errors={self.errors})"
 
-    def add_callback(self, symbols: Iterable[str], callback: OrderBookCallback) -> None:
+    def set_callback(self, symbols: Iterable[str], callback: OrderBookCallback) -> None:
+        """Make ``callback`` *the* callback of ``symbols`` (replacing an earlier one, so a script
+        that reruns, as Streamlit's do, does not pile up callbacks)."""
         with self._lock:
-            table = dict(self._callbacks)
-            for s in symbols:
-                if callback not in table.get(s, ()):
-                    table[s] = (*table.get(s, ()), callback)
-            self._callbacks = table
+            self._callbacks = {**self._callbacks, **{s: (callback,) for s in symbols}}
 
     def remove(self, symbols: Iterable[str] | None = None) -> None:
         """Forget callbacks and books of ``symbols`` (all when ``None``)."""

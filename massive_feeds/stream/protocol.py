@@ -9,6 +9,8 @@ control messages have ``ev == "status"``. Channel letters mean different things 
 The parser is the hot path. For each channel a small builder function is generated from its field
 map (the same trick ``collections.namedtuple`` uses), so parsing an event is one dict lookup for
 the channel and one tuple construction — no per-event loop over the map, no per-event ``datetime``.
+It returns *rows*: plain tuples in :class:`StreamEvent` field order, which consumers turn into
+``StreamEvent`` with :func:`~massive_feeds.stream.events.as_event` (see there for why).
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ _INT_FIELDS = frozenset({"time_ms", "end_ms", "exchange"})
 
 
 def _builder_source(spec: ChannelSpec) -> str:
-    """Python source of ``build(d, r) -> StreamEvent`` for one channel."""
+    """Python source of ``build(d, r) -> row`` (a tuple in StreamEvent field order) for one channel."""
     symbol = f"d[{spec.symbol_key!r}]"
     if "forex" in spec.markets:
         symbol = f"_FX[{symbol}]"
@@ -206,21 +208,23 @@ def _builder_source(spec: ChannelSpec) -> str:
             args.append(f"d[{key!r}]" if key in spec.required else f"g({key!r}, {default})")
         else:
             args.append("0" if name in _INT_FIELDS else "NAN")
-    body = f"    return _new(_E, ({', '.join(args)}))\n"
+    body = f"    return ({', '.join(args)})\n"
     prelude = "    g = d.get\n" if "g(" in body else ""
     return f"def build(d, r):\n{prelude}{body}"
 
 
-def _compile_builder(spec: ChannelSpec) -> Callable[[dict[str, Any], int], StreamEvent]:
-    namespace = {"_new": tuple.__new__, "_E": StreamEvent, "NAN": nan,
-                 "_FX": _FOREX_SYMBOLS, "_CX": _CRYPTO_SYMBOLS}
+Row = tuple[Any, ...]
+
+
+def _compile_builder(spec: ChannelSpec) -> Callable[[dict[str, Any], int], Row]:
+    namespace = {"NAN": nan, "_FX": _FOREX_SYMBOLS, "_CX": _CRYPTO_SYMBOLS}
     exec(compile(_builder_source(spec), f"<massive_feeds builder {spec.channel}>", "exec"), namespace)
-    build = namespace["build"]
+    build: Callable[[dict[str, Any], int], Row] = namespace["build"]  # type: ignore[assignment]
     build.__qualname__ = f"build_{spec.channel}"
-    return build  # type: ignore[no-any-return]
+    return build
 
 
-BUILDERS: dict[str, Callable[[dict[str, Any], int], StreamEvent]] = {
+BUILDERS: dict[str, Callable[[dict[str, Any], int], Row]] = {
     code: _compile_builder(spec) for code, spec in CHANNELS.items()
 }
 
@@ -230,9 +234,10 @@ class FrameError(ValueError):
 
 
 class FrameParser:
-    """Turns one wire frame into ``(events, statuses)``.
+    """Turns one wire frame into ``(rows, statuses)``.
 
-    ``events`` are :class:`StreamEvent`; ``statuses`` are the raw ``{"ev": "status", ...}`` dicts
+    ``rows`` are plain tuples in :class:`StreamEvent` field order (``as_event(row)`` makes the
+    event); ``statuses`` are the raw ``{"ev": "status", ...}`` dicts
     (rare; handled by the connection). Malformed items are skipped and counted in
     :attr:`malformed_events`; unknown channels in :attr:`unknown_events`. A frame that is not JSON
     or not an array raises :class:`FrameError` (the caller counts, warns and skips it).
@@ -251,7 +256,7 @@ class FrameParser:
     def __repr__(self) -> str:
         return f"FrameParser(market={self.market!r}, channels={sorted(self.builders)})"
 
-    def parse(self, raw: bytes | str, received_ns: int) -> tuple[list[StreamEvent], list[dict[str, Any]]]:
+    def parse(self, raw: bytes | str, received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
         try:
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -266,8 +271,8 @@ class FrameParser:
         except (KeyError, TypeError, AttributeError):
             return self._parse_slow(items, received_ns)
 
-    def _parse_slow(self, items: list[Any], received_ns: int) -> tuple[list[StreamEvent], list[dict[str, Any]]]:
-        events: list[StreamEvent] = []
+    def _parse_slow(self, items: list[Any], received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
+        events: list[Row] = []
         statuses: list[dict[str, Any]] = []
         for d in items:
             if not isinstance(d, dict):

@@ -60,4 +60,4 @@ class RateMonitor:
     def count(self) -> int:
         """Events in the last 60 seconds."""
         now = int(monotonic())
-        return sum(c for c, s in zip(list(self._counts), list(self._stamps)) if 0 <= now - s < self.WINDOW)
+        return sum(c for c, s in zip(list(self._counts), list(self._stamps), strict=True) if 0 <= now - s < self.WINDOW)

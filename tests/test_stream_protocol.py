@@ -1,0 +1,233 @@
+"""Stream building blocks without sockets: field maps, parser, events, backoff, rate monitor, hub."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+
+from massive_feeds.errors import InvalidInputError
+from massive_feeds.stream import events as E
+from massive_feeds.stream.backoff import ReconnectPolicy
+from massive_feeds.stream.hub import EventHub, Listener
+from massive_feeds.stream.protocol import (
+    CHANNELS,
+    FrameError,
+    FrameParser,
+    action_message,
+    auth_message,
+    chunk_params,
+    param_ticker,
+    subscription_params,
+)
+from massive_feeds.stream.ratemonitor import RateMonitor
+
+T0 = 1_717_000_000_123
+
+
+def parse(market: str, *items: dict) -> tuple[list[E.StreamEvent], list[dict]]:
+    rows, statuses = FrameParser(market).parse(orjson.dumps(list(items)), 42)
+    assert all(type(r) is tuple for r in rows)  # plain tuples: the GC stops tracking them
+    return [E.as_event(r) for r in rows], statuses
+
+
+# --- field maps ------------------------------------------------------------------------------------
+def test_stock_trade_quote_and_aggregates() -> None:
+    events, statuses = parse(
+        "stocks",
+        {"ev": "T", "sym": "AAPL", "x": 4, "i": "1", "z": 3, "p": 190.5, "s": 100, "c": [12], "t": T0,
+         "q": 9},
+        {"ev": "Q", "sym": "AAPL", "bx": 4, "bp": 190.4, "bs": 3, "ax": 7, "ap": 190.6, "as": 2, "t": T0 + 1},
+        {"ev": "A", "sym": "AAPL", "v": 300, "av": 9000, "op": 189, "vw": 190.2, "o": 190, "c": 190.5, "h": 191,
+         "l": 189.9, "a": 190.1, "z": 100, "s": T0, "e": T0 + 1000},
+        {"ev": "AM", "sym": "AAPL", "v": 5000, "o": 190, "c": 190.5, "h": 191, "l": 189.9, "s": T0, "e": T0 + 60_000},
+    )
+    assert statuses == []
+    trade, quote, sec, minute = events
+    assert (trade.kind, trade.symbol, trade.price, trade.size, trade.time_ms, trade.exchange) == \
+        ("trade", "AAPL", 190.5, 100, T0, 4)
+    assert math.isnan(trade.bid) and trade.received_ns == 42
+    assert (quote.kind, quote.bid, quote.ask, quote.bid_size, quote.ask_size) == ("quote", 190.4, 190.6, 3, 2)
+    assert sec.kind == "agg_second" and (sec.open, sec.high, sec.low, sec.close, sec.volume, sec.vwap) == \
+        (190, 191, 189.9, 190.5, 300, 190.2)
+    assert minute.kind == "agg_minute" and minute.time_ms == T0 and minute.end_ms == T0 + 60_000
+    assert math.isnan(minute.vwap)  # optional key missing → nan
+
+
+def test_forex_crypto_and_index_symbols_become_our_tickers() -> None:
+    fx, _ = parse("forex", {"ev": "C", "p": "EUR/USD", "x": 48, "a": 1.0802, "b": 1.08, "t": T0},
+                  {"ev": "CA", "pair": "EUR/USD", "o": 1, "c": 1, "h": 1, "l": 1, "v": 10, "s": T0, "e": T0 + 60000},
+                  {"ev": "CAS", "pair": "USD/JPY", "o": 1, "c": 1, "h": 1, "l": 1, "v": 1, "s": T0,
+                   "e": T0 + 1000})
+    assert [(e.kind, e.symbol) for e in fx] == [("quote", "C:EURUSD"), ("agg_minute", "C:EURUSD"),
+                                                 ("agg_second", "C:USDJPY")]
+    assert fx[0].bid == 1.08 and fx[0].ask == 1.0802 and math.isnan(fx[0].bid_size)
+    cx, _ = parse("crypto",
+                  {"ev": "XT", "pair": "BTC-USD", "p": 65000.5, "s": 0.01, "t": T0, "c": [1], "x": 1, "r": T0},
+                  {"ev": "XQ", "pair": "ETH-USD", "bp": 3200, "bs": 1.5, "ap": 3201, "as": 2, "t": T0, "x": 1},
+                  {"ev": "XA", "pair": "BTC-USD", "o": 1, "c": 2, "h": 3, "l": 0.5, "v": 4, "vw": 1.5, "s": T0,
+                   "e": T0},
+                  {"ev": "XAS", "pair": "SOL-USD", "o": 1, "c": 2, "h": 3, "l": 0.5, "v": 4, "s": T0, "e": T0})
+    assert [(e.kind, e.symbol) for e in cx] == [("trade", "X:BTCUSD"), ("quote", "X:ETHUSD"),
+                                                 ("agg_minute", "X:BTCUSD"), ("agg_second", "X:SOLUSD")]
+    ix, _ = parse("indices", {"ev": "V", "val": 5200.25, "T": "I:SPX", "t": T0},
+                  {"ev": "AM", "sym": "I:SPX", "op": 5190, "o": 5200, "c": 5201, "h": 5202, "l": 5199, "s": T0,
+                   "e": T0})
+    assert (ix[0].kind, ix[0].symbol, ix[0].price) == ("value", "I:SPX", 5200.25)
+    assert ix[1].kind == "agg_minute" and math.isnan(ix[1].volume)
+
+
+def test_every_channel_has_a_builder_and_event_times_are_utc() -> None:
+    assert set(CHANNELS) == {"T", "Q", "A", "AM", "V", "C", "CA", "CAS", "XT", "XQ", "XA", "XAS"}
+    (ev,), _ = parse("stocks", {"ev": "T", "sym": "AAPL", "p": 1, "s": 1, "t": T0})
+    assert ev.time == datetime(2024, 5, 29, 16, 26, 40, 123000, tzinfo=timezone.utc)
+    assert ev.received.tzinfo is timezone.utc
+    d = ev.to_dict()
+    assert d["bid"] is None and d["timestamp"] == ev.time and d["symbol"] == "AAPL"
+
+
+def test_statuses_are_separated_and_unknown_or_malformed_items_skipped() -> None:
+    parser = FrameParser("stocks")
+    rows, statuses = parser.parse(orjson.dumps([
+        {"ev": "status", "status": "success", "message": "subscribed to: T.AAPL"},
+        {"ev": "T", "sym": "AAPL", "p": 1, "s": 1, "t": T0},
+        {"ev": "LULD", "T": "AAPL"},  # a real channel we do not parse
+        {"ev": "Q", "sym": "AAPL", "t": T0},  # missing bp/ap
+        "junk",
+        {"ev": "XT", "pair": "BTC-USD", "p": 1, "t": 1},  # crypto event on the stocks socket
+    ]), 1)
+    assert [r[0] for r in rows] == ["trade"]
+    assert statuses[0]["status"] == "success"
+    assert parser.malformed_events == 2 and parser.unknown_events == 2
+
+
+@pytest.mark.parametrize("raw", [b'[{"ev":"T","sym":', b'{"ev":"T"}', b"", b"null"])
+def test_non_array_frames_raise_frame_error(raw: bytes) -> None:
+    with pytest.raises(FrameError):
+        FrameParser("stocks").parse(raw, 0)
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+def test_subscription_params_per_market() -> None:
+    assert subscription_params("AAPL", ["quote", "trade", "agg_minute"]) == ["Q.AAPL", "T.AAPL", "AM.AAPL"]
+    assert subscription_params("X:BTCUSD", ["trade", "quote", "agg_minute"]) == \
+        ["XT.BTC-USD", "XQ.BTC-USD", "XA.BTC-USD"]
+    assert subscription_params("C:EURUSD", ["quote", "trade", "agg_second"]) == ["C.EUR/USD", "CAS.EUR/USD"]
+    assert subscription_params("I:SPX", ["quote", "trade", "value"]) == ["V.I:SPX"]
+    assert subscription_params("O:SPY251219C00650000", ["quote"]) == ["Q.O:SPY251219C00650000"]
+    with pytest.raises(InvalidInputError, match="offers"):
+        subscription_params("C:EURUSD", ["trade"])
+    assert param_ticker("crypto", "XQ.BTC-USD") == "X:BTCUSD" and param_ticker("stocks", "T.*") == "*"
+
+
+def test_control_messages() -> None:
+    assert orjson.loads(auth_message("k")) == {"action": "auth", "params": "k"}
+    assert orjson.loads(action_message("subscribe", ["Q.A", "T.A"])) == {"action": "subscribe", "params": "Q.A,T.A"}
+    chunks = chunk_params([f"Q.SYM{i:04d}" for i in range(3000)], max_chars=8000)
+    assert sum(len(c) for c in chunks) == 3000 and all(len(",".join(c)) <= 8000 for c in chunks)
+
+
+# --- backoff and rate ----------------------------------------------------------------------------------
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    policy = ReconnectPolicy(initial=1.0, factor=2.0, cap=8.0, jitter=0.5, max_attempts=5)
+    for n, base in enumerate([1, 2, 4, 8, 8, 8]):
+        delays = [policy.delay(n) for _ in range(200)]
+        assert all(base * 0.5 <= d <= base for d in delays)
+        assert max(delays) - min(delays) > 0  # jittered
+    assert not policy.exhausted(4) and policy.exhausted(5)
+    assert not ReconnectPolicy().exhausted(10**6)
+
+
+def test_rate_monitor_counts_a_sliding_minute_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    rm = RateMonitor(100)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(30):
+            rm.add(5)
+    assert rm.count() == 150 and rm.total == 150
+    assert rm.warnings == 1 and sum("100 messages/minute" in r.getMessage() for r in caplog.records) == 1
+    rm._advance(rm._second + 61)  # a minute later everything has left the window
+    assert rm._running == 0
+
+
+# --- hub / listeners --------------------------------------------------------------------------------
+def _events(n: int, symbol: str = "AAPL", kind: str = "trade") -> list[E.StreamEvent]:
+    return [E.make_event(kind, symbol, T0 + i, price=float(i)) for i in range(n)]
+
+
+def test_listener_delivers_in_order_and_filters() -> None:
+    hub = EventHub()
+    got: list = []
+    only: list = []
+    hub.add_listener(got.append)
+    hub.add_listener(only.append, symbols=["MSFT"], kinds=["quote"])
+    hub.publish(_events(3))
+    hub.publish(_events(2, "MSFT", "quote"))
+    gap = E.GapEvent("gap", "stocks", ("AAPL",), T0, T0 + 5, 0, 1, "test", 1)
+    hub.publish_control(gap)
+    hub.publish_control(E.StatusEvent("status", "stocks", "connected", "", 0))
+    assert hub.wait_idle(5)
+    assert [e.price for e in got[:3]] == [0.0, 1.0, 2.0] and got[5] is gap and len(got) == 7
+    assert [e.kind for e in only] == ["quote", "quote", "status"]  # gap for AAPL filtered out
+    hub.close()
+
+
+def test_rows_become_stream_events_and_inline_listeners_run_on_the_publisher() -> None:
+    hub = EventHub()
+    threaded: list = []
+    inline: list = []
+    hub.add_listener(threaded.append)
+    hub.add_listener(lambda b: inline.append((threading.current_thread(), b)), batched=True, inline=True)
+    rows = [tuple(e) for e in _events(3)]
+    hub.publish(rows)
+    assert inline[0][0] is threading.current_thread()  # delivered before publish returned
+    assert all(type(e) is E.StreamEvent for e in inline[0][1]) and inline[0][1][2].price == 2.0
+    assert hub.wait_idle(5) and [type(e) for e in threaded] == [E.StreamEvent] * 3
+    hub.close()
+
+
+def test_listener_exceptions_are_isolated_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    hub = EventHub()
+    good: list = []
+
+    def bad(ev: object) -> None:
+        raise RuntimeError("boom")
+
+    bad_listener = hub.add_listener(bad)
+    hub.add_listener(good.append)
+    with caplog.at_level(logging.ERROR):
+        hub.publish(_events(50))
+        assert hub.wait_idle(5)
+    assert bad_listener.errors == 50 and len(good) == 50
+    assert hub.stats()["errors"] == 50
+    assert any("boom" in r.getMessage() and r.exc_info for r in caplog.records)  # first one with traceback
+    hub.close()
+
+
+def test_overflow_is_counted_and_announced_in_band() -> None:
+    gate = threading.Event()
+    seen: list = []
+
+    def slow(batch: list) -> None:
+        gate.wait(5)
+        seen.extend(batch)
+
+    listener = Listener(slow, batched=True, max_pending=10)
+    listener.offer(_events(10))  # taken by the worker, which then blocks on the gate
+    time.sleep(0.1)
+    assert listener.offer(_events(10))  # fills the queue
+    assert not listener.offer(_events(5)) and not listener.offer(_events(5))
+    assert listener.dropped == 10
+    gate.set()
+    assert listener.wait_idle(5)
+    listener.offer(_events(1))  # room again: the overflow notice precedes this batch
+    assert listener.wait_idle(5)
+    statuses = [e for e in seen if e.kind == "status"]
+    assert len(statuses) == 1 and statuses[0].status == "overflow" and statuses[0].message.startswith("10 events")
+    assert seen[-2] is statuses[0] and seen[-1].kind == "trade"
+    assert sum(e.kind == "trade" for e in seen) + listener.dropped == 31
+    listener.close()
