@@ -1,0 +1,307 @@
+"""The history store: flat-file days kept as Parquet, read back in the standard bar schema.
+
+Layout (one folder per flat-file dataset, one file per New York trading day)::
+
+    <store>/us_stocks_sip/minute_aggs_v1/_manifest.json
+    <store>/us_stocks_sip/minute_aggs_v1/date=2024-01-02/part-0.parquet
+    <store>/us_stocks_sip/day_aggs_v1/...
+
+Each day file holds that day's bars for every ticker (or the tickers it was ingested for), sorted by symbol then
+time in row groups of ~20k rows with symbol statistics, so a query for a few symbols reads a few row groups per
+day. Hive-style ``date=`` folders let other tools (pyarrow, DuckDB, dask.dataframe) read the store directly;
+they skip ``_manifest.json`` and the dot-files used for temp writes and locks.
+
+Reads make no network call to Massive at all and return **raw (unadjusted)** prices, like the flat files they came
+from. Split adjustment and session cuts belong on top of :meth:`HistoryStore.read_base` (base bars, before
+resampling), which is how :meth:`HistoryStore.load` is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from ..config import Settings, load_settings
+from ..errors import InvalidInputError, StoreError
+from ..flatfiles.keys import DATASETS, PREFIXES, Dataset, dataset_for
+from ..flatfiles.resample import resample
+from ..schema import (
+    DateLike,
+    DateRange,
+    Interval,
+    empty_bars,
+    finalize_bars,
+    normalize_symbols,
+    parse_date_range,
+    parse_interval,
+)
+from .daytask import STORE_SCHEMA
+from .location import StoreLocation
+from .manifest import MANIFEST_NAME, Manifest
+
+log = logging.getLogger(__name__)
+
+SESSIONS = ("extended",)
+
+
+def parse_dataset(dataset: str | Dataset) -> Dataset:
+    """``"us_stocks_sip/minute_aggs_v1"`` (or a :class:`Dataset`) → :class:`Dataset`."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    prefix, _, name = str(dataset).strip().strip("/").partition("/")
+    assets = {v: k for k, v in PREFIXES.items()}
+    bases = {v: k for k, v in DATASETS.items()}
+    if prefix not in assets or name not in bases:
+        valid = ", ".join(f"{p}/{d}" for p in PREFIXES.values() for d in DATASETS.values())
+        raise InvalidInputError(f"Invalid dataset {dataset!r}; the store ingests bar datasets: {valid}")
+    return Dataset(assets[prefix], bases[name])
+
+
+def default_store_path(settings: Settings | None = None) -> Path:
+    """Where the store lives when none is given: ``$MASSIVE_FEEDS_STORE``, else ``<home>/store``."""
+    explicit = os.environ.get("MASSIVE_FEEDS_STORE")
+    if explicit:
+        return Path(explicit)
+    return (settings or load_settings()).home / "store"
+
+
+class HistoryStore:
+    """A Parquet history store at a local folder or filesystem URL (see the module docstring).
+
+    Args:
+        location: a folder, a URL (``s3://bucket/prefix?endpoint_override=host:port&scheme=http`` …), or ``None``
+            for :func:`default_store_path`.
+        filesystem: an explicit pyarrow (``pyarrow.fs.S3FileSystem(endpoint_override=…)``) or fsspec filesystem
+            that ``location`` is a path inside.
+        settings: used only to find the default location (ingest takes its own).
+    """
+
+    def __init__(self, location: "str | os.PathLike[str] | StoreLocation | HistoryStore | None" = None, *,
+                 filesystem: Any = None, settings: Settings | None = None) -> None:
+        if isinstance(location, HistoryStore):
+            self.location: StoreLocation = location.location
+        elif isinstance(location, StoreLocation):
+            self.location = location
+        else:
+            self.location = StoreLocation.resolve(
+                location if location is not None else default_store_path(settings), filesystem)
+
+    @classmethod
+    def open(cls, store: "str | os.PathLike[str] | HistoryStore | None", settings: Settings | None = None,
+             filesystem: Any = None) -> "HistoryStore":
+        """``store`` itself when it is a :class:`HistoryStore`, else a store at that location."""
+        return store if isinstance(store, HistoryStore) else cls(store, filesystem=filesystem, settings=settings)
+
+    def __repr__(self) -> str:
+        return f"HistoryStore({self.location.display!r})"
+
+    # --- manifests ------------------------------------------------------------------------------
+    def dataset_root(self, dataset: str | Dataset) -> str:
+        return self.location.path(parse_dataset(dataset).path)
+
+    def manifest(self, dataset: str | Dataset) -> Manifest:
+        """The manifest of ``dataset`` (empty when the store has none yet)."""
+        ds = parse_dataset(dataset)
+        path = self.location.path(ds.path, MANIFEST_NAME)
+        return Manifest.from_bytes(self.location.read_bytes(path), ds.path, f"{self.location.display}/{ds.path}")
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        """Replace the manifest of ``manifest.dataset`` all at once."""
+        self.location.write_bytes(self.location.path(manifest.dataset, MANIFEST_NAME), manifest.to_bytes())
+
+    def datasets(self) -> list[str]:
+        """The datasets this store holds days of."""
+        found = []
+        for prefix in PREFIXES.values():
+            for name in DATASETS.values():
+                if self.location.read_bytes(self.location.path(prefix, name, MANIFEST_NAME)) is not None:
+                    found.append(f"{prefix}/{name}")
+        return found
+
+    def days(self, dataset: str | Dataset) -> list[date]:
+        """The ingested days of ``dataset``, in order."""
+        return sorted(self.manifest(dataset).days)
+
+    def describe(self) -> pd.DataFrame:
+        """One row per dataset: days, first/last day, rows and bytes on disk."""
+        rows = []
+        for name in self.datasets():
+            m = self.manifest(name)
+            entries = m.days.values()
+            rows.append({"dataset": name, "days": len(m.days), "first_day": min(m.days, default=None),
+                         "last_day": max(m.days, default=None), "rows": sum(e.rows for e in entries),
+                         "bytes": sum(e.file_bytes for e in entries),
+                         "partial_days": sum(e.symbols is not None for e in entries)})
+        return pd.DataFrame(rows, columns=["dataset", "days", "first_day", "last_day", "rows", "bytes",
+                                           "partial_days"])
+
+    # --- ingest ---------------------------------------------------------------------------------
+    def ingest(self, dataset: str | Dataset, start: DateLike, end: DateLike, **kwargs: Any) -> Any:
+        """:func:`massive_feeds.store.ingest` into this store; returns its :class:`IngestReport`."""
+        from .ingest import ingest
+
+        return ingest(dataset, start, end, store=self, **kwargs)
+
+    # --- reading --------------------------------------------------------------------------------
+    def _groups(self, tickers: list[str], interval: Interval) -> dict[Dataset, list[str]]:
+        groups: dict[Dataset, list[str]] = defaultdict(list)
+        for ticker in tickers:
+            groups[dataset_for(ticker, interval)].append(ticker)
+        return dict(sorted(groups.items()))
+
+    def _read_rows(self, tickers: list[str], window: DateRange, interval: Interval) -> tuple[pa.Table, dict[str, Any]]:
+        """The stored base rows of ``tickers`` inside ``window`` (one table), and what was (not) found."""
+        groups = self._groups(tickers, interval)
+        manifests = {ds: self.manifest(ds) for ds in groups}
+        unknown = [ds.path for ds, m in manifests.items() if not m.days]
+        if unknown:
+            raise StoreError(
+                f"The store {self.location.display} holds no days of {', '.join(unknown)}; build it with "
+                f"`massive-feeds ingest --dataset {unknown[0]} --start … --end … --store …`")
+        tables: list[pa.Table] = []
+        missing: set[date] = set()
+        not_ingested: set[date] = set()
+        files = 0
+        for ds, group in groups.items():
+            manifest = manifests[ds]
+            paths = []
+            for day in window.calendar_days():
+                entry = manifest.days.get(day)
+                if entry is not None and entry.covers(group):
+                    paths.append(self.location.path(ds.path, entry.file))
+                    continue
+                missing.add(day)
+                if day not in manifest.absent or entry is not None:
+                    not_ingested.add(day)
+            files += len(paths)
+            if not paths:
+                continue
+            start = pa.scalar(window.start.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+            end = pa.scalar(window.end.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+            wanted = (pc.field("symbol").isin(pa.array(group, pa.string()))
+                      & (pc.field("timestamp") >= start) & (pc.field("timestamp") < end))
+            try:
+                data = pads.dataset(paths, schema=STORE_SCHEMA, format="parquet", filesystem=self.location.filesystem)
+                tables.append(data.to_table(filter=wanted))
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise StoreError(f"Cannot read {ds.path} from the store {self.location.display} ({exc}); run the "
+                                 "ingest again for the range to repair missing or damaged day files") from exc
+        table = pa.concat_tables(tables) if tables else STORE_SCHEMA.empty_table()
+        info = {"missing_days": sorted(d.isoformat() for d in missing),
+                "not_ingested_days": sorted(d.isoformat() for d in not_ingested), "files": files}
+        return table, info
+
+    @staticmethod
+    def _frame(table: pa.Table) -> pd.DataFrame:
+        """Store rows as the resampler's frame: ``symbol``, ``t`` (int64 ns) and the value columns."""
+        return pd.DataFrame({
+            "symbol": table.column("symbol").to_numpy(zero_copy_only=False),
+            "t": table.column("timestamp").cast(pa.int64()).to_numpy(),
+            **{c: table.column(c).to_numpy() for c in ("open", "high", "low", "close", "volume", "transactions")},
+        })
+
+    def _bars(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str | Interval,
+              adjusted: bool, session: str, resampled: bool) -> pd.DataFrame:
+        tickers = normalize_symbols(symbols)
+        iv = parse_interval(interval)
+        window = parse_date_range(start, end)
+        if session not in SESSIONS:
+            raise InvalidInputError(f"Invalid session {session!r} for the store; it serves {', '.join(SESSIONS)} "
+                                    "(the whole day as published)")
+        if adjusted:
+            log.warning("the store holds flat-file prices, which are not split-adjusted: returning prices as traded")
+        table, info = self._read_rows(tickers, window, iv)
+        if table.num_rows == 0:
+            df = empty_bars()
+        else:
+            frame = self._frame(table)
+            bars = resample(frame, iv) if resampled else frame
+            bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
+            df = finalize_bars(bars)
+        if info["not_ingested_days"]:
+            log.warning("the store has no data for %d day(s) of the query (not ingested): %s",
+                        len(info["not_ingested_days"]), ", ".join(info["not_ingested_days"]))
+        present = set(df["symbol"].unique())
+        shown = iv.name if resampled else ("1m" if iv.is_intraday else "1d")
+        df.attrs.update(method="store", interval=shown, adjusted=False, session=session,
+                        store=self.location.display, empty_symbols=[t for t in tickers if t not in present], **info)
+        return df
+
+    def read_base(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1m", *,
+                  adjusted: bool = False, session: str = "extended") -> pd.DataFrame:
+        """The stored base bars (minute bars for intraday ``interval``, day bars otherwise), not resampled, in
+        the standard schema. This is the seam for split adjustment and session cuts, which must happen before
+        resampling; :meth:`load` is this plus :func:`~massive_feeds.flatfiles.resample.resample`."""
+        return self._bars(symbols, start, end, interval, adjusted, session, resampled=False)
+
+    def load(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h", *,
+             adjusted: bool = False, session: str = "extended") -> pd.DataFrame:
+        """Bars from the store; see :func:`load_store`."""
+        return self._bars(symbols, start, end, interval, adjusted, session, resampled=True)
+
+    def covers(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h") -> bool:
+        """Whether every day of the range that has a flat file is in the store for these symbols (so an automatic
+        method choice can prefer the store). Reads only the manifests."""
+        tickers = normalize_symbols(symbols)
+        iv = parse_interval(interval)
+        window = parse_date_range(start, end)
+        for ds, group in self._groups(tickers, iv).items():
+            m = self.manifest(ds)
+            if not m.days:
+                return False
+            for day in window.calendar_days():
+                entry = m.days.get(day)
+                if not ((entry is not None and entry.covers(group)) or (entry is None and day in m.absent)):
+                    return False
+        return True
+
+
+def load_store(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    interval: str = "1h",
+    *,
+    store: "str | os.PathLike[str] | HistoryStore | None" = None,
+    settings: Settings | None = None,
+    filesystem: Any = None,
+    adjusted: bool = False,
+    session: str = "extended",
+) -> pd.DataFrame:
+    """OHLCV bars from the history store, in the standard bar schema, with **zero** API or S3 calls to Massive.
+
+    The same semantics as :func:`~massive_feeds.flatfiles.download_flat_file` (the store holds the flat files'
+    rows): minute days serve ``1m 5m 15m 30m 1h 4h``, day files ``1d 1w 1M``; date-only bounds are whole New York
+    days; rows are cut to ``[start, end)`` and then resampled with the same vectorised resampler; ``vwap`` is NaN;
+    prices are as traded (not split-adjusted).
+
+    Args:
+        symbols: tickers in any form :func:`~massive_feeds.schema.normalize_symbols` accepts.
+        start, end: dates or datetimes (naive = UTC).
+        interval: ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
+        store: folder, URL or :class:`HistoryStore`; default :func:`default_store_path`.
+        settings: only used to find the default store.
+        filesystem: an explicit pyarrow or fsspec filesystem that ``store`` is a path inside.
+        adjusted: the store holds raw prices; ``True`` only logs a warning (as flat files do).
+        session: ``"extended"`` (the whole published day).
+
+    Returns:
+        The bars, with ``df.attrs``: ``method="store"``, ``interval``, ``adjusted=False``, ``store``,
+        ``missing_days`` (ISO days without data: weekends, holidays, not ingested), ``not_ingested_days``
+        (days the store has never seen: ingest them), ``files``, ``empty_symbols``.
+
+    Raises:
+        InvalidInputError: bad symbol, interval, dates or session.
+        StoreError: the store holds no days of a dataset the query needs, or a day file is unreadable.
+    """
+    return HistoryStore.open(store, settings, filesystem).load(symbols, start, end, interval, adjusted=adjusted,
+                                                               session=session)
