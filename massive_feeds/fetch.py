@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Literal
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
 from .config import Settings, load_settings
-from .errors import InvalidInputError, MissingCredentialsError
+from .errors import InvalidInputError, MassiveError, MissingCredentialsError
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
@@ -43,7 +44,7 @@ from .sessions import has_sessions, to_regular_session, validate_session
 
 log = logging.getLogger(__name__)
 
-Method = Literal["auto", "rest", "flat_file"]
+Method = Literal["auto", "rest", "flat_file", "store"]
 AUTO_MAX_SYMBOLS = 5
 AUTO_MAX_DAYS = 7
 PAGE_LIMIT = 50_000
@@ -191,6 +192,24 @@ def _flat_files_unavailable(settings: Settings) -> str | None:
     return None
 
 
+def _store_covers(store: "str | os.PathLike[str] | None", settings: Settings, tickers: list[str], start: DateLike,
+                  end: DateLike, interval: Interval, session: str) -> bool:
+    """Whether a local history store exists and holds every day of this query (reads manifests only)."""
+    from pathlib import Path
+
+    from .store.core import HistoryStore, default_store_path
+
+    location = store if store is not None else default_store_path(settings)
+    if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
+        return False
+    try:
+        base = "1m" if session == "regular" else interval.name
+        return HistoryStore.open(location, settings).covers(tickers, start, end, base)
+    except (MassiveError, OSError, ValueError) as exc:
+        log.debug("history store not usable for this query: %s", exc)
+        return False
+
+
 def _rest_quota_short(settings: Settings, calls: int) -> str | None:
     remaining = get_quota(settings).status().rest_remaining_today
     if remaining is not None and remaining < calls:
@@ -210,8 +229,14 @@ def fetch_data(
     settings: Settings | None = None,
     progress: bool | None = None,
     session: str = "extended",
+    store: "str | os.PathLike[str] | None" = None,
 ) -> pd.DataFrame:
-    """Historical bars by the best method. ``method``: ``auto`` (default), ``rest`` or ``flat_file``.
+    """Historical bars by the best method. ``method``: ``auto`` (default), ``rest``, ``flat_file`` or
+    ``store`` (the local history store built by ``massive-feeds ingest``: zero calls for bars).
+
+    In ``auto`` mode a history store that already holds every day of the query is used first; otherwise
+    the product rule applies (≤ 5 symbols and ≤ 7 days → REST, larger → flat files) with its fallbacks.
+    ``store`` is the store's location (default ``$MASSIVE_FEEDS_STORE`` or ``<home>/store``).
 
     ``adjusted`` (split-adjusted, default ``True``) and ``session`` (``"extended"`` default, or
     ``"regular"``) give the same bars whichever method runs: REST passes ``adjusted`` to the server,
@@ -224,11 +249,13 @@ def fetch_data(
     window = parse_date_range(start, end)
     session = validate_session(session)
     settings = (settings or load_settings()).with_overrides(api_key=api_key)
-    if method not in ("auto", "rest", "flat_file"):
-        raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
+    if method not in ("auto", "rest", "flat_file", "store"):
+        raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest', 'flat_file' or 'store'")
 
     chosen, reason = method, "requested explicitly"
-    if method == "auto":
+    if method == "auto" and _store_covers(store, settings, tickers, start, end, iv, session):
+        chosen, reason = "store", "the local history store holds every day of the query"
+    elif method == "auto":
         chosen = choose_method(len(tickers), window.days)
         reason = (f"{len(tickers)} symbol(s) over {window.days} day(s): "
                   + ("small query → REST" if chosen == "rest" else "large query → flat files"))
@@ -245,6 +272,11 @@ def fetch_data(
     if chosen == "rest":
         df = fetch_ohlcv_rest(tickers, start, end, iv.name, adjusted=adjusted, settings=settings, progress=progress,
                               session=session)
+    elif chosen == "store":
+        from .store import load_store
+
+        df = load_store(tickers, start, end, iv.name, store=store, settings=settings, adjusted=adjusted,
+                        session=session)
     else:
         from .flatfiles import download_flat_file
 

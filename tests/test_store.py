@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
@@ -33,7 +34,7 @@ SYMBOLS = ["AAPL", "MSFT", "SPY"]
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    with Sandbox(rest=False, s3=True, s3_days=(FIRST, LAST)) as sandbox:
+    with Sandbox(rest=True, s3=True, s3_days=(FIRST, LAST)) as sandbox:  # REST serves the splits list
         yield sandbox
 
 
@@ -66,6 +67,11 @@ def dask_client() -> Iterator[Any]:
     yield client
     client.close()
     cluster.close()
+
+
+def load_raw(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """load_store with raw prices (needs no splits list, so no API key)."""
+    return load_store(*args, adjusted=False, **kwargs)
 
 
 def flat(*args: Any, **kwargs: Any) -> pd.DataFrame:
@@ -132,11 +138,11 @@ def test_ingest_then_query_equals_flat_files(sb: Sandbox, settings: Settings, st
     assert "9 day(s) ingested" in str(report) and "IngestReport" in repr(report)
     assert_complete(store_dir, WEEKDAYS)
     for interval in ("1m", "5m", "15m", "1h", "4h"):
-        got = load_store(SYMBOLS, "2024-01-26", "2024-02-05", interval, store=store_dir)
+        got = load_raw(SYMBOLS, "2024-01-26", "2024-02-05", interval, store=store_dir)
         assert_same_bars(got, flat(SYMBOLS, "2024-01-26", "2024-02-05", interval, settings=settings))
         assert got.attrs["method"] == "store" and got.attrs["not_ingested_days"] == []
     # an intraday window in UTC datetimes, cut before resampling as on every path
-    got = load_store("AAPL", "2024-01-29T15:07:00", "2024-01-30T18:00:00", "30m", store=store_dir)
+    got = load_raw("AAPL", "2024-01-29T15:07:00", "2024-01-30T18:00:00", "30m", store=store_dir)
     assert_same_bars(got, flat("AAPL", "2024-01-29T15:07:00", "2024-01-30T18:00:00", "30m",
                                              settings=settings))
 
@@ -144,24 +150,35 @@ def test_ingest_then_query_equals_flat_files(sb: Sandbox, settings: Settings, st
 def test_day_files_serve_daily_weekly_monthly_bars(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
     ingest(DAY, FIRST, LAST, store=store_dir, settings=settings)
     for interval in ("1d", "1w", "1M"):
-        got = load_store(["AAPL", "QQQ"], FIRST, LAST, interval, store=store_dir)
+        got = load_raw(["AAPL", "QQQ"], FIRST, LAST, interval, store=store_dir)
         assert_same_bars(got, flat(["AAPL", "QQQ"], FIRST, LAST, interval, settings=settings))
 
 
-def test_read_base_gives_unresampled_rows_and_adjusted_is_refused_softly(
-        sb: Sandbox, settings: Settings, store_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_read_base_gives_unresampled_rows(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
     ingest(MINUTE, "2024-01-29", "2024-01-29", store=store_dir, settings=settings)
-    store = HistoryStore(store_dir)
-    base = store.read_base("AAPL", "2024-01-29", "2024-01-29", "4h")
+    base = HistoryStore(store_dir).read_base("AAPL", "2024-01-29", "2024-01-29", "4h")
     assert base.attrs["interval"] == "1m"
     assert_same_bars(base, flat("AAPL", "2024-01-29", "2024-01-29", "1m", settings=settings))
-    got = store.load("AAPL", "2024-01-29", "2024-01-29", "4h", adjusted=True)
-    assert got.attrs["adjusted"] is False and "not split-adjusted" in caplog.text
+
+
+@pytest.mark.parametrize("interval, session", [("1h", "extended"), ("15m", "regular"), ("1d", "regular")])
+def test_adjusted_and_regular_reads_equal_flat_files_across_a_split(sb: Sandbox, settings: Settings,
+                                                                  store_dir: Path, interval: str,
+                                                                  session: str) -> None:
+    # INTC has a 1-for-10 reverse split on 2024-01-31 in the sandbox
+    ingest(MINUTE, "2024-01-29", "2024-02-02", ["INTC"], store=store_dir, settings=settings)
+    got = load_store("INTC", "2024-01-29", "2024-02-02", interval, store=store_dir, settings=settings,
+                     session=session)
+    want = download_flat_file("INTC", "2024-01-29", "2024-02-02", interval, settings=settings, session=session)
+    assert got.attrs["adjusted"] is True
+    assert_same_bars(got, want)
+    raw = load_raw("INTC", "2024-01-29", "2024-02-02", interval, store=store_dir, session=session)
+    assert not np.allclose(raw["close"].to_numpy(), got["close"].to_numpy())
 
 
 def test_crypto_dash_tickers_are_stored_in_rest_form(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
     ingest("global_crypto/minute_aggs_v1", "2024-02-03", "2024-02-04", store=store_dir, settings=settings)
-    got = load_store("BTC-USD", "2024-02-03", "2024-02-04", "1h", store=store_dir)
+    got = load_raw("BTC-USD", "2024-02-03", "2024-02-04", "1h", store=store_dir)
     assert set(got["symbol"]) == {"X:BTCUSD"}
     assert_same_bars(got, flat("X:BTCUSD", "2024-02-03", "2024-02-04", "1h", settings=settings))
 
@@ -220,7 +237,7 @@ def test_killed_run_resumes_without_duplicates(sb: Sandbox, settings: Settings, 
     assert report.swept_temp_files == 1
     assert sorted(report.ingested) == sorted(set(WEEKDAYS) - set(done[:-1]))
     assert_complete(store_dir, WEEKDAYS)
-    assert_same_bars(load_store(SYMBOLS, FIRST, LAST, "15m", store=store_dir),
+    assert_same_bars(load_raw(SYMBOLS, FIRST, LAST, "15m", store=store_dir),
                      flat(SYMBOLS, FIRST, LAST, "15m", settings=settings))
 
 
@@ -243,7 +260,7 @@ def test_dask_cluster_survives_a_killed_worker(sb: Sandbox, settings: Settings, 
     assert report.ingested == WEEKDAYS and not report.failed
     assert report.engine.startswith("Dask existing client")
     assert_complete(store_dir, WEEKDAYS)
-    assert_same_bars(load_store(SYMBOLS, FIRST, LAST, "1h", store=store_dir),
+    assert_same_bars(load_raw(SYMBOLS, FIRST, LAST, "1h", store=store_dir),
                      flat(SYMBOLS, FIRST, LAST, "1h", settings=settings))
     dask_client.wait_for_workers(2, timeout=30)  # the nanny restarted it for the next test
 
@@ -279,7 +296,7 @@ def test_load_store_makes_no_network_calls(sb: Sandbox, settings: Settings, stor
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    df = load_store(SYMBOLS, FIRST, LAST, "1h", store=store_dir)
+    df = load_raw(SYMBOLS, FIRST, LAST, "1h", store=store_dir)
     assert len(df) and sb.s3.count() == requests
 
 
@@ -288,12 +305,12 @@ def test_symbol_subsets_are_extended_not_replaced(sb: Sandbox, settings: Setting
     store = HistoryStore(store_dir)
     assert store.covers("AAPL", "2024-01-29", "2024-01-30", "1h")
     assert not store.covers("MSFT", "2024-01-29", "2024-01-30", "1h")
-    msft = load_store("MSFT", "2024-01-29", "2024-01-30", "1h", store=store_dir)
+    msft = load_raw("MSFT", "2024-01-29", "2024-01-30", "1h", store=store_dir)
     assert msft.empty and msft.attrs["not_ingested_days"] == ["2024-01-29", "2024-01-30"]
     report = ingest(MINUTE, "2024-01-29", "2024-01-30", ["MSFT"], store=store_dir, settings=settings)
     assert len(report.ingested) == 2
     assert store.manifest(MINUTE).days[date(2024, 1, 29)].symbols == ("AAPL", "MSFT")
-    both = load_store(["AAPL", "MSFT"], "2024-01-29", "2024-01-30", "5m", store=store_dir)
+    both = load_raw(["AAPL", "MSFT"], "2024-01-29", "2024-01-30", "5m", store=store_dir)
     assert_same_bars(both, flat(["AAPL", "MSFT"], "2024-01-29", "2024-01-30", "5m", settings=settings))
     assert set(stored_rows(store_dir)["symbol"]) == {"AAPL", "MSFT"}
 
@@ -306,10 +323,10 @@ def test_bad_input_is_refused_before_any_request(sb: Sandbox, settings: Settings
     with pytest.raises(InvalidInputError, match="engine"):
         ingest(MINUTE, FIRST, LAST, store=store_dir, settings=settings, engine="spark")
     with pytest.raises(InvalidInputError, match="session"):
-        load_store("AAPL", FIRST, LAST, "1h", store=store_dir, session="regular")
+        load_raw("AAPL", FIRST, LAST, "1h", store=store_dir, session="overnight")
     assert sb.s3.count() == requests
     with pytest.raises(StoreError, match="massive-feeds ingest --dataset us_stocks_sip/minute_aggs_v1"):
-        load_store("AAPL", FIRST, LAST, "1h", store=store_dir)
+        load_raw("AAPL", FIRST, LAST, "1h", store=store_dir)
 
 
 def test_quota_is_reserved_before_downloading(sb: Sandbox, tmp_path: Path, store_dir: Path) -> None:
@@ -371,7 +388,7 @@ def test_store_on_s3(sb: Sandbox, settings: Settings, tmp_path: Path) -> None:
         store = HistoryStore("team-store/history", filesystem=fs)
         report = ingest(MINUTE, "2024-01-29", "2024-01-31", store=store, settings=settings)
         assert len(report.ingested) == 3
-        got = load_store(SYMBOLS, "2024-01-29", "2024-01-31", "1h", store=store)
+        got = load_raw(SYMBOLS, "2024-01-29", "2024-01-31", "1h", store=store)
         assert_same_bars(got, flat(SYMBOLS, "2024-01-29", "2024-01-31", "1h", settings=settings))
         listed = fs.get_file_info(pafs.FileSelector("team-store/history", recursive=True))
         names = sorted(i.path for i in listed if i.type == pafs.FileType.File)
@@ -409,10 +426,10 @@ def test_damaged_day_file_is_ingested_again(sb: Sandbox, settings: Settings, sto
     damaged = store_dir / MINUTE / "date=2024-01-30" / "part-0.parquet"
     damaged.write_bytes(damaged.read_bytes()[:1000])  # e.g. a power cut right after the rename
     with pytest.raises(StoreError, match="run the ingest again"):
-        load_store("AAPL", "2024-01-29", "2024-01-30", "1h", store=store_dir)
+        load_raw("AAPL", "2024-01-29", "2024-01-30", "1h", store=store_dir)
     report = ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
     assert report.ingested == [date(2024, 1, 30)]
-    assert_same_bars(load_store("AAPL", "2024-01-29", "2024-01-30", "1h", store=store_dir),
+    assert_same_bars(load_raw("AAPL", "2024-01-29", "2024-01-30", "1h", store=store_dir),
                      flat("AAPL", "2024-01-29", "2024-01-30", "1h", settings=settings))
 
 
@@ -426,3 +443,19 @@ def test_unreachable_scheduler_is_a_configuration_error(sb: Sandbox, settings: S
         port = s.getsockname()[1]
     with pytest.raises(ConfigurationError, match="Cannot reach the Dask scheduler"):
         DaskRunner(f"tcp://127.0.0.1:{port}", connect_timeout="1s")
+
+
+def test_fetch_data_reads_the_store_explicitly_and_prefers_it_in_auto_mode(sb: Sandbox, settings: Settings,
+                                                                            store_dir: Path) -> None:
+    from massive_feeds import fetch_data
+
+    ingest(MINUTE, "2024-01-29", "2024-01-31", store=store_dir, settings=settings)
+    requests = sb.s3.count()
+    explicit = fetch_data("AAPL", "2024-01-29", "2024-01-31", "1h", method="store", store=store_dir,
+                          settings=settings)
+    auto = fetch_data("AAPL", "2024-01-29", "2024-01-31", "1h", store=store_dir, settings=settings)
+    assert auto.attrs["method"] == "store" and "history store" in auto.attrs["method_reason"]
+    assert sb.s3.count() == requests  # no flat-file traffic at all
+    assert_same_bars(explicit, auto)
+    later = fetch_data("AAPL", "2024-02-05", "2024-02-06", "1h", store=store_dir, settings=settings)
+    assert later.attrs["method"] != "store"  # days the store does not hold go to Massive

@@ -33,8 +33,11 @@ import pyarrow.dataset as pads
 from ..config import Settings, load_settings
 from ..errors import InvalidInputError, StoreError
 from ..flatfiles.keys import DATASETS, PREFIXES, Dataset, dataset_for
-from ..flatfiles.resample import resample
+from ..flatfiles.resample import finish_base_frame
+from ..sessions import has_sessions, validate_session
+from ..splits import fetch_splits, stock_tickers
 from ..schema import (
+    INTERVALS,
     DateLike,
     DateRange,
     Interval,
@@ -50,7 +53,6 @@ from .manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
 
-SESSIONS = ("extended",)
 
 
 def parse_dataset(dataset: str | Dataset) -> Dataset:
@@ -82,11 +84,13 @@ class HistoryStore:
             for :func:`default_store_path`.
         filesystem: an explicit pyarrow (``pyarrow.fs.S3FileSystem(endpoint_override=…)``) or fsspec filesystem
             that ``location`` is a path inside.
-        settings: used only to find the default location (ingest takes its own).
+        settings: finds the default location, and the API key for split adjustment (``adjusted=True``
+            needs the splits list; ingest takes its own settings).
     """
 
     def __init__(self, location: "str | os.PathLike[str] | StoreLocation | HistoryStore | None" = None, *,
                  filesystem: Any = None, settings: Settings | None = None) -> None:
+        self.settings = settings
         if isinstance(location, HistoryStore):
             self.location: StoreLocation = location.location
         elif isinstance(location, StoreLocation):
@@ -214,17 +218,19 @@ class HistoryStore:
         tickers = normalize_symbols(symbols)
         iv = parse_interval(interval)
         window = parse_date_range(start, end)
-        if session not in SESSIONS:
-            raise InvalidInputError(f"Invalid session {session!r} for the store; it serves {', '.join(SESSIONS)} "
-                                    "(the whole day as published)")
-        if adjusted:
-            log.warning("the store holds flat-file prices, which are not split-adjusted: returning prices as traded")
-        table, info = self._read_rows(tickers, window, iv)
+        session = validate_session(session)
+        # Regular sessions are cut from minute rows, also for day bars (as download_flat_file does).
+        base_iv = INTERVALS["1m"] if session == "regular" and any(map(has_sessions, tickers)) else iv
+        table, info = self._read_rows(tickers, window, base_iv)
+        splits = None
+        if adjusted and resampled:
+            stocks = stock_tickers(tickers)
+            splits = fetch_splits(stocks, window.first_day, settings=self.settings) if stocks else None
         if table.num_rows == 0:
             df = empty_bars()
         else:
             frame = self._frame(table)
-            bars = resample(frame, iv) if resampled else frame
+            bars = finish_base_frame(frame, iv, splits=splits, session=session) if resampled else frame
             bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
             df = finalize_bars(bars)
         if info["not_ingested_days"]:
@@ -232,7 +238,7 @@ class HistoryStore:
                         len(info["not_ingested_days"]), ", ".join(info["not_ingested_days"]))
         present = set(df["symbol"].unique())
         shown = iv.name if resampled else ("1m" if iv.is_intraday else "1d")
-        df.attrs.update(method="store", interval=shown, adjusted=False, session=session,
+        df.attrs.update(method="store", interval=shown, adjusted=bool(adjusted and resampled), session=session,
                         store=self.location.display, empty_symbols=[t for t in tickers if t not in present], **info)
         return df
 
@@ -244,7 +250,7 @@ class HistoryStore:
         return self._bars(symbols, start, end, interval, adjusted, session, resampled=False)
 
     def load(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h", *,
-             adjusted: bool = False, session: str = "extended") -> pd.DataFrame:
+             adjusted: bool = True, session: str = "extended") -> pd.DataFrame:
         """Bars from the store; see :func:`load_store`."""
         return self._bars(symbols, start, end, interval, adjusted, session, resampled=True)
 
@@ -274,15 +280,15 @@ def load_store(
     store: "str | os.PathLike[str] | HistoryStore | None" = None,
     settings: Settings | None = None,
     filesystem: Any = None,
-    adjusted: bool = False,
+    adjusted: bool = True,
     session: str = "extended",
 ) -> pd.DataFrame:
     """OHLCV bars from the history store, in the standard bar schema, with **zero** API or S3 calls to Massive.
 
     The same semantics as :func:`~massive_feeds.flatfiles.download_flat_file` (the store holds the flat files'
     rows): minute days serve ``1m 5m 15m 30m 1h 4h``, day files ``1d 1w 1M``; date-only bounds are whole New York
-    days; rows are cut to ``[start, end)`` and then resampled with the same vectorised resampler; ``vwap`` is NaN;
-    prices are as traded (not split-adjusted).
+    days; rows are cut to ``[start, end)``, split-adjusted and session-cut like flat files, then resampled with the
+    same vectorised resampler; ``vwap`` is NaN.
 
     Args:
         symbols: tickers in any form :func:`~massive_feeds.schema.normalize_symbols` accepts.
@@ -291,8 +297,9 @@ def load_store(
         store: folder, URL or :class:`HistoryStore`; default :func:`default_store_path`.
         settings: only used to find the default store.
         filesystem: an explicit pyarrow or fsspec filesystem that ``store`` is a path inside.
-        adjusted: the store holds raw prices; ``True`` only logs a warning (as flat files do).
-        session: ``"extended"`` (the whole published day).
+        adjusted: split-adjust at read time (the store keeps raw prices, so a new split never makes it
+            stale); needs the splits list (one cached REST call), as flat files do. ``False``: as traded.
+        session: ``"extended"`` (the whole published day) or ``"regular"`` (cut from minute rows).
 
     Returns:
         The bars, with ``df.attrs``: ``method="store"``, ``interval``, ``adjusted=False``, ``store``,
