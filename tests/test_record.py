@@ -307,3 +307,31 @@ def test_full_disk_is_reported_and_earlier_data_survives(firehose_sandbox: Sandb
     durable = max(int(line.split()[1]) for line in out.splitlines() if line.startswith("durable"))
     events = RecordingReader(tmp_path / "s").events()
     assert len(events) >= durable > 0
+
+
+# --- the connector's recording API (product document) ---------------------------------------------
+def test_connector_records_while_streaming_and_saves_a_dataset(live_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.stream import MassiveConnector
+
+    with MassiveConnector(settings=live_settings) as connector:
+        connector.enable_recording(symbols=["AAPL"], save_dir=tmp_path / "rec", tag="fomc")
+        quotes: list = []
+        connector.start_stream(["AAPL"], callback=lambda sym, book: quotes.append(sym))
+        time.sleep(3)
+        path = connector.disable_recording()
+        assert path is not None and path.name.startswith("massive_live_fomc_")
+        assert quotes  # the callback kept working while recording
+        bars = connector.get_recorded_dataframe("1min")
+        assert len(bars) >= 1 and set(bars["symbol"]) == {"AAPL"}
+        assert connector.disable_recording() is None  # nothing more to stop
+        assert "AAPL" in connector.active_symbols  # streaming goes on
+
+
+def test_enabling_recording_twice_is_refused(live_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.stream import MassiveConnector
+
+    with MassiveConnector(settings=live_settings) as connector:
+        connector.enable_recording(symbols=["AAPL"], save_dir=tmp_path / "rec")
+        with pytest.raises(InvalidInputError, match="already"):
+            connector.enable_recording(symbols=["MSFT"], save_dir=tmp_path / "rec")
+        connector.disable_recording()

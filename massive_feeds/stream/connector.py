@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from time import monotonic
-from typing import Any, Iterable, cast
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from ..config import Settings, load_settings
-from ..errors import MassiveError, StreamError
+from ..errors import InvalidInputError, MassiveError, StreamError
 from ..schema import normalize_symbols
 from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .client import StreamClient, check_kinds
@@ -31,6 +32,9 @@ from .hub import DEFAULT_MAX_PENDING, AnyListener, BatchCallback, EventCallback,
 from .loopthread import LoopThread
 from .orderbook import BOOK_KINDS, OrderBookCallback, OrderBooks
 from .ratemonitor import RateMonitor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,8 @@ class MassiveConnector:
         self._aloop: Any = None  # the stream thread's asyncio loop, once started
         self.last_error: str | None = None
         self.last_status: StatusEvent | None = None
+        self._recorder: Any = None
+        self._recording_tag: str | None = None
 
     def __repr__(self) -> str:
         client = self._client
@@ -291,6 +297,48 @@ class MassiveConnector:
             "last_error": errors[-1] if errors else self.last_error,
         }
 
+    # --- recording (the product document's connector API) ----------------------------------------
+    def enable_recording(self, symbols: str | Iterable[str] | None = None, *,
+                         save_dir: str | Path = "data/live_recorded", tag: str | None = None,
+                         flush_interval: float = 0.1) -> Any:
+        """Record every quote and trade of ``symbols`` (default: what is streaming now) durably.
+
+        Starts streaming them if needed (callbacks given later to :meth:`start_stream` still work).
+        Returns the :class:`~massive_feeds.record.WebSocketDataRecorder`; stop with
+        :meth:`disable_recording`.
+        """
+        from ..record import WebSocketDataRecorder
+
+        with self._lock:
+            if self._recorder is not None and self._recorder.is_recording:
+                raise InvalidInputError("recording is already enabled; call disable_recording() first")
+            chosen = symbols if symbols is not None else self.active_symbols
+            if not chosen:
+                raise InvalidInputError("enable_recording needs symbols (nothing is streaming yet)")
+            recorder = WebSocketDataRecorder(chosen, save_dir, connector=self, settings=self.settings,
+                                             flush_interval=flush_interval)
+            self._recorder, self._recording_tag = recorder.start(), tag
+        return recorder
+
+    def disable_recording(self, resample_interval: str = "1min", name: str | None = None) -> Path | None:
+        """Stop recording and save it as a dataset (``massive_live_<tag>_<YYYYMMDD>`` by default).
+
+        Returns the dataset's file path (the raw event log is kept beside it), or ``None`` when nothing
+        was being recorded. Streaming goes on.
+        """
+        with self._lock:
+            recorder = self._recorder
+            if recorder is None or not recorder.is_recording:
+                return None
+            recorder.stop()
+        return recorder.save_dataset(name, resample_interval, tag=self._recording_tag)
+
+    def get_recorded_dataframe(self, resample_interval: str = "1min") -> pd.DataFrame:
+        """Bars of the current (or last) recording so far: OHLCV plus bid/ask/mid/spread."""
+        if self._recorder is None:
+            raise InvalidInputError("nothing recorded yet: call enable_recording() first")
+        return self._recorder.get_dataframe(resample_interval)
+
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:
         """Stop every stream, deliver what is queued to listeners, and stop the threads."""
@@ -306,6 +354,8 @@ class MassiveConnector:
                 log.warning("closing streams: %s", exc)
         self._loop.stop(timeout)
         self._hub.close(drain=True, timeout=timeout)
+        if self._recorder is not None and self._recorder.is_recording:
+            self._recorder.stop()  # everything delivered is made durable; the log stays on disk
 
     @property
     def closed(self) -> bool:
