@@ -19,8 +19,12 @@ TEMP_SUFFIX = ".partial"
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it is fsynced and renamed onto ``target``."""
+def atomic_path(target: Path, *, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is renamed onto ``target`` (after an
+    fsync of the file and, after the rename, of the folder when ``durable``). On failure it is removed.
+
+    ``durable=False`` is for caches: an entry a power cut damaged can be fetched again, and skipping
+    the syncs is cheaper than paying them on every write."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
@@ -28,10 +32,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

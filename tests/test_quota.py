@@ -123,7 +123,7 @@ def test_usage_is_shared_through_the_state_file(tmp_path: Path) -> None:
 def _hammer(env: dict[str, str], calls: int, errors: "multiprocessing.Queue[str]") -> None:
     os.environ.update(env)
     try:
-        for i in range(calls):
+        for _ in range(calls):
             fetch_ohlcv_rest("AAPL", "2024-03-04", "2024-03-08", "1d", use_cache=False)
     except Exception as exc:  # reported to the parent, which fails the test
         errors.put(f"{type(exc).__name__}: {exc}")

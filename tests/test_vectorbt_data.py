@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from massive_feeds import fetch_data, save_dataset
 from massive_feeds.config import Settings

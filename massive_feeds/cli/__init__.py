@@ -341,6 +341,34 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     return 1 if args.strict and (report["status"] == "error").any() else 0
 
 
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="start the Streamlit app (Data Loader, Live Trading)",
+                       description="Run the Streamlit app headless and print its address. Needs the ui extra: "
+                                   "pip install 'massive-feeds[ui]'. With no API key configured the app starts "
+                                   "the local sandbox and says so in a banner.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--sandbox", choices=["auto", "on", "off"], default=None,
+                   help="auto (default): the sandbox when no key is configured; on: always; off: never")
+    p.set_defaults(func=_cmd_ui)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from ..ui import require_streamlit, streamlit_command
+
+    require_streamlit()
+    if args.sandbox:
+        os.environ["MASSIVE_UI_SANDBOX"] = args.sandbox
+    cmd = streamlit_command(args.host, args.port)
+    print(f"Massive feeds UI on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    if os.name == "posix":
+        os.execv(cmd[0], cmd)  # become Streamlit: signals (Ctrl-C, SIGTERM) reach it directly
+    return subprocess.call(cmd)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demo on the sandbox (no key, no network)",
                        description="Start the sandbox, record a live session, fetch history over REST and flat files, "
@@ -370,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
                 _add_validate, _add_sandbox,
-                _add_demo, _add_ingest, _add_quality):
+                _add_demo, _add_ingest, _add_quality, _add_ui):
         add(sub)
     return parser
 

@@ -16,17 +16,14 @@ atomic rename (:func:`atomic_file`), so a killed download or conversion leaves a
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager
 
 import pyarrow.parquet as pq
 
-from ..storage import TEMP_SUFFIX
+from ..storage import TEMP_SUFFIX, atomic_path
 from .s3 import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -36,23 +33,14 @@ PARQUET = ".parquet"
 STALE_TEMP_SECONDS = 3600.0
 
 
-@contextmanager
-def atomic_file(target: Path) -> Iterator[Path]:
+def atomic_file(target: Path) -> ContextManager[Path]:
     """A temp path beside ``target``, renamed onto it when the block succeeds and removed when it fails.
 
-    Unlike :func:`massive_feeds.storage.atomic_path` this does not fsync: every cache entry can be
+    No fsync (:func:`massive_feeds.storage.atomic_path` with ``durable=False``): every cache entry can be
     fetched again, and one damaged by a power cut is caught on use (listed size, parquet footer, gzip
     CRC) and discarded, so the ~10 % the sync would cost each first read is not worth paying.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return atomic_path(target, durable=False)
 
 
 def _safe(etag: str) -> str:

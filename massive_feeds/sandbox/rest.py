@@ -73,7 +73,8 @@ def _parse_bound(text: str, end: bool) -> int:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise _error(400, f"Could not parse the time parameter: '{text}'. Use YYYY-MM-DD or a millisecond timestamp.")
+        raise _error(400, f"Could not parse the time parameter: '{text}'. Use YYYY-MM-DD or a millisecond "
+                          "timestamp.") from None
     ms = int(datetime.combine(day, dtime(0), NEW_YORK).timestamp() * 1000)
     return ms + 86_400_000 - 1 if end else ms  # a date `to` covers that whole day
 

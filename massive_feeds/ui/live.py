@@ -1,0 +1,287 @@
+"""The Live Trading page's engine, free of Streamlit: the stream, the quote board, the recorder.
+
+One :class:`LiveSession` per app process (the page keeps it in ``st.cache_resource``): Massive allows
+one connection per market and key, so every browser tab shares it. The connector's stream runs on its
+own background thread and calls :meth:`QuoteBoard.on_update` on a worker thread; the page only reads
+snapshots, so a rerun never blocks on the stream and never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from ..config import Settings
+from ..datasets import list_datasets, load_dataset
+from ..errors import InvalidInputError, StreamError
+from ..schema import normalize_symbols
+from .logic import min_bars_needed, recording_dataset_name
+
+log = logging.getLogger(__name__)
+
+QUOTE_COLUMNS = ["Symbol", "Bid", "Ask", "Bid size", "Ask size", "Mid", "Spread", "Last", "Last size",
+                 "Market time (UTC)", "Updates"]
+RECORDING_SOURCE = "live_recording"
+
+
+class QuoteBoard:
+    """Latest top of book per symbol plus a bounded price history, written from the stream's callback
+    thread and read by the page (thread-safe)."""
+
+    def __init__(self, history: int = 3000) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._counts: dict[str, int] = {}
+        self._history: dict[str, deque[tuple[Any, float]]] = {}
+        self._maxlen = history
+        self.updates = 0
+
+    def __repr__(self) -> str:
+        return f"QuoteBoard(symbols={len(self._latest)}, updates={self.updates})"
+
+    def on_update(self, symbol: str, book: dict[str, Any]) -> None:
+        """``start_stream`` callback: keep the book and append its price (mid, else last trade)."""
+        price = book.get("mid")
+        if price is None:
+            price = book.get("last_price")
+        with self._lock:
+            self._latest[symbol] = book
+            self._counts[symbol] = self._counts.get(symbol, 0) + 1
+            self.updates += 1
+            if price is not None:
+                self._history.setdefault(symbol, deque(maxlen=self._maxlen)).append((book.get("timestamp"), price))
+
+    def clear(self, symbols: Iterable[str] | None = None) -> None:
+        """Forget the books (and history) of ``symbols`` (all when ``None``)."""
+        with self._lock:
+            for sym in list(self._latest) if symbols is None else list(symbols):
+                self._latest.pop(sym, None)
+                self._counts.pop(sym, None)
+                self._history.pop(sym, None)
+
+    def quotes_frame(self, symbols: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per symbol with its latest quote and trade (symbols without an update yet omitted)."""
+        with self._lock:
+            books = dict(self._latest)
+            counts = dict(self._counts)
+        wanted = list(books) if symbols is None else [s for s in symbols if s in books]
+        rows = []
+        for sym in wanted:
+            b = books[sym]
+            ts = b.get("timestamp")
+            rows.append([sym, b.get("bid"), b.get("ask"), b.get("bid_size"), b.get("ask_size"), b.get("mid"),
+                         b.get("spread"), b.get("last_price"), b.get("last_size"),
+                         ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ts is not None else "", counts.get(sym, 0)])
+        return pd.DataFrame(rows, columns=QUOTE_COLUMNS)
+
+    def history_frame(self, symbols: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long format (``time``, ``symbol``, ``price``) for the price chart."""
+        with self._lock:
+            hist = {s: list(d) for s, d in self._history.items() if symbols is None or s in set(symbols)}
+        frames = [pd.DataFrame({"time": [t for t, _ in pts], "symbol": s, "price": [p for _, p in pts]})
+                  for s, pts in hist.items() if pts]
+        if not frames:
+            return pd.DataFrame({"time": pd.Series(dtype="datetime64[ns, UTC]"), "symbol": pd.Series(dtype=str),
+                                 "price": pd.Series(dtype=float)})
+        return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    """A finished recording saved as a dataset."""
+
+    name: str
+    path: Path
+    bars: int
+    events: int
+    symbols: tuple[str, ...]
+
+
+class LiveSession:
+    """The stream, the quote board and the recorder of one app process.
+
+    Args:
+        settings: where to connect (the real service or the sandbox) and where datasets go.
+        recordings_dir: folder for the recorder's raw event logs.
+        tags: extra tags for recorded datasets (``sandbox`` in sandbox mode).
+        connector_factory: builds the connector (default ``get_connector("massive", settings=…)``).
+    """
+
+    def __init__(self, settings: Settings, recordings_dir: Path, *, tags: Iterable[str] = (),
+                 connector_factory: Callable[[Settings], Any] | None = None) -> None:
+        self.settings = settings
+        self.recordings_dir = Path(recordings_dir)
+        self.tags = tuple(tags)
+        self.board = QuoteBoard()
+        self._factory = connector_factory
+        self._connector: Any = None
+        self._recorder: Any = None
+        self._recording_opts: tuple[str, str] = ("session", "1min")
+        self._lock = threading.RLock()
+        self.last_recording: RecordingResult | None = None
+
+    def __repr__(self) -> str:
+        return f"LiveSession(streaming={self.streaming_symbols}, recording={self.is_recording})"
+
+    # --- connector --------------------------------------------------------------------------------
+    @property
+    def connector(self) -> Any:
+        """The connector, created on first use (so opening the page makes no connection)."""
+        with self._lock:
+            if self._connector is None or getattr(self._connector, "closed", False):
+                if self._factory is not None:
+                    self._connector = self._factory(self.settings)
+                else:
+                    from ..stream import get_connector
+
+                    self._connector = get_connector("massive", settings=self.settings)
+            return self._connector
+
+    def list_symbols(self) -> list[str]:
+        """Tradable symbols from the reference endpoint (one REST call, cached by the connector for an hour)."""
+        return sorted(self.connector.list_symbols())
+
+    @property
+    def streaming_symbols(self) -> list[str]:
+        with self._lock:
+            conn = self._connector
+        return list(conn.active_symbols) if conn is not None and not conn.closed else []
+
+    @property
+    def is_streaming(self) -> bool:
+        return bool(self.streaming_symbols)
+
+    def start(self, symbols: Iterable[str]) -> list[str]:
+        """Stream ``symbols`` (added to those already streaming); quotes go to :attr:`board`."""
+        syms = normalize_symbols(list(symbols))
+        with self._lock:
+            return self.connector.start_stream(syms, callback=self.board.on_update)
+
+    def stop(self, symbols: Iterable[str] | None = None) -> list[str]:
+        """Stop streaming ``symbols`` (all when ``None``). A running recording is stopped and saved first
+        when the stream it records ends (see :attr:`last_recording`)."""
+        with self._lock:
+            if self._connector is None:
+                return []
+            remaining = set(self.streaming_symbols) - (set(normalize_symbols(list(symbols))) if symbols else set())
+            if self.is_recording and not remaining:
+                self.stop_recording()
+            gone = self._connector.stop_stream(None if symbols is None else list(symbols))
+            self.board.clear(gone)
+            return gone
+
+    def stats(self) -> dict[str, Any]:
+        """``connector.get_stats()``, or the plan's limits with zero counters before any connection."""
+        with self._lock:
+            conn = self._connector
+        if conn is not None and not conn.closed:
+            return conn.get_stats()
+        plan = self.settings.plan
+        return {"active_streams": 0, "max_streams": plan.ws_max_streams, "messages_this_minute": 0,
+                "max_messages_per_minute": plan.ws_messages_per_minute, "reconnects": 0, "dropped": 0,
+                "connected": False, "last_error": None}
+
+    # --- recording --------------------------------------------------------------------------------
+    @property
+    def is_recording(self) -> bool:
+        rec = self._recorder
+        return rec is not None and rec.is_recording
+
+    def start_recording(self, tag: str = "session", interval: str = "1min") -> Any:
+        """Record every quote and trade of the streaming symbols (the stream must be running)."""
+        from ..record import WebSocketDataRecorder
+
+        with self._lock:
+            if self.is_recording:
+                return self._recorder
+            symbols = self.streaming_symbols
+            if not symbols:
+                raise StreamError("Start trading first: recording captures the symbols being streamed.")
+            pd.Timedelta(interval)  # validate the bar size now, not after minutes of recording
+            self._recorder = WebSocketDataRecorder(symbols, self.recordings_dir, connector=self.connector,
+                                                   settings=self.settings).start()
+            self._recording_opts = (tag.strip() or "session", interval)
+            return self._recorder
+
+    def recording_stats(self) -> dict[str, Any] | None:
+        rec = self._recorder
+        return None if rec is None else {**rec.stats(), "symbols": list(rec.symbols), "recording": rec.is_recording}
+
+    def stop_recording(self) -> RecordingResult:
+        """Stop recording and save the bars as a tagged dataset (``massive_live_<tag>_<YYYYMMDD>``,
+        with a time suffix when that name is taken) beside the raw event log."""
+        from ..record.library import default_name
+
+        with self._lock:
+            rec = self._recorder
+            if rec is None:
+                raise StreamError("Nothing is being recorded.")
+            tag, interval = self._recording_opts
+            rec.stop()
+            events = rec.reader().events()
+            if len(events) == 0:
+                self._recorder = None
+                raise StreamError("The recording holds no quotes or trades yet; record a little longer.")
+            existing = list_datasets(settings=self.settings)["name"].tolist()
+            name = recording_dataset_name(default_name(events, tag), existing)
+            path = rec.save_dataset(name, interval, tags=self.tags, tag=tag)
+            bars = len(load_dataset(path))
+            self.last_recording = RecordingResult(name, path, bars, int(len(events)), tuple(rec.symbols))
+            self._recorder = None
+            log.info("recording saved as dataset %s (%d bars, %d events)", name, bars, len(events))
+            return self.last_recording
+
+    def close(self) -> None:
+        """Stop recording (saving nothing more), streaming and the connector's threads."""
+        with self._lock:
+            rec, self._recorder = self._recorder, None
+            conn, self._connector = self._connector, None
+        if rec is not None and rec.is_recording:
+            try:
+                rec.stop()
+            except Exception as exc:  # noqa: BLE001 - closing must finish
+                log.warning("stopping the recorder: %s", exc)
+        if conn is not None:
+            conn.close()
+
+
+def recorded_datasets(settings: Settings, include_all: bool = False) -> pd.DataFrame:
+    """Datasets recorded from the live stream (every dataset with ``include_all``), newest first."""
+    table = list_datasets(settings=settings)
+    if not include_all:
+        table = table[table["source"] == RECORDING_SOURCE]
+    return table.sort_values("end", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def run_backtest(settings: Settings, dataset: str, symbol: str, strategy: str,
+                 params: dict[str, Any] | None = None, cash: float = 100_000.0) -> Any:
+    """Run ``strategies.STRATEGIES[strategy]`` on one symbol of a saved dataset.
+
+    Raises:
+        InvalidInputError: unknown strategy, symbol not in the dataset, or too few bars for it.
+        DatasetError: the dataset cannot be read.
+    """
+    from strategies import STRATEGIES, run_strategy
+
+    cls = STRATEGIES.get(strategy)
+    if cls is None:
+        raise InvalidInputError(f"Unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
+    df = load_dataset(dataset, settings=settings)
+    bars = df[df["symbol"] == symbol].reset_index(drop=True)
+    if bars.empty:
+        raise InvalidInputError(f"{symbol} is not in dataset {dataset!r}")
+    bars.attrs = dict(df.attrs)
+    params = dict(params or {})
+    need = min_bars_needed(params)
+    if len(bars) < need:
+        raise InvalidInputError(
+            f"dataset {dataset!r} holds {len(bars)} bar(s) of {symbol}; {strategy} with these parameters needs "
+            f"at least {need}. Record longer, pick a smaller bar size, or shorten the strategy's periods."
+        )
+    return run_strategy(cls, bars, cash=cash, **params)

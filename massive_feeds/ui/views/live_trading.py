@@ -1,0 +1,246 @@
+"""Live Trading page: stream quotes over WebSocket, record them, and backtest strategies on recordings.
+
+Actions run in button callbacks (before the script reruns), so every widget below reflects the new
+state; their outcome is kept in ``st.session_state`` and shown as a message. The stream itself runs
+on the connector's background thread, held by the process-wide :class:`LiveSession`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from massive_feeds.ui import logic as L
+from massive_feeds.ui.common import error_boundary, get_backend, get_live_session, show_error, show_message
+from massive_feeds.ui.live import LiveSession, recorded_datasets, run_backtest
+
+REFRESH_SECONDS = 1.0
+BAR_SIZES = ("1s", "5s", "15s", "1min", "5min")
+MESSAGE = "lt_message"
+RESULT = "lt_result"
+TABS = ("📈 Live Quotes", "🧪 Test on Live Data")
+
+
+def _say(msg: L.UiMessage) -> None:
+    st.session_state[MESSAGE] = msg
+
+
+def _on_start(live: LiveSession) -> None:
+    selected = list(st.session_state.get("lt_symbols") or [])
+    try:
+        extra = [s for s in live.streaming_symbols if s not in selected]
+        if extra:
+            live.stop(extra)
+        syms = live.start(selected)
+        _say(L.UiMessage("success", "Streaming", ", ".join(syms)))
+    except Exception as exc:  # noqa: BLE001 - told in the page
+        _say(L.error_message(exc, "Starting the stream"))
+
+
+def _on_stop(live: LiveSession) -> None:
+    try:
+        was_recording = live.is_recording
+        gone = live.stop()
+        text = f"stopped {', '.join(gone)}" if gone else "nothing was streaming"
+        if was_recording and live.last_recording is not None:
+            rec = live.last_recording
+            text += f"; the recording was saved as dataset {rec.name} ({rec.bars} bars)"
+            st.session_state["lt_dataset"] = rec.name
+        _say(L.UiMessage("info", "Trading stopped", text))
+    except Exception as exc:  # noqa: BLE001
+        _say(L.error_message(exc, "Stopping the stream"))
+
+
+def _on_start_recording(live: LiveSession) -> None:
+    try:
+        rec = live.start_recording(st.session_state.get("lt_tag") or "session", st.session_state.get("lt_bar", "1min"))
+        _say(L.UiMessage("success", "Recording", f"{', '.join(rec.symbols)} to {rec.path}"))
+    except Exception as exc:  # noqa: BLE001
+        _say(L.error_message(exc, "Starting the recording"))
+
+
+def _on_stop_recording(live: LiveSession) -> None:
+    try:
+        rec = live.stop_recording()
+        st.session_state["lt_dataset"] = rec.name
+        st.session_state["lt_all"] = False
+        _say(L.UiMessage("success", f"Saved recording as dataset {rec.name}",
+                         f"{rec.bars:,} bars from {rec.events:,} events of {', '.join(rec.symbols)}. "
+                         "It is selected below: choose a strategy and run a backtest."))
+    except Exception as exc:  # noqa: BLE001
+        _say(L.error_message(exc, "Stopping the recording"))
+
+
+def _price_chart(history: pd.DataFrame) -> Any:
+    import plotly.express as px
+
+    hist = history.assign(time=history["time"].dt.tz_convert("UTC").dt.tz_localize(None))
+    fig = px.line(hist, x="time", y="price", color="symbol", facet_row="symbol" if hist["symbol"].nunique() > 1 else None)
+    fig.update_yaxes(matches=None, title=None)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    fig.update_layout(height=220 * max(1, hist["symbol"].nunique()), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      xaxis_title="market time (UTC)", showlegend=False, title="Price (mid, else last trade)")
+    return fig
+
+
+def _live_panel(live: LiveSession) -> None:
+    """Stats, quotes table and price chart; a fragment that refreshes itself while streaming."""
+    stats = live.stats()
+    cols = st.columns(4)
+    for col, (label, value) in zip(cols, L.stream_stat_cards(stats).items()):
+        col.metric(label, value)
+    limit = stats.get("max_messages_per_minute")
+    if limit is not None and stats.get("messages_this_minute", 0) > limit:
+        st.caption(f"🔶 Above the plan's {limit} messages/minute: nothing is dropped here, but a capped plan may "
+                   "throttle. Stream fewer symbols to stay under it.")
+    if stats.get("last_error"):
+        st.warning(f"Last stream error: {stats['last_error']}")
+    symbols = live.streaming_symbols
+    if not symbols:
+        st.info("Not streaming. Choose symbols and click Start Trading.")
+        return
+    st.caption(("🟢 connected" if stats.get("connected") else "🟠 connecting…")
+               + f" · {stats.get('messages_total', 0):,} messages received")
+    quotes = live.board.quotes_frame(symbols)
+    if quotes.empty:
+        st.info(f"Waiting for the first quotes of {', '.join(symbols)}…")
+        return
+    st.table(L.format_quotes(quotes))
+    history = live.board.history_frame(symbols)
+    if not history.empty:
+        st.plotly_chart(_price_chart(history), key="lt_price_chart")
+
+
+def _recording_panel(live: LiveSession) -> None:
+    stats = live.recording_stats()
+    if stats is None or not stats["recording"]:
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Events recorded", f"{stats['events_received']:,}")
+    c2.metric("Written to disk", f"{stats['events_durable']:,}")
+    c3.metric("Gaps", stats["gaps"])
+    st.caption(f"🔴 Recording {', '.join(stats['symbols'])}")
+
+
+def _render_recording(live: LiveSession) -> None:
+    st.subheader("Record live data")
+    streaming = live.is_streaming
+    if live.is_recording:
+        st.fragment(_recording_panel, run_every=REFRESH_SECONDS)(live)
+        st.button("⏹️ Stop Recording", key="lt_stop_rec", on_click=_on_stop_recording, args=(live,), type="primary")
+        return
+    c1, c2 = st.columns(2)
+    c1.text_input("Tag", value="session", key="lt_tag", help="names the dataset: massive_live_<tag>_<YYYYMMDD>")
+    c2.selectbox("Bar size", BAR_SIZES, index=BAR_SIZES.index("1min"), key="lt_bar",
+                 help="quotes and trades are resampled into bars of this size when the recording is saved")
+    st.button("▶️ Start Recording", key="lt_start_rec", on_click=_on_start_recording, args=(live,),
+              disabled=not streaming)
+    if not streaming:
+        st.caption("Start trading first: the recording captures the symbols being streamed.")
+
+
+def _render_backtest(live: LiveSession) -> None:
+    from strategies import STRATEGIES
+
+    st.subheader("Test a strategy on recorded data")
+    include_all = st.checkbox("Show all datasets, not only live recordings", key="lt_all")
+    table = recorded_datasets(live.settings, include_all)
+    if table.empty:
+        st.info("No recorded datasets yet: start trading, then Start Recording and Stop Recording.")
+        return
+    names = table["name"].tolist()
+    if st.session_state.get("lt_dataset") not in names:
+        st.session_state["lt_dataset"] = names[0]
+    dataset = st.selectbox("Recorded dataset", names, key="lt_dataset")
+    row = table[table["name"] == dataset].iloc[0]
+    st.caption(f"{row['rows']:,} bars · {', '.join(row['symbols'])} · {row['start']} → {row['end']}"
+               + (f" · {row['interval']}" if isinstance(row["interval"], str) else ""))
+    c1, c2, c3 = st.columns(3)
+    symbol = c1.selectbox("Symbol", list(row["symbols"]), key="lt_bt_symbol")
+    strategy = c2.selectbox("Strategy", list(STRATEGIES), key="lt_strategy",
+                            format_func=lambda n: f"{n} ({STRATEGIES[n].__name__})")
+    cash = c3.number_input("Starting cash", min_value=100.0, value=100_000.0, step=1_000.0, key="lt_cash")
+    params: dict[str, Any] = {}
+    with st.expander("Strategy parameters"):
+        for name, default in L.strategy_params(STRATEGIES[strategy]).items():
+            params[name] = st.number_input(name, value=default, key=f"lt_p_{strategy}_{name}",
+                                           step=1 if isinstance(default, int) else 0.1)
+    if st.button("🚀 Run Backtest", type="primary", key="lt_run"):
+        st.session_state.pop(RESULT, None)
+        with error_boundary("The backtest"), st.spinner("Running the backtest…"):
+            st.session_state[RESULT] = (dataset, symbol, strategy, run_backtest(live.settings, dataset, symbol,
+                                                                                strategy, params, cash))
+    if RESULT in st.session_state:
+        _render_backtest_result(*st.session_state[RESULT])
+
+
+def _render_backtest_result(dataset: str, symbol: str, strategy: str, result: Any) -> None:
+    import plotly.graph_objects as go
+
+    st.markdown(f"**{strategy}** on **{symbol}** from `{dataset}` · {result.bars:,} bars")
+    cols = st.columns(4)
+    for col, (label, value) in zip(cols, L.backtest_cards(result).items()):
+        col.metric(label, value)
+    eq = result.equity
+    if len(eq):
+        fig = go.Figure(go.Scatter(x=eq.index.tz_convert("UTC").tz_localize(None), y=eq.to_numpy(), mode="lines",
+                                   name="equity"))
+        fig.update_layout(title="📈 Equity curve", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                          xaxis_title="time (UTC)", yaxis_title="portfolio value")
+        st.plotly_chart(fig, key="lt_equity")
+    st.markdown("📝 **Trade log**")
+    if result.trades.empty:
+        st.caption("No closed trades in this session.")
+    else:
+        st.dataframe(result.trades, hide_index=True)
+
+
+def render() -> None:
+    """The whole page."""
+    backend = get_backend()
+    live = get_live_session()
+    st.title("📡 Live Trading")
+    c1, c2 = st.columns(2)
+    c1.selectbox("Data Source", ["massive"], key="lt_source")
+    c2.radio("Connection mode", ["Streaming (WebSocket)"], key="lt_mode", horizontal=True)
+
+    available: list[str] = []
+    with error_boundary("Listing symbols"):
+        available = live.list_symbols()
+    streaming = live.streaming_symbols
+    options = sorted(set(available) | set(streaming) | set(st.session_state.get("lt_symbols") or []))
+    if "lt_symbols" not in st.session_state:
+        st.session_state["lt_symbols"] = streaming or L.default_stream_symbols(available)
+    max_streams = live.settings.plan.ws_max_streams
+    st.multiselect("Symbols", options, key="lt_symbols", max_selections=max_streams, accept_new_options=True,
+                   help=f"from list_symbols(); your plan streams up to {max_streams or 'unlimited'} symbols at once")
+    b1, b2, _ = st.columns([1, 1, 3])
+    b1.button("▶️ Start Trading", type="primary", key="lt_start", on_click=_on_start, args=(live,),
+              disabled=not st.session_state.get("lt_symbols"))
+    b2.button("⏹️ Stop Trading", key="lt_stop", on_click=_on_stop, args=(live,), disabled=not streaming)
+    with st.container():  # always present, so the tabs below keep their place (and their selection)
+        message = st.session_state.pop(MESSAGE, None)
+        if message is not None:
+            show_message(message)
+    st.caption("WebSocket streaming does not count against the REST quota"
+               + (" · sandbox market (synthetic prices)" if backend.is_sandbox else ""))
+
+    # Stateful tabs: the open tab survives reruns, and only its content runs (the hidden one does not refresh).
+    quotes_tab, test_tab = st.tabs(list(TABS), key="lt_tab", on_change="rerun")
+    with quotes_tab:
+        if quotes_tab.open is not False:
+            st.fragment(_live_panel, run_every=REFRESH_SECONDS if streaming else None)(live)
+    with test_tab:
+        if test_tab.open is False:
+            return
+        try:
+            _render_recording(live)
+            st.divider()
+            _render_backtest(live)
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the page
+            show_error(exc, "The Test on Live Data tab")
+
+
+render()
