@@ -45,9 +45,10 @@ def _bucketed(frame: pd.DataFrame, width: int) -> tuple[dict[str, np.ndarray], n
     order = np.argsort(key, kind="stable")  # stable: ticks keep their arrival order inside a bucket
     key = key[order]
     cols = {c: frame[c].to_numpy(dtype=float)[order] for c in frame.columns if c in _NUMERIC}
-    cols["symbol"] = np.asarray(names)[codes[order]]
+    starts = _group_starts(key)
+    cols["symbol_at_start"] = np.asarray(names, dtype=object)[codes[order][starts]]  # names only per bar
     cols["bucket"] = bucket[order]
-    return cols, _group_starts(key)
+    return cols, starts
 
 
 _NUMERIC = ("price", "size", "bid", "ask", "bid_size", "ask_size")
@@ -66,7 +67,7 @@ def _trade_bars(trades: pd.DataFrame, width: int) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         vwap = np.where(volume > 0, notional / np.where(volume > 0, volume, 1), np.nan)
     return pd.DataFrame({
-        "symbol": trades["symbol"][starts], "bucket": trades["bucket"][starts],
+        "symbol": trades["symbol_at_start"], "bucket": trades["bucket"][starts],
         "open": price[starts], "high": np.maximum.reduceat(price, starts), "low": np.minimum.reduceat(price, starts),
         "close": price[ends], "volume": volume, "vwap": vwap, "transactions": np.diff(np.r_[starts, len(price)]),
     })
@@ -80,7 +81,7 @@ def _quote_bars(quotes: pd.DataFrame, width: int) -> pd.DataFrame:
     ends = np.r_[starts[1:], len(quotes["bucket"])] - 1
     mid = (quotes["bid"] + quotes["ask"]) / 2
     return pd.DataFrame({
-        "symbol": quotes["symbol"][starts], "bucket": quotes["bucket"][starts],
+        "symbol": quotes["symbol_at_start"], "bucket": quotes["bucket"][starts],
         **{c: quotes[c][ends] for c in ("bid", "ask", "bid_size", "ask_size")},
         "mid_open": mid[starts], "mid_high": np.fmax.reduceat(mid, starts), "mid_low": np.fmin.reduceat(mid, starts),
         "mid_close": mid[ends],
@@ -94,8 +95,10 @@ def ticks_to_bars(events: pd.DataFrame, resample_interval: str = "1min") -> pd.D
     event frame). Trades and index values make OHLCV; the last quote of each bar gives its bid/ask.
     """
     width = interval_ms(resample_interval)
-    prints = events[events["kind"].isin(["trade", "value"])]
-    quotes = events[events["kind"] == "quote"]
+    kind = events["kind"]  # compared as a (pyarrow-backed) column: no per-row Python strings
+    # only the columns each side reads: copying all 18 event columns twice would dominate the cost
+    prints = events.loc[kind.isin(["trade", "value"]).to_numpy(), ["symbol", "time_ms", "price", "size"]]
+    quotes = events.loc[(kind == "quote").to_numpy(), ["symbol", "time_ms", "bid", "ask", "bid_size", "ask_size"]]
     tb, qb = _trade_bars(prints, width), _quote_bars(quotes, width)
     bars = tb.merge(qb, on=["symbol", "bucket"], how="outer")
     if bars.empty:
