@@ -31,12 +31,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 WAIT_MS = 30_000
+#: Read at import: the autouse fixture of conftest.py clears every MASSIVE_* variable before each test.
+REQUIRE_BROWSER = os.environ.get("MASSIVE_REQUIRE_BROWSER") == "1"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("MASSIVE_REQUIRE_BROWSER") == "1":
+    if REQUIRE_BROWSER:
         pytest.fail(f"browser test required (MASSIVE_REQUIRE_BROWSER=1) but {reason}")
     pytest.skip(reason)
 
@@ -94,12 +96,23 @@ def ui_server(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(ui_server: str) -> Iterator[Page]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+def chromium() -> Path:
+    """Debian's Chromium, checked before the app is started."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("playwright is not installed (pip install 'massive-feeds[dev]')")
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+def page(chromium: Path, ui_server: str) -> Iterator[Page]:
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 2400})
             pg.set_default_timeout(WAIT_MS)

@@ -23,7 +23,8 @@ def _close(resource: Any) -> None:
         log.warning("closing %r: %s", resource, exc)
 
 
-@st.cache_resource(show_spinner="Starting… (no API key: launching the local sandbox)", on_release=_close)
+@st.cache_resource(show_spinner="Connecting to the data source (the local sandbox starts when no API key is set)…",
+                   on_release=_close)
 def _backend(fingerprint: str) -> Backend:
     return resolve_backend()
 

@@ -126,15 +126,16 @@ def _recording_panel(live: LiveSession) -> None:
 
 def _render_recording(live: LiveSession) -> None:
     st.subheader("Record live data")
-    streaming = live.is_streaming
-    if live.is_recording:
+    streaming, recording = live.is_streaming, live.is_recording
+    c1, c2 = st.columns(2)
+    c1.text_input("Tag", value="session", key="lt_tag", disabled=recording,
+                  help="names the dataset: massive_live_<tag>_<YYYYMMDD>")
+    c2.selectbox("Bar size", BAR_SIZES, index=BAR_SIZES.index("1min"), key="lt_bar", disabled=recording,
+                 help="quotes and trades are resampled into bars of this size when the recording is saved")
+    if recording:
         st.fragment(_recording_panel, run_every=REFRESH_SECONDS)(live)
         st.button("⏹️ Stop Recording", key="lt_stop_rec", on_click=_on_stop_recording, args=(live,), type="primary")
         return
-    c1, c2 = st.columns(2)
-    c1.text_input("Tag", value="session", key="lt_tag", help="names the dataset: massive_live_<tag>_<YYYYMMDD>")
-    c2.selectbox("Bar size", BAR_SIZES, index=BAR_SIZES.index("1min"), key="lt_bar",
-                 help="quotes and trades are resampled into bars of this size when the recording is saved")
     st.button("▶️ Start Recording", key="lt_start_rec", on_click=_on_start_recording, args=(live,),
               disabled=not streaming)
     if not streaming:
@@ -155,8 +156,10 @@ def _render_backtest(live: LiveSession) -> None:
         st.session_state["lt_dataset"] = names[0]
     dataset = st.selectbox("Recorded dataset", names, key="lt_dataset")
     row = table[table["name"] == dataset].iloc[0]
-    st.caption(f"{row['rows']:,} bars · {', '.join(row['symbols'])} · {row['start']} → {row['end']}"
-               + (f" · {row['interval']}" if isinstance(row["interval"], str) else ""))
+    span = " → ".join(f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S}" for t in (row["start"], row["end"]) if t)
+    st.caption(f"{row['rows']:,} bars · {', '.join(row['symbols'])} · {span} UTC"
+               + (f" · {row['interval']} bars" if isinstance(row["interval"], str) else "")
+               + (f" · tags: {', '.join(row['tags'])}" if len(row["tags"]) else ""))
     c1, c2, c3 = st.columns(3)
     symbol = c1.selectbox("Symbol", list(row["symbols"]), key="lt_bt_symbol")
     strategy = c2.selectbox("Strategy", list(STRATEGIES), key="lt_strategy",
@@ -192,7 +195,8 @@ def _render_backtest_result(dataset: str, symbol: str, strategy: str, result: An
         st.plotly_chart(fig, key="lt_equity")
     st.markdown("📝 **Trade log**")
     if result.trades.empty:
-        st.caption("No closed trades in this session.")
+        st.caption("No closed trades in this session."
+                   + (" The position still open at the end is valued in the return." if result.total_return else ""))
     else:
         st.dataframe(result.trades, hide_index=True)
 
