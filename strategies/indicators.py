@@ -30,5 +30,6 @@ class Rolling(bt.Indicator):
     def once(self, start: int, end: int) -> None:
         src, dst = self.data.array, self.lines.value.array
         period, kernel = self.p.period, self.p.kernel
-        for i in range(start, end):
+        # With fewer bars than the period Backtrader still calls once() past the end: nothing to compute.
+        for i in range(start, min(end, len(src), len(dst))):
             dst[i] = kernel(src[i - period + 1:i + 1])

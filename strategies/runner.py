@@ -11,6 +11,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from massive_feeds.errors import InvalidInputError
+
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,8 @@ def run_strategy(
         :class:`BacktestResult` with total return, Sharpe, max drawdown, trade count, trade log
         and equity curve.
     """
+    if isinstance(data_or_feed, pd.DataFrame) and data_or_feed.empty:
+        raise InvalidInputError("run_strategy got no bars: fetch or load a non-empty range first")
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(_as_feed(data_or_feed))
     cerebro.broker.setcash(cash)

@@ -13,6 +13,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from massive_feeds.errors import InvalidInputError
+
 from . import metrics, signals
 from .breakout import MomentumBreakout
 from .mean_reversion import MeanReversion
@@ -76,8 +78,10 @@ def run_vectorbt(strategy_cls: type, bars: pd.DataFrame, cash: float = 100_000.0
     """
     import vectorbt as vbt
 
+    if bars.empty:
+        raise InvalidInputError("run_vectorbt got no bars: fetch or load a non-empty range first")
     if bars["symbol"].nunique() > 1:
-        raise ValueError("run_vectorbt takes one symbol's bars; filter the frame first")
+        raise InvalidInputError("run_vectorbt takes one symbol's bars; filter the frame first")
     full = strategy_params(strategy_cls, params)
     sig = compute_signals(strategy_cls, bars, **params)
     close = pd.Series(bars["close"].to_numpy(dtype=np.float64), index=sig.index, name="close")

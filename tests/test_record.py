@@ -17,7 +17,7 @@ import pytest
 
 from massive_feeds import list_datasets, load_dataset
 from massive_feeds.config import Settings
-from massive_feeds.errors import InvalidInputError, RecordingError
+from massive_feeds.errors import DatasetError, InvalidInputError, RecordingError
 from massive_feeds.record import RecordingReader, RecordingSource, WebSocketDataRecorder, ticks_to_bars
 from massive_feeds.record.log import HEADER, SegmentWriter, encode, segments
 from massive_feeds.sandbox import Sandbox
@@ -334,3 +334,12 @@ def test_enabling_recording_twice_is_refused(live_settings: Settings, tmp_path: 
         with pytest.raises(InvalidInputError, match="already"):
             connector.enable_recording(symbols=["MSFT"], save_dir=tmp_path / "rec")
         connector.disable_recording()
+
+
+def test_a_second_session_with_the_same_tag_never_replaces_the_first(live_settings: Settings, tmp_path: Path) -> None:
+    first = record(live_settings, tmp_path / "a", 1.5).save_dataset(tag="open")
+    second = record(live_settings, tmp_path / "b", 1.5).save_dataset(tag="open")
+    assert first != second and first.exists() and second.exists()
+    assert second.stem == first.stem + "_2"
+    with pytest.raises(DatasetError, match="already exists"):
+        record(live_settings, tmp_path / "c", 1.0).save_dataset(first.stem)

@@ -68,3 +68,16 @@ def test_validation_table_and_files_for_history_and_a_recording(tmp_path: Path) 
     assert (both["backtrader"] == both["vectorbt"]).all()  # the replayed recording built the same bars
     text = format_table(table)
     assert "== sma_cross ==" in text and recorded in text
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_fewer_bars_than_the_lookback_run_without_trades(week_of_bars: pd.DataFrame, name: str) -> None:
+    short = week_of_bars.head(5)
+    for result in (run_strategy(STRATEGIES[name], short, 10_000), run_vectorbt(STRATEGIES[name], short, 10_000)):
+        assert result.trade_count == 0 and result.total_return == 0.0
+
+
+def test_no_bars_is_a_clear_error(week_of_bars: pd.DataFrame) -> None:
+    for run in (run_strategy, run_vectorbt):
+        with pytest.raises(InvalidInputError, match="no bars"):
+            run(STRATEGIES["sma_cross"], week_of_bars.head(0), 10_000)

@@ -29,6 +29,16 @@ def default_name(events: pd.DataFrame, tag: str | None) -> str:
     return f"massive_live_{clean}_{day:%Y%m%d}"
 
 
+def _unused(name: str, settings: Settings | None) -> str:
+    """``name``, or ``name_2``, ``name_3`` … — the first that no dataset uses yet (several sessions a day)."""
+    candidate, n = name, 1
+    while dataset_path(candidate, settings=settings).exists() or events_folder(
+            dataset_path(candidate, settings=settings)).exists():
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
+
+
 def events_folder(dataset_file: Path) -> Path:
     return dataset_file.with_suffix(".events")
 
@@ -46,14 +56,20 @@ def save_recording_dataset(log_path: Path, name: str | None, resample_interval: 
     settings = settings or load_settings()
     reader = RecordingReader(log_path)
     events = reader.events()
-    name = name or default_name(events, tag)
+    if name is None:
+        name = _unused(default_name(events, tag), settings)
     target = dataset_path(name, settings=settings)
+    copy = events_folder(target)
+    if target.exists() or copy.exists():
+        # never replace a recorded session silently: its bars and raw events would be gone
+        raise DatasetError(f"dataset {name!r} already exists; choose another name, or use "
+                           f"append_to_dataset({str(target)!r}) to add this session to it")
     bars = ticks_to_bars(events, resample_interval)
     bars.attrs.update(interval=resample_interval, adjusted=False)  # the stream carries prices as traded
-    copy = events_folder(target)
-    if copy.exists():
-        shutil.rmtree(copy)
-    shutil.copytree(log_path, copy)
+    partial = copy.with_name(copy.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # an interrupted earlier copy of this very save
+    shutil.copytree(log_path, partial)
+    partial.rename(copy)  # the copy appears whole or not at all
     return save_dataset(bars, name, tags={*tags, *([tag] if tag else [])}, source=SOURCE, settings=settings,
                         metadata={"events": int(len(events)), "gaps": _gap_summary(reader),
                                   "recording": copy.name, "interval": resample_interval})
