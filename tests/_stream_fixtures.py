@@ -1,5 +1,5 @@
-"""Fixtures of the stream tests, loaded by each of them with ``pytest_plugins`` so the WebSocket
-sandbox is module-scoped. Candidates for tests/conftest.py."""
+"""Fixtures of the stream tests (loaded from tests/conftest.py): a module-scoped REST + WebSocket
+sandbox, settings for it, and a connector factory. Only tests that ask for them start anything."""
 
 from __future__ import annotations
 

@@ -18,6 +18,9 @@ from massive_feeds.sandbox import Sandbox
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base=0.01, cap=0.05)
 
+# The stream tests' module-scoped WebSocket sandbox (ws_sandbox, ws_settings, make_connector, …).
+pytest_plugins = ("tests._stream_fixtures",)
+
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,7 +32,6 @@ from massive_feeds.stream import events as E
 
 from ._stream_support import FAST, Collector, wait_until
 
-pytest_plugins = ("tests._stream_fixtures",)  # the module-scoped WebSocket sandbox and friends
 
 Make = Callable[..., MassiveConnector]
 

@@ -19,7 +19,6 @@ from massive.websocket.models import CryptoQuote, CryptoTrade, EquityAgg, Equity
 from massive_feeds.sandbox import Sandbox  # noqa: E402
 from massive_feeds.sandbox.ws import Firehose  # noqa: E402
 
-pytest_plugins = ("tests._stream_fixtures",)  # the module-scoped WebSocket sandbox
 
 
 def official(sb: Sandbox, market: Market, subs: list[str], key: str | None = None) -> WebSocketClient:
