@@ -100,3 +100,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                  "Quota", "Plots (PNG/HTML) and trade logs"):
         assert step in result.stdout
     assert list((tmp_path / "demo" / "validation").rglob("*.png"))
+
+
+def test_stream_seconds_ends_even_without_quotes(tmp_path: Path) -> None:
+    with Sandbox(websocket=True) as sb:
+        env = {**sb.env(), "MASSIVE_PLAN": "unlimited"}
+        # ZZZZ is a valid ticker the sandbox never quotes: only the deadline can end the command
+        import time
+
+        started = time.monotonic()
+        result = run("stream", "ZZZZ", "--seconds", "2", env=env)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and elapsed < 15

@@ -114,21 +114,27 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_stream(args: argparse.Namespace) -> int:
     import asyncio
-    import time
 
     from ..stream import stream_quotes_websocket
 
     async def run() -> None:
-        deadline = time.monotonic() + args.seconds if args.seconds else None
         n = 0
         async for q in stream_quotes_websocket(args.symbols):
             print(f"{q['timestamp']:%Y-%m-%d %H:%M:%S.%f} {q['symbol']:>10} bid {q['bid']} x {q['bid_size']}"
                   f"  ask {q['ask']} x {q['ask_size']}", flush=True)
             n += 1
-            if (args.count and n >= args.count) or (deadline and time.monotonic() >= deadline):
+            if args.count and n >= args.count:
                 break
 
-    asyncio.run(run())
+    async def bounded() -> None:
+        # a deadline that also ends a silent stream (no quote has to arrive for it to fire)
+        try:
+            async with asyncio.timeout(args.seconds or None):
+                await run()
+        except TimeoutError:
+            pass
+
+    asyncio.run(bounded())
     return 0
 
 
