@@ -56,10 +56,7 @@ def _progress_wanted(progress: bool | None, items: int) -> bool:
 
 # --- REST -------------------------------------------------------------------------------------
 def _aggs_path(ticker: str, interval: Interval, window: DateRange) -> str:
-    if interval.is_intraday:  # epoch ms bounds: unambiguous whatever day convention the server uses
-        frm, to = str(window.start.value // 1_000_000), str((window.end.value - 1) // 1_000_000)
-    else:
-        frm, to = window.first_day.isoformat(), window.last_day.isoformat()
+    frm, to = window.rest_bounds(interval.is_intraday)
     return f"/v2/aggs/ticker/{ticker}/range/{interval.multiplier}/{interval.timespan}/{frm}/{to}"
 
 

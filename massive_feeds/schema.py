@@ -187,11 +187,12 @@ class DateRange:
         """Calendar days covered (inclusive)."""
         return (self.last_day - self.first_day).days + 1
 
-    def rest_bounds(self) -> tuple[str, str]:
-        """``from``/``to`` path values for the aggregates endpoint (date strings or epoch ms)."""
-        frm = self.first_day.isoformat() if self.start_is_date else str(self.start.value // 1_000_000)
-        to = self.last_day.isoformat() if self.end_is_date else str((self.end.value - 1) // 1_000_000)
-        return frm, to
+    def rest_bounds(self, intraday: bool) -> tuple[str, str]:
+        """``from``/``to`` path values for the aggregates endpoint: epoch ms for intraday bars
+        (unambiguous whatever day convention the server uses), New York dates for day bars and up."""
+        if intraday:
+            return str(self.start.value // 1_000_000), str((self.end.value - 1) // 1_000_000)
+        return self.first_day.isoformat(), self.last_day.isoformat()
 
     def calendar_days(self) -> list[date]:
         return [self.first_day + timedelta(days=i) for i in range(self.days)]

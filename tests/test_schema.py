@@ -62,7 +62,7 @@ def test_range_across_dst_change_uses_local_midnights() -> None:
 def test_naive_datetimes_are_utc() -> None:
     r = parse_date_range(datetime(2024, 3, 5, 14, 30), "2024-03-05T15:00")
     assert r.start == pd.Timestamp("2024-03-05 14:30", tz="UTC")
-    assert r.rest_bounds()[0] == str(int(pd.Timestamp("2024-03-05 14:30", tz="UTC").value // 1_000_000))
+    assert r.rest_bounds(intraday=True)[0] == str(int(pd.Timestamp("2024-03-05 14:30", tz="UTC").value // 1_000_000))
 
 
 @pytest.mark.parametrize("start, end", [("2024-03-05", "2024-03-01"), ("not-a-date", "2024-03-01"),

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from ..schema import NEW_YORK, asset_class, ws_symbol
+from ..stream.protocol import ticker_from_wire
 from .market import Bars, MarketGenerator, aggregate
 
 #: Channels each cluster serves.
@@ -32,15 +33,6 @@ MARKET_CHANNELS: dict[str, frozenset[str]] = {
 _MINUTE_AGGS = {"AM", "CA", "XA"}
 _SECOND_AGGS = {"A", "CAS", "XAS"}
 _TAPES = {"XNYS": 1, "ARCX": 2, "XNAS": 3}
-
-
-def wire_to_ticker(market: str, wire: str) -> str:
-    """``EUR/USD`` on forex → ``C:EURUSD``; ``BTC-USD`` on crypto → ``X:BTCUSD``; others unchanged."""
-    if market == "forex" and not wire.startswith("C:"):
-        return "C:" + wire.replace("/", "")
-    if market == "crypto" and not wire.startswith("X:"):
-        return "X:" + wire.replace("-", "")
-    return wire
 
 
 def _ny_days(from_ms: int, to_ms: int) -> list[date]:
@@ -67,7 +59,7 @@ class TickFeed:
         out: dict[str, set[str]] = {}
         for param in subs:
             channel, _, wire = param.partition(".")
-            tickers = self.tickers(market) if wire == "*" else [wire_to_ticker(market, wire)]
+            tickers = self.tickers(market) if wire == "*" else [ticker_from_wire(market, wire)]
             for t in tickers:
                 if self.market.knows(t):
                     out.setdefault(t, set()).add(channel)
