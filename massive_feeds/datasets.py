@@ -189,7 +189,7 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
                         settings: Settings | None) -> tuple[pd.DataFrame, str | None]:
     """Bars of a dataset described by ``info`` turned into ``adjusted`` prices, and the day that
     adjustment is current as of (None for raw prices)."""
-    from .splits import apply_splits, splits_for
+    from .splits import apply_splits, bar_prices, merge_duplicate_splits, splits_for
 
     stored = _stored_adjustment(info)
     name = info.get("name", "dataset")
@@ -213,6 +213,9 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
                         name, as_of.date(), exc)
             return df, info.get("adjusted_as_of")
         raise
+    # one row per real split before any date filter (a near-duplicate pair may straddle as_of);
+    # raw data dates a merged split by its own price jump
+    splits = merge_duplicate_splits(splits, None if stored else bar_prices(df))
     executed = splits["execution_date"]
     if stored and adjusted:
         latest = pd.Timestamp(info.get("adjusted_as_of_latest") or as_of)
