@@ -76,14 +76,14 @@ def _pages_frame(pages: list[TicksPage], ticker: str, kind: str) -> pd.DataFrame
 
 
 def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, lo: int, hi: int,
-                use_cache: bool) -> pd.DataFrame:
+                use_cache: bool, page_limit: int = PAGE_LIMIT) -> pd.DataFrame:
     path = f"/v3/{kind}/{ticker}"
     key = cache.key(client.base_url, path, lo, hi)
     cacheable = use_cache and pd.Timestamp(hi, unit="ns", tz="UTC") <= pd.Timestamp.now("UTC") - SETTLE
     if cacheable and (hit := cache.get(key)) is not None:
         log.debug("cache hit for %s %d..%d", path, lo, hi)
         return hit
-    params = {"timestamp.gte": lo, "timestamp.lt": hi, "order": "asc", "sort": "timestamp", "limit": PAGE_LIMIT}
+    params = {"timestamp.gte": lo, "timestamp.lt": hi, "order": "asc", "sort": "timestamp", "limit": page_limit}
     pages = list(client.paginate(path, params, lambda body: parse_ticks(body, kind), lambda p: p.next_url))
     df = finalize_ticks(_pages_frame(pages, ticker, kind))
     ts = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
@@ -105,9 +105,13 @@ def fetch_ticks_rest(
     client: RestClient | None = None,
     use_cache: bool = True,
     progress: bool | None = None,
+    page_limit: int = PAGE_LIMIT,
 ) -> pd.DataFrame:
     """Trades or quotes over REST v3, one request chain per symbol, kind and New York day (so settled
-    days are cached on their own). Each page is a quota slot; a page holds up to 50,000 ticks."""
+    days are cached on their own). Each page is a quota slot; a page holds up to ``page_limit``
+    (at most 50,000, the service's maximum) ticks."""
+    if not 1 <= page_limit <= PAGE_LIMIT:
+        raise InvalidInputError(f"page_limit must be 1..{PAGE_LIMIT}, not {page_limit}")
     tickers = normalize_symbols(symbols)
     kinds = _kinds(kind)
     for t in tickers:
@@ -122,7 +126,7 @@ def fetch_ticks_rest(
     frames = []
     try:
         for t, k, lo, hi in tqdm(pieces, desc="REST ticks", unit="symbol-day", disable=not want_bar, file=sys.stderr):
-            frames.append(_rest_piece(client, cache, t, k, lo, hi, use_cache))
+            frames.append(_rest_piece(client, cache, t, k, lo, hi, use_cache, page_limit))
     finally:
         if own:
             client.close()
