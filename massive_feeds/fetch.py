@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
 from .config import Settings, load_settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError, NoDataError, QuotaExceededError
+from .layout import apply_layout
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
@@ -276,6 +277,7 @@ def fetch_data(
     progress: bool | None = None,
     session: str = "extended",
     store: "str | os.PathLike[str] | None" = None,
+    layout: str = "long",
 ) -> pd.DataFrame:
     """Historical bars by the best method. ``method``: ``auto`` (default), ``rest``, ``flat_file`` or
     ``store`` (the local history store built by ``massive-feeds ingest``: zero calls for bars).
@@ -298,10 +300,16 @@ def fetch_data(
     flat-file days missing on trading days are in ``df.attrs["missing_trading_days"]`` and, in Auto mode
     with REST calls to spare, fetched over REST (``filled_over_rest``; else ``unfilled_days``).
 
+    ``layout="long"`` (default) is one row per symbol and bar; ``layout="wide"`` is the yfinance/vectorbt
+    shape: a DatetimeIndex and ``(field, symbol)`` columns, ``df["Close"]`` one column per symbol (see
+    :mod:`massive_feeds.layout`).
+
     Raises:
         NoDataError: no symbol has any bar in the range (``exc.symbols`` maps each to its reason).
         QuotaExceededError: an explicit REST query needs more calls than are left today (refused up front).
     """
+    if layout not in ("long", "wide"):
+        apply_layout(pd.DataFrame(), layout)  # raises the typed error before any call is made
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
@@ -345,7 +353,7 @@ def fetch_data(
         df = _fill_missing_days(df, tickers, iv, window, session, adjusted, settings,
                                 fill=method == "auto", progress=progress)
     df.attrs.update(method=chosen, method_reason=reason)
-    return _check_empty(df, tickers, window, chosen, settings)
+    return apply_layout(_check_empty(df, tickers, window, chosen, settings), layout)
 
 
 def _missing_trading_days(df: pd.DataFrame, tickers: list[str]) -> list[str]:

@@ -31,7 +31,7 @@ from massive_feeds.splits import (
     splits_frame,
 )
 
-REAL = Path(__file__).parent / "fixtures" / "real" / "rest" / "v3_reference_splits.json"
+REAL = Path(__file__).parent / "fixtures" / "real" / "rest" / "splits.json"
 SHOP_SPLIT = SplitInfo("SHOP", date(2022, 6, 29), 1, 10)
 SHOP_ECHO = SplitInfo("SHOP", date(2022, 6, 22), 1, 10)
 
