@@ -35,19 +35,20 @@ Fetching and caching:
 
 * Only stock tickers have splits (crypto, forex and indices never split; option contracts are
   adjusted by the OCC, not here).
-* For up to :data:`PER_TICKER_LIMIT` tickers, one ``/v3/reference/splits?ticker=…`` call per ticker
-  (its whole history); for more, one market-wide listing of every split since the query's first day
-  (``execution_date.gte``, 1,000 rows per page) — about two pages per year of history instead of a call
-  per ticker. Every call goes through :class:`~massive_feeds.rest.RestClient`, so it counts against the
-  REST quota like any other.
+* Adjusting bars (flat files, the store, datasets: ``since`` = the bars' first day) uses one
+  **market-wide table**: every split of every ticker since that day, in one bulk listing
+  (``execution_date.gte``, 1,000 rows per page, about two pages per year of history), cached and refreshed
+  at most daily. Any later query starting on or after that day, for any ticker, is served from it — so
+  a ticker never asked for before is covered even when the REST quota is gone. Without ``since`` (the
+  whole history of a ticker) it is one ``/v3/reference/splits?ticker=…`` call per ticker. Every call goes
+  through :class:`~massive_feeds.rest.RestClient`, so it counts against the REST quota like any other.
 * Answers are cached under ``<cache_dir>/splits/<host hash>/`` and reused for :data:`SPLITS_TTL`
   (24 hours), so the list is refreshed at most daily. When a refresh fails (quota used up, server
   down) an older cached list is used with a warning; without any list and without an API key the
   call fails with a :class:`~massive_feeds.errors.MissingCredentialsError` that says so — prices are
   never silently left unadjusted.
 * When the REST calls left today cannot cover a refresh, no call is made at all: the cached lists are
-  used whatever their age (a market-wide list cached by an earlier query over more than four tickers
-  serves every ticker), and the result says how old it is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
+  used whatever their age (the market-wide table serves every ticker), and the result says how old it is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
   of the table, copied by flat files and the store into ``df.attrs["splits_as_of"]`` /
   ``df.attrs["splits_age_hours"]``. Without any cached list the query fails with a
   :class:`~massive_feeds.errors.QuotaExceededError` naming the reset time.
@@ -79,7 +80,6 @@ log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS: tuple[str, ...] = ("ticker", "execution_date", "split_from", "split_to", "id")
 SPLITS_TTL = 24 * 3600.0
-PER_TICKER_LIMIT = 4
 PAGE_LIMIT = 1000
 #: Bar columns that hold prices (multiplied by the factor) and sizes (divided by it).
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "bid", "ask", "mid", "spread")
@@ -377,7 +377,7 @@ def fetch_splits(
     Args:
         symbols: tickers in any accepted form; non-stock tickers are ignored.
         since: only splits on or after this date are needed (the first day of the bars to adjust);
-            ``None`` = the whole history. Used to choose a market-wide listing for many tickers.
+            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing for all tickers).
         settings: defaults to :func:`~massive_feeds.config.load_settings`.
         client: an existing :class:`~massive_feeds.rest.RestClient` to use for the calls.
         refresh: ignore cached lists younger than :data:`SPLITS_TTL`.
@@ -445,8 +445,8 @@ def _with_time(df: pd.DataFrame, fetched_at: float | None) -> pd.DataFrame:
 
 
 def _calls_for(tickers: list[str], since: date | None) -> int:
-    """REST calls a download of these tickers' splits takes at least (one per ticker, or one market page)."""
-    return len(tickers) if since is None or len(tickers) <= PER_TICKER_LIMIT else 1
+    """REST calls a download of these tickers' splits takes at least (one per ticker, or one market-wide page)."""
+    return len(tickers) if since is None else 1
 
 
 def _refuse_if_quota_short(settings: Settings, calls: int) -> None:
@@ -470,7 +470,7 @@ def _download(tickers: list[str], since: date | None, settings: Settings, client
     own = client is None
     client = client or RestClient(settings)  # raises MissingCredentialsError without a key
     try:
-        if since is None or len(tickers) <= PER_TICKER_LIMIT:
+        if since is None:
             out = {}
             for ticker in tickers:
                 rows = client.list_json("/v3/reference/splits", {

@@ -222,8 +222,8 @@ def download_flat_file(
     count (0).
 
     Flat files hold prices as traded. ``adjusted=True`` (the default, as on REST) applies the stock
-    tickers' splits (from ``/v3/reference/splits``, cached for a day; one REST call per ticker, or a
-    market-wide listing for more than four) to the minute/day rows before resampling, so the bars equal
+    tickers' splits (from ``/v3/reference/splits``, one market-wide table for every ticker, fetched in
+    bulk and refreshed at most daily) to the minute/day rows before resampling, so the bars equal
     REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices. Dividends are never adjusted.
 
     Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
