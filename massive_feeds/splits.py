@@ -48,7 +48,8 @@ Fetching and caching:
   call fails with a :class:`~massive_feeds.errors.MissingCredentialsError` that says so — prices are
   never silently left unadjusted.
 * When the REST calls left today cannot cover a refresh, no call is made at all: the cached lists are
-  used whatever their age (the market-wide table serves every ticker), and the result says how old it is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
+  used whatever their age (the market-wide table serves every ticker), and the result says how old it
+  is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
   of the table, copied by flat files and the store into ``df.attrs["splits_as_of"]`` /
   ``df.attrs["splits_age_hours"]``. Without any cached list the query fails with a
   :class:`~massive_feeds.errors.QuotaExceededError` naming the reset time.
@@ -377,7 +378,8 @@ def fetch_splits(
     Args:
         symbols: tickers in any accepted form; non-stock tickers are ignored.
         since: only splits on or after this date are needed (the first day of the bars to adjust);
-            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing for all tickers).
+            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing
+            for all tickers).
         settings: defaults to :func:`~massive_feeds.config.load_settings`.
         client: an existing :class:`~massive_feeds.rest.RestClient` to use for the calls.
         refresh: ignore cached lists younger than :data:`SPLITS_TTL`.

@@ -149,7 +149,8 @@ def bars(n: int = 60) -> pd.DataFrame:
     ("novalue", "--param needs NAME=VALUE"),
 ])
 def test_backtest_refuses_bad_params_before_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str], param: str, message: str) -> None:
+                                                    capsys: pytest.CaptureFixture[str], param: str,
+                                                    message: str) -> None:
     monkeypatch.setenv("MASSIVE_DATASETS_DIR", str(tmp_path / "ds"))
     save_dataset(bars(), "d", folder=tmp_path / "ds")
     code, out, err = cli(capsys, "backtest", "sma_cross", "d", "--param", param, "--output", str(tmp_path / "out"))
