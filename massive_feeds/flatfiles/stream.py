@@ -16,11 +16,12 @@ Typical use, the rows of some tickers of a day file while it downloads::
     table = read_rows_where(transport.iter_object(remote), remote.key, "ticker", {"AAPL", "MSFT"},
                             column_types=COLUMN_TYPES)
 
-Inflating uses the fastest zlib-compatible library installed: ``isal`` (ISA-L, ~3x zlib on this kind
+Inflating uses the fastest zlib-compatible library installed: ``isal`` (ISA-L, 2-3x zlib on this kind
 of machine), then ``zlib-ng``, then the standard ``zlib`` (see ``benchmarks/bench_flatfiles.py``, which
-measured ``rapidgzip``'s parallel inflate too: slower than ``isal`` on 2 shared cores, so not used).
-All three release the GIL while inflating, and pyarrow parses the CSV blocks without it, so download,
-inflate and parse overlap. Concatenated gzip members are read as one stream, as ``gzip -dc`` does.
+measures each, and ``rapidgzip``'s parallel inflate, which was no faster than ``isal`` on 2 shared cores,
+so it is not used). Inflating happens in the consumer's thread as the chunks arrive (socket reads and
+pyarrow's parsing run without the GIL). Concatenated gzip members are read as one stream, as ``gzip -dc``
+does.
 
 A file is only accepted whole: a stream that ends before the gzip trailer (truncated download or file),
 a CRC/length mismatch, bytes that are not gzip, or CSV that does not parse raise
@@ -195,28 +196,39 @@ def iter_line_blocks(chunks: Iterable[bytes], key: str, block_size: int = BLOCK_
     end (the last one may lack its newline); the first block starts with the header line.
 
     Raises :class:`CorruptFileError` for a truncated or damaged gzip stream (after the good blocks)."""
-    stream = _GzipStream(chunks)
-    carry = b""
+    inflater: Any = _inflate_lib.decompressobj(_GZIP_WBITS)
+    parts: list[bytes] = []
+    held = 0
+    seen = 0
     try:
-        while True:
-            data = stream.read(block_size)
-            if not data:
-                break
-            block = carry + data
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block: keep reading
-                carry = block
-                continue
-            carry = block[cut:]
-            yield block[:cut]
+        for chunk in chunks:
+            seen += len(chunk)
+            while chunk:
+                if inflater.eof:  # a further gzip member (concatenated .gz), or trailing zero padding
+                    if not chunk.strip(b"\0"):
+                        break
+                    inflater = _inflate_lib.decompressobj(_GZIP_WBITS)
+                data = inflater.decompress(chunk)
+                chunk = inflater.unused_data if inflater.eof else b""
+                if data:
+                    parts.append(data)
+                    held += len(data)
+            if held >= block_size:
+                block = b"".join(parts)
+                cut = block.rfind(b"\n") + 1
+                if cut:  # else one line longer than a block: keep reading
+                    parts, held = ([block[cut:]], len(block) - cut) if cut < len(block) else ([], 0)
+                    yield block if cut == len(block) else block[:cut]
+        if not inflater.eof:
+            raise _Truncated(f"the gzip stream ends early, after {seen:,} bytes")
     except MassiveError:
         raise
     except _Truncated as exc:
         raise corrupt(key, exc) from exc
     except (_inflate_lib.error, zlib.error, OSError, EOFError, ValueError) as exc:
         raise corrupt(key, exc) from exc
-    if carry:
-        yield carry
+    if held:
+        yield b"".join(parts)
 
 
 def read_rows_where(
@@ -286,10 +298,18 @@ def read_rows_where(
             picked.append(block if block.endswith(b"\n") else block + b"\n")
             return
         size = len(block)
-        a = np.frombuffer(block + b"\0" * 8, np.uint8)
-        starts = np.flatnonzero(a[:size] == 10) + 1
+        a = np.frombuffer(block, np.uint8)
+        starts = np.flatnonzero(a == 10) + 1
         starts = np.concatenate((np.zeros(1, np.int64), starts[starts < size]))
-        prefix = a[starts[:, None] + np.arange(8)].view("<u8").ravel()
+        # the first 8 bytes of every line as one little-endian uint64: an unaligned, overlapping view
+        # of the block (no copy), gathered once; the few lines starting in the last 8 bytes are padded
+        inner = starts <= size - 8
+        prefix = np.empty(len(starts), np.uint64)
+        if size >= 8:
+            words = np.ndarray((size - 7,), "<u8", block, 0, (1,))
+            prefix[inner] = words[starts[inner]]
+        for i in np.flatnonzero(~inner).tolist():
+            prefix[i] = int.from_bytes(block[starts[i]:starts[i] + 8].ljust(8, b"\0"), "little")
         mask = np.zeros(len(starts), bool)
         for needle, keep in needles:
             mask |= (prefix & keep) == needle
