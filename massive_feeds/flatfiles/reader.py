@@ -17,7 +17,8 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Iterable
+from contextlib import contextmanager
+from typing import ContextManager, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -99,6 +100,7 @@ class _Converter:
         self._queue: list[tuple[Path, Path, str]] = []
         self._busy: set[Path] = set()  # queued or being written
         self._thread: threading.Thread | None = None
+        self._holds = 0
 
     def submit(self, gz: Path, target: Path, key: str) -> None:
         with self._lock:
@@ -117,6 +119,7 @@ class _Converter:
             pass
         while True:
             with self._lock:
+                self._lock.wait_for(lambda: not self._holds)
                 if not self._queue:
                     self._thread = None
                     self._lock.notify_all()
@@ -138,6 +141,17 @@ class _Converter:
         with self._lock:
             return self._lock.wait_for(lambda: not self._busy, timeout)
 
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+                self._lock.notify_all()
+
 
 _converter = _Converter()
 
@@ -152,6 +166,13 @@ def wait_for_cache_writes(timeout: float | None = None) -> bool:
     Returns ``False`` when ``timeout`` seconds passed first. Reads never need this (a cache entry is either
     complete or absent); tests and benchmarks use it to look at a settled cache."""
     return _converter.wait(timeout)
+
+
+def hold_cache_writes() -> ContextManager[None]:
+    """While in this block, no queued gzip day starts its conversion to parquet (one already being
+    written finishes): the downloaded gzip entries stay as they are, e.g. to look at them, or to keep a
+    timed section free of background work. Conversions resume after the block."""
+    return _converter.hold()
 
 
 def convert_day_file(gz: Path, target: Path, wanted: Iterable[str], key: str) -> pa.Table:
