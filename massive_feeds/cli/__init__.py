@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import InvalidInputError, MassiveError
+from .._optional import as_missing_dependency
 
 log = logging.getLogger("massive_feeds.cli")
 
@@ -457,6 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # an optional dependency: name the extra, no traceback
+        missing = as_missing_dependency(exc)
+        if missing is None or args.debug:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
         return 1
 
 
