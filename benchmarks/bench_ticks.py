@@ -87,11 +87,11 @@ def bench_cerebro(settings) -> None:
 # --- 2. flat file streaming ----------------------------------------------------------------------------
 _CHILD = r"""
 import sys, time, resource
+from massive_feeds.flatfiles.stream import file_chunks
 from massive_feeds.flatfiles.ticks import stream_filter, table_to_ticks
 path = sys.argv[1]
 t0 = time.perf_counter()
-with open(path, "rb") as fh:
-    table = stream_filter(fh, {"AAPL": "AAPL"}, "quotes", path)
+table = stream_filter(file_chunks(path), {"AAPL": "AAPL"}, "quotes", path)
 rows = len(table_to_ticks(table, "quotes"))
 print(time.perf_counter() - t0, rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

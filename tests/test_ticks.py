@@ -4,7 +4,6 @@ recorded live window with the same window fetched over REST and over flat files 
 from __future__ import annotations
 
 import gzip
-import io
 from datetime import date
 from pathlib import Path
 from typing import Iterator
@@ -172,7 +171,7 @@ def _quotes_csv(tickers: list[str], n: int) -> bytes:
 
 def test_stream_filter_keeps_only_the_wanted_ticker_across_many_small_blocks() -> None:
     data = gzip.compress(_quotes_csv(["AAL", "AAPL", "ZZZ"], 3000))
-    table = stream_filter(io.BytesIO(data), {"AAPL": "AAPL"}, "quotes", "test-key", block_size=1 << 14)
+    table = stream_filter([data[:5000], data[5000:]], {"AAPL": "AAPL"}, "quotes", "test-key", block_size=1 << 14)
     ticks = table_to_ticks(table, "quotes")
     assert len(ticks) == 3000 and set(ticks["symbol"]) == {"AAPL"}
     assert ticks["sequence_number"].tolist() == list(range(3000))
@@ -183,7 +182,7 @@ def test_stream_filter_keeps_only_the_wanted_ticker_across_many_small_blocks() -
 def test_stream_filter_maps_crypto_file_spellings_to_our_tickers() -> None:
     csv = ("ticker,conditions,exchange,id,participant_timestamp,price,size\n"
            "X:BTC-USD,1,1,a,1700000000000000000,65000.5,0.01\nX:ETH-USD,2,1,b,1700000000000000001,3200,1\n")
-    table = stream_filter(io.BytesIO(gzip.compress(csv.encode())), {"X:BTC-USD": "X:BTCUSD", "X:BTCUSD": "X:BTCUSD"},
+    table = stream_filter([gzip.compress(csv.encode())], {"X:BTC-USD": "X:BTCUSD", "X:BTCUSD": "X:BTCUSD"},
                           "trades", "k")
     ticks = table_to_ticks(table, "trades")
     assert ticks["symbol"].tolist() == ["X:BTCUSD"] and ticks["price"].tolist() == [65000.5]
