@@ -504,6 +504,9 @@ class MassiveData(bt.feed.DataBase):
         return "-" if status is None else self._getstatusname(status)
 
 
+MassiveStore.DataCls = MassiveData  # MassiveStore.getdata builds this feed (Backtrader's DataCls idiom)
+
+
 class MassiveQuoteData(MassiveData):
     """:class:`MassiveData` with ``vwap``, ``bid``, ``ask``, ``mid`` and ``spread`` lines.
 

@@ -24,7 +24,6 @@ from ..schema import DateLike, Interval, normalize_symbol
 
 if TYPE_CHECKING:
     from ..rest import RestClient
-    from .feed import MassiveData
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +131,13 @@ class MassiveStore:
             self._connector.stop_stream([symbol])
 
     # --- Backtrader conventions -----------------------------------------------------------------------
-    def getdata(self, *args: Any, **kwargs: Any) -> "MassiveData":
-        """A :class:`~massive_feeds.backtrader.MassiveData` bound to this store (Backtrader's store idiom)."""
-        from .feed import MassiveData
+    #: The feed class :meth:`getdata` builds; :mod:`.feed` registers ``MassiveData`` when it loads (Backtrader's
+    #: ``DataCls`` idiom, as ``IBStore``/``OandaStore``), so the store never imports the feed.
+    DataCls: ClassVar[Any] = None
 
-        return MassiveData(*args, store=self, **kwargs)
+    def getdata(self, *args: Any, **kwargs: Any) -> Any:
+        """A :class:`~massive_feeds.backtrader.MassiveData` bound to this store (Backtrader's store idiom)."""
+        return self.DataCls(*args, store=self, **kwargs)
 
     def close(self) -> None:
         """Close the REST session. The connector is shared process-wide and left to its owner."""

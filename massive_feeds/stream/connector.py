@@ -20,7 +20,7 @@ import logging
 import threading
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Iterable, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
 
 from ..config import Settings, load_settings
 from ..errors import InvalidInputError, MassiveError, StreamError
@@ -298,6 +298,18 @@ class MassiveConnector:
         }
 
     # --- recording (the product document's connector API) ----------------------------------------
+    #: Builds the recorder of :meth:`enable_recording`. :mod:`massive_feeds.record` attaches its
+    #: ``WebSocketDataRecorder`` here when it loads: recording is a layer above streaming, so this
+    #: module never imports it.
+    recorder_factory: ClassVar[Callable[..., Any] | None] = None
+
+    def _recorder_factory(self) -> Callable[..., Any]:
+        factory = type(self).recorder_factory
+        if factory is None:
+            raise InvalidInputError("recording is not loaded: import massive_feeds.record (massive_feeds.get_connector "
+                                    "loads it) before enable_recording")
+        return factory
+
     def enable_recording(self, symbols: str | Iterable[str] | None = None, *,
                          save_dir: str | Path = "data/live_recorded", tag: str | None = None,
                          flush_interval: float = 0.1) -> Any:
@@ -307,16 +319,15 @@ class MassiveConnector:
         Returns the :class:`~massive_feeds.record.WebSocketDataRecorder`; stop with
         :meth:`disable_recording`.
         """
-        from ..record import WebSocketDataRecorder
-
+        factory = self._recorder_factory()
         with self._lock:
             if self._recorder is not None and self._recorder.is_recording:
                 raise InvalidInputError("recording is already enabled; call disable_recording() first")
             chosen = symbols if symbols is not None else self.active_symbols
             if not chosen:
                 raise InvalidInputError("enable_recording needs symbols (nothing is streaming yet)")
-            recorder = WebSocketDataRecorder(chosen, save_dir, connector=self, settings=self.settings,
-                                             flush_interval=flush_interval)
+            recorder = factory(chosen, save_dir, connector=self, settings=self.settings,
+                               flush_interval=flush_interval)
             self._recorder, self._recording_tag = recorder.start(), tag
         return recorder
 
