@@ -34,6 +34,15 @@ import pyarrow as pa
 from .config import Settings, load_settings
 from .errors import DatasetError, InvalidInputError, MassiveError
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars
+from .tickschema import TICK_COLUMNS, finalize_ticks
+
+#: the ``interval`` a dataset of trades/quotes (the tick schema, :mod:`.tickschema`) is saved with
+TICKS_INTERVAL = "ticks"
+
+
+def is_tick_frame(df: pd.DataFrame) -> bool:
+    """Whether ``df`` is in the tick schema (``fetch_ticks``) rather than the bar schema."""
+    return all(c in df.columns for c in TICK_COLUMNS)
 from .storage import read_parquet_metadata, write_parquet
 
 log = logging.getLogger(__name__)
@@ -124,7 +133,13 @@ def save_dataset(
     tags = set(tags)
     source = source or df.attrs.get("method")
     metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **(metadata or {})}
-    if append and path.exists():
+    if is_tick_frame(df):  # trades/quotes: ticks share timestamps, so never the bars' (symbol, time) de-dup
+        metadata = {**metadata, "interval": TICKS_INTERVAL, "kinds": sorted(map(str, df["kind"].unique()))}
+        if append and path.exists():
+            tags |= set(dataset_info(path).get("tags", []))
+            df = pd.concat([load_dataset(path), df], ignore_index=True)
+        df = finalize_ticks(df)
+    elif append and path.exists():
         old_info = dataset_info(path)
         tags |= set(old_info.get("tags", []))
         source = source or old_info.get("source")
@@ -248,8 +263,12 @@ def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: 
         df = pd.read_parquet(path)
     except Exception as exc:
         raise DatasetError(f"could not read dataset {path.name}: {exc}") from exc
-    df = finalize_bars(df, extra=_extra_columns(df))
     info = dataset_info(path)
+    if info.get("interval") == TICKS_INTERVAL:
+        df = finalize_ticks(df)
+        df.attrs.update(info)
+        return df
+    df = finalize_bars(df, extra=_extra_columns(df))
     if adjusted is not None and (_stored_adjustment(info) is not bool(adjusted)
                                  or (adjusted and info.get("adjusted_as_of") != _today())):
         df, as_of = _convert_adjustment(df, info, bool(adjusted), settings)

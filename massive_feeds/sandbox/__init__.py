@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .._optional import require
 from .faults import Faults
 from .market import DEFAULT_SPLITS, DEFAULT_UNIVERSE, MarketGenerator, SplitInfo, TickerInfo, recent_splits
 from .market import is_nyse_session
@@ -137,11 +138,13 @@ class Sandbox:
             self.rest = RestServer(self)
             self.rest.start()
         if self._want["websocket"]:
+            require("websockets", "The sandbox's WebSocket server")
             from .ws import WebSocketServer
 
             self.ws = WebSocketServer(self)
             self.ws.start()
         if self._want["s3"]:
+            require("moto", "The sandbox's S3 server")
             from .s3 import S3Server
 
             self.s3 = S3Server(self)
