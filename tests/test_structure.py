@@ -5,12 +5,12 @@ dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, 
 ``docs/structure.md``)::
 
     adapters   backtrader/ vectorbt/ ui/ cli/ (and the package root, which re-exports)
-    fetch      fetch.py
+    fetch      fetch.py, ticks.py
     sources    rest-backed and file-backed sources: splits, datasets, quality, stream/, flatfiles/,
                store/, record/
     transport  rest/
     kernels    sessions, quota, buckets
-    base       schema, config, cache, errors, storage, _version
+    base       schema, tickschema, config, cache, errors, storage, _optional, _version
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "massive_feeds"
 
 LAYERS = {
     "adapters": ("backtrader", "vectorbt", "ui", "cli", "__init__"),
-    "fetch": ("fetch",),
+    "fetch": ("fetch", "ticks"),
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),
     "kernels": ("sessions", "quota", "buckets"),
-    "base": ("schema", "config", "cache", "errors", "storage", "_version"),
+    "base": ("schema", "tickschema", "config", "cache", "errors", "storage", "_optional", "_version"),
 }
 RANK = {top: rank for rank, names in enumerate(reversed(LAYERS.values())) for top in names}
 
