@@ -52,6 +52,13 @@ from .tz import backtrader_tz, zone_from
 log = logging.getLogger(__name__)
 
 _EMPTY = BarBlock([], (), ())
+
+#: The Backtrader release whose private line buffers (``array``, ``_idx``, ``lencount``, ``_barstack``,
+#: ``_barstash``) the fast paths of :meth:`MassiveData.load` and :meth:`MassiveData.preload` write.
+#: ``tests/test_backtrader_pin.py`` pins that behaviour; on any other release the feed takes Backtrader's
+#: own (public, slower) path instead.
+FAST_PATH_BACKTRADER = "1.9.78.123"
+_FAST_PATH = bt.__version__ == FAST_PATH_BACKTRADER
 _LOOKBACK = {"minute": pd.Timedelta(days=5), "hour": pd.Timedelta(days=30), "day": pd.Timedelta(days=365),
              "week": pd.Timedelta(days=5 * 365), "month": pd.Timedelta(days=5 * 365)}
 
@@ -231,6 +238,17 @@ class MassiveData(bt.feed.DataBase):
         return self._i < self._n or (self._source is not None and self._source.pending())
 
     # --- Backtrader hooks -----------------------------------------------------------------------------
+    def _uses_store(self) -> bool:
+        """A store reads this feed's data (fetch, live, datasets, recordings) or was given explicitly."""
+        return self._store is not None or self._mode in ("fetch", "live", "dataset", "replay")
+
+    def setenvironment(self, env: Any) -> None:
+        """Backtrader's store idiom (as ``IBData``): the feed adds its store to cerebro, which then starts and
+        stops it and hands its messages to ``notify_store``."""
+        super().setenvironment(env)
+        if self._uses_store():
+            env.addstore(self.store)
+
     def _gettz(self) -> Any:
         return backtrader_tz(self.p.tz)
 
@@ -254,6 +272,8 @@ class MassiveData(bt.feed.DataBase):
 
     def start(self) -> None:
         super().start()
+        if self._uses_store():
+            self.store.start(data=self)
         if self.islive():
             self._laststatus = None  # so the first CONNECTED reaches notify_data
         self._set_block(_EMPTY)
@@ -303,7 +323,8 @@ class MassiveData(bt.feed.DataBase):
         """(line, values) for every line when :meth:`load` may append to the buffers directly: plain
         history (no filters, no live filtering by date), unbounded buffers, nothing bound to them."""
         lines = list(self.lines)
-        if self._filters or self.islive() or any(ln.mode != ln.UnBounded or ln.bindings for ln in lines):
+        if not _FAST_PATH or self._filters or self.islive() or any(ln.mode != ln.UnBounded or ln.bindings
+                                                                    for ln in lines):
             return ()
         by_name = {"datetime": block.dt, **dict(zip(block.names, block.values))}
         aliases = self.lines.getlinealiases()
@@ -388,7 +409,7 @@ class MassiveData(bt.feed.DataBase):
         (no filters such as resampling, plain buffers); otherwise Backtrader's bar-by-bar preload."""
         lines = list(self.lines)
         plain = all(line.mode == line.UnBounded and not line.extension and not len(line.array) for line in lines)
-        if self._filters or not plain or self._source is None or self._source.live:
+        if not _FAST_PATH or self._filters or not plain or self._source is None or self._source.live:
             super().preload()
             return
         blocks = []

@@ -109,6 +109,7 @@ class MassiveConnector:
         self.last_status: StatusEvent | None = None
         self._recorder: Any = None
         self._recording_tag: str | None = None
+        self._control_listeners: tuple[Callable[[GapEvent | StatusEvent], None], ...] = ()
 
     def __repr__(self) -> str:
         client = self._client
@@ -231,6 +232,16 @@ class MassiveConnector:
         return self._hub.add_listener(fn, batched=batched, symbols=syms,
                                       kinds=check_kinds(kinds) if kinds is not None else None,
                                       max_pending=max_pending, name=name, inline=inline)
+
+    def add_control_listener(self, fn: Callable[[GapEvent | StatusEvent], None]) -> None:
+        """Call ``fn(event)`` for every connection status and gap event, on the stream thread (keep it quick:
+        ``MassiveStore`` queues them as Backtrader store notifications). No data events reach it."""
+        with self._lock:
+            self._control_listeners = (*self._control_listeners, fn)
+
+    def remove_control_listener(self, fn: Callable[[GapEvent | StatusEvent], None]) -> None:
+        with self._lock:
+            self._control_listeners = tuple(f for f in self._control_listeners if f != fn)
 
     def remove_listener(self, listener: AnyListener, *, drain: bool = True) -> None:
         """Unregister a listener (delivering what it has queued first when ``drain``)."""
@@ -415,6 +426,11 @@ class MassiveConnector:
     def _on_control(self, event: GapEvent | StatusEvent) -> None:  # stream thread, rare
         if isinstance(event, StatusEvent):
             self.last_status = event
+        for fn in self._control_listeners:
+            try:
+                fn(event)
+            except Exception as exc:  # noqa: BLE001 - a watcher never stops the stream
+                log.warning("control listener %r raised %s: %s", fn, type(exc).__name__, exc)
         self._hub.publish_control(event)
 
 
