@@ -244,7 +244,8 @@ def download_flat_file(
 
     Returns:
         The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted``, ``session``,
-        ``splits`` (how many splits of the symbols were applied),
+        ``splits`` (how many splits of the symbols were applied), ``merged_splits`` (near-duplicate split
+        rows applied once, see :func:`~massive_feeds.splits.merge_duplicate_splits`),
         ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
         ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
 
@@ -286,9 +287,11 @@ def download_flat_file(
                           session=session)
     _log_summary(plan, missing, window)
     present = set(df["symbol"].unique())
+    merged = df.attrs.get("merged_splits", [])
     df.attrs.update(
         method="flat_file", interval=iv.name, adjusted=adjusted, session=session,
-        splits=0 if splits is None else int(len(splits)), missing_days=missing,
+        splits=0 if splits is None else int(len(splits)) - sum(len(m["dropped"]) for m in merged),
+        merged_splits=merged, missing_days=missing,
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
         empty_symbols=[t for t in tickers if t not in present],

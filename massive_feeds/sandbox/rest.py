@@ -210,7 +210,7 @@ class RestServer:
         if not 1 <= limit <= 1000:
             raise _error(400, "limit must be between 1 and 1000")
         offset = int(cursor.get("offset", 0))
-        rows = [s for s in self.sandbox.market.splits if _split_matches(s, params)]
+        rows = [s for s in self.sandbox.market.splits + self.sandbox.listed_only_splits if _split_matches(s, params)]
         sort = params.get("sort", "execution_date")
         if sort not in ("execution_date", "ticker"):
             raise _error(400, f"Invalid sort field '{sort}'.")
