@@ -574,8 +574,9 @@ def _notes(grid: _DayGrid, cov: _Coverage, split_checks: _SplitChecks, splits: p
     if grid.width is None:
         notes.append("Week/month bars: coverage is not computed.")
     if grid.intraday:
+        liquid = ", ".join(cov.liquid_names) or "none"
         notes.append(f"Suspicious gap: >= {gap_minutes:g} min missing in the session of a liquid symbol "
-                     f"(median coverage >= {liquid_coverage:.0%}); liquid here: {', '.join(cov.liquid_names) or 'none'}.")
+                     f"(median coverage >= {liquid_coverage:.0%}); liquid here: {liquid}.")
     return notes
 
 
