@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigurationError, MissingCredentialsError
+from .redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)  # masked in every log line our handlers write (massive_feeds.redact)
 
     def reveal(self) -> str:
         """The raw value, for the one place that must send it (a header, an auth frame, SigV4)."""

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import redact
 from ..errors import InvalidInputError, MassiveError
 from .._optional import as_missing_dependency
 
@@ -516,9 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive-feeds",
         description="Massive.com market data for Backtrader and vectorbt: fetch, stream, record, backtest.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug, -vvv also dependencies' debug); keys are always masked")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -543,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # No credential in any log line, dependencies' included; their DEBUG only with -vvv (still masked).
+    redact.install(dependency_debug=args.verbose >= 3)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -51,7 +51,7 @@ from ..schema import (
 from ..sessions import has_sessions, validate_session
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import bars_from_tables, file_forms, read_cached_day, stream_day
+from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
 from .stream import file_chunks
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
@@ -123,10 +123,11 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     """The wanted rows of one day file, streamed from S3 while it downloads (or from a cached gzip).
     ``None`` when the object vanished after it was listed.
 
-    A download is parsed as its bytes arrive, and teed to a temp gzip that becomes the cache entry
-    (byte-exact, renamed into place) only once every listed byte arrived and the gzip CRC checked out;
-    the rows are returned then, while the whole day's parquet entry is finished in the background
-    (:class:`.reader._ParquetSink`), replacing the gzip once it landed. A failure anywhere leaves no entry.
+    A download is inflated and scanned as its bytes arrive (only the wanted tickers' lines are parsed)
+    and teed to a temp gzip that becomes the cache entry (byte-exact, renamed into place) only once every
+    listed byte arrived and the gzip CRC checked out. The rows are returned then; the day's parquet entry
+    is written afterwards by a low-priority background thread and replaces the gzip once complete. A
+    failure anywhere leaves no entry.
     """
     remote, path, cache = job.remote, job.cached, run.cache
     try:
@@ -134,20 +135,21 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
             return read_cached_day(path, job.forms, remote.key)
         parquet = cache.parquet_path(remote)
         with run.stream_slots:
-            if path is not None:  # a complete gzip entry (its parquet may still be being written)
+            if path is not None:  # a complete gzip entry (its parquet may be being written right now)
                 try:
                     chunks = iter(file_chunks(path))
-                    next_chunk = next(chunks)
+                    first = next(chunks, b"")
                 except FileNotFoundError:  # its parquet landed meanwhile and replaced it
                     return read_cached_day(parquet, job.forms, remote.key)
-                return stream_day(_chain(next_chunk, chunks), remote.key, job.forms, parquet,
-                                  on_landed=lambda: path.unlink(missing_ok=True))
-            gz = cache.gzip_path(remote)
-            with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
-                table = stream_day(_tee(run.transport.iter_object(remote, run.bar.update), fh, job, run),
-                                   remote.key, job.forms, parquet, on_landed=lambda: gz.unlink(missing_ok=True))
-            cache.discard(remote.key, keep_etag=remote.etag)  # older ETags of this day are now stale
-            return table
+                table = stream_day(_chain(first, chunks), remote.key, job.forms)
+            else:
+                gz = path = cache.gzip_path(remote)
+                with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
+                    table = stream_day(_tee(run.transport.iter_object(remote, run.bar.update), fh, job, run),
+                                       remote.key, job.forms)
+                cache.discard(remote.key, keep_etag=remote.etag)  # older ETags of this day are now stale
+        convert_in_background(path, parquet, remote.key)
+        return table
     except MissingObjectError:
         log.warning("flat file %s was listed but is gone; skipping that day", remote.key)
         return None
