@@ -72,7 +72,7 @@ from .config import Settings, load_settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError, QuotaExceededError
 from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
 from .sessions import DAY_NS, ny_day_numbers
-from .storage import write_parquet
+from .storage import ensure_dir, write_parquet
 
 if TYPE_CHECKING:
     from .rest import RestClient
@@ -299,7 +299,7 @@ class _SplitsCache:
     a file's age is its modification time."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
+        self.folder = ensure_dir(folder, "splits cache")
 
     def _ticker_path(self, ticker: str) -> Path:
         return self.folder / f"ticker-{ticker}.parquet"
