@@ -139,6 +139,14 @@ def test_fetch_with_a_path_like_dataset_spends_no_call(sandbox_env: Sandbox, tmp
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_ticks_with_a_path_like_dataset_spends_no_call(sandbox_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sandbox_env.rest.count("/")
+    code, out, err = cli(capsys, "ticks", "AAPL", "--start", "2024-03-05", "--end", "2024-03-05", "--method", "rest",
+                         "--dataset", "a/b")
+    assert code == 2 and out == "" and "Invalid dataset name 'a/b'" in one_line_error(err)
+    assert sandbox_env.rest.count("/") == before
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--seconds", "-1"], "--seconds must be a positive"),
     (["--seconds", "0"], "--seconds must be a positive"),

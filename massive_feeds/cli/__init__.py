@@ -110,6 +110,8 @@ def _cmd_ticks(args: argparse.Namespace) -> int:
     from ..ticks import fetch_ticks
 
     kinds = ["trades", "quotes"] if args.kind == "both" else [args.kind]
+    _check_fetch_args(argparse.Namespace(symbols=args.symbols, interval="1m", start=args.start, end=args.end,
+                                         dataset=args.dataset))  # before any call
     df = fetch_ticks(args.symbols.split(","), args.start, args.end, kinds, args.method, progress=sys.stderr.isatty())
     print(f"{len(df):,} {'/'.join(kinds)} for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
