@@ -15,7 +15,7 @@ import pytest
 from massive_feeds.cli import main
 from massive_feeds.config import PLANS, Plan, load_settings
 from massive_feeds.datasets import save_dataset
-from massive_feeds.errors import ConfigurationError, InvalidInputError
+from massive_feeds.errors import InvalidInputError, InvalidSettingError
 from massive_feeds.fetch import fetch_data
 from massive_feeds.sandbox import Sandbox
 
@@ -46,15 +46,15 @@ def test_plan_limits_below_one_are_refused_when_configured(monkeypatch: pytest.M
                                                            value: str) -> None:
     monkeypatch.setenv("MASSIVE_PLAN", "custom")
     monkeypatch.setenv(f"MASSIVE_PLAN_{field.upper()}", value)
-    with pytest.raises(ConfigurationError, match=f"{field} \\(MASSIVE_PLAN_{field.upper()}\\) must be a positive"):
+    with pytest.raises(InvalidSettingError, match=f"{field} \\(MASSIVE_PLAN_{field.upper()}\\) must be a positive"):
         load_settings()
 
 
 def test_plan_limit_of_one_is_accepted_and_a_plan_object_is_checked_too() -> None:
     assert Plan("t", None, 1, None, None, None).rest_per_day == 1
-    with pytest.raises(ConfigurationError, match="rest_per_day"):
+    with pytest.raises(InvalidSettingError, match="rest_per_day"):
         Plan("t", None, 0, None, None, None)
-    with pytest.raises(ConfigurationError, match="rest_window_seconds"):
+    with pytest.raises(InvalidSettingError, match="rest_window_seconds"):
         Plan("t", 5, None, None, None, None, rest_window_seconds=0)
 
 
