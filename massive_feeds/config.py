@@ -75,6 +75,19 @@ class Plan:
     flatfile_bytes_per_month: int | None
     rest_window_seconds: float = 60.0
 
+    def __post_init__(self) -> None:
+        """Limits must be positive (or ``None`` = unlimited): a zero or negative limit is refused here,
+        when the plan is configured, instead of failing every later call."""
+        for attr in ("rest_per_minute", "rest_per_day", "ws_max_streams", "ws_messages_per_minute",
+                     "flatfile_bytes_per_month", "rest_window_seconds"):
+            value = getattr(self, attr)
+            if value is None and attr != "rest_window_seconds":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(
+                    f"plan {self.name!r}: {attr} (MASSIVE_PLAN_{attr.upper()}) must be a positive number"
+                    f"{'' if attr == 'rest_window_seconds' else ' or unlimited'}, got {value!r}")
+
     def describe(self) -> str:
         def fmt(v: int | None, unit: str) -> str:
             return "unlimited" if v is None else f"{v:,} {unit}"
