@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
 from .config import Settings, load_settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError
+from .layout import apply_layout
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
@@ -227,6 +228,7 @@ def fetch_data(
     progress: bool | None = None,
     session: str = "extended",
     store: "str | os.PathLike[str] | None" = None,
+    layout: str = "long",
 ) -> pd.DataFrame:
     """Historical bars by the best method. ``method``: ``auto`` (default), ``rest``, ``flat_file`` or
     ``store`` (the local history store built by ``massive-feeds ingest``: zero calls for bars).
@@ -240,7 +242,13 @@ def fetch_data(
     flat files apply the same splits themselves (which needs the API key for ``/v3/reference/splits``).
 
     The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why.
+
+    ``layout="long"`` (default) is one row per symbol and bar; ``layout="wide"`` is the yfinance/vectorbt
+    shape: a DatetimeIndex and ``(field, symbol)`` columns, ``df["Close"]`` one column per symbol (see
+    :mod:`massive_feeds.layout`).
     """
+    if layout not in ("long", "wide"):
+        apply_layout(pd.DataFrame(), layout)  # raises the typed error before any call is made
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
@@ -280,7 +288,7 @@ def fetch_data(
         df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress,
                                 adjusted=adjusted, session=session)
     df.attrs.update(method=chosen, method_reason=reason)
-    return df
+    return apply_layout(df, layout)
 
 
 SOURCES = ("auto", "massive")

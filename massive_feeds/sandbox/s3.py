@@ -267,7 +267,7 @@ class S3Server:
         return any(key.startswith(p) for p in prefixes)
 
     def cut_next_downloads(self, count: int = 1) -> None:
-        """The next ``count`` object GETs send half the body and then drop the connection."""
+        """The next ``count`` object GETs (whole or ranged) send half the body and then drop the connection."""
         with self._lock:
             self._cuts = count
 
@@ -336,7 +336,7 @@ class _Gate:
                 if prefix:
                     self.server.ensure_listing(prefix)
             result = self.app(environ, respond)
-            if method == "GET" and key and status_box[0] == 200 and self.server._take_cut():
+            if method == "GET" and key and status_box[0] in (200, 206) and self.server._take_cut():
                 return self._cut(result, environ)
             return result
         finally:
