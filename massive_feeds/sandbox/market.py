@@ -157,6 +157,35 @@ DEFAULT_SPLITS: tuple[SplitInfo, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class DividendInfo:
+    """One cash dividend ``/v3/reference/dividends`` lists (fields as the OpenAPI spec names them)."""
+
+    ticker: str
+    ex_dividend_date: date
+    declaration_date: date
+    record_date: date
+    pay_date: date
+    cash_amount: float
+    frequency: int
+    dividend_type: str = "CD"
+    currency: str = "USD"
+
+    @property
+    def id(self) -> str:
+        return "E" + hashlib.sha1(f"div:{self.ticker}:{self.ex_dividend_date}".encode()).hexdigest()[:31]
+
+
+#: Dividend payers: (cash amount per payment in 2024, payments per year). Amounts grow ~5 % a year
+#: back in time from 2024 (smaller in 2003); prices are not moved by them (REST aggregates are never
+#: dividend-adjusted, as on the real service).
+DIVIDEND_PAYERS: dict[str, tuple[float, int]] = {
+    "AAPL": (0.25, 4), "MSFT": (0.75, 4), "JPM": (1.15, 4), "V": (0.52, 4), "XOM": (0.95, 4),
+    "KO": (0.485, 4), "WMT": (0.2075, 4), "DIS": (0.45, 2), "INTC": (0.125, 4),
+    "SPY": (1.59, 4), "QQQ": (0.66, 4), "IWM": (0.75, 4),
+}
+
+
 def recent_splits(clock_day: date) -> tuple[SplitInfo, ...]:
     """Two splits near the sandbox clock, so demo ranges (the last week or two) show them:
     TSLA 3-for-1 three NYSE sessions before ``clock_day`` and AMD 1-for-5 reverse six sessions before."""
@@ -494,6 +523,70 @@ class MarketGenerator:
         fields = TICK_FIELDS[(asset, kind)]
         return TickColumns(ticker, kind, t_ns, {f: cols[f] for f in fields})
 
+    # --- latest state, reference data ---------------------------------------------------------------
+    def last_tick(self, ticker: str, at_ms: int, lookback_days: int = 10) -> tuple[date, int] | None:
+        """``(day, index)`` of the latest tick at or before ``at_ms`` (epoch ms), looking back up to
+        ``lookback_days`` calendar days; None when there is none."""
+        day = datetime.fromtimestamp(at_ms / 1000, NEW_YORK).date()
+        for _ in range(lookback_days + 1):
+            t = self.ticks(ticker, day).t_ms
+            i = int(np.searchsorted(t, at_ms, side="right")) - 1
+            if i >= 0:
+                return day, i
+            day -= timedelta(days=1)
+        return None
+
+    def previous_session(self, ticker: str, day: date, lookback_days: int = 15) -> date | None:
+        """The last trading day of ``ticker`` strictly before ``day``."""
+        for k in range(1, lookback_days + 1):
+            if self.is_trading_day(ticker, day - timedelta(days=k)):
+                return day - timedelta(days=k)
+        return None
+
+    def split_factor_between(self, ticker: str, after: date, through: date) -> float:
+        """Adjusted-as-of-``through`` = raw × this for prices of day ``after``: the product of
+        ``split_from / split_to`` over splits executed in ``(after, through]`` (splits after
+        ``through`` have not happened yet as of that day)."""
+        factor = 1.0
+        for split in self.splits:
+            if split.ticker == ticker and after < split.execution_date <= through:
+                factor *= split.price_factor
+        return factor
+
+    def regular_bounds(self, day: date) -> tuple[int, int]:
+        """(open ms, close ms) of the regular session on ``day`` (09:30 to 16:00 New York, 13:00 on
+        early-close days)."""
+        session = _nyse_session(day) if _calendar_covers(day) else None
+        if session is not None:
+            return session
+        return _utc_ms(day, time(9, 30)), _utc_ms(day, time(16))
+
+    def dividends(self, first: date, last: date) -> list[DividendInfo]:
+        """Every dividend of the universe's payers with an ex-dividend date in ``[first, last]``:
+        regular payments (quarterly or semi-annual) whose ex-date is the first trading day on or after
+        the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later."""
+        out: list[DividendInfo] = []
+        first = max(first, HISTORY_START)
+        for ticker, (amount, per_year) in DIVIDEND_PAYERS.items():
+            if not self.knows(ticker):
+                continue
+            step = 12 // per_year
+            offset = zlib.crc32(f"{self.seed}:div:{ticker}".encode()) % step  # payment months per ticker
+            for year in range(first.year, last.year + 1):
+                for month in range(1 + offset, 13, step):
+                    ex = date(year, month, 10)
+                    while not self.is_trading_day(ticker, ex):
+                        ex += timedelta(days=1)
+                    if not first <= ex <= last:
+                        continue
+                    record = ex + timedelta(days=1)
+                    while not self.is_trading_day(ticker, record):
+                        record += timedelta(days=1)
+                    cash = round(amount * 1.05 ** (year - 2024), 4)
+                    out.append(DividendInfo(ticker, ex, ex - timedelta(days=21), record, ex + timedelta(days=14),
+                                            cash, per_year))
+        return out
+
     # --- bars -----------------------------------------------------------------------------------
     def _adjust(self, bars: Bars, ticker: str, day: date, adjusted: bool) -> Bars:
         """Split-adjust one day's base bars: prices × factor, volumes ÷ factor, counts unchanged."""
@@ -537,6 +630,25 @@ class MarketGenerator:
         return bars._replace(o=bars.o * factor, h=bars.h * factor, l=bars.l * factor, c=bars.c * factor,
                              vw=bars.vw * factor, v=bars.v / factor)
 
+    def partial_day_bar(self, ticker: str, day: date, until_ms: int, adjusted: bool = False) -> Bars:
+        """The day bar of ``day`` built from its ticks before ``until_ms`` only (empty when none)."""
+        tk = self.ticks(ticker, day)
+        n = int(np.searchsorted(tk.t_ms, until_ms, side="left"))
+        if n == 0:
+            return aggregate(np.empty(0, np.int64), np.empty(0), np.empty(0), 1)
+        return self._adjust(_one_bar(_utc_ms(day, time(0)), tk.price[:n], tk.size[:n]), ticker, day, adjusted)
+
+    def _cut_today(self, base: Bars, ticker: str, until_ms: int, adjusted: bool) -> Bars:
+        """Replace the day bar of ``until_ms``'s day by the bar of its finished minutes."""
+        day = datetime.fromtimestamp(until_ms / 1000, NEW_YORK).date()
+        stamp = _utc_ms(day, time(0))
+        hit = np.flatnonzero(base.t == stamp)
+        if len(hit) == 0:
+            return base
+        part = self.partial_day_bar(ticker, day, (until_ms // MINUTE_MS) * MINUTE_MS, adjusted)
+        i = int(hit[0])
+        return Bars(*(np.concatenate([a[:i], b, a[i + 1:]]) for a, b in zip(base, part)))
+
     def _make_month_bars(self, ticker: str, year: int, month: int) -> Bars:
         """Raw day bars of one calendar month (ticks generated without filling the tick cache)."""
         day = date(year, month, 1)
@@ -552,10 +664,11 @@ class MarketGenerator:
         return Bars(*(np.concatenate(cols) for cols in zip(*parts)))
 
     def bars(self, ticker: str, from_ms: int, to_ms: int, multiplier: int, timespan: str,
-             adjusted: bool = False) -> Bars:
+             adjusted: bool = False, until_ms: int | None = None) -> Bars:
         """Aggregates whose base bars (minutes, or days for day/week/month/…) start inside
         ``[from_ms, to_ms]``, for any REST ``multiplier``/``timespan``; split-adjusted base bars when
-        ``adjusted`` (REST's default), raw otherwise."""
+        ``adjusted`` (REST's default), raw otherwise. ``until_ms`` (the sandbox's "now"): the day bar of
+        the day it falls in holds only the ticks of the minutes finished by then, not the whole day."""
         first_day = datetime.fromtimestamp(from_ms / 1000, NEW_YORK).date()
         last_day = datetime.fromtimestamp(to_ms / 1000, NEW_YORK).date()
         days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
@@ -565,6 +678,8 @@ class MarketGenerator:
                                                                   for d in days))))
         else:
             base = self.day_bars(ticker, first_day, last_day, adjusted)
+            if until_ms is not None:
+                base = self._cut_today(base, ticker, until_ms, adjusted)
         base = base.slice((base.t >= from_ms) & (base.t <= to_ms))
         if intraday:
             width = multiplier * (MINUTE_MS if timespan == "minute" else 60 * MINUTE_MS)
