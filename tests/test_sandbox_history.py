@@ -161,3 +161,22 @@ def test_flat_files_and_rest_agree_on_a_month_far_from_the_clock(settings: Setti
     rest = fetch_data(["AAPL", "X:BTCUSD"], "2019-03-01", "2019-03-31", "1h", method="rest", settings=settings)
     assert len(flat) > 500
     pd.testing.assert_frame_equal(flat[OHLCV].reset_index(drop=True), rest[OHLCV].reset_index(drop=True))
+
+
+def test_generated_files_are_dropped_beyond_the_byte_budget_and_come_back_identical(sb: Sandbox) -> None:
+    keys = [f"us_stocks_sip/minute_aggs_v1/2015/06/2015-06-{d:02d}.csv.gz" for d in (1, 2, 3, 4)]
+    client = s3(sb)
+    first = client.get_object(Bucket="flatfiles", Key=keys[0])
+    body, etag = first["Body"].read(), first["ETag"]
+    saved = sb.s3.max_generated_bytes
+    sb.s3.max_generated_bytes = 2 * len(body) + 10  # room for about two minute files
+    try:
+        for key in keys[1:]:
+            client.head_object(Bucket="flatfiles", Key=key)
+        assert sum(sb.s3._generated.values()) <= sb.s3.max_generated_bytes
+        stored = listed(sb, "us_stocks_sip/minute_aggs_v1/2015/")  # a year prefix generates nothing
+        assert keys[0] not in stored and keys[-1] in stored  # the oldest was dropped, the newest kept
+        again = client.get_object(Bucket="flatfiles", Key=keys[0], IfMatch=etag)  # regenerated on use
+        assert again["ETag"] == etag and again["Body"].read() == body
+    finally:
+        sb.s3.max_generated_bytes = saved

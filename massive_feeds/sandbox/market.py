@@ -22,6 +22,13 @@ volumes ÷ factor, trade counts unchanged, applied to minute/day bars before any
 Massive's REST ``adjusted=true``) on request. The WebSocket stream and the flat files carry raw prices.
 :data:`DEFAULT_SPLITS` are fixed; :func:`recent_splits` adds two relative to the sandbox clock.
 
+Any day from :data:`HISTORY_START` (2003-09-10) on can be generated, lazily and in about a millisecond
+per ticker-day; ticks are kept in an LRU of recent ticker-days and day bars in an LRU of ticker-months,
+so memory stays small whatever range is asked. :meth:`MarketGenerator.tick_columns` gives a day's
+trades or quotes in REST ``/v3`` field names (the rows REST, the ``trades_v1``/``quotes_v1`` files and
+the WebSocket events share); :meth:`~MarketGenerator.dividends` a regular dividend table (prices are
+not moved by it: REST aggregates are never dividend-adjusted).
+
 This module is sandbox-only. The library never imports it.
 """
 

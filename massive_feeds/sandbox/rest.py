@@ -1,9 +1,22 @@
 """The sandbox's REST side: a real HTTP/1.1 server with Massive's JSON shapes.
 
-Serves ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted`` — split-adjusted by
-default, raw with ``adjusted=false`` —, ``sort``, ``limit``, ``cursor``; ``next_url`` without the key),
-``/v3/reference/tickers`` and ``/v3/reference/splits`` (filters ``ticker``/``execution_date`` with
-``.gt/.gte/.lt/.lte``, ``reverse_split``, ``sort``, ``order``, ``limit`` ≤ 1000, ``next_url``).
+Serves, each in the real wire form (sources: the official client's test mocks under
+``massive-com/client-python`` ``test_rest/mocks/`` and the OpenAPI examples in its ``.massive/rest.json``):
+
+* ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted`` — split-adjusted by default, raw
+  with ``adjusted=false`` —, ``sort``, ``limit``, ``cursor``; ``next_url`` without the key); today's
+  day bar holds only the minutes finished by the sandbox clock;
+* ``/v3/reference/tickers`` and ``/v3/reference/splits`` (filters ``ticker``/``execution_date`` with
+  ``.gt/.gte/.lt/.lte``, ``reverse_split``, ``sort``, ``order``, ``limit`` ≤ 1000, ``next_url``);
+* ``/v3/trades/{t}`` and ``/v3/quotes/{t}``: the generator's ticks (the WebSocket's events), per asset
+  class as the spec has them (crypto trades only, forex quotes only), ``timestamp`` and
+  ``.gte/.gt/.lte/.lt`` filters (ns integers, ``YYYY-MM-DD`` New York days, ISO datetimes), ``order``
+  (default ``desc``), ``sort=timestamp``, ``limit`` ≤ 50,000 (default 1000), ``next_url`` cursors;
+* ``/v2/last/trade/{t}``, ``/v2/last/nbbo/{t}``, ``/v2/aggs/ticker/{t}/prev``,
+  ``/v1/open-close/{t}/{date}``, ``/v2/aggs/grouped/locale/us/market/stocks/{date}``,
+  ``/v3/reference/tickers/{t}``, ``/v2/snapshot/locale/us/markets/stocks/tickers/{t}``,
+  ``/v3/reference/dividends`` and ``/v1/marketstatus/now``, all as of the sandbox clock.
+
 Authenticates with either ``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers
 401/403/404/429 with the real error bodies, and applies the sandbox's rate limit and injected faults.
 """
