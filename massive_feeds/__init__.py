@@ -23,6 +23,8 @@ _EXPORTS = {
     "save_dataset": "datasets", "load_dataset": "datasets", "list_datasets": "datasets",
     "stack_data": "datasets",
     "download_flat_file": "flatfiles",
+    "fetch_ticks": "ticks", "fetch_ticks_rest": "ticks", "fetch_ticks_flat_file": "ticks",
+    "ticks_to_bars": "record",
     "stream_quotes_websocket": "stream", "stream_trades_websocket": "stream", "stream_bars_websocket": "stream",
     "get_connector": "stream", "MassiveConnector": "stream", "stream_events": "stream",
     "StreamEvent": "stream", "GapEvent": "stream", "StatusEvent": "stream", "ReconnectPolicy": "stream",
@@ -54,6 +56,8 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .config import PLANS, Plan, Settings, load_settings  # noqa: F401
     from .datasets import list_datasets, load_dataset, save_dataset, stack_data  # noqa: F401
     from .fetch import fetch_data, fetch_intraday_data, fetch_ohlcv_rest  # noqa: F401
+    from .record import ticks_to_bars  # noqa: F401
+    from .ticks import fetch_ticks, fetch_ticks_flat_file, fetch_ticks_rest  # noqa: F401
     from .quota import get_quota, print_free_tier_info, quota_status  # noqa: F401
     from .rest import RestClient  # noqa: F401
     from .layout import to_wide  # noqa: F401

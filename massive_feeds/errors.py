@@ -55,6 +55,13 @@ class MissingCredentialsError(ConfigurationError):
     """No API key (or S3 credentials) could be found in any configuration source."""
 
 
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it.
+
+    Also an ``ImportError``, so code that probes for optional features with ``except ImportError`` keeps working.
+    """
+
+
 class InvalidInputError(MassiveError, ValueError):
     """A caller passed a bad symbol, interval, date range or name. Also a ``ValueError``."""
 

@@ -44,7 +44,7 @@ import pandas as pd
 from .errors import InvalidInputError
 from .schema import NEW_YORK, asset_class, parse_interval
 from .sessions import DAY_NS, MINUTE_NS, SESSION_ASSETS, ny_day_numbers, session_bounds
-from .splits import describe_split
+from .splits import describe_split, merge_duplicate_splits
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,13 @@ def quality_report(
     split_unexpected = np.zeros(n, dtype=bool)
     explained = np.zeros(len(s_ts), dtype=bool)
     s_open, s_close = o[idx], c[idx]
+    merged_splits: list[dict] = []
     if splits is not None and not splits.empty:
+        # one row per real split, as every adjusting path applies them; raw bars date a merged one by their jump
+        splits = merge_duplicate_splits(splits, None if adjusted is not False else pd.DataFrame(
+            {"symbol": symbols, "t": ts, "open": o, "close": c}))
+        merged_splits = splits.attrs["merged"]
+        merged_note = {(m["ticker"], m["kept"]): m for m in merged_splits}
         by_name = {str(nm): i for i, nm in enumerate(names)}
         for row in splits.itertuples(index=False):  # few rows: one per split
             code = by_name.get(str(row.ticker))
@@ -311,6 +317,8 @@ def quality_report(
             cell = s_cell[i_next]
             name = describe_split(row.split_from, row.split_to)
             when = pd.Timestamp(row.execution_date).date().isoformat()
+            if (m := merged_note.get((str(row.ticker), when))) is not None:
+                when += f" (also listed on {', '.join(m['dropped'])}: one split, applied once; {m['reason']})"
             if looks_raw and adjusted is False:
                 split_text[cell] = f"{name} {when}: raw prices jump x{ratio:.3g} (expected; adjusted=True removes it)"
             elif looks_raw:
@@ -425,6 +433,9 @@ def quality_report(
                      "assume adjusted prices.")
     if splits is None:
         notes.append("No splits table given: split dates were not checked (jumps are still reported).")
+    for m in merged_splits:
+        notes.append(f"Splits: {m['ticker']} {m['ratio']} is listed on {m['kept']} and {', '.join(m['dropped'])}; "
+                     f"one split, applied once on {m['kept']} ({m['reason']}).")
     if width is None:
         notes.append("Week/month bars: coverage is not computed.")
     if intraday:
@@ -432,7 +443,7 @@ def quality_report(
                      f"(median coverage >= {liquid_coverage:.0%}); liquid here: {', '.join(liquid_names) or 'none'}.")
     report.attrs.update(notes=notes, interval=(f"{width // MINUTE_NS}min" if intraday and width % MINUTE_NS == 0 else
                                                f"{width / 1e9:g}s" if intraday else "1d" if width else "1w/1M"),
-                        adjusted=adjusted, liquid=liquid_names)
+                        adjusted=adjusted, liquid=liquid_names, merged_splits=merged_splits)
     return report
 
 

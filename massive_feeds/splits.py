@@ -11,6 +11,26 @@ they are read with ``adjusted=True``, so stored raw data never goes stale when a
 Dividends are **not** adjusted, neither by Massive nor here: a dividend shows as a drop of about its
 amount on the ex-date.
 
+Near-duplicate rows — one real split, adjusted once:
+
+The service's splits list sometimes holds the same split twice, a few days apart: the official client's own
+test mock lists SHOP 1 → 10 on both 2022-06-22 and 2022-06-29, for Shopify's one 10-for-1 split. Applied
+twice, every SHOP bar before 2022-06-22 would come out 100× lower instead of 10×. The rule
+(:func:`merge_duplicate_splits`, applied by :func:`price_factors`, hence by every path that adjusts: flat
+files, the store, datasets, recordings and replay, and by :func:`~massive_feeds.quality.quality_report`):
+
+* rows of the **same ticker** with the **same ratio** (``split_from/split_to``) whose execution dates are at
+  most :data:`MERGE_WINDOW_DAYS` (14) calendar days apart (chained: each within 14 days of the previous)
+  are **one** split. No real company splits twice by the same ratio within two weeks.
+* Its date: when raw bars of the ticker around the candidate dates are at hand, the candidate where the
+  prices actually jump by the split ratio (first open on the day against the last close before it; the
+  candidate whose move is closest to the ratio, and closer to it than to no move at all). Otherwise the
+  **latest** candidate: the extra, earlier row is a provisional date that was superseded — Shopify's
+  shares began trading split-adjusted on 2022-06-29 (its press release of 2022-06-07), which is also where
+  the raw price falls ×0.1, and a split is never listed before its announcement's first estimate.
+* The merged rows are logged, listed in ``df.attrs["merged_splits"]`` of flat-file and store results and
+  shown by ``quality_report``.
+
 Fetching and caching:
 
 * Only stock tickers have splits (crypto, forex and indices never split; option contracts are
@@ -31,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from datetime import date
 from pathlib import Path
@@ -88,6 +109,101 @@ def splits_frame(rows: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(["ticker", "execution_date"], kind="stable").reset_index(drop=True)
 
 
+MERGE_WINDOW_DAYS = 14
+
+
+def merge_duplicate_splits(splits: pd.DataFrame | None, prices: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per real split: near-duplicate rows (same ticker, same ratio, execution dates at most
+    :data:`MERGE_WINDOW_DAYS` apart) merged into one, dated as the module docstring says.
+
+    Args:
+        splits: a splits table (:data:`SPLIT_COLUMNS`), as the service sent it.
+        prices: optional raw (as traded) bars to date a merged split by its price jump: columns ``symbol``,
+            ``t`` (int64 ns, UTC) and ``open``/``close``. Adjusted bars show no jump; pass ``None`` for them.
+
+    Returns:
+        The table without the extra rows (same columns, sorted by ticker and date). ``attrs["merged"]``
+        lists each merge as a dict: ``ticker``, ``ratio`` (``"10-for-1"``), ``kept`` and ``dropped``
+        (ISO dates) and ``reason`` (``"price jump"`` or ``"latest listed date"``). Idempotent.
+    """
+    if splits is None:
+        return empty_splits()
+    if splits.empty:
+        out = splits.copy()
+        out.attrs["merged"] = []
+        return out
+    df = splits.sort_values(["ticker", "execution_date"], kind="stable").reset_index(drop=True)
+    ratio = (df["split_from"] / df["split_to"]).round(12)
+    days = df["execution_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS
+    # group rows by (ticker, ratio), in date order; a new event starts where the gap passes the window
+    order = np.lexsort((days, ratio.to_numpy(), pd.factorize(df["ticker"])[0]))
+    t_sorted, r_sorted, d_sorted = df["ticker"].to_numpy()[order], ratio.to_numpy()[order], days[order]
+    new_event = np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (r_sorted[1:] != r_sorted[:-1])
+                      | (d_sorted[1:] - d_sorted[:-1] > MERGE_WINDOW_DAYS)]
+    event = np.empty(len(df), dtype=np.int64)
+    event[order] = np.cumsum(new_event) - 1
+    sizes = np.bincount(event)
+    drop = np.zeros(len(df), dtype=bool)
+    merged: list[dict] = []
+    for ev in np.flatnonzero(sizes > 1):  # rare: a handful in the whole market's history
+        rows = np.flatnonzero(event == ev)
+        rows = rows[np.argsort(days[rows], kind="stable")]
+        keep, reason = rows[-1], "latest listed date"
+        if prices is not None:
+            jumped = _jump_day(prices, str(df.at[rows[0], "ticker"]), days[rows], float(ratio.iloc[rows[0]]))
+            if jumped is not None:
+                keep, reason = rows[jumped], "price jump"
+        drop[rows[rows != keep]] = True
+        merged.append({
+            "ticker": str(df.at[keep, "ticker"]),
+            "ratio": describe_split(float(df.at[keep, "split_from"]), float(df.at[keep, "split_to"])),
+            "kept": pd.Timestamp(df.at[keep, "execution_date"]).date().isoformat(),
+            "dropped": [pd.Timestamp(df.at[r, "execution_date"]).date().isoformat() for r in rows if r != keep],
+            "reason": reason,
+        })
+    out = df[~drop].reset_index(drop=True)
+    out.attrs["merged"] = merged
+    for m in merged:
+        log.info("splits: %s %s listed on %s and %s is one split; applied once on %s (%s)", m["ticker"],
+                 m["ratio"], m["kept"], ", ".join(m["dropped"]), m["kept"], m["reason"])
+    return out
+
+
+def bar_prices(bars: pd.DataFrame) -> pd.DataFrame | None:
+    """``symbol``/``t``/``open``/``close`` of standard bars, the ``prices`` argument of
+    :func:`merge_duplicate_splits` (None when the bars lack those columns)."""
+    if bars.empty or not {"symbol", "timestamp", "open", "close"} <= set(bars.columns):
+        return None
+    return pd.DataFrame({"symbol": bars["symbol"].to_numpy(),
+                         "t": bars["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64"),
+                         "open": bars["open"].to_numpy(np.float64), "close": bars["close"].to_numpy(np.float64)})
+
+
+def _jump_day(prices: pd.DataFrame, ticker: str, candidates: np.ndarray, factor: float) -> int | None:
+    """Index into ``candidates`` (New York day numbers) of the day the raw prices of ``ticker`` jump by
+    ``factor`` (open on the day / last close before it), or None when the bars do not show it."""
+    mine = prices[prices["symbol"].astype("str").to_numpy() == ticker]
+    if mine.empty:
+        return None
+    t = mine["t"].to_numpy(np.int64)
+    order = np.argsort(t, kind="stable")
+    bar_day = ny_day_numbers(t[order])
+    opens = mine["open"].to_numpy(np.float64)[order]
+    closes = mine["close"].to_numpy(np.float64)[order]
+    first_on = np.searchsorted(bar_day, candidates, side="left")  # first bar on/after each candidate
+    best, best_score = None, math.inf
+    for i, j in enumerate(first_on):
+        if j == 0 or j >= len(bar_day):
+            continue  # the bars do not straddle this date
+        move = opens[j] / closes[j - 1] if closes[j - 1] > 0 else np.nan
+        if not (np.isfinite(move) and move > 0):
+            continue
+        score = abs(math.log(move) - math.log(factor))
+        if score < abs(math.log(move)) and score < best_score:  # closer to the ratio than to no move
+            best, best_score = i, score
+    return best
+
+
 def describe_split(split_from: float, split_to: float) -> str:
     """``"4-for-1"`` for split_from=1, split_to=4; ``"1-for-10 reverse"`` for 10 → 1."""
     def num(x: float) -> str:
@@ -97,13 +213,21 @@ def describe_split(split_from: float, split_to: float) -> str:
 
 
 # --- applying --------------------------------------------------------------------------------------
-def price_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, splits: pd.DataFrame) -> np.ndarray:
+def price_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, splits: pd.DataFrame, *,
+                  opens: np.ndarray | None = None, closes: np.ndarray | None = None) -> np.ndarray:
     """Per bar: the product of ``split_from / split_to`` over the symbol's splits executed after the
-    bar's New York session date (1.0 when none). Adjusted price = raw price × factor."""
+    bar's New York session date (1.0 when none). Adjusted price = raw price × factor.
+
+    Near-duplicate split rows count once (:func:`merge_duplicate_splits`); ``opens``/``closes`` (the
+    bars' raw prices) let it date a merged split by its price jump."""
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
     factors = np.ones(len(ts_ns))
     if len(ts_ns) == 0 or splits is None or splits.empty:
         return factors
+    prices = None
+    if opens is not None and closes is not None:
+        prices = pd.DataFrame({"symbol": np.asarray(symbols), "t": ts_ns, "open": opens, "close": closes})
+    splits = merge_duplicate_splits(splits, prices)
     codes, names = pd.factorize(np.asarray(symbols))
     wanted = splits[splits["ticker"].isin(set(map(str, names)))]
     if wanted.empty:
@@ -127,6 +251,9 @@ def apply_splits(bars: pd.DataFrame, splits: pd.DataFrame, *, inverse: bool = Fa
 
     ``inverse=True`` undoes an adjustment made with the same splits (adjusted → raw).
 
+    Near-duplicate rows of one split are applied once (:func:`merge_duplicate_splits`; the bars' own
+    price jump dates it when they straddle it).
+
     Apply it to base bars (minute or day) before resampling: a week or month bar that straddles a
     split cannot be adjusted after the fact, because only part of it traded before the split.
     """
@@ -134,7 +261,10 @@ def apply_splits(bars: pd.DataFrame, splits: pd.DataFrame, *, inverse: bool = Fa
     if out.empty or splits is None or splits.empty:
         return out
     ts_ns = out["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
-    factor = price_factors(out["symbol"].to_numpy(), ts_ns, splits)
+    raw = not inverse and "open" in out.columns and "close" in out.columns  # raw bars show a split's jump
+    factor = price_factors(out["symbol"].to_numpy(), ts_ns, splits,
+                           opens=out["open"].to_numpy(np.float64) if raw else None,
+                           closes=out["close"].to_numpy(np.float64) if raw else None)
     if inverse:
         factor = 1.0 / factor
     touched = factor != 1.0

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Literal
 import pandas as pd
 
 from massive_feeds.config import Settings, load_settings
-from massive_feeds.datasets import dataset_info, dataset_path, load_dataset
+from massive_feeds.datasets import TICKS_INTERVAL, dataset_info, dataset_path, load_dataset
 from massive_feeds.errors import InvalidInputError
 
 from . import STRATEGIES, metrics
@@ -70,6 +70,12 @@ def _engines(engine: Engine) -> list[str]:
 def backtrader_input(dataset: str, symbol: str, bars: pd.DataFrame, settings: Settings, replay: bool) -> Any:
     """A replay feed for recorded sessions (the live code path), the bars themselves otherwise."""
     info = dataset_info(dataset_path(dataset, settings=settings))
+    if info.get("interval") == TICKS_INTERVAL:  # historical ticks replay through the live feed path too
+        from massive_feeds.backtrader import MassiveQuoteData
+
+        # quote-only minutes become bars from the mid, as ticks_to_bars makes them for vectorbt
+        return MassiveQuoteData(ticks=dataset, dataname=symbol, interval=_feed_interval(bars.attrs), settings=settings,
+                                quote_only_bars=True)
     if replay and info.get("source") == "live_recording" and info.get("recording"):
         from massive_feeds.backtrader import MassiveQuoteData
 
@@ -145,6 +151,7 @@ def validate(
     symbols: Iterable[str] | None = None,
     params: dict[str, Any] | None = None,
     settings: Settings | None = None,
+    tick_interval: str = "1min",
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Run strategies × datasets × symbols × engines; return the results table (``df.attrs["runs"]``
@@ -152,6 +159,11 @@ def validate(
 
     ``symbols`` limits the symbols taken from each dataset; ``params`` are strategy parameters passed to
     every chosen strategy (meant for a single strategy, as ``massive-feeds backtest`` does).
+
+    Tick datasets (``massive-feeds ticks … --dataset``) are run on bars of ``tick_interval`` built from
+    the ticks: in Backtrader by replaying the ticks through the live feed path (``MassiveQuoteData(ticks=…)``),
+    in vectorbt with :func:`massive_feeds.record.ticks_to_bars` — the same bars.
+
     ``progress`` shows a bar over the runs on stderr (default: when stderr is a terminal)."""
     from tqdm.auto import tqdm
 
@@ -166,7 +178,7 @@ def validate(
     bar = tqdm(total=len(datasets) * per_symbol, desc="validate", unit="run", disable=not show, file=sys.stderr)
     try:
         runs = _validate_runs(chosen, datasets, engines, out, cash, commission, replay_recordings, symbols, params,
-                              settings, bar, per_symbol)
+                              settings, bar, per_symbol, tick_interval)
     finally:
         bar.close()
     table = pd.DataFrame([r.row() for r in runs], columns=TABLE_COLUMNS)
@@ -177,10 +189,16 @@ def validate(
 
 def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[str], out: Path, cash: float,
                    commission: float, replay_recordings: bool, symbols: Iterable[str] | None,
-                   params: dict[str, Any] | None, settings: Settings, bar: Any, per_symbol: int) -> list[Run]:
+                   params: dict[str, Any] | None, settings: Settings, bar: Any, per_symbol: int,
+                   tick_interval: str) -> list[Run]:
     runs: list[Run] = []
     for name in datasets:
         bars_all = load_dataset(name, settings=settings)
+        if bars_all.attrs.get("interval") == TICKS_INTERVAL:  # a tick dataset: bars of tick_interval
+            from massive_feeds.record import ticks_to_bars
+
+            bars_all = ticks_to_bars(bars_all, tick_interval)
+            bars_all.attrs["interval"] = tick_interval
         available = sorted(bars_all["symbol"].unique())
         wanted = available if symbols is None else [s for s in symbols if s in available]
         if symbols is not None and not wanted:

@@ -25,7 +25,7 @@ from massive_feeds.errors import (
     ServerError,
 )
 from massive_feeds.fetch import fetch_data, fetch_ohlcv_rest
-from massive_feeds.flatfiles import Dataset, dataset_for, download_flat_file
+from massive_feeds.flatfiles import Dataset, dataset_for, download_flat_file, wait_for_cache_writes
 from massive_feeds.flatfiles.reader import file_forms
 from massive_feeds.flatfiles.resample import bucket_starts, resample
 from massive_feeds.flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
@@ -85,6 +85,8 @@ def generator_bars(sb: Sandbox, ticker: str, start: str, end: str, interval: str
 
 
 def cached_files(settings: Settings, key: str) -> list[Path]:
+    """The cache entries of ``key`` once the background parquet writes have settled (temp files too)."""
+    assert wait_for_cache_writes(timeout=60)
     stem = settings.cache_dir / "flatfiles" / key.removesuffix(".csv.gz")
     return sorted(p for p in stem.parent.glob(f"{stem.name}*") if p.is_file())
 

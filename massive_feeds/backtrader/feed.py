@@ -9,6 +9,8 @@ on the lines. Which source depends on the parameters:
 ``MassiveData(bars=df)``                    any frame in the standard bar schema
 ``MassiveData(dataname=…, historical=False)``  live: REST backfill (DELAYED), then stream bars (LIVE)
 ``MassiveData(recording=…, replay_speed=…)``   a recorded session through the *same* live state machine
+``MassiveQuoteData(dataname=…, ticks="quotes")``  historical trades/quotes (``fetch_ticks``) through that
+                                            same state machine, as if streamed (``replay_speed``)
 ==========================================  ===========================================================
 
 Lines are UTC. By default a bar is stamped at its start, as in the rest of massive_feeds (so bars equal
@@ -72,6 +74,12 @@ class MassiveData(bt.feed.DataBase):
     - ``historical`` (default ``True``); ``False`` streams live through the store's connector.
     - ``recording``, ``replay_speed``: replay a recorded session (folder, dataset name or file);
       ``None`` = as fast as possible, ``2.0`` = twice real time.
+    - ``ticks``: replay *historical* ticks between ``fromdate`` and ``todate`` through the live state
+      machine (CONNECTED → LIVE → DISCONNECTED, paced by ``replay_speed``): ``"quotes"``, ``"trades"``
+      or ``("trades", "quotes")`` fetched with :func:`massive_feeds.fetch_ticks` (``tick_method``:
+      ``auto``/``rest``/``flat_file``), or a tick frame / tick dataset name. Bars are built from the
+      events exactly as from a recording; with quotes only, bars come from the mid
+      (``quote_only_bars``), as forex bars do.
     - ``store`` or ``settings``: where data comes from (default: ``MassiveStore.shared()``).
     - ``bar_time``: ``auto`` | ``start`` | ``end`` (see the module docstring).
     - ``tz``: output time zone for strategies: a name, ``zoneinfo.ZoneInfo``, pytz zone or tzinfo.
@@ -94,6 +102,8 @@ class MassiveData(bt.feed.DataBase):
         ("bars", None),
         ("recording", None),
         ("replay_speed", None),
+        ("ticks", None),
+        ("tick_method", "auto"),
         ("historical", True),
         ("method", "auto"),
         ("adjusted", True),
@@ -132,7 +142,8 @@ class MassiveData(bt.feed.DataBase):
 
     def __repr__(self) -> str:
         what = {"fetch": f"via {self.p.method}", "dataset": f"dataset={self.p.dataset!r}", "bars": "frame",
-                "live": "live", "replay": f"recording={str(self.p.recording)!r}", "source": repr(self.p.source)}[self._mode]
+                "live": "live", "replay": f"recording={str(self.p.recording)!r}", "source": repr(self.p.source),
+                "ticks": f"ticks via {self.p.tick_method}"}[self._mode]
         status = f", status={self._status_name()}" if self.islive() else ""
         return f"{type(self).__name__}({self._symbol or '?'} {self._interval_name} {what}, bars={len(self)}{status})"
 
@@ -144,8 +155,14 @@ class MassiveData(bt.feed.DataBase):
             raise InvalidInputError(f"pass only one of dataset=, bars=, recording= (got {', '.join(given)})")
         if given and not p.historical and given[0] != "recording":
             raise InvalidInputError("historical=False streams from Massive; datasets and frames are history")
+        if given and p.ticks is not None:
+            raise InvalidInputError(f"ticks= replays history: do not combine it with {given[0]}=")
         if given:
             return {"dataset": "dataset", "bars": "bars", "recording": "replay"}[given[0]]
+        if p.ticks is not None:
+            if not p.historical:
+                raise InvalidInputError("ticks= replays historical ticks; live streams use historical=False alone")
+            return "ticks"
         if p.source is not None:
             return "source"
         if not isinstance(p.dataname, str) or not p.dataname:
@@ -174,7 +191,7 @@ class MassiveData(bt.feed.DataBase):
 
     def _default_interval(self) -> str:
         p = self.p
-        if self._mode == "replay":
+        if self._mode in ("replay", "ticks"):
             return "1m"
         if self._mode == "dataset":
             return str(dataset_info(self._dataset_file()).get("interval") or "1d")
@@ -208,7 +225,7 @@ class MassiveData(bt.feed.DataBase):
 
     def islive(self) -> bool:
         """Live and replayed sessions are live to cerebro (no preload, no runonce, qcheck loop)."""
-        return self._mode in ("live", "replay") or (self._mode == "source" and bool(self.p.source.live))
+        return self._mode in ("live", "replay", "ticks") or (self._mode == "source" and bool(self.p.source.live))
 
     def haslivedata(self) -> bool:
         return self._i < self._n or (self._source is not None and self._source.pending())
@@ -406,6 +423,8 @@ class MassiveData(bt.feed.DataBase):
             return FrameSource(lambda: self._one_symbol(self.p.bars), f"frame {label}")
         if mode == "replay":
             return self._replay_source()
+        if mode == "ticks":
+            return self._tick_source()
         return self._live_source()
 
     def _dataset_file(self) -> Path:
@@ -461,6 +480,59 @@ class MassiveData(bt.feed.DataBase):
         return StreamSource(replay, self._symbol, self._builder(), subscribe=replay.start, unsubscribe=replay.close,
                             backfill=None, clock=None, market=asset_class(self._symbol), name=f"replay {self._symbol}")
 
+    def _tick_kinds(self) -> list[str]:
+        from ..tickschema import validate_kind
+
+        ticks = self.p.ticks
+        if isinstance(ticks, str) and ticks.strip().lower() in ("both", "all"):
+            return ["trades", "quotes"]
+        kinds = [ticks] if isinstance(ticks, str) else list(ticks)
+        return list(dict.fromkeys(validate_kind(k) for k in kinds))
+
+    def _tick_frame(self) -> tuple[pd.DataFrame, str]:
+        """The ticks to replay and a description: a given tick frame, a tick dataset, or ``fetch_ticks``."""
+        ticks = self.p.ticks
+        if isinstance(ticks, pd.DataFrame):
+            frame, what = ticks, "tick frame"
+        elif isinstance(ticks, (str, Path)) and str(ticks).strip().lower() not in (
+                "quotes", "trades", "quote", "trade", "both", "all"):
+            frame, what = self.store.load_dataset(Path(str(ticks)) if str(ticks).endswith(".parquet") else str(ticks)), \
+                f"tick dataset {ticks}"
+        else:
+            start, end = self._window()
+            if start is None or end is None:
+                raise InvalidInputError("ticks= needs fromdate and todate (the historical window to replay)")
+            kinds = self._tick_kinds()
+            frame = self.store.fetch_ticks(self._symbol, start, end, kinds, self.p.tick_method)  # type: ignore[arg-type]
+            return frame, f"{self._symbol} {'/'.join(kinds)} via {frame.attrs.get('method', self.p.tick_method)}"
+        if "kind" not in frame.columns or "time_ms" not in frame.columns:
+            raise InvalidInputError(f"{what} is not a tick frame (see massive_feeds.tickschema)")
+        symbols = list(dict.fromkeys(frame["symbol"])) if len(frame) else []
+        if self._symbol is None:
+            if len(symbols) != 1:
+                raise InvalidInputError(f"{what} holds symbols {symbols[:10]}; pick one with dataname=")
+            self._symbol = normalize_symbol(str(symbols[0]))
+        start, end = self._window()
+        if start is not None or end is not None:
+            window = parse_date_range(start or "1970-01-01", end or "2200-01-01")
+            ts = frame["timestamp"]
+            frame = frame[((ts >= window.start) & (ts < window.end)).to_numpy()]
+        return frame, what
+
+    def _tick_source(self) -> FeedSource:
+        from ..record.history import TickReplaySource
+        from .live import StreamSource
+
+        frame, what = self._tick_frame()
+        assert self._symbol is not None
+        frame = frame[(frame["symbol"] == self._symbol).to_numpy()]
+        if len(frame) == 0:
+            log.warning("%s: no ticks to replay (%s)", self._symbol, what)
+        replay = TickReplaySource(frame, speed=self.p.replay_speed, description=what)
+        builder = self._builder(quotes_only=bool(len(frame)) and not (frame["kind"] == "trade").any())
+        return StreamSource(replay, self._symbol, builder, subscribe=replay.start, unsubscribe=replay.close,
+                            backfill=None, clock=None, market=asset_class(self._symbol), name=f"ticks {self._symbol}")
+
     def _live_source(self) -> FeedSource:
         from .live import StreamSource, live_kinds
 
@@ -489,7 +561,7 @@ class MassiveData(bt.feed.DataBase):
         width = pd.Timedelta(milliseconds=bar_width_ms(self.p.timeframe, self.p.compression) or 86_400_000)
         return pd.Timestamp(clock(), unit="ms", tz="UTC") - width * int(self.p.backfill_bars)
 
-    def _builder(self) -> Any:
+    def _builder(self, quotes_only: bool = False) -> Any:
         from .live import BarBuilder
 
         if self.p.timeframe > bt.TimeFrame.Days:
@@ -497,7 +569,7 @@ class MassiveData(bt.feed.DataBase):
         # forex streams quotes only: its bars are built from the mid, as Massive's own forex bars
         forex = self._symbol is not None and asset_class(self._symbol) == "forex"
         return BarBuilder(bar_width_ms(self.p.timeframe, self.p.compression), self.p.live_bars,
-                          self.p.quote_only_bars or forex)
+                          self.p.quote_only_bars or forex or quotes_only)
 
     def _status_name(self) -> str:
         status = getattr(self, "_laststatus", None)

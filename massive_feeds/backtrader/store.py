@@ -94,6 +94,14 @@ class MassiveStore:
         return fetch_ohlcv_rest(symbol, start.to_pydatetime(), end.to_pydatetime(), name, adjusted=adjusted,
                                 client=self.rest_client, progress=False)
 
+    def fetch_ticks(self, symbol: str, start: DateLike, end: DateLike, kinds: Any,
+                    method: str = "auto") -> pd.DataFrame:
+        """One symbol's trades/quotes through :func:`~massive_feeds.ticks.fetch_ticks` (auto REST/flat
+        files, cache, quota), in the tick schema."""
+        from ..ticks import fetch_ticks
+
+        return fetch_ticks(symbol, start, end, kinds, method, settings=self.settings)  # type: ignore[arg-type]
+
     def load_dataset(self, name: str | Path) -> pd.DataFrame:
         """A saved dataset (historical or recorded) from the configured datasets folder, or a parquet path."""
         return load_dataset(name, settings=self.settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import InvalidInputError, MassiveError
+from .._optional import as_missing_dependency
 
 log = logging.getLogger("massive_feeds.cli")
 
@@ -49,6 +50,40 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         print(f"saved dataset {args.dataset} -> {path}")
     else:
         print(df.head(10).to_string(index=False))
+    return 0
+
+
+def _add_ticks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ticks", help="fetch historical trades/quotes into a dataset",
+                       description="Fetch historical trades or quotes (REST v3 or the trades_v1/quotes_v1 flat files) "
+                                   "and save them as a tick dataset, which backtest/validate replay through the live "
+                                   "feed path.")
+    p.add_argument("symbols", help="comma-separated tickers, e.g. AAPL or AAPL,MSFT")
+    p.add_argument("--start", required=True, help="YYYY-MM-DD (a whole New York day) or ISO datetime (UTC)")
+    p.add_argument("--end", required=True, help="YYYY-MM-DD (inclusive) or ISO datetime (UTC)")
+    p.add_argument("--kind", default="quotes", choices=["quotes", "trades", "both"],
+                   help="quotes (default), trades, or both")
+    p.add_argument("--method", default="auto", choices=["auto", "rest", "flat_file"])
+    p.add_argument("--dataset", help="save under this dataset name (default: print a preview only)")
+    p.add_argument("--append", action="store_true", help="append to the dataset (de-duplicated)")
+    p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
+    p.set_defaults(func=_cmd_ticks)
+
+
+def _cmd_ticks(args: argparse.Namespace) -> int:
+    from ..datasets import save_dataset
+    from ..ticks import fetch_ticks
+
+    kinds = ["trades", "quotes"] if args.kind == "both" else [args.kind]
+    df = fetch_ticks(args.symbols.split(","), args.start, args.end, kinds, args.method, progress=sys.stderr.isatty())
+    print(f"{len(df):,} {'/'.join(kinds)} for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
+          f"({df.attrs.get('method_reason', '')})")
+    if args.dataset:
+        path = save_dataset(df, args.dataset, append=args.append, tags=args.tag, source=f"ticks_{df.attrs.get('method')}")
+        print(f"saved tick dataset {args.dataset} -> {path}")
+    else:
+        cols = ["timestamp", "symbol", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", "exchange"]
+        print(df[cols].head(10).to_string(index=False))
     return 0
 
 
@@ -382,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .recordings import add_parser as _add_recordings
 
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
-                _add_validate, _add_sandbox,
+                _add_validate, _add_sandbox, _add_ticks,
                 _add_demo, _add_ingest, _add_quality, _add_ui, _add_recordings):
         add(sub)
     return parser
@@ -402,6 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # an optional dependency: name the extra, no traceback
+        missing = as_missing_dependency(exc)
+        if missing is None or args.debug:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
         return 1
 
 

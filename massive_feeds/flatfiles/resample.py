@@ -93,14 +93,19 @@ def finish_base_frame(frame: pd.DataFrame, interval: Interval, *, splits: pd.Dat
     them to the regular session (``session="regular"``; the rows of stocks, options and indices must
     then be minute rows), then resample.
 
-    The seam shared by flat files and any other store of raw base bars.
+    The seam shared by flat files and any other store of raw base bars. Near-duplicate split rows are
+    applied once (:func:`~massive_feeds.splits.merge_duplicate_splits`); the merges are in
+    ``attrs["merged_splits"]`` of the result.
     """
     from ..sessions import regular_session_mask
-    from ..splits import price_factors
+    from ..splits import merge_duplicate_splits, price_factors
 
     if frame.empty:
         return resample(frame, interval)
+    merged: list[dict] = []
     if splits is not None and not splits.empty:
+        splits = merge_duplicate_splits(splits, frame[["symbol", "t", "open", "close"]])  # dated by the raw jump
+        merged = splits.attrs["merged"]
         factor = price_factors(frame["symbol"].to_numpy(), frame["t"].to_numpy(np.int64), splits)
         if (factor != 1.0).any():
             frame = frame.copy()
@@ -111,4 +116,6 @@ def finish_base_frame(frame: pd.DataFrame, interval: Interval, *, splits: pd.Dat
     regular = session == "regular"
     if regular:
         frame = frame[regular_session_mask(frame["symbol"].to_numpy(), frame["t"].to_numpy(np.int64))]
-    return resample(frame, interval, from_minutes=regular and not interval.is_intraday)
+    out = resample(frame, interval, from_minutes=regular and not interval.is_intraday)
+    out.attrs["merged_splits"] = merged
+    return out

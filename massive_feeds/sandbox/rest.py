@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import numpy as np
 import orjson
@@ -140,14 +140,16 @@ class RestServer:
             raise _error(403, "Your plan doesn't include second aggregates in the sandbox.", "message", "NOT_AUTHORIZED")
         if asset_class(ticker) in sb.not_entitled:
             raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
-        cursor = _decode_cursor(query.get("cursor"))
-        adjusted = cursor.get("adjusted", query.get("adjusted", "true").lower() != "false")
+        # As on the real service, an aggs cursor is the base64 of the remaining query string
+        # ("limit=5000&sort=asc") and the position lives in the next_url's path (``from`` in ms).
+        cursor = _decode_aggs_cursor(query.get("cursor"))
+        adjusted = cursor.get("adjusted", query.get("adjusted", "true")).lower() != "false"
         sort = cursor.get("sort", query.get("sort", "asc"))
         limit = int(cursor.get("limit", query.get("limit", 5000)))
         if not 1 <= limit <= 50_000:
             raise _error(400, "limit must be between 1 and 50000")
-        frm = int(cursor.get("from", _parse_bound(m["frm"], end=False)))
-        to = int(cursor.get("to", _parse_bound(m["to"], end=True)))
+        frm = _parse_bound(m["frm"], end=False)
+        to = _parse_bound(m["to"], end=True)
         to = min(to, sb.clock.now_ms() - 60_000)  # only finished minutes exist yet
         base = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted,
                 "status": "OK", "request_id": uuid.uuid4().hex}
@@ -162,12 +164,15 @@ class RestServer:
                 "count": min(page, bars.size)}
         if bars.size > page:
             nxt = int(bars.t[page])
-            state = {"adjusted": adjusted, "sort": sort, "limit": limit,
-                     "from": nxt if sort == "asc" else frm, "to": to if sort == "asc" else nxt}
+            # asc: ``from`` becomes the next bar's ms and ``to`` stays as sent (a date stays a date);
+            # desc: the other way round.
+            frm_text, to_text = (str(nxt), m["to"]) if sort == "asc" else (m["frm"], str(nxt))
             if sb.faults.repeat_cursor:
-                state = {**state, "from": frm, "to": to}
-            path = f"/v2/aggs/ticker/{ticker}/range/{m['mult']}/{span}/{state['from']}/{state['to']}"
-            body["next_url"] = f"{self.url}{path}?{urlencode({'cursor': _encode_cursor(state)})}"
+                frm_text, to_text = m["frm"], m["to"]
+            rest = {"limit": limit, "sort": sort, **({} if adjusted else {"adjusted": "false"})}
+            token = base64.urlsafe_b64encode(urlencode(sorted(rest.items())).encode()).decode().rstrip("=")
+            path = f"/v2/aggs/ticker/{ticker}/range/{m['mult']}/{span}/{frm_text}/{to_text}"
+            body["next_url"] = f"{self.url}{path}?{urlencode({'cursor': token})}"
         return body
 
     def tickers(self, query: dict[str, str]) -> dict[str, Any]:
@@ -205,7 +210,7 @@ class RestServer:
         if not 1 <= limit <= 1000:
             raise _error(400, "limit must be between 1 and 1000")
         offset = int(cursor.get("offset", 0))
-        rows = [s for s in self.sandbox.market.splits if _split_matches(s, params)]
+        rows = [s for s in self.sandbox.market.splits + self.sandbox.listed_only_splits if _split_matches(s, params)]
         sort = params.get("sort", "execution_date")
         if sort not in ("execution_date", "ticker"):
             raise _error(400, f"Invalid sort field '{sort}'.")
@@ -258,6 +263,16 @@ def _split_dict(split: Any) -> dict[str, Any]:
 def _encode_cursor(state: dict[str, Any]) -> str:
     clean = {k: v for k, v in state.items() if v is not None}
     return base64.urlsafe_b64encode(orjson.dumps(clean)).decode().rstrip("=")
+
+
+def _decode_aggs_cursor(text: str | None) -> dict[str, str]:
+    """An aggs cursor: base64 (URL-safe, unpadded) of a query string such as ``limit=5000&sort=asc``."""
+    if not text:
+        return {}
+    try:
+        return dict(parse_qsl(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode(), strict_parsing=True))
+    except (ValueError, UnicodeDecodeError):
+        raise _error(400, "Invalid cursor") from None
 
 
 def _decode_cursor(text: str | None) -> dict[str, Any]:

@@ -199,7 +199,7 @@ class S3Server:
         return any(key.startswith(p) for p in prefixes)
 
     def cut_next_downloads(self, count: int = 1) -> None:
-        """The next ``count`` object GETs send half the body and then drop the connection."""
+        """The next ``count`` object GETs (whole or ranged) send half the body and then drop the connection."""
         with self._lock:
             self._cuts = count
 
@@ -262,7 +262,7 @@ class _Gate:
                 return self._refuse(refusal, method, path, respond)
             environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.server.account_id
             result = self.app(environ, respond)
-            if method == "GET" and key and status_box[0] == 200 and self.server._take_cut():
+            if method == "GET" and key and status_box[0] in (200, 206) and self.server._take_cut():
                 return self._cut(result, environ)
             return result
         finally:

@@ -231,8 +231,10 @@ class HistoryStore:
         else:
             frame = self._frame(table)
             bars = finish_base_frame(frame, iv, splits=splits, session=session) if resampled else frame
+            merged = bars.attrs.get("merged_splits", [])
             bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
             df = finalize_bars(bars)
+            df.attrs["merged_splits"] = merged
         if info["not_ingested_days"]:
             log.warning("the store has no data for %d day(s) of the query (not ingested): %s",
                         len(info["not_ingested_days"]), ", ".join(info["not_ingested_days"]))

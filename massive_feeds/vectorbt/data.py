@@ -138,3 +138,30 @@ class MassiveData(vbt.Data):
         with Bid/Ask/Mid/Spread columns beside OHLCV."""
         events = RecordingReader(recording_path(path, settings)).events()
         return cls.from_bars(ticks_to_bars(events, interval), symbols, **kwargs)
+
+    @classmethod
+    def from_ticks(cls, ticks: Any, start: DateLike | None = None, end: DateLike | None = None,
+                   interval: str = "1min", kind: Any = ("trades", "quotes"), method: str = "auto",
+                   symbols: Iterable[str] | None = None, settings: Settings | None = None,
+                   **kwargs: Any) -> "MassiveData":
+        """Bars built from historical ticks, with Bid/Ask/Mid/Spread beside OHLCV — the same bars a
+        recording of that window gives (:func:`~massive_feeds.record.ticks_to_bars`).
+
+        ``ticks``: a tick frame (``fetch_ticks``), a tick dataset's name, or symbols to fetch between
+        ``start`` and ``end`` (``kind``: ``"quotes"``, ``"trades"`` or both; ``method`` as in
+        :func:`~massive_feeds.fetch_ticks`). Buckets with quotes but no trade get their OHLC from the mid."""
+        if isinstance(ticks, pd.DataFrame):
+            frame = ticks
+        elif isinstance(ticks, (str, Path)) and start is None and end is None:
+            frame = load_dataset(ticks, settings=settings)
+        else:
+            from ..ticks import fetch_ticks
+
+            if start is None or end is None:
+                raise ValueError("MassiveData.from_ticks needs start and end to fetch ticks")
+            frame = fetch_ticks(ticks, start, end, kind, method, settings=settings)  # type: ignore[arg-type]
+        if "kind" not in frame.columns or "time_ms" not in frame.columns:
+            raise ValueError("MassiveData.from_ticks needs a tick frame (massive_feeds.fetch_ticks)")
+        bars = ticks_to_bars(frame, interval)
+        bars.attrs.update(interval=interval, source="ticks", method=frame.attrs.get("method"))
+        return cls.from_bars(bars, symbols, **kwargs)
