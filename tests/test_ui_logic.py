@@ -211,7 +211,7 @@ def test_data_loader_widgets(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> 
     at = _app().run()
     assert not at.exception
     assert at.title[0].value == "📥 Data Loader"
-    assert at.selectbox(key="dl_source").options == ["Massive (Institutional-grade - FREE 100 calls/day)"]
+    assert at.selectbox(key="dl_source").options == ["Massive.com · profile free: 100 REST calls/day, 10 per minute"]
     assert at.radio(key="dl_method").options == ["Auto (Recommended)", "REST API", "Flat Files (S3)"]
     assert at.radio(key="dl_method").value == "Auto (Recommended)"
     assert at.text_input(key="dl_symbols").value == "AAPL, MSFT"
@@ -253,8 +253,12 @@ def test_no_key_and_sandbox_off_shows_errors_not_tracebacks(app_env: Path, monke
     assert any("No API key configured" in e and "MASSIVE_API_KEY" in e for e in _texts(at.error))
     at.switch_page("views/live_trading.py").run()
     assert not at.exception
-    assert any("No API key configured" in e for e in _texts(at.error))  # listing symbols needs the key
-    assert at.button(key="lt_start").label == "▶️ Start Trading"
+    # listing symbols needs the key: one message says so and offers a built-in list, any symbol can be typed
+    listing = [i for i in _texts(at.info) if "Symbols from a built-in list" in i]
+    assert len(listing) == 1 and "no API key is configured" in listing[0] and "type any symbol" in listing[0]
+    assert at.button(key="lt_start").label == "▶️ Start Trading" and not at.button(key="lt_start").disabled
+    at.button(key="lt_start").click().run()
+    assert any("No API key configured" in e for e in _texts(at.error))  # streaming needs it too
 
 
 def test_auto_falls_back_to_rest_without_s3_credentials(app_env: Path, monkeypatch: pytest.MonkeyPatch,
@@ -305,7 +309,7 @@ def test_fetch_save_and_append_on_the_apps_own_sandbox(app_env: Path) -> None:
     rows = int(next(m.value for m in at.metric if m.label == "Rows").replace(",", ""))
     assert rows > 0
     assert len(at.dataframe) >= 1 and at.dataframe[0].value.shape[0] == rows
-    assert at.selectbox(key="dl_chart_symbol").options == ["AAPL", "MSFT"]
+    assert at.multiselect(key="dl_chart_symbols").options == ["AAPL", "MSFT"]
 
     at.text_input(key="dl_name").set_value("ui_test")
     at.button(key="dl_save").click().run()
