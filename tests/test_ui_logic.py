@@ -7,6 +7,7 @@ own full sandbox (REST, WebSocket, S3), exactly as ``massive-feeds ui`` does for
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -340,12 +341,17 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
     assert at.radio(key="lt_mode").options == ["Streaming (WebSocket)"]
     assert "AAPL" in at.multiselect(key="lt_symbols").options
     assert at.multiselect(key="lt_symbols").value == ["AAPL", "X:BTCUSD"]
+    cached = json.loads((app_env / "ui_symbols.json").read_text())  # kept for when REST is unavailable
+    assert "AAPL" in cached["symbols"] and not [i for i in _texts(at.info) if "Symbols from" in i]
+    assert at.selectbox(key="lt_speed").value == 60.0
     assert at.button(key="lt_stop").disabled
     assert [t.label for t in at.tabs] == ["📈 Live Quotes", "🧪 Test on Live Data"]
     assert not [b for b in at.button if b.key == "lt_start_rec"]  # the hidden tab does not run
     at.session_state["lt_tab"] = "🧪 Test on Live Data"
     at.run()
     assert at.button(key="lt_start_rec").disabled  # nothing streams yet
+    readiness = next(d.value for d in at.dataframe if "Bars needed" in d.value.columns).set_index("Strategy")
+    assert readiness.loc["sma_cross", "Bars needed"] == "31" and readiness.loc["sma_cross", "Wall time at 60×"] == "31 s"
     assert any("Start trading first" in c for c in _texts(at.caption))
     at.session_state["lt_tab"] = "📈 Live Quotes"
     at.run()
@@ -358,6 +364,8 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
         at.run()
     assert at.table, "no quotes arrived"
     assert "AAPL" in at.table[0].value.index
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Live 5s candles" in spec and '"candlestick"' in spec for spec in specs)  # beside the quotes
     stats = {m.label: m.value for m in at.metric}
     assert stats["Active streams"] == "2 / 10" and stats["Dropped"] == "0"
 
@@ -375,6 +383,10 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
         recorded = {m.label: m.value for m in at.metric}.get("Written to disk", "0")
         if int(recorded.replace(",", "")) >= 200:
             break
+    live_stats = {m.label: m.value for m in at.metric}
+    assert int(live_stats["Bars (1s)"].replace(",", "")) > 0 and live_stats["Elapsed"].endswith(" s")
+    status = next(d.value for d in at.dataframe if "Status" in d.value.columns).set_index("Strategy")["Status"]
+    assert status.str.startswith(("✅", "⏳")).all()
     at.button(key="lt_stop_rec").click().run()
     saved = [s for s in _texts(at.success) if "Saved recording as dataset massive_live_apptest_" in s]
     assert saved, _texts(at.error)
@@ -390,3 +402,9 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
 
     at.button(key="lt_stop").click().run()
     assert any("Trading stopped" in i for i in _texts(at.info))
+
+    at.selectbox(key="lt_speed").set_value(120.0).run()  # restarts the sandbox at the new speed
+    assert not at.exception and any("Sandbox clock set to 120× real time" in i for i in _texts(at.info))
+    from massive_feeds.ui.common import get_backend
+
+    assert get_backend().sandbox.clock.speed == 120.0
