@@ -11,10 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from .errors import *  # noqa: E402,F401,F403 - the exception tree is part of the public API
-from .errors import MassiveError  # noqa: E402
+from ._version import __version__
+from .errors import *  # noqa: F401,F403 - the exception tree is part of the public API
+from .errors import MassiveError
 
 _EXPORTS = {
     "load_settings": "config", "Settings": "config", "Plan": "config", "PLANS": "config",
@@ -44,6 +43,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'massive_feeds' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if module == "stream":  # the connector's enable_recording needs the recording layer attached to it
+        importlib.import_module(".record", __name__)
     globals()[name] = value
     return value
 

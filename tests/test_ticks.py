@@ -414,4 +414,4 @@ def test_cli_ticks_dataset_then_backtest(s3_sandbox: Sandbox, tmp_path: Path, mo
     out = capsys.readouterr().out
     assert rc == 0 and "AAPL (backtrader)" in out and "AAPL (vectorbt)" in out
     rc = cli_main(["ticks", "C:EURUSD", "--start", "2024-03-05", "--end", "2024-03-05", "--kind", "trades"])
-    assert rc == 1 and "no trades for C:EURUSD" in capsys.readouterr().err
+    assert rc == 2 and "no trades for C:EURUSD" in capsys.readouterr().err  # bad input: exit 2

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
-from .. import __version__
+from .._version import __version__
 from ..config import Settings, load_settings
 from ..errors import (
     AuthenticationError,
