@@ -99,6 +99,21 @@ class BadResponseError(MassiveError):
     """The server's body could not be understood (malformed JSON, missing fields, looping cursor)."""
 
 
+# --- results -------------------------------------------------------------------------------------
+class NoDataError(MassiveError):
+    """A query returned no bars at all (unknown symbols, no trades, or no files for those days).
+
+    ``symbols`` maps each requested symbol to the reason it came back empty; ``start``/``end`` are the
+    first and last New York days of the query."""
+
+    def __init__(self, message: str, *, symbols: dict[str, str] | None = None, start: Any = None, end: Any = None,
+                 **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.symbols = dict(symbols or {})
+        self.start = start
+        self.end = end
+
+
 # --- quota ---------------------------------------------------------------------------------------
 class QuotaExceededError(MassiveError):
     """A plan quota (daily REST calls, monthly flat-file bytes) is used up until ``resets_at``."""

@@ -35,16 +35,23 @@ Fetching and caching:
 
 * Only stock tickers have splits (crypto, forex and indices never split; option contracts are
   adjusted by the OCC, not here).
-* For up to :data:`PER_TICKER_LIMIT` tickers, one ``/v3/reference/splits?ticker=…`` call per ticker
-  (its whole history); for more, one market-wide listing of every split since the query's first day
-  (``execution_date.gte``, 1,000 rows per page) — about two pages per year of history instead of a call
-  per ticker. Every call goes through :class:`~massive_feeds.rest.RestClient`, so it counts against the
-  REST quota like any other.
+* Adjusting bars (flat files, the store, datasets: ``since`` = the bars' first day) uses one
+  **market-wide table**: every split of every ticker since that day, in one bulk listing
+  (``execution_date.gte``, 1,000 rows per page, about two pages per year of history), cached and refreshed
+  at most daily. Any later query starting on or after that day, for any ticker, is served from it — so
+  a ticker never asked for before is covered even when the REST quota is gone. Without ``since`` (the
+  whole history of a ticker) it is one ``/v3/reference/splits?ticker=…`` call per ticker. Every call goes
+  through :class:`~massive_feeds.rest.RestClient`, so it counts against the REST quota like any other.
 * Answers are cached under ``<cache_dir>/splits/<host hash>/`` and reused for :data:`SPLITS_TTL`
   (24 hours), so the list is refreshed at most daily. When a refresh fails (quota used up, server
   down) an older cached list is used with a warning; without any list and without an API key the
   call fails with a :class:`~massive_feeds.errors.MissingCredentialsError` that says so — prices are
   never silently left unadjusted.
+* When the REST calls left today cannot cover a refresh, no call is made at all: the cached lists are
+  used whatever their age (the market-wide table serves every ticker), and the result says how old it is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
+  of the table, copied by flat files and the store into ``df.attrs["splits_as_of"]`` /
+  ``df.attrs["splits_age_hours"]``. Without any cached list the query fails with a
+  :class:`~massive_feeds.errors.QuotaExceededError` naming the reset time.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Settings, load_settings
-from .errors import InvalidInputError, MassiveError, MissingCredentialsError
+from .errors import InvalidInputError, MassiveError, MissingCredentialsError, QuotaExceededError
 from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
 from .sessions import DAY_NS, ny_day_numbers
 from .storage import write_parquet
@@ -73,7 +80,6 @@ log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS: tuple[str, ...] = ("ticker", "execution_date", "split_from", "split_to", "id")
 SPLITS_TTL = 24 * 3600.0
-PER_TICKER_LIMIT = 4
 PAGE_LIMIT = 1000
 #: Bar columns that hold prices (multiplied by the factor) and sizes (divided by it).
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "bid", "ask", "mid", "spread")
@@ -299,8 +305,12 @@ class _SplitsCache:
 
     @staticmethod
     def _read(path: Path) -> pd.DataFrame | None:
+        """The cached list, with ``attrs["fetched_at"]`` = when it was downloaded (epoch seconds)."""
         try:
-            return splits_frame(pd.read_parquet(path).to_dict("records"))
+            fetched_at = path.stat().st_mtime
+            df = splits_frame(pd.read_parquet(path).to_dict("records"))
+            df.attrs["fetched_at"] = fetched_at
+            return df
         except FileNotFoundError:
             return None
         except Exception as exc:  # a damaged entry is a miss
@@ -367,7 +377,7 @@ def fetch_splits(
     Args:
         symbols: tickers in any accepted form; non-stock tickers are ignored.
         since: only splits on or after this date are needed (the first day of the bars to adjust);
-            ``None`` = the whole history. Used to choose a market-wide listing for many tickers.
+            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing for all tickers).
         settings: defaults to :func:`~massive_feeds.config.load_settings`.
         client: an existing :class:`~massive_feeds.rest.RestClient` to use for the calls.
         refresh: ignore cached lists younger than :data:`SPLITS_TTL`.
@@ -392,28 +402,65 @@ def fetch_splits(
     missing = [t for t in tickers if t not in found]
     if missing and since_day is not None and (market := cache.market(since_day, max_age)) is not None:
         for ticker in missing:
-            found[ticker] = market[market["ticker"] == ticker]
+            found[ticker] = _with_time(market[market["ticker"] == ticker], market.attrs.get("fetched_at"))
         missing = []
     if missing:
         try:
+            _refuse_if_quota_short(settings, _calls_for(missing, since_day))  # never spend what is not there
             found.update(_download(missing, since_day, settings, client, cache))
         except MassiveError as exc:
             stale = {t: cache.ticker(t, None) for t in missing}
             if since_day is not None and any(v is None for v in stale.values()):
                 market = cache.market(since_day, None)
                 if market is not None:
-                    stale = {t: market[market["ticker"] == t] for t in missing}
+                    stale = {t: _with_time(market[market["ticker"] == t], market.attrs.get("fetched_at"))
+                             for t in missing}
             if any(v is None for v in stale.values()):
                 if isinstance(exc, MissingCredentialsError):
                     raise MissingCredentialsError(NO_KEY_MESSAGE) from None
+                if isinstance(exc, QuotaExceededError):
+                    uncached = ", ".join(t for t, v in stale.items() if v is None)
+                    raise QuotaExceededError(
+                        f"{exc.message}, and no cached splits list covers {uncached}: split-adjusting needs it. "
+                        "Ask for prices as traded (adjusted=False) or retry after the reset",
+                        resource=exc.resource, resets_at=exc.resets_at) from None
                 raise
             log.warning("could not refresh the splits list (%s); using the cached one, which may miss "
-                        "splits announced since it was fetched", exc)
+                        "splits announced since it was fetched (df.attrs['splits_as_of'] says when)", exc)
             found.update({t: v for t, v in stale.items() if v is not None})
     frames = [found[t] for t in tickers if t in found and not found[t].empty]
-    if not frames:
-        return empty_splits()
-    return splits_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
+    times = [found[t].attrs.get("fetched_at") for t in tickers if t in found]
+    out = (splits_frame(pd.concat(frames, ignore_index=True).to_dict("records")) if frames else empty_splits())
+    oldest = min((t for t in times if t is not None), default=time.time())
+    out.attrs["fetched_at"] = oldest  # the oldest list used: splits announced since then may be missing
+    out.attrs["as_of"] = pd.Timestamp(oldest, unit="s", tz="UTC").isoformat(timespec="seconds")
+    out.attrs["age_hours"] = round(max(time.time() - oldest, 0.0) / 3600, 2)
+    return out
+
+
+def _with_time(df: pd.DataFrame, fetched_at: float | None) -> pd.DataFrame:
+    df = df.copy()
+    df.attrs["fetched_at"] = fetched_at
+    return df
+
+
+def _calls_for(tickers: list[str], since: date | None) -> int:
+    """REST calls a download of these tickers' splits takes at least (one per ticker, or one market-wide page)."""
+    return len(tickers) if since is None else 1
+
+
+def _refuse_if_quota_short(settings: Settings, calls: int) -> None:
+    """Raise QuotaExceededError (before any call) when the REST calls left today are fewer than ``calls``."""
+    if not settings.api_key:
+        return  # RestClient says MissingCredentialsError itself
+    from .quota import get_quota
+
+    status = get_quota(settings).status()
+    left = status.rest_remaining_today
+    if left is not None and left < calls:
+        raise QuotaExceededError(
+            f"the splits list needs {calls} REST call(s) and {left} are left today; resets at "
+            f"{status.rest_resets_at:%Y-%m-%d %H:%M} UTC", resource="rest_daily", resets_at=status.rest_resets_at)
 
 
 def _download(tickers: list[str], since: date | None, settings: Settings, client: "RestClient | None",
@@ -423,13 +470,14 @@ def _download(tickers: list[str], since: date | None, settings: Settings, client
     own = client is None
     client = client or RestClient(settings)  # raises MissingCredentialsError without a key
     try:
-        if since is None or len(tickers) <= PER_TICKER_LIMIT:
+        if since is None:
             out = {}
             for ticker in tickers:
                 rows = client.list_json("/v3/reference/splits", {
                     "ticker": ticker, "limit": PAGE_LIMIT, "sort": "execution_date", "order": "asc"})
                 out[ticker] = splits_frame(rows)
                 cache.put_ticker(ticker, out[ticker])
+                out[ticker].attrs["fetched_at"] = time.time()
             log.info("fetched the splits of %s", ", ".join(tickers))
             return out
         rows = client.list_json("/v3/reference/splits", {
@@ -437,7 +485,7 @@ def _download(tickers: list[str], since: date | None, settings: Settings, client
         market = splits_frame(rows)
         cache.put_market(since, market)
         log.info("fetched %d market-wide split(s) since %s", len(market), since)
-        return {t: market[market["ticker"] == t] for t in tickers}
+        return {t: _with_time(market[market["ticker"] == t], time.time()) for t in tickers}
     finally:
         if own:
             client.close()

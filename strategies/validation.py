@@ -22,7 +22,7 @@ import pandas as pd
 
 from massive_feeds.config import Settings, load_settings
 from massive_feeds.datasets import TICKS_INTERVAL, dataset_info, dataset_path, load_dataset
-from massive_feeds.errors import InvalidInputError
+from massive_feeds.errors import InvalidInputError, NoDataError
 
 from . import STRATEGIES, metrics
 from .runner import BacktestResult, run_strategy
@@ -199,6 +199,8 @@ def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[s
 
             bars_all = ticks_to_bars(bars_all, tick_interval)
             bars_all.attrs["interval"] = tick_interval
+        if bars_all.empty:  # nothing to run on is a failure, not an empty table with exit code 0
+            raise NoDataError(f"dataset {name} holds no bars: nothing to backtest", symbols={})
         available = sorted(bars_all["symbol"].unique())
         wanted = available if symbols is None else [s for s in symbols if s in available]
         if symbols is not None and not wanted:

@@ -12,8 +12,12 @@
 from __future__ import annotations
 
 from .download import download_flat_file
-from .reader import wait_for_cache_writes
-from .stream import file_chunks, iter_csv_batches
+from .reader import hold_cache_writes, wait_for_cache_writes
+from .stream import file_chunks, iter_csv_batches, iter_line_blocks, read_rows_where
 from .keys import DATASETS, PREFIXES, Dataset, dataset_for
 
-__all__ = ["download_flat_file", "wait_for_cache_writes", "iter_csv_batches", "file_chunks", "Dataset", "dataset_for", "PREFIXES", "DATASETS"]
+__all__ = [
+    "download_flat_file", "wait_for_cache_writes", "hold_cache_writes",
+    "read_rows_where", "iter_csv_batches", "iter_line_blocks", "file_chunks",
+    "Dataset", "dataset_for", "PREFIXES", "DATASETS",
+]

@@ -51,7 +51,7 @@ from ..schema import (
 from ..sessions import has_sessions, validate_session
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import bars_from_tables, file_forms, read_cached_day, stream_day
+from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
 from .stream import file_chunks
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
@@ -123,10 +123,11 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     """The wanted rows of one day file, streamed from S3 while it downloads (or from a cached gzip).
     ``None`` when the object vanished after it was listed.
 
-    A download is parsed as its bytes arrive, and teed to a temp gzip that becomes the cache entry
-    (byte-exact, renamed into place) only once every listed byte arrived and the gzip CRC checked out;
-    the rows are returned then, while the whole day's parquet entry is finished in the background
-    (:class:`.reader._ParquetSink`), replacing the gzip once it landed. A failure anywhere leaves no entry.
+    A download is inflated and scanned as its bytes arrive (only the wanted tickers' lines are parsed)
+    and teed to a temp gzip that becomes the cache entry (byte-exact, renamed into place) only once every
+    listed byte arrived and the gzip CRC checked out. The rows are returned then; the day's parquet entry
+    is written afterwards by a low-priority background thread and replaces the gzip once complete. A
+    failure anywhere leaves no entry.
     """
     remote, path, cache = job.remote, job.cached, run.cache
     try:
@@ -134,20 +135,21 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
             return read_cached_day(path, job.forms, remote.key)
         parquet = cache.parquet_path(remote)
         with run.stream_slots:
-            if path is not None:  # a complete gzip entry (its parquet may still be being written)
+            if path is not None:  # a complete gzip entry (its parquet may be being written right now)
                 try:
                     chunks = iter(file_chunks(path))
-                    next_chunk = next(chunks)
+                    first = next(chunks, b"")
                 except FileNotFoundError:  # its parquet landed meanwhile and replaced it
                     return read_cached_day(parquet, job.forms, remote.key)
-                return stream_day(_chain(next_chunk, chunks), remote.key, job.forms, parquet,
-                                  on_landed=lambda: path.unlink(missing_ok=True))
-            gz = cache.gzip_path(remote)
-            with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
-                table = stream_day(_tee(run.transport.iter_object(remote, run.bar.update), fh, job, run),
-                                   remote.key, job.forms, parquet, on_landed=lambda: gz.unlink(missing_ok=True))
-            cache.discard(remote.key, keep_etag=remote.etag)  # older ETags of this day are now stale
-            return table
+                table = stream_day(_chain(first, chunks), remote.key, job.forms)
+            else:
+                gz = path = cache.gzip_path(remote)
+                with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
+                    table = stream_day(_tee(run.transport.iter_object(remote, run.bar.update), fh, job, run),
+                                       remote.key, job.forms)
+                cache.discard(remote.key, keep_etag=remote.etag)  # older ETags of this day are now stale
+        convert_in_background(path, parquet, remote.key)
+        return table
     except MissingObjectError:
         log.warning("flat file %s was listed but is gone; skipping that day", remote.key)
         return None
@@ -222,8 +224,8 @@ def download_flat_file(
     count (0).
 
     Flat files hold prices as traded. ``adjusted=True`` (the default, as on REST) applies the stock
-    tickers' splits (from ``/v3/reference/splits``, cached for a day; one REST call per ticker, or a
-    market-wide listing for more than four) to the minute/day rows before resampling, so the bars equal
+    tickers' splits (from ``/v3/reference/splits``, one market-wide table for every ticker, fetched in
+    bulk and refreshed at most daily) to the minute/day rows before resampling, so the bars equal
     REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices. Dividends are never adjusted.
 
     Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
@@ -244,7 +246,9 @@ def download_flat_file(
 
     Returns:
         The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted``, ``session``,
-        ``splits`` (how many splits of the symbols were applied), ``merged_splits`` (near-duplicate split
+        ``splits`` (how many splits of the symbols were applied), ``splits_as_of``/``splits_age_hours`` (when
+        the splits list was fetched: a cached one is used, whatever its age, when the REST quota cannot
+        cover a refresh), ``merged_splits`` (near-duplicate split
         rows applied once, see :func:`~massive_feeds.splits.merge_duplicate_splits`),
         ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
         ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
@@ -298,6 +302,8 @@ def download_flat_file(
     )
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
+    if splits is not None:  # how old the splits list is (a cached one when the REST quota is used up)
+        df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
     return df
 
 

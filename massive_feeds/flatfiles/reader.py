@@ -1,10 +1,11 @@
 """Fast parsing of flat-file day files (gzip CSV) with pyarrow.
 
-The first read of a day streams the gzip through pyarrow's CSV reader with explicit column types,
-keeps the rows of the wanted tickers from each block as it goes, and meanwhile (in a second thread)
-writes the whole day to a zstd parquet file. Later reads of that day open the parquet and read only
-the row groups whose ticker range can hold the wanted tickers (the files are sorted by ticker), which
-is tens of times faster than decompressing the gzip again. See ``benchmarks/bench_flatfiles.py``.
+The first read of a day streams the gzip (while it downloads) through the inflater and parses only the
+lines of the wanted tickers (:func:`stream_day`, :mod:`.stream`); after the query returned, a background
+thread at low priority writes the whole day to a zstd parquet file (:func:`convert_in_background`).
+Later reads of that day open the parquet and read only the row groups whose ticker range can hold the
+wanted tickers (the files are sorted by ticker), which is tens of times faster than decompressing the
+gzip again. See ``benchmarks/bench_flatfiles.py``.
 
 Tickers: the reader matches both the REST form and the dash/slash pair forms that flat files use
 for crypto (``X:BTC-USD``) and possibly forex (``C:EUR-USD``), and reports rows under the REST form.
@@ -13,11 +14,11 @@ for crypto (``X:BTC-USD``) and possibly forex (``C:EUR-USD``), and reports rows 
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import threading
-import time
 from pathlib import Path
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import ContextManager, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from ..errors import CorruptFileError
 from ..schema import DateRange, Interval, asset_class, empty_bars, finalize_bars, ws_symbol
 from .cache import atomic_file
-from .stream import corrupt, file_chunks, iter_csv_batches
+from .stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
 from .resample import finish_base_frame
 
 COLUMN_TYPES: dict[str, pa.DataType] = {
@@ -37,7 +38,6 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
 }
 REQUIRED = ("ticker", "open", "close", "high", "low", "window_start")
 BLOCK_SIZE = 4 << 20  # ~70k rows per block: big enough for parallel parsing, small enough for memory
-_END = object()
 log = logging.getLogger(__name__)
 
 
@@ -56,174 +56,130 @@ def file_forms(tickers: Iterable[str]) -> dict[str, str]:
     return forms
 
 
-class _ParquetSink:
-    """Writes the record batches of one whole day to a parquet cache entry from a background thread
-    (pyarrow releases the GIL), so compressing the day overlaps with downloading and parsing it, and
-    finishing it is off the caller's critical path.
+def stream_day(chunks: Iterable[bytes], key: str, wanted: Iterable[str]) -> pa.Table:
+    """The rows whose ticker is one of ``wanted`` (file spellings) from the gzip CSV whose compressed
+    bytes are ``chunks``, inflated and scanned while they arrive; only those rows are parsed (see
+    :func:`.stream.read_rows_where`). Raises :class:`CorruptFileError` naming ``key``."""
+    return read_rows_where(chunks, key, "ticker", wanted, column_types=COLUMN_TYPES,
+                           check_schema=lambda schema: _check_columns(schema, key))
 
-    The file is written under a temp name beside ``target`` and renamed onto it only by
-    :meth:`commit` (after the last batch); :meth:`abort`, a write error or a crash leave no entry (a
-    killed process leaves a ``.partial`` temp file that :meth:`.cache.DayFileCache.sweep` removes).
-    The thread is not a daemon: a script that returns before the write finished still gets its cache
-    entry, as the interpreter waits for it on exit. At most :data:`MAX_PENDING_WRITES` sinks exist at
-    once (a new one waits), which bounds the memory of batches queued for writing.
+
+def write_parquet_day(gz: Path, target: Path, key: str, *, use_threads: bool = True) -> None:
+    """The whole gzip day ``gz`` as the parquet cache entry ``target``, written under a temp name and
+    renamed onto it only when complete. Raises :class:`CorruptFileError` naming ``key``."""
+    with atomic_file(target) as tmp:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in iter_csv_batches(file_chunks(gz), key, column_types=COLUMN_TYPES, use_threads=use_threads,
+                                          check_schema=lambda schema: _check_columns(schema, key)):
+                if writer is None:
+                    # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max
+                    # statistics only for the ticker column, which is all that reads filter on.
+                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd", compression_level=1,
+                                              use_dictionary=["ticker"], write_statistics=["ticker"])
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # a header and no rows: an empty day, still a valid entry
+            pq.write_table(pa.table({n: pa.array([], t) for n, t in COLUMN_TYPES.items()}), tmp)
+
+
+class _Converter:
+    """Turns downloaded gzip days into parquet cache entries in one background thread, after the query
+    that downloaded them returned (the gzip entry is complete and usable meanwhile).
+
+    The thread runs at the lowest CPU priority (``nice 19``, Linux) with pyarrow's thread pool off, so it
+    takes only CPU that queries leave idle. It is a daemon: a process that exits first leaves the gzip entry
+    (and maybe a temp file that :meth:`.cache.DayFileCache.sweep` removes); the next read of that day
+    converts it again. A failed conversion is logged and leaves the gzip entry as it is.
     """
 
-    def __init__(self, target: Path, schema: pa.Schema, on_landed: Callable[[], None] | None = None) -> None:
-        _write_slots.acquire()
-        try:
-            self.target = Path(target)
-            self._on_landed = on_landed
-            self._tmp_cm = atomic_file(self.target)
-            self._tmp = self._tmp_cm.__enter__()
-            # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max
-            # statistics only for the ticker column, which is all that reads filter on.
-            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd", compression_level=1,
-                                            use_dictionary=["ticker"], write_statistics=["ticker"])
-            self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._run, name=f"flatfile-parquet {self.target.name}")
-            with _pending_lock:
-                _pending.add(self._thread)
-            self._thread.start()
-        except BaseException:
-            _write_slots.release()
-            raise
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._queue: list[tuple[Path, Path, str]] = []
+        self._busy: set[Path] = set()  # queued or being written
+        self._thread: threading.Thread | None = None
+        self._holds = 0
 
-    def __repr__(self) -> str:
-        return f"_ParquetSink('{self.target}')"
+    def submit(self, gz: Path, target: Path, key: str) -> None:
+        with self._lock:
+            if target in self._busy:
+                return
+            self._busy.add(target)
+            self._queue.append((gz, target, key))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="flatfile-parquet", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
-        error: BaseException | None = None
         try:
-            while (batch := self._queue.get()) is not _END and batch is not _ABORT:
-                if error is None:
-                    try:
-                        self._writer.write_batch(batch)  # type: ignore[arg-type]
-                    except BaseException as exc:  # noqa: BLE001 - logged below, entry not made
-                        error = exc
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
+        except (AttributeError, OSError):
+            pass
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: not self._holds)
+                if not self._queue:
+                    self._thread = None
+                    self._lock.notify_all()
+                    return
+                gz, target, key = self._queue.pop(0)
             try:
-                self._writer.close()
-            except BaseException as exc:  # noqa: BLE001
-                error = error or exc
-            if batch is _ABORT or error is not None:
-                self._tmp_cm.__exit__(RuntimeError, RuntimeError("aborted"), None)  # removes the temp file
-                if error is not None:
-                    log.warning("could not write the cached day %s (%s); it will be read from the gzip again",
-                                self.target.name, error)
-                return
-            self._tmp_cm.__exit__(None, None, None)  # atomic rename onto the target
-            if self._on_landed is not None:
-                self._on_landed()
-        except BaseException as exc:  # noqa: BLE001 - a background thread has nobody to raise to
-            log.warning("could not finish the cached day %s: %s", self.target.name, exc)
+                if gz.exists() and not target.exists():
+                    write_parquet_day(gz, target, key, use_threads=False)
+                    gz.unlink(missing_ok=True)  # the parquet entry replaces it
+            except Exception as exc:  # noqa: BLE001 - a background thread has nobody to raise to
+                log.warning("could not write the cached day %s (%s); it is read from its gzip meanwhile",
+                            target.name, exc)
+            finally:
+                with self._lock:
+                    self._busy.discard(target)
+                    self._lock.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._busy, timeout)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
         finally:
-            _release(self.target)
-            with _pending_lock:
-                _pending.discard(threading.current_thread())
-            _write_slots.release()
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._queue.put(batch)
-
-    def commit(self) -> None:
-        """No more batches: finish the file and rename it onto the target, in the background."""
-        self._queue.put(_END)
-
-    def abort(self) -> None:
-        """Drop the file: no entry is made."""
-        self._queue.put(_ABORT)
-
-    def wait(self) -> None:
-        self._thread.join()
+            with self._lock:
+                self._holds -= 1
+                self._lock.notify_all()
 
 
-#: Day files being written to the cache at once (each holds its queued batches in memory).
-MAX_PENDING_WRITES = 2
-_write_slots = threading.BoundedSemaphore(MAX_PENDING_WRITES)
-_pending: set[threading.Thread] = set()
-_pending_lock = threading.Lock()
-_ABORT = object()
+_converter = _Converter()
+
+
+def convert_in_background(gz: Path, target: Path, key: str) -> None:
+    """Queue the gzip day ``gz`` for conversion into the parquet entry ``target`` (see :class:`_Converter`)."""
+    _converter.submit(gz, target, key)
 
 
 def wait_for_cache_writes(timeout: float | None = None) -> bool:
-    """Wait until every parquet day being written in the background has landed (or was dropped).
-    Returns ``False`` when ``timeout`` seconds passed first. Reads never need this (an entry is either
-    complete or absent); tests and benchmarks use it to look at the cache when it is settled."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        with _pending_lock:
-            threads = list(_pending)
-        if not threads:
-            return True
-        for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                return False
+    """Wait until every day queued for background conversion into a parquet entry was written (or failed).
+    Returns ``False`` when ``timeout`` seconds passed first. Reads never need this (a cache entry is either
+    complete or absent); tests and benchmarks use it to look at a settled cache."""
+    return _converter.wait(timeout)
 
 
-def stream_day(chunks: Iterable[bytes], key: str, wanted: Iterable[str], target: Path | None = None,
-               on_landed: Callable[[], None] | None = None) -> pa.Table:
-    """The rows whose ticker is one of ``wanted`` (file spellings) from the gzip CSV whose compressed
-    bytes are ``chunks`` (see :func:`.stream.iter_csv_batches`), returned as soon as the last block is
-    parsed. With ``target``, the whole day is also written to that parquet cache entry in the background
-    (:class:`_ParquetSink`): it appears only once complete, and never when the stream fails; ``on_landed``
-    runs after it appeared. Raises :class:`CorruptFileError` naming ``key``."""
-    values = pa.array(sorted(set(wanted)), pa.string())
-    kept: list[pa.RecordBatch] = []
-    sink: _ParquetSink | None = None
-    schema: pa.Schema | None = None
-
-    def start(found: pa.Schema) -> None:
-        nonlocal sink, schema
-        _check_columns(found, key)
-        schema = found
-        if target is not None and _claim(target):  # else another thread is writing this very entry
-            try:
-                sink = _ParquetSink(target, found, on_landed)
-            except BaseException:
-                _release(target)
-                raise
-
-    try:
-        for batch in iter_csv_batches(chunks, key, column_types=COLUMN_TYPES, check_schema=start):
-            if sink is not None:
-                sink.write(batch)
-            kept.append(batch.filter(pc.is_in(batch.column("ticker"), values)))
-    except BaseException:
-        if sink is not None:
-            sink.abort()
-        raise
-    if sink is not None:
-        sink.commit()
-    return pa.Table.from_batches(kept, schema=schema)
-
-
-_claimed: set[Path] = set()
-_claimed_lock = threading.Lock()
-
-
-def _claim(target: Path) -> bool:
-    """Whether this thread may write ``target`` (no sink of this process is writing it already)."""
-    with _claimed_lock:
-        if target in _claimed:
-            return False
-        _claimed.add(target)
-        return True
-
-
-def _release(target: Path) -> None:
-    with _claimed_lock:
-        _claimed.discard(target)
+def hold_cache_writes() -> ContextManager[None]:
+    """While in this block, no queued gzip day starts its conversion to parquet (one already being
+    written finishes): the downloaded gzip entries stay as they are, e.g. to look at them, or to keep a
+    timed section free of background work. Conversions resume after the block."""
+    return _converter.hold()
 
 
 def convert_day_file(gz: Path, target: Path, wanted: Iterable[str], key: str) -> pa.Table:
-    """Parse gzip CSV ``gz`` into parquet ``target`` and return the rows whose ticker is one of ``wanted``
-    (file spellings); returns once ``target`` has landed. Raises :class:`CorruptFileError` naming ``key``."""
-    landed = threading.Event()
-    table = stream_day(file_chunks(gz), key, wanted, target, on_landed=landed.set)
-    while not landed.is_set() and not wait_for_cache_writes(0.05):
-        pass
-    return table
+    """Parse gzip CSV ``gz`` into the parquet entry ``target`` and return the rows whose ticker is one of
+    ``wanted`` (file spellings). Raises :class:`CorruptFileError` naming ``key``."""
+    write_parquet_day(gz, target, key)
+    return read_cached_day(target, wanted, key)
 
 
 def read_cached_day(path: Path, wanted: Iterable[str], key: str) -> pa.Table:

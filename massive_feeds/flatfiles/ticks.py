@@ -1,10 +1,10 @@
 """Tick day files (``trades_v1`` / ``quotes_v1``) streamed straight from S3, filtered per block.
 
 A stocks quotes day is 6–10 GB of gzip and a trades day 1.3–3.7 GB, each holding every ticker, so
-nothing here lands the file on disk or in memory: the S3 body is read in 1 MiB chunks, gunzipped and
-parsed by pyarrow's streaming CSV reader block by block (``BLOCK_SIZE`` of CSV at a time), and each
-block is cut to the wanted tickers before the next is read. Peak memory is a few blocks plus the kept
-rows, whatever the file's size. Bytes are counted on the compressed stream for the progress bar.
+nothing here lands the file on disk or in memory: the S3 body is streamed (resumed with ranged requests
+when a transfer breaks off) into the shared streaming reader (:mod:`.stream`: ISA-L inflate, pyarrow's
+CSV reader block by block), and each block is cut to the wanted tickers before the next is read. Peak
+memory is a few blocks plus the kept rows, whatever the file's size. Compressed bytes feed the progress bar.
 
 Before anything is downloaded, every day file is sized with a ``HEAD`` (its ``ContentLength``) and the
 total is reserved against the monthly flat-file quota: a query the quota cannot cover is refused up
@@ -12,8 +12,8 @@ front with :class:`~massive_feeds.errors.QuotaExceededError`, and bytes not down
 half-way) are given back.
 
 The filtered rows of each (day file ETag, ticker) are cached as parquet, so asking again for the same
-ticker-day costs one ``HEAD`` and no download. (Written separately from :mod:`.reader`, which converts
-whole *bar* day files to parquet: tick days are too large for that.)
+ticker-day costs one ``HEAD`` and no download. (Unlike bar day files, tick days are never kept whole
+on disk: they are too large.)
 
 Columns (massive-api-facts §3): stocks ``quotes_v1`` ``ticker ask_exchange ask_price ask_size
 bid_exchange bid_price bid_size conditions indicators participant_timestamp sequence_number
@@ -24,8 +24,10 @@ forex and crypto files carry subsets (forex/crypto: no SIP time, the participant
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -40,18 +42,18 @@ from tqdm.auto import tqdm
 
 from ..cache import ResultCache
 from ..config import Settings
-from ..errors import CorruptFileError, FlatFileError, InvalidInputError, ServerError
+from ..errors import CorruptFileError, InvalidInputError
 from ..quota import QuotaManager, get_quota
 from ..schema import asset_class
 from ..tickschema import empty_ticks, finalize_ticks
 from .keys import PREFIXES
 from .reader import file_forms
-from .s3 import MissingObjectError, S3Transport, _transient_errors
+from .s3 import MissingObjectError, RemoteFile, S3Transport
+from .stream import iter_csv_batches
 
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 4 << 20
-READ_CHUNK = 1 << 20
 TICK_DATASETS = {"trades": "trades_v1", "quotes": "quotes_v1"}
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "ticker": pa.string(), "ask_exchange": pa.int64(), "ask_price": pa.float64(), "ask_size": pa.float64(),
@@ -88,31 +90,6 @@ class TickFile:
     etag: str
 
 
-class _CountingReader:
-    """A read-only file object over an S3 body that reports compressed bytes as they pass."""
-
-    def __init__(self, body: Any, on_bytes: Callable[[int], None]) -> None:
-        self._body, self._on_bytes = body, on_bytes
-        self.count = 0
-        self.closed = False
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._body.read(READ_CHUNK if n is None or n < 0 else n)
-        self.count += len(data)
-        self._on_bytes(len(data))
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-        self._body.close()
-
-
 def head_files(transport: S3Transport, dataset: str, days: Iterable[date]) -> tuple[list[TickFile], list[date]]:
     """Size every day's file with ``HEAD``; returns (files that exist, days without a file)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -135,25 +112,41 @@ def head_files(transport: S3Transport, dataset: str, days: Iterable[date]) -> tu
     return files, missing
 
 
-def stream_filter(source: Any, forms: dict[str, str], kind: str, key: str, block_size: int = BLOCK_SIZE) -> pa.Table:
-    """Read a gzip CSV tick file from a file object, keeping the rows of ``forms`` (file spelling →
-    our ticker), block by block. Returns a table of the wanted columns (``ticker`` in our form)."""
-    values = pa.array(sorted(forms), pa.string())
-    wanted = _WANTED[kind]
+def _header(first: bytes) -> list[str] | None:
+    """The CSV header's column names from the first compressed chunk (``None`` if it is not in there)."""
     try:
-        stream = pa.CompressedInputStream(pa.PythonFile(source, mode="r"), "gzip")
-        reader = pacsv.open_csv(
-            stream, read_options=pacsv.ReadOptions(block_size=block_size),
-            convert_options=pacsv.ConvertOptions(
-                column_types={k: v for k, v in COLUMN_TYPES.items() if k in wanted},
-                include_columns=list(wanted), include_missing_columns=True),
-        )
-        if "ticker" not in reader.schema.names:
-            raise CorruptFileError(f"Flat file {key} has no 'ticker' column", key=key)
-        kept = [b.filter(pc.is_in(b.column("ticker"), values)) for b in reader]
-        table = pa.Table.from_batches([b for b in kept if b.num_rows], schema=reader.schema)
-    except (pa.ArrowInvalid, OSError, EOFError) as exc:
-        raise CorruptFileError(f"Flat file {key} is corrupt or truncated ({exc})", key=key) from exc
+        head = zlib.decompressobj(31).decompress(first, 1 << 16)
+    except zlib.error:
+        return None  # not gzip: iter_csv_batches reports it as a corrupt file
+    line, newline, _ = head.partition(b"\n")
+    return line.decode("utf-8", "replace").strip().split(",") if newline else None
+
+
+def stream_filter(chunks: Iterable[bytes], forms: dict[str, str], kind: str, key: str,
+                  block_size: int = BLOCK_SIZE) -> pa.Table:
+    """Read a gzip CSV tick file from its compressed ``chunks`` (an S3 body as it downloads, or
+    :func:`~massive_feeds.flatfiles.stream.file_chunks`), keeping the rows of ``forms`` (file spelling →
+    our ticker) block by block. Returns a table of the wanted columns the file has (``ticker`` in our
+    form). Decompression and parsing are the shared streaming reader's (:mod:`.stream`)."""
+    values = pa.array(sorted(forms), pa.string())
+    it = iter(chunks)
+    first = next(it, b"")
+    header = _header(first)
+    wanted = [c for c in _WANTED[kind] if header is None or c in header]
+    if header is not None and "ticker" not in header:
+        raise CorruptFileError(f"Flat file {key} has no 'ticker' column (header: {','.join(header[:8])})", key=key)
+    kept = []
+    schema = None
+    for batch in iter_csv_batches(itertools.chain([first], it), key, block_size=block_size,
+                                  column_types={k: v for k, v in COLUMN_TYPES.items() if k in wanted},
+                                  include_columns=wanted):
+        schema = batch.schema
+        part = batch.filter(pc.is_in(batch.column("ticker"), values))
+        if part.num_rows:
+            kept.append(part)
+    if schema is None:
+        schema = pa.schema([(c, COLUMN_TYPES[c]) for c in wanted])
+    table = pa.Table.from_batches(kept, schema=schema)
     if any(f != t for f, t in forms.items()) and table.num_rows:
         mapping = pa.array([forms[f] for f in sorted(forms)], pa.string())
         table = table.set_column(0, "ticker", pc.take(mapping, pc.index_in(table.column("ticker"), values)))
@@ -164,14 +157,17 @@ def table_to_ticks(table: pa.Table, kind: str) -> pd.DataFrame:
     """A filtered day table as a tick frame (see :mod:`massive_feeds.tickschema`)."""
     if table.num_rows == 0:
         return empty_ticks()
-    ts = pc.coalesce(table.column("sip_timestamp"), table.column("participant_timestamp"))
+    times = [table.column(c) for c in ("sip_timestamp", "participant_timestamp") if c in table.column_names]
+    if not times:
+        raise CorruptFileError(f"{kind} file without sip_timestamp or participant_timestamp", key=None)
+    ts = pc.coalesce(*times) if len(times) > 1 else times[0]
     if ts.null_count:
         raise CorruptFileError(f"{kind} rows without sip_timestamp or participant_timestamp", key=None)
     cols: dict[str, Any] = {"timestamp": ts.to_numpy(), "symbol": table.column("ticker").to_numpy(zero_copy_only=False)}
     cols["kind"] = np.full(table.num_rows, "trade" if kind == "trades" else "quote", dtype=object)
     for name in _WANTED[kind][1:]:
-        if name in ("sip_timestamp", "participant_timestamp"):
-            continue
+        if name in ("sip_timestamp", "participant_timestamp") or name not in table.column_names:
+            continue  # absent from this asset's files: finalize_ticks fills the default
         col = table.column(name)
         if pa.types.is_string(col.type):
             cols[name] = pc.fill_null(col, "").to_numpy(zero_copy_only=False)
@@ -251,28 +247,10 @@ def fetch_ticks_flat_file(
 
 def _download_filtered(transport: S3Transport, f: TickFile, tickers: list[str], kind: str,
                        on_bytes: Callable[[int], None]) -> pa.Table:
-    """Stream one day file through the ticker filter (ETag pinned with ``If-Match``)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    forms = file_forms(tickers)
-    reader: _CountingReader | None = None
-    try:
-        response = transport.client.get_object(Bucket=transport.bucket, Key=f.key, IfMatch=f'"{f.etag}"')
-        reader = _CountingReader(response["Body"], on_bytes)
-        table = stream_filter(reader, forms, kind, f.key)
-        if reader.count != f.size:
-            raise FlatFileError(f"Download of {f.key} ended early ({reader.count} of {f.size} bytes)", key=f.key)
-        return table
-    except ClientError as exc:
-        raise transport.translate(exc, f.key, "get") from exc
-    except _transient_errors() as exc:
-        raise ServerError(f"Download of flat file {f.key} from {transport.endpoint} broke off: {exc}",
-                          key=f.key) from exc
-    except BotoCoreError as exc:
-        raise transport._unreachable(exc, f.key) from exc
-    finally:
-        if reader is not None:
-            reader.close()
+    """Stream one day file through the ticker filter while it downloads (ETag pinned, broken transfers
+    resumed with ranged requests by :meth:`S3Transport.iter_object`)."""
+    remote = RemoteFile(f.key, f.size, f.etag)
+    return stream_filter(transport.iter_object(remote, on_bytes), file_forms(tickers), kind, f.key)
 
 
 __all__ = ["TICK_DATASETS", "TickFile", "fetch_ticks_flat_file", "head_files", "stream_filter", "table_to_ticks",

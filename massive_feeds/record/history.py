@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from ..stream.events import EMPTY_EVENT, as_event
@@ -25,14 +26,23 @@ _EVENT_HEAD = ("kind", "symbol", "time_ms", "received_ns", "price", "size", "bid
 _TAIL = tuple(EMPTY_EVENT[10:17])  # open, high, low, close, volume, vwap (NaN) and end_ms (0)
 
 
-def tick_events(ticks: pd.DataFrame, batch: int = 10_000) -> Iterator[list[Any]]:
-    """The rows of a tick frame as batches of :class:`StreamEvent` (the recorder's field values)."""
-    n = len(ticks)
+def _bounds(time_ms: np.ndarray, batch: int, by_time: bool) -> Iterator[tuple[int, int]]:
+    n = len(time_ms)
+    if not by_time:
+        yield from ((lo, min(n, lo + batch)) for lo in range(0, n, batch))
+        return
+    cuts = np.flatnonzero(np.diff(time_ms)) + 1  # one batch per provider millisecond, as the wire frames them
+    edges = np.r_[0, cuts, n].tolist()
+    yield from zip(edges[:-1], edges[1:])
+
+
+def tick_events(ticks: pd.DataFrame, batch: int = 10_000, by_time: bool = False) -> Iterator[list[Any]]:
+    """The rows of a tick frame as batches of :class:`StreamEvent` (the recorder's field values):
+    ``batch`` events at a time, or (``by_time``) one batch per distinct millisecond, for paced replays."""
     cols = [ticks[c].to_numpy() for c in _EVENT_HEAD]
     exchange = ticks["exchange"].to_numpy()
     tail = _TAIL
-    for lo in range(0, n, batch):
-        hi = min(n, lo + batch)
+    for lo, hi in _bounds(ticks["time_ms"].to_numpy(), batch, by_time):
         parts = [c[lo:hi].tolist() for c in cols]
         yield [as_event((k, s, t, r, p, z, b, a, bz, az, *tail, x))
                for k, s, t, r, p, z, b, a, bz, az, x in zip(*parts, exchange[lo:hi].tolist(), strict=True)]
@@ -55,15 +65,15 @@ class TickReplaySource(RecordingSource):
         self._setup(speed)
         self.ticks = ticks
         self.description = description
-        # paced replays publish small batches: a batch goes out at its first event's time
-        self.batch = batch or (10_000 if speed is None else 64)
+        self.batch = batch or 10_000
 
     def __repr__(self) -> str:
         return (f"TickReplaySource({self.description}, ticks={len(self.ticks)}, speed={self.speed}, "
                 f"published={self.published})")
 
     def _batches(self) -> Iterable[list[Any]]:
-        return tick_events(self.ticks, self.batch)
+        # paced replays publish one batch per millisecond: a batch goes out at its events' time
+        return tick_events(self.ticks, self.batch, by_time=self.speed is not None)
 
 
 __all__ = ["TickReplaySource", "tick_events"]

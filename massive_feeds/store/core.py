@@ -247,6 +247,8 @@ class HistoryStore:
         shown = iv.name if resampled else ("1m" if iv.is_intraday else "1d")
         df.attrs.update(method="store", interval=shown, adjusted=bool(adjusted and resampled), session=session,
                         store=self.location.display, empty_symbols=[t for t in tickers if t not in present], **info)
+        if splits is not None:
+            df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
         return df
 
     def read_base(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1m", *,
