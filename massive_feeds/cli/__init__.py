@@ -11,6 +11,7 @@ call or recording starts.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -512,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                          errno.EISDIR, errno.EFBIG})
+
+
 def _is_bad_input(exc: MassiveError) -> bool:
     """Exit 2: the user's input or settings are wrong (not a missing key, a quota or a server answer)."""
     from ..errors import ConfigurationError, MissingCredentialsError
@@ -537,6 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2 if _is_bad_input(exc) else 1
+    except OSError as exc:  # the machine's side (disk full, permissions) in one line; network errors are typed above
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}: check free space and permissions (MASSIVE_FEEDS_HOME, "
+              "MASSIVE_DATASETS_DIR)", file=sys.stderr)
+        return 2 if exc.errno in _DISK_ERRNOS else 1
     except ImportError as exc:  # an optional dependency: name the extra, no traceback
         missing = as_missing_dependency(exc)
         if missing is None or args.debug:

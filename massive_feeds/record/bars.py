@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..buckets import fixed_buckets
 from ..errors import InvalidInputError
 from ..schema import BAR_COLUMNS, finalize_bars
 
@@ -40,7 +41,7 @@ def _bucketed(frame: pd.DataFrame, width: int) -> tuple[dict[str, np.ndarray], n
     """Columns ordered by (symbol, time) with their bucket start, and the first row of each bucket."""
     time_ms = frame["time_ms"].to_numpy(dtype=np.int64)
     codes, names = pd.factorize(frame["symbol"])
-    bucket = (time_ms // width) * width
+    bucket = fixed_buckets(time_ms, width)
     key = codes.astype(np.int64) * (1 << 44) + bucket  # ms epoch < 2**44 for centuries
     order = np.argsort(key, kind="stable")  # stable: ticks keep their arrival order inside a bucket
     key = key[order]
