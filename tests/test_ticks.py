@@ -195,11 +195,6 @@ def test_kinds_the_service_does_not_have_are_refused_before_any_call(symbol: str
         fetch_ticks(symbol, "2024-03-04", "2024-03-04", kind, method="rest")
 
 
-def test_store_method_is_refused_with_a_reason() -> None:
-    with pytest.raises(InvalidInputError, match="store holds bars only"):
-        fetch_ticks("AAPL", "2024-03-04", "2024-03-04", "quotes", method="store")
-
-
 # --- REST and flat files on the sandbox ----------------------------------------------------------------
 DAY = date(2024, 3, 5)
 
@@ -267,6 +262,39 @@ def test_auto_sends_a_few_symbol_days_to_rest_and_bulk_to_flat_files(s3_settings
     bulk = fetch_ticks(["AAPL", "MSFT", "NVDA"], "2024-03-04", "2024-03-05", "trades", settings=s3_settings)
     assert bulk.attrs["method"] == "flat_file" and "bulk" in bulk.attrs["method_reason"]
     assert set(bulk["symbol"]) == {"AAPL", "MSFT", "NVDA"}
+
+
+def test_ingested_ticks_come_back_from_the_store_with_no_call(s3_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.store import ingest
+
+    store = tmp_path / "store"
+    report = ingest("us_stocks_sip/quotes_v1", "2024-03-04", "2024-03-05", symbols=["AAPL", "MSFT"], store=store,
+                    settings=s3_settings, progress=False)
+    assert report.ingested == [date(2024, 3, 4), date(2024, 3, 5)] and report.rows > 0
+    flat = fetch_ticks(["AAPL", "MSFT"], "2024-03-04", "2024-03-05", "quotes", method="flat_file",
+                       settings=s3_settings)
+    quota = get_quota(s3_settings).status()
+    stored = fetch_ticks(["AAPL", "MSFT"], "2024-03-04", "2024-03-05", "quotes", settings=s3_settings, store=store)
+    assert stored.attrs["method"] == "store" and "history store holds every day" in stored.attrs["method_reason"]
+    pd.testing.assert_frame_equal(stored, flat)
+    after = get_quota(s3_settings).status()
+    assert (after.rest_used_today, after.flatfile_bytes_used) == (quota.rest_used_today, quota.flatfile_bytes_used)
+    # a day or a symbol the store lacks sends auto elsewhere, and method="store" says what is missing
+    assert fetch_ticks("NVDA", "2024-03-05", "2024-03-05T15:00", "quotes", settings=s3_settings,
+                       store=store).attrs["method"] == "rest"
+    partial = fetch_ticks("AAPL", "2024-03-05", "2024-03-06", "quotes", method="store", settings=s3_settings,
+                          store=store)
+    assert partial.attrs["not_ingested_days"] == ["2024-03-06"]
+
+
+def test_tick_ingest_needs_symbols_and_an_existing_kind(s3_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.store import ingest
+
+    with pytest.raises(InvalidInputError, match="--symbols"):
+        ingest("us_stocks_sip/trades_v1", "2024-03-04", "2024-03-04", store=tmp_path / "s", settings=s3_settings)
+    with pytest.raises(InvalidInputError, match="no trades for forex"):
+        ingest("global_forex/trades_v1", "2024-03-04", "2024-03-04", symbols=["C:EURUSD"], store=tmp_path / "s",
+               settings=s3_settings)
 
 
 def test_tick_dataset_round_trip_keeps_ticks_sharing_a_timestamp(s3_settings: Settings) -> None:

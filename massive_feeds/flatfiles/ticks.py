@@ -46,7 +46,7 @@ from ..errors import CorruptFileError, InvalidInputError
 from ..quota import QuotaManager, get_quota
 from ..schema import asset_class
 from ..tickschema import empty_ticks, finalize_ticks
-from .keys import PREFIXES
+from .keys import PREFIXES, TICK_DATASETS
 from .reader import file_forms
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 from .stream import iter_csv_batches
@@ -54,7 +54,6 @@ from .stream import iter_csv_batches
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20  # 1 MiB of CSV per block: ~240 MB peak RSS in all (4 MiB: ~370 MB), same speed
-TICK_DATASETS = {"trades": "trades_v1", "quotes": "quotes_v1"}
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "ticker": pa.string(), "ask_exchange": pa.int64(), "ask_price": pa.float64(), "ask_size": pa.float64(),
     "bid_exchange": pa.int64(), "bid_price": pa.float64(), "bid_size": pa.float64(), "conditions": pa.string(),
