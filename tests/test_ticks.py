@@ -443,3 +443,13 @@ def test_cli_ticks_dataset_then_backtest(s3_sandbox: Sandbox, tmp_path: Path, mo
     assert rc == 0 and "AAPL (backtrader)" in out and "AAPL (vectorbt)" in out
     rc = cli_main(["ticks", "C:EURUSD", "--start", "2024-03-05", "--end", "2024-03-05", "--kind", "trades"])
     assert rc == 2 and "no trades for C:EURUSD" in capsys.readouterr().err  # bad input: exit 2
+
+
+def test_vectorbt_data_from_ticks_has_the_recorded_bars_with_quote_columns(recorded_window) -> None:
+    from massive_feeds.vectorbt import MassiveData as VbtData
+
+    _, settings, path, _ = recorded_window
+    fetched = VbtData.from_ticks(_fetched(recorded_window, "rest"), interval="1min")
+    recorded = VbtData.from_recording(path, "1min", settings=settings)
+    pd.testing.assert_frame_equal(fetched.data["AAPL"], recorded.data["AAPL"])
+    assert {"Bid", "Ask", "Mid", "Spread"} <= set(fetched.data["AAPL"].columns)
