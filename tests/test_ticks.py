@@ -19,7 +19,7 @@ from massive_feeds.backtrader import MassiveData, MassiveQuoteData
 from massive_feeds.cli import main as cli_main
 from massive_feeds.config import Settings
 from massive_feeds.datasets import load_dataset, save_dataset
-from massive_feeds.errors import BadResponseError, InvalidInputError, NotEntitledError, QuotaExceededError
+from massive_feeds.errors import BadResponseError, CorruptFileError, InvalidInputError, NotEntitledError, QuotaExceededError
 from massive_feeds.flatfiles.ticks import stream_filter, table_to_ticks
 from massive_feeds.quota import get_quota
 from massive_feeds.record import WebSocketDataRecorder, ticks_to_bars
@@ -225,6 +225,17 @@ def test_rest_pages_and_flat_file_give_the_same_ticks(s3_settings: Settings) -> 
     assert flat.attrs["method"] == "flat_file" and rest.attrs["method"] == "rest"
 
 
+@pytest.mark.parametrize("symbol,kind", [("C:EURUSD", "quotes"), ("X:BTCUSD", "trades"),
+                                         ("O:SPY251219C00650000", "trades"), ("O:SPY251219C00650000", "quotes")])
+def test_other_asset_classes_agree_between_rest_and_flat_files(s3_settings: Settings, symbol: str, kind: str) -> None:
+    # forex/crypto carry no SIP time (participant time instead) and crypto files spell X:BTC-USD
+    window = ("2024-03-05T14:00", "2024-03-05T16:00")
+    rest = fetch_ticks(symbol, *window, kind, method="rest", settings=s3_settings)
+    flat = fetch_ticks(symbol, *window, kind, method="flat_file", settings=s3_settings)
+    assert len(rest) > 10 and set(rest["symbol"]) == {symbol}
+    pd.testing.assert_frame_equal(rest, flat)
+
+
 def test_settled_rest_ticks_are_served_from_the_cache(s3_settings: Settings) -> None:
     first = fetch_ticks("MSFT", "2024-03-05T15:00", "2024-03-05T15:05", "quotes", method="rest", settings=s3_settings)
     used = get_quota(s3_settings).status().rest_used_today
@@ -241,6 +252,23 @@ def test_flat_file_quota_refuses_before_downloading(s3_sandbox: Sandbox, tmp_pat
     with pytest.raises(QuotaExceededError, match="monthly flat-file quota"):
         fetch_ticks("AAPL", "2024-03-05", "2024-03-05", "quotes", method="flat_file", settings=settings)
     assert quota.status().flatfile_bytes_used == before  # nothing reserved, nothing downloaded
+
+
+def test_broken_transfer_resumes_and_a_corrupt_day_is_loud_never_cached(tmp_path: Path) -> None:
+    with Sandbox(s3=True, s3_days=(DAY, DAY)) as sb:
+        settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+        key = f"us_stocks_sip/trades_v1/{DAY:%Y/%m}/{DAY}.csv.gz"
+        clean = fetch_ticks("AAPL", DAY, DAY, "trades", method="flat_file", settings=settings, use_cache=False)
+        size = len(sb.s3.get(key))
+        assert get_quota(settings).status().flatfile_bytes_used == size  # counted once, exactly
+        sb.s3.cut_next_downloads(1)  # half the body, then the connection drops: resumed with a ranged GET
+        resumed = fetch_ticks("AAPL", DAY, DAY, "trades", method="flat_file", settings=settings, use_cache=False)
+        pd.testing.assert_frame_equal(resumed, clean)
+        assert get_quota(settings).status().flatfile_bytes_used == 2 * size
+        sb.s3.corrupt(key)  # a truncated gzip
+        for _ in range(2):  # nothing half-read was cached: the second try is as loud as the first
+            with pytest.raises(CorruptFileError, match=key):
+                fetch_ticks("AAPL", DAY, DAY, "trades", method="flat_file", settings=settings)
 
 
 def test_a_day_without_a_file_is_reported_not_silently_empty(s3_settings: Settings) -> None:

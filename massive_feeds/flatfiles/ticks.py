@@ -220,14 +220,18 @@ def fetch_ticks_flat_file(
                     todo.append((f, need))
         total = sum(f.size for f, _ in todo)
         quota.reserve_flatfile_bytes(total)  # refuses before any byte is downloaded
-        done = 0
+        transferred = [0]  # bytes actually received: what the quota keeps, even of a transfer that failed
         want_bar = progress if progress is not None else (total > 0 and sys.stderr.isatty())
         try:
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{kind} flat files",
                       disable=not want_bar or not todo, file=sys.stderr) as bar:
+
+                def on_bytes(n: int) -> None:
+                    transferred[0] += n
+                    bar.update(n)
+
                 for f, need in todo:
-                    table = _download_filtered(transport, f, need, kind, bar.update)
-                    done += f.size
+                    table = _download_filtered(transport, f, need, kind, on_bytes)
                     ticks = table_to_ticks(table, kind)
                     for t in need:
                         part = ticks[ticks["symbol"] == t].reset_index(drop=True)
@@ -235,7 +239,7 @@ def fetch_ticks_flat_file(
                             cache.put(cache.key(transport.endpoint, f.key, f.etag, t), part)
                         frames.append(part)
         finally:
-            quota.release_flatfile_bytes(total - done)
+            quota.release_flatfile_bytes(total - transferred[0])
     finally:
         if own:
             transport.close()
