@@ -129,6 +129,16 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
         self._check_quota()
         return df
 
+    def fetch_ticks(self, symbol: str, start: DateLike, end: DateLike, kinds: Any,
+                    method: str = "auto") -> pd.DataFrame:
+        """One symbol's trades/quotes through :func:`~massive_feeds.ticks.fetch_ticks` (auto REST/flat files/
+        store, cache, quota), in the tick schema (feeds with ``ticks=`` replay them)."""
+        from ..ticks import fetch_ticks
+
+        df = fetch_ticks(symbol, start, end, kinds, method, settings=self.settings)  # type: ignore[arg-type]
+        self._check_quota()
+        return df
+
     def load_dataset(self, name: str | Path) -> pd.DataFrame:
         """A saved dataset (historical or recorded) from the configured datasets folder, or a parquet path."""
         return load_dataset(name, settings=self.settings)
