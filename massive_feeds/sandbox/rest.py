@@ -101,7 +101,7 @@ class RestServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         self._thread.start()
@@ -370,6 +370,7 @@ def _split_matches(split: Any, params: dict[str, str]) -> bool:
             if field == "reverse_split" and (value.lower() == "true") != (split.split_from > split.split_to):
                 return False
             continue
+        want: object
         if field == "ticker":
             have, want = split.ticker, value
         else:
