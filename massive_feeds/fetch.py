@@ -401,7 +401,8 @@ def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *,
         days = extra["timestamp"].dt.tz_convert(NEW_YORK).dt.date.astype(str)
         extra = extra[days.isin(set(missing)).to_numpy()]
         if not extra.empty:
-            df = finalize_bars(pd.concat([df, extra], ignore_index=True)) if not df.empty else extra.reset_index(drop=True)
+            df = (finalize_bars(pd.concat([df, extra], ignore_index=True)) if not df.empty
+                  else extra.reset_index(drop=True))
         attrs.update(filled_over_rest=missing, unfilled_days=[])
         log.warning("flat files lack %d trading day(s) (%s); fetched them over REST", len(missing), ", ".join(missing))
     else:
@@ -419,15 +420,21 @@ def _empty_reasons(df: pd.DataFrame, empty: list[str], chosen: str, settings: Se
         return {t: "the store has not ingested those days" for t in empty}
     where = {"flat_file": "not in the day files", "store": "not in the store", "rest": "no bars over REST"}[chosen]
     known = _known_tickers(empty, settings)
-    return {t: f"{where}: " + ("unknown symbol" if known.get(t) is False else
+    return {t: f"{where}: " + (UNKNOWN_SYMBOL if known.get(t) is False else
                                "no trades in the range" if known.get(t) else "unknown symbol or no trades")
             for t in empty}
 
 
+UNKNOWN_SYMBOL = "unknown symbol (no active ticker by that name)"
+
+
 def _known_tickers(tickers: list[str], settings: Settings) -> dict[str, bool]:
-    """Whether each ticker exists in /v3/reference/tickers (one call each), when calls are to spare;
-    tickers that could not be looked up are left out."""
-    if not settings.api_key or len(tickers) > 5 or _rest_quota_short(settings, len(tickers) + 20):
+    """Whether each ticker is an active one in /v3/reference/tickers (one call each, only while at least
+    20 calls would be left); tickers not looked up (options live elsewhere, no key, quota) are left out."""
+    from .schema import asset_class
+
+    tickers = [t for t in tickers if asset_class(t) != "options"]
+    if not tickers or not settings.api_key or len(tickers) > 5 or _rest_quota_short(settings, len(tickers) + 20):
         return {}
     out: dict[str, bool] = {}
     try:
