@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -611,6 +611,7 @@ def _dividend_matches(div: Any, params: dict[str, str]) -> bool:
         field, _, op = name.partition(".")
         if op not in _COMPARISONS:
             continue
+        want: object
         if field == "ticker":
             have, want = div.ticker, value
         elif field in ("ex_dividend_date", "record_date", "declaration_date", "pay_date"):
