@@ -67,6 +67,7 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
     vectorised ``runonce`` loop never calls ``notify_store``; every message is also logged at INFO.
     """
 
+    _started: bool = False  # bt.Store's flag, typed
     _shared: ClassVar[dict[Settings, "MassiveStore"]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 

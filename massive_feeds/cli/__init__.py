@@ -15,7 +15,7 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
@@ -360,7 +360,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             time.sleep(3600)
 
 
-def _optional_sides(websocket: bool, s3: bool) -> dict[str, bool]:
+def _optional_sides(websocket: bool, s3: bool) -> dict[str, Any]:
     """Sandbox sides to start, skipping those whose modules are not available in this build."""
     import importlib.util
 

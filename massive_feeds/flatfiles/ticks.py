@@ -30,14 +30,11 @@ import sys
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
 from ..cache import ResultCache
