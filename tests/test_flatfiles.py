@@ -452,7 +452,7 @@ def test_quota_refuses_before_any_download(sb: Sandbox, tmp_path: Path) -> None:
 def test_cached_files_are_served_even_when_the_quota_is_used_up(sb: Sandbox, tmp_path: Path) -> None:
     home = tmp_path / "home"
     download_flat_file("AAPL", "2024-01-29", "2024-01-29", "1m", settings=sb.settings(home=home, plan="unlimited"))
-    empty = dataclasses.replace(PLANS["free"], flatfile_bytes_per_month=0)
+    empty = dataclasses.replace(PLANS["free"], flatfile_bytes_per_month=1)  # 0 is refused at config time
     df = download_flat_file("AAPL", "2024-01-29", "2024-01-29", "1m", settings=sb.settings(home=home, plan=empty))
     assert len(df) > 0
 

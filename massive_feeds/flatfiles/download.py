@@ -224,8 +224,8 @@ def download_flat_file(
     count (0).
 
     Flat files hold prices as traded. ``adjusted=True`` (the default, as on REST) applies the stock
-    tickers' splits (from ``/v3/reference/splits``, cached for a day; one REST call per ticker, or a
-    market-wide listing for more than four) to the minute/day rows before resampling, so the bars equal
+    tickers' splits (from ``/v3/reference/splits``, one market-wide table for every ticker, fetched in
+    bulk and refreshed at most daily) to the minute/day rows before resampling, so the bars equal
     REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices. Dividends are never adjusted.
 
     Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
@@ -246,7 +246,10 @@ def download_flat_file(
 
     Returns:
         The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted``, ``session``,
-        ``splits`` (how many splits of the symbols were applied),
+        ``splits`` (how many splits of the symbols were applied), ``splits_as_of``/``splits_age_hours`` (when
+        the splits list was fetched: a cached one is used, whatever its age, when the REST quota cannot
+        cover a refresh), ``merged_splits`` (near-duplicate split
+        rows applied once, see :func:`~massive_feeds.splits.merge_duplicate_splits`),
         ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
         ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
 
@@ -288,15 +291,19 @@ def download_flat_file(
                           session=session)
     _log_summary(plan, missing, window)
     present = set(df["symbol"].unique())
+    merged = df.attrs.get("merged_splits", [])
     df.attrs.update(
         method="flat_file", interval=iv.name, adjusted=adjusted, session=session,
-        splits=0 if splits is None else int(len(splits)), missing_days=missing,
+        splits=0 if splits is None else int(len(splits)) - sum(len(m["dropped"]) for m in merged),
+        merged_splits=merged, missing_days=missing,
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
         empty_symbols=[t for t in tickers if t not in present],
     )
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
+    if splits is not None:  # how old the splits list is (a cached one when the REST quota is used up)
+        df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
     return df
 
 

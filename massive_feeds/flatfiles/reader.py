@@ -222,7 +222,10 @@ def bars_from_tables(parts: list[tuple[pa.Table, dict[str, str]]], window: DateR
     if not frames:
         return empty_bars()
     bars = finish_base_frame(pd.concat(frames, ignore_index=True), interval, splits=splits, session=session)
+    merged = bars.attrs.get("merged_splits", [])
     if bars.empty:
         return empty_bars()
     bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
-    return finalize_bars(bars)
+    out = finalize_bars(bars)
+    out.attrs["merged_splits"] = merged
+    return out

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .._optional import require
 from .faults import Faults
 from .market import DEFAULT_SPLITS, DEFAULT_UNIVERSE, MarketGenerator, SplitInfo, TickerInfo, recent_splits
 from .market import is_nyse_session
@@ -110,6 +111,7 @@ class Sandbox:
         s3: bool = False,
         s3_days: tuple[date, date] | None = None,
         splits: tuple[SplitInfo, ...] | None = None,
+        listed_only_splits: tuple[SplitInfo, ...] = (),
     ) -> None:
         self.api_key = api_key
         self.s3_access_key_id = s3_access_key_id
@@ -120,6 +122,9 @@ class Sandbox:
         if splits is None:  # the fixed splits plus two recent ones relative to the clock (see above)
             splits = DEFAULT_SPLITS + recent_splits(self.clock.start.date())
         self.market = MarketGenerator(seed=seed, universe=universe, splits=splits)
+        # extra rows /v3/reference/splits lists without prices moving, like the real service's near-duplicates
+        # (its own mock lists SHOP 1 -> 10 on 2022-06-22 and on 2022-06-29 for one split)
+        self.listed_only_splits = tuple(listed_only_splits)
         self.max_page_bars = max_page_bars
         self.not_entitled = set(not_entitled)  # asset classes answered with 403 NOT_AUTHORIZED
         self.faults = Faults(seed=seed)
@@ -137,11 +142,13 @@ class Sandbox:
             self.rest = RestServer(self)
             self.rest.start()
         if self._want["websocket"]:
+            require("websockets", "The sandbox's WebSocket server")
             from .ws import WebSocketServer
 
             self.ws = WebSocketServer(self)
             self.ws.start()
         if self._want["s3"]:
+            require("moto", "The sandbox's S3 server")
             from .s3 import S3Server
 
             self.s3 = S3Server(self)
