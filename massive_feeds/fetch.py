@@ -123,7 +123,7 @@ def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval:
         df = df[(df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)]
     df = finalize_bars(df)
     if cacheable:
-        cache.put(key, df)
+        cache.put_later(key, df)  # off the critical path; atomic, and served from memory meanwhile
     return df
 
 
