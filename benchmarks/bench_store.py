@@ -192,21 +192,32 @@ def _median(values: list[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def limits(rows: list[tuple[str, int, float, float, float]], cpus: int) -> list[str]:
-    """What held each parallel engine back, from its CPU figures: (label, workers, seconds, client cores,
-    server cores)."""
+def machine_cpu() -> tuple[float, float]:
+    """Machine-wide CPU seconds so far: (busy, waiting on I/O), over every core and every process."""
+    import psutil
+
+    t = psutil.cpu_times()
+    iowait = getattr(t, "iowait", 0.0)
+    return sum(t) - t.idle - iowait, iowait
+
+
+def limits(rows: list[tuple[str, int, float, float, float, float, float]], cpus: int) -> list[str]:
+    """What held each parallel engine back: (label, workers, seconds, ingest cores, S3 server cores, machine
+    busy cores, machine I/O-wait cores), all per wall second."""
     base = rows[0]
     out = []
-    for label, n, seconds, client, server in rows[1:]:
+    for label, n, seconds, client, server, busy, iowait in rows[1:]:
         speedup = base[2] / seconds
-        busy = client + server
+        others = max(0.0, busy - client - server)
         if busy >= 0.85 * cpus:
-            why = (f"CPU: {busy:.1f} of {cpus} cores busy ({server:.1f} serving S3, {client:.1f} ingesting), so "
-                   "more workers cannot run faster on this machine")
+            why = (f"CPU: {busy:.1f} of {cpus} cores busy ({client:.1f} ingesting, {server:.1f} serving S3, "
+                   f"{others:.1f} other processes on this machine), so more workers cannot run faster here")
         elif "thread" in label and client < 1.3:
             why = f"GIL: the threads kept only {client:.1f} cores busy with {cpus - busy:.1f} idle"
+        elif iowait >= 0.3:
+            why = f"I/O: {iowait:.1f} cores' worth of time waiting on the disk"
         else:
-            why = f"waiting (I/O, scheduling): {cpus - busy:.1f} of {cpus} cores idle"
+            why = f"waiting (network, scheduling): {cpus - busy:.1f} of {cpus} cores idle"
         out.append(f"  {label:38} speed-up {speedup:4.2f}x -> {why}")
     return out
 
@@ -266,7 +277,8 @@ def main() -> int:
         ]
         tables = {}
         for mode in ("s3", "staged"):
-            samples: dict[str, list[tuple[float, float, float, Any]]] = {label: [] for label, _, _ in engines}
+            samples: dict[str, list[tuple[float, float, float, float, float, Any]]] = {
+                label: [] for label, _, _ in engines}
             for _ in range(args.rounds):
                 for i, (label, n, kwargs) in enumerate(engines):
                     store = work / f"store-{mode}{i}"
@@ -274,18 +286,20 @@ def main() -> int:
                     settings = fresh(f"ingest-{mode}{i}")
                     if mode == "staged":
                         stage(files, settings)
-                    cpu0, srv0, t0 = cpu_seconds(), process_cpu(server.pid), time.perf_counter()
+                    (busy0, io0), cpu0 = machine_cpu(), cpu_seconds()
+                    srv0, t0 = process_cpu(server.pid), time.perf_counter()
                     report = ingest(DATASET, days[0], days[-1], store=store, settings=settings, progress=False,
                                     keep_flatfiles=mode == "s3", **kwargs)
                     seconds = time.perf_counter() - t0
                     server_cores = (process_cpu(server.pid) - srv0) / seconds
                     client_cores = (cpu_seconds() - cpu0) / seconds - server_cores
+                    busy1, io1 = machine_cpu()
                     assert len(report.ingested) == len(days), report
-                    samples[label].append((seconds, client_cores, server_cores, report))
+                    samples[label].append((seconds, client_cores, server_cores, (busy1 - busy0) / seconds,
+                                           (io1 - io0) / seconds, report))
                     shutil.rmtree(work / f"ingest-{mode}{i}", ignore_errors=True)  # that run's flat-file cache
-            tables[mode] = [(label, n, _median([x[0] for x in samples[label]]),
-                             _median([x[1] for x in samples[label]]), _median([x[2] for x in samples[label]]),
-                             samples[label][0][3]) for label, n, _ in engines]
+            tables[mode] = [(label, n, *(_median([x[i] for x in samples[label]]) for i in range(5)),
+                             samples[label][0][5]) for label, n, _ in engines]
         client.close()
         cluster.close()
 
@@ -296,14 +310,14 @@ def main() -> int:
             print(f"\ningest of {len(days)} days {title}; median of {args.rounds} round(s); Dask LocalCluster "
                   f"start-up {cluster_start:.1f}s, not counted")
             print(f"{'engine':38} {'seconds':>8} {'days/s':>7} {'speed-up':>9} {'efficiency':>10} {'cores: ingest':>13} "
-                  f"{'S3 server':>9} {'rows':>12}")
-            for label, n, seconds, client_cores, server_cores, report in results:
+                  f"{'S3 server':>9} {'machine':>8} {'rows':>12}")
+            for label, n, seconds, client_cores, server_cores, busy, _, report in results:
                 rate = len(days) / seconds
                 print(f"{label:38} {seconds:8.1f} {rate:7.2f} {rate / base_rate:8.2f}x {rate / base_rate / n:9.0%} "
-                      f"{client_cores:13.1f} {server_cores:9.1f} {report.rows:12,}")
-            print("what limits scaling (cores busy = CPU seconds per wall second; ingest = this process, its pools "
-                  "and the Dask workers; S3 server = the sandbox's process):")
-            print("\n".join(limits([(r[0], r[1], r[2], r[3], r[4]) for r in results], cpus)))
+                      f"{client_cores:13.2f} {server_cores:9.2f} {busy:8.2f} {report.rows:12,}")
+            print("what limits scaling (cores = CPU seconds per wall second; ingest = this process, its pools and the "
+                  "Dask workers; S3 server = the sandbox's process; machine = every process on this machine):")
+            print("\n".join(limits([r[:7] for r in results], cpus)))
 
         # --- query -------------------------------------------------------------------------------
         store = work / "store-s30"
