@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .storage import atomic_path
+from .storage import atomic_path, ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class ResultCache:
     """A folder of parquet files named by the hash of the query that produced them."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+        self.folder = ensure_dir(Path(folder), "result cache")  # an unusable home fails here, in one line
 
     def __repr__(self) -> str:
         return f"ResultCache('{self.folder}')"

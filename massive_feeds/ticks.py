@@ -15,17 +15,19 @@ The frame is :mod:`massive_feeds.tickschema`'s: the columns a recording's events
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import date, timedelta
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
 from .config import Settings, load_settings
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MassiveError
 from .fetch import _flat_files_unavailable
 from .quota import get_quota
 from .rest import RestClient
@@ -66,13 +68,18 @@ def _day_windows(window: DateRange) -> list[tuple[date, int, int]]:
 
 
 # --- REST -----------------------------------------------------------------------------------------
-def _pages_frame(pages: list[TicksPage], ticker: str, kind: str) -> pd.DataFrame:
-    cols = {name: np.concatenate([p.columns[name] for p in pages]) for name in pages[0].columns}
-    n = len(cols["timestamp"])
-    df = pd.DataFrame(cols)
-    df["symbol"] = ticker
-    df["kind"] = np.full(n, EVENT_KIND[kind], dtype=object)
-    return df
+def _pages_columns(pages: list[TicksPage], ticker: str, kind: str) -> dict[str, Any]:
+    """The pages' columns joined (numpy and arrow text alike), with ``symbol`` and ``kind``."""
+    cols: dict[str, Any] = {}
+    for name, first in pages[0].columns.items():
+        parts = [p.columns[name] for p in pages]
+        if isinstance(first, pa.Array):
+            cols[name] = pa.concat_arrays(parts) if len(parts) > 1 else first
+        else:
+            cols[name] = np.concatenate(parts) if len(parts) > 1 else first
+    cols["symbol"] = ticker
+    cols["kind"] = EVENT_KIND[kind]
+    return cols
 
 
 def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, lo: int, hi: int,
@@ -85,7 +92,7 @@ def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, 
         return hit
     params = {"timestamp.gte": lo, "timestamp.lt": hi, "order": "asc", "sort": "timestamp", "limit": page_limit}
     pages = list(client.paginate(path, params, lambda body: parse_ticks(body, kind), lambda p: p.next_url))
-    df = finalize_ticks(_pages_frame(pages, ticker, kind))
+    df = finalize_ticks(_pages_columns(pages, ticker, kind))
     ts = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
     if len(df) and (ts[0] < lo or ts[-1] >= hi):  # the server's filter is the contract; hold it to it
         df = df[(ts >= lo) & (ts < hi)].reset_index(drop=True)
@@ -185,6 +192,23 @@ def fetch_ticks_flat_file(
 
 
 # --- the choice -----------------------------------------------------------------------------------
+def _store_covers_ticks(store: "str | os.PathLike[str] | None", settings: Settings, tickers: list[str],
+                        start: DateLike, end: DateLike, kinds: list[str]) -> bool:
+    """Whether a history store exists and holds every day of this tick query (reads manifests only)."""
+    from pathlib import Path
+
+    from .store.core import HistoryStore, default_store_path
+
+    location = store if store is not None else default_store_path(settings)
+    if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
+        return False
+    try:
+        return HistoryStore.open(location, settings).covers_ticks(tickers, start, end, kinds)
+    except (MassiveError, OSError, ValueError) as exc:
+        log.debug("history store not usable for this tick query: %s", exc)
+        return False
+
+
 def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
     """A rough upper estimate of REST pages (quota slots) for a tick query."""
     return sum(n_symbols * days * PAGES_PER_DAY[k] for k in kinds)
@@ -201,13 +225,16 @@ def fetch_ticks(
     settings: Settings | None = None,
     progress: bool | None = None,
     use_cache: bool = True,
+    store: "str | os.PathLike[str] | None" = None,
 ) -> pd.DataFrame:
     """Historical ticks (``kind``: ``"quotes"``, ``"trades"`` or both as a list) in the tick schema.
 
-    ``method``: ``auto`` (default), ``rest`` or ``flat_file``. Auto sends at most
-    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days per kind over REST and bigger queries to flat files, with
-    the fallbacks of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]``
-    say what ran and why. ``store`` is refused: the history store holds bars, not ticks (yet).
+    ``method``: ``auto`` (default), ``rest``, ``flat_file`` or ``store`` (the history store, after
+    ``massive-feeds ingest --dataset us_stocks_sip/quotes_v1 --symbols …``: no call at all). Auto uses the
+    store when it holds every day of the query for these symbols, else sends at most
+    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days over REST and bigger queries to flat files, with the fallbacks
+    of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]`` say what ran and why.
+    ``store`` is the store's location (default ``$MASSIVE_FEEDS_STORE`` or ``<home>/store``).
 
     Raises:
         InvalidInputError: bad symbol, dates or kind, or a kind the asset class does not have
@@ -224,11 +251,10 @@ def fetch_ticks(
     settings = (settings or load_settings()).with_overrides(api_key=api_key)
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
-    if method == "store":
-        raise InvalidInputError("the history store holds bars only, not trades/quotes; use method='rest' or "
-                                "'flat_file' (flat-file ticks of a symbol-day are cached after the first read)")
     chosen, reason = method, "requested explicitly"
-    if method == "auto":
+    if method == "auto" and _store_covers_ticks(store, settings, tickers, start, end, kinds):
+        chosen, reason = "store", "the local history store holds every day of the query"
+    elif method == "auto":
         symbol_days = len(tickers) * window.days
         flat_why = _flat_files_unavailable(settings)
         if symbol_days <= AUTO_MAX_SYMBOL_DAYS:
@@ -246,7 +272,11 @@ def fetch_ticks(
         if reason.startswith("fell"):
             log.warning("fetch_ticks auto method: %s", reason)
     log.info("fetch_ticks: %s %s via %s (%s)", ",".join(tickers), "/".join(kinds), chosen, reason)
-    if chosen == "rest":
+    if chosen == "store":
+        from .store.core import HistoryStore
+
+        df = HistoryStore.open(store, settings).read_ticks(tickers, start, end, kinds)
+    elif chosen == "rest":
         df = fetch_ticks_rest(tickers, start, end, kinds, settings=settings, progress=progress, use_cache=use_cache)
     else:
         df = fetch_ticks_flat_file(tickers, start, end, kinds, settings=settings, progress=progress,

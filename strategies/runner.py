@@ -161,6 +161,7 @@ class BacktestResult:
         if has_prices:
             price_ax = axes[0]
             prices = self.prices
+            assert prices is not None  # has_prices
             price_ax.plot(local(prices.index, self.tz), prices.to_numpy(), lw=1.0, color="0.25",
                           label=self.symbol or "close")
             for col_time, col_price, marker, colour, label in (
@@ -271,7 +272,9 @@ def run_strategy(
     symbol = getattr(feed, "_symbol", None)
     if symbol is None and isinstance(data_or_feed, pd.DataFrame) and "symbol" in data_or_feed:
         symbol = str(data_or_feed["symbol"].iloc[0])
-    interval = metrics.infer_interval(prices.index)
+    label = data_or_feed.attrs.get("interval") if isinstance(data_or_feed, pd.DataFrame) else getattr(
+        feed, "_interval_name", None)
+    interval = metrics.bar_interval(prices.index, label)
     result = BacktestResult(
         strategy=strategy_cls.__name__, params=dict(strat.p._getkwargs()), start_value=float(cash),
         end_value=end_value, total_return=end_value / cash - 1.0,

@@ -10,7 +10,7 @@ dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, 
                store/, record/
     transport  rest/
     kernels    sessions, quota, buckets, layout
-    base       schema, tickschema, config, cache, errors, storage, _optional, _version
+    base       schema, tickschema, config, cache, errors, storage, redact, _optional, _version
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ LAYERS = {
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),
     "kernels": ("sessions", "quota", "buckets", "layout"),
-    "base": ("schema", "tickschema", "config", "cache", "errors", "storage", "_optional", "_version"),
+    "base": ("schema", "tickschema", "config", "cache", "errors", "storage", "redact", "_optional", "_version"),
 }
 RANK = {top: rank for rank, names in enumerate(reversed(LAYERS.values())) for top in names}
 

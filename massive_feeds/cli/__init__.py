@@ -11,10 +11,11 @@ call or recording starts.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
@@ -161,16 +162,15 @@ def _add_symbols(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--market", choices=["stocks", "crypto", "fx", "indices", "otc"], help="only this market")
     p.add_argument("--search", help="filter by ticker or name")
     p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--plain", action="store_true", help="tickers only, one per line (default: a table with "
+                                                         "name, market, type and exchange)")
     p.set_defaults(func=_cmd_symbols)
 
 
 def _cmd_symbols(args: argparse.Namespace) -> int:
-    from ..stream import MassiveConnector
+    from .live import cmd_symbols
 
-    with MassiveConnector() as connector:
-        for symbol in connector.list_symbols(args.market, search=args.search, limit=args.limit):
-            print(symbol)
-    return 0
+    return cmd_symbols(args)
 
 
 def _add_stream(sub: argparse._SubParsersAction) -> None:
@@ -178,43 +178,28 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("symbols", help="comma-separated tickers")
     p.add_argument("--count", type=int, default=0, help="stop after this many quotes (0 = no limit)")
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = no limit)")
+    p.add_argument("--wait", type=float, default=10.0,
+                   help="give up (exit 1) when no quote arrives within this many seconds (default 10)")
     p.set_defaults(func=_cmd_stream)
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from ..stream import stream_quotes_websocket
+    from .live import cmd_stream
 
     if args.count < 0 or not args.seconds >= 0:
         raise InvalidInputError(f"--count and --seconds must be >= 0 (0 = no limit), got {args.count}, {args.seconds:g}")
-
-    async def run() -> None:
-        n = 0
-        async for q in stream_quotes_websocket(args.symbols):
-            print(f"{q['timestamp']:%Y-%m-%d %H:%M:%S.%f} {q['symbol']:>10} bid {q['bid']} x {q['bid_size']}"
-                  f"  ask {q['ask']} x {q['ask_size']}", flush=True)
-            n += 1
-            if args.count and n >= args.count:
-                break
-
-    async def bounded() -> None:
-        # a deadline that also ends a silent stream (no quote has to arrive for it to fire)
-        try:
-            async with asyncio.timeout(args.seconds or None):
-                await run()
-        except TimeoutError:
-            pass
-
-    asyncio.run(bounded())
-    return 0
+    if not args.wait > 0:
+        raise InvalidInputError(f"--wait must be a positive number of seconds, got {args.wait:g}")
+    return cmd_stream(args)
 
 
 def _add_record(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record a live session into a dataset",
                        description="Record quotes and trades durably, then save bars (and the raw event log) as a dataset.")
     p.add_argument("symbols", help="comma-separated tickers")
-    p.add_argument("--seconds", type=float, default=60.0, help="how long to record (Ctrl-C stops early)")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="how long to record (Ctrl-C stops early); a countdown with events and bars so far "
+                        "runs on stderr")
     p.add_argument("--tag", default="session", help="dataset tag, e.g. morning, fomc, earnings")
     p.add_argument("--name", help="dataset name (default massive_live_<tag>_<YYYYMMDD>)")
     p.add_argument("--interval", default="1min", help="bar size for the dataset (1s, 1min, 5min ...)")
@@ -240,22 +225,10 @@ def _check_record_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    import time
-
-    from ..record import WebSocketDataRecorder
+    from .live import cmd_record
 
     _check_record_args(args)
-    recorder = WebSocketDataRecorder(args.symbols, args.save_dir).start()
-    print(f"recording {', '.join(recorder.symbols)} to {recorder.path} (Ctrl-C to stop)", file=sys.stderr)
-    try:
-        time.sleep(args.seconds)
-    except KeyboardInterrupt:
-        pass
-    recorder.stop()
-    path = recorder.save_dataset(args.name, args.interval, tag=args.tag)
-    stats = recorder.stats()
-    print(f"{stats['events_durable']:,} events, {stats['gaps']} gap(s) -> dataset {path.stem} ({path})")
-    return 0
+    return cmd_record(args)
 
 
 def _parse_params(pairs: list[str], strategy: str | None = None) -> dict[str, float | int | str]:
@@ -319,7 +292,10 @@ def _add_backtest(sub: argparse._SubParsersAction) -> None:
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from strategies.validation import format_table, validate
 
+    from .recordings import recording_folder_hint
+
     params = _parse_params(args.param, args.strategy)  # unknown strategy / parameter / value: before any run
+    recording_folder_hint(args.dataset)
     _check_dataset_names([args.dataset])
     table = validate([args.strategy], [args.dataset], engine=args.engine, output=args.output, cash=args.cash,
                      commission=args.commission, symbols=[args.symbol] if args.symbol else None,
@@ -384,7 +360,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             time.sleep(3600)
 
 
-def _optional_sides(websocket: bool, s3: bool) -> dict[str, bool]:
+def _optional_sides(websocket: bool, s3: bool) -> dict[str, Any]:
     """Sandbox sides to start, skipping those whose modules are not available in this build."""
     import importlib.util
 
@@ -399,10 +375,12 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
                        description="Ingest flat-file days into the history store, incrementally (days already stored "
                                    "are skipped, republished files re-ingested), on a local pool or a Dask cluster.")
     p.add_argument("--dataset", default="us_stocks_sip/minute_aggs_v1",
-                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1)")
+                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1); "
+                        "ticks: <prefix>/trades_v1 or <prefix>/quotes_v1 with --symbols")
     p.add_argument("--start", required=True, help="first New York session date, YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last New York session date, YYYY-MM-DD (inclusive)")
-    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market)")
+    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market; "
+                                     "required for trades_v1/quotes_v1)")
     p.add_argument("--store", help="folder or s3://bucket/prefix?endpoint_override=… "
                                    "(default: $MASSIVE_FEEDS_STORE or <home>/store)")
     p.add_argument("--engine", default="local", choices=["local", "dask"])
@@ -445,6 +423,9 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     from ..datasets import load_dataset
     from ..quality import format_quality_report, quality_report
 
+    from .recordings import recording_folder_hint
+
+    recording_folder_hint(args.dataset)
     settings = load_settings()
     df = load_dataset(args.dataset, settings=settings)
     splits, why = None, None
@@ -525,11 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    from .recordings import add_parser as _add_recordings
+
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
                 _add_validate, _add_sandbox, _add_ticks,
-                _add_demo, _add_ingest, _add_quality, _add_ui):
+                _add_demo, _add_ingest, _add_quality, _add_ui, _add_recordings):
         add(sub)
     return parser
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                          errno.EISDIR, errno.EFBIG})
 
 
 def _is_bad_input(exc: MassiveError) -> bool:
@@ -557,6 +544,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2 if _is_bad_input(exc) else 1
+    except OSError as exc:  # the machine's side (disk full, permissions) in one line; network errors are typed above
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}: check free space and permissions (MASSIVE_FEEDS_HOME, "
+              "MASSIVE_DATASETS_DIR)", file=sys.stderr)
+        return 2 if exc.errno in _DISK_ERRNOS else 1
     except ImportError as exc:  # an optional dependency: name the extra, no traceback
         missing = as_missing_dependency(exc)
         if missing is None or args.debug:

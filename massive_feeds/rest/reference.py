@@ -1,0 +1,35 @@
+"""Reference data over REST: the tickers list with names and markets (``/v3/reference/tickers``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..config import Settings, load_settings
+from .client import RestClient
+
+#: Columns of :func:`ticker_table`, in order (a field the service omits is left empty).
+TICKER_COLUMNS = ["ticker", "name", "market", "type", "primary_exchange", "locale", "currency_name"]
+
+
+def ticker_table(market: str | None = None, *, search: str | None = None, limit: int = 1000,
+                 settings: Settings | None = None) -> pd.DataFrame:
+    """Active tickers with their name, market, type, primary exchange, locale and currency.
+
+    ``market``: ``stocks`` | ``crypto`` | ``fx`` | ``otc`` | ``indices``; ``search`` matches ticker or
+    name. Each page (up to 1,000 rows) is one REST call counted against the quota.
+    """
+    settings = settings or load_settings()
+    params: dict[str, Any] = {"active": "true", "limit": max(1, min(limit, 1000))}
+    if market:
+        params["market"] = market
+    if search:
+        params["search"] = search
+    rows: list[dict[str, Any]] = []
+    with RestClient(settings) as rest:
+        for row in rest.list_json("/v3/reference/tickers", params):
+            rows.append({c: row.get(c) for c in TICKER_COLUMNS})
+            if len(rows) >= limit:
+                break
+    return pd.DataFrame(rows, columns=TICKER_COLUMNS)
