@@ -110,10 +110,12 @@ def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval:
     df = _pages_to_frame(pages, ticker)
     if interval.timespan in ("minute", "hour", "day"):  # weeks/months may start before the range by design
         width = pd.Timedelta(minutes=interval.minutes) if interval.is_intraday else pd.Timedelta(days=1)
-        df = df[(df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)]
+        inside = (df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)
+        if not inside.all():  # the norm is all inside: no row copy then
+            df = df[inside]
     df = finalize_bars(df)
     if cacheable:
-        cache.put(key, df)
+        cache.put_later(key, df)  # off the critical path; atomic, and served from memory meanwhile
     return df
 
 
