@@ -319,7 +319,8 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
     settings = settings or load_settings()
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
 
-    chosen, reason = method, "requested explicitly"
+    chosen: str = method
+    reason = "requested explicitly"
     if method == "auto" and _store_covers(store, settings, query):
         chosen, reason = "store", "the local history store holds every day of the query"
     elif method == "auto":

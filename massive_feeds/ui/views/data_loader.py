@@ -7,6 +7,7 @@ import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from typing import Literal
 
 import pandas as pd
 import streamlit as st
@@ -77,7 +78,7 @@ def _chart(df: pd.DataFrame, key: str, interval: str) -> None:
     """Candlesticks with volume (stacked per symbol) or closes overlaid, without the closed hours."""
     symbols = list(dict.fromkeys(df["symbol"]))
     chosen = symbols
-    layout = "stacked"
+    layout: Literal["stacked", "overlay"] = "stacked"
     if len(symbols) > 1:
         c1, c2 = st.columns([3, 2])
         chosen = c1.multiselect("Chart symbols", symbols, default=symbols[: min(len(symbols), 3)],
