@@ -58,8 +58,21 @@ class _Delivery:
     def _deliver(self, batch: Sequence[Any]) -> None:
         first = batch[0][0]
         control = first in (STATUS, GAP)
-        if self.symbols is not None or self.kinds is not None:
-            batch = [ev for ev in batch if self._accept(ev)]
+        if control:
+            if self.symbols is not None or self.kinds is not None:
+                batch = [ev for ev in batch if self._accept(ev)]
+                if not batch:
+                    return
+        else:
+            # Data batches (one frame of rows): filter in one comprehension, no call per event.
+            kinds, symbols = self.kinds, self.symbols
+            if symbols is not None:
+                if kinds is not None:
+                    batch = [r for r in batch if r[0] in kinds and r[1] in symbols]
+                else:
+                    batch = [r for r in batch if r[1] in symbols]
+            elif kinds is not None:
+                batch = [r for r in batch if r[0] in kinds]
             if not batch:
                 return
         fn = self.fn
