@@ -231,3 +231,67 @@ def test_overflow_is_counted_and_announced_in_band() -> None:
     assert seen[-2] is statuses[0] and seen[-1].kind == "trade"
     assert sum(e.kind == "trade" for e in seen) + listener.dropped == 31
     listener.close()
+
+
+# --- whole-frame builders (the hot path) and their fallbacks -----------------------------------------
+def _quote(i: int, **over: object) -> dict:
+    d = {"ev": "Q", "sym": "AAPL", "bx": 4, "bp": 100.0 + i, "bs": 3, "ax": 7, "ap": 101.0 + i, "as": 2,
+         "t": T0 + i}
+    d.update(over)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def test_single_channel_frame_keeps_order_and_defaults_a_missing_optional_key() -> None:
+    # One quote in the middle lacks its sizes and exchange: the strict comprehension fails and the frame is
+    # rebuilt with defaults for that event only, every other event keeping its values, in wire order.
+    items = [_quote(i) for i in range(50)]
+    items[25] = _quote(25, bs=None, bx=None)
+    events, _ = parse("stocks", *items)
+    assert [e.time_ms for e in events] == [T0 + i for i in range(50)]
+    assert [e.bid for e in events] == [100.0 + i for i in range(50)]
+    assert math.isnan(events[25].bid_size) and events[25].exchange == 0 and events[25].ask_size == 2
+    assert all(e.bid_size == 3 and e.exchange == 4 for i, e in enumerate(events) if i != 25)
+
+
+def test_mixed_frames_statuses_and_malformed_items_mid_frame_keep_the_rest_in_order() -> None:
+    # Each surprise alone in an otherwise single-channel frame (so none hides behind another's fallback).
+    parser = FrameParser("stocks")
+    mixed: list = [_quote(i) for i in range(10)]
+    mixed[3] = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0 + 3, "x": 1}  # another channel
+    rows, statuses = parser.parse(orjson.dumps(mixed), 7)
+    assert [(r[0], r[2]) for r in rows] == [("trade" if i == 3 else "quote", T0 + i) for i in range(10)]
+    assert all(type(r) is tuple and r[3] == 7 for r in rows) and statuses == []
+    with_status: list = [_quote(i) for i in range(10)]
+    with_status[6] = {"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"}
+    rows, statuses = parser.parse(orjson.dumps(with_status), 7)
+    assert [r[2] for r in rows] == [T0 + i for i in range(10) if i != 6]
+    assert [s["status"] for s in statuses] == ["success"]
+    broken: list = [_quote(i) for i in range(10)]
+    broken[8] = _quote(8, bp=None)  # required key missing
+    rows, _ = parser.parse(orjson.dumps(broken), 7)
+    assert [r[2] for r in rows] == [T0 + i for i in range(10) if i != 8]
+    assert parser.malformed_events == 1 and parser.unknown_events == 0
+
+
+def test_forex_frames_coerce_the_string_exchange_on_the_frame_path() -> None:
+    events, _ = parse("forex", *({"ev": "C", "p": "EUR/USD", "x": "44", "a": 1.1 + i, "b": 1.0, "t": T0 + i}
+                                 for i in range(5)))
+    assert [e.exchange for e in events] == [44] * 5 and all(type(e.exchange) is int for e in events)
+    assert [e.symbol for e in events] == ["C:EURUSD"] * 5 and events[4].ask == 1.1 + 4
+
+
+def test_listener_filters_mixed_row_batches_by_kind_or_symbol_alone() -> None:
+    hub = EventHub()
+    by_kind: list = []
+    by_symbol: list = []
+    hub.add_listener(by_kind.append, kinds=["quote"], inline=True)
+    hub.add_listener(by_symbol.extend, symbols=["MSFT"], batched=True, inline=True)
+    rows = [tuple(e) for e in (*_events(2, "AAPL", "quote"), *_events(2, "MSFT", "trade"),
+                              *_events(1, "MSFT", "quote"))]
+    hub.publish(rows)
+    assert [(e.kind, e.symbol) for e in by_kind] == [("quote", "AAPL"), ("quote", "AAPL"), ("quote", "MSFT")]
+    assert [(e.kind, e.symbol) for e in by_symbol] == [("trade", "MSFT"), ("trade", "MSFT"), ("quote", "MSFT")]
+    assert all(type(e) is E.StreamEvent for e in by_kind + by_symbol)
+    hub.publish([tuple(e) for e in _events(3, "AAPL", "trade")])  # nothing passes either filter
+    assert len(by_kind) == 3 and len(by_symbol) == 3
+    hub.close()
