@@ -13,6 +13,7 @@ for crypto (``X:BTC-USD``) and possibly forex (``C:EUR-USD``), and reports rows 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -101,6 +102,7 @@ class _Converter:
         self._busy: set[Path] = set()  # queued or being written
         self._thread: threading.Thread | None = None
         self._holds = 0
+        self._atexit = False
 
     def submit(self, gz: Path, target: Path, key: str) -> None:
         with self._lock:
@@ -111,6 +113,12 @@ class _Converter:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="flatfile-parquet", daemon=True)
                 self._thread.start()
+                if not self._atexit:
+                    # A daemon thread frozen inside pyarrow's CSV reader (which calls back into Python for
+                    # the gzip chunks) deadlocks interpreter shutdown: the CLI printed its result and never
+                    # exited. Let the conversion finish first (atexit runs before daemon threads freeze).
+                    atexit.register(self.wait)
+                    self._atexit = True
 
     def _run(self) -> None:
         try:
