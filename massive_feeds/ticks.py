@@ -15,6 +15,7 @@ The frame is :mod:`massive_feeds.tickschema`'s: the columns a recording's events
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import date, timedelta
 from typing import Any, Iterable, Literal, Sequence
@@ -26,13 +27,13 @@ from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
 from .config import Settings, load_settings
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MassiveError
 from .fetch import _flat_files_unavailable
 from .quota import get_quota
 from .rest import RestClient
 from .rest.ticks import TicksPage, parse_ticks
-from .schema import DateLike, DateRange, ny_midnight, normalize_symbols, parse_date_range
-from .tickschema import EVENT_KIND, check_kind_exists, empty_ticks, finalize_ticks, validate_kind
+from .schema import DateLike, DateRange, ny_midnight
+from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,14 @@ AUTO_MAX_SYMBOL_DAYS = 5
 PAGES_PER_DAY = {"quotes": 40, "trades": 8}
 
 
-def _kinds(kind: str | Sequence[str]) -> list[str]:
-    kinds = [kind] if isinstance(kind, str) else list(kind)
-    if not kinds:
-        raise InvalidInputError("No tick kind given; use 'trades' and/or 'quotes'")
-    return list(dict.fromkeys(validate_kind(k) for k in kinds))
+def _query(symbols: "str | Iterable[str] | TickQuery", start: DateLike | None, end: DateLike | None,
+           kind: str | Sequence[str]) -> TickQuery:
+    """``symbols`` when it is a built :class:`TickQuery`, else the query built (validated) from the arguments."""
+    if isinstance(symbols, TickQuery):
+        return symbols
+    if start is None or end is None:
+        raise InvalidInputError("fetching ticks needs a start and an end")
+    return TickQuery.build(symbols, start, end, kind)
 
 
 def _days(window: DateRange) -> list[date]:
@@ -101,9 +105,9 @@ def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, 
 
 
 def fetch_ticks_rest(
-    symbols: str | Iterable[str],
-    start: DateLike,
-    end: DateLike,
+    symbols: "str | Iterable[str] | TickQuery",
+    start: DateLike | None = None,
+    end: DateLike | None = None,
     kind: str | Sequence[str] = "quotes",
     *,
     api_key: str | None = None,
@@ -118,12 +122,8 @@ def fetch_ticks_rest(
     (at most 50,000, the service's maximum) ticks."""
     if not 1 <= page_limit <= PAGE_LIMIT:
         raise InvalidInputError(f"page_limit must be 1..{PAGE_LIMIT}, not {page_limit}")
-    tickers = normalize_symbols(symbols)
-    kinds = _kinds(kind)
-    for t in tickers:
-        for k in kinds:
-            check_kind_exists(t, k)
-    window = parse_date_range(start, end)
+    q = _query(symbols, start, end, kind)
+    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     own = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest_ticks")
@@ -155,9 +155,9 @@ def _annotate(df: pd.DataFrame, tickers: list[str], kinds: list[str], window: Da
 
 # --- flat files -----------------------------------------------------------------------------------
 def fetch_ticks_flat_file(
-    symbols: str | Iterable[str],
-    start: DateLike,
-    end: DateLike,
+    symbols: "str | Iterable[str] | TickQuery",
+    start: DateLike | None = None,
+    end: DateLike | None = None,
     kind: str | Sequence[str] = "quotes",
     *,
     settings: Settings | None = None,
@@ -168,12 +168,8 @@ def fetch_ticks_flat_file(
     :mod:`massive_feeds.flatfiles.ticks`), cut to ``[start, end)``."""
     from .flatfiles.ticks import fetch_ticks_flat_file as _flat
 
-    tickers = normalize_symbols(symbols)
-    kinds = _kinds(kind)
-    for t in tickers:
-        for k in kinds:
-            check_kind_exists(t, k)
-    window = parse_date_range(start, end)
+    q = _query(symbols, start, end, kind)
+    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     settings = settings or load_settings()
     frames, missing = [], set()
     for k in kinds:
@@ -191,15 +187,32 @@ def fetch_ticks_flat_file(
 
 
 # --- the choice -----------------------------------------------------------------------------------
+def _store_covers_ticks(store: "str | os.PathLike[str] | None", settings: Settings, tickers: list[str],
+                        start: DateLike, end: DateLike, kinds: list[str]) -> bool:
+    """Whether a history store exists and holds every day of this tick query (reads manifests only)."""
+    from pathlib import Path
+
+    from .store.core import HistoryStore, default_store_path
+
+    location = store if store is not None else default_store_path(settings)
+    if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
+        return False
+    try:
+        return HistoryStore.open(location, settings).covers_ticks(tickers, start, end, kinds)
+    except (MassiveError, OSError, ValueError) as exc:
+        log.debug("history store not usable for this tick query: %s", exc)
+        return False
+
+
 def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
     """A rough upper estimate of REST pages (quota slots) for a tick query."""
     return sum(n_symbols * days * PAGES_PER_DAY[k] for k in kinds)
 
 
 def fetch_ticks(
-    symbols: str | Iterable[str],
-    start: DateLike,
-    end: DateLike,
+    symbols: "str | Iterable[str] | TickQuery",
+    start: DateLike | None = None,
+    end: DateLike | None = None,
     kind: str | Sequence[str] = "quotes",
     method: TickMethod = "auto",
     *,
@@ -207,13 +220,16 @@ def fetch_ticks(
     settings: Settings | None = None,
     progress: bool | None = None,
     use_cache: bool = True,
+    store: "str | os.PathLike[str] | None" = None,
 ) -> pd.DataFrame:
     """Historical ticks (``kind``: ``"quotes"``, ``"trades"`` or both as a list) in the tick schema.
 
-    ``method``: ``auto`` (default), ``rest`` or ``flat_file``. Auto sends at most
-    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days per kind over REST and bigger queries to flat files, with
-    the fallbacks of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]``
-    say what ran and why. ``store`` is refused: the history store holds bars, not ticks (yet).
+    ``method``: ``auto`` (default), ``rest``, ``flat_file`` or ``store`` (the history store, after
+    ``massive-feeds ingest --dataset us_stocks_sip/quotes_v1 --symbols …``: no call at all). Auto uses the
+    store when it holds every day of the query for these symbols, else sends at most
+    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days over REST and bigger queries to flat files, with the fallbacks
+    of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]`` say what ran and why.
+    ``store`` is the store's location (default ``$MASSIVE_FEEDS_STORE`` or ``<home>/store``).
 
     Raises:
         InvalidInputError: bad symbol, dates or kind, or a kind the asset class does not have
@@ -221,20 +237,16 @@ def fetch_ticks(
         NotEntitledError: the plan does not include these ticks (REST 403 / S3 AccessDenied).
         QuotaExceededError: the flat-file bytes or the REST calls left cannot cover the query.
     """
-    tickers = normalize_symbols(symbols)
-    kinds = _kinds(kind)
-    for t in tickers:
-        for k in kinds:
-            check_kind_exists(t, k)
-    window = parse_date_range(start, end)
+    q = _query(symbols, start, end, kind)
+    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     settings = (settings or load_settings()).with_overrides(api_key=api_key)
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
-    if method == "store":
-        raise InvalidInputError("the history store holds bars only, not trades/quotes; use method='rest' or "
-                                "'flat_file' (flat-file ticks of a symbol-day are cached after the first read)")
     chosen, reason = method, "requested explicitly"
-    if method == "auto":
+    last = window.end - pd.Timedelta(1, "ns")  # the inclusive end that parses back to this very window
+    if method == "auto" and _store_covers_ticks(store, settings, tickers, window.start, last, kinds):
+        chosen, reason = "store", "the local history store holds every day of the query"
+    elif method == "auto":
         symbol_days = len(tickers) * window.days
         flat_why = _flat_files_unavailable(settings)
         if symbol_days <= AUTO_MAX_SYMBOL_DAYS:
@@ -252,11 +264,14 @@ def fetch_ticks(
         if reason.startswith("fell"):
             log.warning("fetch_ticks auto method: %s", reason)
     log.info("fetch_ticks: %s %s via %s (%s)", ",".join(tickers), "/".join(kinds), chosen, reason)
-    if chosen == "rest":
-        df = fetch_ticks_rest(tickers, start, end, kinds, settings=settings, progress=progress, use_cache=use_cache)
+    if chosen == "store":
+        from .store.core import HistoryStore
+
+        df = HistoryStore.open(store, settings).read_ticks(tickers, window.start, last, kinds)
+    elif chosen == "rest":
+        df = fetch_ticks_rest(q, settings=settings, progress=progress, use_cache=use_cache)
     else:
-        df = fetch_ticks_flat_file(tickers, start, end, kinds, settings=settings, progress=progress,
-                                   use_cache=use_cache)
+        df = fetch_ticks_flat_file(q, settings=settings, progress=progress, use_cache=use_cache)
     df.attrs.update(method=chosen, method_reason=reason)
     return df
 

@@ -1,8 +1,8 @@
 """The ``massive-feeds`` command line.
 
 Conventions: ``--help`` on every command; results on stdout; errors on stderr as one line; exit code 2
-for usage errors and bad input (``InvalidInputError``, bad settings such as a plan limit <= 0 or an
-unwritable home), 1 for other expected failures (missing key, quota, no data, server errors), 130 on
+for usage errors and bad input (``InvalidInputError``; ``InvalidSettingError``: a plan limit <= 0, an
+unwritable or full home), 1 for other expected failures (missing key, quota, no data, server errors), 130 on
 Ctrl-C. No tracebacks for expected errors (``--debug`` shows them). Every argument (symbols, dates,
 intervals, dataset and recording names, strategy parameters, durations) is checked before any network
 call or recording starts.
@@ -15,7 +15,7 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
@@ -110,6 +110,8 @@ def _cmd_ticks(args: argparse.Namespace) -> int:
     from ..ticks import fetch_ticks
 
     kinds = ["trades", "quotes"] if args.kind == "both" else [args.kind]
+    _check_fetch_args(argparse.Namespace(symbols=args.symbols, interval="1m", start=args.start, end=args.end,
+                                         dataset=args.dataset))  # before any call
     df = fetch_ticks(args.symbols.split(","), args.start, args.end, kinds, args.method, progress=sys.stderr.isatty())
     print(f"{len(df):,} {'/'.join(kinds)} for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
@@ -360,7 +362,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             time.sleep(3600)
 
 
-def _optional_sides(websocket: bool, s3: bool) -> dict[str, bool]:
+def _optional_sides(websocket: bool, s3: bool) -> dict[str, Any]:
     """Sandbox sides to start, skipping those whose modules are not available in this build."""
     import importlib.util
 
@@ -375,10 +377,12 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
                        description="Ingest flat-file days into the history store, incrementally (days already stored "
                                    "are skipped, republished files re-ingested), on a local pool or a Dask cluster.")
     p.add_argument("--dataset", default="us_stocks_sip/minute_aggs_v1",
-                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1)")
+                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1); "
+                        "ticks: <prefix>/trades_v1 or <prefix>/quotes_v1 with --symbols")
     p.add_argument("--start", required=True, help="first New York session date, YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last New York session date, YYYY-MM-DD (inclusive)")
-    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market)")
+    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market; "
+                                     "required for trades_v1/quotes_v1)")
     p.add_argument("--store", help="folder or s3://bucket/prefix?endpoint_override=… "
                                    "(default: $MASSIVE_FEEDS_STORE or <home>/store)")
     p.add_argument("--engine", default="local", choices=["local", "dask"])
@@ -518,11 +522,11 @@ _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
 
 
 def _is_bad_input(exc: MassiveError) -> bool:
-    """Exit 2: the user's input or settings are wrong (not a missing key, a quota or a server answer)."""
-    from ..errors import ConfigurationError, MissingCredentialsError
+    """Exit 2: the user's input or a setting's value is wrong (not a missing key or extra, a quota or a
+    server answer)."""
+    from ..errors import InvalidSettingError
 
-    return isinstance(exc, InvalidInputError) or (isinstance(exc, ConfigurationError)
-                                                  and not isinstance(exc, MissingCredentialsError))
+    return isinstance(exc, (InvalidInputError, InvalidSettingError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,6 @@ from typing import ContextManager, Iterable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
@@ -39,6 +38,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
 }
 REQUIRED = ("ticker", "open", "close", "high", "low", "window_start")
 BLOCK_SIZE = 4 << 20  # ~70k rows per block: big enough for parallel parsing, small enough for memory
+CACHE_BLOCK_SIZE = 1 << 20  # blocks (and row groups) of the parquet day written in the background
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +71,10 @@ def write_parquet_day(gz: Path, target: Path, key: str, *, use_threads: bool = T
     with atomic_file(target) as tmp:
         writer: pq.ParquetWriter | None = None
         try:
+            # 1 MB blocks: ~18k rows, one row group each (a repeat read of a few tickers decodes few rows),
+            # and little memory in flight while the background thread writes
             for batch in iter_csv_batches(file_chunks(gz), key, column_types=COLUMN_TYPES, use_threads=use_threads,
+                                          block_size=CACHE_BLOCK_SIZE,
                                           check_schema=lambda schema: _check_columns(schema, key)):
                 if writer is None:
                     # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max

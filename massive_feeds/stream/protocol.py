@@ -168,7 +168,7 @@ def param_ticker(market: str, param: str) -> str:
     return wire if wire == "*" else ticker_from_wire(market, wire)
 
 
-class _SymbolCache(dict):  # type: ignore[type-arg]
+class _SymbolCache(dict):
     """wire pair → ticker, computed once per pair (the hot path then pays one dict lookup)."""
 
     def __init__(self, market: str) -> None:
