@@ -117,7 +117,7 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     A download is inflated and scanned as its bytes arrive (only the wanted tickers' lines are parsed)
     and teed to a temp gzip that becomes the cache entry (byte-exact, renamed into place) only once every
     listed byte arrived and the gzip CRC checked out. The rows are returned then; the day's parquet entry
-    is written afterwards by a low-priority background thread and replaces the gzip once complete. A
+    is written afterwards by a background thread and replaces the gzip once complete. A
     failure anywhere leaves no entry.
     """
     remote, path, cache = job.remote, job.cached, run.cache
