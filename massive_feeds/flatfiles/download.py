@@ -42,7 +42,14 @@ from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interva
 from ..sessions import has_sessions
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
+from .reader import (
+    bars_from_tables,
+    convert_in_background,
+    file_forms,
+    hold_cache_writes,
+    read_cached_day,
+    stream_day,
+)
 from .stream import file_chunks
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
@@ -278,7 +285,10 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
             for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
                 cache.sweep(folder)
             wanted = progress if progress is not None else sys.stderr.isatty()
-            results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
+            # the parquet conversions of the downloaded days start once every day of the query is read,
+            # so they never compete with the query for the CPU
+            with hold_cache_writes():
+                results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
     finally:
         transport.close()
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
