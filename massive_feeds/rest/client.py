@@ -81,11 +81,12 @@ def _read_body(resp: requests.Response) -> bytes:
         body = _gunzip(raw)
     except (OSError, EOFError, ValueError, zlib.error, _GzipError) as exc:
         raise requests.exceptions.ContentDecodingError(f"bad gzip body: {exc}") from exc
-    resp._content = body  # type: ignore[attr-defined] # what requests itself caches
-    resp._content_consumed = True  # type: ignore[attr-defined]
+    resp._content = body  # what requests itself caches
+    resp._content_consumed = True
     return body
 
 
+_GzipError: Any  # isal's or zlib's error type (isal's stub types it as an instance)
 try:
     from isal.igzip import decompress as _gunzip
     from isal.isal_zlib import error as _GzipError
