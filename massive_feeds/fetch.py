@@ -24,11 +24,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
-from .config import Settings, load_settings
+from .config import Settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
+from .runtime import SANDBOX_EXTRA, current, resolve_settings
 from .schema import (
     INTERVALS,
     NEW_YORK,
@@ -157,7 +158,8 @@ def fetch_ohlcv_rest(
         log.warning("no bars for %s in %s..%s (unknown ticker, or no trades)", ", ".join(empty),
                     window.first_day, window.last_day)
     df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True))
-    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty)
+    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty,
+                    source=client.settings.source)
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
     return df
@@ -185,6 +187,8 @@ def _flat_files_unavailable(settings: Settings) -> str | None:
     try:
         settings.require_s3_credentials()
     except MissingCredentialsError:
+        if settings.source == "sandbox":
+            return f"this sandbox serves no flat files (its S3 side needs moto: {SANDBOX_EXTRA})"
         return "no S3 credentials (MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY)"
     return None
 
@@ -239,13 +243,15 @@ def fetch_data(
     ``"regular"``) give the same bars whichever method runs: REST passes ``adjusted`` to the server,
     flat files apply the same splits themselves (which needs the API key for ``/v3/reference/splits``).
 
-    The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why.
+    The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why;
+    ``df.attrs["source"]`` is ``"massive"``, or ``"sandbox"`` when the built-in sandbox served the bars
+    (no key configured, or ``MASSIVE_SANDBOX=1``; see :mod:`massive_feeds.runtime`).
     """
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
     session = validate_session(session)
-    settings = (settings or load_settings()).with_overrides(api_key=api_key)
+    settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest', 'flat_file' or 'store'")
 
@@ -279,11 +285,11 @@ def fetch_data(
 
         df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress,
                                 adjusted=adjusted, session=session)
-    df.attrs.update(method=chosen, method_reason=reason)
+    df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
     return df
 
 
-SOURCES = ("auto", "massive")
+SOURCES = ("auto", "massive", "sandbox")
 
 
 def fetch_intraday_data(
@@ -296,9 +302,12 @@ def fetch_intraday_data(
     session: str = "extended",
     **kwargs: object,
 ) -> pd.DataFrame:
-    """The unified entry point of the product document: ``source="auto"`` or ``"massive"`` (the only
-    built-in source) fetch through :func:`fetch_data`; ``session`` and extra keyword arguments
+    """The unified entry point of the product document: ``source="auto"`` or ``"massive"`` fetch through
+    :func:`fetch_data`, ``"sandbox"`` forces the built-in sandbox (like ``MASSIVE_SANDBOX=1``); ``session`` and extra keyword arguments
     (``method``, ``adjusted``, ``settings`` …) are passed on."""
     if source not in SOURCES:
         raise InvalidInputError(f"Unknown source {source!r}; available: {', '.join(SOURCES)}")
+    if source == "sandbox":
+        given = kwargs.pop("settings", None) or current().load_settings()
+        kwargs["settings"] = given.with_overrides(sandbox="on")  # type: ignore[union-attr]
     return fetch_data(symbols, start, end, interval, session=session, **kwargs)  # type: ignore[arg-type]

@@ -119,8 +119,10 @@ def validate(
     engines = _engines(engine)
     out = Path(output)
     runs: list[Run] = []
+    data_sources: dict[str, str] = {}
     for name in datasets:
         bars_all = load_dataset(name, settings=settings)
+        data_sources[name] = str(bars_all.attrs.get("data_source") or "unknown")
         available = sorted(bars_all["symbol"].unique())
         wanted = available if symbols is None else [s for s in symbols if s in available]
         if symbols is not None and not wanted:
@@ -143,7 +145,17 @@ def validate(
     table = pd.DataFrame([r.row() for r in runs], columns=TABLE_COLUMNS)
     table.attrs["runs"] = runs
     table.attrs["output"] = str(out)
+    table.attrs["data_sources"] = data_sources  # dataset -> "massive" / "sandbox" / "unknown"
     return table
+
+
+def sandbox_heading(table: pd.DataFrame) -> str | None:
+    """The warning line that heads a table whose datasets came from the built-in sandbox, else ``None``."""
+    fake = sorted(name for name, src in table.attrs.get("data_sources", {}).items() if src == "sandbox")
+    if not fake:
+        return None
+    return (f"*** SANDBOX DATA: {', '.join(fake)} came from the built-in sandbox, a synthetic market; "
+            "these results say nothing about real prices ***")
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -154,7 +166,8 @@ def format_table(table: pd.DataFrame) -> str:
         total_return=table["total_return"].map("{:+.2%}".format), sharpe=table["sharpe"].map("{:.2f}".format),
         max_drawdown=table["max_drawdown"].map("{:.2%}".format),
     )
-    blocks = []
+    heading = sandbox_heading(table)
+    blocks = [heading] if heading else []
     for strategy, part in shown.groupby("strategy", sort=False):
         body = part.drop(columns="strategy").to_string(index=False)
         blocks.append(f"== {strategy} ==\n{body}")
