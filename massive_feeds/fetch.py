@@ -29,7 +29,7 @@ from .errors import InvalidInputError, MassiveError, MissingCredentialsError
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
-from .runtime import SANDBOX_EXTRA, current, resolve_settings
+from .runtime import SANDBOX_EXTRA, current, resolve_settings, side_available
 from .schema import (
     INTERVALS,
     NEW_YORK,
@@ -187,8 +187,8 @@ def _flat_files_unavailable(settings: Settings) -> str | None:
     try:
         settings.require_s3_credentials()
     except MissingCredentialsError:
-        if settings.source == "sandbox":
-            return f"this sandbox serves no flat files (its S3 side needs moto: {SANDBOX_EXTRA})"
+        if settings.source == "sandbox" and not side_available("s3"):
+            return f"no S3 credentials: this sandbox serves no flat files (its S3 side needs moto: {SANDBOX_EXTRA})"
         return "no S3 credentials (MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY)"
     return None
 
