@@ -237,8 +237,12 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
         log.warning("dataset %s holds %s bars: a bar that straddles a split cannot be adjusted exactly",
                     name, info.get("interval"))
     as_of = pd.Timestamp(info.get("adjusted_as_of") or _today())
-    try:  # splits from the market the prices came from (never the sandbox's for real data)
-        splits = splits_for(df, settings=settings_for_source(settings, info.get("data_source")))
+    # splits from the market the prices came from: never the sandbox's for real (or unlabelled) data
+    source_settings = settings_for_source(settings, info.get("data_source"))
+    if info.get("data_source") is None and source_settings.sandbox == "auto":
+        source_settings = source_settings.with_overrides(sandbox="off")  # no key → a loud error, not a guess
+    try:
+        splits = splits_for(df, settings=source_settings)
     except MassiveError as exc:
         if stored and adjusted:  # already adjusted: only splits announced since are at stake
             log.warning("could not check dataset %s for splits after %s (%s); returning it as stored",

@@ -196,10 +196,27 @@ def test_missing_sandbox_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyP
         assert df.attrs["method"] == "rest" and "massive-feeds[sandbox]" in df.attrs["method_reason"]
 
 
-def test_sandbox_and_real_bars_never_mix_in_one_dataset(tmp_path: Path) -> None:
-    bars = pd.DataFrame({"timestamp": pd.to_datetime(["2024-03-04 15:00"], utc=True), "symbol": ["AAPL"],
+def one_bar() -> pd.DataFrame:
+    return pd.DataFrame({"timestamp": pd.to_datetime(["2024-03-04 15:00"], utc=True), "symbol": ["AAPL"],
                          "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0],
                          "vwap": [1.0], "transactions": [1]})
+
+
+def test_real_dataset_is_never_adjusted_with_sandbox_splits(tmp_path: Path) -> None:
+    from massive_feeds.datasets import load_dataset
+
+    for name, origin in (("real", "massive"), ("unlabelled", None)):
+        bars = one_bar()
+        bars.attrs.update(adjusted=False, **({"source": origin} if origin else {}))
+        save_dataset(bars, name, folder=tmp_path)
+        with Runtime() as rt:  # no key configured: fetches would use the sandbox, these splits must not
+            with pytest.raises(MissingCredentialsError):
+                load_dataset(name, folder=tmp_path, adjusted=True)
+            assert rt.sandbox is None
+
+
+def test_sandbox_and_real_bars_never_mix_in_one_dataset(tmp_path: Path) -> None:
+    bars = one_bar()
     real, fake = bars.copy(), bars.assign(timestamp=bars["timestamp"] + pd.Timedelta(hours=1))
     real.attrs["source"], fake.attrs["source"] = "massive", "sandbox"
     save_dataset(real, "mixed", folder=tmp_path)
