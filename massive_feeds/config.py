@@ -207,15 +207,21 @@ class Settings:
             object.__setattr__(self, "sandbox", parse_sandbox_mode(self.sandbox))
 
     @property
+    def uses_sandbox(self) -> bool:
+        """Whether calls with these settings go to a sandbox: ``sandbox="on"``, or ``auto`` without a key
+        (the keyless default, applied by :mod:`massive_feeds.runtime`)."""
+        return self.sandbox == "on" or (self.sandbox == "auto" and not self.api_key)
+
+    @property
     def source(self) -> str:
-        """``"sandbox"`` when these settings point at a sandbox (``sandbox="on"``), else ``"massive"``."""
-        return "sandbox" if self.sandbox == "on" else "massive"
+        """``"sandbox"`` when these settings reach a sandbox (:attr:`uses_sandbox`), else ``"massive"``."""
+        return "sandbox" if self.uses_sandbox else "massive"
 
     @property
     def data_home(self) -> Path:
         """Where caches, quota state and the default store live: ``home``, or ``<home>/sandbox`` for
         sandbox settings, so sandbox use never touches a real account's quota or caches."""
-        return self.home / "sandbox" if self.sandbox == "on" else self.home
+        return self.home / "sandbox" if self.uses_sandbox else self.home
 
     @property
     def cache_dir(self) -> Path:
