@@ -31,6 +31,7 @@ _EXPORTS = {
     "RestClient": "rest",
     "BAR_COLUMNS": "schema", "normalize_symbol": "schema", "parse_interval": "schema",
     "fetch_splits": "splits", "apply_splits": "splits", "quality_report": "quality",
+    "Runtime": "runtime", "resolve_settings": "runtime",
 }
 
 __all__ = ["MassiveError", "__version__", *_EXPORTS]
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .fetch import fetch_data, fetch_intraday_data, fetch_ohlcv_rest  # noqa: F401
     from .quota import get_quota, print_free_tier_info, quota_status  # noqa: F401
     from .rest import RestClient  # noqa: F401
+    from .runtime import Runtime, resolve_settings  # noqa: F401
     from .quality import quality_report  # noqa: F401
     from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401
     from .splits import apply_splits, fetch_splits  # noqa: F401
