@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-live bench clean
+.PHONY: install demo test test-live bench wheel-test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: install
 # Tests against the real service; needs MASSIVE_LIVE_API_KEY.
 test-live: install
 	$(PY) -m pytest -q -m live
+
+# Build the wheel and install it into fresh virtualenvs, as users do (CI runs this too).
+wheel-test:
+	bash .ci/wheel-smoke
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

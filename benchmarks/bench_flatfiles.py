@@ -5,14 +5,22 @@ Generates (once, cached in the temp folder) a day file shaped like Massive's
 ticker then minute, liquid names trading every minute and a long tail of thin ones. Then times,
 each in a fresh child process (so peak RSS is that of the method alone):
 
-  (a) ours, first read: stream the gzip through pyarrow (filtering each block to the 5 symbols while
-      a second thread writes the whole day to the parquet cache), then resample to 1h;
+  (s) ours, first call from S3: ``download_flat_file`` with an empty cache against the sandbox's S3
+      endpoint (moto + real SigV4, in its own process), the object streamed into inflate + parse +
+      filter while it downloads, then resampled to 1h;
+  (s') the baseline for (s): boto3 ``get_object`` + ``pandas.read_csv`` of the body + filter + resample;
+  (a) ours, first read of the local gzip: the same streaming reader (``flatfiles.stream``) fed from disk,
+      parsing only the lines of the 5 symbols (every other line is scanned, not parsed), then resample
+      to 1h (``download_flat_file`` then writes the whole day's parquet entry in a low-priority
+      background thread, after it returned: not timed);
   (a') ours, repeat read: the cached parquet day, only the row groups holding the 5 symbols;
   (b) naive: ``pandas.read_csv`` of the whole gzip, then filter and resample;
-  (c) ``gzip -dc > /dev/null``: the decompression floor.
+  (c) ``gzip -dc > /dev/null``: the decompression floor; and inflate alone with each installed library
+      (zlib, isal, zlib-ng, rapidgzip's parallel inflate): the one the pipeline uses is marked.
 
-Prints best wall times (methods interleaved over several child processes), ratios, peak RSS and
-the targets (≥ 4× faster than naive pandas, within 1.5× of the gzip floor, peak RSS ≤ 400 MB).
+Prints median wall times (methods interleaved over several child processes), ratios, peak RSS and
+the targets (S3 first call ≥ 2× faster than boto3 + pandas; first local read faster than zlib inflate
+alone; ≥ 4× faster than naive pandas; peak RSS ≤ 400 MB).
 Run: ``.venv/bin/python benchmarks/bench_flatfiles.py`` (``--strict``: exit 1 when the first read
 misses a target).
 """
@@ -29,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -106,7 +114,8 @@ def write_day(path: Path) -> None:
 
 # --- methods (run in a child process) ---------------------------------------------------------
 def _ours(path: Path, cache: Path, warm: bool) -> Callable[[], int]:
-    from massive_feeds.flatfiles.reader import bars_from_tables, convert_day_file, file_forms, read_cached_day
+    from massive_feeds.flatfiles import file_chunks
+    from massive_feeds.flatfiles.reader import bars_from_tables, convert_day_file, file_forms, read_cached_day, stream_day
     from massive_feeds.schema import parse_date_range, parse_interval
 
     forms, window, interval = file_forms(SYMBOLS), parse_date_range(DAY, DAY), parse_interval("1h")
@@ -119,7 +128,7 @@ def _ours(path: Path, cache: Path, warm: bool) -> Callable[[], int]:
             table = read_cached_day(parquet, forms, KEY)
         else:
             parquet.unlink(missing_ok=True)
-            table = convert_day_file(path, parquet, forms, KEY)
+            table = stream_day(file_chunks(path), KEY, forms)  # download_flat_file converts to parquet later
         return len(bars_from_tables([(table, forms)], window, interval))
 
     return run
@@ -140,7 +149,114 @@ def _naive(path: Path) -> Callable[[], int]:
     return run
 
 
-def child(method: str, path: Path, repeat: int) -> None:
+def _inflate_only(path: Path, lib: str) -> Callable[[], int]:
+    """Decompression alone, streamed in 1 MB chunks, with one library (the candidates for the pipeline)."""
+    import zlib
+
+    def run() -> int:
+        if lib == "rapidgzip":
+            import rapidgzip
+
+            n = 0
+            with rapidgzip.open(str(path), parallelization=os.cpu_count() or 1) as fh:
+                while data := fh.read(4 << 20):
+                    n += len(data)
+            return n
+        mod: Any = zlib
+        if lib == "isal":
+            from isal import isal_zlib as mod
+        elif lib == "zlib-ng":
+            from zlib_ng import zlib_ng as mod
+        inflater, n = mod.decompressobj(31), 0
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                n += len(inflater.decompress(chunk))
+        return n
+
+    return run
+
+
+def _s3_ours(env: dict[str, str], home: Path) -> Callable[[], int]:
+    """download_flat_file from an empty cache: S3 download streamed into inflate + parse + filter, 1h bars."""
+    from massive_feeds.config import load_settings
+    from massive_feeds.flatfiles import download_flat_file, wait_for_cache_writes
+
+    counter = iter(range(10**6))
+
+    def run() -> int:
+        settings = load_settings(environ=env, home=home / f"h{next(counter)}", plan="unlimited")
+        df = download_flat_file(SYMBOLS, DAY, DAY, "1h", settings=settings, adjusted=False, progress=False)
+        return len(df)
+
+    run.after = wait_for_cache_writes  # type: ignore[attr-defined] # the parquet entry lands after the call
+    return run
+
+
+def _s3_boto3_pandas(env: dict[str, str]) -> Callable[[], int]:
+    """The baseline: boto3 get_object, pandas.read_csv of the body, filter, resample to 1h."""
+    import io
+
+    import boto3
+    import pandas as pd
+
+    client = boto3.client("s3", endpoint_url=env["MASSIVE_S3_ENDPOINT"], region_name="us-east-1",
+                          aws_access_key_id=env["MASSIVE_S3_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["MASSIVE_S3_SECRET_ACCESS_KEY"])
+
+    def run() -> int:
+        body = client.get_object(Bucket=env["MASSIVE_S3_BUCKET"], Key=KEY)["Body"].read()
+        df = pd.read_csv(io.BytesIO(body), compression="gzip")
+        df = df[df["ticker"].isin(SYMBOLS)]
+        df["timestamp"] = pd.to_datetime(df["window_start"], unit="ns", utc=True)
+        bars = df.groupby(["ticker", pd.Grouper(key="timestamp", freq="1h")]).agg(
+            open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
+            volume=("volume", "sum"), transactions=("transactions", "sum")).dropna()
+        return len(bars)
+
+    return run
+
+
+def serve(path: Path) -> None:
+    """Child process: a sandbox S3 endpoint (moto, real SigV4) holding the day file under its real key.
+    Prints the environment that points massive_feeds at it, then serves until stdin closes. Its own
+    process, so the server's CPU does not share our GIL (on a 2-core machine it still shares the cores)."""
+    import logging
+    from datetime import date
+
+    from massive_feeds.sandbox import Sandbox
+
+    logging.disable(logging.WARNING)
+    with Sandbox(rest=False, s3=True, s3_days=(date(2023, 1, 1), date(2023, 1, 1))) as sb:
+        sb.s3.put(KEY, path.read_bytes())
+        print(json.dumps(sb.env()), flush=True)
+        sys.stdin.read()
+
+
+def child(method: str, path: Path, repeat: int, env: dict[str, str] | None = None) -> None:
+    if method.startswith("s3-"):
+        with tempfile.TemporaryDirectory() as home:
+            fn = _s3_ours(env or {}, Path(home)) if method == "s3-ours" else _s3_boto3_pandas(env or {})
+            times, rows = [], 0
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                rows = fn()
+                times.append(time.perf_counter() - t0)
+                getattr(fn, "after", lambda: None)()
+        print(json.dumps({"seconds": sorted(times)[len(times) // 2], "rows": rows, "rss_mb": peak_rss_mb()}))
+        return
+    if method.startswith("inflate-"):
+        fn = _inflate_only(path, method.removeprefix("inflate-"))
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        print(json.dumps({"seconds": sorted(times)[len(times) // 2], "rows": 0, "rss_mb": peak_rss_mb()}))
+        return
+    _child_local(method, path, repeat)
+
+
+def _child_local(method: str, path: Path, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as cache:
         fn = _naive(path) if method == "naive" else _ours(path, Path(cache), warm=method == "warm")
         times, rows = [], 0
@@ -148,7 +264,8 @@ def child(method: str, path: Path, repeat: int) -> None:
             t0 = time.perf_counter()
             rows = fn()
             times.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": min(times), "rows": rows, "rss_mb": peak_rss_mb()}))
+            getattr(fn, "after", lambda: None)()
+    print(json.dumps({"seconds": sorted(times)[len(times) // 2], "rows": rows, "rss_mb": peak_rss_mb()}))
 
 
 def peak_rss_mb() -> float:
@@ -163,10 +280,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(method: str, path: Path, repeat: int) -> dict[str, float]:
+def run_child(method: str, path: Path, repeat: int, env: dict[str, str] | None = None) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--child", method, "--file", str(path), "--repeat", str(repeat)],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True, env={**os.environ, "BENCH_ENV": json.dumps(env or {})})
+    if out.returncode:
+        raise SystemExit(f"benchmark child {method} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def start_server(path: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", "--file", str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait()
+        raise SystemExit("the sandbox S3 server did not start")
+    return proc, json.loads(line)
 
 
 def gzip_floor(path: Path, repeat: int) -> float:
@@ -179,48 +309,85 @@ def gzip_floor(path: Path, repeat: int) -> float:
 
 
 # --- report -------------------------------------------------------------------------------------
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", type=Path, default=Path(tempfile.gettempdir()) / "massive_feeds_bench" / f"{DAY}.csv.gz")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per child process")
-    ap.add_argument("--rounds", type=int, default=3, help="child processes per method, interleaved")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per child process (its median is kept)")
+    ap.add_argument("--rounds", type=int, default=3, help="child processes per method, interleaved (median kept)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when the first read misses a target")
-    ap.add_argument("--child", choices=["cold", "warm", "naive"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve:
+        serve(args.file)
+        return 0
     if args.child:
-        child(args.child, args.file, args.repeat)
+        child(args.child, args.file, args.repeat, json.loads(os.environ.get("BENCH_ENV") or "{}"))
         return 0
     if not args.file.exists():
         write_day(args.file)
     size = args.file.stat().st_size
     print(f"day file: {args.file} ({size / 1e6:.1f} MB gzip); symbols {', '.join(SYMBOLS)} -> 1h; "
-          f"best of {args.rounds}x{args.repeat}, {os.cpu_count()} CPUs")
+          f"median of {args.rounds} child processes x {args.repeat} runs, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
-    # Interleave the methods over several rounds and keep each one's best: on a shared machine a
-    # burst of someone else's load then spoils one sample rather than one method.
-    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": [], "naive": []}
-    floors = []
-    for _ in range(args.rounds):
-        floors.append(gzip_floor(args.file, args.repeat))
-        for method, results in runs.items():
-            results.append(run_child(method, args.file, args.repeat))
-    floor = min(floors)
-    cold, warm, naive = ({"seconds": min(r["seconds"] for r in res), "rows": res[0]["rows"],
-                          "rss_mb": max(r["rss_mb"] for r in res)} for res in runs.values())
-    assert cold["rows"] == warm["rows"] == naive["rows"], (cold, warm, naive)
+    from massive_feeds.flatfiles.stream import INFLATE
 
-    print(f"\n{'method':46} {'seconds':>8} {'peak RSS':>9}")
-    for name, res in [("(a)  ours, first read (gzip -> filter + parquet)", cold),
-                      ("(a') ours, repeat read (cached parquet)", warm),
-                      ("(b)  naive pandas.read_csv + filter", naive)]:
-        print(f"{name:46} {res['seconds']:8.3f} {res['rss_mb']:7.0f} MB")
-    print(f"{'(c)  gzip -dc > /dev/null':46} {floor:8.3f}")
+    inflaters = [lib for lib, mod in [("zlib", "zlib"), ("isal", "isal"), ("zlib-ng", "zlib_ng"),
+                                      ("rapidgzip", "rapidgzip")] if _available(mod)]
+    server, env = start_server(args.file)
+    try:
+        # Interleave the methods over several rounds and keep each one's median: on a shared machine a
+        # burst of someone else's load then spoils one sample rather than one method.
+        methods = ["s3-ours", "s3-boto3", "cold", "warm", "naive"] + [f"inflate-{lib}" for lib in inflaters]
+        runs: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+        floors = []
+        for _ in range(args.rounds):
+            floors.append(gzip_floor(args.file, args.repeat))
+            for method, results in runs.items():
+                results.append(run_child(method, args.file, args.repeat, env if method.startswith("s3-") else None))
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+    floor = _median(floors)
+    res = {m: {"seconds": _median([r["seconds"] for r in rs]), "rows": rs[0]["rows"],
+               "rss_mb": max(r["rss_mb"] for r in rs)} for m, rs in runs.items()}
+    s3, boto, cold, warm, naive = (res[m] for m in ("s3-ours", "s3-boto3", "cold", "warm", "naive"))
+    assert s3["rows"] == boto["rows"] == cold["rows"] == warm["rows"] == naive["rows"], res
 
+    print(f"\n{'method':58} {'seconds':>8} {'peak RSS':>9}")
+    for name, r in [("(s) ours, first call from S3 (download streamed, empty cache)", s3),
+                    ("(s') boto3 get_object + pandas.read_csv + filter", boto),
+                    (f"(a)  ours, first read of the local gzip ({INFLATE} inflate)", cold),
+                    ("(a') ours, repeat read (cached parquet)", warm),
+                    ("(b)  naive pandas.read_csv + filter", naive)]:
+        print(f"{name:58} {r['seconds']:8.3f} {r['rss_mb']:7.0f} MB")
+    print(f"{'(c)  gzip -dc > /dev/null':58} {floor:8.3f}")
+    for lib in inflaters:
+        r = res[f"inflate-{lib}"]
+        mark = "  <- used" if lib == INFLATE else ""
+        print(f"{'     inflate only, ' + lib + ' (streamed, 1 MB chunks)':58} {r['seconds']:8.3f}{mark}")
+
+    zlib_alone = res["inflate-zlib"]["seconds"]
     checks = [
+        ("S3 first call >= 2x faster than boto3 + pandas", boto["seconds"] / s3["seconds"], 2.0, ">="),
+        ("first read  faster than zlib inflate alone", zlib_alone / cold["seconds"], 1.0, ">="),
         ("first read  >= 4x faster than naive pandas", naive["seconds"] / cold["seconds"], 4.0, ">="),
         ("repeat read >= 4x faster than naive pandas", naive["seconds"] / warm["seconds"], 4.0, ">="),
-        ("first read  within 1.5x of gzip floor", cold["seconds"] / floor, 1.5, "<="),
-        ("repeat read within 1.5x of gzip floor", warm["seconds"] / floor, 1.5, "<="),
+        ("S3 first call peak RSS <= 400 MB", s3["rss_mb"], 400.0, "<="),
         ("first read  peak RSS <= 400 MB", cold["rss_mb"], 400.0, "<="),
         ("repeat read peak RSS <= 400 MB", warm["rss_mb"], 400.0, "<="),
     ]
@@ -228,11 +395,14 @@ def main() -> int:
     missed_first = False
     for label, value, target, op in checks:
         ok = value >= target if op == ">=" else value <= target
-        missed_first |= not ok and label.startswith("first")
-        print(f"{label:46} {value:8.2f}  {'ok' if ok else 'MISSED'}")
-    print(f"\nNote: gzip -dc alone takes {floor / naive['seconds']:.0%} of naive pandas' whole time, so no "
-          "first read of a gzip day can be 4x faster than pandas; every later query of that day reads "
-          "the parquet cache and skips gzip entirely.")
+        missed_first |= not ok and (label.startswith("first") or label.startswith("S3"))
+        print(f"{label:58} {value:8.2f}  {'ok' if ok else 'MISSED'} (target {op} {target:g})")
+    print(f"\nNotes: the S3 server (moto, Python) runs in its own process on the same {os.cpu_count()} CPUs, so "
+          "serving the object competes with parsing it. (s) returns when the wanted rows are parsed; the day's "
+          "gzip entry (byte-exact) has landed by then and its parquet entry is finished in the background "
+          "(not timed). gzip -dc alone takes "
+          f"{floor / naive['seconds']:.0%} of naive pandas' time; {INFLATE} inflates "
+          f"{zlib_alone / res['inflate-' + INFLATE]['seconds']:.1f}x faster than zlib here.")
     return 1 if args.strict and missed_first else 0
 
 

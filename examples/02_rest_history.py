@@ -1,6 +1,6 @@
 """REST history for several asset classes, with the quota status afterwards."""
 
-from _common import massive_settings, recent_weekdays
+from _common import massive_settings, recent_weekdays, verify_bars
 
 from massive_feeds import fetch_ohlcv_rest, quota_status
 
@@ -10,3 +10,8 @@ with massive_settings() as settings:
     print(df.groupby("symbol").agg(bars=("close", "size"), first=("open", "first"), last=("close", "last")))
     print()
     print(quota_status(settings))
+    verify_bars(df, ["AAPL", "X:BTCUSD", "C:EURUSD", "I:SPX"])
+    counts = df.groupby("symbol").size()
+    # crypto trades around the clock: 96 quarter-hours a day, more than any stock session has
+    assert counts["X:BTCUSD"] > counts["AAPL"], counts.to_dict()
+    assert quota_status(settings).rest_used_today >= 4, "one REST call per ticker at least"

@@ -1,6 +1,6 @@
 """Bulk history from S3 flat files (day files cached locally; monthly byte quota)."""
 
-from _common import massive_settings, recent_weekdays
+from _common import massive_settings, recent_weekdays, trading_days, verify_bars
 
 from massive_feeds import download_flat_file, quota_status
 
@@ -10,3 +10,5 @@ with massive_settings() as settings:
     print(df.pivot(index="timestamp", columns="symbol", values="close"))
     print("days without a file:", df.attrs.get("missing_days"))
     print(quota_status(settings))
+    verify_bars(df, ["AAPL", "GOOGL", "MSFT", "TSLA", "NVDA"], per_symbol=trading_days(start, end))
+    assert quota_status(settings).flatfile_bytes_used > 0, "flat-file bytes were not counted"

@@ -16,4 +16,11 @@ with massive_settings() as settings:
     print(bars[["timestamp", "symbol", "open", "close", "volume", "bid", "ask", "spread"]])
     path = recorder.save_dataset(tag="morning", resample_interval="1min")
     print("saved", path)
-    print(list_datasets(settings=settings)[["name", "source", "rows", "tags"]])
+    datasets = list_datasets(settings=settings)
+    print(datasets[["name", "source", "rows", "tags"]])
+    stats = recorder.stats()
+    assert stats["events_durable"] > 0 and stats["events_durable"] == stats["events_received"], stats
+    assert set(bars["symbol"]) == {"AAPL", "MSFT"}, set(bars["symbol"])
+    assert (bars["bid"] <= bars["ask"]).all() and (bars["spread"] >= 0).all()
+    assert path.stem in set(datasets["name"]) and int(datasets.set_index("name").loc[path.stem, "rows"]) == len(bars)
+    print(f"verified: {stats['events_durable']:,} events durable, {len(bars)} one-minute bars saved as {path.stem}")

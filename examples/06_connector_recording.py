@@ -12,8 +12,12 @@ with massive_settings() as settings:
 
     connector.enable_recording(symbols=["AAPL", "GOOGL"], save_dir=settings.home / "live_recorded", tag="demo")
 
+    seen: dict[str, int] = {}
+
     def handle_quote(symbol, orderbook):
-        print(f"{symbol}: bid={orderbook['bids'][0][0]} ask={orderbook['asks'][0][0]}")
+        seen[symbol] = seen.get(symbol, 0) + 1
+        if seen[symbol] <= 3:
+            print(f"{symbol}: bid={orderbook['bids'][0][0]} ask={orderbook['asks'][0][0]}")
 
     connector.start_stream(["AAPL", "GOOGL"], callback=handle_quote)
     time.sleep(4)
@@ -23,6 +27,10 @@ with massive_settings() as settings:
 
     path = connector.disable_recording()
     print("saved recording to:", path)
-    print(connector.get_recorded_dataframe(resample_interval="1min")[["timestamp", "symbol", "close", "bid", "ask"]])
+    recorded = connector.get_recorded_dataframe(resample_interval="1min")
+    print(recorded[["timestamp", "symbol", "close", "bid", "ask"]])
     connector.stop_stream()
     connector.close()
+    assert set(seen) == {"AAPL", "GOOGL"} and stats["active_streams"] == 2, (seen, stats)
+    assert set(recorded["symbol"]) == {"AAPL", "GOOGL"} and (recorded["bid"] <= recorded["ask"]).all()
+    print(f"verified: callbacks for {sorted(seen)}, {len(recorded)} recorded bars")

@@ -13,3 +13,8 @@ with massive_settings() as settings:
     combined = stack_data(load_dataset("my_stocks_dataset", settings=settings), new, mode="append")
     save_dataset(combined, "my_stocks_dataset", settings=settings)
     print(f"{len(first)} bars, then {len(new)} fetched (overlapping), dataset now {len(combined)} unique bars")
+    reloaded = load_dataset("my_stocks_dataset", settings=settings)
+    # `new` covers `first`'s day too: appending must not duplicate it
+    assert len(combined) == len(new) == len(reloaded), (len(first), len(new), len(combined), len(reloaded))
+    assert not reloaded.duplicated(["symbol", "timestamp"]).any()
+    print(f"verified: appended without duplicates ({len(reloaded)} bars)")

@@ -33,7 +33,8 @@ with massive_settings() as settings:
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(MassiveData(dataname="AAPL", interval="1m", historical=False, backfill_bars=30, settings=settings))
     cerebro.addstrategy(PrintBars)
-    cerebro.run()
+    live = cerebro.run()[0]
+    assert live.live_seen == 3, live.live_seen  # it stopped itself after three LIVE bars
 
     # Record a few minutes, then replay them through the very same feed code (as fast as possible)
     recorder = WebSocketDataRecorder(["AAPL"], settings.home / "rec", settings=settings).start()
@@ -42,5 +43,8 @@ with massive_settings() as settings:
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(MassiveData(recording=recorder.path, interval="1m", settings=settings))
     cerebro.addstrategy(PrintBars, live_bars=10_000)
-    cerebro.run()
-    print("replayed the recording through the live feed path")
+    replayed = cerebro.run()[0]
+    recorded_bars = recorder.get_dataframe(resample_interval="1min")
+    # every minute of the recording reached the strategy as a LIVE bar, as it would have live
+    assert replayed.live_seen == len(recorded_bars) > 0, (replayed.live_seen, len(recorded_bars))
+    print(f"verified: replayed {replayed.live_seen} recorded minutes through the live feed path")

@@ -15,4 +15,10 @@ with massive_settings() as settings:
     exits = (fast < slow) & (fast.shift() >= slow.shift())
     pf = vbt.Portfolio.from_signals(close, entries, exits, init_cash=10_000, fees=0.0005, freq="15min")
     print(pf.total_return())
+    assert list(close.columns) == ["AAPL", "MSFT"] and str(close.index.tz) == "UTC"
+    trades = pf.trades.count()
+    # crossings alternate, so every entry signal opens exactly one trade (closed later or still open)
+    assert (trades == entries.sum()).all() and (trades > 0).all(), (trades.to_dict(), entries.sum().to_dict())
+    assert abs(pf.final_value()["AAPL"] - 10_000 * (1 + pf.total_return()["AAPL"])) < 1e-6
+    print(f"verified: {len(close)} bars per symbol, trades {trades.to_dict()}")
     print(pf.stats(column="AAPL")[["Total Return [%]", "Sharpe Ratio", "Max Drawdown [%]", "Total Trades"]])

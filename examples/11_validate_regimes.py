@@ -20,4 +20,8 @@ with massive_settings() as settings:
     table = validate(["sma_cross", "mean_reversion", "breakout"], ["aapl_5m", *recorded], engine="both",
                      output=settings.home / "validation", settings=settings)
     print(format_table(table))
+    # three strategies x three datasets x two engines, one row each (AAPL is the only symbol)
+    assert len(table) == 3 * 3 * 2, len(table)
+    assert set(table["dataset"]) == {"aapl_5m", *recorded}, set(table["dataset"])
+    print(f"verified: {len(table)} validation rows")
     print("plots and trade logs in", settings.home / "validation")

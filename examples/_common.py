@@ -11,9 +11,12 @@ import contextlib
 import logging
 import tempfile
 from datetime import date, timedelta
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from massive_feeds.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -34,14 +37,34 @@ def massive_settings() -> Iterator[Settings]:
 
 
 def recent_weekdays(n: int, end: date | None = None) -> tuple[date, date]:
-    """The ``n`` weekdays before ``end`` (default: yesterday): a range that has stock data."""
-    day = end or date.today() - timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= timedelta(days=1)
-    start = day
-    count = 1
-    while count < n:
-        start -= timedelta(days=1)
-        if start.weekday() < 5:
-            count += 1
-    return start, day
+    """The first and last of the ``n`` NYSE sessions before ``end`` (default: today): a range that has
+    stock data on every day (weekends and exchange holidays such as Thanksgiving skipped)."""
+    from massive_feeds.sessions import session_schedule
+
+    last = (end or date.today()) - timedelta(days=1)
+    days = session_schedule(last - timedelta(days=2 * n + 10), last).index
+    first_day, last_day = days[-n], days[-1]
+    return getattr(first_day, "date", lambda: first_day)(), getattr(last_day, "date", lambda: last_day)()
+
+
+def trading_days(start: date, end: date) -> int:
+    """How many NYSE sessions lie in [start, end]: the number of daily stock bars to expect."""
+    from massive_feeds.sessions import session_schedule
+
+    return len(session_schedule(start, end))
+
+
+def verify_bars(df: "pd.DataFrame", symbols: list[str], *, per_symbol: int | None = None) -> None:
+    """Check a bar frame's values, not just that it exists: the symbols asked for, tz-aware UTC bar starts,
+    coherent OHLC, positive prices, no duplicates and (when given) the exact bar count per symbol."""
+    assert str(df["timestamp"].dt.tz) == "UTC", df["timestamp"].dt.tz
+    assert sorted(df["symbol"].unique()) == sorted(symbols), (sorted(df["symbol"].unique()), symbols)
+    assert not df.duplicated(["symbol", "timestamp"]).any(), "duplicate bars"
+    assert (df["high"] >= df[["open", "close"]].max(axis=1)).all(), "high below open/close"
+    assert (df["low"] <= df[["open", "close"]].min(axis=1)).all(), "low above open/close"
+    assert (df[["open", "high", "low", "close"]] > 0).all().all(), "non-positive price"
+    counts = df.groupby("symbol").size()
+    if per_symbol is not None:
+        assert (counts == per_symbol).all(), f"expected {per_symbol} bars per symbol, got {counts.to_dict()}"
+    print(f"verified: {len(df):,} bars of {', '.join(sorted(symbols))} "
+          f"({', '.join(f'{s}={n}' for s, n in counts.items())})")

@@ -11,10 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from .errors import *  # noqa: E402,F401,F403 - the exception tree is part of the public API
-from .errors import MassiveError  # noqa: E402
+from ._version import __version__
+from .errors import *  # noqa: F401,F403 - the exception tree is part of the public API
+from .errors import MassiveError
 
 _EXPORTS = {
     "load_settings": "config", "Settings": "config", "Plan": "config", "PLANS": "config",
@@ -23,6 +22,8 @@ _EXPORTS = {
     "save_dataset": "datasets", "load_dataset": "datasets", "list_datasets": "datasets",
     "stack_data": "datasets",
     "download_flat_file": "flatfiles",
+    "fetch_ticks": "ticks", "fetch_ticks_rest": "ticks", "fetch_ticks_flat_file": "ticks",
+    "ticks_to_bars": "record",
     "stream_quotes_websocket": "stream", "stream_trades_websocket": "stream", "stream_bars_websocket": "stream",
     "get_connector": "stream", "MassiveConnector": "stream", "stream_events": "stream",
     "StreamEvent": "stream", "GapEvent": "stream", "StatusEvent": "stream", "ReconnectPolicy": "stream",
@@ -32,6 +33,7 @@ _EXPORTS = {
     "BAR_COLUMNS": "schema", "normalize_symbol": "schema", "parse_interval": "schema",
     "fetch_splits": "splits", "apply_splits": "splits", "quality_report": "quality",
     "Runtime": "runtime", "resolve_settings": "runtime",
+    "to_wide": "layout",
 }
 
 __all__ = ["MassiveError", "__version__", *_EXPORTS]
@@ -42,6 +44,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'massive_feeds' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if module == "stream":  # the connector's enable_recording needs the recording layer attached to it
+        importlib.import_module(".record", __name__)
     globals()[name] = value
     return value
 
@@ -54,9 +58,12 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .config import PLANS, Plan, Settings, load_settings  # noqa: F401
     from .datasets import list_datasets, load_dataset, save_dataset, stack_data  # noqa: F401
     from .fetch import fetch_data, fetch_intraday_data, fetch_ohlcv_rest  # noqa: F401
+    from .record import ticks_to_bars  # noqa: F401
+    from .ticks import fetch_ticks, fetch_ticks_flat_file, fetch_ticks_rest  # noqa: F401
     from .quota import get_quota, print_free_tier_info, quota_status  # noqa: F401
     from .rest import RestClient  # noqa: F401
     from .runtime import Runtime, resolve_settings  # noqa: F401
+    from .layout import to_wide  # noqa: F401
     from .quality import quality_report  # noqa: F401
     from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401
     from .splits import apply_splits, fetch_splits  # noqa: F401

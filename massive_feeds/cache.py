@@ -52,6 +52,14 @@ class ResultCache:
             path.unlink(missing_ok=True)
             return None
 
+    def has(self, key: str, max_age: float | None = None) -> bool:
+        """Whether an entry exists (and is at most ``max_age`` seconds old), without reading it."""
+        try:
+            age = time.time() - self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return max_age is None or age <= max_age
+
     def put(self, key: str, df: pd.DataFrame) -> None:
         try:
             write_parquet(df, self._path(key))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigurationError, MissingCredentialsError
+from .redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)  # masked in every log line our handlers write (massive_feeds.redact)
 
     def reveal(self) -> str:
         """The raw value, for the one place that must send it (a header, an auth frame, SigV4)."""
@@ -93,6 +95,19 @@ class Plan:
     ws_messages_per_minute: int | None
     flatfile_bytes_per_month: int | None
     rest_window_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Limits must be positive (or ``None`` = unlimited): a zero or negative limit is refused here,
+        when the plan is configured, instead of failing every later call."""
+        for attr in ("rest_per_minute", "rest_per_day", "ws_max_streams", "ws_messages_per_minute",
+                     "flatfile_bytes_per_month", "rest_window_seconds"):
+            value = getattr(self, attr)
+            if value is None and attr != "rest_window_seconds":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(
+                    f"plan {self.name!r}: {attr} (MASSIVE_PLAN_{attr.upper()}) must be a positive number"
+                    f"{'' if attr == 'rest_window_seconds' else ' or unlimited'}, got {value!r}")
 
     def describe(self) -> str:
         def fmt(v: int | None, unit: str) -> str:

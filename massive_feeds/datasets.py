@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Iterator, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -42,6 +43,15 @@ from .config import Settings, load_settings
 from .errors import DatasetError, InvalidInputError, MassiveError
 from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars
+from .tickschema import TICK_COLUMNS, finalize_ticks
+
+#: the ``interval`` a dataset of trades/quotes (the tick schema, :mod:`.tickschema`) is saved with
+TICKS_INTERVAL = "ticks"
+
+
+def is_tick_frame(df: pd.DataFrame) -> bool:
+    """Whether ``df`` is in the tick schema (``fetch_ticks``) rather than the bar schema."""
+    return all(c in df.columns for c in TICK_COLUMNS)
 from .storage import read_parquet_metadata, write_parquet
 
 log = logging.getLogger(__name__)
@@ -127,29 +137,76 @@ def save_dataset(
     folder: str | Path | None = None,
 ) -> Path:
     """Save bars as dataset ``name`` (atomically). With ``append=True`` the rows are stacked onto the
-    existing dataset (de-duplicated on symbol+timestamp, newest wins) and its tags are kept."""
+    existing dataset (de-duplicated on symbol+timestamp, newest wins) and its tags are kept.
+
+    The read-modify-write holds the dataset's lock (``.<name>.lock`` beside it, a
+    :class:`filelock.FileLock`), so processes appending to one dataset at the same time lose no rows.
+
+    Raises:
+        InvalidInputError: ``df`` is not a frame of bars (no ``timestamp`` or ``symbol`` column) or the name
+            is path-like.
+        DatasetError: the folder cannot be created or written, or the lock cannot be taken within
+            :data:`LOCK_TIMEOUT` seconds.
+    """
     path = dataset_path(name, settings=settings, folder=folder)
+    if not isinstance(df, pd.DataFrame):
+        raise InvalidInputError(f"save_dataset needs a pandas DataFrame of bars, got {type(df).__name__}")
+    missing = [c for c in ("timestamp", "symbol") if c not in df.columns]
+    if missing:
+        raise InvalidInputError(f"cannot save dataset {path.stem!r}: the frame has no {' or '.join(missing)} column "
+                                f"(columns: {', '.join(map(str, df.columns[:8])) or 'none'})")
     tags = set(tags)
     source = source or df.attrs.get("method")
     metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **_origin_meta(df.attrs),
                 **(metadata or {})}
-    if append and path.exists():
-        old_info = dataset_info(path)
-        tags |= set(old_info.get("tags", []))
-        source = source or old_info.get("source")
-        metadata.update(_merged_origin(old_info, metadata, path.stem))
-        metadata.update(_merged_adjustment(old_info, metadata, path.stem))
-        df = stack_data(load_dataset(path), df, mode="append")
-    else:
-        df = finalize_bars(df, extra=_extra_columns(df))
-    try:
-        write_parquet(df, path, _metadata(df, source, tags, metadata))
-    except OSError as exc:
-        raise DatasetError(f"could not write dataset {path.name}: {exc.strerror or exc}") from exc
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise DatasetError(f"could not write dataset {path.name}: a column cannot be stored ({exc})") from exc
+    with _dataset_lock(path):
+        if is_tick_frame(df):  # trades/quotes: ticks share timestamps, so never the bars' (symbol, time) de-dup
+            metadata = {**metadata, "interval": TICKS_INTERVAL, "kinds": sorted(map(str, df["kind"].unique()))}
+            if append and path.exists():
+                tags |= set(dataset_info(path).get("tags", []))
+                metadata.update(_merged_origin(dataset_info(path), metadata, path.stem))
+                df = pd.concat([load_dataset(path), df], ignore_index=True)
+            df = finalize_ticks(df)
+        elif append and path.exists():
+            old_info = dataset_info(path)
+            tags |= set(old_info.get("tags", []))
+            source = source or old_info.get("source")
+            metadata.update(_merged_origin(old_info, metadata, path.stem))
+            metadata.update(_merged_adjustment(old_info, metadata, path.stem))
+            df = stack_data(load_dataset(path), df, mode="append")
+        else:
+            df = finalize_bars(df, extra=_extra_columns(df))
+        try:
+            write_parquet(df, path, _metadata(df, source, tags, metadata))
+        except OSError as exc:
+            raise DatasetError(f"could not write dataset {path.name}: {exc.strerror or exc}") from exc
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise DatasetError(f"could not write dataset {path.name}: a column cannot be stored ({exc})") from exc
     log.info("saved dataset %s (%d rows)", path, len(df))
     return path
+
+
+LOCK_TIMEOUT = 120.0
+
+
+@contextmanager
+def _dataset_lock(path: Path) -> Iterator[None]:
+    """Hold ``path``'s dataset lock (creating the folder), as a one-line DatasetError when impossible."""
+    from filelock import FileLock, Timeout
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path.parent / f".{path.stem}.lock"), timeout=LOCK_TIMEOUT)
+        lock.acquire()
+    except Timeout:
+        raise DatasetError(f"dataset {path.stem!r} is locked by another process for over {LOCK_TIMEOUT:g} s "
+                           f"({path.parent / f'.{path.stem}.lock'})") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot write datasets in {path.parent}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _today() -> str:
@@ -221,7 +278,7 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
                         settings: Settings | None) -> tuple[pd.DataFrame, str | None]:
     """Bars of a dataset described by ``info`` turned into ``adjusted`` prices, and the day that
     adjustment is current as of (None for raw prices)."""
-    from .splits import apply_splits, splits_for
+    from .splits import apply_splits, bar_prices, merge_duplicate_splits, splits_for
 
     stored = _stored_adjustment(info)
     name = info.get("name", "dataset")
@@ -249,6 +306,9 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
                         name, as_of.date(), exc)
             return df, info.get("adjusted_as_of")
         raise
+    # one row per real split before any date filter (a near-duplicate pair may straddle as_of);
+    # raw data dates a merged split by its own price jump
+    splits = merge_duplicate_splits(splits, None if stored else bar_prices(df))
     executed = splits["execution_date"]
     if stored and adjusted:
         latest = pd.Timestamp(info.get("adjusted_as_of_latest") or as_of)
@@ -284,8 +344,12 @@ def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: 
         df = pd.read_parquet(path)
     except Exception as exc:
         raise DatasetError(f"could not read dataset {path.name}: {exc}") from exc
-    df = finalize_bars(df, extra=_extra_columns(df))
     info = dataset_info(path)
+    if info.get("interval") == TICKS_INTERVAL:
+        df = finalize_ticks(df)
+        df.attrs.update(info)
+        return df
+    df = finalize_bars(df, extra=_extra_columns(df))
     if adjusted is not None and (_stored_adjustment(info) is not bool(adjusted)
                                  or (adjusted and info.get("adjusted_as_of") != _today())):
         df, as_of = _convert_adjustment(df, info, bool(adjusted), settings)

@@ -55,6 +55,13 @@ class MissingCredentialsError(ConfigurationError):
     """No API key (or S3 credentials) could be found in any configuration source."""
 
 
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it.
+
+    Also an ``ImportError``, so code that probes for optional features with ``except ImportError`` keeps working.
+    """
+
+
 class InvalidInputError(MassiveError, ValueError):
     """A caller passed a bad symbol, interval, date range or name. Also a ``ValueError``."""
 
@@ -90,6 +97,21 @@ class ServerError(HTTPError):
 
 class BadResponseError(MassiveError):
     """The server's body could not be understood (malformed JSON, missing fields, looping cursor)."""
+
+
+# --- results -------------------------------------------------------------------------------------
+class NoDataError(MassiveError):
+    """A query returned no bars at all (unknown symbols, no trades, or no files for those days).
+
+    ``symbols`` maps each requested symbol to the reason it came back empty; ``start``/``end`` are the
+    first and last New York days of the query."""
+
+    def __init__(self, message: str, *, symbols: dict[str, str] | None = None, start: Any = None, end: Any = None,
+                 **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.symbols = dict(symbols or {})
+        self.start = start
+        self.end = end
 
 
 # --- quota ---------------------------------------------------------------------------------------

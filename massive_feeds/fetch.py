@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
 from .config import Settings
-from .errors import InvalidInputError, MassiveError, MissingCredentialsError
+from .errors import InvalidInputError, MassiveError, MissingCredentialsError, NoDataError, QuotaExceededError
+from .layout import apply_layout
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
@@ -70,11 +71,48 @@ def _pages_to_frame(pages: list[AggsPage], ticker: str) -> pd.DataFrame:
     return df
 
 
+def _cache_entry(base_url: str, cache: ResultCache, ticker: str, interval: Interval, window: DateRange,
+                 adjusted: bool, use_cache: bool) -> tuple[str, bool]:
+    """The result-cache key of one symbol's query and whether the query may be cached (settled range)."""
+    key = cache.key(base_url, _aggs_path(ticker, interval, window), adjusted)
+    return key, use_cache and window.end <= pd.Timestamp.now("UTC") - SETTLE
+
+
+def rest_calls_needed(tickers: list[str], interval: Interval, window: DateRange, session: str, adjusted: bool,
+                      settings: Settings, use_cache: bool = True) -> int:
+    """REST calls a :func:`fetch_ohlcv_rest` query would make: :func:`estimate_rest_calls` for each
+    symbol whose answer is not in the local result cache (a cached symbol costs nothing)."""
+    from .sessions import has_sessions
+
+    cache = ResultCache(settings.cache_dir / "rest")
+    base_url = settings.rest_url.rstrip("/")
+    calls = 0
+    for ticker in tickers:
+        iv = INTERVALS["1m"] if session == "regular" and has_sessions(ticker) else interval
+        key, cacheable = _cache_entry(base_url, cache, ticker, iv, window, adjusted, use_cache)
+        if not (cacheable and cache.has(key, ADJUSTED_TTL if adjusted else None)):
+            calls += estimate_rest_calls(1, interval, window, session if has_sessions(ticker) else "extended")
+    return calls
+
+
+def _refuse_if_rest_short(settings: Settings, calls: int, what: str) -> None:
+    """QuotaExceededError before any call when the REST calls left today cannot cover ``calls``."""
+    status = get_quota(settings).status()
+    left = status.rest_remaining_today
+    if left is not None and calls > left:
+        err = QuotaExceededError(
+            f"{what} needs ~{calls} REST call(s) and {left} of {status.rest_daily_limit} are left today (plan "
+            f"{status.plan!r}); nothing was fetched. The quota resets at {status.rest_resets_at:%Y-%m-%d %H:%M} "
+            "UTC (symbols fetched before are cached, a rerun then resumes); meanwhile use flat files, a saved "
+            "dataset or a shorter range", resource="rest_daily", resets_at=status.rest_resets_at)
+        err.needed, err.remaining = calls, left  # type: ignore[attr-defined]
+        raise err
+
+
 def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval: Interval,
                   window: DateRange, adjusted: bool, use_cache: bool) -> pd.DataFrame:
     path = _aggs_path(ticker, interval, window)
-    key = cache.key(client.base_url, path, adjusted)
-    cacheable = use_cache and window.end <= pd.Timestamp.now("UTC") - SETTLE
+    key, cacheable = _cache_entry(client.base_url, cache, ticker, interval, window, adjusted, use_cache)
     if cacheable and (hit := cache.get(key, ADJUSTED_TTL if adjusted else None)) is not None:
         log.debug("cache hit for %s", path)
         return hit
@@ -119,10 +157,14 @@ def fetch_ohlcv_rest(
             ``"regular"`` (09:30–16:00 New York on NYSE sessions with early closes, for stocks, options and
             indices; fetched as minute bars and rebuilt — see :mod:`massive_feeds.sessions`).
 
+    Symbols without bars are listed in ``df.attrs["empty_symbols"]`` (an empty frame is returned when none
+    has any; :func:`fetch_data` raises :class:`~massive_feeds.errors.NoDataError` then).
+
     Raises:
         InvalidInputError: bad symbol, interval, dates or session (before any call).
         MissingCredentialsError: no API key configured.
-        QuotaExceededError: the daily REST quota is used up.
+        QuotaExceededError: the REST calls left today cannot cover the query's estimated calls
+            (:func:`rest_calls_needed`; refused before any call, with calls needed vs left and the reset time).
         AuthenticationError, NotEntitledError, RateLimitError, ServerError, BadResponseError.
     """
     tickers = normalize_symbols(symbols)
@@ -132,6 +174,14 @@ def fetch_ohlcv_rest(
     own_client = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest")
+    try:  # estimate first: refuse up front rather than spend the day's quota and then fail
+        _refuse_if_rest_short(client.settings, rest_calls_needed(tickers, iv, window, session, adjusted,
+                                                                  client.settings, use_cache),
+                              f"REST bars for {len(tickers)} symbol(s) over {window.days} day(s)")
+    except BaseException:
+        if own_client:
+            client.close()
+        raise
 
     def one(ticker: str) -> pd.DataFrame:
         if session == "regular" and has_sessions(ticker):
@@ -155,8 +205,8 @@ def fetch_ohlcv_rest(
             client.close()
     empty = [t for t, f in zip(tickers, frames) if f.empty]
     if empty:
-        log.warning("no bars for %s in %s..%s (unknown ticker, or no trades)", ", ".join(empty),
-                    window.first_day, window.last_day)
+        log.info("no bars for %s in %s..%s over REST (unknown ticker, or no trades)", ", ".join(empty),
+                 window.first_day, window.last_day)
     df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True))
     df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty,
                     source=client.settings.source)
@@ -231,6 +281,7 @@ def fetch_data(
     progress: bool | None = None,
     session: str = "extended",
     store: "str | os.PathLike[str] | None" = None,
+    layout: str = "long",
 ) -> pd.DataFrame:
     """Historical bars by the best method. ``method``: ``auto`` (default), ``rest``, ``flat_file`` or
     ``store`` (the local history store built by ``massive-feeds ingest``: zero calls for bars).
@@ -245,8 +296,26 @@ def fetch_data(
 
     The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why;
     ``df.attrs["source"]`` is ``"massive"``, or ``"sandbox"`` when the built-in sandbox served the bars
-    (no key configured, or ``MASSIVE_SANDBOX=1``; see :mod:`massive_feeds.runtime`).
+    (no key configured, or ``MASSIVE_SANDBOX=1``; see :mod:`massive_feeds.runtime`). Auto's
+    choice counts the calls the chosen path needs (:func:`rest_calls_needed`, cached symbols free): when
+    the REST quota left cannot cover them it takes flat files, whose only REST need, the splits list,
+    then comes from the cache without a call (its age in ``df.attrs["splits_as_of"]``).
+
+    Empty and partial results are loud: symbols without bars are in ``df.attrs["empty_symbols"]`` and
+    ``df.attrs["empty_reasons"]`` (unknown symbol / no trades / no file for those days) with a warning;
+    flat-file days missing on trading days are in ``df.attrs["missing_trading_days"]`` and, in Auto mode
+    with REST calls to spare, fetched over REST (``filled_over_rest``; else ``unfilled_days``).
+
+    ``layout="long"`` (default) is one row per symbol and bar; ``layout="wide"`` is the yfinance/vectorbt
+    shape: a DatetimeIndex and ``(field, symbol)`` columns, ``df["Close"]`` one column per symbol (see
+    :mod:`massive_feeds.layout`).
+
+    Raises:
+        NoDataError: no symbol has any bar in the range (``exc.symbols`` maps each to its reason).
+        QuotaExceededError: an explicit REST query needs more calls than are left today (refused up front).
     """
+    if layout not in ("long", "wide"):
+        apply_layout(pd.DataFrame(), layout)  # raises the typed error before any call is made
     tickers = normalize_symbols(symbols)
     iv = parse_interval(interval)
     window = parse_date_range(start, end)
@@ -266,8 +335,10 @@ def fetch_data(
             chosen, reason = "rest", f"fell back to REST: {why}"
             log.warning("auto method: %s", reason)
         elif chosen == "rest" and settings.api_key and (
-            why := _rest_quota_short(settings, estimate_rest_calls(len(tickers), iv, window, session))
+            why := _rest_quota_short(settings, rest_calls_needed(tickers, iv, window, session, adjusted, settings))
         ) and _flat_files_unavailable(settings) is None:
+            # the flat-file path needs REST only for the splits list; with the quota short it uses the cached
+            # list (any age, said in df.attrs["splits_as_of"]) and never calls (see massive_feeds.splits)
             chosen, reason = "flat_file", f"fell back to flat files: {why}"
             log.warning("auto method: %s", reason)
     log.info("fetch_data: %s via %s (%s)", ",".join(tickers), chosen, reason)
@@ -285,7 +356,115 @@ def fetch_data(
 
         df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress,
                                 adjusted=adjusted, session=session)
+        df = _fill_missing_days(df, tickers, iv, window, session, adjusted, settings,
+                                fill=method == "auto", progress=progress)
     df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
+    return apply_layout(_check_empty(df, tickers, window, chosen, settings), layout)
+
+
+def _missing_trading_days(df: pd.DataFrame, tickers: list[str]) -> list[str]:
+    """The flat-file days without a file on which some of ``tickers`` trade (not weekends or holidays)."""
+    from datetime import date
+
+    from .schema import asset_class
+    from .sessions import is_trading_day
+
+    def trades(day: date) -> bool:
+        classes = {asset_class(t) for t in tickers}
+        if "crypto" in classes or ("forex" in classes and day.weekday() < 5):
+            return True
+        try:
+            return is_trading_day(day)
+        except InvalidInputError:  # outside the exchange calendar: assume weekdays
+            return day.weekday() < 5
+
+    return [d for d in df.attrs.get("missing_days", []) if trades(date.fromisoformat(d))]
+
+
+def _fill_missing_days(df: pd.DataFrame, tickers: list[str], iv: Interval, window: DateRange, session: str,
+                       adjusted: bool, settings: Settings, *, fill: bool, progress: bool | None) -> pd.DataFrame:
+    """Name the trading days the flat files lack (e.g. today's, not yet published) and, with ``fill``
+    (Auto mode) and REST calls to spare, fetch those days over REST. ``df.attrs``: ``missing_trading_days``,
+    ``filled_over_rest`` (days fetched over REST) and ``unfilled_days``."""
+    missing = _missing_trading_days(df, tickers)
+    attrs = dict(df.attrs)
+    attrs.update(missing_trading_days=missing, filled_over_rest=[], unfilled_days=missing)
+    if not missing:
+        df.attrs.update(attrs)
+        return df
+    why = None
+    if not fill:
+        why = "method='flat_file' was asked explicitly (method='auto' fills them over REST)"
+    elif iv.name in ("1w", "1M"):
+        why = "week/month bars cannot be completed from single days"
+    elif not settings.api_key:
+        why = "no API key for REST"
+    else:
+        span = parse_date_range(missing[0], missing[-1])
+        why = _rest_quota_short(settings, rest_calls_needed(tickers, iv, span, session, adjusted, settings))
+    if why is None:
+        span = parse_date_range(missing[0], missing[-1])
+        extra = fetch_ohlcv_rest(tickers, missing[0], missing[-1], iv.name, adjusted=adjusted, settings=settings,
+                                 progress=progress, session=session)
+        days = extra["timestamp"].dt.tz_convert(NEW_YORK).dt.date.astype(str)
+        extra = extra[days.isin(set(missing)).to_numpy()]
+        if not extra.empty:
+            df = finalize_bars(pd.concat([df, extra], ignore_index=True)) if not df.empty else extra.reset_index(drop=True)
+        attrs.update(filled_over_rest=missing, unfilled_days=[])
+        log.warning("flat files lack %d trading day(s) (%s); fetched them over REST", len(missing), ", ".join(missing))
+    else:
+        log.warning("flat files lack %d trading day(s) (%s: not yet published, or withdrawn); not filled: %s",
+                    len(missing), ", ".join(missing), why)
+    df.attrs.update(attrs)
+    return df
+
+
+def _empty_reasons(df: pd.DataFrame, empty: list[str], chosen: str, settings: Settings) -> dict[str, str]:
+    """Why each symbol in ``empty`` has no bars."""
+    if chosen == "flat_file" and not df.attrs.get("files"):
+        return {t: "no flat file for those days (weekend, holiday or not yet published)" for t in empty}
+    if chosen == "store" and df.attrs.get("not_ingested_days"):
+        return {t: "the store has not ingested those days" for t in empty}
+    where = {"flat_file": "not in the day files", "store": "not in the store", "rest": "no bars over REST"}[chosen]
+    known = _known_tickers(empty, settings)
+    return {t: f"{where}: " + ("unknown symbol" if known.get(t) is False else
+                               "no trades in the range" if known.get(t) else "unknown symbol or no trades")
+            for t in empty}
+
+
+def _known_tickers(tickers: list[str], settings: Settings) -> dict[str, bool]:
+    """Whether each ticker exists in /v3/reference/tickers (one call each), when calls are to spare;
+    tickers that could not be looked up are left out."""
+    if not settings.api_key or len(tickers) > 5 or _rest_quota_short(settings, len(tickers) + 20):
+        return {}
+    out: dict[str, bool] = {}
+    try:
+        with RestClient(settings) as client:
+            for t in tickers:
+                rows = client.get_json("/v3/reference/tickers", {"ticker": t, "limit": 1}).get("results") or []
+                out[t] = any(r.get("ticker") == t for r in rows)
+    except MassiveError as exc:
+        log.debug("could not look up %s: %s", tickers, exc)
+    return out
+
+
+def _check_empty(df: pd.DataFrame, tickers: list[str], window: DateRange, chosen: str,
+                 settings: Settings) -> pd.DataFrame:
+    """List symbols without bars (``df.attrs["empty_symbols"]`` and ``["empty_reasons"]``) with a warning
+    naming symbol, range and reason; raise :class:`NoDataError` when no symbol has any."""
+    present = set(df["symbol"].unique()) if not df.empty else set()
+    empty = [t for t in tickers if t not in present]
+    reasons = _empty_reasons(df, empty, chosen, settings) if empty else {}
+    span = f"{window.first_day}..{window.last_day}"
+    df.attrs.update(empty_symbols=empty, empty_reasons=reasons)
+    if empty and len(empty) == len(tickers):
+        detail = "; ".join(f"{t}: {r}" for t, r in reasons.items())
+        raise NoDataError(f"no bars for {', '.join(empty)} in {span} via {chosen} ({detail})",
+                          symbols=reasons, start=window.first_day, end=window.last_day)
+    for t, r in reasons.items():
+        log.warning("no bars for %s in %s via %s: %s", t, span, chosen, r)
+    if df.attrs.get("unfilled_days"):
+        log.warning("no bars for %s (flat file not published yet?)", ", ".join(df.attrs["unfilled_days"]))
     return df
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -44,7 +45,7 @@ import pandas as pd
 from .errors import InvalidInputError
 from .schema import NEW_YORK, asset_class, parse_interval
 from .sessions import DAY_NS, MINUTE_NS, SESSION_ASSETS, ny_day_numbers, session_bounds
-from .splits import describe_split
+from .splits import describe_split, merge_duplicate_splits
 
 log = logging.getLogger(__name__)
 
@@ -158,23 +159,60 @@ def quality_report(
             suspicious gap; shorter runs are minutes without trades.
         liquid_coverage: median daily session coverage from which a symbol counts as liquid.
         jump_threshold: bar-to-bar relative move (open against the previous close) reported as a jump.
+
+    The phases run over one :class:`_DayGrid` (the report's cells): rows as given, the grid, coverage and
+    runs of missing bars, splits, jumps, recording gaps, then issues and the frame with its notes.
     """
     missing = [c for c in ("timestamp", "symbol", "open", "high", "low", "close") if c not in df.columns]
     if missing:
         raise InvalidInputError(f"quality_report needs bar columns; missing {', '.join(missing)}")
     adjusted = df.attrs.get("adjusted") if adjusted is None else adjusted
     gaps = df.attrs.get("gaps") if gaps is None else gaps
-    notes = [DIVIDEND_NOTE]
     if df.empty:
         out = pd.DataFrame({c: [] for c in REPORT_COLUMNS})
-        out.attrs.update(notes=notes + ["no bars"], interval=interval, adjusted=adjusted, liquid=[])
+        out.attrs.update(notes=[DIVIDEND_NOTE, "no bars"], interval=interval, adjusted=adjusted, liquid=[])
         return out
+    rows = _read_rows(df)
+    grid = _day_grid(rows, _bar_width(df, interval, rows.ts, rows.codes))
+    coverage = _coverage(rows, grid, gap_minutes, liquid_coverage)
+    split_checks = _check_splits(rows, grid, splits, adjusted)
+    jumps = _jumps(rows, grid, split_checks.explained, jump_threshold)
+    recording = _recording_gaps(grid, gaps)
+    report = _report_frame(rows, grid, coverage, split_checks, jumps, recording)
+    report.attrs.update(notes=_notes(grid, coverage, split_checks, splits, adjusted, gap_minutes, liquid_coverage),
+                        interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
+                        merged_splits=split_checks.merged)
+    return report
 
-    # --- rows as given: order, duplicates, OHLC, prices --------------------------------------------
+
+@dataclass
+class _Rows:
+    """The bars as given (``ts``…``bad_price``, one entry per input row) and their clean series
+    (``s_*``: sorted by symbol then time, one bar per timestamp; ``idx`` maps it back to the rows)."""
+
+    ts: np.ndarray
+    symbols: np.ndarray
+    codes: np.ndarray
+    names: np.ndarray
+    open: np.ndarray
+    close: np.ndarray
+    duplicated: np.ndarray
+    out_of_order: np.ndarray
+    ohlc_bad: np.ndarray
+    bad_price: np.ndarray
+    day: np.ndarray
+    keep: np.ndarray
+    idx: np.ndarray
+    s_code: np.ndarray
+    s_ts: np.ndarray
+    s_day: np.ndarray
+
+
+def _read_rows(df: pd.DataFrame) -> _Rows:
+    """Phase 1, the rows as given: order, duplicates, OHLC consistency, prices; then the clean series."""
     ts = pd.to_datetime(df["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").view("int64")
     symbols = df["symbol"].astype("str").to_numpy()
     codes, names = pd.factorize(symbols)
-    names = np.asarray(names, dtype=object)
     prices = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
               for c in ("open", "high", "low", "close")}
     o, h, lo, c = prices["open"], prices["high"], prices["low"], prices["close"]
@@ -186,163 +224,255 @@ def quality_report(
     with np.errstate(invalid="ignore"):
         ohlc_bad = (h < np.fmax(o, c)) | (lo > np.fmin(o, c)) | (h < lo)
     bad_price = ~((o > 0) & (h > 0) & (lo > 0) & (c > 0))
-    row_day = ny_day_numbers(ts)
-
-    # --- the clean series: sorted, one bar per timestamp -------------------------------------------
+    day = ny_day_numbers(ts)
     keep = ~duplicated
     order = np.lexsort((ts[keep], codes[keep]))
     idx = np.flatnonzero(keep)[order]
-    s_code, s_ts, s_day = codes[idx], ts[idx], row_day[idx]
-    width = _bar_width(df, interval, ts, codes)
-    intraday = width is not None and width < DAY_NS
-    span_lo, span_hi = int(s_ts.min()), int(s_ts.max()) + (width if intraday else DAY_NS)
+    return _Rows(ts=ts, symbols=symbols, codes=codes, names=np.asarray(names, dtype=object), open=o, close=c,
+                 duplicated=duplicated, out_of_order=out_of_order, ohlc_bad=ohlc_bad, bad_price=bad_price, day=day,
+                 keep=keep, idx=idx, s_code=codes[idx], s_ts=ts[idx], s_day=day[idx])
 
-    # --- the day table: every (symbol, day) with bars, plus every expected day without -----------
+
+@dataclass
+class _DayGrid:
+    """The report's cells: every (symbol, New York day) with bars, plus every expected day without.
+
+    ``t_*`` are per cell; ``row_cell``/``s_cell`` give the cell of each input row / clean bar; ``cell_of``
+    finds the cell of a (symbol code, day) (-1: not in the report)."""
+
+    names: np.ndarray
+    assets: np.ndarray
+    width: int | None
+    first_day: int
+    n_days: int
+    cell_index: np.ndarray
+    t_code: np.ndarray
+    t_day: np.ndarray
+    t_expected_day: np.ndarray
+    t_start: np.ndarray
+    t_end: np.ndarray
+    win_start: np.ndarray
+    win_end: np.ndarray
+    row_cell: np.ndarray
+    s_cell: np.ndarray
+    bars: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.t_code)
+
+    @property
+    def intraday(self) -> bool:
+        return self.width is not None and self.width < DAY_NS
+
+    @property
+    def interval_label(self) -> str:
+        width = self.width
+        if self.intraday:
+            assert width is not None
+            return f"{width // MINUTE_NS}min" if width % MINUTE_NS == 0 else f"{width / 1e9:g}s"
+        return "1d" if width else "1w/1M"
+
+    def cell_of(self, code: int, day: int) -> int:
+        if not 0 <= day - self.first_day < self.n_days:
+            return -1
+        return int(self.cell_index[code * self.n_days + day - self.first_day])
+
+
+def _day_grid(rows: _Rows, width: int | None) -> _DayGrid:
+    """Phase 2, the day grid: each cell's session window (clipped to the span the data covers) and bars."""
+    names = rows.names
+    pad = width if width is not None and width < DAY_NS else DAY_NS
+    span_lo, span_hi = int(rows.s_ts.min()), int(rows.s_ts.max()) + pad
     assets = np.array([asset_class(str(n)) for n in names], dtype=object)
-    first_day, last_day = int(row_day.min()), int(row_day.max())
+    first_day, last_day = int(rows.day.min()), int(rows.day.max())
     all_days = np.arange(first_day, last_day + 1, dtype=np.int64)
     grid_code = np.repeat(np.arange(len(names)), len(all_days))
     grid_day = np.tile(all_days, len(names))
     expected_day, win_start, win_end = _day_windows(assets[grid_code], grid_day)
     has_bars = np.zeros(len(grid_day), dtype=bool)
-    cell_of_row = codes * len(all_days) + (row_day - first_day)
+    cell_of_row = rows.codes * len(all_days) + (rows.day - first_day)
     has_bars[np.unique(cell_of_row)] = True
-    coverage_known = width is not None
-    table_mask = has_bars | (expected_day & coverage_known)
-    cells = np.flatnonzero(table_mask)
+    cells = np.flatnonzero(has_bars | (expected_day & (width is not None)))
     n = len(cells)
     cell_index = np.full(len(grid_day), -1, dtype=np.int64)
     cell_index[cells] = np.arange(n)
-    t_code, t_day = grid_code[cells], grid_day[cells]
-    t_expected_day = expected_day[cells]
-    t_start = np.maximum(win_start[cells], span_lo)
-    t_end = np.minimum(win_end[cells], span_hi)
-
     row_cell = cell_index[cell_of_row]
-    s_cell = cell_index[s_code * len(all_days) + (s_day - first_day)]
-    bars = _per_group(row_cell, keep, n)
+    return _DayGrid(
+        names=names, assets=assets, width=width, first_day=first_day, n_days=len(all_days), cell_index=cell_index,
+        t_code=grid_code[cells], t_day=grid_day[cells], t_expected_day=expected_day[cells],
+        t_start=np.maximum(win_start[cells], span_lo), t_end=np.minimum(win_end[cells], span_hi),
+        win_start=win_start[cells], win_end=win_end[cells], row_cell=row_cell,
+        s_cell=cell_index[rows.s_code * len(all_days) + (rows.s_day - first_day)],
+        bars=_per_group(row_cell, rows.keep, n))
 
-    # --- coverage and runs of missing bars ---------------------------------------------------------
-    expected = np.full(n, np.nan)
-    in_session_n = np.zeros(n, dtype=np.int64)
-    extended_n = np.zeros(n, dtype=np.int64)
-    no_trade = np.zeros(n)
-    gap_count = np.zeros(n, dtype=np.int64)
-    gap_total = np.zeros(n)
-    gap_detail = np.full(n, "", dtype=object)
-    liquid_names: list[str] = []
-    if width is not None and not intraday:  # day bars: one expected per expected day
-        expected = np.where(t_expected_day, 1.0, 0.0)
-        in_session_n = np.where(t_expected_day, np.minimum(bars, 1), 0)
-        extended_n = bars - in_session_n
-    elif intraday:
-        b0 = np.where(t_expected_day, t_start // width, 0)
-        b1 = np.where(t_expected_day, -(-t_end // width), 0)
-        exp_n = np.maximum(b1 - b0, 0)
-        expected = exp_n.astype(float)
-        k = s_ts // width - b0[s_cell]
-        inside = t_expected_day[s_cell] & (k >= 0) & (k < exp_n[s_cell])
-        in_session_n = _per_group(s_cell, inside, n)
-        extended_n = bars - in_session_n
-        coverage_by_cell = np.where(exp_n > 0, in_session_n / np.maximum(exp_n, 1), np.nan)
-        median = pd.Series(coverage_by_cell).groupby(t_code).median().reindex(range(len(names)))
-        liquid = (median.to_numpy(dtype=np.float64) >= liquid_coverage)  # NaN (no session) -> False
-        liquid_names = [str(names[i]) for i in np.flatnonzero(liquid)]
-        # runs: between consecutive in-session bars, and before the first / after the last
-        ic, ik = s_cell[inside], k[inside]
-        first = np.r_[True, ic[1:] != ic[:-1]]
-        last = np.r_[ic[1:] != ic[:-1], True]
-        between = np.diff(ik, prepend=ik[:1]) - 1  # the first of each cell is masked below
-        run_len = np.where(first, 0, between)
-        lead = np.where(first, ik, 0)
-        trail = np.where(last, exp_n[ic] - 1 - ik, 0)
-        forex = assets[t_code[ic]] == "forex"  # weekend open/close of the forex week: interior runs only
-        lead = np.where(forex, 0, lead)
-        trail = np.where(forex, 0, trail)
-        run_cell = np.r_[ic, ic, ic]
-        run_length = np.r_[run_len, lead, trail]
-        run_start_k = np.r_[ik - run_len, np.zeros_like(ik), ik + 1]
-        has_run = run_length > 0
-        run_cell, run_length, run_start_k = run_cell[has_run], run_length[has_run], run_start_k[has_run]
-        width_min = width / MINUTE_NS
-        gap_bars = max(1, math.ceil(gap_minutes * MINUTE_NS / width))
-        suspicious = (run_length >= gap_bars) & liquid[t_code[run_cell]]
-        no_trade = np.bincount(run_cell[~suspicious], weights=run_length[~suspicious] * width_min, minlength=n)
-        gap_count = np.bincount(run_cell[suspicious], minlength=n)
-        gap_total = np.bincount(run_cell[suspicious], weights=run_length[suspicious] * width_min, minlength=n)
-        details: dict[int, list[str]] = {}
-        for cell, start_k, length in zip(run_cell[suspicious], run_start_k[suspicious], run_length[suspicious]):
-            begin = int((b0[cell] + start_k) * width)
-            details.setdefault(int(cell), []).append(
-                f"{_fmt_ny(begin)}-{_fmt_ny(begin + int(length) * width)} ({length * width_min:g} min)")
-        for cell, parts in details.items():
-            gap_detail[cell] = _join(parts)
-        no_gap_cells = (in_session_n == 0) & (exp_n > 0)
-        no_trade = np.where(no_gap_cells, 0.0, no_trade)  # a whole missing day is reported as such
-        gap_count = np.where(no_gap_cells, 0, gap_count)
-        gap_total = np.where(no_gap_cells, 0.0, gap_total)
-        gap_detail = np.where(no_gap_cells, "", gap_detail)
 
-    # --- splits and jumps --------------------------------------------------------------------------
-    split_text = np.full(n, "", dtype=object)
-    split_unadjusted = np.zeros(n, dtype=bool)
-    split_unexpected = np.zeros(n, dtype=bool)
-    explained = np.zeros(len(s_ts), dtype=bool)
-    s_open, s_close = o[idx], c[idx]
-    if splits is not None and not splits.empty:
-        by_name = {str(nm): i for i, nm in enumerate(names)}
-        for row in splits.itertuples(index=False):  # few rows: one per split
-            code = by_name.get(str(row.ticker))
-            if code is None:
-                continue
-            e_day = int(pd.Timestamp(row.execution_date).value // DAY_NS)
-            rows = np.flatnonzero(s_code == code)
-            after = rows[s_day[rows] >= e_day]
-            before = rows[s_day[rows] < e_day]
-            if not len(after) or not len(before):
-                continue
-            i_prev, i_next = before[-1], after[0]
-            explained[i_next] = True
-            ratio = s_open[i_next] / s_close[i_prev] if s_close[i_prev] > 0 else np.nan
-            factor = row.split_from / row.split_to
-            # closer to the split ratio than to 1: the jump is still in the prices
-            looks_raw = bool(np.isfinite(ratio) and ratio > 0
-                             and abs(math.log(ratio) - math.log(factor)) < abs(math.log(ratio)))
-            cell = s_cell[i_next]
-            name = describe_split(row.split_from, row.split_to)
-            when = pd.Timestamp(row.execution_date).date().isoformat()
-            if looks_raw and adjusted is False:
-                split_text[cell] = f"{name} {when}: raw prices jump x{ratio:.3g} (expected; adjusted=True removes it)"
-            elif looks_raw:
-                split_text[cell] = f"{name} {when}: NOT adjusted (jump x{ratio:.3g})"
-                split_unadjusted[cell] = True
-            elif adjusted is False:
-                split_text[cell] = f"{name} {when}: no jump although the data says raw (x{ratio:.3g})"
-                split_unexpected[cell] = True
-            else:
-                split_text[cell] = f"{name} {when}: adjusted (x{ratio:.3g})"
+@dataclass
+class _Coverage:
+    expected: np.ndarray
+    in_session: np.ndarray
+    extended: np.ndarray
+    no_trade: np.ndarray
+    gap_count: np.ndarray
+    gap_total: np.ndarray
+    gap_detail: np.ndarray
+    liquid_names: list[str]
+
+
+def _coverage(rows: _Rows, grid: _DayGrid, gap_minutes: float, liquid_coverage: float) -> _Coverage:
+    """Phase 3, coverage and runs of missing bars: no-trade minutes, and suspicious gaps of liquid symbols."""
+    n, width, bars = grid.n, grid.width, grid.bars
+    t_expected_day = grid.t_expected_day
+    cov = _Coverage(expected=np.full(n, np.nan), in_session=np.zeros(n, dtype=np.int64),
+                    extended=np.zeros(n, dtype=np.int64), no_trade=np.zeros(n), gap_count=np.zeros(n, dtype=np.int64),
+                    gap_total=np.zeros(n), gap_detail=np.full(n, "", dtype=object), liquid_names=[])
+    if width is not None and not grid.intraday:  # day bars: one expected per expected day
+        cov.expected = np.where(t_expected_day, 1.0, 0.0)
+        cov.in_session = np.where(t_expected_day, np.minimum(bars, 1), 0)
+        cov.extended = bars - cov.in_session
+        return cov
+    if width is None:
+        return cov
+    s_cell, s_ts, t_code = grid.s_cell, rows.s_ts, grid.t_code
+    b0 = np.where(t_expected_day, grid.t_start // width, 0)
+    b1 = np.where(t_expected_day, -(-grid.t_end // width), 0)
+    exp_n = np.maximum(b1 - b0, 0)
+    cov.expected = exp_n.astype(float)
+    k = s_ts // width - b0[s_cell]
+    inside = t_expected_day[s_cell] & (k >= 0) & (k < exp_n[s_cell])
+    in_session_n = cov.in_session = _per_group(s_cell, inside, n)
+    cov.extended = bars - in_session_n
+    coverage_by_cell = np.where(exp_n > 0, in_session_n / np.maximum(exp_n, 1), np.nan)
+    median = pd.Series(coverage_by_cell).groupby(t_code).median().reindex(range(len(grid.names)))
+    liquid = (median.to_numpy(dtype=np.float64) >= liquid_coverage)  # NaN (no session) -> False
+    cov.liquid_names = [str(grid.names[i]) for i in np.flatnonzero(liquid)]
+    # runs: between consecutive in-session bars, and before the first / after the last
+    ic, ik = s_cell[inside], k[inside]
+    first = np.r_[True, ic[1:] != ic[:-1]]
+    last = np.r_[ic[1:] != ic[:-1], True]
+    between = np.diff(ik, prepend=ik[:1]) - 1  # the first of each cell is masked below
+    run_len = np.where(first, 0, between)
+    lead = np.where(first, ik, 0)
+    trail = np.where(last, exp_n[ic] - 1 - ik, 0)
+    forex = grid.assets[t_code[ic]] == "forex"  # weekend open/close of the forex week: interior runs only
+    lead = np.where(forex, 0, lead)
+    trail = np.where(forex, 0, trail)
+    run_cell = np.r_[ic, ic, ic]
+    run_length = np.r_[run_len, lead, trail]
+    run_start_k = np.r_[ik - run_len, np.zeros_like(ik), ik + 1]
+    has_run = run_length > 0
+    run_cell, run_length, run_start_k = run_cell[has_run], run_length[has_run], run_start_k[has_run]
+    width_min = width / MINUTE_NS
+    gap_bars = max(1, math.ceil(gap_minutes * MINUTE_NS / width))
+    suspicious = (run_length >= gap_bars) & liquid[t_code[run_cell]]
+    no_trade = np.bincount(run_cell[~suspicious], weights=run_length[~suspicious] * width_min, minlength=n)
+    gap_count = np.bincount(run_cell[suspicious], minlength=n)
+    gap_total = np.bincount(run_cell[suspicious], weights=run_length[suspicious] * width_min, minlength=n)
+    gap_detail = cov.gap_detail
+    details: dict[int, list[str]] = {}
+    for cell, start_k, length in zip(run_cell[suspicious], run_start_k[suspicious], run_length[suspicious]):
+        begin = int((b0[cell] + start_k) * width)
+        details.setdefault(int(cell), []).append(
+            f"{_fmt_ny(begin)}-{_fmt_ny(begin + int(length) * width)} ({length * width_min:g} min)")
+    for cell, parts in details.items():
+        gap_detail[cell] = _join(parts)
+    no_gap_cells = (in_session_n == 0) & (exp_n > 0)  # a whole missing day is reported as such
+    cov.no_trade = np.where(no_gap_cells, 0.0, no_trade)
+    cov.gap_count = np.where(no_gap_cells, 0, gap_count)
+    cov.gap_total = np.where(no_gap_cells, 0.0, gap_total)
+    cov.gap_detail = np.where(no_gap_cells, "", gap_detail)
+    return cov
+
+
+@dataclass
+class _SplitChecks:
+    text: np.ndarray
+    unadjusted: np.ndarray
+    unexpected: np.ndarray
+    explained: np.ndarray  # per clean bar: its move is a known split's
+    merged: list[dict]
+
+
+def _check_splits(rows: _Rows, grid: _DayGrid, splits: pd.DataFrame | None, adjusted: bool | None) -> _SplitChecks:
+    """Phase 4, splits: the move from the last close before each execution date to the first open on it."""
+    n = grid.n
+    out = _SplitChecks(text=np.full(n, "", dtype=object), unadjusted=np.zeros(n, dtype=bool),
+                       unexpected=np.zeros(n, dtype=bool), explained=np.zeros(len(rows.s_ts), dtype=bool), merged=[])
+    if splits is None or splits.empty:
+        return out
+    s_code, s_day, s_cell = rows.s_code, rows.s_day, grid.s_cell
+    s_open, s_close = rows.open[rows.idx], rows.close[rows.idx]
+    # one row per real split, as every adjusting path applies them; raw bars date a merged one by their jump
+    splits = merge_duplicate_splits(splits, None if adjusted is not False else pd.DataFrame(
+        {"symbol": rows.symbols, "t": rows.ts, "open": rows.open, "close": rows.close}))
+    out.merged = splits.attrs["merged"]
+    merged_note = {(m["ticker"], m["kept"]): m for m in out.merged}
+    by_name = {str(nm): i for i, nm in enumerate(grid.names)}
+    for row in splits.itertuples(index=False):  # few rows: one per split
+        code = by_name.get(str(row.ticker))
+        if code is None:
+            continue
+        e_day = int(pd.Timestamp(row.execution_date).value // DAY_NS)
+        where = np.flatnonzero(s_code == code)
+        after = where[s_day[where] >= e_day]
+        before = where[s_day[where] < e_day]
+        if not len(after) or not len(before):
+            continue
+        i_prev, i_next = before[-1], after[0]
+        out.explained[i_next] = True
+        ratio = s_open[i_next] / s_close[i_prev] if s_close[i_prev] > 0 else np.nan
+        factor = row.split_from / row.split_to
+        # closer to the split ratio than to 1: the jump is still in the prices
+        looks_raw = bool(np.isfinite(ratio) and ratio > 0
+                         and abs(math.log(ratio) - math.log(factor)) < abs(math.log(ratio)))
+        cell = s_cell[i_next]
+        name = describe_split(row.split_from, row.split_to)
+        when = pd.Timestamp(row.execution_date).date().isoformat()
+        if (m := merged_note.get((str(row.ticker), when))) is not None:
+            when += f" (also listed on {', '.join(m['dropped'])}: one split, applied once; {m['reason']})"
+        if looks_raw and adjusted is False:
+            out.text[cell] = f"{name} {when}: raw prices jump x{ratio:.3g} (expected; adjusted=True removes it)"
+        elif looks_raw:
+            out.text[cell] = f"{name} {when}: NOT adjusted (jump x{ratio:.3g})"
+            out.unadjusted[cell] = True
+        elif adjusted is False:
+            out.text[cell] = f"{name} {when}: no jump although the data says raw (x{ratio:.3g})"
+            out.unexpected[cell] = True
+        else:
+            out.text[cell] = f"{name} {when}: adjusted (x{ratio:.3g})"
+    return out
+
+
+def _jumps(rows: _Rows, grid: _DayGrid, explained: np.ndarray, jump_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Phase 5, jumps: bar-to-bar moves beyond the threshold that no known split explains (count, detail)."""
+    n, s_ts, s_code, s_cell = grid.n, rows.s_ts, rows.s_code, grid.s_cell
     jump_count = np.zeros(n, dtype=np.int64)
     jump_detail = np.full(n, "", dtype=object)
-    if len(s_ts) > 1:
-        prev_close = np.r_[np.nan, s_close[:-1]]
-        same_symbol = np.r_[False, s_code[1:] == s_code[:-1]]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            move = s_open / prev_close
-            big = same_symbol & np.isfinite(move) & (move > 0) & (np.abs(np.log(move)) > math.log1p(jump_threshold))
-        big &= ~explained
-        jump_count = _per_group(s_cell, big, n)
-        texts: dict[int, list[str]] = {}
-        for i in np.flatnonzero(big):  # rare by construction
-            ratio = float(move[i])
-            near = _SPLIT_RATIOS[np.argmin(np.abs(np.log(_SPLIT_RATIOS) - math.log(ratio)))]
-            hint = " (looks like an unadjusted split)" if abs(math.log(ratio / near)) < 0.03 else ""
-            texts.setdefault(int(s_cell[i]), []).append(f"{_fmt_ny(int(s_ts[i]))} x{ratio:.3g}{hint}")
-        for cell, parts in texts.items():
-            jump_detail[cell] = _join(parts)
+    if len(s_ts) <= 1:
+        return jump_count, jump_detail
+    s_open, s_close = rows.open[rows.idx], rows.close[rows.idx]
+    prev_close = np.r_[np.nan, s_close[:-1]]
+    same_symbol = np.r_[False, s_code[1:] == s_code[:-1]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        move = s_open / prev_close
+        big = same_symbol & np.isfinite(move) & (move > 0) & (np.abs(np.log(move)) > math.log1p(jump_threshold))
+    big &= ~explained
+    jump_count = _per_group(s_cell, big, n)
+    texts: dict[int, list[str]] = {}
+    for i in np.flatnonzero(big):  # rare by construction
+        ratio = float(move[i])
+        near = _SPLIT_RATIOS[np.argmin(np.abs(np.log(_SPLIT_RATIOS) - math.log(ratio)))]
+        hint = " (looks like an unadjusted split)" if abs(math.log(ratio / near)) < 0.03 else ""
+        texts.setdefault(int(s_cell[i]), []).append(f"{_fmt_ny(int(s_ts[i]))} x{ratio:.3g}{hint}")
+    for cell, parts in texts.items():
+        jump_detail[cell] = _join(parts)
+    return jump_count, jump_detail
 
-    # --- recording gaps ----------------------------------------------------------------------------
-    rec_count = np.zeros(n, dtype=np.int64)
-    rec_seconds = np.zeros(n)
+
+def _recording_gaps(grid: _DayGrid, gaps: list[dict[str, Any]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Phase 6, a recording's reconnect gaps spread over the days they touch (count, seconds per cell)."""
+    rec_count = np.zeros(grid.n, dtype=np.int64)
+    rec_seconds = np.zeros(grid.n)
     for gap in gaps or []:
         end_ms = gap.get("end_ms")
         if end_ms is None:
@@ -353,31 +483,39 @@ def quality_report(
         g_lo, g_hi = int(start_ms) * 1_000_000, int(end_ms) * 1_000_000
         wanted = set(gap.get("symbols") or ())
         market = gap.get("market")
-        targets = [i for i, nm in enumerate(names)
-                   if (str(nm) in wanted) or (not wanted and (market is None or assets[i] == market))]
+        targets = [i for i, nm in enumerate(grid.names)
+                   if (str(nm) in wanted) or (not wanted and (market is None or grid.assets[i] == market))]
         for day in range(int(ny_day_numbers(np.array([g_lo]))[0]), int(ny_day_numbers(np.array([g_hi]))[0]) + 1):
             lo_ns, hi_ns = _ny_midnight_ns(np.array([day, day + 1]))
             overlap = max(0, min(g_hi, hi_ns) - max(g_lo, lo_ns)) / 1e9
             for code in targets:
-                if first_day <= day <= last_day and (cell := cell_index[code * len(all_days) + day - first_day]) >= 0:
+                if (cell := grid.cell_of(code, day)) >= 0:
                     rec_count[cell] += 1
                     rec_seconds[cell] += overlap
+    return rec_count, rec_seconds
 
-    # --- per-row counts to cells, issues, status ---------------------------------------------------
-    dups = _per_group(row_cell, duplicated, n)
-    ooo = _per_group(row_cell, out_of_order, n)
-    ohlc = _per_group(row_cell, ohlc_bad & keep, n)
-    badp = _per_group(row_cell, bad_price & keep, n)
-    if intraday:  # no bar inside the session (bars outside it do not count)
-        missing_day = t_expected_day & (in_session_n == 0) & (np.nan_to_num(expected) > 0)
+
+def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _SplitChecks,
+                  jumps: tuple[np.ndarray, np.ndarray], recording: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    """Phase 7, per-row counts to cells, issues and status, and the report frame (sorted by symbol, date)."""
+    n, t_code, t_expected_day = grid.n, grid.t_code, grid.t_expected_day
+    jump_count, jump_detail = jumps
+    rec_count, rec_seconds = recording
+    dups = _per_group(grid.row_cell, rows.duplicated, n)
+    ooo = _per_group(grid.row_cell, rows.out_of_order, n)
+    ohlc = _per_group(grid.row_cell, rows.ohlc_bad & rows.keep, n)
+    badp = _per_group(grid.row_cell, rows.bad_price & rows.keep, n)
+    if grid.intraday:  # no bar inside the session (bars outside it do not count)
+        missing_day = t_expected_day & (cov.in_session == 0) & (np.nan_to_num(cov.expected) > 0)
     else:
-        missing_day = t_expected_day & (bars == 0)
-    off_calendar = ~t_expected_day & (bars > 0) & np.isin(assets[t_code], list(SESSION_ASSETS))
+        missing_day = t_expected_day & (grid.bars == 0)
+    session_asset = np.isin(grid.assets[t_code], list(SESSION_ASSETS))
     flags = {
         "duplicates": dups > 0, "out_of_order": ooo > 0, "ohlc_errors": ohlc > 0, "bad_prices": badp > 0,
-        "split_unadjusted": split_unadjusted, "missing_day": missing_day, "suspicious_gaps": gap_count > 0,
-        "jumps": jump_count > 0, "recording_gaps": rec_count > 0, "non_trading_day": off_calendar,
-        "split_not_in_raw_data": split_unexpected,
+        "split_unadjusted": split_checks.unadjusted, "missing_day": missing_day, "suspicious_gaps": cov.gap_count > 0,
+        "jumps": jump_count > 0, "recording_gaps": rec_count > 0,
+        "non_trading_day": ~t_expected_day & (grid.bars > 0) & session_asset,
+        "split_not_in_raw_data": split_checks.unexpected,
     }
     issues = np.full(n, "", dtype=object)
     for name, flag in flags.items():
@@ -386,32 +524,31 @@ def quality_report(
     is_warn = np.column_stack([flags[k] for k in WARN_ISSUES]).any(axis=1)
     status = np.where(is_error, "error", np.where(is_warn, "warn", "ok"))
 
-    bound_cell = np.isin(assets[t_code], list(SESSION_ASSETS))
-    session_known = t_expected_day & (width is not None)
+    session_known = t_expected_day & (grid.width is not None)
     nat = np.iinfo(np.int64).min  # NaT as int64
-    known = np.nan_to_num(expected)
+    known = np.nan_to_num(cov.expected)
     report = pd.DataFrame({
-        "symbol": names[t_code].astype(str),
-        "date": pd.DatetimeIndex(pd.to_datetime(t_day * DAY_NS, unit="ns")).date,
-        "asset": assets[t_code].astype(str),
-        "session_start": pd.to_datetime(np.where(session_known, win_start[cells], nat), unit="ns", utc=True),
-        "session_end": pd.to_datetime(np.where(session_known, win_end[cells], nat), unit="ns", utc=True),
-        "early_close": bound_cell & session_known & (
-            pd.DatetimeIndex(pd.to_datetime(win_end[cells], unit="ns", utc=True)).tz_convert(NEW_YORK).hour < 16),
-        "expected": expected,
-        "bars": bars.astype(np.int64),
-        "in_session": in_session_n.astype(np.int64),
-        "extended": extended_n.astype(np.int64),
-        "coverage": np.where(known > 0, in_session_n / np.maximum(known, 1), np.nan),
-        "no_trade_minutes": no_trade,
-        "gaps": gap_count.astype(np.int64),
-        "gap_total_minutes": gap_total,
-        "gap_detail": gap_detail.astype(str),
+        "symbol": grid.names[t_code].astype(str),
+        "date": pd.DatetimeIndex(pd.to_datetime(grid.t_day * DAY_NS, unit="ns")).date,
+        "asset": grid.assets[t_code].astype(str),
+        "session_start": pd.to_datetime(np.where(session_known, grid.win_start, nat), unit="ns", utc=True),
+        "session_end": pd.to_datetime(np.where(session_known, grid.win_end, nat), unit="ns", utc=True),
+        "early_close": session_asset & session_known & (
+            pd.DatetimeIndex(pd.to_datetime(grid.win_end, unit="ns", utc=True)).tz_convert(NEW_YORK).hour < 16),
+        "expected": cov.expected,
+        "bars": grid.bars.astype(np.int64),
+        "in_session": cov.in_session.astype(np.int64),
+        "extended": cov.extended.astype(np.int64),
+        "coverage": np.where(known > 0, cov.in_session / np.maximum(known, 1), np.nan),
+        "no_trade_minutes": cov.no_trade,
+        "gaps": cov.gap_count.astype(np.int64),
+        "gap_total_minutes": cov.gap_total,
+        "gap_detail": cov.gap_detail.astype(str),
         "duplicates": dups.astype(np.int64),
         "out_of_order": ooo.astype(np.int64),
         "ohlc_errors": ohlc.astype(np.int64),
         "bad_prices": badp.astype(np.int64),
-        "split": split_text.astype(str),
+        "split": split_checks.text.astype(str),
         "jumps": jump_count.astype(np.int64),
         "jump_detail": jump_detail.astype(str),
         "recording_gaps": rec_count,
@@ -419,21 +556,28 @@ def quality_report(
         "issues": issues.astype(str),
         "status": status.astype(str),
     }, columns=list(REPORT_COLUMNS))
-    report = report.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+    return report.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+
+
+def _notes(grid: _DayGrid, cov: _Coverage, split_checks: _SplitChecks, splits: pd.DataFrame | None,
+           adjusted: bool | None, gap_minutes: float, liquid_coverage: float) -> list[str]:
+    """The notes for the reader (``report.attrs["notes"]``)."""
+    notes = [DIVIDEND_NOTE]
     if adjusted is None:
         notes.append("The bars do not say whether they are split-adjusted (df.attrs['adjusted']); split checks "
                      "assume adjusted prices.")
     if splits is None:
         notes.append("No splits table given: split dates were not checked (jumps are still reported).")
-    if width is None:
+    for m in split_checks.merged:
+        notes.append(f"Splits: {m['ticker']} {m['ratio']} is listed on {m['kept']} and {', '.join(m['dropped'])}; "
+                     f"one split, applied once on {m['kept']} ({m['reason']}).")
+    if grid.width is None:
         notes.append("Week/month bars: coverage is not computed.")
-    if intraday:
+    if grid.intraday:
+        liquid = ", ".join(cov.liquid_names) or "none"
         notes.append(f"Suspicious gap: >= {gap_minutes:g} min missing in the session of a liquid symbol "
-                     f"(median coverage >= {liquid_coverage:.0%}); liquid here: {', '.join(liquid_names) or 'none'}.")
-    report.attrs.update(notes=notes, interval=(f"{width // MINUTE_NS}min" if intraday and width % MINUTE_NS == 0 else
-                                               f"{width / 1e9:g}s" if intraday else "1d" if width else "1w/1M"),
-                        adjusted=adjusted, liquid=liquid_names)
-    return report
+                     f"(median coverage >= {liquid_coverage:.0%}); liquid here: {liquid}.")
+    return notes
 
 
 # --- rendering ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import Plan, Settings, load_settings
-from .errors import QuotaExceededError
+from .errors import ConfigurationError, QuotaExceededError
 from .runtime import current
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,13 @@ class QuotaManager:
         self._clock = clock
         self._sleep = sleep
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connect().executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connect().executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"cannot keep the quota state in {self.path.parent} ({exc}); make the folder writable, free "
+                "space, or point MASSIVE_FEEDS_HOME at a writable folder") from None
 
     def __repr__(self) -> str:
         return f"QuotaManager(plan={self.plan.name!r}, path='{self.path}')"
@@ -159,14 +164,23 @@ class QuotaManager:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot update the quota state {self.path} ({exc}); make its folder "
+                                     "writable, free space, or set MASSIVE_FEEDS_HOME") from None
         try:
             yield db
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            raise ConfigurationError(f"cannot update the quota state {self.path} ({exc}); make its folder "
+                                     "writable, free space, or set MASSIVE_FEEDS_HOME") from None
 
     @staticmethod
     def _get(db: sqlite3.Connection, key: str, default: float = 0.0) -> float:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
 from .config import DEFAULT_REST_URL, DEFAULT_WS_URL, Secret, Settings, load_settings
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
     import requests
@@ -143,7 +143,7 @@ class Runtime:
         """The embedded sandbox with the ``need``-ed sides running (started here on first use)."""
         missing = [side for side in need if not side_available(side)]
         if missing:
-            raise ConfigurationError(
+            raise MissingDependencyError(
                 f"the built-in sandbox needs optional packages for its {' and '.join(missing)} side "
                 f"({', '.join(m for s in missing for m in SIDE_MODULES[s])}): {SANDBOX_EXTRA}; "
                 "or set MASSIVE_API_KEY to use Massive.com"
@@ -156,7 +156,7 @@ class Runtime:
                 try:
                     from .sandbox import Sandbox  # the one import of the sandbox by the library
                 except ImportError as exc:
-                    raise ConfigurationError(
+                    raise MissingDependencyError(
                         f"the built-in sandbox cannot start ({exc.name or exc} is missing): {SANDBOX_EXTRA}; "
                         "or set MASSIVE_API_KEY to use Massive.com"
                     ) from None

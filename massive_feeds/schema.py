@@ -157,6 +157,9 @@ def normalize_symbols(symbols: str | Iterable[str]) -> list[str]:
     """Normalise one symbol, a comma list or an iterable; order kept, duplicates dropped."""
     if isinstance(symbols, str):
         symbols = [s for s in symbols.split(",") if s.strip()]
+    elif isinstance(symbols, (bytes, bytearray, dict)) or not isinstance(symbols, Iterable):
+        raise InvalidInputError(f"Invalid symbols {symbols!r}: expected a ticker string, a comma list or a list "
+                                "of ticker strings")
     out = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
     if not out:
         raise InvalidInputError("No symbols given")

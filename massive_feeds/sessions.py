@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError, InvalidInputError
+from .buckets import resample  # same bucket rules as flat files and REST
 from .schema import NEW_YORK, Interval, asset_class, finalize_bars, parse_interval
 
 if TYPE_CHECKING:
@@ -180,8 +181,6 @@ def to_regular_session(minute_bars: pd.DataFrame, interval: str | Interval) -> p
 
     Bars of crypto/forex symbols pass the cut untouched (and are resampled like the others). VWAP is
     volume-weighted from the minutes' VWAP where they have one."""
-    from .flatfiles.resample import resample  # same bucket rules as flat files and REST
-
     iv = parse_interval(interval)
     ts_ns = (minute_bars["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64") if len(minute_bars)
              else np.empty(0, np.int64))

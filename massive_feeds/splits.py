@@ -11,26 +11,54 @@ they are read with ``adjusted=True``, so stored raw data never goes stale when a
 Dividends are **not** adjusted, neither by Massive nor here: a dividend shows as a drop of about its
 amount on the ex-date.
 
+Near-duplicate rows — one real split, adjusted once:
+
+The service's splits list sometimes holds the same split twice, a few days apart: the official client's own
+test mock lists SHOP 1 → 10 on both 2022-06-22 and 2022-06-29, for Shopify's one 10-for-1 split. Applied
+twice, every SHOP bar before 2022-06-22 would come out 100× lower instead of 10×. The rule
+(:func:`merge_duplicate_splits`, applied by :func:`price_factors`, hence by every path that adjusts: flat
+files, the store, datasets, recordings and replay, and by :func:`~massive_feeds.quality.quality_report`):
+
+* rows of the **same ticker** with the **same ratio** (``split_from/split_to``) whose execution dates are at
+  most :data:`MERGE_WINDOW_DAYS` (14) calendar days apart (chained: each within 14 days of the previous)
+  are **one** split. No real company splits twice by the same ratio within two weeks.
+* Its date: when raw bars of the ticker around the candidate dates are at hand, the candidate where the
+  prices actually jump by the split ratio (first open on the day against the last close before it; the
+  candidate whose move is closest to the ratio, and closer to it than to no move at all). Otherwise the
+  **latest** candidate: the extra, earlier row is a provisional date that was superseded — Shopify's
+  shares began trading split-adjusted on 2022-06-29 (its press release of 2022-06-07), which is also where
+  the raw price falls ×0.1, and a split is never listed before its announcement's first estimate.
+* The merged rows are logged, listed in ``df.attrs["merged_splits"]`` of flat-file and store results and
+  shown by ``quality_report``.
+
 Fetching and caching:
 
 * Only stock tickers have splits (crypto, forex and indices never split; option contracts are
   adjusted by the OCC, not here).
-* For up to :data:`PER_TICKER_LIMIT` tickers, one ``/v3/reference/splits?ticker=…`` call per ticker
-  (its whole history); for more, one market-wide listing of every split since the query's first day
-  (``execution_date.gte``, 1,000 rows per page) — about two pages per year of history instead of a call
-  per ticker. Every call goes through :class:`~massive_feeds.rest.RestClient`, so it counts against the
-  REST quota like any other.
+* Adjusting bars (flat files, the store, datasets: ``since`` = the bars' first day) uses one
+  **market-wide table**: every split of every ticker since that day, in one bulk listing
+  (``execution_date.gte``, 1,000 rows per page, about two pages per year of history), cached and refreshed
+  at most daily. Any later query starting on or after that day, for any ticker, is served from it — so
+  a ticker never asked for before is covered even when the REST quota is gone. Without ``since`` (the
+  whole history of a ticker) it is one ``/v3/reference/splits?ticker=…`` call per ticker. Every call goes
+  through :class:`~massive_feeds.rest.RestClient`, so it counts against the REST quota like any other.
 * Answers are cached under ``<cache_dir>/splits/<host hash>/`` and reused for :data:`SPLITS_TTL`
   (24 hours), so the list is refreshed at most daily. When a refresh fails (quota used up, server
   down) an older cached list is used with a warning; without any list and without an API key the
   call fails with a :class:`~massive_feeds.errors.MissingCredentialsError` that says so — prices are
   never silently left unadjusted.
+* When the REST calls left today cannot cover a refresh, no call is made at all: the cached lists are
+  used whatever their age (the market-wide table serves every ticker), and the result says how old it is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
+  of the table, copied by flat files and the store into ``df.attrs["splits_as_of"]`` /
+  ``df.attrs["splits_age_hours"]``. Without any cached list the query fails with a
+  :class:`~massive_feeds.errors.QuotaExceededError` naming the reset time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from datetime import date
 from pathlib import Path
@@ -40,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Settings
-from .errors import InvalidInputError, MassiveError, MissingCredentialsError
+from .errors import InvalidInputError, MassiveError, MissingCredentialsError, QuotaExceededError
 from .runtime import resolve_settings
 from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
 from .sessions import DAY_NS, ny_day_numbers
@@ -53,7 +81,6 @@ log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS: tuple[str, ...] = ("ticker", "execution_date", "split_from", "split_to", "id")
 SPLITS_TTL = 24 * 3600.0
-PER_TICKER_LIMIT = 4
 PAGE_LIMIT = 1000
 #: Bar columns that hold prices (multiplied by the factor) and sizes (divided by it).
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "bid", "ask", "mid", "spread")
@@ -89,6 +116,101 @@ def splits_frame(rows: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(["ticker", "execution_date"], kind="stable").reset_index(drop=True)
 
 
+MERGE_WINDOW_DAYS = 14
+
+
+def merge_duplicate_splits(splits: pd.DataFrame | None, prices: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per real split: near-duplicate rows (same ticker, same ratio, execution dates at most
+    :data:`MERGE_WINDOW_DAYS` apart) merged into one, dated as the module docstring says.
+
+    Args:
+        splits: a splits table (:data:`SPLIT_COLUMNS`), as the service sent it.
+        prices: optional raw (as traded) bars to date a merged split by its price jump: columns ``symbol``,
+            ``t`` (int64 ns, UTC) and ``open``/``close``. Adjusted bars show no jump; pass ``None`` for them.
+
+    Returns:
+        The table without the extra rows (same columns, sorted by ticker and date). ``attrs["merged"]``
+        lists each merge as a dict: ``ticker``, ``ratio`` (``"10-for-1"``), ``kept`` and ``dropped``
+        (ISO dates) and ``reason`` (``"price jump"`` or ``"latest listed date"``). Idempotent.
+    """
+    if splits is None:
+        return empty_splits()
+    if splits.empty:
+        out = splits.copy()
+        out.attrs["merged"] = []
+        return out
+    df = splits.sort_values(["ticker", "execution_date"], kind="stable").reset_index(drop=True)
+    ratio = (df["split_from"] / df["split_to"]).round(12)
+    days = df["execution_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS
+    # group rows by (ticker, ratio), in date order; a new event starts where the gap passes the window
+    order = np.lexsort((days, ratio.to_numpy(), pd.factorize(df["ticker"])[0]))
+    t_sorted, r_sorted, d_sorted = df["ticker"].to_numpy()[order], ratio.to_numpy()[order], days[order]
+    new_event = np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (r_sorted[1:] != r_sorted[:-1])
+                      | (d_sorted[1:] - d_sorted[:-1] > MERGE_WINDOW_DAYS)]
+    event = np.empty(len(df), dtype=np.int64)
+    event[order] = np.cumsum(new_event) - 1
+    sizes = np.bincount(event)
+    drop = np.zeros(len(df), dtype=bool)
+    merged: list[dict] = []
+    for ev in np.flatnonzero(sizes > 1):  # rare: a handful in the whole market's history
+        rows = np.flatnonzero(event == ev)
+        rows = rows[np.argsort(days[rows], kind="stable")]
+        keep, reason = rows[-1], "latest listed date"
+        if prices is not None:
+            jumped = _jump_day(prices, str(df.at[rows[0], "ticker"]), days[rows], float(ratio.iloc[rows[0]]))
+            if jumped is not None:
+                keep, reason = rows[jumped], "price jump"
+        drop[rows[rows != keep]] = True
+        merged.append({
+            "ticker": str(df.at[keep, "ticker"]),
+            "ratio": describe_split(float(df.at[keep, "split_from"]), float(df.at[keep, "split_to"])),
+            "kept": pd.Timestamp(df.at[keep, "execution_date"]).date().isoformat(),
+            "dropped": [pd.Timestamp(df.at[r, "execution_date"]).date().isoformat() for r in rows if r != keep],
+            "reason": reason,
+        })
+    out = df[~drop].reset_index(drop=True)
+    out.attrs["merged"] = merged
+    for m in merged:
+        log.info("splits: %s %s listed on %s and %s is one split; applied once on %s (%s)", m["ticker"],
+                 m["ratio"], m["kept"], ", ".join(m["dropped"]), m["kept"], m["reason"])
+    return out
+
+
+def bar_prices(bars: pd.DataFrame) -> pd.DataFrame | None:
+    """``symbol``/``t``/``open``/``close`` of standard bars, the ``prices`` argument of
+    :func:`merge_duplicate_splits` (None when the bars lack those columns)."""
+    if bars.empty or not {"symbol", "timestamp", "open", "close"} <= set(bars.columns):
+        return None
+    return pd.DataFrame({"symbol": bars["symbol"].to_numpy(),
+                         "t": bars["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64"),
+                         "open": bars["open"].to_numpy(np.float64), "close": bars["close"].to_numpy(np.float64)})
+
+
+def _jump_day(prices: pd.DataFrame, ticker: str, candidates: np.ndarray, factor: float) -> int | None:
+    """Index into ``candidates`` (New York day numbers) of the day the raw prices of ``ticker`` jump by
+    ``factor`` (open on the day / last close before it), or None when the bars do not show it."""
+    mine = prices[prices["symbol"].astype("str").to_numpy() == ticker]
+    if mine.empty:
+        return None
+    t = mine["t"].to_numpy(np.int64)
+    order = np.argsort(t, kind="stable")
+    bar_day = ny_day_numbers(t[order])
+    opens = mine["open"].to_numpy(np.float64)[order]
+    closes = mine["close"].to_numpy(np.float64)[order]
+    first_on = np.searchsorted(bar_day, candidates, side="left")  # first bar on/after each candidate
+    best, best_score = None, math.inf
+    for i, j in enumerate(first_on):
+        if j == 0 or j >= len(bar_day):
+            continue  # the bars do not straddle this date
+        move = opens[j] / closes[j - 1] if closes[j - 1] > 0 else np.nan
+        if not (np.isfinite(move) and move > 0):
+            continue
+        score = abs(math.log(move) - math.log(factor))
+        if score < abs(math.log(move)) and score < best_score:  # closer to the ratio than to no move
+            best, best_score = i, score
+    return best
+
+
 def describe_split(split_from: float, split_to: float) -> str:
     """``"4-for-1"`` for split_from=1, split_to=4; ``"1-for-10 reverse"`` for 10 → 1."""
     def num(x: float) -> str:
@@ -98,13 +220,21 @@ def describe_split(split_from: float, split_to: float) -> str:
 
 
 # --- applying --------------------------------------------------------------------------------------
-def price_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, splits: pd.DataFrame) -> np.ndarray:
+def price_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, splits: pd.DataFrame, *,
+                  opens: np.ndarray | None = None, closes: np.ndarray | None = None) -> np.ndarray:
     """Per bar: the product of ``split_from / split_to`` over the symbol's splits executed after the
-    bar's New York session date (1.0 when none). Adjusted price = raw price × factor."""
+    bar's New York session date (1.0 when none). Adjusted price = raw price × factor.
+
+    Near-duplicate split rows count once (:func:`merge_duplicate_splits`); ``opens``/``closes`` (the
+    bars' raw prices) let it date a merged split by its price jump."""
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
     factors = np.ones(len(ts_ns))
     if len(ts_ns) == 0 or splits is None or splits.empty:
         return factors
+    prices = None
+    if opens is not None and closes is not None:
+        prices = pd.DataFrame({"symbol": np.asarray(symbols), "t": ts_ns, "open": opens, "close": closes})
+    splits = merge_duplicate_splits(splits, prices)
     codes, names = pd.factorize(np.asarray(symbols))
     wanted = splits[splits["ticker"].isin(set(map(str, names)))]
     if wanted.empty:
@@ -128,6 +258,9 @@ def apply_splits(bars: pd.DataFrame, splits: pd.DataFrame, *, inverse: bool = Fa
 
     ``inverse=True`` undoes an adjustment made with the same splits (adjusted → raw).
 
+    Near-duplicate rows of one split are applied once (:func:`merge_duplicate_splits`; the bars' own
+    price jump dates it when they straddle it).
+
     Apply it to base bars (minute or day) before resampling: a week or month bar that straddles a
     split cannot be adjusted after the fact, because only part of it traded before the split.
     """
@@ -135,7 +268,10 @@ def apply_splits(bars: pd.DataFrame, splits: pd.DataFrame, *, inverse: bool = Fa
     if out.empty or splits is None or splits.empty:
         return out
     ts_ns = out["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
-    factor = price_factors(out["symbol"].to_numpy(), ts_ns, splits)
+    raw = not inverse and "open" in out.columns and "close" in out.columns  # raw bars show a split's jump
+    factor = price_factors(out["symbol"].to_numpy(), ts_ns, splits,
+                           opens=out["open"].to_numpy(np.float64) if raw else None,
+                           closes=out["close"].to_numpy(np.float64) if raw else None)
     if inverse:
         factor = 1.0 / factor
     touched = factor != 1.0
@@ -170,8 +306,12 @@ class _SplitsCache:
 
     @staticmethod
     def _read(path: Path) -> pd.DataFrame | None:
+        """The cached list, with ``attrs["fetched_at"]`` = when it was downloaded (epoch seconds)."""
         try:
-            return splits_frame(pd.read_parquet(path).to_dict("records"))
+            fetched_at = path.stat().st_mtime
+            df = splits_frame(pd.read_parquet(path).to_dict("records"))
+            df.attrs["fetched_at"] = fetched_at
+            return df
         except FileNotFoundError:
             return None
         except Exception as exc:  # a damaged entry is a miss
@@ -238,7 +378,7 @@ def fetch_splits(
     Args:
         symbols: tickers in any accepted form; non-stock tickers are ignored.
         since: only splits on or after this date are needed (the first day of the bars to adjust);
-            ``None`` = the whole history. Used to choose a market-wide listing for many tickers.
+            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing for all tickers).
         settings: defaults to the configured ones, resolved by :func:`~massive_feeds.runtime.resolve_settings`.
         client: an existing :class:`~massive_feeds.rest.RestClient` to use for the calls.
         refresh: ignore cached lists younger than :data:`SPLITS_TTL`.
@@ -264,28 +404,65 @@ def fetch_splits(
     missing = [t for t in tickers if t not in found]
     if missing and since_day is not None and (market := cache.market(since_day, max_age)) is not None:
         for ticker in missing:
-            found[ticker] = market[market["ticker"] == ticker]
+            found[ticker] = _with_time(market[market["ticker"] == ticker], market.attrs.get("fetched_at"))
         missing = []
     if missing:
         try:
+            _refuse_if_quota_short(settings, _calls_for(missing, since_day))  # never spend what is not there
             found.update(_download(missing, since_day, settings, client, cache))
         except MassiveError as exc:
             stale = {t: cache.ticker(t, None) for t in missing}
             if since_day is not None and any(v is None for v in stale.values()):
                 market = cache.market(since_day, None)
                 if market is not None:
-                    stale = {t: market[market["ticker"] == t] for t in missing}
+                    stale = {t: _with_time(market[market["ticker"] == t], market.attrs.get("fetched_at"))
+                             for t in missing}
             if any(v is None for v in stale.values()):
                 if isinstance(exc, MissingCredentialsError):
                     raise MissingCredentialsError(NO_KEY_MESSAGE) from None
+                if isinstance(exc, QuotaExceededError):
+                    uncached = ", ".join(t for t, v in stale.items() if v is None)
+                    raise QuotaExceededError(
+                        f"{exc.message}, and no cached splits list covers {uncached}: split-adjusting needs it. "
+                        "Ask for prices as traded (adjusted=False) or retry after the reset",
+                        resource=exc.resource, resets_at=exc.resets_at) from None
                 raise
             log.warning("could not refresh the splits list (%s); using the cached one, which may miss "
-                        "splits announced since it was fetched", exc)
+                        "splits announced since it was fetched (df.attrs['splits_as_of'] says when)", exc)
             found.update({t: v for t, v in stale.items() if v is not None})
     frames = [found[t] for t in tickers if t in found and not found[t].empty]
-    if not frames:
-        return empty_splits()
-    return splits_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
+    times = [found[t].attrs.get("fetched_at") for t in tickers if t in found]
+    out = (splits_frame(pd.concat(frames, ignore_index=True).to_dict("records")) if frames else empty_splits())
+    oldest = min((t for t in times if t is not None), default=time.time())
+    out.attrs["fetched_at"] = oldest  # the oldest list used: splits announced since then may be missing
+    out.attrs["as_of"] = pd.Timestamp(oldest, unit="s", tz="UTC").isoformat(timespec="seconds")
+    out.attrs["age_hours"] = round(max(time.time() - oldest, 0.0) / 3600, 2)
+    return out
+
+
+def _with_time(df: pd.DataFrame, fetched_at: float | None) -> pd.DataFrame:
+    df = df.copy()
+    df.attrs["fetched_at"] = fetched_at
+    return df
+
+
+def _calls_for(tickers: list[str], since: date | None) -> int:
+    """REST calls a download of these tickers' splits takes at least (one per ticker, or one market-wide page)."""
+    return len(tickers) if since is None else 1
+
+
+def _refuse_if_quota_short(settings: Settings, calls: int) -> None:
+    """Raise QuotaExceededError (before any call) when the REST calls left today are fewer than ``calls``."""
+    if not settings.api_key:
+        return  # RestClient says MissingCredentialsError itself
+    from .quota import get_quota
+
+    status = get_quota(settings).status()
+    left = status.rest_remaining_today
+    if left is not None and left < calls:
+        raise QuotaExceededError(
+            f"the splits list needs {calls} REST call(s) and {left} are left today; resets at "
+            f"{status.rest_resets_at:%Y-%m-%d %H:%M} UTC", resource="rest_daily", resets_at=status.rest_resets_at)
 
 
 def _download(tickers: list[str], since: date | None, settings: Settings, client: "RestClient | None",
@@ -295,13 +472,14 @@ def _download(tickers: list[str], since: date | None, settings: Settings, client
     own = client is None
     client = client or RestClient(settings)  # raises MissingCredentialsError without a key
     try:
-        if since is None or len(tickers) <= PER_TICKER_LIMIT:
+        if since is None:
             out = {}
             for ticker in tickers:
                 rows = client.list_json("/v3/reference/splits", {
                     "ticker": ticker, "limit": PAGE_LIMIT, "sort": "execution_date", "order": "asc"})
                 out[ticker] = splits_frame(rows)
                 cache.put_ticker(ticker, out[ticker])
+                out[ticker].attrs["fetched_at"] = time.time()
             log.info("fetched the splits of %s", ", ".join(tickers))
             return out
         rows = client.list_json("/v3/reference/splits", {
@@ -309,7 +487,7 @@ def _download(tickers: list[str], since: date | None, settings: Settings, client
         market = splits_frame(rows)
         cache.put_market(since, market)
         log.info("fetched %d market-wide split(s) since %s", len(market), since)
-        return {t: market[market["ticker"] == t] for t in tickers}
+        return {t: _with_time(market[market["ticker"] == t], time.time()) for t in tickers}
     finally:
         if own:
             client.close()

@@ -36,13 +36,19 @@ class _Equity(bt.Analyzer):
     def start(self) -> None:
         self.times: list[float] = []
         self.values: list[float] = []
+        self.closes: list[float] = []
 
     def next(self) -> None:
         self.times.append(self.strategy.datetime[0])
         self.values.append(self.strategy.broker.getvalue())
+        self.closes.append(self.strategy.data.close[0])
 
     def get_analysis(self) -> pd.Series:
         return pd.Series(self.values, index=bt_nums_to_index(self.times), name="equity", dtype="float64")
+
+    def prices(self) -> pd.Series:
+        """The close the strategy saw at each bar (for the price panel of the plots)."""
+        return pd.Series(self.closes, index=bt_nums_to_index(self.times), name="close", dtype="float64")
 
 
 class _Trades(bt.Analyzer):
@@ -104,45 +110,104 @@ class BacktestResult:
     trades: pd.DataFrame = field(repr=False)
     equity: pd.Series = field(repr=False)
     signals: pd.DataFrame | None = field(default=None, repr=False)
+    #: why :attr:`sharpe` is NaN (too few bars, see :mod:`strategies.metrics`), else ``None``
+    sharpe_note: str | None = None
+    #: the traded symbol, when known (picks the session used to annualise Sharpe)
+    symbol: str | None = None
+    #: close price per bar (UTC index), drawn in the plots' price panel with the trades
+    prices: pd.Series | None = field(default=None, repr=False)
+    #: time zone of the plots' time axis (the feed's ``tz``; UTC when it has none)
+    tz: str = "UTC"
 
     def __str__(self) -> str:
-        return (f"{self.strategy}: return {self.total_return:+.2%}, Sharpe {self.sharpe:.2f}, "
+        return (f"{self.strategy}: return {self.total_return:+.2%}, Sharpe {self.sharpe_text}, "
                 f"max drawdown {self.max_drawdown:.2%}, {self.trade_count} trades over {self.bars} bars")
+
+    @property
+    def sharpe_text(self) -> str:
+        """The Sharpe ratio for display: ``1.23`` or ``n/a (only 12 bar returns …)``."""
+        return metrics.format_sharpe(self.sharpe, self.sharpe_note)
 
     def summary(self) -> dict[str, Any]:
         """The scalar figures as a dict (one row of a validation table)."""
         return {"strategy": self.strategy, "total_return": self.total_return, "sharpe": self.sharpe,
-                "max_drawdown": self.max_drawdown, "trades": self.trade_count, "bars": self.bars,
-                "start_value": self.start_value, "end_value": self.end_value}
+                "sharpe_note": self.sharpe_note, "max_drawdown": self.max_drawdown, "trades": self.trade_count,
+                "bars": self.bars, "start_value": self.start_value, "end_value": self.end_value}
 
     def save_equity_png(self, path: str | Path, title: str | None = None, dpi: int = 100) -> Path:
-        """Plot the equity curve (and its drawdown) to a PNG with matplotlib's Agg canvas.
+        """Plot the price with the trades (▲ entry, ▼ exit), the equity curve and its drawdown to a PNG
+        with matplotlib's Agg canvas; the time axis is in :attr:`tz` (the feed's zone).
 
         The figure is built on ``FigureCanvasAgg`` directly, so it works headless and never switches
         the process-wide backend (Backtrader's own plotting would force TkAgg).
         """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.figure(title, dpi).savefig(path, format="png")
+        return path
+
+    def figure(self, title: str | None = None, dpi: int = 100) -> Any:
+        """The matplotlib figure :meth:`save_equity_png` writes: price with trade markers (when the
+        prices are known), equity, drawdown."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig = Figure(figsize=(10, 5), dpi=dpi)
+        has_prices = self.prices is not None and len(self.prices) > 0
+        fig = Figure(figsize=(10, 7 if has_prices else 5), dpi=dpi)
         FigureCanvasAgg(fig)
-        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        x = self.equity.index.tz_convert(None) if len(self.equity) else []
+        ratios = [3, 3, 1] if has_prices else [3, 1]
+        axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+        local = _local_naive
+        if has_prices:
+            price_ax = axes[0]
+            prices = self.prices
+            price_ax.plot(local(prices.index, self.tz), prices.to_numpy(), lw=1.0, color="0.25",
+                          label=self.symbol or "close")
+            for col_time, col_price, marker, colour, label in (
+                    ("entry_time", "entry_price", "^", "tab:green", "entry"),
+                    ("exit_time", "exit_price", "v", "tab:red", "exit")):
+                if len(self.trades):
+                    price_ax.scatter(local(pd.DatetimeIndex(self.trades[col_time]), self.tz),
+                                     self.trades[col_price].to_numpy(dtype=np.float64), marker=marker, s=40,
+                                     color=colour, zorder=3, label=label)
+            price_ax.set_ylabel("price")
+            price_ax.legend(loc="best", fontsize="small")
+            price_ax.grid(alpha=0.3)
+            price_ax.set_title(title or str(self))
+        top, bottom = axes[-2], axes[-1]
+        x = local(self.equity.index, self.tz) if len(self.equity) else []
         top.plot(x, self.equity.to_numpy(), lw=1.2, color="tab:blue")
         top.set_ylabel("portfolio value")
-        top.set_title(title or str(self))
+        if not has_prices:
+            top.set_title(title or str(self))
         top.grid(alpha=0.3)
         values = self.equity.to_numpy(dtype=np.float64)
         drawdown = 1 - values / np.maximum.accumulate(values) if len(values) else values
         bottom.fill_between(x, -drawdown * 100, 0, color="tab:red", alpha=0.4)
         bottom.set_ylabel("drawdown %")
-        bottom.set_xlabel("time (UTC)")
+        bottom.set_xlabel(f"time ({self.tz})")
         bottom.grid(alpha=0.3)
         fig.autofmt_xdate()
-        fig.savefig(path, format="png")
-        return path
+        return fig
+
+
+def _local_naive(index: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
+    """``index`` as wall-clock times in ``tz`` (matplotlib draws naive times as they are)."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    return idx.tz_convert(tz).tz_localize(None)
+
+
+def _feed_tz(feed: Any) -> str:
+    """The feed's ``tz`` as a zone name (UTC when it has none)."""
+    from massive_feeds.backtrader.tz import zone_from
+
+    try:
+        zone = zone_from(getattr(feed.p, "tz", None))
+    except Exception:  # noqa: BLE001 - a plot label never fails a run
+        return "UTC"
+    return str(getattr(zone, "key", None) or zone or "UTC")
 
 
 def _as_feed(data_or_feed: Any) -> bt.feed.AbstractDataBase:
@@ -194,6 +259,7 @@ def run_strategy(
     cerebro.addanalyzer(_Trades, _name="trades")
     strat = cerebro.run()[0]
     equity = strat.analyzers.equity.get_analysis()
+    prices = strat.analyzers.equity.prices()
     trades = strat.analyzers.trades.get_analysis()
     end_value = float(cerebro.broker.getvalue())
     signals = None
@@ -201,11 +267,17 @@ def run_strategy(
         log_rows = strat.signal_log
         signals = pd.DataFrame({"entry": [r[1] for r in log_rows], "exit": [r[2] for r in log_rows]},
                                index=bt_nums_to_index([r[0] for r in log_rows]))
+    feed = strat.datas[0]
+    symbol = getattr(feed, "_symbol", None)
+    if symbol is None and isinstance(data_or_feed, pd.DataFrame) and "symbol" in data_or_feed:
+        symbol = str(data_or_feed["symbol"].iloc[0])
+    interval = metrics.infer_interval(prices.index)
     result = BacktestResult(
         strategy=strategy_cls.__name__, params=dict(strat.p._getkwargs()), start_value=float(cash),
-        end_value=end_value, total_return=end_value / cash - 1.0, sharpe=metrics.sharpe_ratio(equity),
+        end_value=end_value, total_return=end_value / cash - 1.0,
+        sharpe=metrics.sharpe_ratio(equity, interval, symbol), sharpe_note=metrics.sharpe_note(equity, interval, symbol),
         max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
-        trades=trades, equity=equity, signals=signals,
+        trades=trades, equity=equity, signals=signals, symbol=symbol, prices=prices, tz=_feed_tz(feed),
     )
     log.info("%s", result)
     return result

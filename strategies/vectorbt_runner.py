@@ -69,15 +69,82 @@ def _trade_log(pf: Any) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
-def run_vectorbt(strategy_cls: type, bars: pd.DataFrame, cash: float = 100_000.0, commission: float = 0.0,
-                 **params: Any) -> BacktestResult:
+#: vectorbt/yfinance column names → the standard bar schema's.
+_WIDE_FIELDS = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume", "vwap": "vwap",
+                "trade count": "transactions", "transactions": "transactions", "bid": "bid", "ask": "ask",
+                "mid": "mid", "spread": "spread"}
+
+
+def as_long_bars(data: Any, symbol: str | None = None) -> pd.DataFrame:
+    """One symbol's bars in the standard long schema from whatever a vectorbt user holds:
+
+    * a bar frame in the standard schema (``timestamp``, ``symbol``, ``open`` … ``close``);
+    * a ``vbt.Data`` object such as :class:`massive_feeds.vectorbt.MassiveData` (``symbol`` picks one
+      when it holds several);
+    * a wide frame on a DatetimeIndex: one symbol's OHLCV columns (``data.data["AAPL"]``, ``Open``/``open``
+      …), or a ``(field, symbol)`` column MultiIndex as ``fetch_data(..., layout="wide")`` returns.
+
+    Raises:
+        InvalidInputError: several symbols and no ``symbol``, an unknown symbol, or no ``close`` column.
+    """
+    import vectorbt as vbt
+
+    if isinstance(data, vbt.Data):
+        names = [str(s) for s in data.symbols]
+        if symbol is None and len(names) != 1:
+            raise InvalidInputError(f"the vbt.Data object holds {names}; pass symbol=… to pick one")
+        chosen = symbol if symbol is not None else names[0]
+        if chosen not in data.data:
+            raise InvalidInputError(f"{chosen!r} is not in the vbt.Data object; it holds {names}")
+        return _wide_one(data.data[chosen], chosen)
+    if not isinstance(data, pd.DataFrame):
+        raise InvalidInputError(f"run_vectorbt needs a bar DataFrame or a vbt.Data object, not {type(data).__name__}")
+    if "timestamp" in data.columns and "symbol" in data.columns:
+        if symbol is not None:
+            data = data[data["symbol"] == symbol]
+        return data
+    if isinstance(data.columns, pd.MultiIndex):
+        syms = list(dict.fromkeys(str(s) for s in data.columns.get_level_values(-1)))
+        if symbol is None and len(syms) != 1:
+            raise InvalidInputError(f"the wide frame holds {syms}; pass symbol=… to pick one")
+        chosen = symbol if symbol is not None else syms[0]
+        if chosen not in syms:
+            raise InvalidInputError(f"{chosen!r} is not in the wide frame; it holds {syms}")
+        return _wide_one(data.xs(chosen, axis=1, level=-1), chosen)
+    return _wide_one(data, symbol or str(data.attrs.get("symbol") or "?"))
+
+
+def _wide_one(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
+    """One symbol's wide OHLCV frame (any case of column names) → the standard long schema."""
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise InvalidInputError("a wide bar frame needs a DatetimeIndex")
+    cols = {c: _WIDE_FIELDS[str(c).lower()] for c in frame.columns if str(c).lower() in _WIDE_FIELDS}
+    if "close" not in cols.values():
+        raise InvalidInputError(f"the bar frame has no close column (columns: {list(frame.columns)})")
+    out = frame[list(cols)].rename(columns=cols).astype("float64")
+    out = out[out["close"].notna()]
+    idx = out.index if out.index.tz is not None else out.index.tz_localize("UTC")
+    out.insert(0, "timestamp", idx.tz_convert("UTC"))
+    out.insert(1, "symbol", symbol)
+    for c in ("open", "high", "low"):
+        if c not in out:
+            out[c] = out["close"]
+    return out.reset_index(drop=True)
+
+
+def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commission: float = 0.0,
+                 *, symbol: str | None = None, **params: Any) -> BacktestResult:
     """Run a built-in strategy on one symbol's bars with ``vbt.Portfolio.from_signals``.
+
+    ``bars`` is a standard bar frame, a ``vbt.Data`` object (``MassiveData``) or a wide frame (see
+    :func:`as_long_bars`); ``symbol`` picks one symbol when it holds several.
 
     Position rule as in Backtrader's :class:`~strategies.base.SignalStrategy`: long only, enter with
     ``stake`` of the portfolio value when flat, exit when long; fills at the signal bar's close.
     """
     import vectorbt as vbt
 
+    bars = as_long_bars(bars, symbol)
     if bars.empty:
         raise InvalidInputError("run_vectorbt got no bars: fetch or load a non-empty range first")
     if bars["symbol"].nunique() > 1:
@@ -90,9 +157,13 @@ def run_vectorbt(strategy_cls: type, bars: pd.DataFrame, cash: float = 100_000.0
     equity = pf.value().rename("equity")
     trades = _trade_log(pf)
     end_value = float(equity.iloc[-1]) if len(equity) else cash
+    sym = str(bars["symbol"].iloc[0])
+    interval = metrics.infer_interval(pd.DatetimeIndex(close.index))
     return BacktestResult(
         strategy=strategy_cls.__name__, params=full, start_value=float(cash), end_value=end_value,
-        total_return=end_value / cash - 1.0, sharpe=metrics.sharpe_ratio(equity),
+        total_return=end_value / cash - 1.0, sharpe=metrics.sharpe_ratio(equity, interval, sym),
+        sharpe_note=metrics.sharpe_note(equity, interval, sym),
         max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
-        trades=trades, equity=equity, signals=sig,
+        trades=trades, equity=equity, signals=sig, symbol=sym, prices=close.rename("close"),
+        tz=str(bars.attrs.get("tz") or "UTC"),
     )

@@ -91,9 +91,9 @@ def test_one_shared_sandbox_between_processes(tmp_path: Path) -> None:
     assert run("sandbox", "--stop").stdout.strip() == "no shared sandbox is running"
 
 
-def test_bad_interval_exits_1_with_the_valid_list() -> None:
+def test_bad_interval_exits_2_with_the_valid_list() -> None:
     result = run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--interval", "7m")
-    assert result.returncode == 1 and "1m, 5m" in result.stderr
+    assert result.returncode == 2 and "1m, 5m" in result.stderr
 
 
 def test_usage_error_exits_2() -> None:
@@ -144,9 +144,9 @@ def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: 
     assert validated.stdout.startswith("*** SANDBOX DATA: bt came from the built-in sandbox")
 
 
-def test_backtest_with_unknown_strategy_exits_1(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_backtest_with_unknown_strategy_exits_2(sandbox: Sandbox, tmp_path: Path) -> None:
     result = run("backtest", "nope", "bt", env={"MASSIVE_DATASETS_DIR": str(tmp_path)})
-    assert result.returncode == 1 and "Unknown strategies" in result.stderr
+    assert result.returncode == 2 and "Unknown strategies" in result.stderr
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def test_full_disk_is_a_dataset_error_and_the_old_dataset_survives(folder: Path)
         outcome = pool.apply(_save_with_tiny_disk, (str(folder), 200_000))
     assert outcome.startswith("DatasetError")
     assert len(load_dataset("d", folder=folder)) == 3
-    assert [p.name for p in folder.iterdir()] == ["d.parquet"]
+    assert [p.name for p in folder.iterdir() if p.name != ".d.lock"] == ["d.parquet"]
 
 
 def test_interrupted_write_leaves_no_trusted_file(folder: Path) -> None:
@@ -118,7 +118,45 @@ def test_interrupted_write_leaves_no_trusted_file(folder: Path) -> None:
     with pytest.raises(DatasetError, match="cannot be stored"):
         save_dataset(bad, "d", folder=folder)
     assert len(load_dataset("d", folder=folder)) == 3
-    assert [p.name for p in folder.iterdir()] == ["d.parquet"]  # no temp files left behind
+    assert [p.name for p in folder.iterdir() if p.name != ".d.lock"] == ["d.parquet"]  # no temp files left
+
+
+_APPENDER = """
+import sys
+import numpy as np, pandas as pd
+from massive_feeds import save_dataset
+folder, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.stdin.readline()  # both processes start appending together
+for i in range(n):
+    ts = pd.Timestamp("2024-03-05 14:30", tz="UTC") + pd.Timedelta(minutes=i)
+    bar = pd.DataFrame({"timestamp": [ts], "symbol": [who], "open": [1.0], "high": [1.0], "low": [1.0],
+                        "close": [float(i)], "volume": [1.0], "vwap": [1.0], "transactions": [i]})
+    save_dataset(bar, "shared", append=True, folder=folder)
+print("done")
+"""
+
+
+def test_two_processes_appending_to_one_dataset_lose_no_rows(folder: Path) -> None:
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(folder), who, "25"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for who in ("AAPL", "MSFT")]
+    for p in procs:  # release both at once
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outputs == ["done\n", "done\n"]
+    df = load_dataset("shared", folder=folder)
+    assert len(df) == 50
+    assert df.groupby("symbol")["close"].apply(sorted).to_dict() == {s: [float(i) for i in range(25)]
+                                                                     for s in ("AAPL", "MSFT")}
+
+
+def test_save_dataset_without_timestamp_is_one_line_invalid_input(folder: Path) -> None:
+    with pytest.raises(InvalidInputError, match="'x'.*no timestamp column"):
+        save_dataset(pd.DataFrame({"symbol": ["AAPL"], "close": [1.0]}), "x", folder=folder)
+    assert not (folder / "x.parquet").exists()
 
 
 def test_default_folder_comes_from_settings(settings: Settings) -> None:

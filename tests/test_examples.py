@@ -1,4 +1,9 @@
-"""Every example runs end to end against the sandbox (no key configured), as a user would run it."""
+"""Every example runs end to end against the sandbox (no key configured), as a user would run it.
+
+Each example checks its own results (bar counts against the session calendar, OHLC coherence, trade counts,
+round trips through datasets) with ``assert`` and prints a ``verified:`` line per check group, so a run that
+produces wrong or empty data fails here rather than exiting 0.
+"""
 
 from __future__ import annotations
 
@@ -23,3 +28,4 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "Traceback" not in result.stderr
     assert "local sandbox" in result.stdout
+    assert "verified:" in result.stdout, result.stdout[-2000:]

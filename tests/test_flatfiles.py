@@ -25,7 +25,7 @@ from massive_feeds.errors import (
     ServerError,
 )
 from massive_feeds.fetch import fetch_data, fetch_ohlcv_rest
-from massive_feeds.flatfiles import Dataset, dataset_for, download_flat_file
+from massive_feeds.flatfiles import Dataset, dataset_for, download_flat_file, hold_cache_writes, wait_for_cache_writes
 from massive_feeds.flatfiles.reader import file_forms
 from massive_feeds.flatfiles.resample import bucket_starts, resample
 from massive_feeds.flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
@@ -85,6 +85,8 @@ def generator_bars(sb: Sandbox, ticker: str, start: str, end: str, interval: str
 
 
 def cached_files(settings: Settings, key: str) -> list[Path]:
+    """The cache entries of ``key`` once the background parquet writes have settled (temp files too)."""
+    assert wait_for_cache_writes(timeout=60)
     stem = settings.cache_dir / "flatfiles" / key.removesuffix(".csv.gz")
     return sorted(p for p in stem.parent.glob(f"{stem.name}*") if p.is_file())
 
@@ -325,6 +327,63 @@ def test_failed_download_gives_its_quota_back(sb: Sandbox, settings: Settings) -
     assert quota_status(settings).flatfile_bytes_used == 0
 
 
+# --- pipelined download (streamed into the parser while it arrives) --------------------------------
+def gzip_entry(settings: Settings, key: str, etag: str) -> Path:
+    stem = settings.cache_dir / "flatfiles" / key.removesuffix(".csv.gz")
+    return stem.with_name(f"{stem.name}.{etag}.csv.gz")
+
+
+def test_streamed_download_leaves_a_byte_exact_gzip_entry_then_its_parquet(sb: Sandbox, settings: Settings) -> None:
+    etag = sb.s3.etag(AAPL_DAY)
+    with hold_cache_writes():  # the parquet conversion waits, so the gzip entry can be looked at
+        df = download_flat_file("AAPL", "2024-01-26", "2024-01-26", "1m", settings=settings)
+        assert gzip_entry(settings, AAPL_DAY, etag).read_bytes() == sb.s3.get(AAPL_DAY)
+    pd.testing.assert_frame_equal(df[OHLCV], generator_bars(sb, "AAPL", "2024-01-26", "2024-01-26", "1m"))
+    assert [p.name for p in cached_files(settings, AAPL_DAY)] == [f"2024-01-26.{etag}.parquet"]
+    before = object_gets(sb)
+    again = download_flat_file("AAPL", "2024-01-26", "2024-01-26", "1m", settings=settings)
+    assert object_gets(sb) == before
+    pd.testing.assert_frame_equal(again, df)
+
+
+def test_gzip_entry_waiting_for_its_parquet_serves_the_next_query(sb: Sandbox, settings: Settings) -> None:
+    with hold_cache_writes():
+        first = download_flat_file(["AAPL", "MSFT"], "2024-01-26", "2024-01-26", "5m", settings=settings)
+        before = object_gets(sb)
+        again = download_flat_file(["MSFT", "AAPL"], "2024-01-26", "2024-01-26", "5m", settings=settings)
+        assert object_gets(sb) == before
+    pd.testing.assert_frame_equal(again, first)
+
+
+def test_resumed_download_is_byte_exact_and_spends_exactly_the_object_bytes(sb: Sandbox, settings: Settings) -> None:
+    sb.s3.cut_next_downloads(1)  # the first GET sends half the body and drops the connection
+    sb.s3.clear_log()
+    with hold_cache_writes():
+        df = download_flat_file("AAPL", "2024-01-26", "2024-01-26", "1m", settings=settings)
+        assert gzip_entry(settings, AAPL_DAY, sb.s3.etag(AAPL_DAY)).read_bytes() == sb.s3.get(AAPL_DAY)
+    assert [r.status for r in sb.s3.requests if r.method == "GET" and r.key == AAPL_DAY] == [200, 206]
+    assert quota_status(settings).flatfile_bytes_used == len(sb.s3.get(AAPL_DAY))
+    pd.testing.assert_frame_equal(df[OHLCV], generator_bars(sb, "AAPL", "2024-01-26", "2024-01-26", "1m"))
+
+
+def test_transport_download_resumes_a_cut_transfer_byte_exact(sb: Sandbox, settings: Settings, tmp_path: Path) -> None:
+    transport = S3Transport(settings)
+    remote = RemoteFile(AAPL_DAY, len(sb.s3.get(AAPL_DAY)), sb.s3.etag(AAPL_DAY))
+    sb.s3.cut_next_downloads(2)
+    seen: list[int] = []
+    transport.download(remote, tmp_path / "day.csv.gz", seen.append)
+    assert (tmp_path / "day.csv.gz").read_bytes() == sb.s3.get(AAPL_DAY)
+    assert sum(seen) == remote.size  # each byte received once: progress and quota add up exactly
+
+
+def test_download_cut_for_good_after_rows_were_parsed_leaves_no_entry(sb: Sandbox, settings: Settings) -> None:
+    sb.s3.cut_next_downloads(10)  # every attempt (whole, then ranged resumes) breaks off half-way
+    with pytest.raises(ServerError, match="2024-01-26"):
+        download_flat_file("AAPL", "2024-01-26", "2024-01-26", "1m", settings=settings)
+    assert cached_files(settings, AAPL_DAY) == []
+    assert quota_status(settings).flatfile_bytes_used == 0
+
+
 # --- failures --------------------------------------------------------------------------------------
 def test_truncated_gzip_raises_corrupt_file_error_naming_the_key(sb: Sandbox, settings: Settings,
                                                                  restore: list[str]) -> None:
@@ -393,7 +452,7 @@ def test_quota_refuses_before_any_download(sb: Sandbox, tmp_path: Path) -> None:
 def test_cached_files_are_served_even_when_the_quota_is_used_up(sb: Sandbox, tmp_path: Path) -> None:
     home = tmp_path / "home"
     download_flat_file("AAPL", "2024-01-29", "2024-01-29", "1m", settings=sb.settings(home=home, plan="unlimited"))
-    empty = dataclasses.replace(PLANS["free"], flatfile_bytes_per_month=0)
+    empty = dataclasses.replace(PLANS["free"], flatfile_bytes_per_month=1)  # 0 is refused at config time
     df = download_flat_file("AAPL", "2024-01-29", "2024-01-29", "1m", settings=sb.settings(home=home, plan=empty))
     assert len(df) > 0
 

@@ -136,19 +136,19 @@ def test_explicit_settings_win_over_the_environment(monkeypatch: pytest.MonkeyPa
 def test_http_sessions_are_per_thread_and_shared_within_one() -> None:
     with Runtime() as rt:
         barrier = threading.Barrier(4)
-        seen: list[tuple[int, int]] = []
+        seen: list[tuple[object, object]] = []  # the sessions themselves: ids of dead ones could be reused
 
         def grab() -> None:
-            barrier.wait()  # all four alive at once, so no thread can inherit a finished one's session
-            seen.append((id(rt.http_session()), id(rt.http_session())))
+            barrier.wait()  # all four alive at once
+            seen.append((rt.http_session(), rt.http_session()))
 
         threads = [threading.Thread(target=grab) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert all(a == b for a, b in seen)  # one session per thread, reused
-        assert len({a for a, _ in seen}) == 4  # never shared across threads
+        assert all(a is b for a, b in seen)  # one session per thread, reused
+        assert len({id(a) for a, _ in seen}) == 4  # never shared across threads
         assert rt.http_session() is rt.http_session()
 
 

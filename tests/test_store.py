@@ -415,7 +415,7 @@ def test_cli_ingest(sb: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert main(argv) == 0
     assert "2 already up to date" in capsys.readouterr().out
     assert main(["ingest", "--dataset", "nope/x", "--start", "2024-01-29", "--end", "2024-01-30",
-                 "--store", str(store)]) == 1
+                 "--store", str(store)]) == 2  # bad input
     assert "Invalid dataset" in capsys.readouterr().err
     manifest = json.loads((store / MINUTE / "_manifest.json").read_text())
     assert manifest["days"]["2024-01-29"]["symbols"] == ["AAPL", "MSFT"]

@@ -382,7 +382,18 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
     assert not at.exception and not at.error, _texts(at.error)
     cards = {m.label: m.value for m in at.metric}
     assert cards["Return"].endswith("%") and cards["Max drawdown"].endswith("%") and "Sharpe" in cards
-    assert int(cards["Trades"]) >= 0
+    # the cards are the numbers of the same strategy run independently on the saved dataset
+    from massive_feeds.datasets import load_dataset
+    from strategies import MeanReversion, run_strategy
+
+    header = next(t for t in _texts(at.markdown) if t.startswith("**mean_reversion** on **"))
+    symbol = header.split("**")[3]
+    saved = load_dataset(dataset, folder=app_env / "datasets")
+    bars = saved[saved["symbol"] == symbol].reset_index(drop=True)
+    bars.attrs = dict(saved.attrs)
+    expected = run_strategy(MeanReversion, bars, cash=100_000.0)
+    assert cards["Trades"] == str(expected.trade_count)
+    assert cards["Return"] == L.backtest_cards(expected)["Return"]
 
     at.button(key="lt_stop").click().run()
     assert any("Trading stopped" in i for i in _texts(at.info))

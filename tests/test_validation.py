@@ -81,3 +81,60 @@ def test_no_bars_is_a_clear_error(week_of_bars: pd.DataFrame) -> None:
     for run in (run_strategy, run_vectorbt):
         with pytest.raises(InvalidInputError, match="no bars"):
             run(STRATEGIES["sma_cross"], week_of_bars.head(0), 10_000)
+
+
+def test_plots_show_the_price_with_trades_in_the_feeds_tz(week_of_bars: pd.DataFrame, tmp_path: Path) -> None:
+    from massive_feeds.backtrader import MassiveData
+    from strategies.validation import save_run_files
+
+    feed = MassiveData(bars=week_of_bars, tz="America/New_York")
+    result = run_strategy(STRATEGIES["sma_cross"], feed, 10_000)
+    assert result.tz == "America/New_York" and result.trade_count > 0 and len(result.prices) == result.bars
+    fig = result.figure()
+    price_ax, _, drawdown_ax = fig.axes
+    first_bar = week_of_bars["timestamp"].iloc[0].tz_convert("America/New_York").tz_localize(None)
+    assert pd.Timestamp(price_ax.lines[0].get_xdata()[0]) == first_bar  # New York wall clock
+    entries, exits = price_ax.collections  # ▲ and ▼ markers, one per closed trade
+    assert len(entries.get_offsets()) == len(exits.get_offsets()) == result.trade_count
+    assert drawdown_ax.get_xlabel() == "time (America/New_York)"
+
+    files = save_run_files(result, tmp_path, "sma", "sma on MSFT")
+    html = files["html"].read_text()
+    import re
+
+    assert not re.findall(r"<script[^>]+src=", html)  # plotly.js is embedded, nothing loaded: opens offline
+    assert len(html) > 1_000_000
+    assert "Plotly.newPlot" in html and '"name":"entry"' in html and '"name":"exit"' in html
+
+
+def test_sharpe_is_not_meaningful_on_a_short_run_and_says_why(week_of_bars: pd.DataFrame) -> None:
+    short = week_of_bars.head(40)  # 40 five-minute bars: 3.3 hours, less than one session
+    for result in (run_strategy(STRATEGIES["mean_reversion"], short, 10_000),
+                   run_vectorbt(STRATEGIES["mean_reversion"], short, 10_000)):
+        assert result.sharpe != result.sharpe  # NaN
+        assert "less than one 6.5 h session" in result.sharpe_note and "Sharpe n/a (40 bars" in str(result)
+    long = run_vectorbt(STRATEGIES["mean_reversion"], week_of_bars, 10_000)
+    assert long.sharpe == long.sharpe and long.sharpe_note is None
+
+
+def test_validation_table_says_why_sharpe_is_na(week_of_bars: pd.DataFrame, settings: Settings,
+                                               tmp_path: Path) -> None:
+    save_dataset(week_of_bars.head(40), "short_msft", settings=settings)
+    table = validate(["sma_cross"], ["short_msft"], engine="vectorbt", output=tmp_path, settings=settings,
+                     progress=False)
+    assert table["sharpe"].isna().all() and table["sharpe_note"].str.contains("40 bars").all()
+    text = format_table(table)
+    assert " n/a" in text and "nan" not in text and "Sharpe n/a = not meaningful" in text
+
+
+def test_run_vectorbt_accepts_vbt_data_and_wide_frames(week_of_bars: pd.DataFrame) -> None:
+    from massive_feeds.vectorbt import MassiveData
+
+    expected = run_vectorbt(STRATEGIES["sma_cross"], week_of_bars, 10_000)
+    data = MassiveData.from_bars(week_of_bars)
+    for given in (data, data.data["MSFT"], data.data["MSFT"].rename(columns=str.lower)):
+        got = run_vectorbt(STRATEGIES["sma_cross"], given, 10_000, symbol="MSFT" if given is data else None)
+        assert got.trade_count == expected.trade_count and got.end_value == pytest.approx(expected.end_value)
+        assert got.symbol == "MSFT" or given is not data
+    with pytest.raises(InvalidInputError, match="no close column"):
+        run_vectorbt(STRATEGIES["sma_cross"], data.data["MSFT"].drop(columns="Close"), 10_000)

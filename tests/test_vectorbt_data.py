@@ -70,3 +70,42 @@ def test_portfolio_runs_on_loaded_data(settings: Settings) -> None:
     fast, slow = close.rolling(5).mean(), close.rolling(20).mean()
     pf = vbt.Portfolio.from_signals(close, fast > slow, fast < slow, init_cash=10_000, freq="15min")
     assert np.isfinite(pf.total_return())
+
+
+def test_interval_is_an_alias_of_timeframe_and_unknown_keywords_are_refused(settings: Settings) -> None:
+    import pytest
+
+    from massive_feeds.errors import InvalidInputError
+
+    daily = MassiveData.download("AAPL", start="2024-03-04", end="2024-03-08", interval="1d", settings=settings)
+    close = daily.get("Close")
+    assert len(close) == 5 and (close.index.to_series().diff().dropna() >= pd.Timedelta("1D")).all()
+    assert daily.download_kwargs["timeframe"] == "1d"
+    with pytest.raises(InvalidInputError, match="unknown keyword.*intervall"):
+        MassiveData.download("AAPL", start="2024-03-04", end="2024-03-08", intervall="1d", settings=settings)
+    with pytest.raises(InvalidInputError, match="give one"):
+        MassiveData.download("AAPL", start="2024-03-04", end="2024-03-08", timeframe="1h", interval="1d",
+                             settings=settings)
+
+
+def test_wide_layout_is_the_yfinance_shape(settings: Settings) -> None:
+    import pytest
+
+    from massive_feeds import to_wide
+    from massive_feeds.errors import InvalidInputError
+
+    long = fetch_data(["AAPL", "X:BTCUSD"], "2024-03-04", "2024-03-05", "1h", settings=settings)
+    wide = fetch_data(["AAPL", "X:BTCUSD"], "2024-03-04", "2024-03-05", "1h", settings=settings, layout="wide")
+    assert wide.columns.names == ["field", "symbol"] and list(wide["Close"].columns) == ["AAPL", "X:BTCUSD"]
+    assert str(wide.index.tz) == "UTC" and wide.index.is_monotonic_increasing
+    assert len(wide) == long["timestamp"].nunique()  # the union of both symbols' bar times
+    aapl = long[long.symbol == "AAPL"].set_index("timestamp")["close"]
+    pd.testing.assert_series_equal(wide[("Close", "AAPL")].dropna(), aapl, check_names=False)
+    assert wide[("Close", "AAPL")].isna().sum() == len(wide) - len(aapl)  # bitcoin's night hours: NaN, not filled
+    assert wide.attrs["method"] == long.attrs["method"]
+    closes = to_wide(long, field="close")
+    assert list(closes.columns) == ["AAPL", "X:BTCUSD"] and closes.equals(wide["Close"].rename_axis(columns="symbol"))
+    with pytest.raises(InvalidInputError, match="layout"):
+        fetch_data("AAPL", "2024-03-04", "2024-03-05", "1h", settings=settings, layout="tall")
+    with pytest.raises(InvalidInputError, match="no field 'bid'"):
+        to_wide(long, field="bid")

@@ -15,6 +15,10 @@ The adapter holds no HTTP or socket code: history comes through :func:`massive_f
 the dataset library, live data from the streaming connector, replays from the recording reader.
 """
 
+from .._optional import require
+
+require("backtrader", "The Backtrader adapter")
+
 from .bars import BarBlock, BarFormat, LiveBar, bt_datenums
 from .feed import MassiveData, MassiveQuoteData
 from .sources import END, FeedSource, FrameSource, Notice

@@ -9,6 +9,8 @@ on the lines. Which source depends on the parameters:
 ``MassiveData(bars=df)``                    any frame in the standard bar schema
 ``MassiveData(dataname=…, historical=False)``  live: REST backfill (DELAYED), then stream bars (LIVE)
 ``MassiveData(recording=…, replay_speed=…)``   a recorded session through the *same* live state machine
+``MassiveQuoteData(dataname=…, ticks="quotes")``  historical trades/quotes (``fetch_ticks``) through that
+                                            same state machine, as if streamed (``replay_speed``)
 ==========================================  ===========================================================
 
 Lines are UTC. By default a bar is stamped at its start, as in the rest of massive_feeds (so bars equal
@@ -30,7 +32,6 @@ a larger bar; ``recording=…``/``replay_speed`` replays a *recorded live sessio
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,20 +39,25 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from ..datasets import dataset_info, dataset_path
 from ..errors import InvalidInputError
-from ..schema import DateLike, Interval, asset_class, normalize_symbol, parse_date_range
+from ..schema import Interval, parse_date_range
 from .bars import BarBlock, BarFormat, bt_datenums
-from .sources import END, FeedSource, FrameSource, Notice, wall_ms
+from .setup import FeedSetup
+from .sources import END, FeedSource, Notice
 from .store import MassiveStore
-from .timeframes import bar_width_ms, interval_for, timeframe_for
-from .tz import backtrader_tz, zone_from
+from .timeframes import bar_width_ms, interval_for
+from .tz import backtrader_tz
 
 log = logging.getLogger(__name__)
 
 _EMPTY = BarBlock([], (), ())
-_LOOKBACK = {"minute": pd.Timedelta(days=5), "hour": pd.Timedelta(days=30), "day": pd.Timedelta(days=365),
-             "week": pd.Timedelta(days=5 * 365), "month": pd.Timedelta(days=5 * 365)}
+
+#: The Backtrader release whose private line buffers (``array``, ``_idx``, ``lencount``, ``_barstack``,
+#: ``_barstash``) the fast paths of :meth:`MassiveData.load` and :meth:`MassiveData.preload` write.
+#: ``tests/test_backtrader_pin.py`` pins that behaviour; on any other release the feed takes Backtrader's
+#: own (public, slower) path instead.
+FAST_PATH_BACKTRADER = "1.9.78.123"
+_FAST_PATH = bt.__version__ == FAST_PATH_BACKTRADER
 
 
 class MassiveData(bt.feed.DataBase):
@@ -72,6 +78,12 @@ class MassiveData(bt.feed.DataBase):
     - ``historical`` (default ``True``); ``False`` streams live through the store's connector.
     - ``recording``, ``replay_speed``: replay a recorded session (folder, dataset name or file);
       ``None`` = as fast as possible, ``2.0`` = twice real time.
+    - ``ticks``: replay *historical* ticks between ``fromdate`` and ``todate`` through the live state
+      machine (CONNECTED → LIVE → DISCONNECTED, paced by ``replay_speed``): ``"quotes"``, ``"trades"``
+      or ``("trades", "quotes")`` fetched with :func:`massive_feeds.fetch_ticks` (``tick_method``:
+      ``auto``/``rest``/``flat_file``), or a tick frame / tick dataset name. Bars are built from the
+      events exactly as from a recording; with quotes only, bars come from the mid
+      (``quote_only_bars``), as forex bars do.
     - ``store`` or ``settings``: where data comes from (default: ``MassiveStore.shared()``).
     - ``bar_time``: ``auto`` | ``start`` | ``end`` (see the module docstring).
     - ``tz``: output time zone for strategies: a name, ``zoneinfo.ZoneInfo``, pytz zone or tzinfo.
@@ -94,6 +106,8 @@ class MassiveData(bt.feed.DataBase):
         ("bars", None),
         ("recording", None),
         ("replay_speed", None),
+        ("ticks", None),
+        ("tick_method", "auto"),
         ("historical", True),
         ("method", "auto"),
         ("adjusted", True),
@@ -116,11 +130,7 @@ class MassiveData(bt.feed.DataBase):
 
     def __init__(self) -> None:
         p = self.p
-        self._mode = self._resolve_mode()
-        self._symbol = normalize_symbol(p.dataname) if isinstance(p.dataname, str) and p.dataname else None
-        self._raw_window = (p.fromdate, p.todate)  # Backtrader turns dates into datetimes after __init__
-        self._interval_name, p.timeframe, p.compression = self._resolve_interval()
-        self._store: MassiveStore | None = p.store
+        self._setup = FeedSetup(p, self.extra_lines)  # mode, symbol, bar size, window; sources per run
         if p.bar_time not in ("auto", "start", "end"):
             raise InvalidInputError(f"bar_time must be 'auto', 'start' or 'end', not {p.bar_time!r}")
         if not p.name and self._symbol is None and isinstance(p.dataset, (str, Path)):
@@ -132,55 +142,10 @@ class MassiveData(bt.feed.DataBase):
 
     def __repr__(self) -> str:
         what = {"fetch": f"via {self.p.method}", "dataset": f"dataset={self.p.dataset!r}", "bars": "frame",
-                "live": "live", "replay": f"recording={str(self.p.recording)!r}", "source": repr(self.p.source)}[self._mode]
+                "live": "live", "replay": f"recording={str(self.p.recording)!r}", "source": repr(self.p.source),
+                "ticks": f"ticks via {self.p.tick_method}"}[self._mode]
         status = f", status={self._status_name()}" if self.islive() else ""
         return f"{type(self).__name__}({self._symbol or '?'} {self._interval_name} {what}, bars={len(self)}{status})"
-
-    # --- configuration --------------------------------------------------------------------------------
-    def _resolve_mode(self) -> str:
-        p = self.p
-        given = [k for k in ("dataset", "bars", "recording") if getattr(p, k) is not None]
-        if len(given) > 1:
-            raise InvalidInputError(f"pass only one of dataset=, bars=, recording= (got {', '.join(given)})")
-        if given and not p.historical and given[0] != "recording":
-            raise InvalidInputError("historical=False streams from Massive; datasets and frames are history")
-        if given:
-            return {"dataset": "dataset", "bars": "bars", "recording": "replay"}[given[0]]
-        if p.source is not None:
-            return "source"
-        if not isinstance(p.dataname, str) or not p.dataname:
-            raise InvalidInputError("MassiveData needs dataname='TICKER' (or dataset=, bars=, recording=)")
-        if p.events is not None and p.historical:
-            raise InvalidInputError("events= is a live source: pass historical=False as well")
-        return "fetch" if p.historical else "live"
-
-    def _resolve_interval(self) -> tuple[str, int, int]:
-        p = self.p
-        if p.interval is not None:
-            tf, comp = timeframe_for(p.interval)
-        elif p.timeframe is not None:
-            tf, comp = int(p.timeframe), int(p.compression or 1)
-        else:
-            tf, comp = timeframe_for(self._default_interval())
-        if self._mode in ("fetch", "live"):
-            name = interval_for(tf, comp).name  # raises for sizes Massive does not serve
-        else:
-            name = str(p.interval or f"{bt.TimeFrame.getname(tf, comp)}x{comp}")
-            try:
-                name = interval_for(tf, comp).name
-            except InvalidInputError:
-                pass
-        return name, tf, comp
-
-    def _default_interval(self) -> str:
-        p = self.p
-        if self._mode == "replay":
-            return "1m"
-        if self._mode == "dataset":
-            return str(dataset_info(self._dataset_file()).get("interval") or "1d")
-        if self._mode == "bars":
-            return str(p.bars.attrs.get("interval") or _infer_interval(p.bars))
-        return "1d"
 
     @property
     def interval(self) -> Interval | None:
@@ -192,14 +157,24 @@ class MassiveData(bt.feed.DataBase):
 
     @property
     def symbol(self) -> str | None:
-        return self._symbol
+        return self._setup.symbol
+
+    @property
+    def _symbol(self) -> str | None:
+        return self._setup.symbol
+
+    @property
+    def _mode(self) -> str:
+        return self._setup.mode
+
+    @property
+    def _interval_name(self) -> str:
+        return self._setup.interval_name
 
     @property
     def store(self) -> MassiveStore:
         """The store this feed reads through (the shared one for its settings unless given)."""
-        if self._store is None:
-            self._store = MassiveStore.shared(self.p.settings)
-        return self._store
+        return self._setup.store
 
     @property
     def source(self) -> FeedSource | None:
@@ -208,12 +183,23 @@ class MassiveData(bt.feed.DataBase):
 
     def islive(self) -> bool:
         """Live and replayed sessions are live to cerebro (no preload, no runonce, qcheck loop)."""
-        return self._mode in ("live", "replay") or (self._mode == "source" and bool(self.p.source.live))
+        return self._setup.live
 
     def haslivedata(self) -> bool:
         return self._i < self._n or (self._source is not None and self._source.pending())
 
     # --- Backtrader hooks -----------------------------------------------------------------------------
+    def _uses_store(self) -> bool:
+        """A store reads this feed's data (fetch, live, datasets, recordings) or was given explicitly."""
+        return self._setup.has_store or self._mode in ("fetch", "live", "dataset", "replay")
+
+    def setenvironment(self, env: Any) -> None:
+        """Backtrader's store idiom (as ``IBData``): the feed adds its store to cerebro, which then starts and
+        stops it and hands its messages to ``notify_store``."""
+        super().setenvironment(env)
+        if self._uses_store():
+            env.addstore(self.store)
+
     def _gettz(self) -> Any:
         return backtrader_tz(self.p.tz)
 
@@ -226,7 +212,7 @@ class MassiveData(bt.feed.DataBase):
         # stamps: replace it with massive_feeds' window (New York days, bar starts). History sources
         # already applied it; live and replayed sessions are filtered here (todate ends the feed).
         self.fromdate, self.todate = float("-inf"), float("inf")
-        start, end = self._window()
+        start, end = self._setup.window()
         if self.islive() and (start is not None or end is not None):
             window = parse_date_range(start or "1970-01-01", end or "2200-01-01")
             offset = pd.Timedelta(self._fmt.offset_ns, unit="ns")
@@ -237,13 +223,15 @@ class MassiveData(bt.feed.DataBase):
 
     def start(self) -> None:
         super().start()
+        if self._uses_store():
+            self.store.start(data=self)
         if self.islive():
             self._laststatus = None  # so the first CONNECTED reaches notify_data
         self._set_block(_EMPTY)
         self._last_dt = float("-inf")
         self._fmt = BarFormat(self.extra_lines, bar_width_ms(self.p.timeframe, self.p.compression),
                               self._stamp())
-        self._source = self._make_source()
+        self._source = self._setup.make_source()
         self._source.open(self._fmt)
 
     def stop(self) -> None:
@@ -286,7 +274,8 @@ class MassiveData(bt.feed.DataBase):
         """(line, values) for every line when :meth:`load` may append to the buffers directly: plain
         history (no filters, no live filtering by date), unbounded buffers, nothing bound to them."""
         lines = list(self.lines)
-        if self._filters or self.islive() or any(ln.mode != ln.UnBounded or ln.bindings for ln in lines):
+        if not _FAST_PATH or self._filters or self.islive() or any(ln.mode != ln.UnBounded or ln.bindings
+                                                                    for ln in lines):
             return ()
         by_name = {"datetime": block.dt, **dict(zip(block.names, block.values))}
         aliases = self.lines.getlinealiases()
@@ -371,7 +360,7 @@ class MassiveData(bt.feed.DataBase):
         (no filters such as resampling, plain buffers); otherwise Backtrader's bar-by-bar preload."""
         lines = list(self.lines)
         plain = all(line.mode == line.UnBounded and not line.extension and not len(line.array) for line in lines)
-        if self._filters or not plain or self._source is None or self._source.live:
+        if not _FAST_PATH or self._filters or not plain or self._source is None or self._source.live:
             super().preload()
             return
         blocks = []
@@ -391,117 +380,12 @@ class MassiveData(bt.feed.DataBase):
         self._last()
         self.home()
 
-    # --- sources ----------------------------------------------------------------------------------------
-    def _make_source(self) -> FeedSource:
-        if self.p.source is not None:
-            return self.p.source
-        mode = self._mode
-        label = f"{self._symbol or '?'} {self._interval_name}"
-        if mode == "fetch":
-            return FrameSource(self._fetch_frame, f"{label} via {self.p.method}")
-        if mode == "dataset":
-            return FrameSource(lambda: self._one_symbol(self.store.load_dataset(self._dataset_file())),
-                               f"dataset {self.p.dataset}")
-        if mode == "bars":
-            return FrameSource(lambda: self._one_symbol(self.p.bars), f"frame {label}")
-        if mode == "replay":
-            return self._replay_source()
-        return self._live_source()
-
-    def _dataset_file(self) -> Path:
-        ds = self.p.dataset
-        candidate = Path(str(ds))
-        if candidate.suffix == ".parquet" and (candidate.is_absolute() or candidate.parent != Path(".")):
-            return candidate
-        settings = self._store.settings if self._store is not None else self.p.settings
-        return dataset_path(str(ds), settings=settings)
-
-    def _window(self) -> tuple[DateLike | None, DateLike | None]:
-        zone = zone_from(self.p.tz)
-        return _bound(self._raw_window[0], zone), _bound(self._raw_window[1], zone)
-
-    def _fetch_frame(self) -> pd.DataFrame:
-        start, end = self._window()
-        iv = interval_for(self.p.timeframe, self.p.compression)
-        end = end if end is not None else pd.Timestamp.now("UTC").floor("min")
-        if start is None:
-            start = _as_timestamp(end) - _LOOKBACK[iv.timespan]
-        return self.store.fetch_bars(self._symbol, start, end, iv, self.p.method, self.p.adjusted)  # type: ignore[arg-type]
-
-    def _one_symbol(self, df: pd.DataFrame) -> pd.DataFrame:
-        symbols = list(dict.fromkeys(df["symbol"])) if len(df) else []
-        if self._symbol is None:
-            if len(symbols) > 1:
-                raise InvalidInputError(f"the bars hold {len(symbols)} symbols ({', '.join(map(str, symbols[:10]))}); "
-                                        "pick one with dataname=")
-            self._symbol = str(symbols[0]) if symbols else None
-        elif self._symbol not in symbols:
-            raise InvalidInputError(f"{self._symbol} is not in these bars (symbols: {', '.join(map(str, symbols))})")
-        df = df[df["symbol"] == self._symbol] if len(symbols) > 1 else df
-        start, end = self._window()
-        if start is not None or end is not None:
-            window = parse_date_range(start or "1970-01-01", end or "2200-01-01")
-            ts = df["timestamp"]
-            df = df[(ts >= window.start) & (ts < window.end)]
-        return df
-
-    def _replay_source(self) -> FeedSource:
-        from ..record import RecordingSource
-        from ..record.library import recording_path
-        from ..record.reader import RecordingReader
-        from .live import StreamSource
-
-        folder = recording_path(self.p.recording, self.store.settings)
-        if self._symbol is None:
-            symbols = RecordingReader(folder).meta().get("symbols") or []
-            if len(symbols) != 1:
-                raise InvalidInputError(f"recording {folder} holds symbols {symbols}; pick one with dataname=")
-            self._symbol = normalize_symbol(symbols[0])
-        replay = RecordingSource(folder, speed=self.p.replay_speed)
-        return StreamSource(replay, self._symbol, self._builder(), subscribe=replay.start, unsubscribe=replay.close,
-                            backfill=None, clock=None, market=asset_class(self._symbol), name=f"replay {self._symbol}")
-
-    def _live_source(self) -> FeedSource:
-        from .live import StreamSource, live_kinds
-
-        store, symbol, clock = self.store, self._symbol, self.p.clock or wall_ms
-        assert symbol is not None
-        kinds = live_kinds(symbol, self.p.live_bars, quotes=bool(self.extra_lines))
-        own = self.p.events is None  # our connector: we subscribe; a given event source is the caller's
-        return StreamSource(store.connector if own else self.p.events, symbol, self._builder(),
-                            subscribe=(lambda: store.subscribe(symbol, kinds)) if own else None,
-                            unsubscribe=(lambda: store.unsubscribe(symbol)) if own else None,
-                            backfill=self._backfill_fn(), backfill_start=self._backfill_start(clock), clock=clock,
-                            grace_ms=int(self.p.grace * 1000), market=asset_class(symbol), name=f"live {symbol}")
-
-    def _backfill_fn(self) -> Any:
-        """REST bars of this feed's symbol and interval for a window (``None`` without backfill)."""
-        if not self.p.backfill:
-            return None
-        store, symbol, iv = self.store, self._symbol, interval_for(self.p.timeframe, self.p.compression)
-        return lambda start, end: store.backfill_bars(symbol, start, end, iv, self.p.adjusted)  # type: ignore[arg-type]
-
-    def _backfill_start(self, clock: Any) -> pd.Timestamp:
-        """``fromdate``, else ``backfill_bars`` bars before now."""
-        start, _ = self._window()
-        if start is not None:
-            return _as_timestamp(start)
-        width = pd.Timedelta(milliseconds=bar_width_ms(self.p.timeframe, self.p.compression) or 86_400_000)
-        return pd.Timestamp(clock(), unit="ms", tz="UTC") - width * int(self.p.backfill_bars)
-
-    def _builder(self) -> Any:
-        from .live import BarBuilder
-
-        if self.p.timeframe > bt.TimeFrame.Days:
-            raise InvalidInputError("live and replayed bars go up to 1 day; resample for weeks or months")
-        # forex streams quotes only: its bars are built from the mid, as Massive's own forex bars
-        forex = self._symbol is not None and asset_class(self._symbol) == "forex"
-        return BarBuilder(bar_width_ms(self.p.timeframe, self.p.compression), self.p.live_bars,
-                          self.p.quote_only_bars or forex)
-
     def _status_name(self) -> str:
         status = getattr(self, "_laststatus", None)
         return "-" if status is None else self._getstatusname(status)
+
+
+MassiveStore.DataCls = MassiveData  # MassiveStore.getdata builds this feed (Backtrader's DataCls idiom)
 
 
 class MassiveQuoteData(MassiveData):
@@ -515,43 +399,3 @@ class MassiveQuoteData(MassiveData):
 
     lines = ("vwap", "bid", "ask", "mid", "spread")
     extra_lines: ClassVar[tuple[str, ...]] = ("vwap", "bid", "ask", "mid", "spread")
-
-
-# --- helpers -----------------------------------------------------------------------------------------------
-def _bound(value: Any, zone: Any) -> DateLike | None:
-    """A user bound for the fetch: dates stay dates (New York days), naive datetimes are read in ``zone``."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, datetime) or isinstance(value, pd.Timestamp):
-        ts = pd.Timestamp(value)
-        if ts.tzinfo is None:
-            ts = ts.tz_localize(zone or "UTC", ambiguous=True, nonexistent="shift_forward")
-        return ts.tz_convert("UTC")
-    if isinstance(value, date):
-        return value
-    raise InvalidInputError(f"Invalid date bound {value!r}")
-
-
-def _as_timestamp(value: DateLike) -> pd.Timestamp:
-    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
-        return value
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return parse_date_range(value, value).start
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _infer_interval(df: pd.DataFrame) -> str:
-    """The bar size of a frame without an ``interval`` attribute: its most common spacing."""
-    ts = df["timestamp"]
-    if len(ts) < 2:
-        return "1d"
-    steps = np.diff(np.sort(pd.to_datetime(ts, utc=True).to_numpy(dtype="datetime64[ns]").view(np.int64)))
-    steps = steps[steps > 0]
-    if not len(steps):
-        return "1d"
-    values, counts = np.unique(steps, return_counts=True)
-    seconds = int(values[np.argmax(counts)] // 10**9)
-    if seconds >= 86_400:
-        return "1d"
-    return f"{seconds}s" if seconds < 60 else f"{seconds // 60}min"

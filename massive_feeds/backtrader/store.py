@@ -1,36 +1,52 @@
 """``MassiveStore``: the one place a Backtrader session gets Massive data from.
 
-A plain class (no Backtrader metaclass): it owns the :class:`~massive_feeds.config.Settings`, and
-through them the fetch path (cache, quota, auto REST/flat-file choice), a REST client for live
-backfills, and — on first live use — the shared streaming connector. Feeds built without a store use
-:meth:`MassiveStore.shared`, so every feed of one configuration shares one connector (Massive allows
-one connection per market and key: a second one would kick the first).
+A Backtrader store (``bt.Store``, like ``IBStore`` and ``OandaStore``): it owns the
+:class:`~massive_feeds.config.Settings`, and through them the fetch path (cache, quota, auto
+REST/flat-file choice), a REST client for live backfills, and — on first live use — the shared
+streaming connector. Feeds built without a store use :meth:`MassiveStore.shared`, so every feed of one
+configuration shares one connector (Massive allows one connection per market and key: a second one would
+kick the first).
+
+Backtrader's store idiom: ``cerebro.addstore(store)`` (a feed adds its store itself), ``store.getdata(...)``;
+cerebro calls :meth:`~MassiveStore.start`/:meth:`~MassiveStore.stop` and hands :meth:`put_notification`
+messages to ``notify_store`` — stream connection changes and reconnects, and REST quota warnings.
+Unlike ``IBStore`` it is not a singleton: one store per configuration.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+import backtrader as bt
 import pandas as pd
+from backtrader.store import MetaSingleton
 
 from ..config import Settings
 from ..datasets import load_dataset
 from ..fetch import fetch_data, fetch_ohlcv_rest
 from ..quota import QuotaStatus, get_quota
 from ..runtime import current, resolve_settings
+from ..stream.events import GapEvent, StatusEvent
 from ..schema import DateLike, Interval, normalize_symbol
 
 if TYPE_CHECKING:
     from ..rest import RestClient
-    from .feed import MassiveData
 
 log = logging.getLogger(__name__)
 
 
-class MassiveStore:
+class _MetaStore(MetaSingleton):
+    """``bt.Store``'s metaclass (params, Backtrader's construction steps) without its one-instance-per-class rule."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return super(MetaSingleton, cls).__call__(*args, **kwargs)
+
+
+class MassiveStore(bt.Store, metaclass=_MetaStore):
     """Settings, fetch path, quota and streaming connector shared by Backtrader feeds.
 
     Build one explicitly (``MassiveStore(settings)``) or take the process-wide instance for a
@@ -40,8 +56,16 @@ class MassiveStore:
     Example::
 
         store = MassiveStore.shared()
+        cerebro.addstore(store)  # optional: a feed adds its store to cerebro itself
         cerebro.adddata(store.getdata(dataname="AAPL", timeframe=bt.TimeFrame.Minutes, compression=5,
                                       fromdate=datetime(2024, 3, 4), todate=datetime(2024, 3, 8)))
+
+    ``notify_store(msg, *args)`` of cerebro and strategies receives one-line messages: ``"stocks stream
+    connected"``, ``"stocks stream disconnected: …"``, ``"stocks stream reconnected after 2 attempt(s) (…);
+    gap … to …"`` (args: the :class:`~massive_feeds.stream.StatusEvent`/:class:`~massive_feeds.stream.GapEvent`)
+    and ``"REST quota orange: 35 calls left today"`` (args: the :class:`~massive_feeds.quota.QuotaStatus`).
+    Cerebro delivers them from its event loop (live feeds, or ``cerebro.run(runonce=False)``): Backtrader's
+    vectorised ``runonce`` loop never calls ``notify_store``; every message is also logged at INFO.
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
@@ -50,6 +74,9 @@ class MassiveStore:
         self._rest: RestClient | None = None
         self._connector: Any = None
         self._closed = False
+        self.notifs: collections.deque[Any] = collections.deque()  # thread-safe appends (stream thread)
+        self.datas: list[Any] = []
+        self._quota_level = "green"
 
     def __repr__(self) -> str:
         streaming = "connected" if self._connector is not None else "not streaming"
@@ -78,14 +105,25 @@ class MassiveStore:
         """One symbol's bars through :func:`~massive_feeds.fetch.fetch_data` (cache, quota, auto method)."""
         name = interval.name if isinstance(interval, Interval) else interval
         df = fetch_data(symbol, start, end, name, method, adjusted=adjusted, settings=self.settings)  # type: ignore[arg-type]
+        self._check_quota()
         return df[df["symbol"] == normalize_symbol(symbol)] if len(df) else df
 
     def backfill_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: Interval | str,
                       adjusted: bool = True) -> pd.DataFrame:
         """Recent bars over REST on the store's shared HTTP session (live backfill and gap repair)."""
         name = interval.name if isinstance(interval, Interval) else interval
-        return fetch_ohlcv_rest(symbol, start.to_pydatetime(), end.to_pydatetime(), name, adjusted=adjusted,
-                                client=self.rest_client, progress=False)
+        df = fetch_ohlcv_rest(symbol, start.to_pydatetime(), end.to_pydatetime(), name, adjusted=adjusted,
+                              client=self.rest_client, progress=False)
+        self._check_quota()
+        return df
+
+    def fetch_ticks(self, symbol: str, start: DateLike, end: DateLike, kinds: Any,
+                    method: str = "auto") -> pd.DataFrame:
+        """One symbol's trades/quotes through :func:`~massive_feeds.ticks.fetch_ticks` (auto REST/flat
+        files, cache, quota), in the tick schema."""
+        from ..ticks import fetch_ticks
+
+        return fetch_ticks(symbol, start, end, kinds, method, settings=self.settings)  # type: ignore[arg-type]
 
     def load_dataset(self, name: str | Path) -> pd.DataFrame:
         """A saved dataset (historical or recorded) from the configured datasets folder, or a parquet path."""
@@ -114,6 +152,7 @@ class MassiveStore:
                 from ..stream import get_connector
 
                 self._connector = get_connector("massive", settings=self.settings)
+                self._connector.add_control_listener(self._on_stream_control)
             return self._connector
 
     def subscribe(self, symbol: str, kinds: Iterable[str]) -> None:
@@ -125,16 +164,62 @@ class MassiveStore:
             self._connector.stop_stream([symbol])
 
     # --- Backtrader conventions -----------------------------------------------------------------------
-    def getdata(self, *args: Any, **kwargs: Any) -> "MassiveData":
-        """A :class:`~massive_feeds.backtrader.MassiveData` bound to this store (Backtrader's store idiom)."""
-        from .feed import MassiveData
+    #: The feed class :meth:`getdata` builds; :mod:`.feed` registers ``MassiveData`` when it loads (Backtrader's
+    #: ``DataCls`` idiom, as ``IBStore``/``OandaStore``), so the store never imports the feed.
+    DataCls: ClassVar[Any] = None
 
-        return MassiveData(*args, store=self, **kwargs)
+    def getdata(self, *args: Any, **kwargs: Any) -> Any:
+        """A :class:`~massive_feeds.backtrader.MassiveData` bound to this store (Backtrader's store idiom)."""
+        return self.DataCls(*args, store=self, **kwargs)
+
+    def start(self, data: Any = None, broker: Any = None) -> None:
+        """Backtrader's store start: cerebro calls it once per run, each feed once with ``data=``."""
+        if not self._started:
+            self._started = True
+            self.datas = []
+            self.broker = None
+            self._check_quota(always=True)
+        if data is not None:
+            self._cerebro = self._env = getattr(data, "_env", None)
+            if data not in self.datas:
+                self.datas.append(data)
+        elif broker is not None:
+            self.broker = broker
+
+    def stop(self) -> None:
+        """End of a cerebro run: forget its feeds (the REST session and connector stay for the next run)."""
+        self._started = False
+        self.datas = []
+
+    def put_notification(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Queue a message for ``notify_store`` (safe from any thread; also logged at INFO)."""
+        log.info("store notification: %s", msg)
+        self.notifs.append((msg, args, kwargs))
+
+    def _on_stream_control(self, event: GapEvent | StatusEvent) -> None:  # the stream thread: just queue it
+        if isinstance(event, GapEvent):
+            window = f"{event.start:%H:%M:%S} to {event.end:%H:%M:%S} UTC" if event.start else f"to {event.end:%H:%M:%S} UTC"
+            self.put_notification(f"{event.market} stream reconnected after {event.attempts} attempt(s) "
+                                  f"({event.reason}); gap {window}", event)
+        elif event.market:  # listener-level notices (overflow) belong to their listener's feed
+            detail = f": {event.message}" if event.message else ""
+            self.put_notification(f"{event.market} stream {event.status}{detail}", event)
+
+    def _check_quota(self, always: bool = False) -> None:
+        """Tell ``notify_store`` when the REST quota turns orange, red or exhausted (once per level)."""
+        status = self.quota_status()
+        level = status.level
+        if level != self._quota_level or (always and level != "green"):
+            self._quota_level = level
+            if level != "green":
+                self.put_notification(f"REST quota {level}: {status.rest_remaining_today} calls left today", status)
 
     def close(self) -> None:
         """Close the REST session. The connector is shared process-wide and left to its owner."""
         with self._lock:
             self._closed = True
+            if self._connector is not None:
+                self._connector.remove_control_listener(self._on_stream_control)
             if self._rest is not None:
                 self._rest.close()
                 self._rest = None

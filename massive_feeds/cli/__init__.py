@@ -2,9 +2,14 @@
 
 With no API key configured every command uses the built-in sandbox (a synthetic market started in this
 process, announced once on stderr); ``--sandbox`` (or ``MASSIVE_SANDBOX=1``) forces it, ``MASSIVE_SANDBOX=0``
-forbids it. Conventions: ``--help`` on every command; results on stdout; errors on stderr as one line, exit code 1
-for expected failures (bad input, missing key, quota, server errors), 2 for usage errors, 130 on Ctrl-C.
-No tracebacks for expected errors (``--debug`` shows them).
+forbids it.
+
+Conventions: ``--help`` on every command; results on stdout; errors on stderr as one line; exit code 2
+for usage errors and bad input (``InvalidInputError``, bad settings such as a plan limit <= 0 or an
+unwritable home), 1 for other expected failures (missing key, quota, no data, server errors), 130 on
+Ctrl-C. No tracebacks for expected errors (``--debug`` shows them). Every argument (symbols, dates,
+intervals, dataset and recording names, strategy parameters, durations) is checked before any network
+call or recording starts.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import redact
 from ..errors import InvalidInputError, MassiveError
+from .._optional import as_missing_dependency
 
 log = logging.getLogger("massive_feeds.cli")
 
@@ -38,20 +45,84 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_fetch)
 
 
+def _check_fetch_args(args: argparse.Namespace) -> None:
+    """Every fetch argument, before any call: symbols, dates, interval, dataset name."""
+    from ..datasets import validate_name
+    from ..schema import normalize_symbols, parse_date_range, parse_interval
+
+    normalize_symbols(args.symbols)
+    parse_interval(args.interval)
+    parse_date_range(args.start, args.end)
+    if args.dataset is not None:
+        validate_name(args.dataset)
+
+
+def _report_gaps(df: "object") -> None:
+    """Name, on stderr, the symbols without bars and the flat-file trading days missing or filled over REST."""
+    attrs = getattr(df, "attrs", {})
+    for symbol, reason in (attrs.get("empty_reasons") or {}).items():
+        print(f"warning: no bars for {symbol}: {reason}", file=sys.stderr)
+    if attrs.get("filled_over_rest"):
+        print(f"note: no flat file yet for {', '.join(attrs['filled_over_rest'])}; those days came over REST",
+              file=sys.stderr)
+    if attrs.get("unfilled_days"):
+        print(f"warning: no flat file for trading day(s) {', '.join(attrs['unfilled_days'])} (not yet published?); "
+              "they are missing from the result", file=sys.stderr)
+    if attrs.get("splits_age_hours") and attrs["splits_age_hours"] > 24:
+        print(f"warning: split adjustment uses a splits list from {attrs.get('splits_as_of')} "
+              f"({attrs['splits_age_hours']:.0f} h old): the REST quota could not refresh it", file=sys.stderr)
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from ..datasets import save_dataset
     from ..fetch import fetch_data
 
+    _check_fetch_args(args)
     df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=not args.unadjusted,
                     progress=sys.stderr.isatty(), session=args.session)
     origin = " from the SANDBOX (synthetic market)" if df.attrs.get("source") == "sandbox" else ""
     print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s){origin} via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
+    _report_gaps(df)
     if args.dataset:
         path = save_dataset(df, args.dataset, append=args.append, tags=args.tag)
         print(f"saved dataset {args.dataset} -> {path}")
     else:
         print(df.head(10).to_string(index=False))
+    return 0
+
+
+def _add_ticks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ticks", help="fetch historical trades/quotes into a dataset",
+                       description="Fetch historical trades or quotes (REST v3 or the trades_v1/quotes_v1 flat files) "
+                                   "and save them as a tick dataset, which backtest/validate replay through the live "
+                                   "feed path.")
+    p.add_argument("symbols", help="comma-separated tickers, e.g. AAPL or AAPL,MSFT")
+    p.add_argument("--start", required=True, help="YYYY-MM-DD (a whole New York day) or ISO datetime (UTC)")
+    p.add_argument("--end", required=True, help="YYYY-MM-DD (inclusive) or ISO datetime (UTC)")
+    p.add_argument("--kind", default="quotes", choices=["quotes", "trades", "both"],
+                   help="quotes (default), trades, or both")
+    p.add_argument("--method", default="auto", choices=["auto", "rest", "flat_file"])
+    p.add_argument("--dataset", help="save under this dataset name (default: print a preview only)")
+    p.add_argument("--append", action="store_true", help="append to the dataset (de-duplicated)")
+    p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
+    p.set_defaults(func=_cmd_ticks)
+
+
+def _cmd_ticks(args: argparse.Namespace) -> int:
+    from ..datasets import save_dataset
+    from ..ticks import fetch_ticks
+
+    kinds = ["trades", "quotes"] if args.kind == "both" else [args.kind]
+    df = fetch_ticks(args.symbols.split(","), args.start, args.end, kinds, args.method, progress=sys.stderr.isatty())
+    print(f"{len(df):,} {'/'.join(kinds)} for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
+          f"({df.attrs.get('method_reason', '')})")
+    if args.dataset:
+        path = save_dataset(df, args.dataset, append=args.append, tags=args.tag, source=f"ticks_{df.attrs.get('method')}")
+        print(f"saved tick dataset {args.dataset} -> {path}")
+    else:
+        cols = ["timestamp", "symbol", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", "exchange"]
+        print(df[cols].head(10).to_string(index=False))
     return 0
 
 
@@ -131,6 +202,9 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
     from ..stream import stream_quotes_websocket
 
+    if args.count < 0 or not args.seconds >= 0:
+        raise InvalidInputError(f"--count and --seconds must be >= 0 (0 = no limit), got {args.count}, {args.seconds:g}")
+
     async def run() -> None:
         n = 0
         async for q in stream_quotes_websocket(args.symbols):
@@ -164,11 +238,29 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_record)
 
 
+def _check_record_args(args: argparse.Namespace) -> None:
+    """Every record argument, before connecting: symbols, duration, bar size, dataset name (also the
+    default one built from --tag)."""
+    import math
+    from datetime import date
+
+    from ..datasets import validate_name
+    from ..record.bars import interval_ms
+    from ..schema import normalize_symbols
+
+    normalize_symbols(args.symbols)
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise InvalidInputError(f"--seconds must be a positive number of seconds, got {args.seconds:g}")
+    interval_ms(args.interval)
+    validate_name(args.name if args.name else f"massive_live_{args.tag}_{date.today():%Y%m%d}")
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     import time
 
     from ..record import WebSocketDataRecorder
 
+    _check_record_args(args)
     recorder = WebSocketDataRecorder(args.symbols, args.save_dir).start()
     print(f"recording {', '.join(recorder.symbols)} to {recorder.path} (Ctrl-C to stop)", file=sys.stderr)
     try:
@@ -183,22 +275,48 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(pairs: list[str]) -> dict[str, float | int | str]:
-    """``["fast=5", "entry_z=1.5"]`` → ``{"fast": 5, "entry_z": 1.5}``."""
+def _parse_params(pairs: list[str], strategy: str | None = None) -> dict[str, float | int | str]:
+    """``["fast=5", "entry_z=1.5"]`` → ``{"fast": 5, "entry_z": 1.5}``. With ``strategy``, each name must be
+    one of its parameters and each value must have the type of the parameter's default (an int for
+    ``fast``, a number for ``entry_z``)."""
+    defaults: dict[str, object] | None = None
+    if strategy is not None:
+        from strategies.validation import resolve_strategies
+
+        cls = resolve_strategies([strategy])[strategy]
+        defaults = dict(cls.params._getpairs())  # type: ignore[attr-defined]
     out: dict[str, float | int | str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
+        key = key.strip()
+        if not sep or not key:
             raise InvalidInputError(f"--param needs NAME=VALUE, got {pair!r}")
-        for cast in (int, float):
+        if defaults is not None and key not in defaults:
+            raise InvalidInputError(f"{strategy} has no parameter {key!r}; its parameters: "
+                                    + ", ".join(f"{k} (default {v!r})" for k, v in defaults.items()))
+        default = None if defaults is None else defaults[key]
+        casts: tuple[type, ...] = ((int,) if isinstance(default, int) and not isinstance(default, bool)
+                                   else (float,) if isinstance(default, float) else (int, float))
+        for cast in casts:
             try:
                 out[key] = cast(value)
                 break
             except ValueError:
                 continue
         else:
+            if defaults is not None and default is not None:
+                kind = "an integer" if casts == (int,) else "a number"
+                raise InvalidInputError(f"--param {key} must be {kind} (default {default!r}), got {value!r}")
             out[key] = value
     return out
+
+
+def _check_dataset_names(names: list[str]) -> None:
+    from ..datasets import validate_name
+
+    for name in names:
+        if not (name.endswith(".parquet") and ("/" in name or "\\" in name)):  # a .parquet path is allowed
+            validate_name(name)
 
 
 def _add_backtest(sub: argparse._SubParsersAction) -> None:
@@ -218,9 +336,11 @@ def _add_backtest(sub: argparse._SubParsersAction) -> None:
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from strategies.validation import format_table, sandbox_heading, validate
 
+    params = _parse_params(args.param, args.strategy)  # unknown strategy / parameter / value: before any run
+    _check_dataset_names([args.dataset])
     table = validate([args.strategy], [args.dataset], engine=args.engine, output=args.output, cash=args.cash,
                      commission=args.commission, symbols=[args.symbol] if args.symbol else None,
-                     params=_parse_params(args.param))
+                     params=params)
     if heading := sandbox_heading(table):
         print(heading)
     for run in table.attrs["runs"]:
@@ -245,7 +365,11 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from strategies.validation import format_table, validate
 
+    from strategies.validation import resolve_strategies
+
     names = args.strategies.split(",") if args.strategies else None
+    resolve_strategies(names)
+    _check_dataset_names(args.datasets.split(","))
     table = validate(names, args.datasets.split(","), engine=args.engine, output=args.output, cash=args.cash,
                      commission=args.commission)
     print(format_table(table))
@@ -408,21 +532,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive-feeds",
         description="Massive.com market data for Backtrader and vectorbt: fetch, stream, record, backtest.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug, -vvv also dependencies' debug); keys are always masked")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--sandbox", action="store_true",
                         help="use the built-in sandbox (a synthetic market) even when an API key is configured "
                              "(same as MASSIVE_SANDBOX=1; with no key the sandbox is the default)")
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
-                _add_validate, _add_sandbox,
+                _add_validate, _add_sandbox, _add_ticks,
                 _add_demo, _add_ingest, _add_quality, _add_ui):
         add(sub)
     return parser
+
+
+def _is_bad_input(exc: MassiveError) -> bool:
+    """Exit 2: the user's input or settings are wrong (not a missing key, a quota or a server answer)."""
+    from ..errors import ConfigurationError, MissingCredentialsError
+
+    return isinstance(exc, InvalidInputError) or (isinstance(exc, ConfigurationError)
+                                                  and not isinstance(exc, MissingCredentialsError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -434,6 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import os
 
         os.environ["MASSIVE_SANDBOX"] = "1"  # read by load_settings like every MASSIVE_* variable
+    # No credential in any log line, dependencies' included; their DEBUG only with -vvv (still masked).
+    redact.install(dependency_debug=args.verbose >= 3)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -443,6 +578,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2 if _is_bad_input(exc) else 1
+    except ImportError as exc:  # an optional dependency: name the extra, no traceback
+        missing = as_missing_dependency(exc)
+        if missing is None or args.debug:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
         return 1
 
 

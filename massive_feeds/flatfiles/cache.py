@@ -5,9 +5,11 @@ Layout under ``<cache_dir>/flatfiles/``, mirroring the bucket::
     us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.<etag>.csv.gz    # as downloaded (transient)
     us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.<etag>.parquet   # the cached, parsed day
 
-The gzip is converted once into a parquet file of the whole day (all tickers, zstd, sorted as the
-source), then removed: later queries read only the row groups of the tickers they want and skip
-decompression altogether. A file whose ETag is no longer the listed one is never used, and is
+A download is streamed (inflated and parsed while it arrives) and teed into the gzip entry, which
+lands once every byte arrived and the gzip CRC checked out; the parsed batches meanwhile go to a
+parquet file of the whole day (all tickers, zstd, sorted as the source), finished in the background
+after the query returned, which then replaces the gzip: later queries read only the row groups of the
+tickers they want and skip decompression altogether. A file whose ETag is no longer the listed one is never used, and is
 deleted when its key is fetched again. Every file appears under its final name only through an
 atomic rename (:func:`atomic_file`), so a killed download or conversion leaves at most a
 ``.partial`` temp file, which nothing reads and :meth:`DayFileCache.sweep` removes later.
@@ -95,10 +97,11 @@ class DayFileCache:
         return [p for p in stem.parent.glob(f"{stem.name}.*")
                 if p.name.endswith((GZIP, PARQUET)) and not p.name.startswith(".")]
 
-    def discard(self, key: str, keep: Path | None = None) -> None:
-        """Delete the cached copies of ``key`` (all ETags), except ``keep``."""
+    def discard(self, key: str, keep: Path | None = None, *, keep_etag: str | None = None) -> None:
+        """Delete the cached copies of ``key`` (all ETags), except ``keep`` and those of ``keep_etag``."""
+        spared = f".{_safe(keep_etag)}." if keep_etag is not None else None
         for path in self.versions(key):
-            if path != keep:
+            if path != keep and not (spared and spared in path.name):
                 path.unlink(missing_ok=True)
                 log.debug("removed cached flat file %s", path)
 

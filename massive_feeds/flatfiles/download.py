@@ -7,9 +7,11 @@ Plan → reserve → fetch → read:
 2. look every day file up in the local cache by key + ETag; a hit costs no request and no quota;
 3. reserve the bytes of all misses against the monthly flat-file quota *before* any download
    (the whole query is refused if it would pass the quota), and give back what was not downloaded;
-4. download the misses in parallel (bounded), convert each to a cached parquet day, filter to the
-   wanted tickers, cut to the date range, split-adjust (``adjusted=True``), cut to the session
-   (``session="regular"``) and resample.
+4. stream the misses from S3 (bounded parallelism): each is inflated and parsed while it downloads and
+   filtered to the wanted tickers block by block, its bytes teed into the gzip cache entry and its
+   batches into a parquet day finished in the background (see :func:`_fetch_and_read`); then cut to
+   the date range, split-adjust (``adjusted=True``), cut to the session (``session="regular"``) and
+   resample.
 
 Flat files hold raw prices (as traded). With ``adjusted=True`` (the default, as on REST) the splits of
 the stock tickers come from ``/v3/reference/splits`` (cached for a day, see :mod:`massive_feeds.splits`)
@@ -27,7 +29,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -50,7 +52,8 @@ from ..schema import (
 from ..sessions import has_sessions, validate_session
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import bars_from_tables, convert_day_file, file_forms, read_cached_day
+from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
+from .stream import file_chunks
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
 log = logging.getLogger(__name__)
@@ -112,27 +115,41 @@ class _Run:
     cache: DayFileCache
     bar: tqdm
     pending: dict[int, int]  # id(job) -> reserved bytes not yet downloaded
-    # Converting a day is CPU-bound (pyarrow already parses on every core) and holds ~250 MB at its
-    # peak, so fewer conversions than downloads run at once.
-    convert_slots: threading.Semaphore
+    # A day streams download -> inflate -> parse in one job; pyarrow parses on every core, so on a small
+    # machine two days at once (one downloading while the other parses) is enough to keep it busy.
+    stream_slots: threading.Semaphore
 
 
 def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
-    """The wanted rows of one day file, downloading and converting it first when needed.
-    ``None`` when the object vanished after it was listed."""
+    """The wanted rows of one day file, streamed from S3 while it downloads (or from a cached gzip).
+    ``None`` when the object vanished after it was listed.
+
+    A download is inflated and scanned as its bytes arrive (only the wanted tickers' lines are parsed)
+    and teed to a temp gzip that becomes the cache entry (byte-exact, renamed into place) only once every
+    listed byte arrived and the gzip CRC checked out. The rows are returned then; the day's parquet entry
+    is written afterwards by a low-priority background thread and replaces the gzip once complete. A
+    failure anywhere leaves no entry.
+    """
     remote, path, cache = job.remote, job.cached, run.cache
     try:
-        if path is None:
-            with atomic_file(cache.gzip_path(remote)) as tmp:
-                run.transport.download(remote, tmp, run.bar.update)
-            run.pending.pop(id(job), None)
-            path = cache.gzip_path(remote)
-            cache.discard(remote.key, keep=path)  # older ETags of this day are now stale
-        if path.suffix == ".parquet":
+        if path is not None and path.suffix == ".parquet":
             return read_cached_day(path, job.forms, remote.key)
-        with run.convert_slots:
-            table = convert_day_file(path, cache.parquet_path(remote), job.forms, remote.key)
-        path.unlink(missing_ok=True)  # the parquet day replaces the gzip
+        parquet = cache.parquet_path(remote)
+        with run.stream_slots:
+            if path is not None:  # a complete gzip entry (its parquet may be being written right now)
+                try:
+                    chunks = iter(file_chunks(path))
+                    first = next(chunks, b"")
+                except FileNotFoundError:  # its parquet landed meanwhile and replaced it
+                    return read_cached_day(parquet, job.forms, remote.key)
+                table = stream_day(_chain(first, chunks), remote.key, job.forms)
+            else:
+                gz = path = cache.gzip_path(remote)
+                with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
+                    table = stream_day(_tee(run.transport.iter_object(remote, run.bar.update), fh, job, run),
+                                       remote.key, job.forms)
+                cache.discard(remote.key, keep_etag=remote.etag)  # older ETags of this day are now stale
+        convert_in_background(path, parquet, remote.key)
         return table
     except MissingObjectError:
         log.warning("flat file %s was listed but is gone; skipping that day", remote.key)
@@ -140,6 +157,20 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     except CorruptFileError:
         cache.discard(remote.key)
         raise
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _tee(chunks: Iterable[bytes], fh: BinaryIO, job: _Job, run: _Run) -> Iterator[bytes]:
+    """``chunks`` passed on, each also written to ``fh``; once all arrived, the job's reserved quota
+    bytes count as spent (a download that breaks off for good spends none)."""
+    for chunk in chunks:
+        fh.write(chunk)
+        yield chunk
+    run.pending.pop(id(job), None)
 
 
 def _run_jobs(plan: _Plan, transport: S3Transport, cache: DayFileCache, pool: ThreadPoolExecutor,
@@ -154,7 +185,7 @@ def _run_jobs(plan: _Plan, transport: S3Transport, cache: DayFileCache, pool: Th
     try:
         with tqdm(total=quota_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="flat files",
                   disable=not progress or not misses, file=sys.stderr) as bar:
-            run = _Run(transport, cache, bar, pending, threading.Semaphore(max(1, (os.cpu_count() or 2) // 2)))
+            run = _Run(transport, cache, bar, pending, threading.Semaphore(max(2, (os.cpu_count() or 2) // 2)))
             futures = {pool.submit(_fetch_and_read, job, run): job for job in plan.jobs}
             _, not_done = wait(futures, return_when=FIRST_EXCEPTION)
             for fut in not_done:  # after a failure, start nothing new ...
@@ -194,8 +225,8 @@ def download_flat_file(
     count (0).
 
     Flat files hold prices as traded. ``adjusted=True`` (the default, as on REST) applies the stock
-    tickers' splits (from ``/v3/reference/splits``, cached for a day; one REST call per ticker, or a
-    market-wide listing for more than four) to the minute/day rows before resampling, so the bars equal
+    tickers' splits (from ``/v3/reference/splits``, one market-wide table for every ticker, fetched in
+    bulk and refreshed at most daily) to the minute/day rows before resampling, so the bars equal
     REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices. Dividends are never adjusted.
 
     Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
@@ -217,7 +248,10 @@ def download_flat_file(
 
     Returns:
         The bars, with ``df.attrs``: ``method="flat_file"``, ``interval``, ``adjusted``, ``session``,
-        ``splits`` (how many splits of the symbols were applied),
+        ``splits`` (how many splits of the symbols were applied), ``splits_as_of``/``splits_age_hours`` (when
+        the splits list was fetched: a cached one is used, whatever its age, when the REST quota cannot
+        cover a refresh), ``merged_splits`` (near-duplicate split
+        rows applied once, see :func:`~massive_feeds.splits.merge_duplicate_splits`),
         ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
         ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
 
@@ -259,15 +293,19 @@ def download_flat_file(
                           session=session)
     _log_summary(plan, missing, window)
     present = set(df["symbol"].unique())
+    merged = df.attrs.get("merged_splits", [])
     df.attrs.update(
         method="flat_file", interval=iv.name, adjusted=adjusted, session=session,
-        splits=0 if splits is None else int(len(splits)), missing_days=missing,
+        splits=0 if splits is None else int(len(splits)) - sum(len(m["dropped"]) for m in merged),
+        merged_splits=merged, missing_days=missing,
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
         empty_symbols=[t for t in tickers if t not in present], source=settings.source,
     )
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
+    if splits is not None:  # how old the splits list is (a cached one when the REST quota is used up)
+        df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
     return df
 
 

@@ -1,10 +1,11 @@
 """Fast parsing of flat-file day files (gzip CSV) with pyarrow.
 
-The first read of a day streams the gzip through pyarrow's CSV reader with explicit column types,
-keeps the rows of the wanted tickers from each block as it goes, and meanwhile (in a second thread)
-writes the whole day to a zstd parquet file. Later reads of that day open the parquet and read only
-the row groups whose ticker range can hold the wanted tickers (the files are sorted by ticker), which
-is tens of times faster than decompressing the gzip again. See ``benchmarks/bench_flatfiles.py``.
+The first read of a day streams the gzip (while it downloads) through the inflater and parses only the
+lines of the wanted tickers (:func:`stream_day`, :mod:`.stream`); after the query returned, a background
+thread at low priority writes the whole day to a zstd parquet file (:func:`convert_in_background`).
+Later reads of that day open the parquet and read only the row groups whose ticker range can hold the
+wanted tickers (the files are sorted by ticker), which is tens of times faster than decompressing the
+gzip again. See ``benchmarks/bench_flatfiles.py``.
 
 Tickers: the reader matches both the REST form and the dash/slash pair forms that flat files use
 for crypto (``X:BTC-USD``) and possibly forex (``C:EUR-USD``), and reports rows under the REST form.
@@ -12,21 +13,23 @@ for crypto (``X:BTC-USD``) and possibly forex (``C:EUR-USD``), and reports rows 
 
 from __future__ import annotations
 
-import queue
+import logging
+import os
 import threading
 from pathlib import Path
-from typing import Iterable
+from contextlib import contextmanager
+from typing import ContextManager, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
 from ..schema import DateRange, Interval, asset_class, empty_bars, finalize_bars, ws_symbol
 from .cache import atomic_file
+from .stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
 from .resample import finish_base_frame
 
 COLUMN_TYPES: dict[str, pa.DataType] = {
@@ -35,7 +38,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
 }
 REQUIRED = ("ticker", "open", "close", "high", "low", "window_start")
 BLOCK_SIZE = 4 << 20  # ~70k rows per block: big enough for parallel parsing, small enough for memory
-_END = object()
+log = logging.getLogger(__name__)
 
 
 def file_forms(tickers: Iterable[str]) -> dict[str, str]:
@@ -53,70 +56,130 @@ def file_forms(tickers: Iterable[str]) -> dict[str, str]:
     return forms
 
 
-def _corrupt(key: str, exc: BaseException) -> CorruptFileError:
-    return CorruptFileError(
-        f"Flat file {key} is corrupt or truncated ({exc}); its cached copy was discarded, "
-        "so the next run downloads it again", key=key,
-    )
+def stream_day(chunks: Iterable[bytes], key: str, wanted: Iterable[str]) -> pa.Table:
+    """The rows whose ticker is one of ``wanted`` (file spellings) from the gzip CSV whose compressed
+    bytes are ``chunks``, inflated and scanned while they arrive; only those rows are parsed (see
+    :func:`.stream.read_rows_where`). Raises :class:`CorruptFileError` naming ``key``."""
+    return read_rows_where(chunks, key, "ticker", wanted, column_types=COLUMN_TYPES,
+                           check_schema=lambda schema: _check_columns(schema, key))
 
 
-class _ParquetSink:
-    """Writes record batches to a parquet file from a background thread (pyarrow releases the GIL),
-    so compressing the day overlaps with decompressing and parsing it."""
+def write_parquet_day(gz: Path, target: Path, key: str, *, use_threads: bool = True) -> None:
+    """The whole gzip day ``gz`` as the parquet cache entry ``target``, written under a temp name and
+    renamed onto it only when complete. Raises :class:`CorruptFileError` naming ``key``."""
+    with atomic_file(target) as tmp:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in iter_csv_batches(file_chunks(gz), key, column_types=COLUMN_TYPES, use_threads=use_threads,
+                                          check_schema=lambda schema: _check_columns(schema, key)):
+                if writer is None:
+                    # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max
+                    # statistics only for the ticker column, which is all that reads filter on.
+                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd", compression_level=1,
+                                              use_dictionary=["ticker"], write_statistics=["ticker"])
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # a header and no rows: an empty day, still a valid entry
+            pq.write_table(pa.table({n: pa.array([], t) for n, t in COLUMN_TYPES.items()}), tmp)
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max
-        # statistics only for the ticker column, which is all that reads filter on.
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd", compression_level=1,
-                                        use_dictionary=["ticker"], write_statistics=["ticker"])
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="flatfile-parquet", daemon=True)
-        self._thread.start()
+
+class _Converter:
+    """Turns downloaded gzip days into parquet cache entries in one background thread, after the query
+    that downloaded them returned (the gzip entry is complete and usable meanwhile).
+
+    The thread runs at the lowest CPU priority (``nice 19``, Linux) with pyarrow's thread pool off, so it
+    takes only CPU that queries leave idle. It is a daemon: a process that exits first leaves the gzip entry
+    (and maybe a temp file that :meth:`.cache.DayFileCache.sweep` removes); the next read of that day
+    converts it again. A failed conversion is logged and leaves the gzip entry as it is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._queue: list[tuple[Path, Path, str]] = []
+        self._busy: set[Path] = set()  # queued or being written
+        self._thread: threading.Thread | None = None
+        self._holds = 0
+
+    def submit(self, gz: Path, target: Path, key: str) -> None:
+        with self._lock:
+            if target in self._busy:
+                return
+            self._busy.add(target)
+            self._queue.append((gz, target, key))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="flatfile-parquet", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
-        while (batch := self._queue.get()) is not _END:
-            if self._error is None:
-                try:
-                    self._writer.write_batch(batch)  # type: ignore[arg-type]
-                except BaseException as exc:  # noqa: BLE001 - re-raised in close()
-                    self._error = exc
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
+        except (AttributeError, OSError):
+            pass
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: not self._holds)
+                if not self._queue:
+                    self._thread = None
+                    self._lock.notify_all()
+                    return
+                gz, target, key = self._queue.pop(0)
+            try:
+                if gz.exists() and not target.exists():
+                    write_parquet_day(gz, target, key, use_threads=False)
+                    gz.unlink(missing_ok=True)  # the parquet entry replaces it
+            except Exception as exc:  # noqa: BLE001 - a background thread has nobody to raise to
+                log.warning("could not write the cached day %s (%s); it is read from its gzip meanwhile",
+                            target.name, exc)
+            finally:
+                with self._lock:
+                    self._busy.discard(target)
+                    self._lock.notify_all()
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._queue.put(batch)
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._busy, timeout)
 
-    def close(self) -> None:
-        self._queue.put(_END)
-        self._thread.join()
-        self._writer.close()
-        if self._error is not None:
-            raise self._error
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+                self._lock.notify_all()
+
+
+_converter = _Converter()
+
+
+def convert_in_background(gz: Path, target: Path, key: str) -> None:
+    """Queue the gzip day ``gz`` for conversion into the parquet entry ``target`` (see :class:`_Converter`)."""
+    _converter.submit(gz, target, key)
+
+
+def wait_for_cache_writes(timeout: float | None = None) -> bool:
+    """Wait until every day queued for background conversion into a parquet entry was written (or failed).
+    Returns ``False`` when ``timeout`` seconds passed first. Reads never need this (a cache entry is either
+    complete or absent); tests and benchmarks use it to look at a settled cache."""
+    return _converter.wait(timeout)
+
+
+def hold_cache_writes() -> ContextManager[None]:
+    """While in this block, no queued gzip day starts its conversion to parquet (one already being
+    written finishes): the downloaded gzip entries stay as they are, e.g. to look at them, or to keep a
+    timed section free of background work. Conversions resume after the block."""
+    return _converter.hold()
 
 
 def convert_day_file(gz: Path, target: Path, wanted: Iterable[str], key: str) -> pa.Table:
-    """Parse gzip CSV ``gz`` into parquet ``target`` (atomically) and return the rows whose ticker is
-    one of ``wanted`` (file spellings). Raises :class:`CorruptFileError` naming ``key``."""
-    values = pa.array(sorted(set(wanted)), pa.string())
-    kept: list[pa.RecordBatch] = []
-    try:
-        with atomic_file(target) as tmp:
-            reader = pacsv.open_csv(
-                pa.input_stream(gz, compression="gzip"),
-                read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
-                convert_options=pacsv.ConvertOptions(column_types=COLUMN_TYPES),
-            )
-            _check_columns(reader.schema, key)
-            sink = _ParquetSink(tmp, reader.schema)
-            try:
-                for batch in reader:
-                    sink.write(batch)
-                    kept.append(batch.filter(pc.is_in(batch.column("ticker"), values)))
-            finally:
-                sink.close()
-            schema = reader.schema
-    except (pa.ArrowInvalid, OSError, EOFError) as exc:
-        raise _corrupt(key, exc) from exc
-    return pa.Table.from_batches(kept, schema=schema)
+    """Parse gzip CSV ``gz`` into the parquet entry ``target`` and return the rows whose ticker is one of
+    ``wanted`` (file spellings). Raises :class:`CorruptFileError` naming ``key``."""
+    write_parquet_day(gz, target, key)
+    return read_cached_day(target, wanted, key)
 
 
 def read_cached_day(path: Path, wanted: Iterable[str], key: str) -> pa.Table:
@@ -124,7 +187,7 @@ def read_cached_day(path: Path, wanted: Iterable[str], key: str) -> pa.Table:
     try:
         return pq.read_table(path, filters=[("ticker", "in", sorted(set(wanted)))])
     except (pa.ArrowInvalid, OSError) as exc:
-        raise _corrupt(key, exc) from exc
+        raise corrupt(key, exc) from exc
 
 
 def _check_columns(schema: pa.Schema, key: str) -> None:
@@ -159,7 +222,10 @@ def bars_from_tables(parts: list[tuple[pa.Table, dict[str, str]]], window: DateR
     if not frames:
         return empty_bars()
     bars = finish_base_frame(pd.concat(frames, ignore_index=True), interval, splits=splits, session=session)
+    merged = bars.attrs.get("merged_splits", [])
     if bars.empty:
         return empty_bars()
     bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
-    return finalize_bars(bars)
+    out = finalize_bars(bars)
+    out.attrs["merged_splits"] = merged
+    return out

@@ -1,13 +1,7 @@
-"""Vectorised bar resampling with Massive's bucket rules (no per-row Python).
+"""Flat-file base rows → bars of an interval: split adjustment, session cut, then the resample kernel.
 
-* Intraday: minute bars into epoch-aligned UTC buckets, ``bucket = t // width * width``, as the REST
-  aggregates do for ``5/minute``, ``1/hour``, ``4/hour`` …
-* ``1w``: day bars into weeks that start on Sunday, labelled midnight New York of that Sunday.
-* ``1M``: day bars into calendar months, labelled midnight New York of the 1st.
-
-OHLCV rules per bucket: first open, highest high, lowest low, last close, summed volume and
-transactions. VWAP cannot be rebuilt from flat files (they carry none), so it stays NaN; a frame
-that has a ``vwap`` column (minute bars from REST) gets the volume-weighted VWAP of its bars.
+The bucket rules and the resample itself live in :mod:`massive_feeds.buckets` (below sessions and
+splits); this module orders the steps for flat files and any other store of raw base bars.
 """
 
 from __future__ import annotations
@@ -15,75 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..schema import NEW_YORK, Interval
+from ..buckets import VALUE_COLUMNS, bucket_starts, resample
+from ..schema import Interval
+from ..sessions import regular_session_mask
+from ..splits import merge_duplicate_splits, price_factors
 
-#: Columns of the frames handled here: ``symbol`` (str), ``t`` (int64 ns UTC, bar start) and values.
-VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "transactions")
-
-
-def bucket_starts(t_ns: np.ndarray, interval: Interval, from_minutes: bool = False) -> np.ndarray:
-    """The start (int64 ns UTC) of the ``interval`` bucket each bar start ``t_ns`` falls in.
-
-    ``from_minutes``: the bars are intraday, so ``1d`` buckets are their New York session dates
-    (midnight New York); otherwise day bars already start at midnight New York and keep their time."""
-    t_ns = np.asarray(t_ns, dtype=np.int64)
-    if interval.is_intraday:
-        width = interval.minutes * 60 * 1_000_000_000
-        return t_ns // width * width
-    if interval.timespan == "day" and interval.multiplier == 1 and not from_minutes:
-        return t_ns
-    local = pd.DatetimeIndex(pd.to_datetime(t_ns, unit="ns", utc=True)).tz_convert(NEW_YORK).tz_localize(None)
-    day = local.normalize()
-    if interval.timespan == "week":
-        start = day - pd.to_timedelta((day.day_of_week + 1) % 7, unit="D")  # back to Sunday
-    elif interval.timespan == "day" and interval.multiplier == 1:
-        start = day
-    elif interval.timespan == "month":
-        start = day - pd.to_timedelta(day.day - 1, unit="D")
-    else:
-        raise ValueError(f"cannot resample day bars to {interval}")
-    # Midnight always exists in New York (DST switches at 02:00), so localising is unambiguous.
-    return start.tz_localize(NEW_YORK).tz_convert("UTC").asi8
-
-
-def resample(df: pd.DataFrame, interval: Interval, from_minutes: bool = False) -> pd.DataFrame:
-    """Bars ``df`` (columns ``symbol``, ``t`` and :data:`VALUE_COLUMNS`, optionally ``vwap``)
-    aggregated to ``interval``. ``from_minutes``: ``df`` holds minute bars even for day-or-longer
-    targets (see :func:`bucket_starts`).
-
-    Input order does not matter; the output is sorted by symbol then time.
-    """
-    if df.empty:
-        return df.reset_index(drop=True)
-    codes, names = pd.factorize(df["symbol"], sort=True)
-    t = df["t"].to_numpy(np.int64)
-    order = np.lexsort((t, codes))
-    codes, t = codes[order], t[order]
-    keys = bucket_starts(t, interval, from_minutes)
-    if interval.name == "1m" or (interval.name == "1d" and not from_minutes):  # already at the target size
-        starts = np.arange(len(t))
-    else:
-        starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (keys[1:] != keys[:-1])])
-    ends = np.r_[starts[1:], len(t)] - 1
-    col = {c: df[c].to_numpy()[order] for c in VALUE_COLUMNS}
-    out = pd.DataFrame({
-        "symbol": np.asarray(names)[codes[starts]],
-        "t": keys[starts],
-        "open": col["open"][starts],
-        "high": np.maximum.reduceat(col["high"], starts),
-        "low": np.minimum.reduceat(col["low"], starts),
-        "close": col["close"][ends],
-        "volume": np.add.reduceat(col["volume"], starts),
-        "transactions": np.add.reduceat(col["transactions"], starts),
-    })
-    if "vwap" in df.columns:
-        vwap = df["vwap"].to_numpy(dtype=np.float64)[order]
-        volume = col["volume"].astype(np.float64)
-        weighted = np.add.reduceat(np.nan_to_num(vwap * volume), starts)
-        total = np.add.reduceat(np.where(np.isnan(vwap), 0.0, volume), starts)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["vwap"] = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), np.nan)
-    return out
+__all__ = ["VALUE_COLUMNS", "bucket_starts", "finish_base_frame", "resample"]
 
 
 def finish_base_frame(frame: pd.DataFrame, interval: Interval, *, splits: pd.DataFrame | None = None,
@@ -93,14 +24,16 @@ def finish_base_frame(frame: pd.DataFrame, interval: Interval, *, splits: pd.Dat
     them to the regular session (``session="regular"``; the rows of stocks, options and indices must
     then be minute rows), then resample.
 
-    The seam shared by flat files and any other store of raw base bars.
+    The seam shared by flat files and any other store of raw base bars. Near-duplicate split rows are
+    applied once (:func:`~massive_feeds.splits.merge_duplicate_splits`); the merges are in
+    ``attrs["merged_splits"]`` of the result.
     """
-    from ..sessions import regular_session_mask
-    from ..splits import price_factors
-
     if frame.empty:
         return resample(frame, interval)
+    merged: list[dict] = []
     if splits is not None and not splits.empty:
+        splits = merge_duplicate_splits(splits, frame[["symbol", "t", "open", "close"]])  # dated by the raw jump
+        merged = splits.attrs["merged"]
         factor = price_factors(frame["symbol"].to_numpy(), frame["t"].to_numpy(np.int64), splits)
         if (factor != 1.0).any():
             frame = frame.copy()
@@ -111,4 +44,6 @@ def finish_base_frame(frame: pd.DataFrame, interval: Interval, *, splits: pd.Dat
     regular = session == "regular"
     if regular:
         frame = frame[regular_session_mask(frame["symbol"].to_numpy(), frame["t"].to_numpy(np.int64))]
-    return resample(frame, interval, from_minutes=regular and not interval.is_intraday)
+    out = resample(frame, interval, from_minutes=regular and not interval.is_intraday)
+    out.attrs["merged_splits"] = merged
+    return out

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..config import Settings
 from ..errors import (
@@ -152,44 +152,57 @@ class S3Transport:
         return files
 
     # --- download -------------------------------------------------------------------------------
-    def download(self, remote: RemoteFile, dest: Path, on_bytes: Callable[[int], None] | None = None) -> None:
-        """Write ``remote``'s bytes to ``dest`` (overwritten), retrying a broken transfer.
+    def iter_object(self, remote: RemoteFile, on_bytes: Callable[[int], None] | None = None,
+                    chunk: int = CHUNK) -> Iterator[bytes]:
+        """``remote``'s bytes in order, as they arrive (for streaming into a decompressor).
 
-        ``If-Match`` pins the ETag that was listed, so the bytes always belong to that ETag.
-        Raises :class:`MissingObjectError` when the object is gone.
+        ``If-Match`` pins the ETag that was listed, so the bytes always belong to that ETag. A transfer
+        that breaks off is resumed where it stopped (``Range: bytes=N-``, same ETag), up to ``attempts``
+        requests in all, so every byte is received exactly once and ``on_bytes`` (called with each
+        chunk's length) adds up to exactly what was transferred. The iterator ends only after exactly
+        ``remote.size`` bytes.
+
+        Raises :class:`MissingObjectError` when the object is gone, :class:`ServerError` when the
+        transfer kept breaking off, the translated S3 error otherwise.
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
         transient = _transient_errors()
+        offset = 0
         for attempt in range(1, self.attempts + 1):
-            written = 0
             try:
-                response = self.client.get_object(Bucket=self.bucket, Key=remote.key, IfMatch=f'"{remote.etag}"')
-                with open(dest, "wb") as fh:
-                    for chunk in response["Body"].iter_chunks(CHUNK):
-                        fh.write(chunk)
-                        written += len(chunk)
-                        if on_bytes:
-                            on_bytes(len(chunk))
-                if written != response.get("ContentLength", written):
-                    raise FlatFileError(f"Download of {remote.key} ended early", key=remote.key)
+                request = {"Bucket": self.bucket, "Key": remote.key, "IfMatch": f'"{remote.etag}"'}
+                if offset:
+                    request["Range"] = f"bytes={offset}-"
+                response = self.client.get_object(**request)
+                for data in response["Body"].iter_chunks(chunk):
+                    offset += len(data)
+                    if on_bytes:
+                        on_bytes(len(data))
+                    yield data
+                if offset != remote.size:
+                    raise FlatFileError(f"Download of {remote.key} ended after {offset:,} of {remote.size:,} bytes",
+                                        key=remote.key)
                 return
             except ClientError as exc:
-                if on_bytes and written:
-                    on_bytes(-written)
                 raise self.translate(exc, remote.key, "get") from exc
             except transient as exc:
-                if on_bytes and written:
-                    on_bytes(-written)
                 if attempt == self.attempts:
                     raise ServerError(
                         f"Download of flat file {remote.key} from {self.endpoint} kept failing "
                         f"({attempt} attempts): {exc}", key=remote.key,
                     ) from exc
-                log.warning("download of %s broke off after %d bytes (%s); retrying", remote.key, written, exc)
+                log.warning("download of %s broke off after %d bytes (%s); resuming", remote.key, offset, exc)
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             except BotoCoreError as exc:
                 raise self._unreachable(exc, remote.key) from exc
+
+    def download(self, remote: RemoteFile, dest: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+        """Write ``remote``'s bytes to ``dest`` (overwritten); see :meth:`iter_object` (ETag pinned,
+        broken transfers resumed, errors translated)."""
+        with open(dest, "wb") as fh:
+            for data in self.iter_object(remote, on_bytes):
+                fh.write(data)
 
     # --- errors ---------------------------------------------------------------------------------
     def translate(self, exc: Any, key: str, action: str) -> MassiveError:

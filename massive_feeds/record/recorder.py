@@ -26,6 +26,7 @@ from ..errors import InvalidInputError, RecordingError
 from ..runtime import resolve_settings
 from ..schema import normalize_symbols
 from ..storage import atomic_open
+from ..stream.connector import MassiveConnector
 from .bars import ticks_to_bars
 from .log import DATA, GAP, STATUS, SegmentWriter, encode
 from .reader import RecordingReader
@@ -107,8 +108,6 @@ class WebSocketDataRecorder:
         self._thread = threading.Thread(target=self._write_loop, name="massive-recorder", daemon=True)
         self._thread.start()
         if self._connector is None:
-            from ..stream import MassiveConnector
-
             self._connector = MassiveConnector(settings=self.settings)
         self._listener = self._connector.add_listener(self._on_batch, batched=True, symbols=self.symbols,
                                                       kinds=RECORDED_KINDS, max_pending=LISTENER_QUEUE,
@@ -270,3 +269,7 @@ class WebSocketDataRecorder:
         from .library import append_recording
 
         return append_recording(self.path, Path(path), resample_interval, settings=self.settings)
+
+
+# the connector's enable_recording builds this recorder (stream never imports the layer above it)
+MassiveConnector.recorder_factory = WebSocketDataRecorder

@@ -31,9 +31,12 @@ class RecordingSource:
     ``stopped`` status with message ``replay finished``."""
 
     def __init__(self, path: str | Path, speed: float | None = None) -> None:
+        self._setup(speed)
+        self.reader = RecordingReader(path)
+
+    def _setup(self, speed: float | None) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as possible)")
-        self.reader = RecordingReader(path)
         self.speed = speed
         self._hub = EventHub()
         self._thread: threading.Thread | None = None
@@ -59,11 +62,14 @@ class RecordingSource:
             self._thread.start()
         return self
 
+    def _batches(self) -> Iterable[list[Any]]:
+        return self.reader.batches()
+
     def _run(self) -> None:
         t0_wall = time.monotonic()
         t0_event: int | None = None
         try:
-            for batch in self.reader.batches():
+            for batch in self._batches():
                 if self._stop.is_set():
                     break
                 at = _batch_time_ms(batch)

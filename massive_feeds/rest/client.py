@@ -17,12 +17,12 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 import requests
 
-from .. import __version__
+from .._version import __version__
 from ..config import Settings
 from ..errors import (
     AuthenticationError,
@@ -185,15 +185,19 @@ class RestClient:
     # --- pagination -----------------------------------------------------------------------------
     def paginate(self, path: str, params: dict[str, Any] | None,
                  parse: Callable[[bytes], T], next_url: Callable[[T], str | None]) -> Iterator[T]:
-        """Yield parsed pages, following ``next_url`` until absent; a repeated cursor is an error."""
+        """Yield parsed pages, following ``next_url`` until absent; a repeated ``next_url`` is an error.
+
+        The loop check keys on path *and* query: the real aggs cursor is the same on every page
+        (base64 of ``limit=5000&sort=asc``) while the position moves in the path's ``from``."""
         seen: set[str] = set()
         page = self.request(path, params, parse)
         yield page
         while (url := next_url(page)) is not None:
-            cursor = parse_qs(urlsplit(url).query).get("cursor", [url])[0]
-            if cursor in seen:
-                raise BadResponseError(f"pagination loop: the server repeated a cursor on {urlsplit(url).path}")
-            seen.add(cursor)
+            parts = urlsplit(url)
+            position = f"{parts.path}?{parts.query}"
+            if position in seen:
+                raise BadResponseError(f"pagination loop: the server repeated a cursor on {parts.path}")
+            seen.add(position)
             page = self.request(url, None, parse)
             yield page
 

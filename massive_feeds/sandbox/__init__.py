@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .._optional import require
 from .faults import Faults
 from .market import DEFAULT_SPLITS, DEFAULT_UNIVERSE, MarketGenerator, SplitInfo, TickerInfo, recent_splits
 from .market import is_nyse_session
@@ -112,6 +113,7 @@ class Sandbox:
         s3: bool = False,
         s3_days: tuple[date, date] | None = None,
         splits: tuple[SplitInfo, ...] | None = None,
+        listed_only_splits: tuple[SplitInfo, ...] = (),
     ) -> None:
         self.api_key = api_key
         self.s3_access_key_id = s3_access_key_id
@@ -122,6 +124,9 @@ class Sandbox:
         if splits is None:  # the fixed splits plus two recent ones relative to the clock (see above)
             splits = DEFAULT_SPLITS + recent_splits(self.clock.start.date())
         self.market = MarketGenerator(seed=seed, universe=universe, splits=splits)
+        # extra rows /v3/reference/splits lists without prices moving, like the real service's near-duplicates
+        # (its own mock lists SHOP 1 -> 10 on 2022-06-22 and on 2022-06-29 for one split)
+        self.listed_only_splits = tuple(listed_only_splits)
         self.max_page_bars = max_page_bars
         self.not_entitled = set(not_entitled)  # asset classes answered with 403 NOT_AUTHORIZED
         self.faults = Faults(seed=seed)
@@ -148,12 +153,14 @@ class Sandbox:
             server.start()
             self.rest = server
         if websocket and self.ws is None:
+            require("websockets", "The sandbox's WebSocket server")
             from .ws import WebSocketServer
 
             ws = WebSocketServer(self)
             ws.start()
             self.ws = ws
         if s3 and self.s3 is None:
+            require("moto", "The sandbox's S3 server")
             from .s3 import S3Server
 
             store = S3Server(self)

@@ -5,6 +5,13 @@ One file per (asset class, dataset, New York day) in the real layout and columns
 
 * stocks, options, forex, crypto: ``ticker,volume,open,close,high,low,window_start,transactions``
 * indices: ``ticker,open,close,high,low,window_start`` (index aggregates have no volume or trades)
+* tick files ``trades_v1`` (stocks, options, crypto) and ``quotes_v1`` (stocks, options, forex): the
+  columns of :data:`TICK_FILE_COLUMNS`, one row per tick of :meth:`MarketGenerator.tick_columns` —
+  the very rows REST ``/v3/trades``/``/v3/quotes`` serve and the WebSocket streams, ns timestamps.
+  Stocks trades/quotes and options trades headers are the observed ones (facts file §3); options
+  quotes, crypto trades and forex quotes are ``ticker`` + the REST fields in the same alphabetical
+  order (inferred from the OpenAPI spec, not observed). Fields the sandbox has no value for
+  (``correction``, ``trf_*``, stock ``conditions``/``indicators``) are empty, as REST omits them.
 
 ``window_start`` is Unix nanoseconds: the minute start, or midnight New York for day files. Rows are
 sorted by ticker then time, as in the real files. Crypto tickers are written in the dash form that
@@ -25,20 +32,56 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..schema import asset_class, ws_symbol
-from .market import Bars, MarketGenerator
+from .market import TICK_KINDS, Bars, MarketGenerator
 
 PREFIXES = {
     "stocks": "us_stocks_sip", "options": "us_options_opra", "indices": "us_indices",
     "forex": "global_forex", "crypto": "global_crypto",
 }
 DATASETS = {"minute": "minute_aggs_v1", "day": "day_aggs_v1"}
+TICK_DATASETS = {"trades": "trades_v1", "quotes": "quotes_v1"}
+ALL_DATASETS = {**DATASETS, **TICK_DATASETS}
+TICK_FILE_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("stocks", "trades"): ("ticker", "conditions", "correction", "exchange", "id", "participant_timestamp", "price",
+                           "sequence_number", "sip_timestamp", "size", "tape", "trf_id", "trf_timestamp"),
+    ("stocks", "quotes"): ("ticker", "ask_exchange", "ask_price", "ask_size", "bid_exchange", "bid_price", "bid_size",
+                           "conditions", "indicators", "participant_timestamp", "sequence_number", "sip_timestamp",
+                           "tape", "trf_timestamp"),
+    ("options", "trades"): ("ticker", "conditions", "correction", "exchange", "price", "sip_timestamp", "size"),
+    ("options", "quotes"): ("ticker", "ask_exchange", "ask_price", "ask_size", "bid_exchange", "bid_price",
+                            "bid_size", "sequence_number", "sip_timestamp"),
+    ("crypto", "trades"): ("ticker", "conditions", "exchange", "id", "participant_timestamp", "price", "size"),
+    ("forex", "quotes"): ("ticker", "ask_exchange", "ask_price", "bid_exchange", "bid_price", "participant_timestamp"),
+}
 AGG_COLUMNS = ("ticker", "volume", "open", "close", "high", "low", "window_start", "transactions")
 INDEX_COLUMNS = ("ticker", "open", "close", "high", "low", "window_start")
 
 
 def day_key(asset: str, base: str, day: date) -> str:
-    """``us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.csv.gz`` for ``("stocks", "minute", 2024-01-02)``."""
-    return f"{PREFIXES[asset]}/{DATASETS[base]}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
+    """``us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.csv.gz`` for ``("stocks", "minute", 2024-01-02)``;
+    ``base`` is ``minute``/``day`` or a tick kind ``trades``/``quotes``."""
+    return f"{PREFIXES[asset]}/{ALL_DATASETS[base]}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
+
+
+def parse_key(key: str) -> tuple[str, str, date] | None:
+    """``(asset, base, day)`` of a day-file key this sandbox can generate, else None."""
+    parts = key.split("/")
+    if len(parts) != 5 or not parts[4].endswith(".csv.gz"):
+        return None
+    asset = {v: k for k, v in PREFIXES.items()}.get(parts[0])
+    base = {v: k for k, v in ALL_DATASETS.items()}.get(parts[1])
+    try:
+        day = date.fromisoformat(parts[4].removesuffix(".csv.gz"))
+    except ValueError:
+        return None
+    if asset is None or base is None or parts[2:4] != [f"{day:%Y}", f"{day:%m}"] or not offers(asset, base):
+        return None
+    return asset, base, day
+
+
+def offers(asset: str, base: str) -> bool:
+    """Whether the service has dataset ``base`` for ``asset`` (e.g. no forex trades, no index ticks)."""
+    return base in DATASETS or base in TICK_KINDS[asset]
 
 
 def file_ticker(ticker: str) -> str:
@@ -77,6 +120,28 @@ def day_table(market: MarketGenerator, asset: str, base: str, day: date) -> pa.T
     return pa.table({name: columns[name] for name in names})
 
 
+def tick_table(market: MarketGenerator, asset: str, kind: str, day: date) -> pa.Table:
+    """All tickers' ``trades``/``quotes`` of ``asset`` on ``day`` with the tick file's columns, sorted by
+    ticker then time (each ticker's rows in the generator's tick order)."""
+    names = TICK_FILE_COLUMNS[(asset, kind)]
+    tickers = sorted((t for t in market.universe if asset_class(t) == asset), key=file_ticker)
+    parts = [(file_ticker(t), market.tick_columns(t, day, kind)) for t in tickers]
+    parts = [(name, cols) for name, cols in parts if len(cols)]
+    n = sum(len(cols) for _, cols in parts)
+    columns: dict[str, pa.Array] = {
+        "ticker": pa.array(np.repeat([name for name, _ in parts], [len(c) for _, c in parts]) if parts else [],
+                           pa.string())}
+    for name in names[1:]:
+        have = [cols.columns[name] for _, cols in parts if name in cols.columns]
+        if not have:
+            columns[name] = pa.nulls(n, pa.int64())
+        elif name == "id":
+            columns[name] = pa.array(np.concatenate(have).astype(str), pa.string())
+        else:
+            columns[name] = pa.array(np.concatenate(have))
+    return pa.table({name: columns[name] for name in names})
+
+
 def csv_bytes(table: pa.Table) -> bytes:
     """The CSV text of a day file: an unquoted header row, then the rows."""
     sink = pa.BufferOutputStream()
@@ -85,6 +150,9 @@ def csv_bytes(table: pa.Table) -> bytes:
 
 
 def day_file(market: MarketGenerator, asset: str, base: str, day: date, *, mtime: int = 0) -> bytes:
-    """The gzip bytes of one day file. A different ``mtime`` gives different bytes (so a new ETag)
-    for the same rows, which is how :meth:`S3Server.republish` simulates a republished file."""
-    return gzip.compress(csv_bytes(day_table(market, asset, base, day)), compresslevel=6, mtime=mtime)
+    """The gzip bytes of one day file (``base``: ``minute``/``day``/``trades``/``quotes``). A different
+    ``mtime`` gives different bytes (so a new ETag) for the same rows, which is how
+    :meth:`S3Server.republish` simulates a republished file."""
+    table = tick_table(market, asset, base, day) if base in TICK_DATASETS else day_table(market, asset, base, day)
+    # Level 1: tick files are large and generated on demand; the bytes only need to be valid gzip.
+    return gzip.compress(csv_bytes(table), compresslevel=1 if base in TICK_DATASETS else 6, mtime=mtime)

@@ -43,6 +43,35 @@ from ..schema import NEW_YORK, asset_class
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 
+#: The first day the sandbox serves history for (Massive's tick history reaches back to 2003). REST
+#: tick queries and the flat-file bucket start here; any later day up to the sandbox clock is generated
+#: on demand.
+HISTORY_START = date(2003, 9, 10)
+
+#: Tick kinds each asset class has on REST ``/v3/trades``/``/v3/quotes`` and as ``trades_v1``/
+#: ``quotes_v1`` flat files (the OpenAPI spec has no crypto quotes, no forex trades, nothing for indices).
+TICK_KINDS: dict[str, tuple[str, ...]] = {
+    "stocks": ("trades", "quotes"), "options": ("trades", "quotes"), "forex": ("quotes",),
+    "crypto": ("trades",), "indices": (),
+}
+
+#: REST ``/v3/trades``/``/v3/quotes`` result fields per (asset, kind), in the spec's (alphabetical)
+#: order; from ``.massive/rest.json`` of massive-com/client-python (the official OpenAPI spec).
+TICK_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("stocks", "trades"): ("exchange", "id", "participant_timestamp", "price", "sequence_number",
+                           "sip_timestamp", "size", "tape"),
+    ("options", "trades"): ("exchange", "participant_timestamp", "price", "sip_timestamp", "size"),
+    ("crypto", "trades"): ("conditions", "exchange", "id", "participant_timestamp", "price", "size"),
+    ("stocks", "quotes"): ("ask_exchange", "ask_price", "ask_size", "bid_exchange", "bid_price", "bid_size",
+                           "participant_timestamp", "sequence_number", "sip_timestamp", "tape"),
+    ("options", "quotes"): ("ask_exchange", "ask_price", "ask_size", "bid_exchange", "bid_price", "bid_size",
+                            "sequence_number", "sip_timestamp"),
+    ("forex", "quotes"): ("ask_exchange", "ask_price", "bid_exchange", "bid_price", "participant_timestamp"),
+}
+
+#: Tape per primary exchange (1 NYSE, 2 NYSE Arca/AMEX, 3 Nasdaq), as the WebSocket ``z`` field.
+TAPES = {"XNYS": 1, "ARCX": 2, "XNAS": 3}
+
 
 @dataclass(frozen=True)
 class TickerInfo:
@@ -195,6 +224,23 @@ class DayTicks(NamedTuple):
     exchange: np.ndarray
 
 
+class TickColumns(NamedTuple):
+    """One ticker-day of trades or quotes as REST ``/v3`` columns (wire names, see :data:`TICK_FIELDS`).
+
+    ``t_ns`` is the timestamp the ``timestamp`` filters and the sort use (``sip_timestamp`` for stocks
+    and options, ``participant_timestamp`` for crypto and forex), always the generator tick's ms × 10⁶,
+    so the REST rows, the flat-file rows and the WebSocket events (ms) of a tick carry the same instant.
+    ``columns`` maps field name → array; ``conditions`` (crypto) holds one condition code per row."""
+
+    ticker: str
+    kind: str
+    t_ns: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
 class Bars(NamedTuple):
     """Aggregates as parallel arrays; ``t`` is the window start in epoch ms."""
 
@@ -270,7 +316,8 @@ class MarketGenerator:
         self.seed = seed
         self.universe = {info.ticker: info for info in universe}
         self.splits: tuple[SplitInfo, ...] = tuple(sorted(splits, key=lambda s: (s.execution_date, s.ticker)))
-        self._ticks = lru_cache(maxsize=512)(self._make_ticks)
+        # Bounded: any day can be generated again in about a millisecond, so only recent days are kept.
+        self._ticks = lru_cache(maxsize=256)(self._make_ticks)
 
     def __repr__(self) -> str:
         return f"MarketGenerator(seed={self.seed}, tickers={len(self.universe)}, splits={len(self.splits)})"
@@ -372,6 +419,44 @@ class MarketGenerator:
         quote_sizes = rng.integers(1, 20, (2, n)).astype(np.float64)
         exchange = rng.integers(1, 20, n).astype(np.int8)
         return DayTicks(t_ms, price, size, bid, ask, quote_sizes[0], quote_sizes[1], exchange)
+
+    def tick_kinds(self, ticker: str) -> tuple[str, ...]:
+        """``("trades", "quotes")``, ``("quotes",)`` (forex), ``("trades",)`` (crypto) or ``()`` (indices)."""
+        return TICK_KINDS[asset_class(ticker)]
+
+    def tick_columns(self, ticker: str, day: date, kind: str) -> TickColumns:
+        """The day's ``trades`` or ``quotes`` as REST ``/v3`` columns, derived from :meth:`ticks` exactly
+        as the WebSocket stream derives its ``T``/``Q``/``XT``/``C`` events (same values, same order;
+        ``sequence_number`` and trade ``id`` are the tick's index in the day, as the WS ``q``/``i``).
+
+        Prices are raw (as traded). Fields the stream does not carry are derived deterministically:
+        a stock's ``participant_timestamp`` is 0.1–1 ms before its ``sip_timestamp``."""
+        asset = asset_class(ticker)
+        if kind not in TICK_KINDS[asset]:
+            raise ValueError(f"{asset} has no {kind} (only {', '.join(TICK_KINDS[asset]) or 'none'})")
+        tk = self.ticks(ticker, day)
+        n = len(tk.t_ms)
+        t_ns = tk.t_ms * 1_000_000
+        seq = np.arange(n, dtype=np.int64)
+        tape = np.full(n, TAPES.get(self.universe[ticker].primary_exchange, 3) if self.knows(ticker) else 3,
+                       dtype=np.int64)
+        participant = t_ns - (100_000 + (seq * 7919) % 900_000) if asset == "stocks" else t_ns
+        x = tk.exchange.astype(np.int64)
+        if kind == "trades":
+            cols = {"exchange": x, "id": seq.astype(str).astype(object), "participant_timestamp": participant,
+                    "price": tk.price, "sequence_number": seq, "sip_timestamp": t_ns, "size": tk.size,
+                    "tape": tape, "conditions": 1 + seq % 2}
+            if asset != "crypto":
+                cols["size"] = tk.size.astype(np.int64)
+        else:
+            ask_x = np.full(n, 48, np.int64) if asset == "forex" else (x % 19) + 1
+            bid_x = np.full(n, 48, np.int64) if asset == "forex" else x
+            cols = {"ask_exchange": ask_x, "ask_price": tk.ask, "ask_size": tk.ask_size.astype(np.int64),
+                    "bid_exchange": bid_x, "bid_price": tk.bid, "bid_size": tk.bid_size.astype(np.int64),
+                    "participant_timestamp": participant, "sequence_number": seq, "sip_timestamp": t_ns,
+                    "tape": tape}
+        fields = TICK_FIELDS[(asset, kind)]
+        return TickColumns(ticker, kind, t_ns, {f: cols[f] for f in fields})
 
     # --- bars -----------------------------------------------------------------------------------
     def _adjust(self, bars: Bars, ticker: str, day: date, adjusted: bool) -> Bars:

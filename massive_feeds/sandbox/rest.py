@@ -20,22 +20,24 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime
+from datetime import date, datetime, time as dtime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
 import numpy as np
 import orjson
+import pandas as pd
 
 from ..schema import NEW_YORK, asset_class
-from .market import Bars
+from .market import HISTORY_START, Bars, TickColumns
 
 if TYPE_CHECKING:
     from . import Sandbox
 
 log = logging.getLogger(__name__)
 
+TICKS_RE = re.compile(r"^/v3/(?P<kind>trades|quotes)/(?P<ticker>[^/]+)$")
 AGGS_RE = re.compile(r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<mult>[^/]+)/(?P<span>[^/]+)/(?P<frm>[^/]+)/(?P<to>[^/]+)$")
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 NOT_ENTITLED_MESSAGE = "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
@@ -140,14 +142,16 @@ class RestServer:
             raise _error(403, "Your plan doesn't include second aggregates in the sandbox.", "message", "NOT_AUTHORIZED")
         if asset_class(ticker) in sb.not_entitled:
             raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
-        cursor = _decode_cursor(query.get("cursor"))
-        adjusted = cursor.get("adjusted", query.get("adjusted", "true").lower() != "false")
+        # As on the real service, an aggs cursor is the base64 of the remaining query string
+        # ("limit=5000&sort=asc") and the position lives in the next_url's path (``from`` in ms).
+        cursor = _decode_aggs_cursor(query.get("cursor"))
+        adjusted = cursor.get("adjusted", query.get("adjusted", "true")).lower() != "false"
         sort = cursor.get("sort", query.get("sort", "asc"))
         limit = int(cursor.get("limit", query.get("limit", 5000)))
         if not 1 <= limit <= 50_000:
             raise _error(400, "limit must be between 1 and 50000")
-        frm = int(cursor.get("from", _parse_bound(m["frm"], end=False)))
-        to = int(cursor.get("to", _parse_bound(m["to"], end=True)))
+        frm = _parse_bound(m["frm"], end=False)
+        to = _parse_bound(m["to"], end=True)
         to = min(to, sb.clock.now_ms() - 60_000)  # only finished minutes exist yet
         base = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted,
                 "status": "OK", "request_id": uuid.uuid4().hex}
@@ -162,12 +166,53 @@ class RestServer:
                 "count": min(page, bars.size)}
         if bars.size > page:
             nxt = int(bars.t[page])
-            state = {"adjusted": adjusted, "sort": sort, "limit": limit,
-                     "from": nxt if sort == "asc" else frm, "to": to if sort == "asc" else nxt}
+            # asc: ``from`` becomes the next bar's ms and ``to`` stays as sent (a date stays a date);
+            # desc: the other way round.
+            frm_text, to_text = (str(nxt), m["to"]) if sort == "asc" else (m["frm"], str(nxt))
             if sb.faults.repeat_cursor:
-                state = {**state, "from": frm, "to": to}
-            path = f"/v2/aggs/ticker/{ticker}/range/{m['mult']}/{span}/{state['from']}/{state['to']}"
-            body["next_url"] = f"{self.url}{path}?{urlencode({'cursor': _encode_cursor(state)})}"
+                frm_text, to_text = m["frm"], m["to"]
+            rest = {"limit": limit, "sort": sort, **({} if adjusted else {"adjusted": "false"})}
+            token = base64.urlsafe_b64encode(urlencode(sorted(rest.items())).encode()).decode().rstrip("=")
+            path = f"/v2/aggs/ticker/{ticker}/range/{m['mult']}/{span}/{frm_text}/{to_text}"
+            body["next_url"] = f"{self.url}{path}?{urlencode({'cursor': token})}"
+        return body
+
+    def ticks(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        """``/v3/trades/{ticker}`` and ``/v3/quotes/{ticker}``: the generator's ticks of the asked window
+        in the real result shape, ``order`` (default ``desc``) by timestamp, pages of ``limit`` (default
+        1000, max 50,000) chained by ``next_url`` whose cursor pins the next row (day, index)."""
+        sb = self.sandbox
+        kind, ticker = m["kind"], unquote(m["ticker"])
+        asset = asset_class(ticker)
+        if asset in sb.not_entitled:
+            raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
+        if kind not in sb.market.tick_kinds(ticker):
+            raise _error(404, "Data not found.", "message", "NOT_FOUND")
+        cursor = _decode_cursor(query.get("cursor"))
+        params = cursor.get("params", {k: v for k, v in query.items() if k not in ("cursor", "apiKey")})
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _error(400, f"Invalid order '{order}'. Must be one of: asc, desc.")
+        if params.get("sort", "timestamp") != "timestamp":
+            raise _error(400, f"Invalid sort '{params['sort']}'. Must be one of: timestamp.")
+        try:
+            limit = int(params.get("limit", 1000))
+        except ValueError:
+            raise _error(400, f"Invalid limit '{params['limit']}'.") from None
+        if not 1 <= limit <= 50_000:
+            raise _error(400, "limit must be between 1 and 50000")
+        lo, hi = _tick_window(params)
+        hi = min(hi, sb.clock.now_ms() * 1_000_000)  # ticks after the sandbox's now have not happened
+        body: dict[str, Any] = {"results": [], "status": "OK", "request_id": uuid.uuid4().hex}
+        if not sb.market.knows(ticker) or hi < lo:
+            return body
+        pos = cursor.get("pos")
+        rows, nxt = _tick_page(sb.market, ticker, kind, lo, hi, order == "asc", limit,
+                               tuple(pos) if pos else None)
+        body["results"] = rows
+        if nxt is not None:
+            token = _encode_cursor({"params": params, "pos": list(nxt)})
+            body["next_url"] = f"{self.url}/v3/{kind}/{quote(ticker, safe=':')}?{urlencode({'cursor': token})}"
         return body
 
     def tickers(self, query: dict[str, str]) -> dict[str, Any]:
@@ -205,7 +250,7 @@ class RestServer:
         if not 1 <= limit <= 1000:
             raise _error(400, "limit must be between 1 and 1000")
         offset = int(cursor.get("offset", 0))
-        rows = [s for s in self.sandbox.market.splits if _split_matches(s, params)]
+        rows = [s for s in self.sandbox.market.splits + self.sandbox.listed_only_splits if _split_matches(s, params)]
         sort = params.get("sort", "execution_date")
         if sort not in ("execution_date", "ticker"):
             raise _error(400, f"Invalid sort field '{sort}'.")
@@ -222,6 +267,96 @@ class RestServer:
             state = {"offset": offset + limit, "params": params}
             body["next_url"] = f"{self.url}/v3/reference/splits?{urlencode({'cursor': _encode_cursor(state)})}"
         return body
+
+
+def _tick_ns(text: str, name: str) -> tuple[int, int]:
+    """A ``timestamp`` filter value → the ``[start, end)`` ns span it names: a nanosecond integer is
+    one instant, ``YYYY-MM-DD`` the whole New York day (the sandbox's day convention, as for aggs;
+    the real service's is not documented), an ISO datetime (as in real cursors) one instant (UTC if naive)."""
+    if text.isdigit():
+        return int(text), int(text) + 1
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        try:
+            ts = pd.Timestamp(text)
+        except (ValueError, TypeError):
+            raise _error(400, f"Could not parse the {name} parameter '{text}'. Use YYYY-MM-DD or a nanosecond "
+                              "timestamp.") from None
+        ns = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).value
+        return ns, ns + 1
+    start = int(datetime.combine(day, dtime(0), NEW_YORK).timestamp()) * 1_000_000_000
+    end = int(datetime.combine(day + timedelta(days=1), dtime(0), NEW_YORK).timestamp()) * 1_000_000_000
+    return start, end
+
+
+def _tick_window(params: dict[str, str]) -> tuple[int, int]:
+    """The ``timestamp``/``timestamp.gte/.gt/.lte/.lt`` filters → inclusive ``[lo, hi]`` in ns (from the
+    first day the sandbox has history for)."""
+    lo = int(datetime.combine(HISTORY_START, dtime(0), NEW_YORK).timestamp()) * 1_000_000_000
+    hi = 1 << 62
+    for name, value in params.items():
+        field, _, op = name.partition(".")
+        if field != "timestamp":
+            continue
+        start, end = _tick_ns(value, name)
+        if op in ("", "gte"):
+            lo = max(lo, start)
+        if op in ("", "lt", "lte"):
+            hi = min(hi, end - 1 if op in ("", "lte") else start - 1)
+        if op == "gt":
+            lo = max(lo, end)
+        if op not in ("", "gte", "gt", "lte", "lt"):
+            raise _error(400, f"Invalid parameter '{name}'.")
+    return lo, hi
+
+
+def _tick_rows(cols: TickColumns, i0: int, i1: int, asc: bool) -> list[dict[str, Any]]:
+    """Rows ``i0..i1-1`` (reversed unless ``asc``) as result dicts."""
+    sel = slice(i0, i1) if asc else slice(i1 - 1, i0 - 1 if i0 > 0 else None, -1)
+    names = list(cols.columns)
+    values = []
+    for name in names:
+        col = cols.columns[name][sel]
+        values.append([[c] for c in col.tolist()] if name == "conditions" else col.tolist())
+    return [dict(zip(names, row)) for row in zip(*values)]
+
+
+def _tick_page(market: Any, ticker: str, kind: str, lo: int, hi: int, asc: bool, limit: int,
+               pos: tuple[int, int] | None) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+    """Up to ``limit`` rows with timestamps in ``[lo, hi]`` starting at ``pos`` (day ordinal, index of
+    the next row in that day), and the position of the row after the page (None at the end)."""
+    first = datetime.fromtimestamp(lo / 1e9, NEW_YORK).date()
+    last = datetime.fromtimestamp(hi / 1e9, NEW_YORK).date()
+    if pos is not None:
+        if asc:
+            first = max(first, date.fromordinal(pos[0]))
+        else:
+            last = min(last, date.fromordinal(pos[0]))
+    step = timedelta(days=1 if asc else -1)
+    day, end = (first, last) if asc else (last, first)
+    rows: list[dict[str, Any]] = []
+    while (day <= end) if asc else (day >= end):
+        if market.is_trading_day(ticker, day):
+            cols = market.tick_columns(ticker, day, kind)
+            i0 = int(np.searchsorted(cols.t_ns, lo, side="left"))
+            i1 = int(np.searchsorted(cols.t_ns, hi, side="right"))
+            if pos is not None and pos[0] == day.toordinal():
+                i0, i1 = (max(i0, pos[1]), i1) if asc else (i0, min(i1, pos[1] + 1))
+            if i1 > i0:
+                if len(rows) == limit:  # the page is full and this row exists: it starts the next page
+                    return rows, (day.toordinal(), i0 if asc else i1 - 1)
+                take = min(limit - len(rows), i1 - i0)
+                if asc:
+                    rows.extend(_tick_rows(cols, i0, i0 + take, True))
+                    if i0 + take < i1:
+                        return rows, (day.toordinal(), i0 + take)
+                else:
+                    rows.extend(_tick_rows(cols, i1 - take, i1, False))
+                    if i1 - take > i0:
+                        return rows, (day.toordinal(), i1 - take - 1)
+        day += step
+    return rows, None
 
 
 _COMPARISONS = {"": lambda a, b: a == b, "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
@@ -258,6 +393,16 @@ def _split_dict(split: Any) -> dict[str, Any]:
 def _encode_cursor(state: dict[str, Any]) -> str:
     clean = {k: v for k, v in state.items() if v is not None}
     return base64.urlsafe_b64encode(orjson.dumps(clean)).decode().rstrip("=")
+
+
+def _decode_aggs_cursor(text: str | None) -> dict[str, str]:
+    """An aggs cursor: base64 (URL-safe, unpadded) of a query string such as ``limit=5000&sort=asc``."""
+    if not text:
+        return {}
+    try:
+        return dict(parse_qsl(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode(), strict_parsing=True))
+    except (ValueError, UnicodeDecodeError):
+        raise _error(400, "Invalid cursor") from None
 
 
 def _decode_cursor(text: str | None) -> dict[str, Any]:
@@ -365,6 +510,9 @@ class _Handler(BaseHTTPRequestHandler):
         m = AGGS_RE.match(path)
         if m:
             return self.owner.aggs(m, query)
+        m = TICKS_RE.match(path)
+        if m:
+            return self.owner.ticks(m, query)
         if path == "/v3/reference/tickers":
             return self.owner.tickers(query)
         if path == "/v3/reference/splits":

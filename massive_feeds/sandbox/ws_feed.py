@@ -102,7 +102,8 @@ class TickFeed:
         out: list[tuple[int, dict]] = []
         for seq, t, p, s, b, a, bs, as_, x in rows:
             if "T" in channels:
-                trade = {"ev": "T", "sym": ticker, "x": x, "p": p, "s": int(s), "c": [], "t": t, "q": seq}
+                # Trades without conditions carry no "c" key at all on the real feed.
+                trade = {"ev": "T", "sym": ticker, "x": x, "p": p, "s": int(s), "t": t, "q": seq}
                 if asset == "stocks":
                     trade.update({"i": str(seq), "z": tape})
                 out.append((t, trade))
@@ -112,7 +113,7 @@ class TickFeed:
             if "V" in channels:
                 out.append((t, {"ev": "V", "val": p, "T": ticker, "t": t}))
             if "C" in channels:
-                out.append((t, {"ev": "C", "p": wire, "x": 48, "a": a, "b": b, "t": t}))
+                out.append((t, {"ev": "C", "p": wire, "x": "48", "a": a, "b": b, "t": t}))
             if "XT" in channels:
                 out.append((t, {"ev": "XT", "pair": wire, "p": p, "s": s, "t": t, "c": [1 + seq % 2],
                                 "i": str(seq), "x": x, "r": t + 3}))

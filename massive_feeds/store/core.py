@@ -23,7 +23,7 @@ import os
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -151,11 +151,16 @@ class HistoryStore:
                                            "partial_days"])
 
     # --- ingest ---------------------------------------------------------------------------------
+    #: The ingest function, registered by :mod:`.ingest` when it loads (the ``massive_feeds.store``
+    #: package loads it), so this module never imports the ingest steps built on top of it.
+    ingest_fn: ClassVar[Callable[..., Any] | None] = None
+
     def ingest(self, dataset: str | Dataset, start: DateLike, end: DateLike, **kwargs: Any) -> Any:
         """:func:`massive_feeds.store.ingest` into this store; returns its :class:`IngestReport`."""
-        from .ingest import ingest
-
-        return ingest(dataset, start, end, store=self, **kwargs)
+        ingest_fn = type(self).ingest_fn
+        if ingest_fn is None:
+            raise StoreError("massive_feeds.store.ingest is not loaded; import massive_feeds.store")
+        return ingest_fn(dataset, start, end, store=self, **kwargs)
 
     # --- reading --------------------------------------------------------------------------------
     def _groups(self, tickers: list[str], interval: Interval) -> dict[Dataset, list[str]]:
@@ -233,8 +238,10 @@ class HistoryStore:
         else:
             frame = self._frame(table)
             bars = finish_base_frame(frame, iv, splits=splits, session=session) if resampled else frame
+            merged = bars.attrs.get("merged_splits", [])
             bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
             df = finalize_bars(bars)
+            df.attrs["merged_splits"] = merged
         if info["not_ingested_days"]:
             log.warning("the store has no data for %d day(s) of the query (not ingested): %s",
                         len(info["not_ingested_days"]), ", ".join(info["not_ingested_days"]))
@@ -242,13 +249,15 @@ class HistoryStore:
         shown = iv.name if resampled else ("1m" if iv.is_intraday else "1d")
         df.attrs.update(method="store", interval=shown, adjusted=bool(adjusted and resampled), session=session,
                         store=self.location.display, empty_symbols=[t for t in tickers if t not in present], **info)
+        if splits is not None:
+            df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
         return df
 
     def read_base(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1m", *,
                   adjusted: bool = False, session: str = "extended") -> pd.DataFrame:
         """The stored base bars (minute bars for intraday ``interval``, day bars otherwise), not resampled, in
         the standard schema. This is the seam for split adjustment and session cuts, which must happen before
-        resampling; :meth:`load` is this plus :func:`~massive_feeds.flatfiles.resample.resample`."""
+        resampling; :meth:`load` is this plus :func:`~massive_feeds.buckets.resample`."""
         return self._bars(symbols, start, end, interval, adjusted, session, resampled=False)
 
     def load(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h", *,

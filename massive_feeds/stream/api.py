@@ -27,11 +27,13 @@ from .client import StreamClient, check_kinds
 from .events import (
     AGG_MINUTE,
     AGG_SECOND,
+    CONTROL_KINDS,
     GAP,
     QUOTE,
     STATUS,
     STOPPED,
     TRADE,
+    VALUE,
     Event,
     GapEvent,
     StatusEvent,
@@ -67,6 +69,12 @@ def bar_dict(ev: StreamEvent) -> dict[str, Any]:
     return {"symbol": ev.symbol, "timestamp": ev.time, "end": ms_to_datetime(ev.end_ms) if ev.end_ms else None,
             "open": ev.open, "high": ev.high, "low": ev.low, "close": ev.close, "volume": _n(ev.volume),
             "vwap": _n(ev.vwap), "received": ev.received}
+
+
+def control_dict(ev: GapEvent | StatusEvent) -> dict[str, Any]:
+    """A gap or status event as a dict whose ``"kind"`` is ``"gap"`` or ``"status"`` (data dicts have no
+    ``"kind"`` key), so ``include_control=True`` consumers can branch on ``d.get("kind")``."""
+    return ev.to_dict()
 
 
 class _Buffer:
@@ -158,10 +166,15 @@ async def stream_quotes_websocket(
     ``timestamp`` (tz-aware UTC, provider time), ``received`` and ``exchange``.
 
     Stocks/options ``Q``, forex ``C`` (no sizes: ``None``), crypto ``XQ``. ``options`` go to
-    :func:`stream_events` (``reconnect``, ``stale_after``, ``max_pending`` …).
+    :func:`stream_events` (``reconnect``, ``stale_after``, ``max_pending`` …). With
+    ``include_control=True`` gaps and status changes arrive too, as :func:`control_dict` dicts
+    (``d["kind"]`` is ``"gap"`` or ``"status"``); only quotes are yielded as quotes.
     """
     async for ev in stream_events(symbols, (QUOTE,), api_key, settings=settings, **options):
-        yield quote_dict(ev)  # type: ignore[arg-type]
+        if ev.kind == QUOTE:
+            yield quote_dict(ev)  # type: ignore[arg-type]
+        elif ev.kind in CONTROL_KINDS:  # only with include_control=True
+            yield control_dict(ev)  # type: ignore[arg-type]
 
 
 async def stream_trades_websocket(
@@ -170,7 +183,10 @@ async def stream_trades_websocket(
     """Live trades as dicts with ``symbol``, ``price``, ``size``, ``timestamp``, ``received``,
     ``exchange`` (stocks/options ``T``, crypto ``XT``; indices stream their value ``V`` here)."""
     async for ev in stream_events(symbols, (TRADE,), api_key, settings=settings, **options):
-        yield trade_dict(ev)  # type: ignore[arg-type]
+        if ev.kind in (TRADE, VALUE):
+            yield trade_dict(ev)  # type: ignore[arg-type]
+        elif ev.kind in CONTROL_KINDS:
+            yield control_dict(ev)  # type: ignore[arg-type]
 
 
 async def stream_bars_websocket(
@@ -181,4 +197,7 @@ async def stream_bars_websocket(
     ``seconds=True`` (``A``/``CAS``/``XAS``). ``timestamp`` is the window start."""
     kind = AGG_SECOND if seconds else AGG_MINUTE
     async for ev in stream_events(symbols, (kind,), api_key, settings=settings, **options):
-        yield bar_dict(ev)  # type: ignore[arg-type]
+        if ev.kind == kind:
+            yield bar_dict(ev)  # type: ignore[arg-type]
+        elif ev.kind in CONTROL_KINDS:
+            yield control_dict(ev)  # type: ignore[arg-type]

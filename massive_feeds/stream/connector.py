@@ -20,7 +20,7 @@ import logging
 import threading
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Iterable, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
 
 from ..config import Settings
 from ..errors import InvalidInputError, MassiveError, StreamError
@@ -112,6 +112,7 @@ class MassiveConnector:
         self.last_status: StatusEvent | None = None
         self._recorder: Any = None
         self._recording_tag: str | None = None
+        self._control_listeners: tuple[Callable[[GapEvent | StatusEvent], None], ...] = ()
 
     def __repr__(self) -> str:
         client = self._client
@@ -235,6 +236,16 @@ class MassiveConnector:
                                       kinds=check_kinds(kinds) if kinds is not None else None,
                                       max_pending=max_pending, name=name, inline=inline)
 
+    def add_control_listener(self, fn: Callable[[GapEvent | StatusEvent], None]) -> None:
+        """Call ``fn(event)`` for every connection status and gap event, on the stream thread (keep it quick:
+        ``MassiveStore`` queues them as Backtrader store notifications). No data events reach it."""
+        with self._lock:
+            self._control_listeners = (*self._control_listeners, fn)
+
+    def remove_control_listener(self, fn: Callable[[GapEvent | StatusEvent], None]) -> None:
+        with self._lock:
+            self._control_listeners = tuple(f for f in self._control_listeners if f != fn)
+
     def remove_listener(self, listener: AnyListener, *, drain: bool = True) -> None:
         """Unregister a listener (delivering what it has queued first when ``drain``)."""
         self._hub.remove_listener(listener, drain=drain)
@@ -301,6 +312,18 @@ class MassiveConnector:
         }
 
     # --- recording (the product document's connector API) ----------------------------------------
+    #: Builds the recorder of :meth:`enable_recording`. :mod:`massive_feeds.record` attaches its
+    #: ``WebSocketDataRecorder`` here when it loads: recording is a layer above streaming, so this
+    #: module never imports it.
+    recorder_factory: ClassVar[Callable[..., Any] | None] = None
+
+    def _recorder_factory(self) -> Callable[..., Any]:
+        factory = type(self).recorder_factory
+        if factory is None:
+            raise InvalidInputError("recording is not loaded: import massive_feeds.record (massive_feeds.get_connector "
+                                    "loads it) before enable_recording")
+        return factory
+
     def enable_recording(self, symbols: str | Iterable[str] | None = None, *,
                          save_dir: str | Path = "data/live_recorded", tag: str | None = None,
                          flush_interval: float = 0.1) -> Any:
@@ -310,16 +333,15 @@ class MassiveConnector:
         Returns the :class:`~massive_feeds.record.WebSocketDataRecorder`; stop with
         :meth:`disable_recording`.
         """
-        from ..record import WebSocketDataRecorder
-
+        factory = self._recorder_factory()
         with self._lock:
             if self._recorder is not None and self._recorder.is_recording:
                 raise InvalidInputError("recording is already enabled; call disable_recording() first")
             chosen = symbols if symbols is not None else self.active_symbols
             if not chosen:
                 raise InvalidInputError("enable_recording needs symbols (nothing is streaming yet)")
-            recorder = WebSocketDataRecorder(chosen, save_dir, connector=self, settings=self.settings,
-                                             flush_interval=flush_interval)
+            recorder = factory(chosen, save_dir, connector=self, settings=self.settings,
+                               flush_interval=flush_interval)
             self._recorder, self._recording_tag = recorder.start(), tag
         return recorder
 
@@ -407,6 +429,11 @@ class MassiveConnector:
     def _on_control(self, event: GapEvent | StatusEvent) -> None:  # stream thread, rare
         if isinstance(event, StatusEvent):
             self.last_status = event
+        for fn in self._control_listeners:
+            try:
+                fn(event)
+            except Exception as exc:  # noqa: BLE001 - a watcher never stops the stream
+                log.warning("control listener %r raised %s: %s", fn, type(exc).__name__, exc)
         self._hub.publish_control(event)
 
 

@@ -205,7 +205,10 @@ def _builder_source(spec: ChannelSpec) -> str:
         elif name in spec.fields:
             key = spec.fields[name]
             default = "0" if name in _INT_FIELDS else "NAN"
-            args.append(f"d[{key!r}]" if key in spec.required else f"g({key!r}, {default})")
+            value = f"d[{key!r}]" if key in spec.required else f"g({key!r}, {default})"
+            # The exchange id is documented as an int but forex C sends it as a string ("44"):
+            # coerce so the event's type does not depend on the channel.
+            args.append(f"int({value})" if name == "exchange" else value)
         else:
             args.append("0" if name in _INT_FIELDS else "NAN")
     body = f"    return ({', '.join(args)})\n"
@@ -268,7 +271,7 @@ class FrameParser:
             # Fast path: a pure data frame. Any surprise (status, unknown channel, missing key,
             # non-object item) falls through to the careful per-item path below.
             return [builders[d["ev"]](d, received_ns) for d in items], []
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, ValueError):
             return self._parse_slow(items, received_ns)
 
     def _parse_slow(self, items: list[Any], received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
@@ -291,7 +294,7 @@ class FrameParser:
                 continue
             try:
                 events.append(build(d, received_ns))
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, ValueError):
                 self.malformed_events += 1
         return events, statuses
 

@@ -17,6 +17,7 @@ import vectorbt as vbt
 
 from ..config import Settings
 from ..datasets import load_dataset
+from ..errors import InvalidInputError
 from ..fetch import fetch_data
 from ..record.bars import ticks_to_bars
 from ..record.library import recording_path
@@ -27,6 +28,10 @@ from ..schema import DateLike, normalize_symbols
 COLUMNS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume",
            "vwap": "VWAP", "transactions": "Trade Count"}
 QUOTE_COLUMNS = {"bid": "Bid", "ask": "Ask", "mid": "Mid", "spread": "Spread"}
+#: Keywords :meth:`MassiveData.download` accepts beyond its named parameters: passed to ``fetch_data``
+#: (``session``, ``store``, ``progress``) or to ``vbt.Data.from_data`` (``missing_index``, ``missing_columns``).
+FETCH_KWARGS = ("session", "store", "progress")
+FROM_DATA_KWARGS = ("missing_index", "missing_columns")
 
 
 def _per_symbol(bars: pd.DataFrame, symbols: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -46,6 +51,7 @@ class MassiveData(vbt.Data):
     """vectorbt data from Massive::
 
         data = MassiveData.download(["AAPL", "MSFT"], start="2024-01-02", end="2024-01-31", timeframe="1h")
+        data = MassiveData.download("AAPL", start="2024-01-02", end="2024-01-31", interval="1d")  # YFData spelling
         data = data.update()                      # new bars since the earliest symbol's last bar
         close = data.get("Close")
         MassiveData.from_dataset("my_stocks"); MassiveData.from_recording("massive_live_morning_20250104")
@@ -53,18 +59,40 @@ class MassiveData(vbt.Data):
 
     @classmethod
     def download(cls, symbols: Any, start: DateLike | None = None, end: DateLike | None = None,
-                 timeframe: str = "1h", method: str = "auto", adjusted: bool = True,
-                 settings: Settings | None = None, tz_convert: Any = "UTC", **kwargs: Any) -> "MassiveData":
-        """Fetch all symbols in one query (so auto mode judges the whole request) and wrap them."""
+                 timeframe: str | None = None, method: str = "auto", adjusted: bool = True,
+                 settings: Settings | None = None, tz_convert: Any = "UTC", *, interval: str | None = None,
+                 **kwargs: Any) -> "MassiveData":
+        """Fetch all symbols in one query (so auto mode judges the whole request) and wrap them.
+
+        ``interval`` is accepted as an alias of ``timeframe`` (``vbt.YFData`` spells it so); the bar size
+        defaults to ``1h``. Extra keywords: ``session``, ``store``, ``progress`` (for ``fetch_data``),
+        ``missing_index``, ``missing_columns`` (for vectorbt). Anything else is refused.
+
+        Raises:
+            InvalidInputError: an unknown keyword, ``timeframe`` and ``interval`` that disagree, or no
+                ``start``/``end``.
+        """
+        unknown = sorted(set(kwargs) - set(FETCH_KWARGS) - set(FROM_DATA_KWARGS))
+        if unknown:
+            raise InvalidInputError(
+                f"MassiveData.download got unknown keyword(s) {', '.join(unknown)}; it takes start, end, "
+                f"timeframe (or interval), method, adjusted, settings, tz_convert, {', '.join(FETCH_KWARGS)}, "
+                f"{', '.join(FROM_DATA_KWARGS)}")
+        if timeframe is not None and interval is not None and timeframe != interval:
+            raise InvalidInputError(f"MassiveData.download got timeframe={timeframe!r} and interval={interval!r}; "
+                                    "give one (interval is an alias of timeframe)")
+        timeframe = timeframe or interval or "1h"
         tickers = normalize_symbols(symbols)
         if start is None or end is None:
-            raise ValueError("MassiveData.download needs start and end")
-        bars = fetch_data(tickers, start, end, timeframe, method, adjusted=adjusted, settings=settings)  # type: ignore[arg-type]
+            raise InvalidInputError("MassiveData.download needs start and end")
+        fetch_kwargs = {k: kwargs[k] for k in FETCH_KWARGS if k in kwargs}
+        bars = fetch_data(tickers, start, end, timeframe, method, adjusted=adjusted, settings=settings,  # type: ignore[arg-type]
+                          **fetch_kwargs)
         data = _per_symbol(bars, tickers)
         download_kwargs = {"start": start, "end": end, "timeframe": timeframe, "method": method,
                            "adjusted": adjusted, "settings": settings, **kwargs}
         return cls.from_data(data, tz_convert=tz_convert, download_kwargs=download_kwargs,
-                             **{k: v for k, v in kwargs.items() if k in ("missing_index", "missing_columns")})
+                             **{k: v for k, v in kwargs.items() if k in FROM_DATA_KWARGS})
 
     @classmethod
     def download_symbol(cls, symbol: Any, **kwargs: Any) -> pd.DataFrame:
@@ -80,7 +108,8 @@ class MassiveData(vbt.Data):
         start = min(t for t in last_bars if t is not None)
         stop = end if end is not None else pd.Timestamp.now("UTC").to_pydatetime()
         fresh = fetch_data(list(self.symbols), start.to_pydatetime(), stop, opts["timeframe"], opts["method"],
-                           adjusted=opts["adjusted"], settings=opts.get("settings"))
+                           adjusted=opts["adjusted"], settings=opts.get("settings"),
+                           **{k: opts[k] for k in FETCH_KWARGS if k in opts})
         self._fresh = _per_symbol(fresh, self.symbols)
         try:
             return super().update()
@@ -109,3 +138,30 @@ class MassiveData(vbt.Data):
         with Bid/Ask/Mid/Spread columns beside OHLCV."""
         events = RecordingReader(recording_path(path, settings)).events()
         return cls.from_bars(ticks_to_bars(events, interval), symbols, **kwargs)
+
+    @classmethod
+    def from_ticks(cls, ticks: Any, start: DateLike | None = None, end: DateLike | None = None,
+                   interval: str = "1min", kind: Any = ("trades", "quotes"), method: str = "auto",
+                   symbols: Iterable[str] | None = None, settings: Settings | None = None,
+                   **kwargs: Any) -> "MassiveData":
+        """Bars built from historical ticks, with Bid/Ask/Mid/Spread beside OHLCV — the same bars a
+        recording of that window gives (:func:`~massive_feeds.record.ticks_to_bars`).
+
+        ``ticks``: a tick frame (``fetch_ticks``), a tick dataset's name, or symbols to fetch between
+        ``start`` and ``end`` (``kind``: ``"quotes"``, ``"trades"`` or both; ``method`` as in
+        :func:`~massive_feeds.fetch_ticks`). Buckets with quotes but no trade get their OHLC from the mid."""
+        if isinstance(ticks, pd.DataFrame):
+            frame = ticks
+        elif isinstance(ticks, (str, Path)) and start is None and end is None:
+            frame = load_dataset(ticks, settings=settings)
+        else:
+            from ..ticks import fetch_ticks
+
+            if start is None or end is None:
+                raise ValueError("MassiveData.from_ticks needs start and end to fetch ticks")
+            frame = fetch_ticks(ticks, start, end, kind, method, settings=settings)  # type: ignore[arg-type]
+        if "kind" not in frame.columns or "time_ms" not in frame.columns:
+            raise ValueError("MassiveData.from_ticks needs a tick frame (massive_feeds.fetch_ticks)")
+        bars = ticks_to_bars(frame, interval)
+        bars.attrs.update(interval=interval, source="ticks", method=frame.attrs.get("method"))
+        return cls.from_bars(bars, symbols, **kwargs)

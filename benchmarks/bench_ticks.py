@@ -1,0 +1,208 @@
+"""Tick benchmarks (no key needed: everything comes from the local sandbox). Prints timings and ratios
+against baselines measured in the same run:
+
+1. cerebro: a symbol-day of quotes (and the day's trades) replayed through ``MassiveQuoteData(ticks=…)``
+   — the live state machine building minute bars — against ``bt.feeds.PandasData`` over the same
+   rows (one line per tick, preloaded), each with a do-nothing strategy.
+2. flat files: a ``quotes_v1`` day file streamed through the ticker filter (``stream_filter``), in MB/s
+   of gzip and peak RSS (child process), against ``gzip -dc > /dev/null`` on the same file. The sandbox
+   day is small, so the file is also enlarged (rows repeated) to show memory stays flat with size.
+3. REST v3: one 50,000-quote page → DataFrame, ours (``fetch_ticks_rest``: HTTP + parse + schema)
+   against the official client's ``list_quotes`` into a DataFrame, both from a loopback server
+   answering with the same gzip body.
+
+Run: .venv/bin/python benchmarks/bench_ticks.py
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+import backtrader as bt
+import orjson
+import pandas as pd
+import requests
+
+from massive_feeds.backtrader import MassiveQuoteData
+from massive_feeds.rest import RestClient
+from massive_feeds.sandbox import Sandbox
+from massive_feeds.cache import ResultCache
+from massive_feeds.ticks import _rest_piece, fetch_ticks
+
+DAY = "2024-03-05"
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# --- 1. cerebro -----------------------------------------------------------------------------------
+class Nothing(bt.Strategy):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> None:
+        self.count += 1
+
+
+def run_cerebro(feed: bt.feed.DataBase) -> int:
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed)
+    cerebro.addstrategy(Nothing)
+    return cerebro.run()[0].count
+
+
+def bench_cerebro(settings) -> None:
+    ticks = fetch_ticks("AAPL", DAY, DAY, ["trades", "quotes"], method="rest", settings=settings)
+    quotes = ticks[ticks["kind"] == "quote"]
+    rows = pd.DataFrame({"open": quotes["bid"].to_numpy(), "high": quotes["ask"].to_numpy(),
+                         "low": quotes["bid"].to_numpy(), "close": ((quotes["bid"] + quotes["ask"]) / 2).to_numpy(),
+                         "volume": quotes["bid_size"].to_numpy(), "openinterest": 0.0},
+                        index=pd.DatetimeIndex(quotes["timestamp"]).tz_localize(None))
+    bars = run_cerebro(MassiveQuoteData(ticks=ticks, dataname="AAPL", interval="1m"))
+    ours = best_of(lambda: run_cerebro(MassiveQuoteData(ticks=ticks, dataname="AAPL", interval="1m")))
+    base = best_of(lambda: run_cerebro(bt.feeds.PandasData(dataname=rows)))
+    print(f"[cerebro] {len(quotes):,} quotes + {len(ticks) - len(quotes):,} trades of AAPL {DAY}")
+    print(f"  MassiveQuoteData(ticks=…) → {bars} minute bars: {ours * 1000:8.1f} ms "
+          f"({len(ticks) / ours / 1e6:.2f} M events/s)")
+    print(f"  bt.feeds.PandasData over the {len(quotes):,} quote rows: {base * 1000:8.1f} ms")
+    print(f"  ratio PandasData / MassiveQuoteData = {base / ours:.1f}x  (target ≥ 2x)")
+
+
+# --- 2. flat file streaming ----------------------------------------------------------------------------
+_CHILD = r"""
+import sys, time, resource
+from massive_feeds.flatfiles.stream import file_chunks
+from massive_feeds.flatfiles.ticks import stream_filter, table_to_ticks
+path = sys.argv[1]
+t0 = time.perf_counter()
+table = stream_filter(file_chunks(path), {"AAPL": "AAPL"}, "quotes", path)
+rows = len(table_to_ticks(table, "quotes"))
+print(time.perf_counter() - t0, rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _gzip_dc(path: Path) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(["sh", "-c", f"gzip -dc '{path}' > /dev/null"], check=True)
+    del proc
+    elapsed = time.perf_counter() - t0
+    return elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def bench_flatfile(sb: Sandbox, folder: Path) -> None:
+    from massive_feeds.flatfiles.s3 import S3Transport
+
+    transport = S3Transport(sb.settings(home=folder / "h"))
+    key = f"us_stocks_sip/quotes_v1/{DAY[:4]}/{DAY[5:7]}/{DAY}.csv.gz"
+    body = transport.client.get_object(Bucket=transport.bucket, Key=key)["Body"].read()
+    raw = gzip.decompress(body)
+    header, _, rows = raw.partition(b"\n")
+    files = {"day file": folder / "day.csv.gz"}
+    files["day file"].write_bytes(body)
+    big = folder / "big.csv.gz"
+    with gzip.open(big, "wb", compresslevel=1) as fh:  # the day's rows 40 times over
+        fh.write(header + b"\n")
+        for _ in range(40):
+            fh.write(rows if rows.endswith(b"\n") else rows + b"\n")
+    files["day x40"] = big
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for label, path in files.items():
+        size_mb = path.stat().st_size / 1e6
+        runs = [subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
+                               env=env, check=True).stdout.split() for _ in range(3)]
+        secs, kept, rss_kb = min(float(r[0]) for r in runs), int(runs[0][1]), max(int(r[2]) for r in runs)
+        gz = min(_gzip_dc(path)[0] for _ in range(3))
+        print(f"[flat file {label}] {size_mb:,.1f} MB gzip, {kept:,} AAPL quotes kept")
+        print(f"  ours (stream + filter + tick frame): {size_mb / secs:7.1f} MB/s gzip, peak RSS {rss_kb / 1024:6.0f} MB")
+        print(f"  gzip -dc > /dev/null:                {size_mb / gz:7.1f} MB/s gzip")
+        print(f"  ratio ours / gzip -dc = {gz / secs:.2f}x")
+
+
+# --- 3. REST page ----------------------------------------------------------------------------------------
+def serve_fixed(body: bytes) -> ThreadingHTTPServer:
+    payload = gzip.compress(body, compresslevel=1)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def bench_rest(sb: Sandbox, folder: Path) -> None:
+    from massive import RESTClient
+
+    url = f"{sb.rest_url}/v3/quotes/AAPL"
+    lo, hi = pd.Timestamp("2024-03-04", tz="UTC").value, pd.Timestamp("2024-03-09", tz="UTC").value
+    params = {"timestamp.gte": lo, "timestamp.lt": hi, "limit": 50_000, "order": "asc", "sort": "timestamp"}
+    page = requests.get(url, params=params, headers={"Authorization": f"Bearer {sb.api_key}"}, timeout=60).json()
+    page.pop("next_url", None)
+    n = len(page["results"])
+    body = orjson.dumps(page)
+    server = serve_fixed(body)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    settings = sb.settings(home=folder / "rest", plan="unlimited").with_overrides(rest_url=base)
+    ours_client = RestClient(settings)
+    official = RESTClient(api_key="bench", base=base, retries=0)
+
+    cache = ResultCache(folder / "unused")
+
+    def ours() -> pd.DataFrame:  # one request chain = the one fixed page (HTTP + parse + tick schema)
+        return _rest_piece(ours_client, cache, "AAPL", "quotes", lo, hi, use_cache=False)
+
+    def theirs() -> pd.DataFrame:
+        quotes = official.list_quotes("AAPL", timestamp_gte=lo, timestamp_lt=hi, limit=50_000)
+        return pd.DataFrame([q.__dict__ for q in quotes])
+
+    got = ours()
+    assert len(got) == n, (len(got), n)
+    t_ours, t_theirs = best_of(ours, 5), best_of(theirs, 5)
+    print(f"[REST] one page of {n:,} quotes ({len(body) / 1e6:.1f} MB JSON)")
+    print(f"  ours (HTTP + parse + tick schema):           {t_ours * 1000:7.1f} ms")
+    print(f"  official RESTClient.list_quotes → DataFrame: {t_theirs * 1000:7.1f} ms")
+    print(f"  ratio official / ours = {t_theirs / t_ours:.1f}x  (target ≥ 5x)")
+    server.shutdown()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        from datetime import date
+
+        with Sandbox(s3=True, s3_days=(date(2024, 3, 4), date(2024, 3, 8))) as sb:
+            settings = sb.settings(home=folder / "home", plan="unlimited")
+            bench_rest(sb, folder)
+            bench_cerebro(settings)
+            bench_flatfile(sb, folder)
+
+
+if __name__ == "__main__":
+    main()

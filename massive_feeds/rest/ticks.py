@@ -1,0 +1,141 @@
+"""Parsing of ``/v3/trades`` and ``/v3/quotes`` pages straight into tick columns.
+
+Wire form (massive-api-facts §1.6; official client ``massive/rest/models/{trades,quotes}.py``): a
+``results`` array of flat objects with long names — quotes ``ask_exchange ask_price ask_size
+bid_exchange bid_price bid_size conditions indicators participant_timestamp sequence_number
+sip_timestamp tape trf_timestamp``; trades ``conditions correction exchange id participant_timestamp
+price sequence_number sip_timestamp size tape trf_id trf_timestamp`` — all timestamps in epoch **ns**,
+plus ``status``, ``request_id`` and ``next_url``. Forex quotes and crypto trades carry only
+``participant_timestamp``: it stands in for the missing SIP time.
+
+As for aggregates, the fast path cuts the ``results`` array out of the body and lets pyarrow's JSON
+reader build typed columns (the objects are flat; their only arrays are integer lists, so the first
+``}]`` closes the array); anything it cannot vouch for goes through orjson.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from ..errors import BadResponseError
+
+_INTS = pa.list_(pa.int64())
+SCHEMAS: dict[str, pa.Schema] = {
+    "quotes": pa.schema([
+        ("ask_exchange", pa.int64()), ("ask_price", pa.float64()), ("ask_size", pa.float64()),
+        ("bid_exchange", pa.int64()), ("bid_price", pa.float64()), ("bid_size", pa.float64()),
+        ("conditions", _INTS), ("participant_timestamp", pa.int64()), ("sequence_number", pa.int64()),
+        ("sip_timestamp", pa.int64()), ("tape", pa.int64()),
+    ]),
+    "trades": pa.schema([
+        ("conditions", _INTS), ("exchange", pa.int64()), ("id", pa.string()),
+        ("participant_timestamp", pa.int64()), ("price", pa.float64()), ("sequence_number", pa.int64()),
+        ("sip_timestamp", pa.int64()), ("size", pa.float64()), ("tape", pa.int64()),
+    ]),
+}
+#: wire name → tick column (the rest keep their names)
+RENAME = {"bid_price": "bid", "ask_price": "ask", "bid_exchange": "exchange"}
+_RESULTS_KEY = b'"results":'
+_OBJECT_GAP = re.compile(rb"\}\s*,\s*\{")
+
+
+@dataclass
+class TicksPage:
+    """One parsed page: tick columns (``timestamp`` in ns) plus the envelope fields."""
+
+    columns: dict[str, np.ndarray]
+    next_url: str | None
+    status: str
+    request_id: str | None
+
+    @property
+    def size(self) -> int:
+        return len(self.columns["timestamp"])
+
+
+def _columns(table: pa.Table, kind: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    sip = table.column("sip_timestamp")
+    ts = pc.coalesce(sip, table.column("participant_timestamp"))
+    if ts.null_count:
+        raise BadResponseError(f"{kind} result without sip_timestamp or participant_timestamp")
+    out["timestamp"] = ts.to_numpy()
+    for name in SCHEMAS[kind].names:
+        if name in ("sip_timestamp", "participant_timestamp"):
+            continue
+        col = table.column(name)
+        if name == "conditions":
+            joined = pc.binary_join(pc.cast(col, pa.list_(pa.string())), ",")
+            out[name] = pc.fill_null(joined, "").to_numpy(zero_copy_only=False)
+        elif name == "id":
+            out[name] = pc.fill_null(col, "").to_numpy(zero_copy_only=False)
+        elif pa.types.is_integer(col.type):
+            out[RENAME.get(name, name)] = pc.fill_null(col, 0).to_numpy()
+        else:
+            out[RENAME.get(name, name)] = col.to_numpy(zero_copy_only=False)  # nulls → NaN
+    return out
+
+
+def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None:
+    key = body.find(_RESULTS_KEY)
+    if key < 0:
+        return schema.empty_table(), body
+    start = body.find(b"[", key)
+    if start < 0 or body.count(_RESULTS_KEY) != 1:
+        return None
+    if body[start + 1 : start + 64].lstrip().startswith(b"]"):
+        end = body.find(b"]", start)
+        return schema.empty_table(), body[:key] + b'"results":null' + body[end + 1 :]
+    close = re.compile(rb"\}\s*\]").search(body, start)
+    if close is None:
+        return None
+    end = close.end() - 1
+    inner = body[start + 1 : end].strip()
+    envelope = body[:key] + b'"results":null' + body[end + 1 :]
+    ndjson = inner.replace(b"},{", b"}\n{") if b"\n" not in inner and b"}, {" not in inner else _OBJECT_GAP.sub(b"}\n{", inner)
+    table = pajson.read_json(
+        io.BytesIO(ndjson),
+        read_options=pajson.ReadOptions(block_size=max(1 << 20, len(ndjson) // 2 + 1)),
+        parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+    )
+    return table, envelope
+
+
+def parse_ticks(body: bytes, kind: str) -> TicksPage:
+    """Parse one ``/v3/trades`` or ``/v3/quotes`` body (``kind``: ``trades``/``quotes``).
+
+    Raises :class:`BadResponseError` when the body is not a valid tick page."""
+    schema = SCHEMAS[kind]
+    try:
+        fast = _fast_table(body, schema)
+    except (pa.ArrowInvalid, ValueError):
+        fast = None
+    try:
+        if fast is not None:
+            table, envelope = fast
+            meta: Any = orjson.loads(envelope)
+        else:
+            meta = orjson.loads(body)
+            rows = meta.get("results") or []
+            table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+        columns = _columns(table, kind)
+    except (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError) as exc:
+        raise BadResponseError(f"malformed {kind} response ({len(body)} bytes): {exc}") from None
+    if not isinstance(meta, dict) or "status" not in meta:
+        raise BadResponseError(f"{kind} response without a 'status' field")
+    if meta["status"] not in ("OK", "DELAYED"):
+        raise BadResponseError(f"{kind} response with status {meta['status']!r}", request_id=meta.get("request_id"),
+                               server_message=meta.get("error") or meta.get("message"))
+    return TicksPage(columns, meta.get("next_url"), meta["status"], meta.get("request_id"))
+
+
+__all__ = ["SCHEMAS", "TicksPage", "parse_ticks"]

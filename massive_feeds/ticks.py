@@ -1,0 +1,264 @@
+"""Historical trades and quotes from any source, in the one tick schema: REST v3 or flat files.
+
+``fetch_ticks(..., method="auto")`` sends a few symbol-days over REST (``/v3/trades``, ``/v3/quotes``:
+paged 50,000 ticks at a time, quota-aware, settled days cached) and anything bigger to the
+``trades_v1`` / ``quotes_v1`` flat files (streamed and filtered per block, quota checked up front);
+it falls back to REST when flat files are not configured, and to flat files when the REST quota left
+today cannot cover the estimated pages. The method used and why are in ``df.attrs``, as for
+:func:`massive_feeds.fetch_data`.
+
+The frame is :mod:`massive_feeds.tickschema`'s: the columns a recording's events have (``kind``,
+``symbol``, ``time_ms``, ``price``/``size``, ``bid``/``ask``/sizes, ``exchange``) plus ``timestamp``
+(ns, UTC), ``sequence_number``, ``conditions``, ``id``, ``tape`` and ``ask_exchange``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date, timedelta
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .cache import SETTLE, ResultCache
+from .config import Settings
+from .errors import InvalidInputError
+from .fetch import _flat_files_unavailable
+from .quota import get_quota
+from .rest import RestClient
+from .rest.ticks import TicksPage, parse_ticks
+from .runtime import resolve_settings
+from .schema import DateLike, DateRange, ny_midnight, normalize_symbols, parse_date_range
+from .tickschema import EVENT_KIND, check_kind_exists, empty_ticks, finalize_ticks, validate_kind
+
+log = logging.getLogger(__name__)
+
+TickMethod = Literal["auto", "rest", "flat_file", "store"]
+PAGE_LIMIT = 50_000
+#: auto: at most this many symbol-days (per kind) go over REST
+AUTO_MAX_SYMBOL_DAYS = 5
+#: rough REST pages per symbol-day for the quota estimate (a liquid stock: ~2M quotes, ~400k trades)
+PAGES_PER_DAY = {"quotes": 40, "trades": 8}
+
+
+def _kinds(kind: str | Sequence[str]) -> list[str]:
+    kinds = [kind] if isinstance(kind, str) else list(kind)
+    if not kinds:
+        raise InvalidInputError("No tick kind given; use 'trades' and/or 'quotes'")
+    return list(dict.fromkeys(validate_kind(k) for k in kinds))
+
+
+def _days(window: DateRange) -> list[date]:
+    return [window.first_day + timedelta(days=i) for i in range(window.days)]
+
+
+def _day_windows(window: DateRange) -> list[tuple[date, int, int]]:
+    """(New York day, start ns, end ns) pieces of the window, one per day."""
+    out = []
+    for day in _days(window):
+        lo = max(window.start, ny_midnight(day))
+        hi = min(window.end, ny_midnight(day + timedelta(days=1)))
+        if hi > lo:
+            out.append((day, int(lo.value), int(hi.value)))
+    return out
+
+
+# --- REST -----------------------------------------------------------------------------------------
+def _pages_frame(pages: list[TicksPage], ticker: str, kind: str) -> pd.DataFrame:
+    cols = {name: np.concatenate([p.columns[name] for p in pages]) for name in pages[0].columns}
+    n = len(cols["timestamp"])
+    df = pd.DataFrame(cols)
+    df["symbol"] = ticker
+    df["kind"] = np.full(n, EVENT_KIND[kind], dtype=object)
+    return df
+
+
+def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, lo: int, hi: int,
+                use_cache: bool, page_limit: int = PAGE_LIMIT) -> pd.DataFrame:
+    path = f"/v3/{kind}/{ticker}"
+    key = cache.key(client.base_url, path, lo, hi)
+    cacheable = use_cache and pd.Timestamp(hi, unit="ns", tz="UTC") <= pd.Timestamp.now("UTC") - SETTLE
+    if cacheable and (hit := cache.get(key)) is not None:
+        log.debug("cache hit for %s %d..%d", path, lo, hi)
+        return hit
+    params = {"timestamp.gte": lo, "timestamp.lt": hi, "order": "asc", "sort": "timestamp", "limit": page_limit}
+    pages = list(client.paginate(path, params, lambda body: parse_ticks(body, kind), lambda p: p.next_url))
+    df = finalize_ticks(_pages_frame(pages, ticker, kind))
+    ts = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    if len(df) and (ts[0] < lo or ts[-1] >= hi):  # the server's filter is the contract; hold it to it
+        df = df[(ts >= lo) & (ts < hi)].reset_index(drop=True)
+    if cacheable:
+        cache.put(key, df)
+    return df
+
+
+def fetch_ticks_rest(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    kind: str | Sequence[str] = "quotes",
+    *,
+    api_key: str | None = None,
+    settings: Settings | None = None,
+    client: RestClient | None = None,
+    use_cache: bool = True,
+    progress: bool | None = None,
+    page_limit: int = PAGE_LIMIT,
+) -> pd.DataFrame:
+    """Trades or quotes over REST v3, one request chain per symbol, kind and New York day (so settled
+    days are cached on their own). Each page is a quota slot; a page holds up to ``page_limit``
+    (at most 50,000, the service's maximum) ticks."""
+    if not 1 <= page_limit <= PAGE_LIMIT:
+        raise InvalidInputError(f"page_limit must be 1..{PAGE_LIMIT}, not {page_limit}")
+    tickers = normalize_symbols(symbols)
+    kinds = _kinds(kind)
+    for t in tickers:
+        for k in kinds:
+            check_kind_exists(t, k)
+    window = parse_date_range(start, end)
+    own = client is None
+    client = client or RestClient(settings, api_key=api_key)
+    cache = ResultCache(client.settings.cache_dir / "rest_ticks")
+    pieces = [(t, k, lo, hi) for t in tickers for k in kinds for _, lo, hi in _day_windows(window)]
+    want_bar = progress if progress is not None else (len(pieces) > 1 and sys.stderr.isatty())
+    frames = []
+    try:
+        for t, k, lo, hi in tqdm(pieces, desc="REST ticks", unit="symbol-day", disable=not want_bar, file=sys.stderr):
+            frames.append(_rest_piece(client, cache, t, k, lo, hi, use_cache, page_limit))
+    finally:
+        if own:
+            client.close()
+    frames = [f for f in frames if len(f)]
+    df = finalize_ticks(pd.concat(frames, ignore_index=True)) if frames else empty_ticks()
+    df = _annotate(df, tickers, kinds, window, "rest")
+    df.attrs["source"] = client.settings.source  # "sandbox" when the built-in sandbox served them
+    return df
+
+
+def _annotate(df: pd.DataFrame, tickers: list[str], kinds: list[str], window: DateRange, method: str,
+              missing_days: Sequence[str] = ()) -> pd.DataFrame:
+    present = set(df["symbol"].unique()) if len(df) else set()
+    empty = [t for t in tickers if t not in present]
+    if empty:
+        log.warning("no %s for %s in %s..%s (unknown ticker, no session, or nothing traded)", "/".join(kinds),
+                    ", ".join(empty), window.first_day, window.last_day)
+    df.attrs.update(method=method, kinds=kinds, empty_symbols=empty, missing_days=list(missing_days),
+                    start=window.start.isoformat(), end=window.end.isoformat())
+    return df
+
+
+# --- flat files -----------------------------------------------------------------------------------
+def fetch_ticks_flat_file(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    kind: str | Sequence[str] = "quotes",
+    *,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+    use_cache: bool = True,
+) -> pd.DataFrame:
+    """Trades or quotes from the ``trades_v1``/``quotes_v1`` day files, streamed and filtered (see
+    :mod:`massive_feeds.flatfiles.ticks`), cut to ``[start, end)``."""
+    from .flatfiles.ticks import fetch_ticks_flat_file as _flat
+
+    tickers = normalize_symbols(symbols)
+    kinds = _kinds(kind)
+    for t in tickers:
+        for k in kinds:
+            check_kind_exists(t, k)
+    window = parse_date_range(start, end)
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
+    frames, missing = [], set()
+    for k in kinds:
+        df, absent = _flat(tickers, _days(window), k, settings=settings, progress=progress, use_cache=use_cache)
+        frames.append(df)
+        missing.update(absent)
+    df = finalize_ticks(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
+    ts = df["timestamp"]
+    inside = ((ts >= window.start) & (ts < window.end)).to_numpy()
+    if not inside.all():
+        df = df[inside].reset_index(drop=True)
+    if missing:
+        log.warning("no tick file for %s (not a trading day, or not published yet)", ", ".join(sorted(missing)))
+    df = _annotate(df, tickers, kinds, window, "flat_file", sorted(missing))
+    df.attrs["source"] = settings.source
+    return df
+
+
+# --- the choice -----------------------------------------------------------------------------------
+def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
+    """A rough upper estimate of REST pages (quota slots) for a tick query."""
+    return sum(n_symbols * days * PAGES_PER_DAY[k] for k in kinds)
+
+
+def fetch_ticks(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    kind: str | Sequence[str] = "quotes",
+    method: TickMethod = "auto",
+    *,
+    api_key: str | None = None,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+    use_cache: bool = True,
+) -> pd.DataFrame:
+    """Historical ticks (``kind``: ``"quotes"``, ``"trades"`` or both as a list) in the tick schema.
+
+    ``method``: ``auto`` (default), ``rest`` or ``flat_file``. Auto sends at most
+    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days per kind over REST and bigger queries to flat files, with
+    the fallbacks of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]``
+    say what ran and why. ``store`` is refused: the history store holds bars, not ticks (yet).
+
+    Raises:
+        InvalidInputError: bad symbol, dates or kind, or a kind the asset class does not have
+            (forex: quotes only; crypto: trades only; indices: none).
+        NotEntitledError: the plan does not include these ticks (REST 403 / S3 AccessDenied).
+        QuotaExceededError: the flat-file bytes or the REST calls left cannot cover the query.
+    """
+    tickers = normalize_symbols(symbols)
+    kinds = _kinds(kind)
+    for t in tickers:
+        for k in kinds:
+            check_kind_exists(t, k)
+    window = parse_date_range(start, end)
+    settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
+    if method not in ("auto", "rest", "flat_file", "store"):
+        raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
+    if method == "store":
+        raise InvalidInputError("the history store holds bars only, not trades/quotes; use method='rest' or "
+                                "'flat_file' (flat-file ticks of a symbol-day are cached after the first read)")
+    chosen, reason = method, "requested explicitly"
+    if method == "auto":
+        symbol_days = len(tickers) * window.days
+        flat_why = _flat_files_unavailable(settings)
+        if symbol_days <= AUTO_MAX_SYMBOL_DAYS:
+            chosen, reason = "rest", f"{len(tickers)} symbol(s) × {window.days} day(s): few symbol-days → REST"
+            pages = estimate_rest_pages(len(tickers), window.days, kinds)
+            remaining = get_quota(settings).status().rest_remaining_today
+            if remaining is not None and remaining < pages and flat_why is None:
+                chosen = "flat_file"
+                reason = (f"fell back to flat files: the REST quota left today ({remaining} calls) cannot cover "
+                          f"~{pages} pages")
+        else:
+            chosen, reason = "flat_file", f"{len(tickers)} symbol(s) × {window.days} day(s): bulk → flat files"
+            if flat_why is not None:
+                chosen, reason = "rest", f"fell back to REST: {flat_why}"
+        if reason.startswith("fell"):
+            log.warning("fetch_ticks auto method: %s", reason)
+    log.info("fetch_ticks: %s %s via %s (%s)", ",".join(tickers), "/".join(kinds), chosen, reason)
+    if chosen == "rest":
+        df = fetch_ticks_rest(tickers, start, end, kinds, settings=settings, progress=progress, use_cache=use_cache)
+    else:
+        df = fetch_ticks_flat_file(tickers, start, end, kinds, settings=settings, progress=progress,
+                                   use_cache=use_cache)
+    df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
+    return df
+
+
+__all__ = ["AUTO_MAX_SYMBOL_DAYS", "PAGE_LIMIT", "estimate_rest_pages", "fetch_ticks", "fetch_ticks_flat_file",
+           "fetch_ticks_rest"]
