@@ -15,6 +15,8 @@ Nothing here knows sessions, splits or files: :mod:`massive_feeds.sessions`,
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -24,6 +26,21 @@ from .schema import NEW_YORK, Interval
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "transactions")
 
 
+def fixed_buckets(t: Any, width: int) -> Any:
+    """The intraday bucket rule, the one place every path takes it from: the epoch-aligned start
+    ``t // width * width`` of the bucket each time ``t`` falls in (``t`` and ``width`` in the same unit,
+    ns or ms; an int or an int64 array). REST aggregates, flat files, recordings and live bars agree by it."""
+    return t // width * width
+
+
+def ny_day_buckets(t_ns: np.ndarray) -> np.ndarray:
+    """The day bucket rule: midnight New York (int64 ns UTC) of the New York day each time falls in."""
+    local = pd.DatetimeIndex(pd.to_datetime(np.asarray(t_ns, dtype=np.int64), unit="ns", utc=True))
+    day = local.tz_convert(NEW_YORK).tz_localize(None).normalize()
+    # Midnight always exists in New York (DST switches at 02:00), so localising is unambiguous.
+    return day.tz_localize(NEW_YORK).tz_convert("UTC").as_unit("ns").asi8
+
+
 def bucket_starts(t_ns: np.ndarray, interval: Interval, from_minutes: bool = False) -> np.ndarray:
     """The start (int64 ns UTC) of the ``interval`` bucket each bar start ``t_ns`` falls in.
 
@@ -31,16 +48,13 @@ def bucket_starts(t_ns: np.ndarray, interval: Interval, from_minutes: bool = Fal
     (midnight New York); otherwise day bars already start at midnight New York and keep their time."""
     t_ns = np.asarray(t_ns, dtype=np.int64)
     if interval.is_intraday:
-        width = interval.minutes * 60 * 1_000_000_000
-        return t_ns // width * width
-    if interval.timespan == "day" and interval.multiplier == 1 and not from_minutes:
-        return t_ns
+        return fixed_buckets(t_ns, interval.minutes * 60 * 1_000_000_000)
+    if interval.timespan == "day" and interval.multiplier == 1:
+        return ny_day_buckets(t_ns) if from_minutes else t_ns
     local = pd.DatetimeIndex(pd.to_datetime(t_ns, unit="ns", utc=True)).tz_convert(NEW_YORK).tz_localize(None)
     day = local.normalize()
     if interval.timespan == "week":
         start = day - pd.to_timedelta((day.day_of_week + 1) % 7, unit="D")  # back to Sunday
-    elif interval.timespan == "day" and interval.multiplier == 1:
-        start = day
     elif interval.timespan == "month":
         start = day - pd.to_timedelta(day.day - 1, unit="D")
     else:

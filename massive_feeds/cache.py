@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .storage import write_parquet
+from .storage import ensure_dir, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class ResultCache:
     """A folder of parquet files named by the hash of the query that produced them."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+        self.folder = ensure_dir(Path(folder), "result cache")  # an unusable home fails here, in one line
 
     def __repr__(self) -> str:
         return f"ResultCache('{self.folder}')"

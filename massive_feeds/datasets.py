@@ -383,3 +383,26 @@ def list_datasets(*, settings: Settings | None = None, folder: str | Path | None
             log.warning("skipping unreadable dataset %s: %s", path.name, exc)
     cols = ["name", "symbols", "start", "end", "rows", "source", "data_source", "interval", "tags", "path"]
     return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+
+
+def delete_dataset(name: str, *, settings: Settings | None = None, folder: str | Path | None = None) -> list[Path]:
+    """Delete a saved dataset (its Parquet file, and the raw event log of a recorded session); returns
+    what was removed. Holds the dataset's lock, so it never races a save or an append.
+
+    Raises:
+        DatasetError: no such dataset.
+    """
+    import shutil
+
+    path = dataset_path(name, settings=settings, folder=folder)
+    events = path.with_suffix(".events")
+    with _dataset_lock(path):
+        if not path.exists():
+            raise DatasetError(f"dataset {name!r} not found in {path.parent}")
+        removed = [path]
+        path.unlink()
+        if events.is_dir():
+            shutil.rmtree(events)
+            removed.append(events)
+    log.info("deleted dataset %s (%s)", name, ", ".join(p.name for p in removed))
+    return removed

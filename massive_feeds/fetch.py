@@ -31,18 +31,8 @@ from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
 from .runtime import SANDBOX_EXTRA, current, resolve_settings, side_available
-from .schema import (
-    INTERVALS,
-    NEW_YORK,
-    DateLike,
-    DateRange,
-    Interval,
-    finalize_bars,
-    normalize_symbols,
-    parse_date_range,
-    parse_interval,
-)
-from .sessions import has_sessions, to_regular_session, validate_session
+from .schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval, finalize_bars, parse_date_range
+from .sessions import has_sessions, to_regular_session
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +157,16 @@ def fetch_ohlcv_rest(
             (:func:`rest_calls_needed`; refused before any call, with calls needed vs left and the reset time).
         AuthenticationError, NotEntitledError, RateLimitError, ServerError, BadResponseError.
     """
-    tickers = normalize_symbols(symbols)
-    iv = parse_interval(interval)
-    window = parse_date_range(start, end)
-    session = validate_session(session)
+    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted)
+    return fetch_rest_bars(query, settings=settings, client=client, api_key=api_key, use_cache=use_cache,
+                           progress=progress, max_workers=max_workers)
+
+
+def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client: RestClient | None = None,
+                    api_key: str | None = None, use_cache: bool = True, progress: bool | None = None,
+                    max_workers: int = 4) -> pd.DataFrame:
+    """:func:`fetch_ohlcv_rest` for a built :class:`~massive_feeds.schema.BarQuery` (the same result and errors)."""
+    tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
     own_client = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest")
@@ -243,8 +239,7 @@ def _flat_files_unavailable(settings: Settings) -> str | None:
     return None
 
 
-def _store_covers(store: "str | os.PathLike[str] | None", settings: Settings, tickers: list[str], start: DateLike,
-                  end: DateLike, interval: Interval, session: str) -> bool:
+def _store_covers(store: "str | os.PathLike[str] | None", settings: Settings, query: BarQuery) -> bool:
     """Whether a local history store exists and holds every day of this query (reads manifests only)."""
     from pathlib import Path
 
@@ -254,8 +249,7 @@ def _store_covers(store: "str | os.PathLike[str] | None", settings: Settings, ti
     if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
         return False
     try:
-        base = "1m" if session == "regular" else interval.name
-        return HistoryStore.open(location, settings).covers(tickers, start, end, base)
+        return HistoryStore.open(location, settings).covers_query(query)
     except (MassiveError, OSError, ValueError) as exc:
         log.debug("history store not usable for this query: %s", exc)
         return False
@@ -316,16 +310,23 @@ def fetch_data(
     """
     if layout not in ("long", "wide"):
         apply_layout(pd.DataFrame(), layout)  # raises the typed error before any call is made
-    tickers = normalize_symbols(symbols)
-    iv = parse_interval(interval)
-    window = parse_date_range(start, end)
-    session = validate_session(session)
+    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted)
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
+    return fetch_bars(query, method, settings=settings, progress=progress, store=store, layout=layout)
+
+
+def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings | None = None,
+               progress: bool | None = None, store: "str | os.PathLike[str] | None" = None,
+               layout: str = "long") -> pd.DataFrame:
+    """:func:`fetch_data` for a built :class:`~massive_feeds.schema.BarQuery`: the method choice and the
+    back ends (REST, flat files, the history store) all take the query as it is."""
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest', 'flat_file' or 'store'")
+    settings = resolve_settings(settings)  # no key configured: the built-in sandbox
+    tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
 
     chosen, reason = method, "requested explicitly"
-    if method == "auto" and _store_covers(store, settings, tickers, start, end, iv, session):
+    if method == "auto" and _store_covers(store, settings, query):
         chosen, reason = "store", "the local history store holds every day of the query"
     elif method == "auto":
         chosen = choose_method(len(tickers), window.days)
@@ -344,20 +345,16 @@ def fetch_data(
     log.info("fetch_data: %s via %s (%s)", ",".join(tickers), chosen, reason)
 
     if chosen == "rest":
-        df = fetch_ohlcv_rest(tickers, start, end, iv.name, adjusted=adjusted, settings=settings, progress=progress,
-                              session=session)
+        df = fetch_rest_bars(query, settings=settings, progress=progress)
     elif chosen == "store":
-        from .store import load_store
+        from .store.core import HistoryStore
 
-        df = load_store(tickers, start, end, iv.name, store=store, settings=settings, adjusted=adjusted,
-                        session=session)
+        df = HistoryStore.open(store, settings).bars(query)
     else:
-        from .flatfiles import download_flat_file
+        from .flatfiles import flat_file_bars
 
-        df = download_flat_file(tickers, start, end, iv.name, settings=settings, progress=progress,
-                                adjusted=adjusted, session=session)
-        df = _fill_missing_days(df, tickers, iv, window, session, adjusted, settings,
-                                fill=method == "auto", progress=progress)
+        df = flat_file_bars(query, settings=settings, progress=progress)
+        df = _fill_missing_days(df, query, settings, fill=method == "auto", progress=progress)
     df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
     return apply_layout(_check_empty(df, tickers, window, chosen, settings), layout)
 
@@ -381,11 +378,12 @@ def _missing_trading_days(df: pd.DataFrame, tickers: list[str]) -> list[str]:
     return [d for d in df.attrs.get("missing_days", []) if trades(date.fromisoformat(d))]
 
 
-def _fill_missing_days(df: pd.DataFrame, tickers: list[str], iv: Interval, window: DateRange, session: str,
-                       adjusted: bool, settings: Settings, *, fill: bool, progress: bool | None) -> pd.DataFrame:
+def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *, fill: bool,
+                       progress: bool | None) -> pd.DataFrame:
     """Name the trading days the flat files lack (e.g. today's, not yet published) and, with ``fill``
     (Auto mode) and REST calls to spare, fetch those days over REST. ``df.attrs``: ``missing_trading_days``,
     ``filled_over_rest`` (days fetched over REST) and ``unfilled_days``."""
+    tickers, iv, session, adjusted = query.symbols, query.interval, query.session, query.adjusted
     missing = _missing_trading_days(df, tickers)
     attrs = dict(df.attrs)
     attrs.update(missing_trading_days=missing, filled_over_rest=[], unfilled_days=missing)
@@ -404,12 +402,12 @@ def _fill_missing_days(df: pd.DataFrame, tickers: list[str], iv: Interval, windo
         why = _rest_quota_short(settings, rest_calls_needed(tickers, iv, span, session, adjusted, settings))
     if why is None:
         span = parse_date_range(missing[0], missing[-1])
-        extra = fetch_ohlcv_rest(tickers, missing[0], missing[-1], iv.name, adjusted=adjusted, settings=settings,
-                                 progress=progress, session=session)
+        extra = fetch_rest_bars(query.replace(range=span), settings=settings, progress=progress)
         days = extra["timestamp"].dt.tz_convert(NEW_YORK).dt.date.astype(str)
         extra = extra[days.isin(set(missing)).to_numpy()]
         if not extra.empty:
-            df = finalize_bars(pd.concat([df, extra], ignore_index=True)) if not df.empty else extra.reset_index(drop=True)
+            df = (finalize_bars(pd.concat([df, extra], ignore_index=True)) if not df.empty
+                  else extra.reset_index(drop=True))
         attrs.update(filled_over_rest=missing, unfilled_days=[])
         log.warning("flat files lack %d trading day(s) (%s); fetched them over REST", len(missing), ", ".join(missing))
     else:
@@ -427,15 +425,21 @@ def _empty_reasons(df: pd.DataFrame, empty: list[str], chosen: str, settings: Se
         return {t: "the store has not ingested those days" for t in empty}
     where = {"flat_file": "not in the day files", "store": "not in the store", "rest": "no bars over REST"}[chosen]
     known = _known_tickers(empty, settings)
-    return {t: f"{where}: " + ("unknown symbol" if known.get(t) is False else
+    return {t: f"{where}: " + (UNKNOWN_SYMBOL if known.get(t) is False else
                                "no trades in the range" if known.get(t) else "unknown symbol or no trades")
             for t in empty}
 
 
+UNKNOWN_SYMBOL = "unknown symbol (no active ticker by that name)"
+
+
 def _known_tickers(tickers: list[str], settings: Settings) -> dict[str, bool]:
-    """Whether each ticker exists in /v3/reference/tickers (one call each), when calls are to spare;
-    tickers that could not be looked up are left out."""
-    if not settings.api_key or len(tickers) > 5 or _rest_quota_short(settings, len(tickers) + 20):
+    """Whether each ticker is an active one in /v3/reference/tickers (one call each, only while at least
+    20 calls would be left); tickers not looked up (options live elsewhere, no key, quota) are left out."""
+    from .schema import asset_class
+
+    tickers = [t for t in tickers if asset_class(t) != "options"]
+    if not tickers or not settings.api_key or len(tickers) > 5 or _rest_quota_short(settings, len(tickers) + 20):
         return {}
     out: dict[str, bool] = {}
     try:

@@ -335,12 +335,34 @@ TIPS = (
 )
 
 
+#: What Massive itself documents (see /work/shared/massive-api-facts.md §4): the numbers a profile is
+#: compared against. Everything else a profile enforces is this package's own budget, applied locally.
+MASSIVE_DOCUMENTED_LIMITS = (
+    "Massive documents 5 REST requests/minute for its free Basic plan and unlimited requests on paid plans "
+    "(keep under ~100/second); it documents no daily REST cap, no WebSocket message cap and no flat-file "
+    "download quota. Basic includes no WebSocket and no flat files."
+)
+
+
+def profile_description(plan_name: str) -> str:
+    """Where a plan profile's numbers come from, in one phrase."""
+    base = plan_name.split("+", 1)[0]
+    if plan_name == "custom" or plan_name.endswith("+custom"):
+        return "custom limits from your MASSIVE_PLAN_* settings, enforced locally"
+    return {
+        "free": "massive_feeds' default profile: a conservative budget enforced locally, not Massive's numbers",
+        "basic": "Massive's documented free Basic plan (5 REST requests/minute, no daily cap)",
+        "unlimited": "no limits enforced locally (a paid Massive plan)",
+    }.get(base, "a profile of this package, enforced locally")
+
+
 def free_tier_info(settings: Settings | None = None) -> str:
-    """The plan's limits and the usage tips, as text."""
+    """The active profile's limits (saying whose numbers they are), Massive's documented limits, and the tips."""
     settings = settings or load_settings()
     plan = settings.plan
-    title = "Massive.com Free Tier Limits" if plan.name == "free" else f"Massive.com plan '{plan.name}' limits"
-    return f"=== {title} ===\n{plan.describe()}\n\nTips:\n" + "\n".join(f"- {t}" for t in TIPS)
+    title = f"Limits of profile '{plan.name}' ({profile_description(plan.name)})"
+    return (f"=== {title} ===\n{plan.describe()}\n\n=== Massive's documented limits ===\n"
+            f"{MASSIVE_DOCUMENTED_LIMITS}\n\nTips:\n" + "\n".join(f"- {t}" for t in TIPS))
 
 
 def print_free_tier_info(settings: Settings | None = None) -> None:

@@ -1,9 +1,13 @@
-"""The one bar schema, intervals, tickers and date ranges shared by every source.
+"""The one bar schema, intervals, tickers, date ranges and the validated bar query shared by every source.
 
 Bars, whatever their source (REST, flat files, recordings, datasets), are a DataFrame with columns
 :data:`BAR_COLUMNS`: ``timestamp`` (tz-aware UTC, bar start), ``symbol``, ``open``, ``high``, ``low``,
 ``close``, ``volume``, ``vwap`` (float64; NaN where the source has none) and ``transactions`` (int64),
 sorted by symbol then time, with no duplicate (symbol, timestamp).
+
+A bar request is parsed once, at the public function the user called, into a :class:`BarQuery`
+(tickers, :class:`Interval`, :class:`DateRange`, session, adjusted); every back end and adapter below
+carries that object and never parses the user's strings again.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -239,6 +243,58 @@ def parse_date_range(start: DateLike, end: DateLike) -> DateRange:
     if end_ts <= start_ts:
         raise InvalidInputError(f"end ({end}) is before start ({start})")
     return DateRange(start_ts, end_ts, first, last, s_is_date, e_is_date)
+
+
+# --- sessions -------------------------------------------------------------------------------------
+Session = Literal["extended", "regular"]
+SESSIONS: tuple[str, ...] = ("extended", "regular")
+
+
+def validate_session(session: str) -> Session:
+    """``"extended"`` or ``"regular"``; anything else is an :class:`InvalidInputError`."""
+    if session not in SESSIONS:
+        raise InvalidInputError(f"Invalid session {session!r}; use 'extended' (the default) or 'regular'")
+    return session  # type: ignore[return-value]
+
+
+# --- the bar query ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BarQuery:
+    """One bar request, validated: what every back end (REST, flat files, the history store) and adapter
+    carries. Build it once from user input with :meth:`build`; nothing below parses it again.
+
+    ``range`` is the :class:`DateRange` (UTC ``start`` inclusive, ``end`` exclusive, New York days);
+    ``session`` is ``"extended"`` or ``"regular"``; ``adjusted`` means split-adjusted prices.
+    """
+
+    tickers: tuple[str, ...]
+    interval: Interval
+    range: DateRange
+    session: Session = "extended"
+    adjusted: bool = True
+
+    @classmethod
+    def build(cls, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str | Interval = "1h",
+              *, session: str = "extended", adjusted: bool = True) -> "BarQuery":
+        """Validate user input (tickers, dates, interval, session) into a query; a typed
+        :class:`InvalidInputError` names the first bad value."""
+        return cls(tuple(normalize_symbols(symbols)), parse_interval(interval), parse_date_range(start, end),
+                   validate_session(session), bool(adjusted))
+
+    def replace(self, **changes: object) -> "BarQuery":
+        """A copy with some fields changed (``tickers=``, ``interval=``, ``range=`` …), still validated by type."""
+        from dataclasses import replace
+
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def symbols(self) -> list[str]:
+        """The tickers as a list (as the rest of the library passes them)."""
+        return list(self.tickers)
+
+    def __repr__(self) -> str:
+        return (f"BarQuery({','.join(self.tickers)} {self.interval.name} {self.range.first_day}..{self.range.last_day}"
+                f", session={self.session}, adjusted={self.adjusted})")
 
 
 # --- frames ---------------------------------------------------------------------------------------

@@ -28,35 +28,35 @@ import logging
 import warnings
 from datetime import date
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError, InvalidInputError
 from .buckets import resample  # same bucket rules as flat files and REST
-from .schema import NEW_YORK, Interval, asset_class, finalize_bars, parse_interval
+from .schema import (  # noqa: F401 - Session, SESSIONS, validate_session: also importable from here
+    NEW_YORK,
+    SESSIONS,
+    Interval,
+    Session,
+    asset_class,
+    finalize_bars,
+    parse_interval,
+    validate_session,
+)
 
 if TYPE_CHECKING:
     from exchange_calendars import ExchangeCalendar
 
 log = logging.getLogger(__name__)
 
-Session = Literal["extended", "regular"]
-SESSIONS: tuple[str, ...] = ("extended", "regular")
 CALENDAR = "XNYS"
 CALENDAR_START = "1990-01-01"
 #: Asset classes whose bars ``session="regular"`` cuts; crypto and forex trade around the clock.
 SESSION_ASSETS = frozenset({"stocks", "options", "indices"})
 DAY_NS = 86_400_000_000_000
 MINUTE_NS = 60_000_000_000
-
-
-def validate_session(session: str) -> Session:
-    """``"extended"`` or ``"regular"``; anything else is an :class:`InvalidInputError`."""
-    if session not in SESSIONS:
-        raise InvalidInputError(f"Invalid session {session!r}; use 'extended' (the default) or 'regular'")
-    return session  # type: ignore[return-value]
 
 
 def has_sessions(ticker: str) -> bool:

@@ -48,7 +48,8 @@ Fetching and caching:
   call fails with a :class:`~massive_feeds.errors.MissingCredentialsError` that says so — prices are
   never silently left unadjusted.
 * When the REST calls left today cannot cover a refresh, no call is made at all: the cached lists are
-  used whatever their age (the market-wide table serves every ticker), and the result says how old it is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
+  used whatever their age (the market-wide table serves every ticker), and the result says how old it
+  is: ``attrs["as_of"]`` / ``attrs["age_hours"]``
   of the table, copied by flat files and the store into ``df.attrs["splits_as_of"]`` /
   ``df.attrs["splits_age_hours"]``. Without any cached list the query fails with a
   :class:`~massive_feeds.errors.QuotaExceededError` naming the reset time.
@@ -72,7 +73,7 @@ from .errors import InvalidInputError, MassiveError, MissingCredentialsError, Qu
 from .runtime import resolve_settings
 from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
 from .sessions import DAY_NS, ny_day_numbers
-from .storage import write_parquet
+from .storage import ensure_dir, write_parquet
 
 if TYPE_CHECKING:
     from .rest import RestClient
@@ -299,7 +300,7 @@ class _SplitsCache:
     a file's age is its modification time."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
+        self.folder = ensure_dir(folder, "splits cache")
 
     def _ticker_path(self, ticker: str) -> Path:
         return self.folder / f"ticker-{ticker}.parquet"
@@ -378,7 +379,8 @@ def fetch_splits(
     Args:
         symbols: tickers in any accepted form; non-stock tickers are ignored.
         since: only splits on or after this date are needed (the first day of the bars to adjust);
-            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing for all tickers).
+            ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing
+            for all tickers).
         settings: defaults to the configured ones, resolved by :func:`~massive_feeds.runtime.resolve_settings`.
         client: an existing :class:`~massive_feeds.rest.RestClient` to use for the calls.
         refresh: ignore cached lists younger than :data:`SPLITS_TTL`.

@@ -18,6 +18,23 @@ import pyarrow.parquet as pq
 TEMP_SUFFIX = ".partial"
 
 
+def ensure_dir(folder: Path, what: str) -> Path:
+    """Create ``folder`` (and parents) for ``what`` (e.g. "REST cache"), or raise a one-line
+    :class:`~massive_feeds.errors.ConfigurationError` naming it when it cannot be created or written."""
+    from .errors import ConfigurationError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied", str(folder))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write the {what} in {folder} ({exc.strerror or exc}); make it writable, free space, or "
+            "point MASSIVE_FEEDS_HOME at a writable folder") from None
+    return folder
+
+
 @contextmanager
 def atomic_path(target: Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target`` (after an

@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import date, timedelta
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
@@ -67,13 +68,18 @@ def _day_windows(window: DateRange) -> list[tuple[date, int, int]]:
 
 
 # --- REST -----------------------------------------------------------------------------------------
-def _pages_frame(pages: list[TicksPage], ticker: str, kind: str) -> pd.DataFrame:
-    cols = {name: np.concatenate([p.columns[name] for p in pages]) for name in pages[0].columns}
-    n = len(cols["timestamp"])
-    df = pd.DataFrame(cols)
-    df["symbol"] = ticker
-    df["kind"] = np.full(n, EVENT_KIND[kind], dtype=object)
-    return df
+def _pages_columns(pages: list[TicksPage], ticker: str, kind: str) -> dict[str, Any]:
+    """The pages' columns joined (numpy and arrow text alike), with ``symbol`` and ``kind``."""
+    cols: dict[str, Any] = {}
+    for name, first in pages[0].columns.items():
+        parts = [p.columns[name] for p in pages]
+        if isinstance(first, pa.Array):
+            cols[name] = pa.concat_arrays(parts) if len(parts) > 1 else first
+        else:
+            cols[name] = np.concatenate(parts) if len(parts) > 1 else first
+    cols["symbol"] = ticker
+    cols["kind"] = EVENT_KIND[kind]
+    return cols
 
 
 def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, lo: int, hi: int,
@@ -86,7 +92,7 @@ def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, 
         return hit
     params = {"timestamp.gte": lo, "timestamp.lt": hi, "order": "asc", "sort": "timestamp", "limit": page_limit}
     pages = list(client.paginate(path, params, lambda body: parse_ticks(body, kind), lambda p: p.next_url))
-    df = finalize_ticks(_pages_frame(pages, ticker, kind))
+    df = finalize_ticks(_pages_columns(pages, ticker, kind))
     ts = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
     if len(df) and (ts[0] < lo or ts[-1] >= hi):  # the server's filter is the contract; hold it to it
         df = df[(ts >= lo) & (ts < hi)].reset_index(drop=True)

@@ -35,6 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import InvalidInputError
 from .schema import asset_class
@@ -86,63 +88,98 @@ def empty_ticks() -> pd.DataFrame:
     return finalize_ticks(pd.DataFrame({"timestamp": pd.Series([], dtype="int64"), "symbol": [], "kind": []}))
 
 
-def finalize_ticks(df: pd.DataFrame) -> pd.DataFrame:
-    """Coerce a frame to the tick schema: every column present and typed, sorted, de-duplicated.
+def _strings(value: Any, n: int) -> pa.Array:
+    """A text column as a pyarrow string array (no per-row Python objects when it already is one)."""
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if isinstance(value, pa.Array):
+        arr = value if value.type == pa.string() else value.cast(pa.string())
+    elif isinstance(value, pd.Series):
+        arr = pa.array(value, pa.string(), from_pandas=True)
+    elif isinstance(value, str):
+        return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+    else:
+        arr = pa.array(np.asarray(value, dtype=object), pa.string(), from_pandas=True)
+    return pc.fill_null(arr, "") if arr.null_count else arr
+
+
+def finalize_ticks(df: pd.DataFrame | dict[str, Any]) -> pd.DataFrame:
+    """Coerce a frame (or a dict of columns) to the tick schema: every column present and typed,
+    sorted, de-duplicated.
 
     ``timestamp`` may be epoch nanoseconds (int) or datetimes; missing numeric columns become NaN / 0,
     missing text columns ``""``. ``time_ms`` and ``received_ns`` are always derived from ``timestamp``.
     """
-    n = len(df)
-    ts = df["timestamp"]
-    if isinstance(ts.dtype, pd.DatetimeTZDtype) or ts.dtype.kind == "M":
+    src = df if isinstance(df, dict) else {c: df[c] for c in df.columns}
+    ts = src["timestamp"]
+    ts_arr = np.asarray(ts)
+    if isinstance(getattr(ts, "dtype", None), pd.DatetimeTZDtype) or ts_arr.dtype.kind == "M":
         ts_ns = pd.to_datetime(ts, utc=True).to_numpy(dtype="datetime64[ns]").view("int64")
     else:
-        ts_ns = pd.to_numeric(ts).to_numpy(dtype="int64")
-    cols: dict[str, Any] = {"timestamp": ts_ns,
-                            "symbol": df["symbol"].astype(str).to_numpy(dtype=object) if n else np.empty(0, object),
-                            "kind": df["kind"].astype(str).to_numpy(dtype=object) if n else np.empty(0, object)}
-    cols["time_ms"] = ts_ns // 1_000_000
-    cols["received_ns"] = ts_ns.copy()
+        ts_ns = pd.to_numeric(ts_arr).astype("int64", copy=False)
+    n = len(ts_ns)
+    num: dict[str, np.ndarray] = {"timestamp": ts_ns, "time_ms": ts_ns // 1_000_000}
     for c in FLOAT_TICK_COLUMNS:
-        cols[c] = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-                   if c in df else np.full(n, np.nan))
+        num[c] = (pd.to_numeric(np.asarray(src[c]), errors="coerce").astype("float64", copy=False)
+                  if c in src else np.full(n, np.nan))
     for c in INT_TICK_COLUMNS[2:]:
-        cols[c] = (pd.to_numeric(df[c], errors="coerce").fillna(0).to_numpy(dtype="int64")
-                   if c in df else np.zeros(n, dtype="int64"))
-    for c in STR_TICK_COLUMNS:
-        cols[c] = df[c].fillna("").astype(str).to_numpy(dtype=object) if c in df else np.full(n, "", dtype=object)
+        if c not in src:
+            num[c] = np.zeros(n, dtype="int64")
+            continue
+        raw = np.asarray(src[c])
+        num[c] = (raw.astype("int64", copy=False) if raw.dtype.kind in "iu"
+                  else np.nan_to_num(pd.to_numeric(raw, errors="coerce").astype("float64")).astype("int64"))
+    text: dict[str, pa.Array] = {c: _strings(src[c], n) if c in src else _strings("", n)
+                                 for c in ("symbol", "kind", *STR_TICK_COLUMNS)}
     if n > 1:
-        cols = {k: v[_order(cols)] for k, v in cols.items()}
-        keep = _unique_rows(cols)
+        order = _order(num, text)
+        if order is not None:
+            num = {k: v[order] for k, v in num.items()}
+            text = {k: v.take(pa.array(order)) for k, v in text.items()}
+        keep = _unique_rows(num, text)
         if keep is not None:
-            cols = {k: v[keep] for k, v in cols.items()}
-    out = pd.DataFrame(cols, columns=list(TICK_COLUMNS), copy=False)
-    out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
+            num = {k: v[keep] for k, v in num.items()}
+            text = {k: v.filter(pa.array(keep)) for k, v in text.items()}
+    num["received_ns"] = num["timestamp"].copy()
+    cols: dict[str, Any] = {}
+    for c in TICK_COLUMNS:
+        cols[c] = pd.array(text[c], dtype="str") if c in text else num[c]
+    out = pd.DataFrame(cols, copy=False)
+    out["timestamp"] = pd.to_datetime(num["timestamp"], unit="ns", utc=True)
     return out
 
 
-def _order(cols: dict[str, np.ndarray]) -> np.ndarray:
-    sym_codes, _ = pd.factorize(cols["symbol"], sort=True)
-    kind_rank = (cols["kind"] != "trade").astype(np.int8)  # trades before quotes on a tie
-    return np.lexsort((np.arange(len(sym_codes)), kind_rank, cols["sequence_number"], sym_codes, cols["timestamp"]))
+def _order(num: dict[str, np.ndarray], text: dict[str, pa.Array]) -> np.ndarray | None:
+    """Row order by (timestamp, symbol, sequence_number, trades first); ``None`` when already in order."""
+    ts = num["timestamp"]
+    single = len(pc.unique(text["symbol"])) == 1
+    if single and bool(np.all(ts[1:] > ts[:-1])):
+        return None  # strictly increasing times (the usual single-symbol page): nothing to sort
+    kind_rank = pc.not_equal(text["kind"], "trade").to_numpy(zero_copy_only=False).astype(np.int8)
+    keys = [np.arange(len(ts)), kind_rank, num["sequence_number"]]
+    if not single:
+        keys.append(pd.factorize(np.asarray(text["symbol"].to_pylist(), dtype=object), sort=True)[0])
+    keys.append(ts)
+    order = np.lexsort(keys)
+    return None if bool(np.all(order[1:] > order[:-1])) else order
 
 
-def _unique_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
+def _unique_rows(num: dict[str, np.ndarray], text: dict[str, pa.Array]) -> np.ndarray | None:
     """Mask keeping the first of rows equal in every column (rows are sorted, so equal rows are adjacent
     once their sort keys tie); ``None`` when there is no duplicate."""
-    n = len(cols["timestamp"])
-    same = np.ones(n - 1, dtype=bool)
-    for c in ("timestamp", "sequence_number", "symbol", "kind"):
-        v = cols[c]
-        same &= v[1:] == v[:-1]
+    same = (num["timestamp"][1:] == num["timestamp"][:-1]) & (num["sequence_number"][1:] == num["sequence_number"][:-1])
     if not same.any():
         return None
     for c in FLOAT_TICK_COLUMNS:
-        v = cols[c]
+        v = num[c]
         same &= (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
-    for c in ("exchange", "ask_exchange", "tape", "conditions", "id"):
-        v = cols[c]
-        same &= v[1:] == v[:-1]
+    for c in ("exchange", "ask_exchange", "tape"):
+        same &= num[c][1:] == num[c][:-1]
+    for c in ("symbol", "kind", *STR_TICK_COLUMNS):
+        if not same.any():
+            return None
+        v = text[c]
+        same &= pc.equal(v.slice(1), v.slice(0, len(v) - 1)).to_numpy(zero_copy_only=False)
     if not same.any():
         return None
     return np.r_[True, ~same]

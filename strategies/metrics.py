@@ -76,6 +76,35 @@ def infer_interval(index: pd.DatetimeIndex) -> pd.Timedelta | None:
     return pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")
 
 
+def interval_of(label: object) -> pd.Timedelta | None:
+    """A bar-size label (``1s``, ``5m``, ``1min``, ``1h``, ``1d``, our interval names) as a Timedelta;
+    ``None`` when it names no fixed width (``1M``, ``1w`` calendar bars are measured from the data)."""
+    if label is None or label == "":
+        return None
+    text = str(label).strip()
+    try:
+        from massive_feeds.schema import parse_interval
+
+        iv = parse_interval(text)
+        if iv.is_intraday:
+            return pd.Timedelta(minutes=iv.minutes)
+        return pd.Timedelta(days=iv.multiplier) if iv.timespan == "day" else None
+    except Exception:  # noqa: BLE001 - not one of our names: try pandas' spelling (1s, 1min, 5min)
+        pass
+    try:
+        td = pd.Timedelta(text)
+    except ValueError:
+        return None
+    return td if td > pd.Timedelta(0) else None
+
+
+def bar_interval(index: pd.DatetimeIndex, label: object = None) -> pd.Timedelta | None:
+    """The declared bar size when known (a dataset's ``interval``), else :func:`infer_interval`.
+
+    Declared wins: sparse bars (a quiet symbol recorded at 1 s) have a wider typical step than their size."""
+    return interval_of(label) or infer_interval(index)
+
+
 def periods_per_year(interval: pd.Timedelta | str, symbol: str | None = None) -> float:
     """Bars per trading year for bars of ``interval`` on ``symbol``'s market (see the module docstring)."""
     iv = pd.Timedelta(interval)

@@ -271,7 +271,9 @@ def run_strategy(
     symbol = getattr(feed, "_symbol", None)
     if symbol is None and isinstance(data_or_feed, pd.DataFrame) and "symbol" in data_or_feed:
         symbol = str(data_or_feed["symbol"].iloc[0])
-    interval = metrics.infer_interval(prices.index)
+    label = data_or_feed.attrs.get("interval") if isinstance(data_or_feed, pd.DataFrame) else getattr(
+        feed, "_interval_name", None)
+    interval = metrics.bar_interval(prices.index, label)
     result = BacktestResult(
         strategy=strategy_cls.__name__, params=dict(strat.p._getkwargs()), start_value=float(cash),
         end_value=end_value, total_return=end_value / cash - 1.0,

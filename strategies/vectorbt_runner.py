@@ -158,7 +158,7 @@ def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commiss
     trades = _trade_log(pf)
     end_value = float(equity.iloc[-1]) if len(equity) else cash
     sym = str(bars["symbol"].iloc[0])
-    interval = metrics.infer_interval(pd.DatetimeIndex(close.index))
+    interval = metrics.bar_interval(pd.DatetimeIndex(close.index), bars.attrs.get("interval"))
     return BacktestResult(
         strategy=strategy_cls.__name__, params=full, start_value=float(cash), end_value=end_value,
         total_return=end_value / cash - 1.0, sharpe=metrics.sharpe_ratio(equity, interval, sym),

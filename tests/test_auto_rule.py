@@ -34,6 +34,7 @@ from massive_feeds.splits import fetch_splits
 FIRST, LAST = date(2024, 1, 25), date(2024, 3, 8)  # the sandbox's flat files
 SIX = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "NFLX"]
 VALUES = ["open", "high", "low", "close", "volume"]
+UNKNOWN = "unknown symbol (no active ticker by that name)"
 
 
 @pytest.fixture(scope="module")
@@ -183,16 +184,16 @@ def test_partial_result_names_the_empty_symbol_range_and_reason(settings: Settin
     with caplog.at_level(logging.WARNING, logger="massive_feeds.fetch"):
         df = fetch_data(["AAPL", "ZZZZ"], "2024-02-05", "2024-02-06", "1h", settings=settings)
     assert df.attrs["empty_symbols"] == ["ZZZZ"] and set(df["symbol"]) == {"AAPL"}
-    assert df.attrs["empty_reasons"] == {"ZZZZ": "no bars over REST: unknown symbol"}
-    assert "no bars for ZZZZ in 2024-02-05..2024-02-06 via rest: no bars over REST: unknown symbol" in caplog.text
+    assert df.attrs["empty_reasons"] == {"ZZZZ": f"no bars over REST: {UNKNOWN}"}
+    assert f"no bars for ZZZZ in 2024-02-05..2024-02-06 via rest: no bars over REST: {UNKNOWN}" in caplog.text
 
 
 @pytest.mark.parametrize(("symbols", "start", "end", "method", "reason"), [
-    (["ZZZZ"], "2024-02-05", "2024-02-06", "rest", "no bars over REST: unknown symbol"),
+    (["ZZZZ"], "2024-02-05", "2024-02-06", "rest", f"no bars over REST: {UNKNOWN}"),
     (["AAPL"], "2024-02-10", "2024-02-11", "rest", "no bars over REST: no trades in the range"),
     (["AAPL", "MSFT"], "2024-02-10", "2024-02-11", "flat_file",
      "no flat file for those days (weekend, holiday or not yet published)"),
-    (["ZZZZ"], "2024-02-05", "2024-02-06", "flat_file", "not in the day files: unknown symbol"),
+    (["ZZZZ"], "2024-02-05", "2024-02-06", "flat_file", f"not in the day files: {UNKNOWN}"),
 ])
 def test_nothing_at_all_is_a_no_data_error_with_the_reason(settings: Settings, symbols: list[str], start: str,
                                                            end: str, method: str, reason: str) -> None:
@@ -231,5 +232,5 @@ def test_cli_names_unpublished_days_and_fails_on_no_data_saving_nothing(sb: Sand
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert err.strip().splitlines() == [
-        "error: no bars for ZZZZ in 2024-02-05..2024-02-06 via rest (ZZZZ: no bars over REST: unknown symbol)"]
+        f"error: no bars for ZZZZ in 2024-02-05..2024-02-06 via rest (ZZZZ: no bars over REST: {UNKNOWN})"]
     assert not (settings.datasets_dir / "nothing.parquet").exists()

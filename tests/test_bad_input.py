@@ -32,6 +32,13 @@ def one_line_error(err: str) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def sandbox_env(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    for k, v in {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}.items():
+        monkeypatch.setenv(k, v)
+    return sandbox
+
+
 # --- settings and homes -------------------------------------------------------------------------------
 @pytest.mark.parametrize("field", ["rest_per_day", "rest_per_minute", "ws_max_streams", "flatfile_bytes_per_month"])
 @pytest.mark.parametrize("value", ["0", "-5"])
@@ -87,6 +94,28 @@ def test_full_disk_under_the_home_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "cannot keep the quota state" in one_line_error(result.stderr)
 
 
+@pytest.mark.parametrize("method", ["rest", "flat_file"])
+def test_unusable_cache_home_is_one_line_exit_2_before_any_call(sandbox_env: Sandbox, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str], method: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MASSIVE_FEEDS_HOME", str(home))
+    if method == "flat_file":  # credentials present, so the cache is what stops it (no S3 server: nothing reachable)
+        monkeypatch.setenv("MASSIVE_S3_ACCESS_KEY_ID", "id")
+        monkeypatch.setenv("MASSIVE_S3_SECRET_ACCESS_KEY", "secret")
+        monkeypatch.setenv("MASSIVE_S3_ENDPOINT", "http://127.0.0.1:9")
+    before = sandbox_env.rest.count("/")
+    code, out, err = cli(capsys, "fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--method", method,
+                         "--dataset", "never")
+    assert code == 2 and out == ""
+    assert f"cannot write the {'result' if method == 'rest' else 'flat-file'} cache in {home / 'cache'}" \
+        in one_line_error(err)
+    assert sandbox_env.rest.count("/") == before
+    assert not (tmp_path / "ds" / "never.parquet").exists()
+
+
 # --- library input ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("symbols", [123, None, [1, 2], ["AAPL", 3.5], b"AAPL"])
 def test_symbols_that_are_not_strings_are_invalid_input(symbols: object) -> None:
@@ -100,13 +129,6 @@ def test_cli_symbols_that_are_not_tickers_exit_2(capsys: pytest.CaptureFixture[s
 
 
 # --- the CLI checks every argument before any call or recording -----------------------------------------
-@pytest.fixture
-def sandbox_env(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    for k, v in {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}.items():
-        monkeypatch.setenv(k, v)
-    return sandbox
-
-
 def test_fetch_with_a_path_like_dataset_spends_no_call(sandbox_env: Sandbox, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     before = sandbox_env.rest.count("/v2/aggs")
@@ -149,7 +171,8 @@ def bars(n: int = 60) -> pd.DataFrame:
     ("novalue", "--param needs NAME=VALUE"),
 ])
 def test_backtest_refuses_bad_params_before_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str], param: str, message: str) -> None:
+                                                    capsys: pytest.CaptureFixture[str], param: str,
+                                                    message: str) -> None:
     monkeypatch.setenv("MASSIVE_DATASETS_DIR", str(tmp_path / "ds"))
     save_dataset(bars(), "d", folder=tmp_path / "ds")
     code, out, err = cli(capsys, "backtest", "sma_cross", "d", "--param", param, "--output", str(tmp_path / "out"))

@@ -74,3 +74,14 @@ def test_sharpe_value_uses_the_annualisation() -> None:
     assert metrics.sharpe_ratio(eq.iloc[:400].set_axis(eq.index), "1min", "AAPL") == pytest.approx(expected)
     flat = pd.Series(100.0, index=eq.index)
     assert metrics.sharpe_ratio(flat, symbol="AAPL") == 0.0
+
+
+def test_a_declared_bar_size_wins_over_the_typical_step() -> None:
+    sparse = pd.date_range("2024-03-04 14:30", periods=50, freq="2s", tz="UTC")  # 1-second bars, every other
+    assert metrics.infer_interval(sparse) == pd.Timedelta("2s")
+    assert metrics.bar_interval(sparse, "1s") == pd.Timedelta("1s")
+    assert metrics.bar_interval(sparse, "5m") == pd.Timedelta("5min")
+    assert metrics.bar_interval(sparse, "1min") == pd.Timedelta("1min")
+    assert metrics.bar_interval(sparse, "1d") == pd.Timedelta("1D")
+    assert metrics.bar_interval(sparse, "1M") == pd.Timedelta("2s")  # calendar months: measured from the data
+    assert metrics.bar_interval(sparse, None) == pd.Timedelta("2s")

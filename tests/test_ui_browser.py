@@ -116,6 +116,7 @@ def page(chromium: Path, ui_server: str) -> Iterator[Page]:
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 2400})
             pg.set_default_timeout(WAIT_MS)
+            sync_api.expect.set_options(timeout=WAIT_MS)  # the default 5 s is short on a loaded machine
             pg.goto(ui_server)
             yield pg
         finally:

@@ -7,6 +7,7 @@ own full sandbox (REST, WebSocket, S3), exactly as ``massive-feeds ui`` does for
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -211,7 +212,7 @@ def test_data_loader_widgets(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> 
     at = _app().run()
     assert not at.exception
     assert at.title[0].value == "📥 Data Loader"
-    assert at.selectbox(key="dl_source").options == ["Massive (Institutional-grade - FREE 100 calls/day)"]
+    assert at.selectbox(key="dl_source").options == ["Massive.com · profile free: 100 REST calls/day, 10 per minute"]
     assert at.radio(key="dl_method").options == ["Auto (Recommended)", "REST API", "Flat Files (S3)"]
     assert at.radio(key="dl_method").value == "Auto (Recommended)"
     assert at.text_input(key="dl_symbols").value == "AAPL, MSFT"
@@ -253,8 +254,12 @@ def test_no_key_and_sandbox_off_shows_errors_not_tracebacks(app_env: Path, monke
     assert any("No API key configured" in e and "MASSIVE_API_KEY" in e for e in _texts(at.error))
     at.switch_page("views/live_trading.py").run()
     assert not at.exception
-    assert any("No API key configured" in e for e in _texts(at.error))  # listing symbols needs the key
-    assert at.button(key="lt_start").label == "▶️ Start Trading"
+    # listing symbols needs the key: one message says so and offers a built-in list, any symbol can be typed
+    listing = [i for i in _texts(at.info) if "Symbols from a built-in list" in i]
+    assert len(listing) == 1 and "no API key is configured" in listing[0] and "type any symbol" in listing[0]
+    assert at.button(key="lt_start").label == "▶️ Start Trading" and not at.button(key="lt_start").disabled
+    at.button(key="lt_start").click().run()
+    assert any("No API key configured" in e for e in _texts(at.error))  # streaming needs it too
 
 
 def test_auto_falls_back_to_rest_without_s3_credentials(app_env: Path, monkeypatch: pytest.MonkeyPatch,
@@ -305,7 +310,7 @@ def test_fetch_save_and_append_on_the_apps_own_sandbox(app_env: Path) -> None:
     rows = int(next(m.value for m in at.metric if m.label == "Rows").replace(",", ""))
     assert rows > 0
     assert len(at.dataframe) >= 1 and at.dataframe[0].value.shape[0] == rows
-    assert at.selectbox(key="dl_chart_symbol").options == ["AAPL", "MSFT"]
+    assert at.multiselect(key="dl_chart_symbols").options == ["AAPL", "MSFT"]
 
     at.text_input(key="dl_name").set_value("ui_test")
     at.button(key="dl_save").click().run()
@@ -336,12 +341,17 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
     assert at.radio(key="lt_mode").options == ["Streaming (WebSocket)"]
     assert "AAPL" in at.multiselect(key="lt_symbols").options
     assert at.multiselect(key="lt_symbols").value == ["AAPL", "X:BTCUSD"]
+    cached = json.loads((app_env / "ui_symbols.json").read_text())  # kept for when REST is unavailable
+    assert "AAPL" in cached["symbols"] and not [i for i in _texts(at.info) if "Symbols from" in i]
+    assert at.selectbox(key="lt_speed").value == 60.0
     assert at.button(key="lt_stop").disabled
     assert [t.label for t in at.tabs] == ["📈 Live Quotes", "🧪 Test on Live Data"]
     assert not [b for b in at.button if b.key == "lt_start_rec"]  # the hidden tab does not run
     at.session_state["lt_tab"] = "🧪 Test on Live Data"
     at.run()
     assert at.button(key="lt_start_rec").disabled  # nothing streams yet
+    readiness = next(d.value for d in at.dataframe if "Bars needed" in d.value.columns).set_index("Strategy")
+    assert readiness.loc["sma_cross", "Bars needed"] == "31" and readiness.loc["sma_cross", "Wall time at 60×"] == "31 s"
     assert any("Start trading first" in c for c in _texts(at.caption))
     at.session_state["lt_tab"] = "📈 Live Quotes"
     at.run()
@@ -354,6 +364,8 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
         at.run()
     assert at.table, "no quotes arrived"
     assert "AAPL" in at.table[0].value.index
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Live 5s candles" in spec and '"candlestick"' in spec for spec in specs)  # beside the quotes
     stats = {m.label: m.value for m in at.metric}
     assert stats["Active streams"] == "2 / 10" and stats["Dropped"] == "0"
 
@@ -371,6 +383,10 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
         recorded = {m.label: m.value for m in at.metric}.get("Written to disk", "0")
         if int(recorded.replace(",", "")) >= 200:
             break
+    live_stats = {m.label: m.value for m in at.metric}
+    assert int(live_stats["Bars (1s)"].replace(",", "")) > 0 and live_stats["Elapsed"].endswith(" s")
+    status = next(d.value for d in at.dataframe if "Status" in d.value.columns).set_index("Strategy")["Status"]
+    assert status.str.startswith(("✅", "⏳")).all()
     at.button(key="lt_stop_rec").click().run()
     saved = [s for s in _texts(at.success) if "Saved recording as dataset massive_live_apptest_" in s]
     assert saved, _texts(at.error)
@@ -397,3 +413,9 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
 
     at.button(key="lt_stop").click().run()
     assert any("Trading stopped" in i for i in _texts(at.info))
+
+    at.selectbox(key="lt_speed").set_value(120.0).run()  # restarts the sandbox at the new speed
+    assert not at.exception and any("Sandbox clock set to 120× real time" in i for i in _texts(at.info))
+    from massive_feeds.ui.common import get_backend
+
+    assert get_backend().sandbox.clock.speed == 120.0

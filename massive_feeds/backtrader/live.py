@@ -36,14 +36,15 @@ import queue
 import re
 import time
 from collections import deque
-from datetime import datetime
 from typing import Any, Callable, Literal, Sequence
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 
+from ..buckets import fixed_buckets, ny_day_buckets
 from ..errors import MassiveError
-from ..schema import NEW_YORK, asset_class, ny_midnight, ws_symbol
+from ..schema import asset_class, ws_symbol
 from ..stream import events as ev_mod
 from .bars import BarFormat, LiveBar
 from .sources import END, Notice, SourceItem, wall_ms
@@ -95,13 +96,13 @@ class BarBuilder:
     def bucket(self, ms: int) -> tuple[int, int]:
         """``(start, end)`` in epoch ms of the bar containing ``ms``."""
         if self.width_ms:
-            start = ms - ms % self.width_ms
+            start = fixed_buckets(ms, self.width_ms)
             return start, start + self.width_ms
         lo, hi = self._range
-        if not lo <= ms < hi:
-            day = datetime.fromtimestamp(ms / 1000, NEW_YORK).date()
-            lo = int(ny_midnight(day).value // 1_000_000)
-            hi = int(ny_midnight(day + pd.Timedelta(days=1)).value // 1_000_000)
+        if not lo <= ms < hi:  # a new New York day (a day lasts 23 to 25 hours): its bounds, once a day
+            lo_ns = int(ny_day_buckets(np.array([ms * 1_000_000]))[0])
+            hi_ns = int(ny_day_buckets(np.array([lo_ns + 25 * 3_600_000_000_000]))[0])
+            lo, hi = lo_ns // 1_000_000, hi_ns // 1_000_000
             self._range = (lo, hi)
         return lo, hi
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..datasets import dataset_info, dataset_path
 from ..errors import InvalidInputError
-from ..schema import DateLike, asset_class, normalize_symbol, parse_date_range
+from ..schema import BarQuery, DateLike, asset_class, normalize_symbol, parse_date_range
 from .sources import FeedSource, FrameSource, wall_ms
 from .store import MassiveStore
 from .timeframes import bar_width_ms, interval_for, timeframe_for
@@ -156,7 +156,9 @@ class FeedSetup:
         end = end if end is not None else pd.Timestamp.now("UTC").floor("min")
         if start is None:
             start = _as_timestamp(end) - _LOOKBACK[iv.timespan]
-        return self.store.fetch_bars(self.symbol, start, end, iv, self.p.method, self.p.adjusted)  # type: ignore[arg-type]
+        assert self.symbol is not None  # fetch mode needs dataname
+        return self.store.fetch_query(BarQuery.build(self.symbol, start, end, iv, adjusted=self.p.adjusted),
+                                      self.p.method)
 
     def _one_symbol(self, df: pd.DataFrame) -> pd.DataFrame:
         symbols = list(dict.fromkeys(df["symbol"])) if len(df) else []
@@ -262,7 +264,9 @@ class FeedSetup:
         if not self.p.backfill:
             return None
         store, symbol, iv = self.store, self.symbol, interval_for(self.p.timeframe, self.p.compression)
-        return lambda start, end: store.backfill_bars(symbol, start, end, iv, self.p.adjusted)  # type: ignore[arg-type]
+        assert symbol is not None  # live mode needs dataname
+        adjusted = bool(self.p.adjusted)
+        return lambda start, end: store.backfill_query(BarQuery.build(symbol, start, end, iv, adjusted=adjusted))
 
     def _backfill_start(self, clock: Any) -> pd.Timestamp:
         """``fromdate``, else ``backfill_bars`` bars before now."""

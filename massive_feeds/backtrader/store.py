@@ -27,11 +27,11 @@ from backtrader.store import MetaSingleton
 
 from ..config import Settings
 from ..datasets import load_dataset
-from ..fetch import fetch_data, fetch_ohlcv_rest
+from ..fetch import fetch_bars, fetch_rest_bars
 from ..quota import QuotaStatus, get_quota
 from ..runtime import current, resolve_settings
 from ..stream.events import GapEvent, StatusEvent
-from ..schema import DateLike, Interval, normalize_symbol
+from ..schema import BarQuery, DateLike, Interval
 
 if TYPE_CHECKING:
     from ..rest import RestClient
@@ -103,27 +103,24 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
     def fetch_bars(self, symbol: str, start: DateLike, end: DateLike, interval: Interval | str,
                    method: str = "auto", adjusted: bool = True) -> pd.DataFrame:
         """One symbol's bars through :func:`~massive_feeds.fetch.fetch_data` (cache, quota, auto method)."""
-        name = interval.name if isinstance(interval, Interval) else interval
-        df = fetch_data(symbol, start, end, name, method, adjusted=adjusted, settings=self.settings)  # type: ignore[arg-type]
+        return self.fetch_query(BarQuery.build(symbol, start, end, interval, adjusted=adjusted), method)
+
+    def fetch_query(self, query: BarQuery, method: str = "auto") -> pd.DataFrame:
+        """:meth:`fetch_bars` for a built query (its first ticker's rows)."""
+        df = fetch_bars(query, method, settings=self.settings)  # type: ignore[arg-type]
         self._check_quota()
-        return df[df["symbol"] == normalize_symbol(symbol)] if len(df) else df
+        return df[df["symbol"] == query.tickers[0]] if len(df) else df
 
     def backfill_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: Interval | str,
                       adjusted: bool = True) -> pd.DataFrame:
         """Recent bars over REST on the store's shared HTTP session (live backfill and gap repair)."""
-        name = interval.name if isinstance(interval, Interval) else interval
-        df = fetch_ohlcv_rest(symbol, start.to_pydatetime(), end.to_pydatetime(), name, adjusted=adjusted,
-                              client=self.rest_client, progress=False)
+        return self.backfill_query(BarQuery.build(symbol, start, end, interval, adjusted=adjusted))
+
+    def backfill_query(self, query: BarQuery) -> pd.DataFrame:
+        """:meth:`backfill_bars` for a built query."""
+        df = fetch_rest_bars(query, client=self.rest_client, progress=False)
         self._check_quota()
         return df
-
-    def fetch_ticks(self, symbol: str, start: DateLike, end: DateLike, kinds: Any,
-                    method: str = "auto") -> pd.DataFrame:
-        """One symbol's trades/quotes through :func:`~massive_feeds.ticks.fetch_ticks` (auto REST/flat
-        files, cache, quota), in the tick schema."""
-        from ..ticks import fetch_ticks
-
-        return fetch_ticks(symbol, start, end, kinds, method, settings=self.settings)  # type: ignore[arg-type]
 
     def load_dataset(self, name: str | Path) -> pd.DataFrame:
         """A saved dataset (historical or recorded) from the configured datasets folder, or a parquet path."""

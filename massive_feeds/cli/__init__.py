@@ -15,6 +15,7 @@ call or recording starts.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -174,19 +175,15 @@ def _add_symbols(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--market", choices=["stocks", "crypto", "fx", "indices", "otc"], help="only this market")
     p.add_argument("--search", help="filter by ticker or name")
     p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--plain", action="store_true", help="tickers only, one per line (default: a table with "
+                                                         "name, market, type and exchange)")
     p.set_defaults(func=_cmd_symbols)
 
 
 def _cmd_symbols(args: argparse.Namespace) -> int:
-    from ..stream import MassiveConnector
+    from .live import cmd_symbols
 
-    with MassiveConnector() as connector:
-        symbols = connector.list_symbols(args.market, search=args.search, limit=args.limit)
-        if connector.settings.source == "sandbox":
-            print(f"{len(symbols)} symbol(s) of the sandbox's synthetic market", file=sys.stderr)
-        for symbol in symbols:
-            print(symbol)
-    return 0
+    return cmd_symbols(args)
 
 
 def _add_stream(sub: argparse._SubParsersAction) -> None:
@@ -194,43 +191,28 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("symbols", help="comma-separated tickers")
     p.add_argument("--count", type=int, default=0, help="stop after this many quotes (0 = no limit)")
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = no limit)")
+    p.add_argument("--wait", type=float, default=10.0,
+                   help="give up (exit 1) when no quote arrives within this many seconds (default 10)")
     p.set_defaults(func=_cmd_stream)
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from ..stream import stream_quotes_websocket
+    from .live import cmd_stream
 
     if args.count < 0 or not args.seconds >= 0:
         raise InvalidInputError(f"--count and --seconds must be >= 0 (0 = no limit), got {args.count}, {args.seconds:g}")
-
-    async def run() -> None:
-        n = 0
-        async for q in stream_quotes_websocket(args.symbols):
-            print(f"{q['timestamp']:%Y-%m-%d %H:%M:%S.%f} {q['symbol']:>10} bid {q['bid']} x {q['bid_size']}"
-                  f"  ask {q['ask']} x {q['ask_size']}", flush=True)
-            n += 1
-            if args.count and n >= args.count:
-                break
-
-    async def bounded() -> None:
-        # a deadline that also ends a silent stream (no quote has to arrive for it to fire)
-        try:
-            async with asyncio.timeout(args.seconds or None):
-                await run()
-        except TimeoutError:
-            pass
-
-    asyncio.run(bounded())
-    return 0
+    if not args.wait > 0:
+        raise InvalidInputError(f"--wait must be a positive number of seconds, got {args.wait:g}")
+    return cmd_stream(args)
 
 
 def _add_record(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record a live session into a dataset",
                        description="Record quotes and trades durably, then save bars (and the raw event log) as a dataset.")
     p.add_argument("symbols", help="comma-separated tickers")
-    p.add_argument("--seconds", type=float, default=60.0, help="how long to record (Ctrl-C stops early)")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="how long to record (Ctrl-C stops early); a countdown with events and bars so far "
+                        "runs on stderr")
     p.add_argument("--tag", default="session", help="dataset tag, e.g. morning, fomc, earnings")
     p.add_argument("--name", help="dataset name (default massive_live_<tag>_<YYYYMMDD>)")
     p.add_argument("--interval", default="1min", help="bar size for the dataset (1s, 1min, 5min ...)")
@@ -256,23 +238,10 @@ def _check_record_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    import time
-
-    from ..record import WebSocketDataRecorder
+    from .live import cmd_record
 
     _check_record_args(args)
-    recorder = WebSocketDataRecorder(args.symbols, args.save_dir).start()
-    print(f"recording {', '.join(recorder.symbols)} to {recorder.path} (Ctrl-C to stop)", file=sys.stderr)
-    try:
-        time.sleep(args.seconds)
-    except KeyboardInterrupt:
-        pass
-    recorder.stop()
-    path = recorder.save_dataset(args.name, args.interval, tag=args.tag)
-    stats = recorder.stats()
-    origin = " (sandbox data: a synthetic market)" if recorder.settings.source == "sandbox" else ""
-    print(f"{stats['events_durable']:,} events, {stats['gaps']} gap(s) -> dataset {path.stem} ({path}){origin}")
-    return 0
+    return cmd_record(args)
 
 
 def _parse_params(pairs: list[str], strategy: str | None = None) -> dict[str, float | int | str]:
@@ -336,7 +305,10 @@ def _add_backtest(sub: argparse._SubParsersAction) -> None:
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from strategies.validation import format_table, sandbox_heading, validate
 
+    from .recordings import recording_folder_hint
+
     params = _parse_params(args.param, args.strategy)  # unknown strategy / parameter / value: before any run
+    recording_folder_hint(args.dataset)
     _check_dataset_names([args.dataset])
     table = validate([args.strategy], [args.dataset], engine=args.engine, output=args.output, cash=args.cash,
                      commission=args.commission, symbols=[args.symbol] if args.symbol else None,
@@ -458,6 +430,9 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     from ..quality import format_quality_report, quality_report
     from ..runtime import settings_for_source
 
+    from .recordings import recording_folder_hint
+
+    recording_folder_hint(args.dataset)
     settings = load_settings()
     df = load_dataset(args.dataset, settings=settings)
     splits, why = None, None
@@ -543,11 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    from .recordings import add_parser as _add_recordings
+
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
                 _add_validate, _add_sandbox, _add_ticks,
-                _add_demo, _add_ingest, _add_quality, _add_ui):
+                _add_demo, _add_ingest, _add_quality, _add_ui, _add_recordings):
         add(sub)
     return parser
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                          errno.EISDIR, errno.EFBIG})
 
 
 def _is_bad_input(exc: MassiveError) -> bool:
@@ -579,6 +560,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2 if _is_bad_input(exc) else 1
+    except OSError as exc:  # the machine's side (disk full, permissions) in one line; network errors are typed above
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}: check free space and permissions (MASSIVE_FEEDS_HOME, "
+              "MASSIVE_DATASETS_DIR)", file=sys.stderr)
+        return 2 if exc.errno in _DISK_ERRNOS else 1
     except ImportError as exc:  # an optional dependency: name the extra, no traceback
         missing = as_missing_dependency(exc)
         if missing is None or args.debug:

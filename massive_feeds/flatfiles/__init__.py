@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-from .download import download_flat_file
+from .download import download_flat_file, flat_file_bars
 from .reader import hold_cache_writes, wait_for_cache_writes
 from .stream import file_chunks, iter_csv_batches, iter_line_blocks, read_rows_where
 from .keys import DATASETS, PREFIXES, Dataset, dataset_for
 
 __all__ = [
-    "download_flat_file", "wait_for_cache_writes", "hold_cache_writes",
+    "download_flat_file", "flat_file_bars", "wait_for_cache_writes", "hold_cache_writes",
     "read_rows_where", "iter_csv_batches", "iter_line_blocks", "file_chunks",
     "Dataset", "dataset_for", "PREFIXES", "DATASETS",
 ]

@@ -25,7 +25,7 @@ from typing import ContextManager
 
 import pyarrow.parquet as pq
 
-from ..storage import TEMP_SUFFIX, atomic_path
+from ..storage import TEMP_SUFFIX, atomic_path, ensure_dir
 from .s3 import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class DayFileCache:
     """Day files on disk. ``root`` is ``settings.cache_dir / "flatfiles"``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = ensure_dir(Path(root), "flat-file cache")  # an unusable home fails here, in one line
 
     def __repr__(self) -> str:
         return f"DayFileCache('{self.root}')"

@@ -39,17 +39,8 @@ from ..config import Settings
 from ..errors import CorruptFileError
 from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
-from ..schema import (
-    INTERVALS,
-    NEW_YORK,
-    DateLike,
-    DateRange,
-    Interval,
-    normalize_symbols,
-    parse_date_range,
-    parse_interval,
-)
-from ..sessions import has_sessions, validate_session
+from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval
+from ..sessions import has_sessions
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
 from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
@@ -265,11 +256,15 @@ def download_flat_file(
         CorruptFileError: a day file is truncated or not valid gzip/CSV (its cache entry is discarded).
         ServerError: the endpoint is unreachable or a download kept breaking off.
     """
-    tickers = normalize_symbols(symbols)
-    iv = parse_interval(interval)
-    window = parse_date_range(start, end)
-    session = validate_session(session)
-    settings = resolve_settings(settings, need=("rest", "s3"))
+    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted)
+    return flat_file_bars(query, settings=settings, progress=progress, max_workers=max_workers)
+
+
+def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progress: bool | None = None,
+                   max_workers: int = 4) -> pd.DataFrame:
+    """:func:`download_flat_file` for a built :class:`~massive_feeds.schema.BarQuery`."""
+    tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
     groups = _group_by_dataset(tickers, iv, session)

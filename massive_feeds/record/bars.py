@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..buckets import fixed_buckets
 from ..errors import InvalidInputError
 from ..schema import BAR_COLUMNS, finalize_bars
 
@@ -40,7 +41,7 @@ def _bucketed(frame: pd.DataFrame, width: int) -> tuple[dict[str, np.ndarray], n
     """Columns ordered by (symbol, time) with their bucket start, and the first row of each bucket."""
     time_ms = frame["time_ms"].to_numpy(dtype=np.int64)
     codes, names = pd.factorize(frame["symbol"])
-    bucket = (time_ms // width) * width
+    bucket = fixed_buckets(time_ms, width)
     key = codes.astype(np.int64) * (1 << 44) + bucket  # ms epoch < 2**44 for centuries
     order = np.argsort(key, kind="stable")  # stable: ticks keep their arrival order inside a bucket
     key = key[order]
@@ -113,3 +114,48 @@ def ticks_to_bars(events: pd.DataFrame, resample_interval: str = "1min") -> pd.D
     bars["quote_only"] = quote_only
     bars["timestamp"] = pd.to_datetime(bars["bucket"].astype("int64"), unit="ms", utc=True)
     return finalize_bars(bars, extra=QUOTE_COLUMNS)
+
+
+class BarCounter:
+    """How many bars a recording holds so far, counted live as :func:`ticks_to_bars` will build them:
+    distinct ``(symbol, bucket)`` pairs of its trades, index values and quotes.
+
+    Use it as a batched connector listener (``connector.add_listener(counter, batched=True, …)``); it is
+    thread-safe and costs one set insertion per event.
+    """
+
+    KINDS = ("trade", "value", "quote")
+
+    def __init__(self, resample_interval: str = "1min") -> None:
+        import threading
+
+        self.interval = str(resample_interval)
+        self.width = interval_ms(resample_interval)
+        self._keys: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self.events = 0
+
+    def __repr__(self) -> str:
+        return f"BarCounter({self.interval}, bars={self.bars}, events={self.events})"
+
+    def __call__(self, batch: object) -> None:
+        width, kinds = self.width, self.KINDS
+        keys = {(ev.symbol, ev.time_ms // width) for ev in batch if ev.kind in kinds}  # type: ignore[attr-defined]
+        with self._lock:
+            self._keys |= keys
+            self.events += sum(1 for ev in batch if ev.kind in kinds)  # type: ignore[attr-defined]
+
+    @property
+    def bars(self) -> int:
+        """Bars so far, all symbols together."""
+        with self._lock:
+            return len(self._keys)
+
+    def per_symbol(self) -> dict[str, int]:
+        """Bars so far per symbol."""
+        with self._lock:
+            keys = list(self._keys)
+        out: dict[str, int] = {}
+        for sym, _ in keys:
+            out[sym] = out.get(sym, 0) + 1
+        return out

@@ -109,3 +109,36 @@ def recording_path(name_or_path: str | Path, settings: Settings | None = None) -
     if not folder.is_dir():
         raise DatasetError(f"{name_or_path!r} has no recorded events to replay (looked for {folder})")
     return folder
+
+
+def list_recordings(folder: str | Path = "data/live_recorded") -> pd.DataFrame:
+    """The recording folders under ``folder`` (the recorder's ``save_dir``), oldest first.
+
+    Columns: ``session`` (folder name), ``symbols``, ``started``, ``stopped`` (``NaT`` when the recorder
+    never stopped — a killed process: its log is intact up to the last flush and can still be saved
+    with :func:`save_recording_dataset`), ``state`` (``stopped``/``interrupted``), ``events``,
+    ``first_event``/``last_event`` (market time, UTC) and ``path``.
+    """
+    from .log import SEGMENT_GLOB
+
+    root = Path(folder)
+    rows = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if not any(sub.glob(SEGMENT_GLOB)):
+            continue
+        reader = RecordingReader(sub)
+        meta = reader.meta()
+        events = reader.events()
+        times = pd.to_datetime(events["time_ms"], unit="ms", utc=True) if len(events) else None
+        rows.append({
+            "session": sub.name, "symbols": list(meta.get("symbols") or sorted(events["symbol"].unique())),
+            "started": pd.Timestamp(meta["started"]) if meta.get("started") else pd.NaT,
+            "stopped": pd.Timestamp(meta["stopped"]) if meta.get("stopped") else pd.NaT,
+            "state": "stopped" if meta.get("stopped") else "interrupted",
+            "events": int(len(events)),
+            "first_event": times.min() if times is not None else pd.NaT,
+            "last_event": times.max() if times is not None else pd.NaT,
+            "path": sub,
+        })
+    columns = ["session", "symbols", "started", "stopped", "state", "events", "first_event", "last_event", "path"]
+    return pd.DataFrame(rows, columns=columns)

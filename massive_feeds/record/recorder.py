@@ -2,16 +2,21 @@
 
 The recorder is a listener on a :class:`~massive_feeds.stream.MassiveConnector` (its own, or one
 you pass in). The listener thread only queues batches; a writer thread encodes them into the
-append-only log (:mod:`.log`) and fsyncs every ``flush_interval`` seconds, so a ``kill -9`` loses at
-most that last interval. Gaps from reconnects are written into the log as markers. Write errors
-(disk full, permission) are counted in :meth:`stats`, the affected records are rolled back so the
-log stays valid, writing is retried on the next flush, and :meth:`stop` raises the error.
+append-only log (:mod:`.log`) and fsyncs them as a group no later than ``flush_interval`` after the
+oldest of them arrived, so a ``kill -9`` loses at most the events of the last ``flush_interval`` plus
+one flush. Each flush does bounded work (at most :data:`MAX_FLUSH_EVENTS` events), so one flush stays
+short whatever the backlog; when events arrive faster than the disk takes them the bound cannot hold,
+and the recorder says so — ``stats()["lagging"]`` with ``lag_seconds``, and a warning in the log —
+instead of growing a backlog silently. Gaps from reconnects are written into the log as markers.
+Write errors (disk full, permission) are counted in :meth:`stats`, the affected records are rolled
+back so the log stays valid, writing is retried on the next flush, and :meth:`stop` raises the error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -36,6 +41,9 @@ log = logging.getLogger(__name__)
 RECORDED_KINDS = ("trade", "quote", "value", "agg_minute")
 MAX_BUFFERED_EVENTS = 5_000_000  # memory bound while the disk refuses writes
 LISTENER_QUEUE = 2_000_000  # events the connector may queue for us during an fsync stall
+#: Events written per flush at most: bounds one flush's time, hence what a crash can lose.
+MAX_FLUSH_EVENTS = 50_000
+LAG_WARNING_INTERVAL = 5.0  # seconds between "lagging" warnings
 
 
 class WebSocketDataRecorder:
@@ -51,6 +59,7 @@ class WebSocketDataRecorder:
         flush_interval: seconds between group fsyncs (≤ 0.1 by default: the most a crash loses).
         segment_bytes: log segment size before rotation.
         session: sub-folder name (default: a UTC timestamp).
+        max_flush_events: events written per flush at most (bounds a flush's duration).
     """
 
     def __init__(
@@ -64,9 +73,13 @@ class WebSocketDataRecorder:
         flush_interval: float = 0.1,
         segment_bytes: int = 64 * 1024 * 1024,
         session: str | None = None,
+        max_flush_events: int = MAX_FLUSH_EVENTS,
     ) -> None:
         if flush_interval <= 0:
             raise InvalidInputError("flush_interval must be positive")
+        if max_flush_events < 1:
+            raise InvalidInputError("max_flush_events must be at least 1")
+        self.max_flush_events = max_flush_events
         self.symbols = normalize_symbols(symbols)
         given = getattr(connector, "settings", None) if settings is None and api_key is None else None
         # the keyless default applies here (no key configured: the built-in sandbox), or the connector's own
@@ -79,7 +92,7 @@ class WebSocketDataRecorder:
         self._connector = connector
         self._own_connector = connector is None
         self._listener: Any = None
-        self._pending: deque[tuple[bytes, object, int]] = deque()
+        self._pending: deque[tuple[bytes, object, int, float]] = deque()  # kind, body, events, arrived
         self._pending_events = 0
         self._cond = threading.Condition()
         self._writer: SegmentWriter | None = None
@@ -87,7 +100,11 @@ class WebSocketDataRecorder:
         self._running = False
         self._error: OSError | None = None
         self._stats = {"events_received": 0, "events_durable": 0, "records_durable": 0, "flushes": 0,
-                       "write_errors": 0, "gaps": 0, "last_flush": None}
+                       "write_errors": 0, "gaps": 0, "last_flush": None, "last_flush_seconds": 0.0,
+                       "max_flush_seconds": 0.0, "lagging_episodes": 0}
+        self._lagging = False
+        self._last_lag_warning = -math.inf
+        self._in_flight = 0  # records at the front of _pending being written right now
 
     def __repr__(self) -> str:
         state = "recording" if self._running else "stopped"
@@ -154,13 +171,39 @@ class WebSocketDataRecorder:
         return self._running
 
     def stats(self) -> dict[str, Any]:
-        """Counters: events received / durable, flushes, write errors, gaps, seconds since last flush."""
-        out = dict(self._stats)
+        """Counters: events received / durable, flushes, write errors, gaps, seconds since last flush,
+        and whether the writer keeps its promise: ``lag_seconds`` (age of the oldest event not yet
+        durable, 0 when none is waiting) and ``lagging`` (that age exceeds ``flush_interval`` plus the
+        last flush's duration: input outruns the disk and a crash now would lose more than promised)."""
+        with self._cond:
+            out = dict(self._stats)
+            lag = self._lag_seconds()
+            lagging = self._is_lagging()
+            out["pending_events"] = self._pending_events
         last = out.pop("last_flush")
         out["last_flush_age"] = None if last is None else time.monotonic() - last
-        out["pending_events"] = self._pending_events
+        out["lag_seconds"] = lag
+        out["lagging"] = lagging
         out["last_error"] = None if self._error is None else str(self._error)
         return out
+
+    def wait_for_flush(self, timeout: float | None = None) -> bool:
+        """Block until the writer's next successful flush (True) or ``timeout`` seconds (False)."""
+        with self._cond:
+            flushes = self._stats["flushes"]
+            return self._cond.wait_for(lambda: self._stats["flushes"] > flushes or not self._running, timeout)
+
+    def _lag_seconds(self) -> float:
+        """Age of the oldest event not yet durable (call with the lock held)."""
+        return time.monotonic() - self._pending[0][3] if self._pending else 0.0
+
+    def _is_lagging(self) -> bool:
+        """Whether an event the writer has not started on is already older than ``flush_interval`` plus
+        a flush: the flush that will take it ends later than promised (call with the lock held)."""
+        if len(self._pending) <= self._in_flight:
+            return False
+        waiting = time.monotonic() - self._pending[self._in_flight][3]
+        return waiting > self.flush_interval + self._stats["last_flush_seconds"]
 
     # --- listener side (connector thread) ----------------------------------------------------------
     def _on_batch(self, batch: Sequence[Any]) -> None:
@@ -181,7 +224,7 @@ class WebSocketDataRecorder:
             self._stats.setdefault("dropped", 0)
             self._stats["dropped"] += n_events
             return
-        self._pending.append((kind, body, n_events))
+        self._pending.append((kind, body, n_events, time.monotonic()))
         self._pending_events += n_events
         self._stats["events_received"] += n_events
 
@@ -191,11 +234,18 @@ class WebSocketDataRecorder:
         while True:
             with self._cond:
                 if self._running:
-                    self._cond.wait(self.flush_interval)
-                batch = list(self._pending)
+                    # group commit: flush when the oldest waiting event is flush_interval old (at once
+                    # if it already is: a backlog is worked off chunk by chunk without pausing)
+                    wait = (self._pending[0][3] + self.flush_interval - time.monotonic() if self._pending
+                            else self.flush_interval)
+                    if wait > 0:
+                        self._cond.wait(wait)
+                batch = self._take()
+                self._in_flight = len(batch)
                 running = self._running
             if batch:
                 self._flush(batch)
+                self._check_lag()
             if not running:
                 with self._cond:
                     if not self._pending or self._error is not None:
@@ -205,12 +255,42 @@ class WebSocketDataRecorder:
         except OSError as exc:
             self._error = exc
 
-    def _flush(self, batch: list[tuple[bytes, object, int]]) -> None:
+    def _take(self) -> list[tuple[bytes, object, int, float]]:
+        """The oldest pending records, up to ``max_flush_events`` events (at least one record), so
+        one flush's work is bounded (call with the lock held)."""
+        batch: list[tuple[bytes, object, int, float]] = []
+        events = 0
+        for item in self._pending:
+            if batch and events + item[2] > self.max_flush_events:
+                break
+            batch.append(item)
+            events += item[2]
+        return batch
+
+    def _check_lag(self) -> None:
+        with self._cond:
+            self._in_flight = 0
+            lag = self._lag_seconds()
+            pending = self._pending_events
+            lagging = self._is_lagging()
+        if lagging and not self._lagging:
+            self._stats["lagging_episodes"] += 1
+        self._lagging = lagging
+        now = time.monotonic()
+        if lagging and now - self._last_lag_warning >= LAG_WARNING_INTERVAL:
+            self._last_lag_warning = now
+            log.warning("recording %s is lagging: the oldest unwritten event is %.2f s old (%d events waiting, "
+                        "last flush %.0f ms): events arrive faster than the disk takes them, so a crash now "
+                        "would lose more than the promised %.0f ms", self.path, lag, pending,
+                        self._stats["last_flush_seconds"] * 1000, self.flush_interval * 1000)
+
+    def _flush(self, batch: list[tuple[bytes, object, int, float]]) -> None:
         writer = self._writer
         assert writer is not None
         start_seq = writer.next_sequence
+        started = time.monotonic()
         try:
-            writer.append([encode(kind, body) for kind, body, _ in batch])
+            writer.append([encode(kind, body) for kind, body, _, _ in batch])
             writer.sync()
         except OSError as exc:
             self._stats["write_errors"] += 1
@@ -223,15 +303,20 @@ class WebSocketDataRecorder:
                 pass
             return
         self._error = None
-        n = sum(k for _, _, k in batch)
+        n = sum(item[2] for item in batch)
+        done = time.monotonic()
         with self._cond:
             for _ in batch:
                 self._pending.popleft()
+            self._in_flight = 0
             self._pending_events -= n
-        self._stats["events_durable"] += n
-        self._stats["records_durable"] += len(batch)
-        self._stats["flushes"] += 1
-        self._stats["last_flush"] = time.monotonic()
+            self._stats["events_durable"] += n
+            self._stats["records_durable"] += len(batch)
+            self._stats["flushes"] += 1
+            self._stats["last_flush"] = done
+            self._stats["last_flush_seconds"] = done - started
+            self._stats["max_flush_seconds"] = max(self._stats["max_flush_seconds"], done - started)
+            self._cond.notify_all()  # wake wait_for_flush() callers
 
     def _write_meta(self, stopped: bool = False) -> None:
         meta_path = self.path / "meta.json"

@@ -46,13 +46,14 @@ SCHEMAS: dict[str, pa.Schema] = {
 RENAME = {"bid_price": "bid", "ask_price": "ask", "bid_exchange": "exchange"}
 _RESULTS_KEY = b'"results":'
 _OBJECT_GAP = re.compile(rb"\}\s*,\s*\{")
+_ARRAY_END = re.compile(rb"\}\s*\]")
 
 
 @dataclass
 class TicksPage:
     """One parsed page: tick columns (``timestamp`` in ns) plus the envelope fields."""
 
-    columns: dict[str, np.ndarray]
+    columns: dict[str, Any]  # numpy arrays; text columns (conditions, id) as pyarrow arrays
     next_url: str | None
     status: str
     request_id: str | None
@@ -75,9 +76,9 @@ def _columns(table: pa.Table, kind: str) -> dict[str, np.ndarray]:
         col = table.column(name)
         if name == "conditions":
             joined = pc.binary_join(pc.cast(col, pa.list_(pa.string())), ",")
-            out[name] = pc.fill_null(joined, "").to_numpy(zero_copy_only=False)
+            out[name] = pc.fill_null(joined, "").combine_chunks()  # text stays in arrow: no Python objects
         elif name == "id":
-            out[name] = pc.fill_null(col, "").to_numpy(zero_copy_only=False)
+            out[name] = pc.fill_null(col, "").combine_chunks()
         elif pa.types.is_integer(col.type):
             out[RENAME.get(name, name)] = pc.fill_null(col, 0).to_numpy()
         else:
@@ -90,18 +91,22 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
     if key < 0:
         return schema.empty_table(), body
     start = body.find(b"[", key)
-    if start < 0 or body.count(_RESULTS_KEY) != 1:
+    if start < 0:
         return None
     if body[start + 1 : start + 64].lstrip().startswith(b"]"):
         end = body.find(b"]", start)
         return schema.empty_table(), body[:key] + b'"results":null' + body[end + 1 :]
-    close = re.compile(rb"\}\s*\]").search(body, start)
-    if close is None:
-        return None
-    end = close.end() - 1
+    # tick objects are flat (their only arrays hold integers), so the first "}]" closes the results
+    end = body.find(b"}]", start) + 1
+    if end <= 0:
+        close = _ARRAY_END.search(body, start)  # pretty-printed: "}\n    ]"
+        if close is None:
+            return None
+        end = close.end() - 1
     inner = body[start + 1 : end].strip()
     envelope = body[:key] + b'"results":null' + body[end + 1 :]
-    ndjson = inner.replace(b"},{", b"}\n{") if b"\n" not in inner and b"}, {" not in inner else _OBJECT_GAP.sub(b"}\n{", inner)
+    pretty = inner[:4096].find(b"\n") >= 0 or inner[:4096].find(b"}, {") >= 0  # the server's style is uniform
+    ndjson = _OBJECT_GAP.sub(b"}\n{", inner) if pretty else inner.replace(b"},{", b"}\n{")
     table = pajson.read_json(
         io.BytesIO(ndjson),
         read_options=pajson.ReadOptions(block_size=max(1 << 20, len(ndjson) // 2 + 1)),

@@ -2,8 +2,9 @@
 
 ``Sandbox`` starts, on 127.0.0.1 and free ports:
 
-* a REST server (``/v2/aggs/...``, ``/v3/reference/tickers``, ``/v3/reference/splits``) returning the
-  real JSON shapes,
+* a REST server (``/v2/aggs/...``, ``/v3/reference/tickers``, ``/v3/reference/splits``, ``/v3/trades``,
+  ``/v3/quotes`` and the official client's other common calls; see :mod:`.rest`) returning the real
+  JSON shapes,
 * a WebSocket server speaking the real handshake/subscribe protocol (``websocket=True``),
 * an S3-compatible endpoint (moto) holding gzip CSV day files in the real key layout (``s3=True``),
 

@@ -22,6 +22,13 @@ volumes ÷ factor, trade counts unchanged, applied to minute/day bars before any
 Massive's REST ``adjusted=true``) on request. The WebSocket stream and the flat files carry raw prices.
 :data:`DEFAULT_SPLITS` are fixed; :func:`recent_splits` adds two relative to the sandbox clock.
 
+Any day from :data:`HISTORY_START` (2003-09-10) on can be generated, lazily and in about a millisecond
+per ticker-day; ticks are kept in an LRU of recent ticker-days and day bars in an LRU of ticker-months,
+so memory stays small whatever range is asked. :meth:`MarketGenerator.tick_columns` gives a day's
+trades or quotes in REST ``/v3`` field names (the rows REST, the ``trades_v1``/``quotes_v1`` files and
+the WebSocket events share); :meth:`~MarketGenerator.dividends` a regular dividend table (prices are
+not moved by it: REST aggregates are never dividend-adjusted).
+
 This module is sandbox-only. The library never imports it.
 """
 
@@ -155,6 +162,35 @@ DEFAULT_SPLITS: tuple[SplitInfo, ...] = (
     SplitInfo("GOOGL", date(2024, 3, 6), 1, 4),
     SplitInfo("INTC", date(2024, 1, 31), 10, 1),
 )
+
+
+@dataclass(frozen=True)
+class DividendInfo:
+    """One cash dividend ``/v3/reference/dividends`` lists (fields as the OpenAPI spec names them)."""
+
+    ticker: str
+    ex_dividend_date: date
+    declaration_date: date
+    record_date: date
+    pay_date: date
+    cash_amount: float
+    frequency: int
+    dividend_type: str = "CD"
+    currency: str = "USD"
+
+    @property
+    def id(self) -> str:
+        return "E" + hashlib.sha1(f"div:{self.ticker}:{self.ex_dividend_date}".encode()).hexdigest()[:31]
+
+
+#: Dividend payers: (cash amount per payment in 2024, payments per year). Amounts grow ~5 % a year
+#: back in time from 2024 (smaller in 2003); prices are not moved by them (REST aggregates are never
+#: dividend-adjusted, as on the real service).
+DIVIDEND_PAYERS: dict[str, tuple[float, int]] = {
+    "AAPL": (0.25, 4), "MSFT": (0.75, 4), "JPM": (1.15, 4), "V": (0.52, 4), "XOM": (0.95, 4),
+    "KO": (0.485, 4), "WMT": (0.2075, 4), "DIS": (0.45, 2), "INTC": (0.125, 4),
+    "SPY": (1.59, 4), "QQQ": (0.66, 4), "IWM": (0.75, 4),
+}
 
 
 def recent_splits(clock_day: date) -> tuple[SplitInfo, ...]:
@@ -292,6 +328,32 @@ def aggregate(t_ms: np.ndarray, price: np.ndarray, size: np.ndarray, bucket_ms: 
     )
 
 
+_FIRST = np.zeros(1, dtype=np.intp)
+
+
+def _one_bar(t: int, price: np.ndarray, size: np.ndarray) -> Bars:
+    """``aggregate`` of ticks that all fall in one bucket starting at ``t`` (same arithmetic, same
+    bits), without the bucketing work: day bars over long ranges are built from thousands of days."""
+    v = np.round(np.add.reduceat(size, _FIRST), 8)
+    pv = np.add.reduceat(price * size, _FIRST)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vw = np.where(v > 0, np.round(pv / np.where(v > 0, v, 1), 4), np.nan)
+    return Bars(np.array([t], np.int64), price[:1], np.maximum.reduceat(price, _FIRST),
+                np.minimum.reduceat(price, _FIRST), price[-1:], v, vw, np.array([len(price)], np.int64))
+
+
+@lru_cache(maxsize=64)
+def _rate_profile(minutes: int, busy0: int, busy1: int, busy_rate: float, quiet_rate: float) -> np.ndarray:
+    """Expected ticks per minute over a session of ``minutes`` minutes whose busy window is minutes
+    ``[busy0, busy1)``: U-shaped inside it (more activity near its open and close), flat outside.
+    The same for every ordinary day of an asset class, so computed once."""
+    m = np.arange(minutes, dtype=np.int64)
+    pos = np.clip((m - busy0) / max(busy1 - busy0, 1), 0, 1)
+    rate = np.where((m >= busy0) & (m < busy1), busy_rate * (0.55 + 3.6 * (pos - 0.5) ** 2), quiet_rate)
+    rate.setflags(write=False)
+    return rate
+
+
 def combine(bars: Bars, keys: np.ndarray) -> Bars:
     """Merge consecutive bars that share a key (window start in ms) into one bar per key."""
     if bars.size == 0:
@@ -318,6 +380,9 @@ class MarketGenerator:
         self.splits: tuple[SplitInfo, ...] = tuple(sorted(splits, key=lambda s: (s.execution_date, s.ticker)))
         # Bounded: any day can be generated again in about a millisecond, so only recent days are kept.
         self._ticks = lru_cache(maxsize=256)(self._make_ticks)
+        # Raw day bars by (ticker, year, month): a few KB each, so long daily ranges (2003 to today)
+        # are generated once per month and day files / daily REST reuse them.
+        self._month_bars = lru_cache(maxsize=2048)(self._make_month_bars)
 
     def __repr__(self) -> str:
         return f"MarketGenerator(seed={self.seed}, tickers={len(self.universe)}, splits={len(self.splits)})"
@@ -327,7 +392,9 @@ class MarketGenerator:
 
     def is_trading_day(self, ticker: str, day: date) -> bool:
         """Crypto trades every day; forex on weekdays; US stocks, options and indices on NYSE sessions
-        (weekdays outside the calendar's range)."""
+        (weekdays outside the calendar's range). Nothing trades before :data:`HISTORY_START`."""
+        if day < HISTORY_START:
+            return False
         asset = asset_class(ticker)
         if asset == "crypto":
             return True
@@ -366,10 +433,15 @@ class MarketGenerator:
         return self._ticks(ticker, day)
 
     def _make_ticks(self, ticker: str, day: date) -> DayTicks:
+        return self._draw(ticker, day, full=True)  # type: ignore[return-value]
+
+    def _draw(self, ticker: str, day: date, full: bool) -> DayTicks | tuple[np.ndarray, np.ndarray]:
+        """The day's seeded draws: all ticks (``full``), or only ``(price, size)`` in tick order — all a
+        day bar needs, about twice as fast (the same random stream, so the very same prices and sizes)."""
         asset = asset_class(ticker)
         if not self.knows(ticker) or not self.is_trading_day(ticker, day):
             e = np.empty(0)
-            return DayTicks(np.empty(0, np.int64), e, e, e, e, e, e, np.empty(0, np.int8))
+            return DayTicks(np.empty(0, np.int64), e, e, e, e, e, e, np.empty(0, np.int8)) if full else (e, e)
         open_t, close_t, (busy_from, busy_to), busy_rate, quiet_rate, vol = _SESSIONS[asset]
         if asset != "forex" and asset != "crypto" and self.early_close(day):
             # Early close: the regular session ends at 13:00; after-hours run four hours past it.
@@ -377,18 +449,13 @@ class MarketGenerator:
             close_t = time(17) if asset == "stocks" else time(13)
         first_min = _utc_ms(day, open_t) // MINUTE_MS
         last_min = _utc_ms(day, close_t) // MINUTE_MS
-        minutes = np.arange(first_min, last_min, dtype=np.int64)
         busy0, busy1 = _utc_ms(day, busy_from) // MINUTE_MS, _utc_ms(day, busy_to) // MINUTE_MS
-        busy = (minutes >= busy0) & (minutes < busy1)
-        # U-shape: more activity near the open and close of the busy window.
-        pos = np.clip((minutes - busy0) / max(busy1 - busy0, 1), 0, 1)
-        rate = np.where(busy, busy_rate * (0.55 + 3.6 * (pos - 0.5) ** 2), quiet_rate)
+        rate = _rate_profile(last_min - first_min, busy0 - first_min, busy1 - first_min, busy_rate, quiet_rate)
 
         rng = np.random.default_rng([self.seed, zlib.crc32(ticker.encode()), day.toordinal()])
         counts = rng.poisson(rate)
         n = int(counts.sum())
-        t_ms = np.repeat(minutes * MINUTE_MS, counts) + rng.integers(0, MINUTE_MS, n)
-        t_ms.sort()
+        offsets = rng.integers(0, MINUTE_MS, n)  # drawn either way: the draws below depend on it
 
         a0, a1 = self.anchor(ticker, day), self.anchor(ticker, day + timedelta(days=1))
         steps = rng.normal(0.0, vol / np.sqrt(max(n, 1)), n)
@@ -399,7 +466,6 @@ class MarketGenerator:
         decimals = _decimals(asset, a0 / factor)
         tick = 10.0 ** -decimals
         price = np.round(np.exp(log_price) / factor, decimals)
-        half_spread = np.maximum(np.round(price * 0.0002, decimals), tick)
 
         if asset == "stocks":
             lots = np.array([100, 100, 100, 100, 200, 300, 500, 1000, 5, 10, 37, 50])
@@ -414,6 +480,12 @@ class MarketGenerator:
             size = np.ones(n)
         else:  # indices have values, not trades
             size = np.zeros(n)
+        if not full:
+            return price, size
+        minutes = np.arange(first_min, last_min, dtype=np.int64)
+        t_ms = np.repeat(minutes * MINUTE_MS, counts) + offsets
+        t_ms.sort()
+        half_spread = np.maximum(np.round(price * 0.0002, decimals), tick)
         bid = np.round(price - half_spread, decimals)
         ask = np.round(price + half_spread, decimals)
         quote_sizes = rng.integers(1, 20, (2, n)).astype(np.float64)
@@ -458,6 +530,70 @@ class MarketGenerator:
         fields = TICK_FIELDS[(asset, kind)]
         return TickColumns(ticker, kind, t_ns, {f: cols[f] for f in fields})
 
+    # --- latest state, reference data ---------------------------------------------------------------
+    def last_tick(self, ticker: str, at_ms: int, lookback_days: int = 10) -> tuple[date, int] | None:
+        """``(day, index)`` of the latest tick at or before ``at_ms`` (epoch ms), looking back up to
+        ``lookback_days`` calendar days; None when there is none."""
+        day = datetime.fromtimestamp(at_ms / 1000, NEW_YORK).date()
+        for _ in range(lookback_days + 1):
+            t = self.ticks(ticker, day).t_ms
+            i = int(np.searchsorted(t, at_ms, side="right")) - 1
+            if i >= 0:
+                return day, i
+            day -= timedelta(days=1)
+        return None
+
+    def previous_session(self, ticker: str, day: date, lookback_days: int = 15) -> date | None:
+        """The last trading day of ``ticker`` strictly before ``day``."""
+        for k in range(1, lookback_days + 1):
+            if self.is_trading_day(ticker, day - timedelta(days=k)):
+                return day - timedelta(days=k)
+        return None
+
+    def split_factor_between(self, ticker: str, after: date, through: date) -> float:
+        """Adjusted-as-of-``through`` = raw × this for prices of day ``after``: the product of
+        ``split_from / split_to`` over splits executed in ``(after, through]`` (splits after
+        ``through`` have not happened yet as of that day)."""
+        factor = 1.0
+        for split in self.splits:
+            if split.ticker == ticker and after < split.execution_date <= through:
+                factor *= split.price_factor
+        return factor
+
+    def regular_bounds(self, day: date) -> tuple[int, int]:
+        """(open ms, close ms) of the regular session on ``day`` (09:30 to 16:00 New York, 13:00 on
+        early-close days)."""
+        session = _nyse_session(day) if _calendar_covers(day) else None
+        if session is not None:
+            return session
+        return _utc_ms(day, time(9, 30)), _utc_ms(day, time(16))
+
+    def dividends(self, first: date, last: date) -> list[DividendInfo]:
+        """Every dividend of the universe's payers with an ex-dividend date in ``[first, last]``:
+        regular payments (quarterly or semi-annual) whose ex-date is the first trading day on or after
+        the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later."""
+        out: list[DividendInfo] = []
+        first = max(first, HISTORY_START)
+        for ticker, (amount, per_year) in DIVIDEND_PAYERS.items():
+            if not self.knows(ticker):
+                continue
+            step = 12 // per_year
+            offset = zlib.crc32(f"{self.seed}:div:{ticker}".encode()) % step  # payment months per ticker
+            for year in range(first.year, last.year + 1):
+                for month in range(1 + offset, 13, step):
+                    ex = date(year, month, 10)
+                    while not self.is_trading_day(ticker, ex):
+                        ex += timedelta(days=1)
+                    if not first <= ex <= last:
+                        continue
+                    record = ex + timedelta(days=1)
+                    while not self.is_trading_day(ticker, record):
+                        record += timedelta(days=1)
+                    cash = round(amount * 1.05 ** (year - 2024), 4)
+                    out.append(DividendInfo(ticker, ex, ex - timedelta(days=21), record, ex + timedelta(days=14),
+                                            cash, per_year))
+        return out
+
     # --- bars -----------------------------------------------------------------------------------
     def _adjust(self, bars: Bars, ticker: str, day: date, adjusted: bool) -> Bars:
         """Split-adjust one day's base bars: prices × factor, volumes ÷ factor, counts unchanged."""
@@ -474,23 +610,83 @@ class MarketGenerator:
 
     def day_bar(self, ticker: str, day: date, adjusted: bool = False) -> Bars:
         """The day's single bar, stamped midnight New York of the session date (as Massive does)."""
+        month = self._month_bars(ticker, day.year, day.month)
+        return self._adjust(month.slice(month.t == _utc_ms(day, time(0))), ticker, day, adjusted)
+
+    def day_bars(self, ticker: str, first: date, last: date, adjusted: bool = False) -> Bars:
+        """Day bars of every trading day in ``[first, last]`` (New York dates), split-adjusted when
+        ``adjusted`` — the same bars as :meth:`day_bar` day by day, built a month at a time."""
+        if last < first:
+            return self._month_bars(ticker, first.year, first.month).slice(slice(0, 0))
+        months = []
+        y, m = first.year, first.month
+        while (y, m) <= (last.year, last.month):
+            months.append(self._month_bars(ticker, y, m))
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        bars = Bars(*(np.concatenate(cols) for cols in zip(*months)))
+        bars = bars.slice((bars.t >= _utc_ms(first, time(0))) & (bars.t <= _utc_ms(last, time(0))))
+        if not adjusted or bars.size == 0:
+            return bars
+        factor = np.ones(bars.size)
+        for split in self.splits:
+            if split.ticker == ticker:
+                factor = np.where(bars.t < _utc_ms(split.execution_date, time(0)), factor * split.price_factor,
+                                  factor)
+        if np.all(factor == 1.0):
+            return bars
+        return bars._replace(o=bars.o * factor, h=bars.h * factor, l=bars.l * factor, c=bars.c * factor,
+                             vw=bars.vw * factor, v=bars.v / factor)
+
+    def partial_day_bar(self, ticker: str, day: date, until_ms: int, adjusted: bool = False) -> Bars:
+        """The day bar of ``day`` built from its ticks before ``until_ms`` only (empty when none)."""
         tk = self.ticks(ticker, day)
-        bars = aggregate(tk.t_ms, tk.price, tk.size, 1 << 62)
-        bars = bars._replace(t=np.full(bars.size, _utc_ms(day, time(0)), dtype=np.int64))
-        return self._adjust(bars, ticker, day, adjusted)
+        n = int(np.searchsorted(tk.t_ms, until_ms, side="left"))
+        if n == 0:
+            return aggregate(np.empty(0, np.int64), np.empty(0), np.empty(0), 1)
+        return self._adjust(_one_bar(_utc_ms(day, time(0)), tk.price[:n], tk.size[:n]), ticker, day, adjusted)
+
+    def _cut_today(self, base: Bars, ticker: str, until_ms: int, adjusted: bool) -> Bars:
+        """Replace the day bar of ``until_ms``'s day by the bar of its finished minutes."""
+        day = datetime.fromtimestamp(until_ms / 1000, NEW_YORK).date()
+        stamp = _utc_ms(day, time(0))
+        hit = np.flatnonzero(base.t == stamp)
+        if len(hit) == 0:
+            return base
+        part = self.partial_day_bar(ticker, day, (until_ms // MINUTE_MS) * MINUTE_MS, adjusted)
+        i = int(hit[0])
+        return Bars(*(np.concatenate([a[:i], b, a[i + 1:]]) for a, b in zip(base, part)))
+
+    def _make_month_bars(self, ticker: str, year: int, month: int) -> Bars:
+        """Raw day bars of one calendar month (ticks generated without filling the tick cache)."""
+        day = date(year, month, 1)
+        parts = []
+        while day.month == month:
+            if self.is_trading_day(ticker, day):
+                price, size = self._draw(ticker, day, full=False)  # type: ignore[misc]
+                if len(price):
+                    parts.append(_one_bar(_utc_ms(day, time(0)), price, size))
+            day += timedelta(days=1)
+        if not parts:
+            return aggregate(np.empty(0, np.int64), np.empty(0), np.empty(0), 1)
+        return Bars(*(np.concatenate(cols) for cols in zip(*parts)))
 
     def bars(self, ticker: str, from_ms: int, to_ms: int, multiplier: int, timespan: str,
-             adjusted: bool = False) -> Bars:
+             adjusted: bool = False, until_ms: int | None = None) -> Bars:
         """Aggregates whose base bars (minutes, or days for day/week/month/…) start inside
         ``[from_ms, to_ms]``, for any REST ``multiplier``/``timespan``; split-adjusted base bars when
-        ``adjusted`` (REST's default), raw otherwise."""
+        ``adjusted`` (REST's default), raw otherwise. ``until_ms`` (the sandbox's "now"): the day bar of
+        the day it falls in holds only the ticks of the minutes finished by then, not the whole day."""
         first_day = datetime.fromtimestamp(from_ms / 1000, NEW_YORK).date()
         last_day = datetime.fromtimestamp(to_ms / 1000, NEW_YORK).date()
         days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         intraday = timespan in ("minute", "hour")
-        parts = [self.minute_bars(ticker, d, adjusted) if intraday else self.day_bar(ticker, d, adjusted)
-                 for d in days]
-        base = Bars(*(np.concatenate(cols) for cols in zip(*parts)))
+        if intraday:
+            base = Bars(*(np.concatenate(cols) for cols in zip(*(self.minute_bars(ticker, d, adjusted)
+                                                                  for d in days))))
+        else:
+            base = self.day_bars(ticker, first_day, last_day, adjusted)
+            if until_ms is not None:
+                base = self._cut_today(base, ticker, until_ms, adjusted)
         base = base.slice((base.t >= from_ms) & (base.t <= to_ms))
         if intraday:
             width = multiplier * (MINUTE_MS if timespan == "minute" else 60 * MINUTE_MS)

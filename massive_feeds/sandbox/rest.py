@@ -1,9 +1,22 @@
 """The sandbox's REST side: a real HTTP/1.1 server with Massive's JSON shapes.
 
-Serves ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted`` — split-adjusted by
-default, raw with ``adjusted=false`` —, ``sort``, ``limit``, ``cursor``; ``next_url`` without the key),
-``/v3/reference/tickers`` and ``/v3/reference/splits`` (filters ``ticker``/``execution_date`` with
-``.gt/.gte/.lt/.lte``, ``reverse_split``, ``sort``, ``order``, ``limit`` ≤ 1000, ``next_url``).
+Serves, each in the real wire form (sources: the official client's test mocks under
+``massive-com/client-python`` ``test_rest/mocks/`` and the OpenAPI examples in its ``.massive/rest.json``):
+
+* ``/v2/aggs/ticker/{t}/range/{m}/{span}/{from}/{to}`` (``adjusted`` — split-adjusted by default, raw
+  with ``adjusted=false`` —, ``sort``, ``limit``, ``cursor``; ``next_url`` without the key); today's
+  day bar holds only the minutes finished by the sandbox clock;
+* ``/v3/reference/tickers`` and ``/v3/reference/splits`` (filters ``ticker``/``execution_date`` with
+  ``.gt/.gte/.lt/.lte``, ``reverse_split``, ``sort``, ``order``, ``limit`` ≤ 1000, ``next_url``);
+* ``/v3/trades/{t}`` and ``/v3/quotes/{t}``: the generator's ticks (the WebSocket's events), per asset
+  class as the spec has them (crypto trades only, forex quotes only), ``timestamp`` and
+  ``.gte/.gt/.lte/.lt`` filters (ns integers, ``YYYY-MM-DD`` New York days, ISO datetimes), ``order``
+  (default ``desc``), ``sort=timestamp``, ``limit`` ≤ 50,000 (default 1000), ``next_url`` cursors;
+* ``/v2/last/trade/{t}``, ``/v2/last/nbbo/{t}``, ``/v2/aggs/ticker/{t}/prev``,
+  ``/v1/open-close/{t}/{date}``, ``/v2/aggs/grouped/locale/us/market/stocks/{date}``,
+  ``/v3/reference/tickers/{t}``, ``/v2/snapshot/locale/us/markets/stocks/tickers/{t}``,
+  ``/v3/reference/dividends`` and ``/v1/marketstatus/now``, all as of the sandbox clock.
+
 Authenticates with either ``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers
 401/403/404/429 with the real error bodies, and applies the sandbox's rate limit and injected faults.
 """
@@ -38,6 +51,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICKS_RE = re.compile(r"^/v3/(?P<kind>trades|quotes)/(?P<ticker>[^/]+)$")
+LAST_RE = re.compile(r"^/v2/last/(?P<kind>trade|nbbo)/(?P<ticker>[^/]+)$")
+PREV_RE = re.compile(r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/prev$")
+OPEN_CLOSE_RE = re.compile(r"^/v1/open-close/(?P<ticker>[^/]+)/(?P<day>[^/]+)$")
+GROUPED_RE = re.compile(r"^/v2/aggs/grouped/locale/us/market/stocks/(?P<day>[^/]+)$")
+DETAILS_RE = re.compile(r"^/v3/reference/tickers/(?P<ticker>[^/]+)$")
+SNAPSHOT_RE = re.compile(r"^/v2/snapshot/locale/us/markets/stocks/tickers/(?P<ticker>[^/]+)$")
 AGGS_RE = re.compile(r"^/v2/aggs/ticker/(?P<ticker>[^/]+)/range/(?P<mult>[^/]+)/(?P<span>[^/]+)/(?P<frm>[^/]+)/(?P<to>[^/]+)$")
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 NOT_ENTITLED_MESSAGE = "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
@@ -157,7 +176,8 @@ class RestServer:
                 "status": "OK", "request_id": uuid.uuid4().hex}
         if not sb.market.knows(ticker) or to < frm:
             return {**base, "count": 0}
-        bars = sb.market.bars(ticker, frm, to, int(m["mult"]), span, adjusted=bool(adjusted))
+        bars = sb.market.bars(ticker, frm, to, int(m["mult"]), span, adjusted=bool(adjusted),
+                              until_ms=sb.clock.now_ms())  # today's day bar: finished minutes only
         if sort == "desc":
             bars = bars.slice(slice(None, None, -1))
         page = min(limit, sb.max_page_bars)
@@ -214,6 +234,229 @@ class RestServer:
             token = _encode_cursor({"params": params, "pos": list(nxt)})
             body["next_url"] = f"{self.url}/v3/{kind}/{quote(ticker, safe=':')}?{urlencode({'cursor': token})}"
         return body
+
+    # --- the official client's other common calls ------------------------------------------------
+    # Shapes from the official client's test mocks (massive-com/client-python test_rest/mocks/...,
+    # captured from the real service) and the OpenAPI examples in its .massive/rest.json.
+    def _known(self, ticker: str, assets: tuple[str, ...]) -> str:
+        """The ticker (URL-decoded) when the sandbox has it and the endpoint serves its class; else 404."""
+        ticker = unquote(ticker)
+        asset = asset_class(ticker)
+        if asset in self.sandbox.not_entitled:
+            raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
+        if asset not in assets or not self.sandbox.market.knows(ticker):
+            raise _error(404, "Data not found.", "message", "NOT_FOUND")
+        return ticker
+
+    def last(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        """``/v2/last/trade/{t}`` (stocks, options) and ``/v2/last/nbbo/{t}`` (stocks): the latest tick at
+        or before the sandbox clock, single-letter keys, ns timestamps (mocks v2/last/trade/AAPL.json,
+        v2/last/nbbo/AAPL.json)."""
+        kind = m["kind"]
+        ticker = self._known(m["ticker"], ("stocks", "options") if kind == "trade" else ("stocks",))
+        sb = self.sandbox
+        found = sb.market.last_tick(ticker, sb.clock.now_ms())
+        if found is None:
+            raise _error(404, "Data not found.", "message", "NOT_FOUND")
+        day, i = found
+        cols = sb.market.tick_columns(ticker, day, "trades" if kind == "trade" else "quotes").columns
+        v = {name: col[i].item() if hasattr(col[i], "item") else col[i] for name, col in cols.items()}
+        if kind == "trade":
+            res: dict[str, Any] = {"T": ticker, "p": v["price"], "s": v["size"], "x": v["exchange"],
+                                   "t": v["sip_timestamp"], "y": v["participant_timestamp"]}
+            if "id" in v:
+                res.update({"i": v["id"], "q": v["sequence_number"], "z": v["tape"]})
+        else:
+            res = {"T": ticker, "P": v["ask_price"], "S": v["ask_size"], "X": v["ask_exchange"],
+                   "p": v["bid_price"], "s": v["bid_size"], "x": v["bid_exchange"], "t": v["sip_timestamp"],
+                   "y": v["participant_timestamp"], "q": v["sequence_number"], "z": v["tape"]}
+        return {"request_id": uuid.uuid4().hex, "results": res, "status": "OK"}
+
+    def _adjusted(self, query: dict[str, str]) -> bool:
+        return query.get("adjusted", "true").lower() != "false"
+
+    def _clock_day(self) -> date:
+        return datetime.fromtimestamp(self.sandbox.clock.now_ms() / 1000, NEW_YORK).date()
+
+    def prev_close(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        """``/v2/aggs/ticker/{t}/prev``: the day bar of the last trading day before the clock's day,
+        with ``T`` (mock v2/aggs/ticker/AAPL/prev.json)."""
+        ticker = self._known(m["ticker"], ("stocks", "options", "indices", "forex", "crypto"))
+        sb, adjusted = self.sandbox, self._adjusted(query)
+        base = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted, "status": "OK",
+                "request_id": uuid.uuid4().hex}
+        day = sb.market.previous_session(ticker, self._clock_day())
+        bar = sb.market.day_bar(ticker, day, adjusted) if day is not None else None
+        if bar is None or bar.size == 0:
+            return {**base, "count": 0}
+        row = {"T": ticker, **_bar_dicts(bar, asset_class(ticker))[0]}
+        return {**base, "queryCount": 1, "resultsCount": 1, "results": [row], "count": 1}
+
+    def open_close(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        """``/v1/open-close/{t}/{date}`` (mock v1/open-close/AAPL/2005-04-01&adjusted=true.json):
+        ``open``/``close`` the first/last trade of the regular session, ``high``/``low``/``volume`` over
+        it, ``preMarket`` the day's first trade and ``afterHours`` its last (when there are trades
+        outside the regular session). 404 ``NOT_FOUND`` on days without trading or not finished yet."""
+        ticker = self._known(m["ticker"], ("stocks", "options", "indices"))
+        try:
+            day = date.fromisoformat(m["day"])
+        except ValueError:
+            raise _error(400, f"Could not parse the date '{m['day']}'. Use YYYY-MM-DD.") from None
+        sb = self.sandbox
+        if day >= self._clock_day():
+            raise _error(404, "Data not found.", "message", "NOT_FOUND")
+        tk = sb.market.ticks(ticker, day)
+        lo, hi = sb.market.regular_bounds(day)
+        i0, i1 = (int(i) for i in np.searchsorted(tk.t_ms, [lo, hi], side="left"))
+        if i1 <= i0:
+            raise _error(404, "Data not found.", "message", "NOT_FOUND")
+        factor = sb.market.price_factor(ticker, day) if self._adjusted(query) else 1.0
+        price = tk.price * factor
+        body: dict[str, Any] = {"status": "OK", "from": day.isoformat(), "symbol": ticker,
+                                "open": float(price[i0]), "high": float(price[i0:i1].max()),
+                                "low": float(price[i0:i1].min()), "close": float(price[i1 - 1])}
+        if asset_class(ticker) != "indices":
+            body["volume"] = _num(np.array([round(float(tk.size[i0:i1].sum()) / factor, 8)]))[0]
+        if i0 > 0:
+            body["preMarket"] = float(price[0])
+        if i1 < len(price):
+            body["afterHours"] = float(price[-1])
+        return body
+
+    def grouped(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        """``/v2/aggs/grouped/locale/us/market/stocks/{date}``: every stock's day bar with ``T``; ``t``
+        is 16:00 New York of the date, as in the real mock (v2/aggs/grouped/.../2005-04-04&adjusted=true.json)."""
+        try:
+            day = date.fromisoformat(m["day"])
+        except ValueError:
+            raise _error(400, f"Could not parse the date '{m['day']}'. Use YYYY-MM-DD.") from None
+        sb, adjusted = self.sandbox, self._adjusted(query)
+        if "stocks" in sb.not_entitled:
+            raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
+        rows = []
+        if day < self._clock_day():
+            for ticker in sorted(t for t in sb.market.universe if asset_class(t) == "stocks"):
+                bar = sb.market.day_bar(ticker, day, adjusted)
+                if bar.size:
+                    row = {"T": ticker, **_bar_dicts(bar, "stocks")[0]}
+                    row["t"] = int(datetime.combine(day, dtime(16), NEW_YORK).timestamp() * 1000)
+                    rows.append(row)
+        body: dict[str, Any] = {"queryCount": len(rows), "resultsCount": len(rows), "adjusted": adjusted}
+        if rows:
+            body["results"] = rows
+        return {**body, "status": "OK", "request_id": uuid.uuid4().hex, "count": len(rows)}
+
+    def ticker_details(self, m: re.Match[str]) -> dict[str, Any]:
+        """``/v3/reference/tickers/{t}``: the reference fields the sandbox knows (mock v3/reference/tickers/AAPL.json)."""
+        ticker = unquote(m["ticker"])
+        info = self.sandbox.market.universe.get(ticker)
+        if info is None:
+            raise _error(404, "Ticker not found.", "message", "NOT_FOUND")
+        row = _ticker_dict(info)
+        if info.asset == "stocks":
+            row["ticker_root"] = ticker
+        return {"results": row, "status": "OK", "request_id": uuid.uuid4().hex}
+
+    def snapshot(self, m: re.Match[str], query: dict[str, str]) -> dict[str, Any]:
+        """``/v2/snapshot/locale/us/markets/stocks/tickers/{t}`` at the sandbox clock (mock
+        v2/snapshot/locale/us/markets/stocks/tickers/AAPL.json): ``day`` = the current session so far
+        (raw, ticks up to now), ``min`` = its last finished minute with ``av`` the day's volume through
+        it, ``lastTrade``/``lastQuote`` the latest tick, ``prevDay`` the previous session's bar adjusted
+        for splits since, ``todaysChange`` = last trade − previous close."""
+        ticker = self._known(m["ticker"], ("stocks",))
+        sb = self.sandbox
+        now = sb.clock.now_ms()
+        found = sb.market.last_tick(ticker, now)
+        if found is None:
+            raise _error(404, "Data not found.", "message", "NOT_FOUND")
+        day, i = found
+        trade = {k: (v[i].item() if hasattr(v[i], "item") else v[i])
+                 for k, v in sb.market.tick_columns(ticker, day, "trades").columns.items()}
+        quote_ = {k: v[i].item() for k, v in sb.market.tick_columns(ticker, day, "quotes").columns.items()}
+        dayb = _bar_dicts(sb.market.partial_day_bar(ticker, day, now + 1), "stocks")[0]
+        snap: dict[str, Any] = {
+            "day": {k: dayb[k] for k in ("c", "h", "l", "o", "v", "vw")},
+            "lastQuote": {"P": quote_["ask_price"], "S": quote_["ask_size"], "p": quote_["bid_price"],
+                          "s": quote_["bid_size"], "t": quote_["sip_timestamp"]},
+            "lastTrade": {"i": trade["id"], "p": trade["price"], "s": trade["size"], "t": trade["sip_timestamp"],
+                          "x": trade["exchange"]},
+            "ticker": ticker, "updated": trade["sip_timestamp"],
+        }
+        minutes = sb.market.minute_bars(ticker, day)
+        done = np.flatnonzero(minutes.t + 60_000 <= now)
+        if len(done):
+            k = int(done[-1])
+            mrow = _bar_dicts(minutes.slice(slice(k, k + 1)), "stocks")[0]
+            snap["min"] = {"av": _num(np.array([round(float(minutes.v[: k + 1].sum()), 8)]))[0], **mrow}
+        prev = sb.market.previous_session(ticker, day)
+        if prev is not None:
+            pbar = sb.market.day_bar(ticker, prev)
+            if pbar.size:
+                f = sb.market.split_factor_between(ticker, prev, day)
+                pbar = pbar._replace(o=pbar.o * f, h=pbar.h * f, l=pbar.l * f, c=pbar.c * f, vw=pbar.vw * f,
+                                     v=pbar.v / f)
+                prow = _bar_dicts(pbar, "stocks")[0]
+                snap["prevDay"] = {k: prow[k] for k in ("c", "h", "l", "o", "v", "vw")}
+                change = trade["price"] - prow["c"]
+                snap["todaysChange"] = round(change, 4)
+                snap["todaysChangePerc"] = round(change / prow["c"] * 100, 4)
+        return {"request_id": uuid.uuid4().hex, "status": "OK", "ticker": snap}
+
+    def dividends(self, query: dict[str, str]) -> dict[str, Any]:
+        """``/v3/reference/dividends``: the generator's dividends declared by the clock's day, filtered
+        (``ticker``, the four dates, ``cash_amount`` with ``.gt/.gte/.lt/.lte``; ``frequency``,
+        ``dividend_type``), sorted (``sort`` default ``ex_dividend_date``, ``order`` default ``desc``),
+        ``limit`` ≤ 1000 (default 10), ``next_url`` (fields from the OpenAPI spec; mock v3/reference/dividends.json)."""
+        cursor = _decode_cursor(query.get("cursor"))
+        params = cursor.get("params", {k: v for k, v in query.items() if k not in ("cursor", "apiKey")})
+        try:
+            limit = int(params.get("limit", 10))
+        except ValueError:
+            raise _error(400, f"Invalid limit '{params['limit']}'.") from None
+        if not 1 <= limit <= 1000:
+            raise _error(400, "limit must be between 1 and 1000")
+        sort = params.get("sort", "ex_dividend_date")
+        if sort not in ("ex_dividend_date", "pay_date", "declaration_date", "record_date", "cash_amount", "ticker"):
+            raise _error(400, f"Invalid sort field '{sort}'.")
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _error(400, f"Invalid order '{order}'.")
+        today = self._clock_day()
+        rows = [d for d in self.sandbox.market.dividends(HISTORY_START, today + timedelta(days=60))
+                if d.declaration_date <= today and _dividend_matches(d, params)]
+        rows.sort(key=lambda d: (getattr(d, sort), d.ticker, d.ex_dividend_date), reverse=order == "desc")
+        offset = int(cursor.get("offset", 0))
+        page = rows[offset: offset + limit]
+        body: dict[str, Any] = {"results": [_dividend_dict(d) for d in page], "status": "OK",
+                                "request_id": uuid.uuid4().hex}
+        if offset + limit < len(rows):
+            state = {"offset": offset + limit, "params": params}
+            body["next_url"] = f"{self.url}/v3/reference/dividends?{urlencode({'cursor': _encode_cursor(state)})}"
+        return body
+
+    def market_status(self) -> dict[str, Any]:
+        """``/v1/marketstatus/now`` at the sandbox clock (mock v1/marketstatus/now.json): ``open`` in the
+        regular session, ``extended-hours`` in pre-market (04:00) and after-hours (to 20:00, 17:00 on
+        early-close days), else ``closed``; forex open on weekdays, crypto always."""
+        sb = self.sandbox
+        now = sb.clock.now_ms()
+        local = datetime.fromtimestamp(now / 1000, NEW_YORK)
+        day = local.date()
+        state, early, after = "closed", False, False
+        if sb.market.is_trading_day("SPY", day):
+            lo, hi = sb.market.regular_bounds(day)
+            pre = int(datetime.combine(day, dtime(4), NEW_YORK).timestamp() * 1000)
+            end = hi + 4 * 3_600_000
+            if lo <= now < hi:
+                state = "open"
+            elif pre <= now < lo:
+                state, early = "extended-hours", True
+            elif hi <= now < end:
+                state, after = "extended-hours", True
+        fx = "open" if sb.market.is_trading_day("C:EURUSD", day) else "closed"
+        return {"afterHours": after, "currencies": {"crypto": "open", "fx": fx}, "earlyHours": early,
+                "exchanges": {"nasdaq": state, "nyse": state, "otc": state}, "market": state,
+                "serverTime": local.isoformat(timespec="seconds")}
 
     def tickers(self, query: dict[str, str]) -> dict[str, Any]:
         cursor = _decode_cursor(query.get("cursor"))
@@ -361,6 +604,41 @@ def _tick_page(market: Any, ticker: str, kind: str, lo: int, hi: int, asc: bool,
 
 _COMPARISONS = {"": lambda a, b: a == b, "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
                 "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+
+
+def _dividend_matches(div: Any, params: dict[str, str]) -> bool:
+    for name, value in params.items():
+        field, _, op = name.partition(".")
+        if op not in _COMPARISONS:
+            continue
+        if field == "ticker":
+            have, want = div.ticker, value
+        elif field in ("ex_dividend_date", "record_date", "declaration_date", "pay_date"):
+            try:
+                want = date.fromisoformat(value)
+            except ValueError:
+                raise _error(400, f"Could not parse {name} '{value}'. Use YYYY-MM-DD.") from None
+            have = getattr(div, field)
+        elif field in ("cash_amount", "frequency"):
+            try:
+                want = float(value)
+            except ValueError:
+                raise _error(400, f"Could not parse {name} '{value}'.") from None
+            have = getattr(div, field)
+        elif field == "dividend_type" and not op:
+            have, want = div.dividend_type, value
+        else:
+            continue
+        if not _COMPARISONS[op](have, want):
+            return False
+    return True
+
+
+def _dividend_dict(div: Any) -> dict[str, Any]:
+    return {"cash_amount": div.cash_amount, "currency": div.currency,
+            "declaration_date": div.declaration_date.isoformat(), "dividend_type": div.dividend_type,
+            "ex_dividend_date": div.ex_dividend_date.isoformat(), "frequency": div.frequency, "id": div.id,
+            "pay_date": div.pay_date.isoformat(), "record_date": div.record_date.isoformat(), "ticker": div.ticker}
 
 
 def _split_matches(split: Any, params: dict[str, str]) -> bool:
@@ -513,6 +791,19 @@ class _Handler(BaseHTTPRequestHandler):
         m = TICKS_RE.match(path)
         if m:
             return self.owner.ticks(m, query)
+        for regex, endpoint in ((LAST_RE, self.owner.last), (PREV_RE, self.owner.prev_close),
+                                (OPEN_CLOSE_RE, self.owner.open_close), (GROUPED_RE, self.owner.grouped),
+                                (SNAPSHOT_RE, self.owner.snapshot)):
+            m = regex.match(path)
+            if m:
+                return endpoint(m, query)
+        if path == "/v3/reference/dividends":
+            return self.owner.dividends(query)
+        if path == "/v1/marketstatus/now":
+            return self.owner.market_status()
+        m = DETAILS_RE.match(path)
+        if m and m["ticker"] != "types":
+            return self.owner.ticker_details(m)
         if path == "/v3/reference/tickers":
             return self.owner.tickers(query)
         if path == "/v3/reference/splits":

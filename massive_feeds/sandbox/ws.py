@@ -52,6 +52,7 @@ class Firehose:
     batch: int = 100
     channel: str = "Q"
     market: str = "stocks"
+    rate: float | None = None  # events per second; None: as fast as the socket takes them
 
 
 @dataclass(eq=False)
@@ -381,8 +382,14 @@ class WebSocketServer:
         send = conn.ws.send
         started = datetime.now(timezone.utc)
         pool = len(frames)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         for i in range(full):
             await send(frames[i % pool], text=True)
+            if hose.rate:  # paced: frame i+1 is due at (i+1) * batch / rate seconds after the start
+                ahead = t0 + (i + 1) * hose.batch / hose.rate - loop.time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
         if rest:
             await send(orjson.dumps(events[:rest]), text=True)
         conn.frames_sent += full + (1 if rest else 0)

@@ -34,19 +34,9 @@ from ..config import Settings, load_settings
 from ..errors import InvalidInputError, StoreError
 from ..flatfiles.keys import DATASETS, PREFIXES, Dataset, dataset_for
 from ..flatfiles.resample import finish_base_frame
-from ..sessions import has_sessions, validate_session
+from ..sessions import has_sessions
 from ..splits import fetch_splits, stock_tickers
-from ..schema import (
-    INTERVALS,
-    DateLike,
-    DateRange,
-    Interval,
-    empty_bars,
-    finalize_bars,
-    normalize_symbols,
-    parse_date_range,
-    parse_interval,
-)
+from ..schema import INTERVALS, BarQuery, DateLike, DateRange, Interval, empty_bars, finalize_bars
 from .daytask import STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
@@ -220,12 +210,11 @@ class HistoryStore:
             **{c: table.column(c).to_numpy() for c in ("open", "high", "low", "close", "volume", "transactions")},
         })
 
-    def _bars(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str | Interval,
-              adjusted: bool, session: str, resampled: bool) -> pd.DataFrame:
-        tickers = normalize_symbols(symbols)
-        iv = parse_interval(interval)
-        window = parse_date_range(start, end)
-        session = validate_session(session)
+    def bars(self, query: BarQuery, *, resampled: bool = True) -> pd.DataFrame:
+        """The bars of a built :class:`~massive_feeds.schema.BarQuery` (:meth:`load`); ``resampled=False``: the
+        stored base rows (:meth:`read_base`, never split-adjusted)."""
+        tickers, iv, window, session = query.symbols, query.interval, query.range, query.session
+        adjusted = query.adjusted
         # Regular sessions are cut from minute rows, also for day bars (as download_flat_file does).
         base_iv = INTERVALS["1m"] if session == "regular" and any(map(has_sessions, tickers)) else iv
         table, info = self._read_rows(tickers, window, base_iv)
@@ -258,20 +247,24 @@ class HistoryStore:
         """The stored base bars (minute bars for intraday ``interval``, day bars otherwise), not resampled, in
         the standard schema. This is the seam for split adjustment and session cuts, which must happen before
         resampling; :meth:`load` is this plus :func:`~massive_feeds.buckets.resample`."""
-        return self._bars(symbols, start, end, interval, adjusted, session, resampled=False)
+        return self.bars(BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted),
+                         resampled=False)
 
     def load(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h", *,
              adjusted: bool = True, session: str = "extended") -> pd.DataFrame:
         """Bars from the store; see :func:`load_store`."""
-        return self._bars(symbols, start, end, interval, adjusted, session, resampled=True)
+        return self.bars(BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted))
 
     def covers(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h") -> bool:
         """Whether every day of the range that has a flat file is in the store for these symbols (so an automatic
         method choice can prefer the store). Reads only the manifests."""
-        tickers = normalize_symbols(symbols)
-        iv = parse_interval(interval)
-        window = parse_date_range(start, end)
-        for ds, group in self._groups(tickers, iv).items():
+        return self.covers_query(BarQuery.build(symbols, start, end, interval))
+
+    def covers_query(self, query: BarQuery) -> bool:
+        """:meth:`covers` for a built query: its days of its base rows (minutes for ``session="regular"``)."""
+        iv = INTERVALS["1m"] if query.session == "regular" else query.interval
+        window = query.range
+        for ds, group in self._groups(query.symbols, iv).items():
             m = self.manifest(ds)
             if not m.days:
                 return False
@@ -321,5 +314,5 @@ def load_store(
         InvalidInputError: bad symbol, interval, dates or session.
         StoreError: the store holds no days of a dataset the query needs, or a day file is unreadable.
     """
-    return HistoryStore.open(store, settings, filesystem).load(symbols, start, end, interval, adjusted=adjusted,
-                                                               session=session)
+    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted)
+    return HistoryStore.open(store, settings, filesystem).bars(query)

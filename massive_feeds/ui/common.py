@@ -11,7 +11,7 @@ import streamlit as st
 from ..quota import quota_status
 from .backend import Backend, config_fingerprint, resolve_backend
 from .live import LiveSession
-from .logic import UiMessage, error_message, flatfile_quota_label, quota_badge, rest_minute_label
+from .logic import UiMessage, error_message, flatfile_quota_label, profile_caption, quota_badge, rest_minute_label
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,16 @@ def get_live_session() -> LiveSession:
     return _live_session(config_fingerprint())
 
 
+def restart_backend(env: dict[str, str]) -> None:
+    """Apply ``env`` (e.g. a new sandbox clock speed) and start over: the live session and the backend
+    (with its sandbox) are released — closed — and rebuilt on the next run."""
+    import os
+
+    _live_session.clear()  # releases (closes) the cached session: streams and a recording stop
+    _backend.clear()  # releases the backend: its sandbox stops
+    os.environ.update(env)
+
+
 def show_message(msg: UiMessage) -> None:
     """Render a :class:`UiMessage` as the matching Streamlit box (plus its hint as a caption)."""
     {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}[msg.kind](msg.text)
@@ -70,7 +80,8 @@ def error_boundary(action: str = "") -> Iterator[None]:
 
 
 def render_quota(backend: Backend) -> None:
-    """The free-tier status: REST calls left (coloured by the rule), per-minute use, flat-file bytes left."""
+    """The quota status of the active profile: REST calls left (coloured by the rule), per-minute use,
+    flat-file bytes left, and whose numbers these are (the profile's, beside Massive's documented ones)."""
     try:
         status = quota_status(backend.settings)
     except Exception as exc:  # noqa: BLE001 - the panel must never break the page
@@ -78,7 +89,8 @@ def render_quota(backend: Backend) -> None:
         return
     badge = quota_badge(status)
     with st.container(border=True):
-        st.markdown(f"**Free tier status** · plan `{status.plan}`")
+        st.markdown(f"**Quota** · profile `{status.plan}`")
         st.markdown(badge.markdown)
         st.caption(rest_minute_label(status))
         st.markdown(f"📦 {flatfile_quota_label(status)}")
+        st.caption(profile_caption(backend.settings.plan))

@@ -8,10 +8,12 @@ snapshots, so a rerun never blocks on the stream and never loses it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,7 +21,8 @@ import pandas as pd
 
 from ..config import Settings
 from ..datasets import list_datasets, load_dataset
-from ..errors import InvalidInputError, StreamError
+from ..errors import InvalidInputError, MassiveError, StreamError
+from ..storage import atomic_open
 from ..schema import normalize_symbols
 from .logic import min_bars_needed, recording_dataset_name
 
@@ -92,6 +95,25 @@ class QuoteBoard:
         return pd.concat(frames, ignore_index=True)
 
 
+#: Offered when the symbol list cannot be fetched and none was cached yet (any other symbol can be typed).
+FALLBACK_SYMBOLS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "SPY", "TSLA", "X:BTCUSD", "X:ETHUSD", "C:EURUSD")
+
+
+@dataclass(frozen=True)
+class SymbolList:
+    """The symbols offered in the Live Trading page and where they came from.
+
+    ``source``: ``live`` (just fetched), ``cache`` (the last list fetched, kept on disk because the
+    reference call failed — e.g. the daily REST quota is used up) or ``fallback`` (a built-in short
+    list: nothing was ever cached). ``problem`` is the error that prevented fetching, if any.
+    """
+
+    symbols: list[str]
+    source: str
+    problem: BaseException | None = field(default=None, compare=False)
+    fetched_at: str | None = None
+
+
 @dataclass(frozen=True)
 class RecordingResult:
     """A finished recording saved as a dataset."""
@@ -123,6 +145,9 @@ class LiveSession:
         self._connector: Any = None
         self._recorder: Any = None
         self._recording_opts: tuple[str, str] = ("session", "1min")
+        self._counter: Any = None
+        self._counter_listener: Any = None
+        self._recording_started: float | None = None
         self._lock = threading.RLock()
         self.last_recording: RecordingResult | None = None
 
@@ -146,6 +171,41 @@ class LiveSession:
     def list_symbols(self) -> list[str]:
         """Tradable symbols from the reference endpoint (one REST call, cached by the connector for an hour)."""
         return sorted(self.connector.list_symbols())
+
+    @property
+    def symbols_cache_file(self) -> Path:
+        """Where the last fetched symbol list is kept (beside the recordings)."""
+        return self.recordings_dir.parent / "ui_symbols.json"
+
+    def symbol_list(self) -> SymbolList:
+        """The symbols to offer, never failing: fetched (and cached on disk), else the cached list, else
+        :data:`FALLBACK_SYMBOLS`. Streaming does not need REST, so a spent quota must not block it."""
+        try:
+            symbols = self.list_symbols()
+        except MassiveError as exc:
+            cached = self._read_symbol_cache()
+            if cached is not None:
+                return SymbolList(cached[0], "cache", exc, cached[1])
+            return SymbolList(sorted(FALLBACK_SYMBOLS), "fallback", exc)
+        if symbols:
+            self._write_symbol_cache(symbols)
+        return SymbolList(symbols, "live")
+
+    def _read_symbol_cache(self) -> tuple[list[str], str | None] | None:
+        try:
+            data = json.loads(self.symbols_cache_file.read_text())
+            return [str(s) for s in data["symbols"]], data.get("fetched_at")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_symbol_cache(self, symbols: list[str]) -> None:
+        payload = {"symbols": symbols, "fetched_at": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M UTC")}
+        try:
+            self.symbols_cache_file.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(self.symbols_cache_file) as fh:
+                fh.write(json.dumps(payload).encode())
+        except OSError as exc:  # a cache is a convenience
+            log.warning("could not cache the symbol list: %s", exc)
 
     @property
     def streaming_symbols(self) -> list[str]:
@@ -203,15 +263,40 @@ class LiveSession:
             symbols = self.streaming_symbols
             if not symbols:
                 raise StreamError("Start trading first: recording captures the symbols being streamed.")
-            pd.Timedelta(interval)  # validate the bar size now, not after minutes of recording
+            from ..record.bars import BarCounter
+
+            counter = BarCounter(interval)  # validates the bar size now, not after minutes of recording
             self._recorder = WebSocketDataRecorder(symbols, self.recordings_dir, connector=self.connector,
                                                    settings=self.settings).start()
+            self._counter = counter
+            self._counter_listener = self.connector.add_listener(counter, batched=True, symbols=symbols,
+                                                                 kinds=BarCounter.KINDS, name="massive-ui-bar-counter")
+            self._recording_started = time.monotonic()
             self._recording_opts = (tag.strip() or "session", interval)
             return self._recorder
 
     def recording_stats(self) -> dict[str, Any] | None:
+        """The recorder's counters plus ``elapsed`` (wall seconds), ``bars`` so far (all symbols),
+        ``bars_per_symbol`` and ``interval``."""
         rec = self._recorder
-        return None if rec is None else {**rec.stats(), "symbols": list(rec.symbols), "recording": rec.is_recording}
+        if rec is None:
+            return None
+        counter = self._counter
+        elapsed = time.monotonic() - self._recording_started if self._recording_started is not None else 0.0
+        per_symbol = counter.per_symbol() if counter is not None else {}
+        return {**rec.stats(), "symbols": list(rec.symbols), "recording": rec.is_recording, "elapsed": elapsed,
+                "bars": counter.bars if counter is not None else 0, "bars_per_symbol": per_symbol,
+                "interval": self._recording_opts[1]}
+
+    def _drop_counter(self) -> None:
+        listener, self._counter_listener = self._counter_listener, None
+        self._counter, self._recording_started = None, None
+        conn = self._connector
+        if listener is not None and conn is not None and not conn.closed:
+            try:
+                conn.remove_listener(listener, drain=False)
+            except Exception as exc:  # noqa: BLE001 - a display counter must not fail a stop
+                log.warning("removing the bar counter: %s", exc)
 
     def stop_recording(self) -> RecordingResult:
         """Stop recording and save the bars as a tagged dataset (``massive_live_<tag>_<YYYYMMDD>``,
@@ -223,6 +308,7 @@ class LiveSession:
             if rec is None:
                 raise StreamError("Nothing is being recorded.")
             tag, interval = self._recording_opts
+            self._drop_counter()
             rec.stop()
             events = rec.reader().events()
             if len(events) == 0:

@@ -30,11 +30,26 @@ from ..errors import (
     StreamLimitError,
 )
 from ..fetch import AUTO_MAX_DAYS, AUTO_MAX_SYMBOLS, choose_method
-from ..quota import QuotaStatus, rest_level
+from ..quota import MASSIVE_DOCUMENTED_LIMITS, QuotaStatus, profile_description, rest_level
 
 # --- Data Loader: source and methods -------------------------------------------------------------
-SOURCE_LABEL = "Massive (Institutional-grade - FREE 100 calls/day)"
-SOURCES: tuple[str, ...] = (SOURCE_LABEL,)
+
+
+def _limit(value: int | None, unit: str) -> str:
+    return f"unlimited {unit}" if value is None else f"{value:,} {unit}"
+
+
+def source_label(plan: Any) -> str:
+    """The data-source label with the active profile's real name and REST limits, e.g.
+    ``Massive.com · profile custom: 40 REST calls/day, 10/minute``."""
+    return (f"Massive.com · profile {plan.name}: {_limit(plan.rest_per_day, 'REST calls/day')}, "
+            f"{_limit(plan.rest_per_minute, 'per minute')}")
+
+
+def profile_caption(plan: Any) -> str:
+    """Whose numbers the quota panel shows: the profile's origin, then what Massive documents."""
+    return (f"Limits of profile **{plan.name}** — {profile_description(plan.name)}. "
+            f"{MASSIVE_DOCUMENTED_LIMITS}")
 
 #: Fetch-method radio label → ``fetch_data(method=…)``.
 METHOD_LABELS: dict[str, str] = {
@@ -283,6 +298,63 @@ def strategy_params(strategy_cls: type) -> dict[str, int | float]:
     return {k: v for k, v in pairs if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``1 h 05 min``, ``2.5 d``."""
+    s = max(float(seconds), 0.0)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 86_400:
+        h, m = divmod(int(round(s / 60)), 60)
+        return f"{h} h {m:02d} min"
+    return f"{s / 86_400:.1f} d"
+
+
+def strategy_readiness(needs: Mapping[str, int], bar: str, bars_so_far: int | None = None,
+                       speed: float = 1.0) -> list[dict[str, str]]:
+    """How long each strategy must record before it can run: its bars needed, that much market time at
+    bar size ``bar``, the wall-clock time at the sandbox clock ``speed`` (1 = real time), and — while
+    recording — whether the bars so far (per symbol) are enough."""
+    width = pd_timedelta_seconds(bar)
+    rows = []
+    for name, need in needs.items():
+        market = need * width
+        row = {"Strategy": name, "Bars needed": f"{need:,}", "Market time": format_duration(market)}
+        row["Wall time" + (f" at {speed:g}×" if speed != 1 else "")] = format_duration(market / speed)
+        if bars_so_far is not None:
+            left = need - bars_so_far
+            row["Status"] = "✅ enough bars" if left <= 0 else (
+                f"⏳ {left:,} more bars (~{format_duration(left * width / speed)})")
+        rows.append(row)
+    return rows
+
+
+def pd_timedelta_seconds(bar: str) -> float:
+    """Seconds in a bar size such as ``1s``, ``5s``, ``1min``."""
+    import pandas as pd
+
+    return float(pd.Timedelta(bar).total_seconds())
+
+
+def symbol_list_message(source: str, problem: BaseException | None, fetched_at: str | None = None) -> UiMessage | None:
+    """The one message about the symbol list: none when it was just fetched; otherwise where it comes
+    from, why, and that any symbol can be typed (streaming does not use REST)."""
+    if source == "live":
+        return None
+    if isinstance(problem, QuotaExceededError) and problem.resource == "rest_daily":
+        why = "the daily REST quota is used up"
+    elif isinstance(problem, MissingCredentialsError):
+        why = "no API key is configured"
+    else:
+        why = f"the symbol list could not be fetched ({problem})" if problem else "the symbol list is unavailable"
+    where = (f"the list cached at {fetched_at}" if source == "cache" and fetched_at else
+             "the cached list" if source == "cache" else "a short built-in list")
+    return UiMessage("info", "Symbols from " + ("cache" if source == "cache" else "a built-in list"),
+                     f"{why}, so the page offers {where}. Streaming does not use REST: type any symbol into the "
+                     "box (e.g. AAPL, X:BTCUSD, C:EURUSD) and press Enter.")
+
+
 def min_bars_needed(params: Mapping[str, Any]) -> int:
     """Bars a strategy needs before it can act: its longest integer lookback plus one."""
     periods = [int(v) for v in params.values() if isinstance(v, int) and not isinstance(v, bool)]
@@ -294,7 +366,8 @@ def _pct(x: float) -> str:
 
 
 def backtest_cards(result: Any) -> dict[str, str]:
-    """Return, Sharpe, max drawdown and trades of a :class:`strategies.BacktestResult`, formatted."""
+    """Return, Sharpe, max drawdown and trades of a :class:`strategies.BacktestResult`, formatted
+    (Sharpe ``n/a`` when not meaningful; :func:`sharpe_caption` says why)."""
     sharpe = result.sharpe
     return {
         "Return": _pct(result.total_return),
@@ -302,3 +375,12 @@ def backtest_cards(result: Any) -> dict[str, str]:
         "Max drawdown": "n/a" if math.isnan(result.max_drawdown) else f"{result.max_drawdown:.2%}",
         "Trades": str(result.trade_count),
     }
+
+
+def sharpe_caption(result: Any) -> str | None:
+    """Why the Sharpe card says n/a (the sample is too small to annualise meaningfully), else ``None``."""
+    note = getattr(result, "sharpe_note", None)
+    if not note:
+        return None
+    return (f"Sharpe n/a: {note}. It is annualised from the bar size and the asset's session, and only "
+            "reported from 30 bar returns covering at least one full session.")

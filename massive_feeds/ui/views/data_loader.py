@@ -1,7 +1,9 @@
-"""Data Loader page: fetch historical bars (Auto / REST / Flat Files), see the quota, save datasets."""
+"""Data Loader page: fetch historical bars (Auto / REST / Flat Files), see the quota, chart and download
+the result, save it; inspect, download and delete saved datasets."""
 
 from __future__ import annotations
 
+import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -10,13 +12,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from massive_feeds.datasets import dataset_info, dataset_path, list_datasets, save_dataset
+from massive_feeds.datasets import dataset_info, dataset_path, delete_dataset, list_datasets, load_dataset, save_dataset
 from massive_feeds.errors import MassiveError
 from massive_feeds.fetch import estimate_rest_calls, fetch_data
 from massive_feeds.quota import quota_status
-from massive_feeds.schema import NEW_YORK, normalize_symbols, parse_date_range, parse_interval
+from massive_feeds.schema import normalize_symbols, parse_date_range, parse_interval
 from massive_feeds.ui import logic as L
 from massive_feeds.ui.backend import Backend
+from massive_feeds.ui.charts import bars_figure
 from massive_feeds.ui.common import error_boundary, get_backend, render_quota, show_error, show_message
 
 RESULT = "dl_result"
@@ -57,16 +60,31 @@ def _fetch_with_progress(backend: Backend, symbols: list[str], start: date, end:
     return df
 
 
-def _candles(df: pd.DataFrame, symbol: str, interval: str) -> Any:
-    import plotly.graph_objects as go
+def _chart(df: pd.DataFrame, key: str, interval: str) -> None:
+    """Candlesticks with volume (stacked per symbol) or closes overlaid, without the closed hours."""
+    symbols = list(dict.fromkeys(df["symbol"]))
+    chosen = symbols
+    layout = "stacked"
+    if len(symbols) > 1:
+        c1, c2 = st.columns([3, 2])
+        chosen = c1.multiselect("Chart symbols", symbols, default=symbols[: min(len(symbols), 3)],
+                                key=f"{key}_symbols") or symbols[:1]
+        label = c2.radio("Layout", ["Stacked candles", "Overlaid (% change)"], key=f"{key}_layout", horizontal=True)
+        layout = "overlay" if label.startswith("Overlaid") else "stacked"
+    part = df[df["symbol"].isin(chosen)]
+    title = f"{', '.join(chosen)} · {interval} bars · New York time (closed hours and days hidden)"
+    st.plotly_chart(bars_figure(part, chosen, layout=layout, interval=interval, title=title), key=f"{key}_chart")
 
-    one = df[df["symbol"] == symbol]
-    x = one["timestamp"].dt.tz_convert(NEW_YORK).dt.tz_localize(None)
-    fig = go.Figure(go.Candlestick(x=x, open=one["open"], high=one["high"], low=one["low"], close=one["close"],
-                                   name=symbol))
-    fig.update_layout(title=f"{symbol} · {interval} bars · New York time", xaxis_rangeslider_visible=False,
-                      height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return fig
+
+def _downloads(df: pd.DataFrame, stem: str, key: str) -> None:
+    """CSV and Parquet download buttons for a bar frame."""
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.download_button("⬇️ CSV", df.to_csv(index=False).encode(), file_name=f"{stem}.csv", mime="text/csv",
+                       key=f"{key}_csv")
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    c2.download_button("⬇️ Parquet", buf.getvalue(), file_name=f"{stem}.parquet",
+                       mime="application/vnd.apache.parquet", key=f"{key}_parquet")
 
 
 def _render_result(backend: Backend, df: pd.DataFrame) -> None:
@@ -88,9 +106,9 @@ def _render_result(backend: Backend, df: pd.DataFrame) -> None:
                f"prices {adjusted} · preview: first {min(len(df), 500):,} of {len(df):,} rows × "
                f"{len(df.columns)} columns")
     st.dataframe(df.head(500), hide_index=True, height=260)
-    symbols = list(dict.fromkeys(df["symbol"]))
-    chart_symbol = st.selectbox("Chart symbol", symbols, key="dl_chart_symbol") if len(symbols) > 1 else symbols[0]
-    st.plotly_chart(_candles(df, chart_symbol, str(df.attrs.get("interval", ""))), key="dl_chart")
+    interval = str(df.attrs.get("interval", ""))
+    _chart(df, "dl_chart", interval)
+    _downloads(df, L.suggest_dataset_name(df["symbol"].unique(), interval or "bars"), "dl_download")
     _render_save(backend, df)
 
 
@@ -133,7 +151,7 @@ def render() -> None:
     with quota_slot.container():
         render_quota(backend)
 
-    st.selectbox("Data source", L.SOURCES, key="dl_source")
+    st.selectbox("Data source", [L.source_label(backend.settings.plan)], key="dl_source")
     label = st.radio("Fetch method", list(L.METHOD_LABELS), key="dl_method", horizontal=True)
     method = L.METHOD_LABELS[label]
     st.caption(L.METHOD_HELP[method])
@@ -175,12 +193,48 @@ def render() -> None:
     if result is not None:
         _render_result(backend, result)
 
-    with st.expander("Saved datasets"):
-        table = list_datasets(settings=backend.settings)
-        if table.empty:
-            st.caption("None yet.")
-        else:
-            st.dataframe(table.drop(columns=["path"]), hide_index=True)
+    _render_saved(backend)
+
+
+def _render_saved(backend: Backend) -> None:
+    """Saved datasets: the table, then one of them inspected, downloaded or deleted."""
+    st.subheader("Saved datasets")
+    settings = backend.settings
+    deleted = st.session_state.pop("dl_deleted", None)
+    if deleted:
+        st.success(deleted)
+    table = list_datasets(settings=settings)
+    if table.empty:
+        st.caption("None yet: fetch bars and click Save dataset.")
+        return
+    st.dataframe(table.drop(columns=["path"]), hide_index=True, key="dl_datasets_table")
+    name = st.selectbox("Inspect dataset", table["name"].tolist(), key="dl_inspect")
+    with error_boundary("Reading the dataset"):
+        info = dataset_info(dataset_path(name, settings=settings))
+        df = load_dataset(name, settings=settings)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Rows", f"{len(df):,}")
+        c2.metric("Symbols", df["symbol"].nunique() if "symbol" in df else 0)
+        c3.metric("Interval", str(info.get("interval") or "–"))
+        c4.metric("Source", str(info.get("source") or "–"))
+        if len(df) and "timestamp" in df:
+            st.caption(f"{df['timestamp'].min():%Y-%m-%d %H:%M} → {df['timestamp'].max():%Y-%m-%d %H:%M} UTC"
+                       + (f" · tags: {', '.join(info.get('tags') or [])}" if info.get("tags") else "")
+                       + f" · `{info.get('path')}`")
+            st.dataframe(df.head(200), hide_index=True, height=200, key="dl_inspect_rows")
+            if {"open", "high", "low", "close", "volume"} <= set(df.columns):
+                _chart(df, "dl_inspect_chart", str(info.get("interval") or ""))
+        _downloads(df, name, "dl_inspect_download")
+    with st.popover("🗑️ Delete dataset…"):
+        st.markdown(f"Delete **{name}** for good" + (" (and its recorded events)" if info.get("recording") else "")
+                    + "?")
+        if st.button(f"Delete {name}", key="dl_delete", type="primary"):
+            with error_boundary("Deleting the dataset"):
+                removed = delete_dataset(name, settings=settings)
+                st.session_state["dl_deleted"] = (f"Deleted dataset **{name}** "
+                                                  f"({', '.join(p.name for p in removed)}).")
+                st.session_state.pop("dl_inspect", None)
+                st.rerun()
 
 
 render()

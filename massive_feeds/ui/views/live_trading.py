@@ -12,12 +12,24 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from massive_feeds.datasets import load_dataset
 from massive_feeds.ui import logic as L
-from massive_feeds.ui.common import error_boundary, get_backend, get_live_session, show_error, show_message
+from massive_feeds.ui.backend import SPEED_ENV
+from massive_feeds.ui.charts import bars_figure, live_candles
+from massive_feeds.ui.common import (
+    error_boundary,
+    get_backend,
+    get_live_session,
+    restart_backend,
+    show_error,
+    show_message,
+)
 from massive_feeds.ui.live import LiveSession, recorded_datasets, run_backtest
 
 REFRESH_SECONDS = 1.0
 BAR_SIZES = ("1s", "5s", "15s", "1min", "5min")
+CANDLE_SIZES = ("1s", "5s", "15s", "1min")
+SPEEDS = (1.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MESSAGE = "lt_message"
 RESULT = "lt_result"
 TABS = ("📈 Live Quotes", "🧪 Test on Live Data")
@@ -25,6 +37,15 @@ TABS = ("📈 Live Quotes", "🧪 Test on Live Data")
 
 def _say(msg: L.UiMessage) -> None:
     st.session_state[MESSAGE] = msg
+
+
+def _on_speed() -> None:
+    speed = float(st.session_state["lt_speed"])
+    restart_backend({SPEED_ENV: f"{speed:g}"})
+    for key in ("lt_symbols", RESULT):
+        st.session_state.pop(key, None)
+    _say(L.UiMessage("info", f"Sandbox clock set to {speed:g}× real time",
+                     "the sandbox restarted; start trading again."))
 
 
 def _on_start(live: LiveSession) -> None:
@@ -107,21 +128,49 @@ def _live_panel(live: LiveSession) -> None:
     if quotes.empty:
         st.info(f"Waiting for the first quotes of {', '.join(symbols)}…")
         return
-    st.table(L.format_quotes(quotes))
+    left, right = st.columns([1, 1])
+    with left:
+        st.table(L.format_quotes(quotes))
     history = live.board.history_frame(symbols)
+    with right:
+        if history.empty:
+            st.caption("Candles appear with the first prices.")
+        else:
+            bar = st.session_state.get("lt_candle", "5s")
+            st.plotly_chart(live_candles(history, bar), key="lt_candles")
     if not history.empty:
-        st.plotly_chart(_price_chart(history), key="lt_price_chart")
+        with st.expander("Price line (every update)"):
+            st.plotly_chart(_price_chart(history), key="lt_price_chart")
+
+
+def _speed(live: LiveSession) -> float:
+    sb = getattr(get_backend(), "sandbox", None)
+    return float(sb.clock.speed) if sb is not None else 1.0
+
+
+def _needs(live: LiveSession) -> dict[str, int]:
+    from strategies import STRATEGIES
+
+    return {name: L.min_bars_needed(L.strategy_params(cls)) for name, cls in STRATEGIES.items()}
 
 
 def _recording_panel(live: LiveSession) -> None:
     stats = live.recording_stats()
     if stats is None or not stats["recording"]:
         return
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Events recorded", f"{stats['events_received']:,}")
-    c2.metric("Written to disk", f"{stats['events_durable']:,}")
-    c3.metric("Gaps", stats["gaps"])
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Elapsed", L.format_duration(stats["elapsed"]))
+    c2.metric("Events recorded", f"{stats['events_received']:,}")
+    c3.metric("Written to disk", f"{stats['events_durable']:,}")
+    per_symbol = stats["bars_per_symbol"]
+    fewest = min((per_symbol.get(s, 0) for s in stats["symbols"]), default=0)
+    c4.metric(f"Bars ({stats['interval']})", f"{fewest:,}",
+              help="bars so far of the symbol with the fewest (every symbol: "
+                   + ", ".join(f"{s} {per_symbol.get(s, 0)}" for s in stats["symbols"]) + ")")
+    c5.metric("Gaps", stats["gaps"])
     st.caption(f"🔴 Recording {', '.join(stats['symbols'])}")
+    st.dataframe(pd.DataFrame(L.strategy_readiness(_needs(live), stats["interval"], fewest, _speed(live))),
+                 hide_index=True, key="lt_readiness_live")
 
 
 def _render_recording(live: LiveSession) -> None:
@@ -136,6 +185,11 @@ def _render_recording(live: LiveSession) -> None:
         st.fragment(_recording_panel, run_every=REFRESH_SECONDS)(live)
         st.button("⏹️ Stop Recording", key="lt_stop_rec", on_click=_on_stop_recording, args=(live,), type="primary")
         return
+    speed = _speed(live)
+    st.caption("How long to record before each strategy can run"
+               + (f" (sandbox clock at {speed:g}× real time)" if speed != 1 else " (real time)") + ":")
+    st.dataframe(pd.DataFrame(L.strategy_readiness(_needs(live), st.session_state.get("lt_bar", "1min"),
+                                                   None, speed)), hide_index=True, key="lt_readiness")
     st.button("▶️ Start Recording", key="lt_start_rec", on_click=_on_start_recording, args=(live,),
               disabled=not streaming)
     if not streaming:
@@ -186,6 +240,16 @@ def _render_backtest_result(dataset: str, symbol: str, strategy: str, result: An
     cols = st.columns(4)
     for col, (label, value) in zip(cols, L.backtest_cards(result).items()):
         col.metric(label, value)
+    why = L.sharpe_caption(result)
+    if why:
+        st.caption(why)
+    with error_boundary("Drawing the trades"):
+        bars = load_dataset(dataset, settings=get_live_session().settings)
+        bars = bars[bars["symbol"] == symbol]
+        if len(bars):
+            st.plotly_chart(bars_figure(bars, [symbol], trades=result.trades,
+                                        title=f"{symbol} with ▲ entries and ▼ exits · New York time"),
+                            key="lt_trades_chart")
     eq = result.equity
     if len(eq):
         fig = go.Figure(go.Scatter(x=eq.index.tz_convert("UTC").tz_localize(None), y=eq.to_numpy(), mode="lines",
@@ -210,26 +274,37 @@ def render() -> None:
     c1.selectbox("Data Source", ["massive"], key="lt_source")
     c2.radio("Connection mode", ["Streaming (WebSocket)"], key="lt_mode", horizontal=True)
 
-    available: list[str] = []
-    with error_boundary("Listing symbols"):
-        available = live.list_symbols()
+    listing = live.symbol_list()  # never fails: fetched, else cached, else a built-in list
+    available = listing.symbols
     streaming = live.streaming_symbols
     options = sorted(set(available) | set(streaming) | set(st.session_state.get("lt_symbols") or []))
     if "lt_symbols" not in st.session_state:
         st.session_state["lt_symbols"] = streaming or L.default_stream_symbols(available)
     max_streams = live.settings.plan.ws_max_streams
     st.multiselect("Symbols", options, key="lt_symbols", max_selections=max_streams, accept_new_options=True,
-                   help=f"from list_symbols(); your plan streams up to {max_streams or 'unlimited'} symbols at once")
+                   help=f"pick from the list or type any symbol and press Enter; your plan streams up to "
+                        f"{max_streams or 'unlimited'} symbols at once")
     b1, b2, _ = st.columns([1, 1, 3])
     b1.button("▶️ Start Trading", type="primary", key="lt_start", on_click=_on_start, args=(live,),
               disabled=not st.session_state.get("lt_symbols"))
     b2.button("⏹️ Stop Trading", key="lt_stop", on_click=_on_stop, args=(live,), disabled=not streaming)
     with st.container():  # always present, so the tabs below keep their place (and their selection)
         message = st.session_state.pop(MESSAGE, None)
+        if message is None:  # one message at a time: an action's outcome, else where the symbols come from
+            message = L.symbol_list_message(listing.source, listing.problem, listing.fetched_at)
         if message is not None:
             show_message(message)
     st.caption("WebSocket streaming does not count against the REST quota"
                + (" · sandbox market (synthetic prices)" if backend.is_sandbox else ""))
+    c1, c2 = st.columns(2)
+    c1.selectbox("Live candle size", CANDLE_SIZES, index=CANDLE_SIZES.index("5s"), key="lt_candle")
+    if backend.is_sandbox and backend.sandbox is not None:
+        current = float(backend.sandbox.clock.speed)
+        speeds = sorted(set(SPEEDS) | {current})
+        c2.selectbox("Sandbox clock speed (× real time)", speeds, index=speeds.index(current), key="lt_speed",
+                     format_func=lambda v: f"{v:g}×", on_change=_on_speed,
+                     help="how fast the sandbox market runs: at 60×, a minute bar forms every second. Changing "
+                          "it restarts the sandbox (streams and a running recording stop).")
 
     # Stateful tabs: the open tab survives reruns, and only its content runs (the hidden one does not refresh).
     quotes_tab, test_tab = st.tabs(list(TABS), key="lt_tab", on_change="rerun")

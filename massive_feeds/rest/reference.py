@@ -1,0 +1,36 @@
+"""Reference data over REST: the tickers list with names and markets (``/v3/reference/tickers``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..config import Settings
+from .client import RestClient
+
+#: Columns of :func:`ticker_table`, in order (a field the service omits is left empty).
+TICKER_COLUMNS = ["ticker", "name", "market", "type", "primary_exchange", "locale", "currency_name"]
+
+
+def ticker_table(market: str | None = None, *, search: str | None = None, limit: int = 1000,
+                 settings: Settings | None = None) -> pd.DataFrame:
+    """Active tickers with their name, market, type, primary exchange, locale and currency.
+
+    ``market``: ``stocks`` | ``crypto`` | ``fx`` | ``otc`` | ``indices``; ``search`` matches ticker or
+    name. Each page (up to 1,000 rows) is one REST call counted against the quota.
+    """
+    params: dict[str, Any] = {"active": "true", "limit": max(1, min(limit, 1000))}
+    if market:
+        params["market"] = market
+    if search:
+        params["search"] = search
+    rows: list[dict[str, Any]] = []
+    with RestClient(settings) as rest:  # resolves settings: no key configured → the built-in sandbox
+        for row in rest.list_json("/v3/reference/tickers", params):
+            rows.append({c: row.get(c) for c in TICKER_COLUMNS})
+            if len(rows) >= limit:
+                break
+    table = pd.DataFrame(rows, columns=TICKER_COLUMNS)
+    table.attrs["source"] = rest.settings.source  # "sandbox" when the built-in sandbox answered
+    return table

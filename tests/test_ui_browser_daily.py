@@ -1,0 +1,190 @@
+"""Issue 18's flows in a real browser (one Chromium session for the module), on the app's own sandbox with
+a custom profile whose daily REST limit is 1 — so the quota really runs out during the test:
+
+Data Loader (truthful profile labels, a fetch that spends the last call, candlesticks with volume and no
+closed hours, CSV download, save, inspect, delete) → Live Trading with the quota exhausted (one message,
+the built-in symbol list, streaming works, live candles beside the quotes) → recording with elapsed
+time, bars so far and how long each strategy needs at the sandbox speed → a backtest with trade markers.
+
+Screenshots go to ``output/screenshots/`` of the repository (git-ignored). Needs ``/usr/bin/chromium``
+(skipped without it unless ``MASSIVE_REQUIRE_BROWSER=1``). Every wait is for something on the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import pytest
+
+from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, _choose, _free_port, _metric, _missing, _wait_healthy
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+SHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
+WAIT_MS = 30_000
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def daily_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("playwright is not installed (pip install 'massive-feeds[dev]')")
+    if not CHROMIUM.exists():
+        _missing(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    tmp = tmp_path_factory.mktemp("ui_daily")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASSIVE_")}
+    env.update({
+        "MASSIVE_FEEDS_HOME": str(tmp / "home"), "MASSIVE_DATASETS_DIR": str(tmp / "datasets"),
+        "MASSIVE_FEEDS_CONFIG": str(tmp / "no-user-config.properties"), "HOME": str(tmp / "user"),
+        "MASSIVE_UI_SANDBOX_SPEED": "60",
+        "MASSIVE_PLAN": "custom", "MASSIVE_PLAN_REST_PER_DAY": "1",  # one REST call today, then exhausted
+    })
+    log = tmp / "ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "massive_feeds.cli", "ui", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url, tmp
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def page(daily_server: tuple[str, Path]) -> Iterator[Page]:
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 2600}, accept_downloads=True)
+            pg.set_default_timeout(WAIT_MS)
+            sync_api.expect.set_options(timeout=WAIT_MS)  # the default 5 s is short on a loaded machine
+            pg.goto(daily_server[0])
+            yield pg
+        finally:
+            browser.close()
+
+
+def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: tuple[str, Path]) -> None:
+    from playwright.sync_api import expect
+
+    tmp = daily_server[1]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    p = page
+
+    # Data Loader: the profile's real name and limits, and whose numbers they are
+    expect(p.get_by_text("Sandbox mode: no API key configured")).to_be_visible()
+    expect(p.get_by_role("combobox", name="Data source")).to_have_value(
+        "Massive.com · profile custom: 1 REST calls/day, 10 per minute")
+    expect(p.get_by_text("1 of 1 REST calls left today")).to_be_visible()
+    expect(p.get_by_text(re.compile(r"custom limits from your MASSIVE_PLAN_\* settings"))).to_be_visible()
+    expect(p.get_by_text(re.compile(r"Massive documents 5 REST requests/minute"))).to_be_visible()
+    assert not p.get_by_text(re.compile("FREE 100 calls/day|Free tier status")).count()
+
+    # one symbol over REST spends the only call of the day
+    symbols = p.get_by_role("textbox", name="Symbols")
+    symbols.fill("AAPL")
+    symbols.press("Enter")
+    p.get_by_test_id("stRadio").get_by_text("REST API", exact=True).click()
+    p.get_by_role("button", name="Fetch Data").click()
+    expect(p.get_by_text("Fetched via REST API")).to_be_visible()
+    expect(p.get_by_text(re.compile(r"Daily limit reached: 0 of 1 REST calls left"))).to_be_visible()
+    chart = p.locator(".js-plotly-plot").first
+    expect(chart).to_be_visible()
+    expect(chart.locator(".boxlayer path.box").first).to_be_attached()  # candlestick bodies
+    expect(chart.locator(".barlayer .point").first).to_be_attached()  # the volume panel
+    expect(chart.get_by_text("New York time", exact=True)).to_be_attached()
+    breaks = chart.evaluate("gd => gd.layout.xaxis.rangebreaks")  # what plotly actually drew with
+    assert {"bounds": ["sat", "mon"]} in [{k: b[k] for k in ("bounds",) if k in b} for b in breaks]
+    assert any(b.get("pattern") == "hour" for b in breaks)  # the closed night hours are hidden
+    p.screenshot(path=str(SHOTS / "01_data_loader_candles_volume_quota_exhausted.png"), full_page=True)
+
+    with p.expect_download() as download:
+        p.get_by_role("button", name="⬇️ CSV").first.click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows and rows[0]["symbol"] == "AAPL" and float(rows[0]["close"]) > 0
+
+    p.get_by_role("textbox", name="Dataset name").fill("aapl_daily")
+    p.get_by_role("textbox", name="Dataset name").press("Enter")
+    p.get_by_role("button", name="Save dataset").click()
+    expect(p.get_by_text("Saved dataset aapl_daily")).to_be_visible()
+    assert (tmp / "datasets" / "aapl_daily.parquet").exists()
+
+    # Live Trading with the quota spent: one message, a symbol list anyway, streaming works
+    p.get_by_role("link", name="Live Trading").click()
+    expect(p.get_by_text("Symbols from a built-in list")).to_be_visible()
+    expect(p.get_by_text(re.compile(r"daily REST quota is used up.*type any symbol"))).to_be_visible()
+    assert p.get_by_test_id("stAlert").filter(has_text=re.compile("quota", re.I)).count() == 1
+    assert not p.get_by_test_id("stAlertContentError").count()
+    start = p.get_by_role("button", name="Start Trading")
+    expect(start).to_be_enabled()
+    start.click()
+    quotes = p.get_by_test_id("stTable")
+    expect(quotes.get_by_text("AAPL", exact=True)).to_be_visible()
+    expect(quotes.get_by_text("X:BTCUSD", exact=True)).to_be_visible()
+    candles = p.locator(".st-key-lt_candles .js-plotly-plot").filter(has_text="Live 5s candles").last
+    expect(candles).to_be_visible()
+    expect(candles.locator(".boxlayer path.box").first).to_be_attached()  # candlestick bodies drawn
+    p.screenshot(path=str(SHOTS / "02_live_quotes_and_candles_with_quota_exhausted.png"), full_page=True)
+
+    # Recording: how long each strategy needs at 60×, then elapsed time and bars so far
+    p.get_by_role("tab", name="Test on Live Data").click()
+    expect(p.get_by_text("How long to record before each strategy can run (sandbox clock at 60× real time)")
+           ).to_be_visible()
+    _choose(p, "Bar size", "1s")
+    p.get_by_role("button", name="Start Recording").click()
+    elapsed = p.get_by_test_id("stMetric").filter(has_text="Elapsed")
+    expect(elapsed).to_be_visible()
+    bars = p.get_by_test_id("stMetric").filter(has_text="Bars (1s)").get_by_test_id("stMetricValue")
+    expect(bars).to_have_text(re.compile(r"^([6-9]\d\d|[\d,]{5,})$"), timeout=90_000)  # >= 600 bars per symbol
+    p.screenshot(path=str(SHOTS / "03_recording_elapsed_bars_readiness.png"), full_page=True)
+    p.get_by_role("button", name="Stop Recording").click()
+    expect(p.get_by_text(re.compile(r"Saved recording as dataset massive_live_session_\d{8}"))).to_be_visible()
+
+    # mean_reversion needs 21 bars: it runs now, with its trades on the price
+    _choose(p, "Strategy", "mean_reversion (MeanReversion)")
+    p.get_by_role("button", name="Run Backtest").click()
+    expect(p.get_by_text("Equity curve")).to_be_visible()
+    trades_chart = p.locator(".st-key-lt_trades_chart .js-plotly-plot").last
+    expect(trades_chart).to_contain_text("with ▲ entries and ▼ exits")
+    expect(trades_chart.locator(".boxlayer path.box").first).to_be_attached()
+    expect(trades_chart.locator(".scatterlayer .point").first).to_be_attached()  # ▲/▼ trade markers
+    assert re.fullmatch(r"[+-]\d+\.\d\d%", _metric(p, "Return")) and int(_metric(p, "Trades")) > 0
+    sharpe = _metric(p, "Sharpe")
+    assert sharpe == "n/a"  # well under one 6.5 h session of 1-second bars
+    expect(p.get_by_text(re.compile(r"Sharpe n/a: .*less than one 6.5 h session"))).to_be_visible()
+    assert not p.get_by_test_id("stException").count()
+    p.screenshot(path=str(SHOTS / "04_backtest_trade_markers_sharpe_na.png"), full_page=True)
+    p.get_by_role("button", name="Stop Trading").click()
+    expect(p.get_by_text("Trading stopped")).to_be_visible()
+
+    # Data Loader: inspect the saved dataset, then delete it
+    p.get_by_role("link", name="Data Loader").click()
+    _choose(p, "Inspect dataset", "aapl_daily")
+    p.get_by_role("button", name=re.compile("Delete dataset")).click()
+    p.get_by_role("button", name="Delete aapl_daily").click()
+    expect(p.get_by_text("Deleted dataset aapl_daily (aapl_daily.parquet).")).to_be_visible()
+    assert not (tmp / "datasets" / "aapl_daily.parquet").exists()
