@@ -216,10 +216,20 @@ class Settings:
     sandbox: str = "auto"
     #: ``MASSIVE_FEEDS_STORE``: the history store's folder or URL (``None``: ``<home>/store``).
     store: str | None = None
+    #: ``MASSIVE_SANDBOX_SPEED``: how fast the built-in sandbox's market clock runs (1 = real time).
+    sandbox_speed: float = 1.0
 
     def __post_init__(self) -> None:
         if self.sandbox not in SANDBOX_MODES:
             object.__setattr__(self, "sandbox", parse_sandbox_mode(self.sandbox))
+        speed = self.sandbox_speed
+        try:
+            speed = float(speed)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"MASSIVE_SANDBOX_SPEED must be a number, got {speed!r}") from None
+        if not 0 < speed <= 10_000:
+            raise ConfigurationError(f"MASSIVE_SANDBOX_SPEED must be between 0 and 10000, got {speed:g}")
+        object.__setattr__(self, "sandbox_speed", speed)
 
     @property
     def uses_sandbox(self) -> bool:
@@ -295,6 +305,7 @@ _ENV_KEYS = {
     "MASSIVE_DATASETS_DIR": "datasets_dir",
     "MASSIVE_SANDBOX": "sandbox",
     "MASSIVE_FEEDS_STORE": "store",
+    "MASSIVE_SANDBOX_SPEED": "sandbox_speed",
 }
 
 

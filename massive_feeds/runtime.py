@@ -160,7 +160,7 @@ class Runtime:
                         f"the built-in sandbox cannot start ({exc.name or exc} is missing): {SANDBOX_EXTRA}; "
                         "or set MASSIVE_API_KEY to use Massive.com"
                     ) from None
-                sb = Sandbox(rest=True)
+                sb = Sandbox(rest=True, clock_speed=base.sandbox_speed)
                 sb.start()
                 self._sandbox = sb
                 why = ("MASSIVE_SANDBOX=1" if base.sandbox == "on" else "no API key configured")

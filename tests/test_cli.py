@@ -47,7 +47,7 @@ def _recent_days() -> tuple[str, str]:
 
 def test_data_commands_without_a_key_use_the_sandbox_and_say_so(tmp_path: Path) -> None:
     start, end = _recent_days()
-    env = {"MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
+    env = {"MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_SANDBOX_SPEED": "60"}  # quotes come quickly
     fetched = run("fetch", "AAPL", "--start", start, "--end", end, "--dataset", "nokey", env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert "from the SANDBOX" in fetched.stdout and fetched.stderr.count("built-in sandbox") == 1

@@ -131,6 +131,13 @@ def test_explicit_settings_win_over_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MASSIVE_SANDBOX", "maybe")
     with pytest.raises(ConfigurationError, match="MASSIVE_SANDBOX"):
         load_settings()
+    monkeypatch.setenv("MASSIVE_SANDBOX", "1")
+    for bad in ("fast", "0", "-2"):
+        monkeypatch.setenv("MASSIVE_SANDBOX_SPEED", bad)
+        with pytest.raises(ConfigurationError, match="MASSIVE_SANDBOX_SPEED"):
+            load_settings()
+    monkeypatch.setenv("MASSIVE_SANDBOX_SPEED", "60")
+    assert load_settings().sandbox_speed == 60.0
 
 
 def test_http_sessions_are_per_thread_and_shared_within_one() -> None:
