@@ -1,5 +1,5 @@
 # Two entry points: `make demo` (build the virtualenv, install, run the demo on the embedded sandbox)
-# and `make test` (the whole test suite; CI runs exactly this via .ci/run).
+# and `make test` (the whole test suite; CI runs `make lint` then this via .ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,6 +16,11 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/massive-feeds demo
+
+# Lint and type checks on the library and the strategies (configured in pyproject.toml).
+lint: install
+	$(PY) -m ruff check massive_feeds strategies
+	$(PY) -m mypy
 
 test: install
 	$(PY) -m pytest -q

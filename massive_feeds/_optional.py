@@ -42,7 +42,7 @@ def require(module: str, feature: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise as_missing_dependency(exc, feature) or exc
+        raise as_missing_dependency(exc, feature) or exc  # noqa: B904 - replaces the ImportError (kept as context)
 
 
 def as_missing_dependency(exc: ImportError, feature: str | None = None) -> MissingDependencyError | None:

@@ -43,6 +43,7 @@ from .config import Settings, load_settings
 from .errors import DatasetError, InvalidInputError, MassiveError
 from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars
+from .storage import read_parquet_metadata, write_parquet
 from .tickschema import TICK_COLUMNS, finalize_ticks
 
 #: the ``interval`` a dataset of trades/quotes (the tick schema, :mod:`.tickschema`) is saved with
@@ -52,7 +53,7 @@ TICKS_INTERVAL = "ticks"
 def is_tick_frame(df: pd.DataFrame) -> bool:
     """Whether ``df`` is in the tick schema (``fetch_ticks``) rather than the bar schema."""
     return all(c in df.columns for c in TICK_COLUMNS)
-from .storage import read_parquet_metadata, write_parquet
+
 
 log = logging.getLogger(__name__)
 

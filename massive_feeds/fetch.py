@@ -325,7 +325,8 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
     settings = resolve_settings(settings)  # no key configured: the built-in sandbox
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
 
-    chosen, reason = method, "requested explicitly"
+    chosen: str = method
+    reason = "requested explicitly"
     if method == "auto" and _store_covers(store, settings, query):
         chosen, reason = "store", "the local history store holds every day of the query"
     elif method == "auto":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, Sequence, TypeAlias
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -171,7 +171,7 @@ def normalize_symbols(symbols: str | Iterable[str]) -> list[str]:
 
 
 # --- dates ----------------------------------------------------------------------------------------
-DateLike = str | date | datetime | pd.Timestamp
+DateLike: TypeAlias = str | date | datetime | pd.Timestamp
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ The frame is :mod:`massive_feeds.tickschema`'s: the columns a recording's events
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import date, timedelta
 from typing import Any, Iterable, Literal, Sequence
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
 from .config import Settings
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MassiveError
 from .fetch import _flat_files_unavailable
 from .quota import get_quota
 from .rest import RestClient
@@ -196,6 +197,23 @@ def fetch_ticks_flat_file(
 
 
 # --- the choice -----------------------------------------------------------------------------------
+def _store_covers_ticks(store: "str | os.PathLike[str] | None", settings: Settings, tickers: list[str],
+                        start: DateLike, end: DateLike, kinds: list[str]) -> bool:
+    """Whether a history store exists and holds every day of this tick query (reads manifests only)."""
+    from pathlib import Path
+
+    from .store.core import HistoryStore, default_store_path
+
+    location = store if store is not None else default_store_path(settings)
+    if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
+        return False
+    try:
+        return HistoryStore.open(location, settings).covers_ticks(tickers, start, end, kinds)
+    except (MassiveError, OSError, ValueError) as exc:
+        log.debug("history store not usable for this tick query: %s", exc)
+        return False
+
+
 def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
     """A rough upper estimate of REST pages (quota slots) for a tick query."""
     return sum(n_symbols * days * PAGES_PER_DAY[k] for k in kinds)
@@ -212,13 +230,16 @@ def fetch_ticks(
     settings: Settings | None = None,
     progress: bool | None = None,
     use_cache: bool = True,
+    store: "str | os.PathLike[str] | None" = None,
 ) -> pd.DataFrame:
     """Historical ticks (``kind``: ``"quotes"``, ``"trades"`` or both as a list) in the tick schema.
 
-    ``method``: ``auto`` (default), ``rest`` or ``flat_file``. Auto sends at most
-    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days per kind over REST and bigger queries to flat files, with
-    the fallbacks of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]``
-    say what ran and why. ``store`` is refused: the history store holds bars, not ticks (yet).
+    ``method``: ``auto`` (default), ``rest``, ``flat_file`` or ``store`` (the history store, after
+    ``massive-feeds ingest --dataset us_stocks_sip/quotes_v1 --symbols …``: no call at all). Auto uses the
+    store when it holds every day of the query for these symbols, else sends at most
+    :data:`AUTO_MAX_SYMBOL_DAYS` symbol-days over REST and bigger queries to flat files, with the fallbacks
+    of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]`` say what ran and why.
+    ``store`` is the store's location (default ``$MASSIVE_FEEDS_STORE`` or ``<home>/store``).
 
     Raises:
         InvalidInputError: bad symbol, dates or kind, or a kind the asset class does not have
@@ -235,11 +256,10 @@ def fetch_ticks(
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
-    if method == "store":
-        raise InvalidInputError("the history store holds bars only, not trades/quotes; use method='rest' or "
-                                "'flat_file' (flat-file ticks of a symbol-day are cached after the first read)")
     chosen, reason = method, "requested explicitly"
-    if method == "auto":
+    if method == "auto" and _store_covers_ticks(store, settings, tickers, start, end, kinds):
+        chosen, reason = "store", "the local history store holds every day of the query"
+    elif method == "auto":
         symbol_days = len(tickers) * window.days
         flat_why = _flat_files_unavailable(settings)
         if symbol_days <= AUTO_MAX_SYMBOL_DAYS:
@@ -257,7 +277,11 @@ def fetch_ticks(
         if reason.startswith("fell"):
             log.warning("fetch_ticks auto method: %s", reason)
     log.info("fetch_ticks: %s %s via %s (%s)", ",".join(tickers), "/".join(kinds), chosen, reason)
-    if chosen == "rest":
+    if chosen == "store":
+        from .store.core import HistoryStore
+
+        df = HistoryStore.open(store, settings).read_ticks(tickers, start, end, kinds)
+    elif chosen == "rest":
         df = fetch_ticks_rest(tickers, start, end, kinds, settings=settings, progress=progress, use_cache=use_cache)
     else:
         df = fetch_ticks_flat_file(tickers, start, end, kinds, settings=settings, progress=progress,

@@ -160,7 +160,7 @@ def sharpe_ratio(equity: pd.Series, interval: pd.Timedelta | str | None = None, 
     if not std > 0:
         return 0.0
     iv = pd.Timedelta(interval) if interval is not None else infer_interval(pd.DatetimeIndex(equity.index))
-    return float(returns.mean()) / std * math.sqrt(periods_per_year(iv, symbol))  # type: ignore[arg-type]
+    return float(returns.mean()) / std * math.sqrt(periods_per_year(iv, symbol))
 
 
 def format_sharpe(value: float, note: str | None = None) -> str:

@@ -161,6 +161,7 @@ class BacktestResult:
         if has_prices:
             price_ax = axes[0]
             prices = self.prices
+            assert prices is not None  # has_prices
             price_ax.plot(local(prices.index, self.tz), prices.to_numpy(), lw=1.0, color="0.25",
                           label=self.symbol or "close")
             for col_time, col_price, marker, colour, label in (

@@ -120,6 +120,7 @@ def result_figure(result: BacktestResult, title: str = "") -> Any:
                         row_heights=[0.55, 0.45] if has_prices else None)
     if has_prices:
         prices = result.prices
+        assert prices is not None  # has_prices
         fig.add_trace(go.Scatter(x=local(prices.index), y=prices.to_numpy(), name=result.symbol or "close",
                                  line={"color": "#444", "width": 1}), row=1, col=1)
         trades = result.trades

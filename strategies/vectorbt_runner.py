@@ -33,7 +33,7 @@ TWINS: dict[type, tuple[Callable[..., signals.Signals], tuple[str, ...]]] = {
 
 def strategy_params(strategy_cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
     """The strategy's Backtrader params with ``overrides`` applied (``stake`` included)."""
-    defaults = dict(strategy_cls.params._getpairs())  # type: ignore[attr-defined]
+    defaults = dict(strategy_cls.params._getpairs())
     unknown = set(overrides) - set(defaults)
     if unknown:
         raise TypeError(f"{strategy_cls.__name__} has no params {sorted(unknown)}")

@@ -153,3 +153,14 @@ def test_a_killed_recording_is_listed_and_saved_as_a_dataset(ws_sandbox: Sandbox
     assert again.returncode == 1 and "already exists" in again.stderr
     missing = run("recordings", "save", "nope", "--save-dir", str(save_dir), env=env)
     assert missing.returncode == 1 and "is not a recording folder" in missing.stderr
+
+    from massive_feeds.config import load_settings
+    from massive_feeds.datasets import delete_dataset
+    from massive_feeds.errors import DatasetError
+
+    settings = load_settings(datasets_dir=tmp_path / "ds")
+    removed = delete_dataset("killed", settings=settings)
+    assert [p.name for p in removed] == ["killed.parquet", "killed.events"]  # the bars and the raw event copy
+    assert not (tmp_path / "ds" / "killed.events").exists() and folders[0].is_dir()  # the original folder stays
+    with pytest.raises(DatasetError, match="not found"):
+        delete_dataset("killed", settings=settings)

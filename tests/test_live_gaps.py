@@ -4,6 +4,7 @@ show gaps and status changes to consumers who ask for them."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,20 @@ def test_quote_iterator_without_control_yields_only_quotes(ws_sandbox: Sandbox, 
     assert kinds == ({None, "status"} if include_control else {None})
     quotes = [d for d in items if "kind" not in d]
     assert all(d["symbol"] == "C:EURUSD" and d["exchange"] == 48 for d in quotes)  # wire "x": "48"
+
+
+def test_resume_minute_missing_on_rest_is_skipped_not_built_from_partial_ticks(
+        settings: Settings, sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    from tests._bt_support import ScriptedEvents, run
+    from tests.test_backtrader_live import MIN, live_feed, status, trade
+
+    now = sandbox.clock.now_ms()
+    m = now - now % MIN + 5 * MIN  # a minute REST cannot have yet: the sandbox serves finished minutes only
+    script = [[trade(m + 1_000, 100.0)], [trade(m + MIN + 1_000, 102.0)], status("stopped")]
+    caplog.set_level(logging.WARNING, logger="massive_feeds.backtrader.live")
+    strat = run(live_feed(settings, ScriptedEvents(script), m))
+    got = strat.frame().set_index("timestamp")
+    assert pd.Timestamp(m, unit="ms", tz="UTC") not in got.index  # no bar from one post-connect trade
+    live = got[got["status"] == bt.feed.DataBase.LIVE]
+    assert live.index.tolist() == [pd.Timestamp(m + MIN, unit="ms", tz="UTC")] and live["close"].tolist() == [102.0]
+    assert any("REST has no bar yet" in r.getMessage() for r in caplog.records)

@@ -111,11 +111,14 @@ def assert_complete(store_dir: Path, days: list[date]) -> None:
 
 
 # --- basics -------------------------------------------------------------------------------------
-def test_parse_dataset_accepts_bar_datasets_only() -> None:
+def test_parse_dataset_accepts_bar_and_tick_datasets_only() -> None:
     assert parse_dataset(MINUTE).path == MINUTE
     assert parse_dataset("global_crypto/day_aggs_v1/").asset == "crypto"
+    assert parse_dataset("us_stocks_sip/trades_v1").is_ticks and not parse_dataset(MINUTE).is_ticks
     with pytest.raises(InvalidInputError, match="us_stocks_sip/minute_aggs_v1"):
-        parse_dataset("us_stocks_sip/trades_v1")
+        parse_dataset("us_stocks_sip/second_aggs_v1")
+    with pytest.raises(InvalidInputError, match="no quotes for crypto"):
+        parse_dataset("global_crypto/quotes_v1")
 
 
 def test_redacted_urls_hide_credentials() -> None:

@@ -19,7 +19,7 @@ from massive_feeds.backtrader import MassiveData, MassiveQuoteData
 from massive_feeds.cli import main as cli_main
 from massive_feeds.config import Settings
 from massive_feeds.datasets import load_dataset, save_dataset
-from massive_feeds.errors import BadResponseError, InvalidInputError, NotEntitledError, QuotaExceededError
+from massive_feeds.errors import BadResponseError, CorruptFileError, InvalidInputError, NotEntitledError, QuotaExceededError
 from massive_feeds.flatfiles.ticks import stream_filter, table_to_ticks
 from massive_feeds.quota import get_quota
 from massive_feeds.record import WebSocketDataRecorder, ticks_to_bars
@@ -195,11 +195,6 @@ def test_kinds_the_service_does_not_have_are_refused_before_any_call(symbol: str
         fetch_ticks(symbol, "2024-03-04", "2024-03-04", kind, method="rest")
 
 
-def test_store_method_is_refused_with_a_reason() -> None:
-    with pytest.raises(InvalidInputError, match="store holds bars only"):
-        fetch_ticks("AAPL", "2024-03-04", "2024-03-04", "quotes", method="store")
-
-
 # --- REST and flat files on the sandbox ----------------------------------------------------------------
 DAY = date(2024, 3, 5)
 
@@ -230,6 +225,17 @@ def test_rest_pages_and_flat_file_give_the_same_ticks(s3_settings: Settings) -> 
     assert flat.attrs["method"] == "flat_file" and rest.attrs["method"] == "rest"
 
 
+@pytest.mark.parametrize("symbol,kind", [("C:EURUSD", "quotes"), ("X:BTCUSD", "trades"),
+                                         ("O:SPY251219C00650000", "trades"), ("O:SPY251219C00650000", "quotes")])
+def test_other_asset_classes_agree_between_rest_and_flat_files(s3_settings: Settings, symbol: str, kind: str) -> None:
+    # forex/crypto carry no SIP time (participant time instead) and crypto files spell X:BTC-USD
+    window = ("2024-03-05T14:00", "2024-03-05T16:00")
+    rest = fetch_ticks(symbol, *window, kind, method="rest", settings=s3_settings)
+    flat = fetch_ticks(symbol, *window, kind, method="flat_file", settings=s3_settings)
+    assert len(rest) > 10 and set(rest["symbol"]) == {symbol}
+    pd.testing.assert_frame_equal(rest, flat)
+
+
 def test_settled_rest_ticks_are_served_from_the_cache(s3_settings: Settings) -> None:
     first = fetch_ticks("MSFT", "2024-03-05T15:00", "2024-03-05T15:05", "quotes", method="rest", settings=s3_settings)
     used = get_quota(s3_settings).status().rest_used_today
@@ -246,6 +252,23 @@ def test_flat_file_quota_refuses_before_downloading(s3_sandbox: Sandbox, tmp_pat
     with pytest.raises(QuotaExceededError, match="monthly flat-file quota"):
         fetch_ticks("AAPL", "2024-03-05", "2024-03-05", "quotes", method="flat_file", settings=settings)
     assert quota.status().flatfile_bytes_used == before  # nothing reserved, nothing downloaded
+
+
+def test_broken_transfer_resumes_and_a_corrupt_day_is_loud_never_cached(tmp_path: Path) -> None:
+    with Sandbox(s3=True, s3_days=(DAY, DAY)) as sb:
+        settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+        key = f"us_stocks_sip/trades_v1/{DAY:%Y/%m}/{DAY}.csv.gz"
+        clean = fetch_ticks("AAPL", DAY, DAY, "trades", method="flat_file", settings=settings, use_cache=False)
+        size = len(sb.s3.get(key))
+        assert get_quota(settings).status().flatfile_bytes_used == size  # counted once, exactly
+        sb.s3.cut_next_downloads(1)  # half the body, then the connection drops: resumed with a ranged GET
+        resumed = fetch_ticks("AAPL", DAY, DAY, "trades", method="flat_file", settings=settings, use_cache=False)
+        pd.testing.assert_frame_equal(resumed, clean)
+        assert get_quota(settings).status().flatfile_bytes_used == 2 * size
+        sb.s3.corrupt(key)  # a truncated gzip
+        for _ in range(2):  # nothing half-read was cached: the second try is as loud as the first
+            with pytest.raises(CorruptFileError, match=key):
+                fetch_ticks("AAPL", DAY, DAY, "trades", method="flat_file", settings=settings)
 
 
 def test_a_day_without_a_file_is_reported_not_silently_empty(s3_settings: Settings) -> None:
@@ -267,6 +290,39 @@ def test_auto_sends_a_few_symbol_days_to_rest_and_bulk_to_flat_files(s3_settings
     bulk = fetch_ticks(["AAPL", "MSFT", "NVDA"], "2024-03-04", "2024-03-05", "trades", settings=s3_settings)
     assert bulk.attrs["method"] == "flat_file" and "bulk" in bulk.attrs["method_reason"]
     assert set(bulk["symbol"]) == {"AAPL", "MSFT", "NVDA"}
+
+
+def test_ingested_ticks_come_back_from_the_store_with_no_call(s3_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.store import ingest
+
+    store = tmp_path / "store"
+    report = ingest("us_stocks_sip/quotes_v1", "2024-03-04", "2024-03-05", symbols=["AAPL", "MSFT"], store=store,
+                    settings=s3_settings, progress=False)
+    assert report.ingested == [date(2024, 3, 4), date(2024, 3, 5)] and report.rows > 0
+    flat = fetch_ticks(["AAPL", "MSFT"], "2024-03-04", "2024-03-05", "quotes", method="flat_file",
+                       settings=s3_settings)
+    quota = get_quota(s3_settings).status()
+    stored = fetch_ticks(["AAPL", "MSFT"], "2024-03-04", "2024-03-05", "quotes", settings=s3_settings, store=store)
+    assert stored.attrs["method"] == "store" and "history store holds every day" in stored.attrs["method_reason"]
+    pd.testing.assert_frame_equal(stored, flat)
+    after = get_quota(s3_settings).status()
+    assert (after.rest_used_today, after.flatfile_bytes_used) == (quota.rest_used_today, quota.flatfile_bytes_used)
+    # a day or a symbol the store lacks sends auto elsewhere, and method="store" says what is missing
+    assert fetch_ticks("NVDA", "2024-03-05", "2024-03-05T15:00", "quotes", settings=s3_settings,
+                       store=store).attrs["method"] == "rest"
+    partial = fetch_ticks("AAPL", "2024-03-05", "2024-03-06", "quotes", method="store", settings=s3_settings,
+                          store=store)
+    assert partial.attrs["not_ingested_days"] == ["2024-03-06"]
+
+
+def test_tick_ingest_needs_symbols_and_an_existing_kind(s3_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.store import ingest
+
+    with pytest.raises(InvalidInputError, match="--symbols"):
+        ingest("us_stocks_sip/trades_v1", "2024-03-04", "2024-03-04", store=tmp_path / "s", settings=s3_settings)
+    with pytest.raises(InvalidInputError, match="no trades for forex"):
+        ingest("global_forex/trades_v1", "2024-03-04", "2024-03-04", symbols=["C:EURUSD"], store=tmp_path / "s",
+               settings=s3_settings)
 
 
 def test_tick_dataset_round_trip_keeps_ticks_sharing_a_timestamp(s3_settings: Settings) -> None:
@@ -415,3 +471,13 @@ def test_cli_ticks_dataset_then_backtest(s3_sandbox: Sandbox, tmp_path: Path, mo
     assert rc == 0 and "AAPL (backtrader)" in out and "AAPL (vectorbt)" in out
     rc = cli_main(["ticks", "C:EURUSD", "--start", "2024-03-05", "--end", "2024-03-05", "--kind", "trades"])
     assert rc == 2 and "no trades for C:EURUSD" in capsys.readouterr().err  # bad input: exit 2
+
+
+def test_vectorbt_data_from_ticks_has_the_recorded_bars_with_quote_columns(recorded_window) -> None:
+    from massive_feeds.vectorbt import MassiveData as VbtData
+
+    _, settings, path, _ = recorded_window
+    fetched = VbtData.from_ticks(_fetched(recorded_window, "rest"), interval="1min")
+    recorded = VbtData.from_recording(path, "1min", settings=settings)
+    pd.testing.assert_frame_equal(fetched.data["AAPL"], recorded.data["AAPL"])
+    assert {"Bid", "Ask", "Mid", "Spread"} <= set(fetched.data["AAPL"].columns)

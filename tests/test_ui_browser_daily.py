@@ -181,8 +181,17 @@ def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: t
     p.get_by_role("button", name="Stop Trading").click()
     expect(p.get_by_text("Trading stopped")).to_be_visible()
 
-    # Data Loader: inspect the saved dataset, then delete it
+    # Data Loader: the two-symbol recording inspected, stacked then overlaid; then a dataset deleted
     p.get_by_role("link", name="Data Loader").click()
+    recorded = next(n.name for n in (tmp / "datasets").glob("massive_live_session_*.parquet")).removesuffix(".parquet")
+    _choose(p, "Inspect dataset", recorded)
+    inspect_chart = p.locator(".st-key-dl_inspect_chart_chart .js-plotly-plot").last
+    expect(inspect_chart.locator(".boxlayer .trace")).to_have_count(2)  # AAPL and X:BTCUSD candles, stacked
+    p.get_by_test_id("stRadio").get_by_text("Overlaid (% change)", exact=True).click()
+    overlaid = p.locator(".st-key-dl_inspect_chart_chart .js-plotly-plot").last
+    expect(overlaid.locator(".scatterlayer .trace")).to_have_count(2)  # one % line per symbol
+    expect(overlaid).to_contain_text("close, % since first bar")
+    p.screenshot(path=str(SHOTS / "05_inspect_recording_overlaid.png"), full_page=True)
     _choose(p, "Inspect dataset", "aapl_daily")
     p.get_by_role("button", name=re.compile("Delete dataset")).click()
     p.get_by_role("button", name="Delete aapl_daily").click()

@@ -182,7 +182,7 @@ def test_live_trading_with_the_daily_quota_spent_offers_the_cached_list(app_env:
 def test_saved_datasets_can_be_downloaded_inspected_and_deleted(app_env: Path) -> None:
     at = _app().run()
     at.button(key="dl_fetch").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, _texts(at.error)
     rows = int(next(m.value for m in at.metric if m.label == "Rows").replace(",", ""))
     csv = at.download_button(key="dl_download_csv")
     assert csv.proto.label == "⬇️ CSV"

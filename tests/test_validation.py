@@ -138,3 +138,13 @@ def test_run_vectorbt_accepts_vbt_data_and_wide_frames(week_of_bars: pd.DataFram
         assert got.symbol == "MSFT" or given is not data
     with pytest.raises(InvalidInputError, match="no close column"):
         run_vectorbt(STRATEGIES["sma_cross"], data.data["MSFT"].drop(columns="Close"), 10_000)
+    two = MassiveData.from_bars(pd.concat([week_of_bars, week_of_bars.assign(symbol="AAPL")]))
+    with pytest.raises(InvalidInputError, match="pass symbol="):
+        run_vectorbt(STRATEGIES["sma_cross"], two, 10_000)
+    with pytest.raises(InvalidInputError, match="'IBM' is not in"):
+        run_vectorbt(STRATEGIES["sma_cross"], two, 10_000, symbol="IBM")
+    from massive_feeds import to_wide
+
+    wide = to_wide(pd.concat([week_of_bars, week_of_bars.assign(symbol="AAPL")]))
+    via_wide = run_vectorbt(STRATEGIES["sma_cross"], wide, 10_000, symbol="MSFT")
+    assert via_wide.trade_count == expected.trade_count and via_wide.end_value == pytest.approx(expected.end_value)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import backtrader as bt
 import numpy as np
@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..schema import Interval, parse_date_range
-from .bars import BarBlock, BarFormat, bt_datenums
+from .bars import BarBlock, BarFormat, Stamp, bt_datenums
 from .setup import FeedSetup
 from .sources import END, FeedSource, Notice
 from .store import MassiveStore
@@ -239,7 +239,7 @@ class MassiveData(bt.feed.DataBase):
             self._source.close()
         super().stop()
 
-    def _stamp(self) -> str:
+    def _stamp(self) -> Stamp:
         if bar_width_ms(self.p.timeframe, self.p.compression) is None:
             return "start"  # day bars are identified by their date in every convention
         if self.p.bar_time != "auto":
@@ -350,7 +350,7 @@ class MassiveData(bt.feed.DataBase):
             if isinstance(item, Notice):
                 self.put_notification(item.status, *((item.message,) if item.message else ()))
                 continue
-            block = item.after(self._last_dt)  # never a bar at or before the last one
+            block = cast(BarBlock, item).after(self._last_dt)  # never a bar at or before the last one
             if len(block):
                 self._set_block(block)
                 return self._load()
@@ -363,7 +363,7 @@ class MassiveData(bt.feed.DataBase):
         if not _FAST_PATH or self._filters or not plain or self._source is None or self._source.live:
             super().preload()
             return
-        blocks = []
+        blocks: list[BarBlock] = []
         while (item := self._source.poll(0.0)) is not END:
             if isinstance(item, BarBlock):
                 blocks.append(item.after(blocks[-1].dt[-1] if blocks and len(blocks[-1]) else float("-inf")))

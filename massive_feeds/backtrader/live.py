@@ -304,10 +304,11 @@ class StreamSource:
             self._finish(DB.NOTSUBSCRIBED, str(exc), flush=False)
             return
         self._emit(Notice(DB.CONNECTED, "subscribed"))
-        if self._backfill is not None and self.backfill_start is not None:
+        if self._backfill is not None:
             start = self._current_bucket_start()
-            self._do_backfill(self.backfill_start, start)
-            self._hold(int(start.value // 1_000_000))
+            if self.backfill_start is not None:
+                self._do_backfill(self.backfill_start, start)
+            self._hold(int(start.value // 1_000_000))  # joined mid-bucket: that bar comes from REST too
         self.state = State.WAITING
 
     def poll(self, timeout: float = 0.0) -> SourceItem:

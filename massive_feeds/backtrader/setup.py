@@ -216,7 +216,7 @@ class FeedSetup:
             if start is None or end is None:
                 raise InvalidInputError("ticks= needs fromdate and todate (the historical window to replay)")
             kinds = self._tick_kinds()
-            frame = self.store.fetch_ticks(self.symbol, start, end, kinds, self.p.tick_method)  # type: ignore[arg-type]
+            frame = self.store.fetch_ticks(self.symbol, start, end, kinds, self.p.tick_method)
             return frame, f"{self.symbol} {'/'.join(kinds)} via {frame.attrs.get('method', self.p.tick_method)}"
         if "kind" not in frame.columns or "time_ms" not in frame.columns:
             raise InvalidInputError(f"{what} is not a tick frame (see massive_feeds.tickschema)")

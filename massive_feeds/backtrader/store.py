@@ -19,7 +19,7 @@ import collections
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import backtrader as bt
 import pandas as pd
@@ -67,6 +67,8 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
     Cerebro delivers them from its event loop (live feeds, or ``cerebro.run(runonce=False)``): Backtrader's
     vectorised ``runonce`` loop never calls ``notify_store``; every message is also logged at INFO.
     """
+
+    _started: bool = False  # bt.Store's flag, typed
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = resolve_settings(settings)  # no key configured: the built-in sandbox
@@ -119,6 +121,16 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
     def backfill_query(self, query: BarQuery) -> pd.DataFrame:
         """:meth:`backfill_bars` for a built query."""
         df = fetch_rest_bars(query, client=self.rest_client, progress=False)
+        self._check_quota()
+        return df
+
+    def fetch_ticks(self, symbol: str, start: DateLike, end: DateLike, kinds: Any,
+                    method: str = "auto") -> pd.DataFrame:
+        """One symbol's trades/quotes through :func:`~massive_feeds.ticks.fetch_ticks` (auto REST/flat files/
+        store, cache, quota), in the tick schema (feeds with ``ticks=`` replay them)."""
+        from ..ticks import fetch_ticks
+
+        df = fetch_ticks(symbol, start, end, kinds, method, settings=self.settings)  # type: ignore[arg-type]
         self._check_quota()
         return df
 

@@ -19,7 +19,7 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
@@ -383,10 +383,12 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
                        description="Ingest flat-file days into the history store, incrementally (days already stored "
                                    "are skipped, republished files re-ingested), on a local pool or a Dask cluster.")
     p.add_argument("--dataset", default="us_stocks_sip/minute_aggs_v1",
-                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1)")
+                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1); "
+                        "ticks: <prefix>/trades_v1 or <prefix>/quotes_v1 with --symbols")
     p.add_argument("--start", required=True, help="first New York session date, YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last New York session date, YYYY-MM-DD (inclusive)")
-    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market)")
+    p.add_argument("--symbols", help="only these comma-separated tickers (default: the whole market; "
+                                     "required for trades_v1/quotes_v1)")
     p.add_argument("--store", help="folder or s3://bucket/prefix?endpoint_override=… "
                                    "(default: $MASSIVE_FEEDS_STORE or <home>/store)")
     p.add_argument("--engine", default="local", choices=["local", "dask"])

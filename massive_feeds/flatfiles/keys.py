@@ -26,6 +26,8 @@ PREFIXES: dict[str, str] = {
     "crypto": "global_crypto",
 }
 DATASETS: dict[str, str] = {"minute": "minute_aggs_v1", "day": "day_aggs_v1"}
+#: Tick datasets (every trade / NBBO quote of the day, all tickers): ``Dataset(asset, "trades")`` …
+TICK_DATASETS: dict[str, str] = {"trades": "trades_v1", "quotes": "quotes_v1"}
 _KEY_RE = re.compile(r"^(?P<dataset>[a-z_]+/[a-z0-9_]+)/\d{4}/\d{2}/(?P<day>\d{4}-\d{2}-\d{2})\.csv\.gz$")
 
 
@@ -34,11 +36,16 @@ class Dataset:
     """One flat-file dataset, e.g. ``us_stocks_sip/minute_aggs_v1``."""
 
     asset: str  # stocks | options | indices | forex | crypto
-    base: str  # minute | day
+    base: str  # minute | day, or trades | quotes for the tick datasets
 
     @property
     def path(self) -> str:
-        return f"{PREFIXES[self.asset]}/{DATASETS[self.base]}"
+        return f"{PREFIXES[self.asset]}/{DATASETS.get(self.base) or TICK_DATASETS[self.base]}"
+
+    @property
+    def is_ticks(self) -> bool:
+        """A ``trades_v1`` / ``quotes_v1`` dataset (rows are ticks, not bars)."""
+        return self.base in TICK_DATASETS
 
     def key(self, day: date) -> str:
         """The object key of ``day``'s file."""

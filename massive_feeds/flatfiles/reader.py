@@ -23,7 +23,6 @@ from typing import ContextManager, Iterable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError

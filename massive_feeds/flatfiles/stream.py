@@ -35,6 +35,7 @@ import io
 import logging
 import zlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
@@ -44,17 +45,18 @@ from ..errors import CorruptFileError, MassiveError
 
 log = logging.getLogger(__name__)
 
+_inflate_lib: ModuleType  # isal_zlib, zlib_ng or zlib: the same API
 try:  # fastest first; all are drop-in zlib APIs
     from isal import isal_zlib as _inflate_lib
 
     INFLATE = "isal"
 except ImportError:  # pragma: no cover - depends on the installed extras
     try:
-        from zlib_ng import zlib_ng as _inflate_lib  # type: ignore[no-redef]
+        from zlib_ng import zlib_ng as _inflate_lib
 
         INFLATE = "zlib-ng"
     except ImportError:
-        _inflate_lib = zlib  # type: ignore[assignment]
+        _inflate_lib = zlib
         INFLATE = "zlib"
 
 #: CSV block handed to the parser: big enough for pyarrow to parse on several threads, small enough

@@ -30,14 +30,11 @@ import sys
 import zlib
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
 from ..cache import ResultCache
@@ -46,7 +43,7 @@ from ..errors import CorruptFileError, InvalidInputError
 from ..quota import QuotaManager, get_quota
 from ..schema import asset_class
 from ..tickschema import empty_ticks, finalize_ticks
-from .keys import PREFIXES
+from .keys import PREFIXES, TICK_DATASETS
 from .reader import file_forms
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 from .stream import iter_csv_batches
@@ -54,7 +51,6 @@ from .stream import iter_csv_batches
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20  # 1 MiB of CSV per block: ~240 MB peak RSS in all (4 MiB: ~370 MB), same speed
-TICK_DATASETS = {"trades": "trades_v1", "quotes": "quotes_v1"}
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "ticker": pa.string(), "ask_exchange": pa.int64(), "ask_price": pa.float64(), "ask_size": pa.float64(),
     "bid_exchange": pa.int64(), "bid_price": pa.float64(), "bid_size": pa.float64(), "conditions": pa.string(),
@@ -221,14 +217,18 @@ def fetch_ticks_flat_file(
                     todo.append((f, need))
         total = sum(f.size for f, _ in todo)
         quota.reserve_flatfile_bytes(total)  # refuses before any byte is downloaded
-        done = 0
+        transferred = [0]  # bytes actually received: what the quota keeps, even of a transfer that failed
         want_bar = progress if progress is not None else (total > 0 and sys.stderr.isatty())
         try:
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{kind} flat files",
                       disable=not want_bar or not todo, file=sys.stderr) as bar:
+
+                def on_bytes(n: int) -> None:
+                    transferred[0] += n
+                    bar.update(n)
+
                 for f, need in todo:
-                    table = _download_filtered(transport, f, need, kind, bar.update)
-                    done += f.size
+                    table = _download_filtered(transport, f, need, kind, on_bytes)
                     ticks = table_to_ticks(table, kind)
                     for t in need:
                         part = ticks[ticks["symbol"] == t].reset_index(drop=True)
@@ -236,7 +236,7 @@ def fetch_ticks_flat_file(
                             cache.put(cache.key(transport.endpoint, f.key, f.etag, t), part)
                         frames.append(part)
         finally:
-            quota.release_flatfile_bytes(total - done)
+            quota.release_flatfile_bytes(total - transferred[0])
     finally:
         if own:
             transport.close()

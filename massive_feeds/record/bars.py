@@ -7,6 +7,8 @@ trade gets a bar from the mid price, marked ``quote_only``.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -138,12 +140,12 @@ class BarCounter:
     def __repr__(self) -> str:
         return f"BarCounter({self.interval}, bars={self.bars}, events={self.events})"
 
-    def __call__(self, batch: object) -> None:
+    def __call__(self, batch: Sequence[Any]) -> None:
         width, kinds = self.width, self.KINDS
-        keys = {(ev.symbol, ev.time_ms // width) for ev in batch if ev.kind in kinds}  # type: ignore[attr-defined]
+        keys = {(ev.symbol, ev.time_ms // width) for ev in batch if ev.kind in kinds}
         with self._lock:
             self._keys |= keys
-            self.events += sum(1 for ev in batch if ev.kind in kinds)  # type: ignore[attr-defined]
+            self.events += sum(1 for ev in batch if ev.kind in kinds)
 
     @property
     def bars(self) -> int:

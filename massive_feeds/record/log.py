@@ -24,7 +24,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import orjson
 
@@ -51,7 +51,7 @@ def encode(kind: bytes, body: object) -> bytes:
 class Record:
     sequence: int
     kind: bytes
-    body: object
+    body: Any  # the decoded JSON: a list of rows (data), a dict (gap, status)
 
 
 def _scan(path: Path) -> tuple[list[tuple[int, bytes]], int, int]:

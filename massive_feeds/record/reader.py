@@ -18,7 +18,7 @@ _FLOAT_FIELDS = [f for f, t in StreamEvent.__annotations__.items() if t == "floa
 
 
 def _event(row: list[Any]) -> StreamEvent:
-    return StreamEvent(*(np.nan if v is None else v for v in row))
+    return StreamEvent._make(np.nan if v is None else v for v in row)
 
 
 class RecordingReader:
@@ -40,17 +40,17 @@ class RecordingReader:
         """The recorded batches, in order, as the same event objects the live stream delivered."""
         for record in read_records(self.path):
             if record.kind == DATA:
-                yield [_event(row) for row in record.body]  # type: ignore[union-attr]
+                yield [_event(row) for row in record.body]
             elif record.kind == GAP:
-                body = dict(record.body)  # type: ignore[arg-type]
+                body = dict(record.body)
                 body["symbols"] = tuple(body["symbols"])
                 yield [GapEvent(**body)]
             elif record.kind == STATUS:
-                yield [StatusEvent(**record.body)]  # type: ignore[arg-type]
+                yield [StatusEvent(**record.body)]
 
     def events(self) -> pd.DataFrame:
         """Every recorded market-data event, one row each, columns as :class:`StreamEvent`."""
-        rows = [row for record in read_records(self.path) if record.kind == DATA for row in record.body]  # type: ignore[union-attr]
+        rows = [row for record in read_records(self.path) if record.kind == DATA for row in record.body]
         df = pd.DataFrame(rows, columns=list(EVENT_FIELDS))
         for col in _FLOAT_FIELDS:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
@@ -60,7 +60,7 @@ class RecordingReader:
 
     def gaps(self) -> list[dict[str, Any]]:
         """Reconnect gaps recorded during the session (start/end provider ms, reason, downtime)."""
-        return [dict(r.body) for r in read_records(self.path) if r.kind == GAP]  # type: ignore[arg-type]
+        return [dict(r.body) for r in read_records(self.path) if r.kind == GAP]
 
     def count(self) -> int:
-        return sum(len(r.body) for r in read_records(self.path) if r.kind == DATA)  # type: ignore[arg-type]
+        return sum(len(r.body) for r in read_records(self.path) if r.kind == DATA)

@@ -99,7 +99,7 @@ class WebSocketDataRecorder:
         self._thread: threading.Thread | None = None
         self._running = False
         self._error: OSError | None = None
-        self._stats = {"events_received": 0, "events_durable": 0, "records_durable": 0, "flushes": 0,
+        self._stats: dict[str, Any] = {"events_received": 0, "events_durable": 0, "records_durable": 0, "flushes": 0,
                        "write_errors": 0, "gaps": 0, "last_flush": None, "last_flush_seconds": 0.0,
                        "max_flush_seconds": 0.0, "lagging_episodes": 0}
         self._lagging = False

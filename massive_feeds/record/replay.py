@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..stream.events import STATUS, STOPPED, StatusEvent
-from ..stream.hub import DEFAULT_MAX_PENDING, EventHub, Listener
+from ..stream.hub import DEFAULT_MAX_PENDING, AnyListener, EventHub
 from .reader import RecordingReader
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,11 @@ class RecordingSource:
 
     def add_listener(self, fn: Any, *, batched: bool = False, symbols: Iterable[str] | None = None,
                      kinds: Iterable[str] | None = None, max_pending: int = DEFAULT_MAX_PENDING,
-                     name: str | None = None) -> Listener:
+                     name: str | None = None) -> AnyListener:
         return self._hub.add_listener(fn, batched=batched, symbols=symbols, kinds=kinds,
                                       max_pending=max_pending, name=name)
 
-    def remove_listener(self, listener: Listener, *, drain: bool = True) -> None:
+    def remove_listener(self, listener: AnyListener, *, drain: bool = True) -> None:
         self._hub.remove_listener(listener, drain=drain)
 
     def start(self) -> "RecordingSource":

@@ -138,7 +138,7 @@ class RestClient:
         return self.base_url + path_or_url
 
     def request(self, path: str, params: dict[str, Any] | None = None,
-                parse: Callable[[bytes], T] = orjson.loads) -> T:  # type: ignore[assignment]
+                parse: Callable[[bytes], T] = orjson.loads) -> T:
         """GET ``path`` and return ``parse(body)``, with quota, retries and typed errors."""
         url = self._url(path)
         last: MassiveError | None = None

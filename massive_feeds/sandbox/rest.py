@@ -120,7 +120,7 @@ class RestServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         self._thread.start()
@@ -611,6 +611,7 @@ def _dividend_matches(div: Any, params: dict[str, str]) -> bool:
         field, _, op = name.partition(".")
         if op not in _COMPARISONS:
             continue
+        want: object
         if field == "ticker":
             have, want = div.ticker, value
         elif field in ("ex_dividend_date", "record_date", "declaration_date", "pay_date"):
@@ -648,6 +649,7 @@ def _split_matches(split: Any, params: dict[str, str]) -> bool:
             if field == "reverse_split" and (value.lower() == "true") != (split.split_from > split.split_to):
                 return False
             continue
+        want: object
         if field == "ticker":
             have, want = split.ticker, value
         else:

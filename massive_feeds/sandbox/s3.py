@@ -104,7 +104,7 @@ class S3Server:
         self.bucket = BUCKET
         self.account_id = f"{random.randrange(10**11, 10**12):012d}"
         self.lazy_history = sandbox.s3_days is None
-        if self.lazy_history:
+        if sandbox.s3_days is None:
             self.days = (HISTORY_START, sandbox.clock.now().date() - timedelta(days=1))
         else:
             self.days = sandbox.s3_days
@@ -134,7 +134,8 @@ class S3Server:
 
     def start(self) -> None:
         t0 = time.perf_counter()
-        self._backend().buckets[self.bucket] = FakeBucket(self.bucket, self.account_id, REGION)
+        # moto's FakeBucket declares is_created abstract in its stubs only; it is a concrete class
+        self._backend().buckets[self.bucket] = FakeBucket(self.bucket, self.account_id, REGION)  # type: ignore[abstract]
         count = 0 if self.lazy_history else self.publish_all()
         self._server.start()
         log.info("sandbox S3 at %s: %d day files %s..%s in %.2fs", self.endpoint, count,

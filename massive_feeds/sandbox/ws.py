@@ -189,7 +189,7 @@ class WebSocketServer:
         """What each open connection looks like (subscriptions, counts)."""
         async def run() -> list[dict[str, Any]]:
             return [c.info() for c in sorted(self._conns, key=lambda c: c.id) if market in (None, c.market)]
-        return self._call(run)  # type: ignore[no-any-return]
+        return self._call(run)
 
     def subscriptions(self, market: str) -> set[str]:
         """Subscriptions of the newest authenticated connection on ``market`` (empty if none)."""
@@ -215,7 +215,7 @@ class WebSocketServer:
             for c in targets:
                 await self._kick(c, status, message, code)
             return len(targets)
-        return self._call(run)  # type: ignore[no-any-return]
+        return self._call(run)
 
     def drop(self, market: str | None = None) -> int:
         """Abort the TCP connections without a word (a network failure)."""
@@ -224,7 +224,7 @@ class WebSocketServer:
             for c in targets:
                 c.ws.transport.abort()
             return len(targets)
-        return self._call(run)  # type: ignore[no-any-return]
+        return self._call(run)
 
     def freeze(self, market: str | None = None) -> int:
         """Stop sending and stop reading (so pings go unanswered): a silently dead socket."""
@@ -234,7 +234,7 @@ class WebSocketServer:
                 c.frozen = True
                 c.ws.transport.pause_reading()
             return len(targets)
-        return self._call(run)  # type: ignore[no-any-return]
+        return self._call(run)
 
     def send_raw(self, frame: str | bytes, market: str | None = None) -> int:
         """Send ``frame`` verbatim as a text frame (e.g. malformed JSON) to authenticated connections."""
@@ -245,7 +245,7 @@ class WebSocketServer:
             for c in targets:
                 await c.ws.send(data, text=True)
             return len(targets)
-        return self._call(run)  # type: ignore[no-any-return]
+        return self._call(run)
 
     # --- protocol ---------------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:

@@ -32,11 +32,23 @@ import pyarrow.dataset as pads
 
 from ..config import Settings, load_settings
 from ..errors import InvalidInputError, StoreError
-from ..flatfiles.keys import DATASETS, PREFIXES, Dataset, dataset_for
+from ..flatfiles.keys import DATASETS, PREFIXES, TICK_DATASETS, Dataset, dataset_for
 from ..flatfiles.resample import finish_base_frame
 from ..sessions import has_sessions
 from ..splits import fetch_splits, stock_tickers
-from ..schema import INTERVALS, BarQuery, DateLike, DateRange, Interval, empty_bars, finalize_bars
+from ..schema import (
+    INTERVALS,
+    BarQuery,
+    DateLike,
+    DateRange,
+    Interval,
+    asset_class,
+    empty_bars,
+    finalize_bars,
+    normalize_symbols,
+    parse_date_range,
+)
+from ..tickschema import KINDS_BY_ASSET
 from .daytask import STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
@@ -51,10 +63,13 @@ def parse_dataset(dataset: str | Dataset) -> Dataset:
         return dataset
     prefix, _, name = str(dataset).strip().strip("/").partition("/")
     assets = {v: k for k, v in PREFIXES.items()}
-    bases = {v: k for k, v in DATASETS.items()}
+    bases = {v: k for k, v in {**DATASETS, **TICK_DATASETS}.items()}
     if prefix not in assets or name not in bases:
         valid = ", ".join(f"{p}/{d}" for p in PREFIXES.values() for d in DATASETS.values())
-        raise InvalidInputError(f"Invalid dataset {dataset!r}; the store ingests bar datasets: {valid}")
+        raise InvalidInputError(f"Invalid dataset {dataset!r}; the store ingests bar datasets: {valid}, and the tick "
+                                f"datasets trades_v1 / quotes_v1 (e.g. us_stocks_sip/quotes_v1)")
+    if bases[name] in TICK_DATASETS and bases[name] not in KINDS_BY_ASSET[assets[prefix]]:
+        raise InvalidInputError(f"Invalid dataset {dataset!r}: Massive has no {bases[name]} for {assets[prefix]}")
     return Dataset(assets[prefix], bases[name])
 
 
@@ -118,7 +133,7 @@ class HistoryStore:
         """The datasets this store holds days of."""
         found = []
         for prefix in PREFIXES.values():
-            for name in DATASETS.values():
+            for name in (*DATASETS.values(), *TICK_DATASETS.values()):
                 if self.location.read_bytes(self.location.path(prefix, name, MANIFEST_NAME)) is not None:
                     found.append(f"{prefix}/{name}")
         return found
@@ -254,6 +269,81 @@ class HistoryStore:
              adjusted: bool = True, session: str = "extended") -> pd.DataFrame:
         """Bars from the store; see :func:`load_store`."""
         return self.bars(BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted))
+
+    # --- ticks ----------------------------------------------------------------------------------
+    def _tick_groups(self, tickers: list[str], kinds: Iterable[str]) -> dict[Dataset, list[str]]:
+        groups: dict[Dataset, list[str]] = defaultdict(list)
+        for kind in kinds:
+            for ticker in tickers:
+                groups[parse_dataset(f"{PREFIXES[asset_class(ticker)]}/{TICK_DATASETS[kind]}")].append(ticker)
+        return dict(sorted(groups.items()))
+
+    def read_ticks(self, symbols: str | Iterable[str], start: DateLike, end: DateLike,
+                   kinds: Iterable[str] = ("quotes",)) -> pd.DataFrame:
+        """Stored trades/quotes (``massive-feeds ingest --dataset …/quotes_v1 --symbols …``) in the tick schema
+        (:mod:`massive_feeds.tickschema`), cut to ``[start, end)``. No call to Massive. A day the store does not
+        hold for these symbols is listed in ``df.attrs["not_ingested_days"]`` (and logged), never silently empty."""
+        from ..tickschema import empty_ticks, finalize_ticks
+        from .daytask import TICK_STORE_SCHEMA
+
+        tickers = normalize_symbols(symbols)
+        window = parse_date_range(start, end)
+        tables: list[pa.Table] = []
+        not_ingested: set[str] = set()
+        for ds, group in self._tick_groups(tickers, kinds).items():
+            manifest = self.manifest(ds)
+            if not manifest.days:
+                raise StoreError(f"The store {self.location.display} holds no days of {ds.path}; build it with "
+                                 f"`massive-feeds ingest --dataset {ds.path} --symbols … --start … --end …`")
+            paths = []
+            for day in window.calendar_days():
+                entry = manifest.days.get(day)
+                if entry is not None and entry.covers(group):
+                    paths.append(self.location.path(ds.path, entry.file))
+                elif day not in manifest.absent or entry is not None:
+                    not_ingested.add(day.isoformat())
+            if not paths:
+                continue
+            lo = pa.scalar(window.start.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+            hi = pa.scalar(window.end.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+            wanted = (pc.field("symbol").isin(pa.array(group, pa.string()))
+                      & (pc.field("timestamp") >= lo) & (pc.field("timestamp") < hi))
+            try:
+                data = pads.dataset(paths, schema=TICK_STORE_SCHEMA, format="parquet",
+                                    filesystem=self.location.filesystem)
+                tables.append(data.to_table(filter=wanted))
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise StoreError(f"Cannot read {ds.path} from the store {self.location.display} ({exc}); run the "
+                                 "ingest again for the range to repair missing or damaged day files") from exc
+        rows = [t for t in tables if t.num_rows]
+        if rows:
+            table = pa.concat_tables(rows)
+            cols = {name: table.column(name) for name in table.column_names}
+            cols = {k: (v.cast(pa.int64()).to_numpy() if k == "timestamp"
+                        else v if pa.types.is_string(v.type) else v.to_numpy()) for k, v in cols.items()}
+            df = finalize_ticks(cols)
+        else:
+            df = empty_ticks()
+        if not_ingested:
+            log.warning("the store has no ticks for %d day(s) of the query (not ingested): %s", len(not_ingested),
+                        ", ".join(sorted(not_ingested)))
+        present = set(df["symbol"].unique()) if len(df) else set()
+        df.attrs.update(method="store", store=self.location.display, not_ingested_days=sorted(not_ingested),
+                        empty_symbols=[t for t in tickers if t not in present])
+        return df
+
+    def covers_ticks(self, symbols: str | Iterable[str], start: DateLike, end: DateLike,
+                     kinds: Iterable[str] = ("quotes",)) -> bool:
+        """Whether every day of the range that has a tick file is in the store for these symbols (manifests only)."""
+        tickers = normalize_symbols(symbols)
+        window = parse_date_range(start, end)
+        for ds, group in self._tick_groups(tickers, kinds).items():
+            m = self.manifest(ds)
+            for day in window.calendar_days():
+                entry = m.days.get(day)
+                if not ((entry is not None and entry.covers(group)) or (entry is None and day in m.absent)):
+                    return False
+        return True
 
     def covers(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h") -> bool:
         """Whether every day of the range that has a flat file is in the store for these symbols (so an automatic

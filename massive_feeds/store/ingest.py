@@ -116,6 +116,9 @@ class _Plan:
 
 def _check_symbols(symbols: str | Iterable[str] | None, ds: Dataset) -> tuple[str, ...] | None:
     if symbols is None:
+        if ds.is_ticks:
+            raise InvalidInputError(f"{ds.path} holds every ticker's ticks (a stocks quotes day is 6-10 GB): "
+                                    "ingest it for some symbols (--symbols AAPL,MSFT)")
         return None
     tickers = normalize_symbols(symbols)
     wrong = [t for t in tickers if asset_class(t) != ds.asset]

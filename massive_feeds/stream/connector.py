@@ -476,7 +476,7 @@ def get_connector(name: str = "massive", *, shared: bool = True, **kwargs: Any) 
     if factory is None:
         raise MassiveError(f"Unknown connector {name!r}; available: {sorted(_FACTORIES)}")
     if not shared:
-        return factory(**kwargs)  # type: ignore[no-any-return]
+        return factory(**kwargs)
     try:
         key = (name.lower(), tuple(sorted(kwargs.items())))
         hash(key)

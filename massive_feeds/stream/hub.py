@@ -71,7 +71,7 @@ class _Delivery:
         elif control:
             for ev in batch:
                 try:
-                    fn(ev)  # type: ignore[arg-type]
+                    fn(ev)
                 except Exception as exc:  # noqa: BLE001
                     self._failed(exc)
         else:

@@ -168,7 +168,7 @@ def param_ticker(market: str, param: str) -> str:
     return wire if wire == "*" else ticker_from_wire(market, wire)
 
 
-class _SymbolCache(dict):  # type: ignore[type-arg]
+class _SymbolCache(dict):
     """wire pair → ticker, computed once per pair (the hot path then pays one dict lookup)."""
 
     def __init__(self, market: str) -> None:
@@ -184,6 +184,8 @@ _FOREX_SYMBOLS = _SymbolCache("forex")
 _CRYPTO_SYMBOLS = _SymbolCache("crypto")
 
 _EVENT_FIELDS = StreamEvent._fields
+#: Channels whose wire ``x`` is a string (websocket.json's forex C example: ``"x": "44"``).
+_STRING_EXCHANGE = frozenset({"C"})
 _INT_FIELDS = frozenset({"time_ms", "end_ms", "exchange"})
 
 
@@ -206,9 +208,10 @@ def _builder_source(spec: ChannelSpec) -> str:
             key = spec.fields[name]
             default = "0" if name in _INT_FIELDS else "NAN"
             value = f"d[{key!r}]" if key in spec.required else f"g({key!r}, {default})"
-            # The exchange id is documented as an int but forex C sends it as a string ("44"):
-            # coerce so the event's type does not depend on the channel.
-            args.append(f"int({value})" if name == "exchange" else value)
+            # The exchange id is documented as an int, but forex C sends it as a string ("44"): coerce
+            # there, so the event's type does not depend on the channel. (The other channels send ints
+            # per the spec and the official client's models; no per-event int() on their hot path.)
+            args.append(f"int({value})" if name == "exchange" and spec.channel in _STRING_EXCHANGE else value)
         else:
             args.append("0" if name in _INT_FIELDS else "NAN")
     body = f"    return ({', '.join(args)})\n"

@@ -145,7 +145,7 @@ def start_sandbox(base: Settings, speed: float = 1.0) -> tuple[Any, Settings]:
     quota state and caches under ``<home>/sandbox`` and datasets in the configured folder."""
     from ..sandbox import Sandbox
 
-    sides = {side: all(importlib.util.find_spec(m) is not None for m in mods) for side, mods in SANDBOX_SIDES.items()}
+    sides: dict[str, Any] = {side: all(importlib.util.find_spec(m) is not None for m in mods) for side, mods in SANDBOX_SIDES.items()}
     sb = Sandbox(clock_speed=speed, **sides).start()
     try:
         # sandbox settings (MASSIVE_SANDBOX=1) keep their quota and caches under <home>/sandbox by themselves

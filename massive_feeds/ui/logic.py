@@ -286,7 +286,7 @@ def format_quotes(quotes: Any) -> Any:
 def default_stream_symbols(available: Iterable[str], n: int = 2) -> list[str]:
     """A sensible preselection: AAPL and BTC when offered (a stock and a 24/7 market), else the first ``n``."""
     avail = list(available)
-    preferred = [s for s in ("AAPL", "X:BTCUSD") if s in avail]
+    preferred: list[str] = [s for s in ("AAPL", "X:BTCUSD") if s in avail]
     return preferred or avail[:n]
 
 
@@ -294,7 +294,7 @@ def default_stream_symbols(available: Iterable[str], n: int = 2) -> list[str]:
 def strategy_params(strategy_cls: type) -> dict[str, int | float]:
     """The numeric parameters of a Backtrader strategy class with their defaults (editable in the page)."""
     params = getattr(strategy_cls, "params", None)
-    pairs = params._getitems() if hasattr(params, "_getitems") else ()
+    pairs = params._getitems() if params is not None and hasattr(params, "_getitems") else ()
     return {k: v for k, v in pairs if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

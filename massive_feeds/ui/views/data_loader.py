@@ -7,7 +7,7 @@ import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import Any
+from typing import Literal
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +16,7 @@ from massive_feeds.datasets import dataset_info, dataset_path, delete_dataset, l
 from massive_feeds.errors import MassiveError
 from massive_feeds.fetch import estimate_rest_calls, fetch_data
 from massive_feeds.quota import quota_status
+from massive_feeds.sessions import has_sessions
 from massive_feeds.schema import normalize_symbols, parse_date_range, parse_interval
 from massive_feeds.ui import logic as L
 from massive_feeds.ui.backend import Backend
@@ -64,7 +65,7 @@ def _chart(df: pd.DataFrame, key: str, interval: str) -> None:
     """Candlesticks with volume (stacked per symbol) or closes overlaid, without the closed hours."""
     symbols = list(dict.fromkeys(df["symbol"]))
     chosen = symbols
-    layout = "stacked"
+    layout: Literal["stacked", "overlay"] = "stacked"
     if len(symbols) > 1:
         c1, c2 = st.columns([3, 2])
         chosen = c1.multiselect("Chart symbols", symbols, default=symbols[: min(len(symbols), 3)],
@@ -72,7 +73,8 @@ def _chart(df: pd.DataFrame, key: str, interval: str) -> None:
         label = c2.radio("Layout", ["Stacked candles", "Overlaid (% change)"], key=f"{key}_layout", horizontal=True)
         layout = "overlay" if label.startswith("Overlaid") else "stacked"
     part = df[df["symbol"].isin(chosen)]
-    title = f"{', '.join(chosen)} · {interval} bars · New York time (closed hours and days hidden)"
+    hidden = " (closed hours and days hidden)" if all(has_sessions(c) for c in chosen) else ""
+    title = f"{', '.join(chosen)} · {interval} bars · New York time{hidden}"
     st.plotly_chart(bars_figure(part, chosen, layout=layout, interval=interval, title=title), key=f"{key}_chart")
 
 
