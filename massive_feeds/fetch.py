@@ -492,6 +492,7 @@ def fetch_intraday_data(
     if source not in SOURCES:
         raise InvalidInputError(f"Unknown source {source!r}; available: {', '.join(SOURCES)}")
     if source == "sandbox":
-        given = kwargs.pop("settings", None) or current().load_settings()
-        kwargs["settings"] = given.with_overrides(sandbox="on")  # type: ignore[union-attr]
+        given = kwargs.pop("settings", None)
+        base = given if isinstance(given, Settings) else current().load_settings()
+        kwargs["settings"] = base.with_overrides(sandbox="on")
     return fetch_data(symbols, start, end, interval, session=session, **kwargs)  # type: ignore[arg-type]

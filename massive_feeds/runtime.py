@@ -188,7 +188,7 @@ class Runtime:
             obj = self._objects.get((kind, key))
             if obj is None or (alive is not None and not alive(obj)):
                 obj = self._objects[(kind, key)] = factory()
-            return obj  # type: ignore[no-any-return]
+            return obj
 
     def forget(self, kind: str) -> list[Any]:
         """Drop every shared object of ``kind`` and return them (the caller closes them)."""
@@ -208,7 +208,7 @@ class Runtime:
             self._local.session = session
             with self._lock:
                 self._sessions.add(session)
-        return session  # type: ignore[no-any-return]
+        return session
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -19,7 +19,7 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError

@@ -73,7 +73,7 @@ def running() -> dict[str, Any] | None:
     env = state.get("env") or {}
     if not _alive(int(state.get("pid", -1))) or not _answers(env.get("MASSIVE_REST_URL", "")):
         return None
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _sides(args: argparse.Namespace) -> dict[str, bool]:
@@ -97,7 +97,8 @@ def serve(args: argparse.Namespace) -> int:
     limit = RateLimit(args.rate_limit, 60.0) if args.rate_limit else None
     path = state_path()
     signal.signal(signal.SIGTERM, _interrupt)  # --stop ends it like Ctrl-C: the state file is removed
-    with Sandbox(seed=args.seed, rate_limit=limit, **_sides(args)) as sb:
+    sides = _sides(args)
+    with Sandbox(seed=args.seed, rate_limit=limit, websocket=sides["websocket"], s3=sides["s3"]) as sb:
         env = sb.env()
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path) as fh:

@@ -481,7 +481,7 @@ def get_connector(name: str = "massive", *, shared: bool = True, **kwargs: Any) 
         key = (name.lower(), tuple(sorted(kwargs.items())))
         hash(key)
     except TypeError:
-        return factory(**kwargs)  # type: ignore[no-any-return]
+        return factory(**kwargs)
     return current().shared("connector", key, lambda: factory(**kwargs), alive=lambda c: not c.closed)
 
 
