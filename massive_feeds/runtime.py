@@ -114,9 +114,9 @@ class Runtime:
         if base.sandbox == "off" or (base.sandbox == "auto" and base.api_key):
             return base
         if base.sandbox == "on" and base.rest_url != DEFAULT_REST_URL and not self._is_embedded(base):
-            announce(f"shared:{base.rest_url}",
-                     f"using the sandbox at {base.rest_url} (MASSIVE_SANDBOX=1): a synthetic market, "
-                     "prices are not real.")
+            # configured on purpose (the exports of `massive-feeds sandbox`): logged, and the data is labelled
+            log.info("using the sandbox at %s (MASSIVE_SANDBOX=1): a synthetic market, prices are not real",
+                     base.rest_url)
             return base
         return self._embedded_settings(base, set(need))
 
@@ -286,6 +286,7 @@ def settings_for_source(settings: Settings | None, data_source: str | None) -> S
 
 def _close_default() -> None:
     if _default is not None:
+        logging.disable(logging.INFO)  # the process is ending: servers saying "closing" helps nobody
         _default.close()
 
 
