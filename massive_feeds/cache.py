@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .storage import ensure_dir, write_parquet
+from .storage import atomic_path, ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ class ResultCache:
 
     def get(self, key: str, max_age: float | None = None) -> pd.DataFrame | None:
         path = self._path(key)
+        with _pending_lock:
+            pending = _pending.get(path)
+        if pending is not None:  # written a moment ago by put_later, still on its way to disk
+            return pending.copy()
         try:
             if max_age is not None and time.time() - path.stat().st_mtime > max_age:
                 return None
@@ -54,6 +61,9 @@ class ResultCache:
 
     def has(self, key: str, max_age: float | None = None) -> bool:
         """Whether an entry exists (and is at most ``max_age`` seconds old), without reading it."""
+        with _pending_lock:
+            if self._path(key) in _pending:
+                return True
         try:
             age = time.time() - self._path(key).stat().st_mtime
         except FileNotFoundError:
@@ -61,13 +71,58 @@ class ResultCache:
         return max_age is None or age <= max_age
 
     def put(self, key: str, df: pd.DataFrame) -> None:
+        """Write the entry now (atomically: temp file + rename; no fsync, as an entry a power cut damaged
+        is read as a miss)."""
         try:
-            write_parquet(df, self._path(key))
+            _write(self._path(key), df)
         except OSError as exc:  # a full disk must not fail the fetch that already succeeded
             log.warning("could not write cache entry: %s", exc)
+
+    def put_later(self, key: str, df: pd.DataFrame) -> None:
+        """Write the entry from a background thread, so the caller returns without waiting for it.
+
+        The entry is as safe as with :meth:`put`: it appears under its name only once complete (a crash
+        before leaves at most a temp file, which nothing reads); meanwhile :meth:`get` in this process
+        answers from a private copy of ``df`` (later changes to ``df`` by the caller change nothing). The
+        thread is not a daemon, so a script that ends right away still gets its entry.
+        """
+        path = self._path(key)
+        frame = df.copy(deep=True)
+        with _pending_lock:
+            _pending[path] = frame
+        threading.Thread(target=_write_pending, args=(path, frame), name="result-cache-write").start()
 
     def clear(self) -> int:
         files = list(self.folder.glob("*/*.parquet"))
         for f in files:
             f.unlink(missing_ok=True)
         return len(files)
+
+
+_pending: dict[Path, pd.DataFrame] = {}  # entries being written by put_later, by path
+_pending_lock = threading.Condition()
+
+
+def _write(path: Path, df: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    with atomic_path(path, durable=False) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def _write_pending(path: Path, frame: pd.DataFrame) -> None:
+    try:
+        _write(path, frame)
+    except Exception as exc:  # noqa: BLE001 - a background thread has nobody to raise to; a miss later
+        log.warning("could not write cache entry %s: %s", path.name, exc)
+    finally:
+        with _pending_lock:
+            if _pending.get(path) is frame:
+                del _pending[path]
+            _pending_lock.notify_all()
+
+
+def wait_for_result_cache(timeout: float | None = None) -> bool:
+    """Wait until every entry handed to :meth:`ResultCache.put_later` is on disk (or failed); ``False`` when
+    ``timeout`` passed first. Reads never need it; tests and benchmarks use it to look at a settled cache."""
+    with _pending_lock:
+        return _pending_lock.wait_for(lambda: not _pending, timeout)

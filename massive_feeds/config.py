@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigurationError, MissingCredentialsError
+from .errors import ConfigurationError, InvalidSettingError, MissingCredentialsError
 from .redact import register_secret
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class Plan:
             if value is None and attr != "rest_window_seconds":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigurationError(
+                raise InvalidSettingError(
                     f"plan {self.name!r}: {attr} (MASSIVE_PLAN_{attr.upper()}) must be a positive number"
                     f"{'' if attr == 'rest_window_seconds' else ' or unlimited'}, got {value!r}")
 
@@ -312,7 +312,7 @@ _ENV_KEYS = {
 def _resolve_plan(lookup: Mapping[str, str]) -> Plan:
     name = lookup.get("MASSIVE_PLAN", "free").strip().lower()
     if name not in PLANS and name != "custom":
-        raise ConfigurationError(f"Unknown MASSIVE_PLAN {name!r}; choose one of {sorted(PLANS)} or 'custom'")
+        raise InvalidSettingError(f"Unknown MASSIVE_PLAN {name!r}; choose one of {sorted(PLANS)} or 'custom'")
     plan = PLANS.get(name, PLANS["free"])
     overrides: dict[str, Any] = {}
     for key, attr in _PLAN_OVERRIDES.items():
@@ -324,7 +324,7 @@ def _resolve_plan(lookup: Mapping[str, str]) -> Plan:
                 else:
                     overrides[attr] = float(text) if attr == "rest_window_seconds" else int(float(text))
             except ValueError:
-                raise ConfigurationError(f"{key} must be a number or 'unlimited', got {lookup[key]!r}") from None
+                raise InvalidSettingError(f"{key} must be a number or 'unlimited', got {lookup[key]!r}") from None
     if overrides:
         plan = replace(plan, name="custom" if name == "custom" else f"{plan.name}+custom", **overrides)
     return plan

@@ -51,6 +51,11 @@ class ConfigurationError(MassiveError):
     """Settings are missing or inconsistent."""
 
 
+class InvalidSettingError(ConfigurationError):
+    """A setting has a value that cannot work (a plan limit <= 0, an unknown plan, a home or cache folder that
+    cannot be written). The CLI treats it as bad input (exit 2)."""
+
+
 class MissingCredentialsError(ConfigurationError):
     """No API key (or S3 credentials) could be found in any configuration source."""
 

@@ -111,10 +111,12 @@ def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval:
     df = _pages_to_frame(pages, ticker)
     if interval.timespan in ("minute", "hour", "day"):  # weeks/months may start before the range by design
         width = pd.Timedelta(minutes=interval.minutes) if interval.is_intraday else pd.Timedelta(days=1)
-        df = df[(df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)]
+        inside = (df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)
+        if not inside.all():  # the norm is all inside: no row copy then
+            df = df[inside]
     df = finalize_bars(df)
     if cacheable:
-        cache.put(key, df)
+        cache.put_later(key, df)  # off the critical path; atomic, and served from memory meanwhile
     return df
 
 
@@ -405,7 +407,10 @@ def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *,
         span = parse_date_range(missing[0], missing[-1])
         extra = fetch_rest_bars(query.replace(range=span), settings=settings, progress=progress)
         days = extra["timestamp"].dt.tz_convert(NEW_YORK).dt.date.astype(str)
-        extra = extra[days.isin(set(missing)).to_numpy()]
+        width = pd.Timedelta(minutes=iv.minutes) if iv.is_intraday else pd.Timedelta(days=1)
+        window = query.range
+        inside = (extra["timestamp"] + width > window.start) & (extra["timestamp"] < window.end)  # the query's bounds
+        extra = extra[(days.isin(set(missing)) & inside).to_numpy()]
         if not extra.empty:
             df = (finalize_bars(pd.concat([df, extra], ignore_index=True)) if not df.empty
                   else extra.reset_index(drop=True))
@@ -468,8 +473,6 @@ def _check_empty(df: pd.DataFrame, tickers: list[str], window: DateRange, chosen
                           symbols=reasons, start=window.first_day, end=window.last_day)
     for t, r in reasons.items():
         log.warning("no bars for %s in %s via %s: %s", t, span, chosen, r)
-    if df.attrs.get("unfilled_days"):
-        log.warning("no bars for %s (flat file not published yet?)", ", ".join(df.attrs["unfilled_days"]))
     return df
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import Plan, Settings, load_settings
-from .errors import ConfigurationError, QuotaExceededError
+from .errors import InvalidSettingError, QuotaExceededError
 from .runtime import current
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class QuotaManager:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connect().executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(
+            raise InvalidSettingError(
                 f"cannot keep the quota state in {self.path.parent} ({exc}); make the folder writable, free "
                 "space, or point MASSIVE_FEEDS_HOME at a writable folder") from None
 
@@ -168,7 +168,7 @@ class QuotaManager:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise ConfigurationError(f"cannot update the quota state {self.path} ({exc}); make its folder "
+            raise InvalidSettingError(f"cannot update the quota state {self.path} ({exc}); make its folder "
                                      "writable, free space, or set MASSIVE_FEEDS_HOME") from None
         try:
             yield db
@@ -179,7 +179,7 @@ class QuotaManager:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             db.execute("ROLLBACK")
-            raise ConfigurationError(f"cannot update the quota state {self.path} ({exc}); make its folder "
+            raise InvalidSettingError(f"cannot update the quota state {self.path} ({exc}); make its folder "
                                      "writable, free space, or set MASSIVE_FEEDS_HOME") from None
 
     @staticmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Literal, Sequence, TypeAlias
+from typing import Any, Iterable, Literal, Sequence, TypeAlias
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -281,11 +281,11 @@ class BarQuery:
         return cls(tuple(normalize_symbols(symbols)), parse_interval(interval), parse_date_range(start, end),
                    validate_session(session), bool(adjusted))
 
-    def replace(self, **changes: object) -> "BarQuery":
+    def replace(self, **changes: Any) -> "BarQuery":
         """A copy with some fields changed (``tickers=``, ``interval=``, ``range=`` …), still validated by type."""
         from dataclasses import replace
 
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     @property
     def symbols(self) -> list[str]:

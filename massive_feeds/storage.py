@@ -20,8 +20,8 @@ TEMP_SUFFIX = ".partial"
 
 def ensure_dir(folder: Path, what: str) -> Path:
     """Create ``folder`` (and parents) for ``what`` (e.g. "REST cache"), or raise a one-line
-    :class:`~massive_feeds.errors.ConfigurationError` naming it when it cannot be created or written."""
-    from .errors import ConfigurationError
+    :class:`~massive_feeds.errors.InvalidSettingError` naming it when it cannot be created or written."""
+    from .errors import InvalidSettingError
 
     folder = Path(folder)
     try:
@@ -29,7 +29,7 @@ def ensure_dir(folder: Path, what: str) -> Path:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(13, "Permission denied", str(folder))
     except OSError as exc:
-        raise ConfigurationError(
+        raise InvalidSettingError(
             f"cannot write the {what} in {folder} ({exc.strerror or exc}); make it writable, free space, or "
             "point MASSIVE_FEEDS_HOME at a writable folder") from None
     return folder

@@ -33,8 +33,8 @@ from .quota import get_quota
 from .rest import RestClient
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
-from .schema import DateLike, DateRange, ny_midnight, normalize_symbols, parse_date_range
-from .tickschema import EVENT_KIND, check_kind_exists, empty_ticks, finalize_ticks, validate_kind
+from .schema import DateLike, DateRange, ny_midnight
+from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,14 @@ AUTO_MAX_SYMBOL_DAYS = 5
 PAGES_PER_DAY = {"quotes": 40, "trades": 8}
 
 
-def _kinds(kind: str | Sequence[str]) -> list[str]:
-    kinds = [kind] if isinstance(kind, str) else list(kind)
-    if not kinds:
-        raise InvalidInputError("No tick kind given; use 'trades' and/or 'quotes'")
-    return list(dict.fromkeys(validate_kind(k) for k in kinds))
+def _query(symbols: "str | Iterable[str] | TickQuery", start: DateLike | None, end: DateLike | None,
+           kind: str | Sequence[str]) -> TickQuery:
+    """``symbols`` when it is a built :class:`TickQuery`, else the query built (validated) from the arguments."""
+    if isinstance(symbols, TickQuery):
+        return symbols
+    if start is None or end is None:
+        raise InvalidInputError("fetching ticks needs a start and an end")
+    return TickQuery.build(symbols, start, end, kind)
 
 
 def _days(window: DateRange) -> list[date]:
@@ -103,9 +106,9 @@ def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, 
 
 
 def fetch_ticks_rest(
-    symbols: str | Iterable[str],
-    start: DateLike,
-    end: DateLike,
+    symbols: "str | Iterable[str] | TickQuery",
+    start: DateLike | None = None,
+    end: DateLike | None = None,
     kind: str | Sequence[str] = "quotes",
     *,
     api_key: str | None = None,
@@ -120,12 +123,8 @@ def fetch_ticks_rest(
     (at most 50,000, the service's maximum) ticks."""
     if not 1 <= page_limit <= PAGE_LIMIT:
         raise InvalidInputError(f"page_limit must be 1..{PAGE_LIMIT}, not {page_limit}")
-    tickers = normalize_symbols(symbols)
-    kinds = _kinds(kind)
-    for t in tickers:
-        for k in kinds:
-            check_kind_exists(t, k)
-    window = parse_date_range(start, end)
+    q = _query(symbols, start, end, kind)
+    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     own = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest_ticks")
@@ -159,9 +158,9 @@ def _annotate(df: pd.DataFrame, tickers: list[str], kinds: list[str], window: Da
 
 # --- flat files -----------------------------------------------------------------------------------
 def fetch_ticks_flat_file(
-    symbols: str | Iterable[str],
-    start: DateLike,
-    end: DateLike,
+    symbols: "str | Iterable[str] | TickQuery",
+    start: DateLike | None = None,
+    end: DateLike | None = None,
     kind: str | Sequence[str] = "quotes",
     *,
     settings: Settings | None = None,
@@ -172,12 +171,8 @@ def fetch_ticks_flat_file(
     :mod:`massive_feeds.flatfiles.ticks`), cut to ``[start, end)``."""
     from .flatfiles.ticks import fetch_ticks_flat_file as _flat
 
-    tickers = normalize_symbols(symbols)
-    kinds = _kinds(kind)
-    for t in tickers:
-        for k in kinds:
-            check_kind_exists(t, k)
-    window = parse_date_range(start, end)
+    q = _query(symbols, start, end, kind)
+    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     frames, missing = [], set()
     for k in kinds:
@@ -220,9 +215,9 @@ def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
 
 
 def fetch_ticks(
-    symbols: str | Iterable[str],
-    start: DateLike,
-    end: DateLike,
+    symbols: "str | Iterable[str] | TickQuery",
+    start: DateLike | None = None,
+    end: DateLike | None = None,
     kind: str | Sequence[str] = "quotes",
     method: TickMethod = "auto",
     *,
@@ -247,17 +242,14 @@ def fetch_ticks(
         NotEntitledError: the plan does not include these ticks (REST 403 / S3 AccessDenied).
         QuotaExceededError: the flat-file bytes or the REST calls left cannot cover the query.
     """
-    tickers = normalize_symbols(symbols)
-    kinds = _kinds(kind)
-    for t in tickers:
-        for k in kinds:
-            check_kind_exists(t, k)
-    window = parse_date_range(start, end)
+    q = _query(symbols, start, end, kind)
+    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
     chosen, reason = method, "requested explicitly"
-    if method == "auto" and _store_covers_ticks(store, settings, tickers, start, end, kinds):
+    last = window.end - pd.Timedelta(1, "ns")  # the inclusive end that parses back to this very window
+    if method == "auto" and _store_covers_ticks(store, settings, tickers, window.start, last, kinds):
         chosen, reason = "store", "the local history store holds every day of the query"
     elif method == "auto":
         symbol_days = len(tickers) * window.days
@@ -280,12 +272,11 @@ def fetch_ticks(
     if chosen == "store":
         from .store.core import HistoryStore
 
-        df = HistoryStore.open(store, settings).read_ticks(tickers, start, end, kinds)
+        df = HistoryStore.open(store, settings).read_ticks(tickers, window.start, last, kinds)
     elif chosen == "rest":
-        df = fetch_ticks_rest(tickers, start, end, kinds, settings=settings, progress=progress, use_cache=use_cache)
+        df = fetch_ticks_rest(q, settings=settings, progress=progress, use_cache=use_cache)
     else:
-        df = fetch_ticks_flat_file(tickers, start, end, kinds, settings=settings, progress=progress,
-                                   use_cache=use_cache)
+        df = fetch_ticks_flat_file(q, settings=settings, progress=progress, use_cache=use_cache)
     df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
     return df
 

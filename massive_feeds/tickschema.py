@@ -31,7 +31,8 @@ are dropped.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InvalidInputError
-from .schema import asset_class
+from .schema import DateLike, DateRange, asset_class, normalize_symbols, parse_date_range
 
 TickKind = Literal["trades", "quotes"]
 TICK_KINDS: tuple[str, ...] = ("trades", "quotes")
@@ -81,6 +82,40 @@ def check_kind_exists(ticker: str, kind: str) -> None:
     if kind not in have:
         what = ", ".join(have) if have else "no tick data (index values only)"
         raise InvalidInputError(f"Massive has no {kind} for {ticker} ({asset}: {what})")
+
+
+@dataclass(frozen=True)
+class TickQuery:
+    """One tick request, validated (the sibling of :class:`~massive_feeds.schema.BarQuery`): tickers, the
+    kinds (``trades``/``quotes``, each one the tickers' asset classes have) and the :class:`DateRange`.
+    Build it once from user input with :meth:`build`; the REST, flat-file and store back ends take it."""
+
+    tickers: tuple[str, ...]
+    kinds: tuple[str, ...]
+    range: DateRange
+
+    @classmethod
+    def build(cls, symbols: str | Iterable[str], start: DateLike, end: DateLike,
+              kind: str | Sequence[str] = "quotes") -> "TickQuery":
+        """Validate user input; a typed :class:`InvalidInputError` names the first bad value (including a kind
+        an asset class does not have, e.g. forex trades)."""
+        tickers = tuple(normalize_symbols(symbols))
+        raw = [kind] if isinstance(kind, str) else list(kind)
+        if not raw:
+            raise InvalidInputError("No tick kind given; use 'trades' and/or 'quotes'")
+        kinds = tuple(dict.fromkeys(validate_kind(k) for k in raw))
+        for t in tickers:
+            for k in kinds:
+                check_kind_exists(t, k)
+        return cls(tickers, kinds, parse_date_range(start, end))
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.tickers)
+
+    def __repr__(self) -> str:
+        return (f"TickQuery({','.join(self.tickers)} {'/'.join(self.kinds)} "
+                f"{self.range.first_day}..{self.range.last_day})")
 
 
 def empty_ticks() -> pd.DataFrame:
@@ -185,5 +220,5 @@ def _unique_rows(num: dict[str, np.ndarray], text: dict[str, pa.Array]) -> np.nd
     return np.r_[True, ~same]
 
 
-__all__ = ["EVENT_COLUMNS", "KINDS_BY_ASSET", "TICK_COLUMNS", "TICK_KINDS", "TickKind", "check_kind_exists",
+__all__ = ["EVENT_COLUMNS", "KINDS_BY_ASSET", "TICK_COLUMNS", "TICK_KINDS", "TickKind", "TickQuery", "check_kind_exists",
            "empty_ticks", "finalize_ticks", "validate_kind"]

@@ -15,7 +15,7 @@ import pytest
 from massive_feeds.cli import main
 from massive_feeds.config import PLANS, Plan, load_settings
 from massive_feeds.datasets import save_dataset
-from massive_feeds.errors import ConfigurationError, InvalidInputError
+from massive_feeds.errors import InvalidInputError, InvalidSettingError
 from massive_feeds.fetch import fetch_data
 from massive_feeds.sandbox import Sandbox
 
@@ -46,15 +46,15 @@ def test_plan_limits_below_one_are_refused_when_configured(monkeypatch: pytest.M
                                                            value: str) -> None:
     monkeypatch.setenv("MASSIVE_PLAN", "custom")
     monkeypatch.setenv(f"MASSIVE_PLAN_{field.upper()}", value)
-    with pytest.raises(ConfigurationError, match=f"{field} \\(MASSIVE_PLAN_{field.upper()}\\) must be a positive"):
+    with pytest.raises(InvalidSettingError, match=f"{field} \\(MASSIVE_PLAN_{field.upper()}\\) must be a positive"):
         load_settings()
 
 
 def test_plan_limit_of_one_is_accepted_and_a_plan_object_is_checked_too() -> None:
     assert Plan("t", None, 1, None, None, None).rest_per_day == 1
-    with pytest.raises(ConfigurationError, match="rest_per_day"):
+    with pytest.raises(InvalidSettingError, match="rest_per_day"):
         Plan("t", None, 0, None, None, None)
-    with pytest.raises(ConfigurationError, match="rest_window_seconds"):
+    with pytest.raises(InvalidSettingError, match="rest_window_seconds"):
         Plan("t", 5, None, None, None, None, rest_window_seconds=0)
 
 
@@ -137,6 +137,14 @@ def test_fetch_with_a_path_like_dataset_spends_no_call(sandbox_env: Sandbox, tmp
     assert code == 2 and out == "" and "Invalid dataset name '../../x'" in one_line_error(err)
     assert sandbox_env.rest.count("/v2/aggs") == before
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_ticks_with_a_path_like_dataset_spends_no_call(sandbox_env: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sandbox_env.rest.count("/")
+    code, out, err = cli(capsys, "ticks", "AAPL", "--start", "2024-03-05", "--end", "2024-03-05", "--method", "rest",
+                         "--dataset", "a/b")
+    assert code == 2 and out == "" and "Invalid dataset name 'a/b'" in one_line_error(err)
+    assert sandbox_env.rest.count("/") == before
 
 
 @pytest.mark.parametrize(("args", "message"), [

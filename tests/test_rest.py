@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from massive_feeds import fetch_ohlcv_rest
+from massive_feeds.cache import wait_for_result_cache
 from massive_feeds.config import Settings
 from massive_feeds.errors import (
     AuthenticationError,
@@ -107,6 +108,52 @@ def test_identical_settled_query_is_served_from_cache(client: RestClient, sandbo
     pd.testing.assert_frame_equal(first, again)
 
 
+def test_result_cache_entry_lands_on_disk_whole(client: RestClient, sandbox: Sandbox, settings: Settings) -> None:
+    first = fetch_ohlcv_rest("AAPL", *WEEK, "30m", client=client)
+    [entry] = cache_files(settings)  # written in the background; complete once it has its name
+    assert not list((settings.cache_dir / "rest").rglob("*.partial"))
+    pd.testing.assert_frame_equal(pd.read_parquet(entry), first)
+    before = aggs_requests(sandbox)
+    again = fetch_ohlcv_rest("AAPL", *WEEK, "30m", client=client)
+    assert aggs_requests(sandbox) == before
+    pd.testing.assert_frame_equal(again, first)
+
+
+def test_broken_gzip_transfer_is_a_server_error_not_a_traceback(settings: Settings) -> None:
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = gzip.compress(b'{"status":"OK","results":[' + b",".join([b'{"t":1,"o":1,"h":1,"l":1,"c":1,"v":1}'] * 500)
+                         + b"]}")
+    served: list[str] = []
+
+    class Cut(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])  # then the connection closes mid-body
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cut = RestClient(settings.with_overrides(rest_url=f"http://127.0.0.1:{server.server_address[1]}"),
+                         retry=FAST_RETRY)
+        with pytest.raises(ServerError, match="failed"):
+            cut.request("/v2/aggs/ticker/AAPL/range/1/day/2024-03-04/2024-03-08")
+        assert len(served) == FAST_RETRY.max_attempts  # every attempt was made, each one broke off
+    finally:
+        server.shutdown()
+
+
 def test_transient_failures_are_retried(client: RestClient, sandbox: Sandbox) -> None:
     sandbox.faults.queue(503, "drop", "malformed")
     df = fetch_ohlcv_rest("AAPL", *WEEK, "1d", client=client, use_cache=False)
@@ -139,6 +186,7 @@ def test_official_client_reads_the_same_bars(client: RestClient, sandbox: Sandbo
 
 # --- bad input: each case gets its typed error and nothing partial is written ---------------------
 def cache_files(settings: Settings) -> list[Path]:
+    assert wait_for_result_cache(timeout=60)
     return list((settings.cache_dir / "rest").rglob("*.parquet"))
 
 

@@ -163,3 +163,39 @@ def test_the_stream_layer_never_imports_recording() -> None:
     graph = _graph()
     stream = [m for m in graph if _top(m) == "stream"]
     assert stream and not [m for m in stream if any(_top(d) == "record" for d in graph[m])]
+
+
+def test_recording_attaches_to_the_connector_from_above() -> None:
+    """stream/ never imports record/: the recorder registers itself; the package root's get_connector loads it,
+    and without it enable_recording is a one-line error, not an AttributeError or a silent no-op."""
+    import subprocess
+    import sys
+
+    script = "\n".join([
+        "import massive_feeds.stream as s",
+        "from massive_feeds.config import load_settings",
+        "from massive_feeds.errors import InvalidInputError",
+        "assert s.MassiveConnector.recorder_factory is None",
+        "c = s.MassiveConnector(settings=load_settings(environ={}, api_key='k'))",
+        "try:",
+        "    c.enable_recording(['AAPL'])",
+        "except InvalidInputError as exc:",
+        "    print('refused:', exc)",
+        "c.close()",
+        "import massive_feeds",
+        "massive_feeds.get_connector",
+        "print('factory:', s.MassiveConnector.recorder_factory.__name__)",
+    ])
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MASSIVE_")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=PACKAGE.parent, check=True).stdout.splitlines()
+    assert out == ["refused: recording is not loaded: import massive_feeds.record (massive_feeds.get_connector "
+                   "loads it) before enable_recording", "factory: WebSocketDataRecorder"]
+
+
+def test_the_store_gets_its_feed_class_and_its_ingest_from_above() -> None:
+    from massive_feeds.backtrader import MassiveData, MassiveStore
+    from massive_feeds.store import HistoryStore, ingest
+
+    assert MassiveStore.DataCls is MassiveData
+    assert HistoryStore.ingest_fn is ingest

@@ -195,6 +195,18 @@ def test_kinds_the_service_does_not_have_are_refused_before_any_call(symbol: str
         fetch_ticks(symbol, "2024-03-04", "2024-03-04", kind, method="rest")
 
 
+def test_tick_query_validates_once_and_names_the_bad_value() -> None:
+    from massive_feeds.tickschema import TickQuery
+
+    q = TickQuery.build(["aapl", "BTC-USD"], "2024-03-05", "2024-03-05", "trade")
+    assert q.tickers == ("AAPL", "X:BTCUSD") and q.kinds == ("trades",)
+    assert q.range.first_day == q.range.last_day == date(2024, 3, 5)
+    with pytest.raises(InvalidInputError, match="Invalid tick kind 'bars'"):
+        TickQuery.build("AAPL", "2024-03-05", "2024-03-05", "bars")
+    with pytest.raises(InvalidInputError, match="no quotes for X:BTCUSD"):
+        TickQuery.build(["AAPL", "X:BTCUSD"], "2024-03-05", "2024-03-05", ["trades", "quotes"])
+
+
 # --- REST and flat files on the sandbox ----------------------------------------------------------------
 DAY = date(2024, 3, 5)
 

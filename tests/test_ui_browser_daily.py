@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, _choose, _free_port, _metric, _missing, _wait_healthy
+from tests.test_ui_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _choose,
+    _free_port,
+    _metric,
+    _missing,
+    _wait_healthy,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

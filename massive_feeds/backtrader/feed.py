@@ -190,8 +190,8 @@ class MassiveData(bt.feed.DataBase):
 
     # --- Backtrader hooks -----------------------------------------------------------------------------
     def _uses_store(self) -> bool:
-        """A store reads this feed's data (fetch, live, datasets, recordings) or was given explicitly."""
-        return self._setup.has_store or self._mode in ("fetch", "live", "dataset", "replay")
+        """A store reads this feed's data (fetch, live, datasets, recordings, ticks) or was given explicitly."""
+        return self._setup.has_store or self._mode in ("fetch", "live", "dataset", "replay", "ticks")
 
     def setenvironment(self, env: Any) -> None:
         """Backtrader's store idiom (as ``IBData``): the feed adds its store to cerebro, which then starts and

@@ -27,7 +27,7 @@ from backtrader.store import MetaSingleton
 
 from ..config import Settings
 from ..datasets import load_dataset
-from ..fetch import fetch_bars, fetch_rest_bars
+from ..fetch import Method, fetch_bars, fetch_rest_bars
 from ..quota import QuotaStatus, get_quota
 from ..runtime import current, resolve_settings
 from ..stream.events import GapEvent, StatusEvent
@@ -103,13 +103,13 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
 
     # --- history ------------------------------------------------------------------------------------
     def fetch_bars(self, symbol: str, start: DateLike, end: DateLike, interval: Interval | str,
-                   method: str = "auto", adjusted: bool = True) -> pd.DataFrame:
+                   method: Method = "auto", adjusted: bool = True) -> pd.DataFrame:
         """One symbol's bars through :func:`~massive_feeds.fetch.fetch_data` (cache, quota, auto method)."""
         return self.fetch_query(BarQuery.build(symbol, start, end, interval, adjusted=adjusted), method)
 
-    def fetch_query(self, query: BarQuery, method: str = "auto") -> pd.DataFrame:
+    def fetch_query(self, query: BarQuery, method: Method = "auto") -> pd.DataFrame:
         """:meth:`fetch_bars` for a built query (its first ticker's rows)."""
-        df = fetch_bars(query, method, settings=self.settings)  # type: ignore[arg-type]
+        df = fetch_bars(query, method, settings=self.settings)
         self._check_quota()
         return df[df["symbol"] == query.tickers[0]] if len(df) else df
 

@@ -5,8 +5,8 @@ process, announced once on stderr); ``--sandbox`` (or ``MASSIVE_SANDBOX=1``) for
 forbids it.
 
 Conventions: ``--help`` on every command; results on stdout; errors on stderr as one line; exit code 2
-for usage errors and bad input (``InvalidInputError``, bad settings such as a plan limit <= 0 or an
-unwritable home), 1 for other expected failures (missing key, quota, no data, server errors), 130 on
+for usage errors and bad input (``InvalidInputError``; ``InvalidSettingError``: a plan limit <= 0, an
+unwritable or full home), 1 for other expected failures (missing key, quota, no data, server errors), 130 on
 Ctrl-C. No tracebacks for expected errors (``--debug`` shows them). Every argument (symbols, dates,
 intervals, dataset and recording names, strategy parameters, durations) is checked before any network
 call or recording starts.
@@ -115,6 +115,8 @@ def _cmd_ticks(args: argparse.Namespace) -> int:
     from ..ticks import fetch_ticks
 
     kinds = ["trades", "quotes"] if args.kind == "both" else [args.kind]
+    _check_fetch_args(argparse.Namespace(symbols=args.symbols, interval="1m", start=args.start, end=args.end,
+                                         dataset=args.dataset))  # before any call
     df = fetch_ticks(args.symbols.split(","), args.start, args.end, kinds, args.method, progress=sys.stderr.isatty())
     print(f"{len(df):,} {'/'.join(kinds)} for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
@@ -534,11 +536,11 @@ _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
 
 
 def _is_bad_input(exc: MassiveError) -> bool:
-    """Exit 2: the user's input or settings are wrong (not a missing key, a quota or a server answer)."""
-    from ..errors import ConfigurationError, MissingCredentialsError
+    """Exit 2: the user's input or a setting's value is wrong (not a missing key or extra, a quota or a
+    server answer)."""
+    from ..errors import InvalidSettingError
 
-    return isinstance(exc, InvalidInputError) or (isinstance(exc, ConfigurationError)
-                                                  and not isinstance(exc, MissingCredentialsError))
+    return isinstance(exc, (InvalidInputError, InvalidSettingError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,12 +39,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     if table.empty:
         print(f"no recordings under {Path(args.save_dir).resolve()}")
         return 0
+    import pandas as pd
+
+    def when(t: object, missing: str = "") -> str:
+        return missing if pd.isna(t) else f"{t:%Y-%m-%d %H:%M:%S}"
+
     shown = table.drop(columns=["path"]).assign(
         symbols=table["symbols"].map(", ".join),
-        started=table["started"].map(lambda t: "" if t is None or t != t else f"{t:%Y-%m-%d %H:%M:%S}"),
-        stopped=table["stopped"].map(lambda t: "–" if t is None or t != t else f"{t:%Y-%m-%d %H:%M:%S}"),
-        first_event=table["first_event"].map(lambda t: "" if t is None or t != t else f"{t:%Y-%m-%d %H:%M:%S}"),
-        last_event=table["last_event"].map(lambda t: "" if t is None or t != t else f"{t:%Y-%m-%d %H:%M:%S}"),
+        started=table["started"].map(when),
+        stopped=table["stopped"].map(lambda t: when(t, "–")),
+        first_event=table["first_event"].map(when),
+        last_event=table["last_event"].map(when),
     )
     print(shown.to_string(index=False))
     print(f"\nfolder: {Path(args.save_dir).resolve()}  ·  save one: massive-feeds recordings save SESSION")

@@ -43,7 +43,14 @@ from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interva
 from ..sessions import has_sessions
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
+from .reader import (
+    bars_from_tables,
+    convert_in_background,
+    file_forms,
+    hold_cache_writes,
+    read_cached_day,
+    stream_day,
+)
 from .stream import file_chunks
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
@@ -118,7 +125,7 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     A download is inflated and scanned as its bytes arrive (only the wanted tickers' lines are parsed)
     and teed to a temp gzip that becomes the cache entry (byte-exact, renamed into place) only once every
     listed byte arrived and the gzip CRC checked out. The rows are returned then; the day's parquet entry
-    is written afterwards by a low-priority background thread and replaces the gzip once complete. A
+    is written afterwards by a background thread and replaces the gzip once complete. A
     failure anywhere leaves no entry.
     """
     remote, path, cache = job.remote, job.cached, run.cache
@@ -280,7 +287,10 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
             for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
                 cache.sweep(folder)
             wanted = progress if progress is not None else sys.stderr.isatty()
-            results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
+            # the parquet conversions of the downloaded days start once every day of the query is read,
+            # so they never compete with the query for the CPU
+            with hold_cache_writes():
+                results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
     finally:
         transport.close()
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})

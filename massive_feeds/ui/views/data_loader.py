@@ -12,16 +12,29 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
-from massive_feeds.datasets import dataset_info, dataset_path, delete_dataset, list_datasets, load_dataset, save_dataset
+from massive_feeds.datasets import (
+    dataset_info,
+    dataset_path,
+    delete_dataset,
+    list_datasets,
+    load_dataset,
+    save_dataset,
+)
 from massive_feeds.errors import MassiveError
 from massive_feeds.fetch import estimate_rest_calls, fetch_data
 from massive_feeds.quota import quota_status
-from massive_feeds.sessions import has_sessions
 from massive_feeds.schema import normalize_symbols, parse_date_range, parse_interval
+from massive_feeds.sessions import has_sessions
 from massive_feeds.ui import logic as L
 from massive_feeds.ui.backend import Backend
 from massive_feeds.ui.charts import bars_figure
-from massive_feeds.ui.common import error_boundary, get_backend, render_quota, show_error, show_message
+from massive_feeds.ui.common import (
+    error_boundary,
+    get_backend,
+    render_quota,
+    show_error,
+    show_message,
+)
 
 RESULT = "dl_result"
 SAVED = "dl_saved"
