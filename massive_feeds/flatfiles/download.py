@@ -35,8 +35,9 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import CorruptFileError
+from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
 from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval
 from ..sessions import has_sessions
@@ -234,7 +235,8 @@ def download_flat_file(
         symbols: tickers in any form :func:`~massive_feeds.schema.normalize_symbols` accepts.
         start, end: dates or datetimes (naive = UTC).
         interval: ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
-        settings: defaults to :func:`~massive_feeds.config.load_settings`.
+        settings: defaults to the configured ones, resolved by :func:`~massive_feeds.runtime.resolve_settings`
+            (no key configured: the built-in sandbox).
         progress: byte progress bar; default only when stderr is a terminal.
         max_workers: parallel downloads / parses.
         adjusted: split-adjusted prices (default) or, with ``False``, prices as traded.
@@ -269,7 +271,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
                    max_workers: int = 4) -> pd.DataFrame:
     """:func:`download_flat_file` for a built :class:`~massive_feeds.schema.BarQuery`."""
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
-    settings = settings or load_settings()
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
     groups = _group_by_dataset(tickers, iv, session)
@@ -303,7 +305,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
         merged_splits=merged, missing_days=missing,
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
-        empty_symbols=[t for t in tickers if t not in present],
+        empty_symbols=[t for t in tickers if t not in present], source=settings.source,
     )
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
