@@ -39,7 +39,7 @@ def cli(sb: Sandbox, tmp_path: Path, *args: str) -> str:
     env = {**os.environ, **sb.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
            "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
     result = subprocess.run([sys.executable, "-m", "massive_feeds.cli", *args], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=120)
+                            env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout + result.stderr
 
