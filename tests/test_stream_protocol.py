@@ -254,7 +254,8 @@ def test_single_channel_frame_keeps_order_and_defaults_a_missing_optional_key() 
 
 
 def test_mixed_frames_statuses_and_malformed_items_mid_frame_keep_the_rest_in_order() -> None:
-    # Each surprise alone in an otherwise single-channel frame (so none hides behind another's fallback).
+    # Each surprise alone in an otherwise single-channel frame (so none hides behind another's fallback),
+    # each on a fresh parser (after a mixed frame a parser goes per item for a while).
     parser = FrameParser("stocks")
     mixed: list = [_quote(i) for i in range(10)]
     mixed[3] = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0 + 3, "x": 1}  # another channel
@@ -263,14 +264,23 @@ def test_mixed_frames_statuses_and_malformed_items_mid_frame_keep_the_rest_in_or
     assert all(type(r) is tuple and r[3] == 7 for r in rows) and statuses == []
     with_status: list = [_quote(i) for i in range(10)]
     with_status[6] = {"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"}
-    rows, statuses = parser.parse(orjson.dumps(with_status), 7)
+    rows, statuses = FrameParser("stocks").parse(orjson.dumps(with_status), 7)
     assert [r[2] for r in rows] == [T0 + i for i in range(10) if i != 6]
     assert [s["status"] for s in statuses] == ["success"]
     broken: list = [_quote(i) for i in range(10)]
     broken[8] = _quote(8, bp=None)  # required key missing
+    parser = FrameParser("stocks")
     rows, _ = parser.parse(orjson.dumps(broken), 7)
     assert [r[2] for r in rows] == [T0 + i for i in range(10) if i != 8]
     assert parser.malformed_events == 1 and parser.unknown_events == 0
+
+
+def test_frames_after_a_mixed_frame_parse_identically() -> None:
+    parser = FrameParser("stocks")
+    mixed = [_quote(0), {"ev": "T", "sym": "AAPL", "p": 1.0, "s": 1, "t": T0, "x": 2}]
+    frames = [mixed] + [[_quote(i) for i in range(k, k + 5)] for k in range(0, 200, 5)]
+    for frame in frames:  # per item for a while, then the whole-frame builder again: same rows
+        assert parser.parse(orjson.dumps(frame), 1) == FrameParser("stocks").parse(orjson.dumps(frame), 1)
 
 
 def test_forex_frames_coerce_the_string_exchange_on_the_frame_path() -> None:

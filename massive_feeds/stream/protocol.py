@@ -278,7 +278,12 @@ class FrameParser:
     or not an array raises :class:`FrameError` (the caller counts, warns and skips it).
     """
 
-    __slots__ = ("market", "builders", "frame_builders", "malformed_events", "unknown_events", "_unknown_seen")
+    __slots__ = ("market", "builders", "frame_builders", "malformed_events", "unknown_events", "_unknown_seen",
+                 "_per_item_frames")
+
+    #: After a frame of mixed channels, parse this many frames per item before trying the whole-frame
+    #: builder again (a subscription of trades *and* quotes mixes them; a failed try costs a rebuild).
+    MIXED_BACKOFF = 32
 
     def __init__(self, market: str) -> None:
         self.market = market
@@ -288,6 +293,7 @@ class FrameParser:
         self.malformed_events = 0
         self.unknown_events = 0
         self._unknown_seen: set[str] = set()
+        self._per_item_frames = 0
 
     def __repr__(self) -> str:
         return f"FrameParser(market={self.market!r}, channels={sorted(self.builders)})"
@@ -299,13 +305,17 @@ class FrameParser:
             raise FrameError(f"not JSON ({exc})") from None
         if type(items) is not list:
             raise FrameError(f"expected a JSON array, got {type(items).__name__}")
-        try:
-            # Fastest path: a frame of one channel (the usual case), built in one comprehension.
-            rows = self.frame_builders[items[0]["ev"]](items, received_ns)
-            if len(rows) == len(items):
-                return rows, []
-        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
-            pass
+        if self._per_item_frames:
+            self._per_item_frames -= 1
+        else:
+            try:
+                # Fastest path: a frame of one channel (the usual case), built in one comprehension.
+                rows = self.frame_builders[items[0]["ev"]](items, received_ns)
+                if len(rows) == len(items):
+                    return rows, []
+                self._per_item_frames = self.MIXED_BACKOFF
+            except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+                pass
         builders = self.builders
         try:
             # Fast path: a pure data frame, possibly of several channels. Any surprise (status, unknown channel, missing key,
