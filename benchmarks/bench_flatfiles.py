@@ -11,7 +11,7 @@ each in a fresh child process (so peak RSS is that of the method alone):
   (s') the baseline for (s): boto3 ``get_object`` + ``pandas.read_csv`` of the body + filter + resample;
   (a) ours, first read of the local gzip: the same streaming reader (``flatfiles.stream``) fed from disk,
       parsing only the lines of the 5 symbols (every other line is scanned, not parsed), then resample
-      to 1h (``download_flat_file`` then writes the whole day's parquet entry in a low-priority
+      to 1h (``download_flat_file`` then writes the whole day's parquet entry in a
       background thread, after it returned: not timed);
   (a') ours, repeat read: the cached parquet day, only the row groups holding the 5 symbols;
   (b) naive: ``pandas.read_csv`` of the whole gzip, then filter and resample;

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+_today: date | None = None
+
+
 @contextlib.contextmanager
 def massive_settings() -> Iterator[Settings]:
     """Settings for Massive.com if a key is configured, otherwise for a sandbox started here."""
@@ -32,16 +35,18 @@ def massive_settings() -> Iterator[Settings]:
 
     print("(no MASSIVE_API_KEY configured: running against the local sandbox)")
     with Sandbox(websocket=True, s3=True, clock_speed=120) as sandbox:  # 2 market hours per minute
+        global _today
+        _today = sandbox.clock.now().date()  # "today" is the sandbox market's day, not the wall clock's
         home = tempfile.mkdtemp(prefix="massive-example-")
         yield sandbox.settings(home=home, datasets_dir=f"{home}/datasets", plan="unlimited")
 
 
 def recent_weekdays(n: int, end: date | None = None) -> tuple[date, date]:
-    """The first and last of the ``n`` NYSE sessions before ``end`` (default: today): a range that has
-    stock data on every day (weekends and exchange holidays such as Thanksgiving skipped)."""
+    """The first and last of the ``n`` NYSE sessions before ``end`` (default: the market's today): a range
+    that has stock data on every day (weekends and exchange holidays such as Thanksgiving skipped)."""
     from massive_feeds.sessions import session_schedule
 
-    last = (end or date.today()) - timedelta(days=1)
+    last = (end or _today or date.today()) - timedelta(days=1)
     days = session_schedule(last - timedelta(days=2 * n + 10), last).index
     first_day, last_day = days[-n], days[-1]
     return getattr(first_day, "date", lambda: first_day)(), getattr(last_day, "date", lambda: last_day)()

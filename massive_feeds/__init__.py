@@ -32,6 +32,7 @@ _EXPORTS = {
     "RestClient": "rest",
     "BAR_COLUMNS": "schema", "normalize_symbol": "schema", "parse_interval": "schema",
     "fetch_splits": "splits", "apply_splits": "splits", "quality_report": "quality",
+    "Runtime": "runtime", "resolve_settings": "runtime",
     "to_wide": "layout",
 }
 
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .ticks import fetch_ticks, fetch_ticks_flat_file, fetch_ticks_rest  # noqa: F401
     from .quota import get_quota, print_free_tier_info, quota_status  # noqa: F401
     from .rest import RestClient  # noqa: F401
+    from .runtime import Runtime, resolve_settings  # noqa: F401
     from .layout import to_wide  # noqa: F401
     from .quality import quality_report  # noqa: F401
     from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401

@@ -8,6 +8,11 @@ Every value is resolved, first match wins, from:
 4. the per-user file ``~/.config/massive_feeds/config.properties`` (or ``$MASSIVE_FEEDS_CONFIG``).
 
 Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value.
+
+``MASSIVE_SANDBOX`` (:attr:`Settings.sandbox`) is the data-source switch: ``auto`` (default: the embedded
+sandbox when no key is configured), ``1``/``on`` (always a sandbox: the endpoints configured, when they
+point at a shared one, else the embedded one) or ``0``/``off`` (never). This module only reads it; the
+runtime context (:mod:`massive_feeds.runtime`) acts on it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,22 @@ DEFAULT_WS_URL = "wss://socket.massive.com"
 DEFAULT_S3_ENDPOINT = "https://files.massive.com"
 DEFAULT_S3_BUCKET = "flatfiles"
 PROPERTIES_FILE = "api_keys.properties"
+SANDBOX_MODES = ("auto", "on", "off")
+_SANDBOX_ALIASES = {"": "auto", "1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+
+
+def parse_sandbox_mode(value: str | bool | None) -> str:
+    """``MASSIVE_SANDBOX`` as ``auto``, ``on`` or ``off`` (``1``/``true``/``yes`` and ``0``/``false``/``no``
+    are accepted too); anything else is a :class:`ConfigurationError`."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    text = _SANDBOX_ALIASES.get(text, text)
+    if text not in SANDBOX_MODES:
+        raise ConfigurationError(f"MASSIVE_SANDBOX must be auto, 1/on or 0/off, got {value!r}")
+    return text
 
 
 class Secret:
@@ -191,23 +212,59 @@ class Settings:
     plan: Plan = PLANS["free"]
     home: Path = field(default_factory=_home_dir)
     datasets_dir: Path = Path("data/datasets")
+    #: ``MASSIVE_SANDBOX``: ``auto``, ``on`` or ``off`` (see the module docstring).
+    sandbox: str = "auto"
+    #: ``MASSIVE_FEEDS_STORE``: the history store's folder or URL (``None``: ``<home>/store``).
+    store: str | None = None
+    #: ``MASSIVE_SANDBOX_SPEED``: how fast the built-in sandbox's market clock runs (1 = real time).
+    sandbox_speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.sandbox not in SANDBOX_MODES:
+            object.__setattr__(self, "sandbox", parse_sandbox_mode(self.sandbox))
+        speed = self.sandbox_speed
+        try:
+            speed = float(speed)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"MASSIVE_SANDBOX_SPEED must be a number, got {speed!r}") from None
+        if not 0 < speed <= 10_000:
+            raise ConfigurationError(f"MASSIVE_SANDBOX_SPEED must be between 0 and 10000, got {speed:g}")
+        object.__setattr__(self, "sandbox_speed", speed)
+
+    @property
+    def uses_sandbox(self) -> bool:
+        """Whether calls with these settings go to a sandbox: ``sandbox="on"``, or ``auto`` without a key
+        (the keyless default, applied by :mod:`massive_feeds.runtime`)."""
+        return self.sandbox == "on" or (self.sandbox == "auto" and not self.api_key)
+
+    @property
+    def source(self) -> str:
+        """``"sandbox"`` when these settings reach a sandbox (:attr:`uses_sandbox`), else ``"massive"``."""
+        return "sandbox" if self.uses_sandbox else "massive"
+
+    @property
+    def data_home(self) -> Path:
+        """Where caches, quota state and the default store live: ``home``, or ``<home>/sandbox`` for
+        sandbox settings, so sandbox use never touches a real account's quota or caches."""
+        return self.home / "sandbox" if self.uses_sandbox else self.home
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return self.data_home / "cache"
 
     @property
     def state_dir(self) -> Path:
         """Where the shared quota state lives (one per user, shared by every process)."""
-        return self.home / "state"
+        return self.data_home / "state"
 
     def require_api_key(self) -> Secret:
-        """The REST/WebSocket key, or a :class:`MissingCredentialsError` that says where to put one."""
+        """The REST/WebSocket key, or a :class:`MissingCredentialsError` that says both ways out."""
         if not self.api_key:
             raise MissingCredentialsError(
                 "No API key found. Set MASSIVE_API_KEY in the environment or in ./api_keys.properties "
-                f"(copy api_keys.properties.example), or in {_user_config_path()}; "
-                "or pass api_key=... . To try the library without a key, run `massive-feeds sandbox`."
+                f"(copy api_keys.properties.example), or in {_user_config_path()}, or pass api_key=... ; "
+                "or use the built-in sandbox (a synthetic market, no key): MASSIVE_SANDBOX=1 or "
+                "`massive-feeds --sandbox ...`" + (" (MASSIVE_SANDBOX=0 turned it off)." if self.sandbox == "off" else ".")
             )
         return self.api_key
 
@@ -229,6 +286,10 @@ class Settings:
         for key in ("home", "datasets_dir"):
             if key in given:
                 given[key] = Path(given[key]).expanduser()
+        if "sandbox" in given:
+            given["sandbox"] = parse_sandbox_mode(given["sandbox"])
+        if "store" in given:
+            given["store"] = str(given["store"])
         return replace(self, **given)
 
 
@@ -242,6 +303,9 @@ _ENV_KEYS = {
     "MASSIVE_WS_URL": "ws_url",
     "MASSIVE_FEEDS_HOME": "home",
     "MASSIVE_DATASETS_DIR": "datasets_dir",
+    "MASSIVE_SANDBOX": "sandbox",
+    "MASSIVE_FEEDS_STORE": "store",
+    "MASSIVE_SANDBOX_SPEED": "sandbox_speed",
 }
 
 
@@ -288,6 +352,8 @@ def load_settings(cwd: Path | None = None, environ: Mapping[str, str] | None = N
     for attr in ("home", "datasets_dir"):
         if attr in values:
             values[attr] = Path(values[attr]).expanduser()
+    if "sandbox" in values:
+        values["sandbox"] = parse_sandbox_mode(values["sandbox"])
     values["plan"] = _resolve_plan(layered)
 
     plan = overrides.pop("plan", None)

@@ -17,6 +17,13 @@ flat-file or store data saved raw stay raw. :func:`load_dataset` converts at rea
 
 Saving raw data (``adjusted=False``) and asking for ``adjusted=True`` when loading is the most robust
 habit. Appending bars whose adjustment differs from the dataset's is refused.
+
+Where the prices came from — the rule: metadata ``data_source`` is ``"massive"`` or ``"sandbox"`` (the
+built-in synthetic market; see :mod:`massive_feeds.runtime`), taken from ``df.attrs["source"]`` of
+fetched bars (or a recording's log). Sandbox datasets live in the same folder as real ones and are told
+apart by this field (``list_datasets`` shows it; backtest tables are headed as sandbox data). Appending
+sandbox bars to a real dataset, or the reverse, is refused. (``source`` in the metadata is the method:
+``rest``, ``flat_file``, ``store``, ``live_recording``.)
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import pyarrow as pa
 
 from .config import Settings, load_settings
 from .errors import DatasetError, InvalidInputError, MassiveError
+from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars
 from .storage import read_parquet_metadata, write_parquet
 from .tickschema import TICK_COLUMNS, finalize_ticks
@@ -150,18 +158,21 @@ def save_dataset(
                                 f"(columns: {', '.join(map(str, df.columns[:8])) or 'none'})")
     tags = set(tags)
     source = source or df.attrs.get("method")
-    metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **(metadata or {})}
+    metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **_origin_meta(df.attrs),
+                **(metadata or {})}
     with _dataset_lock(path):
         if is_tick_frame(df):  # trades/quotes: ticks share timestamps, so never the bars' (symbol, time) de-dup
             metadata = {**metadata, "interval": TICKS_INTERVAL, "kinds": sorted(map(str, df["kind"].unique()))}
             if append and path.exists():
                 tags |= set(dataset_info(path).get("tags", []))
+                metadata.update(_merged_origin(dataset_info(path), metadata, path.stem))
                 df = pd.concat([load_dataset(path), df], ignore_index=True)
             df = finalize_ticks(df)
         elif append and path.exists():
             old_info = dataset_info(path)
             tags |= set(old_info.get("tags", []))
             source = source or old_info.get("source")
+            metadata.update(_merged_origin(old_info, metadata, path.stem))
             metadata.update(_merged_adjustment(old_info, metadata, path.stem))
             df = stack_data(load_dataset(path), df, mode="append")
         else:
@@ -216,6 +227,28 @@ def _adjustment_meta(attrs: dict) -> dict:
     return meta
 
 
+DATA_SOURCES = ("massive", "sandbox")
+
+
+def _origin_meta(attrs: dict) -> dict:
+    """``data_source`` (``massive`` / ``sandbox``) of bars about to be saved, from their attrs."""
+    origin = attrs.get("data_source") or attrs.get("source")
+    return {"data_source": origin} if origin in DATA_SOURCES else {}
+
+
+def _merged_origin(old: dict, new: dict, name: str) -> dict:
+    """``data_source`` after appending ``new`` rows to a dataset described by ``old``; mixing is refused."""
+    before, after = old.get("data_source"), new.get("data_source")
+    if before in DATA_SOURCES and after in DATA_SOURCES and before != after:
+        what = {"sandbox": "sandbox (synthetic) prices", "massive": "Massive.com prices"}
+        raise InvalidInputError(
+            f"dataset {name!r} holds {what[before]} and the new bars are {what[after]}; appending would mix "
+            "them. Save them as another dataset"
+        )
+    origin = after if after in DATA_SOURCES else before
+    return {"data_source": origin} if origin else {}
+
+
 def _merged_adjustment(old: dict, new: dict, name: str) -> dict:
     """Adjustment metadata after appending ``new`` rows to a dataset described by ``old``."""
     before, after = _stored_adjustment(old), new.get("adjusted")
@@ -262,8 +295,12 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
         log.warning("dataset %s holds %s bars: a bar that straddles a split cannot be adjusted exactly",
                     name, info.get("interval"))
     as_of = pd.Timestamp(info.get("adjusted_as_of") or _today())
+    # splits from the market the prices came from: never the sandbox's for real (or unlabelled) data
+    source_settings = settings_for_source(settings, info.get("data_source"))
+    if info.get("data_source") is None and source_settings.sandbox == "auto":
+        source_settings = source_settings.with_overrides(sandbox="off")  # no key → a loud error, not a guess
     try:
-        splits = splits_for(df, settings=settings)
+        splits = splits_for(df, settings=source_settings)
     except MassiveError as exc:
         if stored and adjusted:  # already adjusted: only splits announced since are at stake
             log.warning("could not check dataset %s for splits after %s (%s); returning it as stored",
@@ -336,7 +373,8 @@ def dataset_info(path: Path) -> dict:
 
 
 def list_datasets(*, settings: Settings | None = None, folder: str | Path | None = None) -> pd.DataFrame:
-    """One row per dataset: name, symbols, start, end, rows, source, interval, tags, path."""
+    """One row per dataset: name, symbols, start, end, rows, source (method), data_source (``massive`` or
+    ``sandbox``; empty for datasets saved before it was recorded), interval, tags, path."""
     root = _datasets_dir(settings, folder)
     rows = []
     for path in sorted(root.glob("*.parquet")):
@@ -344,7 +382,7 @@ def list_datasets(*, settings: Settings | None = None, folder: str | Path | None
             rows.append(dataset_info(path))
         except DatasetError as exc:
             log.warning("skipping unreadable dataset %s: %s", path.name, exc)
-    cols = ["name", "symbols", "start", "end", "rows", "source", "interval", "tags", "path"]
+    cols = ["name", "symbols", "start", "end", "rows", "source", "data_source", "interval", "tags", "path"]
     return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
 
 

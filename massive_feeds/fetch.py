@@ -24,12 +24,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
-from .config import Settings, load_settings
+from .config import Settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError, NoDataError, QuotaExceededError
 from .layout import apply_layout
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
+from .runtime import SANDBOX_EXTRA, current, resolve_settings, side_available
 from .schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval, finalize_bars, parse_date_range
 from .sessions import has_sessions, to_regular_session
 
@@ -205,7 +206,8 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
         log.info("no bars for %s in %s..%s over REST (unknown ticker, or no trades)", ", ".join(empty),
                  window.first_day, window.last_day)
     df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True))
-    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty)
+    df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty,
+                    source=client.settings.source)
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
     return df
@@ -233,6 +235,8 @@ def _flat_files_unavailable(settings: Settings) -> str | None:
     try:
         settings.require_s3_credentials()
     except MissingCredentialsError:
+        if settings.source == "sandbox" and not side_available("s3"):
+            return f"no S3 credentials: this sandbox serves no flat files (its S3 side needs moto: {SANDBOX_EXTRA})"
         return "no S3 credentials (MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY)"
     return None
 
@@ -286,7 +290,9 @@ def fetch_data(
     ``"regular"``) give the same bars whichever method runs: REST passes ``adjusted`` to the server,
     flat files apply the same splits themselves (which needs the API key for ``/v3/reference/splits``).
 
-    The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why. Auto's
+    The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why;
+    ``df.attrs["source"]`` is ``"massive"``, or ``"sandbox"`` when the built-in sandbox served the bars
+    (no key configured, or ``MASSIVE_SANDBOX=1``; see :mod:`massive_feeds.runtime`). Auto's
     choice counts the calls the chosen path needs (:func:`rest_calls_needed`, cached symbols free): when
     the REST quota left cannot cover them it takes flat files, whose only REST need, the splits list,
     then comes from the cache without a call (its age in ``df.attrs["splits_as_of"]``).
@@ -307,7 +313,7 @@ def fetch_data(
     if layout not in ("long", "wide"):
         apply_layout(pd.DataFrame(), layout)  # raises the typed error before any call is made
     query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted)
-    settings = (settings or load_settings()).with_overrides(api_key=api_key)
+    settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     return fetch_bars(query, method, settings=settings, progress=progress, store=store, layout=layout)
 
 
@@ -318,7 +324,7 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
     back ends (REST, flat files, the history store) all take the query as it is."""
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest', 'flat_file' or 'store'")
-    settings = settings or load_settings()
+    settings = resolve_settings(settings)  # no key configured: the built-in sandbox
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
 
     chosen: str = method
@@ -352,7 +358,7 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
 
         df = flat_file_bars(query, settings=settings, progress=progress)
         df = _fill_missing_days(df, query, settings, fill=method == "auto", progress=progress)
-    df.attrs.update(method=chosen, method_reason=reason)
+    df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
     return apply_layout(_check_empty(df, tickers, window, chosen, settings), layout)
 
 
@@ -470,7 +476,7 @@ def _check_empty(df: pd.DataFrame, tickers: list[str], window: DateRange, chosen
     return df
 
 
-SOURCES = ("auto", "massive")
+SOURCES = ("auto", "massive", "sandbox")
 
 
 def fetch_intraday_data(
@@ -483,9 +489,13 @@ def fetch_intraday_data(
     session: str = "extended",
     **kwargs: object,
 ) -> pd.DataFrame:
-    """The unified entry point of the product document: ``source="auto"`` or ``"massive"`` (the only
-    built-in source) fetch through :func:`fetch_data`; ``session`` and extra keyword arguments
+    """The unified entry point of the product document: ``source="auto"`` or ``"massive"`` fetch through
+    :func:`fetch_data`, ``"sandbox"`` forces the built-in sandbox (like ``MASSIVE_SANDBOX=1``); ``session`` and extra keyword arguments
     (``method``, ``adjusted``, ``settings`` …) are passed on."""
     if source not in SOURCES:
         raise InvalidInputError(f"Unknown source {source!r}; available: {', '.join(SOURCES)}")
+    if source == "sandbox":
+        given = kwargs.pop("settings", None)
+        base = given if isinstance(given, Settings) else current().load_settings()
+        kwargs["settings"] = base.with_overrides(sandbox="on")
     return fetch_data(symbols, start, end, interval, session=session, **kwargs)  # type: ignore[arg-type]

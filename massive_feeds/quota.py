@@ -23,6 +23,7 @@ from typing import Iterator
 
 from .config import Plan, Settings, load_settings
 from .errors import InvalidSettingError, QuotaExceededError
+from .runtime import current
 
 log = logging.getLogger(__name__)
 
@@ -310,18 +311,15 @@ class QuotaManager:
             db.execute("DELETE FROM flatfile_bytes")
 
 
-_managers: dict[tuple[Plan, Path], QuotaManager] = {}
-_managers_lock = threading.Lock()
-
-
 def get_quota(settings: Settings | None = None) -> QuotaManager:
-    """The quota manager for these settings (one per plan and state folder in this process)."""
-    settings = settings or load_settings()
+    """The quota manager for these settings (one per plan and state folder in the runtime context).
+
+    Without ``settings``, the runtime's resolved ones: with no key configured, the sandbox's own quota
+    (``<home>/sandbox/state``), never a real account's."""
+    runtime = current()
+    settings = settings or runtime.settings()
     key = (settings.plan, settings.state_dir)
-    with _managers_lock:
-        if key not in _managers:
-            _managers[key] = QuotaManager(settings.plan, settings.state_dir / "quota.sqlite3")
-        return _managers[key]
+    return runtime.shared("quota", key, lambda: QuotaManager(settings.plan, settings.state_dir / "quota.sqlite3"))
 
 
 def quota_status(settings: Settings | None = None) -> QuotaStatus:

@@ -338,6 +338,8 @@ def finalize_bars(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     order = _sorted_unique_order(codes, ts_ns)
     if order is not None:
         columns = {k: v[order] for k, v in columns.items()}
+    else:  # zero-copy views of Arrow buffers are read-only: users must be able to edit the frame they get
+        columns = {k: v if v.flags.writeable else v.copy() for k, v in columns.items()}
     out = pd.DataFrame(columns, copy=False)
     out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
     out["symbol"] = out["symbol"].astype("str")

@@ -68,8 +68,9 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import pandas as pd
 
-from .config import Settings, load_settings
+from .config import Settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError, QuotaExceededError
+from .runtime import resolve_settings
 from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
 from .sessions import DAY_NS, ny_day_numbers
 from .storage import ensure_dir, write_parquet
@@ -380,7 +381,7 @@ def fetch_splits(
         since: only splits on or after this date are needed (the first day of the bars to adjust);
             ``None`` = the whole history. With a day, the market-wide table since then (one bulk listing
             for all tickers).
-        settings: defaults to :func:`~massive_feeds.config.load_settings`.
+        settings: defaults to the configured ones, resolved by :func:`~massive_feeds.runtime.resolve_settings`.
         client: an existing :class:`~massive_feeds.rest.RestClient` to use for the calls.
         refresh: ignore cached lists younger than :data:`SPLITS_TTL`.
 
@@ -391,7 +392,8 @@ def fetch_splits(
     tickers = stock_tickers(symbols)
     if not tickers:
         return empty_splits()
-    settings = settings or (client.settings if client is not None else load_settings())
+    # resolved up front (keyless default: the sandbox), so its splits are cached apart from a real account's
+    settings = resolve_settings(settings or (client.settings if client is not None else None))
     since_day = parse_date_range(since, since).first_day if since is not None else None
     cache = _SplitsCache(splits_cache_dir(settings))
     max_age = -1.0 if refresh else SPLITS_TTL  # -1: nothing counts as fresh

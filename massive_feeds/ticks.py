@@ -26,12 +26,13 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
-from .config import Settings, load_settings
+from .config import Settings
 from .errors import InvalidInputError, MassiveError
 from .fetch import _flat_files_unavailable
 from .quota import get_quota
 from .rest import RestClient
 from .rest.ticks import TicksPage, parse_ticks
+from .runtime import resolve_settings
 from .schema import DateLike, DateRange, ny_midnight
 from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
@@ -138,7 +139,9 @@ def fetch_ticks_rest(
             client.close()
     frames = [f for f in frames if len(f)]
     df = finalize_ticks(pd.concat(frames, ignore_index=True)) if frames else empty_ticks()
-    return _annotate(df, tickers, kinds, window, "rest")
+    df = _annotate(df, tickers, kinds, window, "rest")
+    df.attrs["source"] = client.settings.source  # "sandbox" when the built-in sandbox served them
+    return df
 
 
 def _annotate(df: pd.DataFrame, tickers: list[str], kinds: list[str], window: DateRange, method: str,
@@ -170,7 +173,7 @@ def fetch_ticks_flat_file(
 
     q = _query(symbols, start, end, kind)
     tickers, kinds, window = q.symbols, list(q.kinds), q.range
-    settings = settings or load_settings()
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     frames, missing = [], set()
     for k in kinds:
         df, absent = _flat(tickers, _days(window), k, settings=settings, progress=progress, use_cache=use_cache)
@@ -183,7 +186,9 @@ def fetch_ticks_flat_file(
         df = df[inside].reset_index(drop=True)
     if missing:
         log.warning("no tick file for %s (not a trading day, or not published yet)", ", ".join(sorted(missing)))
-    return _annotate(df, tickers, kinds, window, "flat_file", sorted(missing))
+    df = _annotate(df, tickers, kinds, window, "flat_file", sorted(missing))
+    df.attrs["source"] = settings.source
+    return df
 
 
 # --- the choice -----------------------------------------------------------------------------------
@@ -239,7 +244,7 @@ def fetch_ticks(
     """
     q = _query(symbols, start, end, kind)
     tickers, kinds, window = q.symbols, list(q.kinds), q.range
-    settings = (settings or load_settings()).with_overrides(api_key=api_key)
+    settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     if method not in ("auto", "rest", "flat_file", "store"):
         raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
     chosen, reason = method, "requested explicitly"
@@ -272,7 +277,7 @@ def fetch_ticks(
         df = fetch_ticks_rest(q, settings=settings, progress=progress, use_cache=use_cache)
     else:
         df = fetch_ticks_flat_file(q, settings=settings, progress=progress, use_cache=use_cache)
-    df.attrs.update(method=chosen, method_reason=reason)
+    df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
     return df
 
 

@@ -174,27 +174,30 @@ def validate(
     datasets = list(datasets)
     out = Path(output)
     runs: list[Run] = []
+    data_sources: dict[str, str] = {}  # dataset -> "massive" / "sandbox" / "unknown"
     show = sys.stderr.isatty() if progress is None else progress
     per_symbol = len(chosen) * len(engines)
     bar = tqdm(total=len(datasets) * per_symbol, desc="validate", unit="run", disable=not show, file=sys.stderr)
     try:
         runs = _validate_runs(chosen, datasets, engines, out, cash, commission, replay_recordings, symbols, params,
-                              settings, bar, per_symbol, tick_interval)
+                              settings, bar, per_symbol, tick_interval, data_sources)
     finally:
         bar.close()
     table = pd.DataFrame([r.row() for r in runs], columns=TABLE_COLUMNS)
     table.attrs["runs"] = runs
     table.attrs["output"] = str(out)
+    table.attrs["data_sources"] = data_sources
     return table
 
 
 def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[str], out: Path, cash: float,
                    commission: float, replay_recordings: bool, symbols: Iterable[str] | None,
                    params: dict[str, Any] | None, settings: Settings, bar: Any, per_symbol: int,
-                   tick_interval: str) -> list[Run]:
+                   tick_interval: str, data_sources: dict[str, str]) -> list[Run]:
     runs: list[Run] = []
     for name in datasets:
         bars_all = load_dataset(name, settings=settings)
+        data_sources[name] = str(bars_all.attrs.get("data_source") or "unknown")
         if bars_all.attrs.get("interval") == TICKS_INTERVAL:  # a tick dataset: bars of tick_interval
             from massive_feeds.record import ticks_to_bars
 
@@ -228,6 +231,15 @@ def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[s
     return runs
 
 
+def sandbox_heading(table: pd.DataFrame) -> str | None:
+    """The warning line that heads a table whose datasets came from the built-in sandbox, else ``None``."""
+    fake = sorted(name for name, src in table.attrs.get("data_sources", {}).items() if src == "sandbox")
+    if not fake:
+        return None
+    return (f"*** SANDBOX DATA: {', '.join(fake)} came from the built-in sandbox, a synthetic market; "
+            "these results say nothing about real prices ***")
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The validation table for a terminal, one block per strategy."""
     if table.empty:
@@ -238,7 +250,8 @@ def format_table(table: pd.DataFrame) -> str:
         sharpe=table["sharpe"].map(metrics.format_sharpe),
         max_drawdown=table["max_drawdown"].map("{:.2%}".format),
     ).drop(columns=["sharpe_note"], errors="ignore")
-    blocks = []
+    heading = sandbox_heading(table)
+    blocks = [heading] if heading else []
     for strategy, part in shown.groupby("strategy", sort=False):
         body = part.drop(columns="strategy").to_string(index=False)
         blocks.append(f"== {strategy} ==\n{body}")

@@ -98,10 +98,10 @@ def test_full_disk_under_the_home_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_unusable_cache_home_is_one_line_exit_2_before_any_call(sandbox_env: Sandbox, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str], method: str) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
+    home = tmp_path / "home" / "sandbox"  # sandbox settings (MASSIVE_SANDBOX=1) keep their caches here
+    home.mkdir(parents=True)
     (home / "cache").write_text("a file where the cache folder should be")
-    monkeypatch.setenv("MASSIVE_FEEDS_HOME", str(home))
+    monkeypatch.setenv("MASSIVE_FEEDS_HOME", str(home.parent))
     if method == "flat_file":  # credentials present, so the cache is what stops it (no S3 server: nothing reachable)
         monkeypatch.setenv("MASSIVE_S3_ACCESS_KEY_ID", "id")
         monkeypatch.setenv("MASSIVE_S3_SECRET_ACCESS_KEY", "secret")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +30,66 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
     assert "usage: massive-feeds" in capsys.readouterr().out
 
 
-def test_missing_key_is_one_line_on_stderr_with_exit_1() -> None:
-    result = run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--method", "rest")
+def test_missing_key_with_the_sandbox_off_is_one_line_naming_both_ways_out() -> None:
+    result = run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--method", "rest",
+                 env={"MASSIVE_SANDBOX": "0"})
     assert result.returncode == 1
     assert result.stderr.startswith("error: No API key found") and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "MASSIVE_API_KEY" in result.stderr and "--sandbox" in result.stderr
     assert result.stdout == ""
+
+
+def _recent_days() -> tuple[str, str]:
+    from tests.test_runtime import recent_days
+
+    return recent_days()
+
+
+def test_data_commands_without_a_key_use_the_sandbox_and_say_so(tmp_path: Path) -> None:
+    start, end = _recent_days()
+    env = {"MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_SANDBOX_SPEED": "60"}  # quotes come quickly
+    fetched = run("fetch", "AAPL", "--start", start, "--end", end, "--dataset", "nokey", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "from the SANDBOX" in fetched.stdout and fetched.stderr.count("built-in sandbox") == 1
+    listed = [line for line in run("datasets", env=env).stdout.splitlines() if line.lstrip().startswith("nokey")]
+    assert len(listed) == 1 and " sandbox " in listed[0]
+    symbols = run("symbols", "--limit", "5", "--plain", env=env)
+    assert symbols.returncode == 0 and len(symbols.stdout.split()) == 5 and "built-in sandbox" in symbols.stderr
+    assert "symbol(s) of the sandbox's synthetic market" in symbols.stderr
+    streamed = run("stream", "AAPL", "--count", "2", env=env)
+    assert streamed.returncode == 0 and streamed.stdout.count("AAPL") == 2 and "built-in sandbox" in streamed.stderr
+    recorded = run("record", "AAPL", "--seconds", "3", "--tag", "nokey", "--save-dir", str(tmp_path / "rec"), env=env)
+    assert recorded.returncode == 0, recorded.stderr
+    assert "sandbox data" in recorded.stdout and "built-in sandbox" in recorded.stderr
+    home = Path(os.environ["MASSIVE_FEEDS_HOME"])
+    assert not (home / "state").exists() and (home / "sandbox" / "state" / "quota.sqlite3").exists()
+
+
+def test_sandbox_flag_forces_it_with_a_key(tmp_path: Path) -> None:
+    start, end = _recent_days()
+    result = run("--sandbox", "fetch", "AAPL", "--start", start, "--end", end, "--method", "rest",
+                 env={"MASSIVE_API_KEY": "a-real-looking-key"})
+    assert result.returncode == 0, result.stderr
+    assert "from the SANDBOX" in result.stdout and "MASSIVE_SANDBOX=1: this process uses the built-in sandbox" in result.stderr
+
+
+def test_one_shared_sandbox_between_processes(tmp_path: Path) -> None:
+    first = run("sandbox", "--print-env", "--no-s3")
+    try:
+        assert first.returncode == 0, first.stderr
+        line = first.stdout.strip()
+        assert line.startswith("export MASSIVE_SANDBOX=1 ") and "\n" not in line
+        assert run("sandbox", "--print-env", "--no-s3").stdout.strip() == line  # reused, not a second one
+        env = dict(pair.split("=", 1) for pair in line.removeprefix("export ").split())
+        start, end = _recent_days()
+        fetched = run("fetch", "AAPL", "--start", start, "--end", end, "--method", "rest", env=env)
+        assert fetched.returncode == 0, fetched.stderr
+        assert "from the SANDBOX" in fetched.stdout  # labelled as sandbox data
+        assert "built-in sandbox" not in fetched.stderr  # and no embedded one of its own started
+    finally:
+        stopped = run("sandbox", "--stop")
+    assert stopped.stdout.startswith("stopped the shared sandbox")
+    assert run("sandbox", "--stop").stdout.strip() == "no shared sandbox is running"
 
 
 def test_bad_interval_exits_2_with_the_valid_list() -> None:
@@ -82,9 +138,11 @@ def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: 
                    "--output", str(tmp_path / "out"), env=env)
     assert backtest.returncode == 0, backtest.stderr
     assert "AAPL (backtrader): SmaCross" in backtest.stdout and (tmp_path / "out/bt/AAPL/sma_cross_vectorbt.png").exists()
+    assert backtest.stdout.startswith("*** SANDBOX DATA: bt came from the built-in sandbox")
     validated = run("validate", "--datasets", "bt", "--strategies", "sma_cross,breakout", "--output",
                     str(tmp_path / "val"), env=env)
     assert validated.returncode == 0 and "== breakout ==" in validated.stdout
+    assert validated.stdout.startswith("*** SANDBOX DATA: bt came from the built-in sandbox")
 
 
 def test_backtest_with_unknown_strategy_exits_2(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -433,7 +433,7 @@ def test_unknown_access_key_raises_authentication_error(sb: Sandbox, tmp_path: P
 
 def test_missing_s3_credentials_raise_before_any_request(sb: Sandbox, tmp_path: Path) -> None:
     sb.s3.clear_log()
-    bare = Settings(s3_endpoint=sb.s3.endpoint, home=tmp_path / "home")
+    bare = Settings(s3_endpoint=sb.s3.endpoint, home=tmp_path / "home", sandbox="off")  # no keyless default
     with pytest.raises(MissingCredentialsError, match="MASSIVE_S3_ACCESS_KEY_ID"):
         download_flat_file("AAPL", "2024-01-26", "2024-01-26", "1d", settings=bare)
     assert sb.s3.count() == 0

@@ -46,6 +46,15 @@ def test_bars_have_the_standard_schema(client: RestClient) -> None:
     assert not df.duplicated(["symbol", "timestamp"]).any()
 
 
+def test_returned_frames_are_editable(client: RestClient) -> None:
+    """Single-symbol pages come back already sorted, so no reordering copy is made: the columns must still
+    not be read-only views of Arrow buffers (``df.loc[...] = x`` raised ValueError)."""
+    df = fetch_ohlcv_rest("AAPL", *WEEK, "1h", client=client)
+    df.loc[0, "close"] = 1.25
+    df.loc[df.index[-1], "volume"] += 1
+    assert df.loc[0, "close"] == 1.25
+
+
 def test_bars_match_the_generated_market(client: RestClient, sandbox: Sandbox) -> None:
     df = fetch_ohlcv_rest("AAPL", "2024-03-05", "2024-03-05", "1m", client=client)
     truth = sandbox.market.minute_bars("AAPL", date(2024, 3, 5))

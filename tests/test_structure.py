@@ -9,7 +9,8 @@ dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, 
     sources    rest-backed and file-backed sources: splits, datasets, quality, stream/, flatfiles/,
                store/, record/
     transport  rest/
-    kernels    sessions, quota, buckets, layout
+    kernels    sessions, quota, buckets, layout, runtime (the runtime context; its lazy sandbox import is
+               the one arrow into sandbox/, which sits beside the house and is not read here)
     base       schema, tickschema, config, cache, errors, storage, redact, _optional, _version
 """
 
@@ -28,7 +29,7 @@ LAYERS = {
     "fetch": ("fetch", "ticks"),
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),
-    "kernels": ("sessions", "quota", "buckets", "layout"),
+    "kernels": ("sessions", "quota", "buckets", "layout", "runtime"),
     "base": ("schema", "tickschema", "config", "cache", "errors", "storage", "redact", "_optional", "_version"),
 }
 RANK = {top: rank for rank, names in enumerate(reversed(LAYERS.values())) for top in names}

@@ -43,6 +43,22 @@ WAIT_MS = 30_000
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
+def _pick(page: Page, label: str, option: str) -> None:
+    """:func:`_choose`, opening the list again when a rerun closed it before the option could be clicked
+    (the page re-renders after a navigation); each attempt waits for the option to appear."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):
+        page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+
+
 @pytest.fixture(scope="module")
 def daily_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     try:
@@ -192,7 +208,7 @@ def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: t
     # Data Loader: the two-symbol recording inspected, stacked then overlaid; then a dataset deleted
     p.get_by_role("link", name="Data Loader").click()
     recorded = next(n.name for n in (tmp / "datasets").glob("massive_live_session_*.parquet")).removesuffix(".parquet")
-    _choose(p, "Inspect dataset", recorded)
+    _pick(p, "Inspect dataset", recorded)
     inspect_chart = p.locator(".st-key-dl_inspect_chart_chart .js-plotly-plot").last
     expect(inspect_chart.locator(".boxlayer .trace")).to_have_count(2)  # AAPL and X:BTCUSD candles, stacked
     p.get_by_test_id("stRadio").get_by_text("Overlaid (% change)", exact=True).click()
@@ -200,7 +216,7 @@ def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: t
     expect(overlaid.locator(".scatterlayer .trace")).to_have_count(2)  # one % line per symbol
     expect(overlaid).to_contain_text("close, % since first bar")
     p.screenshot(path=str(SHOTS / "05_inspect_recording_overlaid.png"), full_page=True)
-    _choose(p, "Inspect dataset", "aapl_daily")
+    _pick(p, "Inspect dataset", "aapl_daily")
     p.get_by_role("button", name=re.compile("Delete dataset")).click()
     p.get_by_role("button", name="Delete aapl_daily").click()
     expect(p.get_by_text("Deleted dataset aapl_daily (aapl_daily.parquet).")).to_be_visible()

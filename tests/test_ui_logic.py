@@ -284,7 +284,7 @@ def test_auto_falls_back_to_rest_without_s3_credentials(app_env: Path, monkeypat
 def test_exhausted_quota_is_a_clear_message(app_env: Path, monkeypatch: pytest.MonkeyPatch, sandbox) -> None:
     for key, value in sandbox.env().items():
         monkeypatch.setenv(key, value)
-    _use_rest_calls(app_env / "home", 100)
+    _use_rest_calls(app_env / "home" / "sandbox", 100)  # sandbox settings keep their own quota state
     at = _app().run()
     assert any(m.startswith(":gray-badge[🚫 Daily limit reached") for m in _texts(at.markdown))
     at.radio(key="dl_method").set_value("REST API")

@@ -152,7 +152,7 @@ def test_live_trading_with_the_daily_quota_spent_offers_the_cached_list(app_env:
                                                                         sandbox) -> None:
     for key, value in sandbox.env().items():
         monkeypatch.setenv(key, value)
-    _spend_rest_calls(app_env / "home", 100)
+    _spend_rest_calls(app_env / "home" / "sandbox", 100)  # sandbox settings keep their own quota state
     at = _app().run()
     at.switch_page("views/live_trading.py").run()
     assert not at.exception and not at.error  # no quota error at all: streaming does not need REST

@@ -215,6 +215,8 @@ class FeedSetup:
             start, end = self.window()
             if start is None or end is None:
                 raise InvalidInputError("ticks= needs fromdate and todate (the historical window to replay)")
+            if self.symbol is None:
+                raise InvalidInputError("ticks= fetches one symbol's ticks: pass dataname='TICKER'")
             kinds = self._tick_kinds()
             frame = self.store.fetch_ticks(self.symbol, start, end, kinds, self.p.tick_method)
             return frame, f"{self.symbol} {'/'.join(kinds)} via {frame.attrs.get('method', self.p.tick_method)}"

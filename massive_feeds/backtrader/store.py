@@ -25,10 +25,11 @@ import backtrader as bt
 import pandas as pd
 from backtrader.store import MetaSingleton
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..datasets import load_dataset
 from ..fetch import Method, fetch_bars, fetch_rest_bars
 from ..quota import QuotaStatus, get_quota
+from ..runtime import current, resolve_settings
 from ..stream.events import GapEvent, StatusEvent
 from ..schema import BarQuery, DateLike, Interval
 
@@ -68,11 +69,9 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
     """
 
     _started: bool = False  # bt.Store's flag, typed
-    _shared: ClassVar[dict[Settings, "MassiveStore"]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or load_settings()
+        self.settings = resolve_settings(settings)  # no key configured: the built-in sandbox
         self._lock = threading.Lock()
         self._rest: RestClient | None = None
         self._connector: Any = None
@@ -88,23 +87,18 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
     # --- sharing ------------------------------------------------------------------------------------
     @classmethod
     def shared(cls, settings: Settings | None = None) -> "MassiveStore":
-        """The process-wide store for ``settings`` (default: :func:`load_settings`), created on first use.
+        """The runtime context's store for ``settings`` (default: the configured ones), created on first use.
 
         Equal settings give the same store, hence the same streaming connector and REST session.
         """
-        settings = settings or load_settings()
-        with cls._shared_lock:
-            store = cls._shared.get(settings)
-            if store is None or store._closed:
-                store = cls._shared[settings] = cls(settings)
-            return store
+        runtime = current()  # the registry lives in the runtime context
+        settings = runtime.settings(settings)
+        return runtime.shared("backtrader-store", settings, lambda: cls(settings), alive=lambda s: not s._closed)
 
     @classmethod
     def close_all(cls) -> None:
         """Close and forget every shared store (tests, notebooks that change configuration)."""
-        with cls._shared_lock:
-            stores, cls._shared = list(cls._shared.values()), {}
-        for store in stores:
+        for store in current().forget("backtrader-store"):
             store.close()
 
     # --- history ------------------------------------------------------------------------------------

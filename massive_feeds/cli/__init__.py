@@ -1,5 +1,9 @@
 """The ``massive-feeds`` command line.
 
+With no API key configured every command uses the built-in sandbox (a synthetic market started in this
+process, announced once on stderr); ``--sandbox`` (or ``MASSIVE_SANDBOX=1``) forces it, ``MASSIVE_SANDBOX=0``
+forbids it.
+
 Conventions: ``--help`` on every command; results on stdout; errors on stderr as one line; exit code 2
 for usage errors and bad input (``InvalidInputError``; ``InvalidSettingError``: a plan limit <= 0, an
 unwritable or full home), 1 for other expected failures (missing key, quota, no data, server errors), 130 on
@@ -15,7 +19,7 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
@@ -77,7 +81,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     _check_fetch_args(args)
     df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=not args.unadjusted,
                     progress=sys.stderr.isatty(), session=args.session)
-    print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
+    origin = " from the SANDBOX (synthetic market)" if df.attrs.get("source") == "sandbox" else ""
+    print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s){origin} via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
     _report_gaps(df)
     if args.dataset:
@@ -136,8 +141,16 @@ def _cmd_quota(args: argparse.Namespace) -> int:
 
     from ..quota import free_tier_info, quota_status
 
-    status = quota_status()
-    print(json.dumps(status.as_dict(), indent=2) if args.json else str(status))
+    from ..runtime import resolve_settings
+
+    settings = resolve_settings()
+    status = quota_status(settings)
+    if args.json:
+        print(json.dumps({**status.as_dict(), "source": settings.source}, indent=2))
+    else:
+        if settings.source == "sandbox":
+            print("Sandbox quota (the built-in sandbox's own counters, not a Massive.com account)")
+        print(status)
     if args.tips:
         print("\n" + free_tier_info())
     return 0
@@ -292,7 +305,7 @@ def _add_backtest(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from strategies.validation import format_table, validate
+    from strategies.validation import format_table, sandbox_heading, validate
 
     from .recordings import recording_folder_hint
 
@@ -302,6 +315,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     table = validate([args.strategy], [args.dataset], engine=args.engine, output=args.output, cash=args.cash,
                      commission=args.commission, symbols=[args.symbol] if args.symbol else None,
                      params=params)
+    if heading := sandbox_heading(table):
+        print(heading)
     for run in table.attrs["runs"]:
         print(f"{run.symbol} ({run.engine}): {run.result}\n  plot: {run.files['png']}\n  trades: {run.files['trades']}")
     print("\n" + format_table(table))
@@ -337,39 +352,32 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _add_sandbox(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sandbox", help="run the local Massive-compatible sandbox",
-                       description="Run the sandbox servers until Ctrl-C and print the environment that points clients at it.")
+    p = sub.add_parser("sandbox", help="run (or share) the local Massive-compatible sandbox",
+                       description="Run the sandbox servers until Ctrl-C and print, as one line, the exports that "
+                                   "point clients at it. --print-env prints that line for the shared sandbox "
+                                   "(starting one in the background if none runs), so several shells use one: "
+                                   'eval "$(massive-feeds sandbox --print-env)".')
     p.add_argument("--rate-limit", type=int, default=None, help="REST requests per minute the sandbox allows")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--no-websocket", action="store_true")
     p.add_argument("--no-s3", action="store_true")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--print-env", action="store_true",
+                      help="print the export line of the running shared sandbox (start one in the background if none)")
+    mode.add_argument("--stop", action="store_true", help="stop the shared sandbox started with --print-env")
     p.set_defaults(func=_cmd_sandbox)
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    import time
+    from . import shared_sandbox
 
-    from ..sandbox import RateLimit, Sandbox
-
-    limit = RateLimit(args.rate_limit, 60.0) if args.rate_limit else None
-    with Sandbox(seed=args.seed, rate_limit=limit, **_optional_sides(not args.no_websocket, not args.no_s3)) as sb:
-        print(f"Sandbox running: {sb.describe()}")
-        print("Point massive_feeds (or the official client) at it with:")
-        for k, v in sb.env().items():
-            print(f"  export {k}={v}")
-        sys.stdout.flush()
-        while True:
-            time.sleep(3600)
-
-
-def _optional_sides(websocket: bool, s3: bool) -> dict[str, Any]:
-    """Sandbox sides to start, skipping those whose modules are not available in this build."""
-    import importlib.util
-
-    return {
-        "websocket": websocket and importlib.util.find_spec("massive_feeds.sandbox.ws") is not None,
-        "s3": s3 and importlib.util.find_spec("massive_feeds.sandbox.s3") is not None,
-    }
+    if args.print_env:
+        print(shared_sandbox.export_line(shared_sandbox.running_or_start(args)))
+        return 0
+    if args.stop:
+        print(shared_sandbox.stop_running())
+        return 0
+    return shared_sandbox.serve(args)
 
 
 def _add_ingest(sub: argparse._SubParsersAction) -> None:
@@ -424,6 +432,7 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..datasets import load_dataset
     from ..quality import format_quality_report, quality_report
+    from ..runtime import settings_for_source
 
     from .recordings import recording_folder_hint
 
@@ -431,9 +440,11 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     settings = load_settings()
     df = load_dataset(args.dataset, settings=settings)
     splits, why = None, None
+    # the splits come from where the prices came from: the sandbox's for sandbox data, Massive's otherwise
+    settings = settings_for_source(settings, df.attrs.get("data_source"))
     if args.no_splits:
         why = "not fetched (--no-splits)"
-    elif not settings.api_key:
+    elif settings.sandbox == "off" and not settings.api_key:
         why = "not fetched: no API key configured"
     else:
         from ..splits import splits_for
@@ -503,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-vv for debug, -vvv also dependencies' debug); keys are always masked")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="use the built-in sandbox (a synthetic market) even when an API key is configured "
+                             "(same as MASSIVE_SANDBOX=1; with no key the sandbox is the default)")
     from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -534,6 +548,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.sandbox:
+        import os
+
+        os.environ["MASSIVE_SANDBOX"] = "1"  # read by load_settings like every MASSIVE_* variable
     # No credential in any log line, dependencies' included; their DEBUG only with -vvv (still masked).
     redact.install(dependency_debug=args.verbose >= 3)
     try:

@@ -26,6 +26,8 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         what = " ".join(f"{k} {v!r}" for k, v in (("market", args.market), ("search", args.search)) if v)
         print(f"no active symbols{' for ' + what if what else ''}", file=sys.stderr)
         return 1
+    if table.attrs.get("source") == "sandbox":
+        print(f"{len(table)} symbol(s) of the sandbox's synthetic market", file=sys.stderr)
     if getattr(args, "plain", False):
         print("\n".join(table["ticker"]))
     else:
@@ -151,5 +153,6 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise StreamError(f"no quotes or trades of {', '.join(symbols)} arrived; nothing to save (the raw log "
                           f"is at {recorder.path})")
     path = recorder.save_dataset(args.name, args.interval, tag=args.tag)
-    print(f"{stats['events_durable']:,} events, {stats['gaps']} gap(s) -> dataset {path.stem} ({path})")
+    origin = " (sandbox data: a synthetic market)" if recorder.settings.source == "sandbox" else ""
+    print(f"{stats['events_durable']:,} events, {stats['gaps']} gap(s) -> dataset {path.stem} ({path}){origin}")
     return 0

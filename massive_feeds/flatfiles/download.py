@@ -35,14 +35,22 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import CorruptFileError
+from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
 from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval
 from ..sessions import has_sessions
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
-from .reader import bars_from_tables, convert_in_background, file_forms, read_cached_day, stream_day
+from .reader import (
+    bars_from_tables,
+    convert_in_background,
+    file_forms,
+    hold_cache_writes,
+    read_cached_day,
+    stream_day,
+)
 from .stream import file_chunks
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
@@ -117,7 +125,7 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     A download is inflated and scanned as its bytes arrive (only the wanted tickers' lines are parsed)
     and teed to a temp gzip that becomes the cache entry (byte-exact, renamed into place) only once every
     listed byte arrived and the gzip CRC checked out. The rows are returned then; the day's parquet entry
-    is written afterwards by a low-priority background thread and replaces the gzip once complete. A
+    is written afterwards by a background thread and replaces the gzip once complete. A
     failure anywhere leaves no entry.
     """
     remote, path, cache = job.remote, job.cached, run.cache
@@ -227,7 +235,8 @@ def download_flat_file(
         symbols: tickers in any form :func:`~massive_feeds.schema.normalize_symbols` accepts.
         start, end: dates or datetimes (naive = UTC).
         interval: ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
-        settings: defaults to :func:`~massive_feeds.config.load_settings`.
+        settings: defaults to the configured ones, resolved by :func:`~massive_feeds.runtime.resolve_settings`
+            (no key configured: the built-in sandbox).
         progress: byte progress bar; default only when stderr is a terminal.
         max_workers: parallel downloads / parses.
         adjusted: split-adjusted prices (default) or, with ``False``, prices as traded.
@@ -262,7 +271,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
                    max_workers: int = 4) -> pd.DataFrame:
     """:func:`download_flat_file` for a built :class:`~massive_feeds.schema.BarQuery`."""
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
-    settings = settings or load_settings()
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
     groups = _group_by_dataset(tickers, iv, session)
@@ -278,7 +287,10 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
             for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
                 cache.sweep(folder)
             wanted = progress if progress is not None else sys.stderr.isatty()
-            results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
+            # the parquet conversions of the downloaded days start once every day of the query is read,
+            # so they never compete with the query for the CPU
+            with hold_cache_writes():
+                results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
     finally:
         transport.close()
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
@@ -293,7 +305,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
         merged_splits=merged, missing_days=missing,
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
-        empty_symbols=[t for t in tickers if t not in present],
+        empty_symbols=[t for t in tickers if t not in present], source=settings.source,
     )
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()

@@ -2,7 +2,7 @@
 
 The first read of a day streams the gzip (while it downloads) through the inflater and parses only the
 lines of the wanted tickers (:func:`stream_day`, :mod:`.stream`); after the query returned, a background
-thread at low priority writes the whole day to a zstd parquet file (:func:`convert_in_background`).
+thread writes the whole day to a zstd parquet file (:func:`convert_in_background`).
 Later reads of that day open the parquet and read only the row groups whose ticker range can hold the
 wanted tickers (the files are sorted by ticker), which is tens of times faster than decompressing the
 gzip again. See ``benchmarks/bench_flatfiles.py``.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 from pathlib import Path
 from contextlib import contextmanager
@@ -93,8 +92,7 @@ class _Converter:
     """Turns downloaded gzip days into parquet cache entries in one background thread, after the query
     that downloaded them returned (the gzip entry is complete and usable meanwhile).
 
-    The thread runs at the lowest CPU priority (``nice 19``, Linux) with pyarrow's thread pool off, so it
-    takes only CPU that queries leave idle. It is a daemon: a process that exits first leaves the gzip entry
+    The thread runs with pyarrow's thread pool off, so it takes one core at most. It is a daemon: a process that exits first leaves the gzip entry
     (and maybe a temp file that :meth:`.cache.DayFileCache.sweep` removes); the next read of that day
     converts it again. A failed conversion is logged and leaves the gzip entry as it is.
     """
@@ -124,10 +122,8 @@ class _Converter:
                     self._atexit = True
 
     def _run(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
-        except (AttributeError, OSError):
-            pass
+        # Not niced: a low-priority thread holding the GIL would stall every other thread of the process
+        # (priority inversion; seen as a CLI that took minutes to exit on a loaded machine).
         while True:
             with self._lock:
                 self._lock.wait_for(lambda: not self._holds)

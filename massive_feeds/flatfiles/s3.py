@@ -24,6 +24,7 @@ from ..errors import (
     NotEntitledError,
     ServerError,
 )
+from ..runtime import current
 from .keys import day_of_key
 
 log = logging.getLogger(__name__)
@@ -59,24 +60,18 @@ class MissingObjectError(FlatFileError):
     """The object is gone (404 NoSuchKey) although it was listed: treated as a missing day."""
 
 
-_session: Any = None
-_session_lock = threading.Lock()
-
-
 def _new_client(**kwargs: Any) -> Any:
-    """An S3 client from one process-wide boto3 session: building a session loads botocore's
-    service models (~0.2 s), and sessions are not thread-safe, hence the lock."""
-    global _session
+    """An S3 client from the runtime context's one boto3 session: building a session loads botocore's
+    service models (~0.2 s), and sessions are not thread-safe, hence its lock."""
     try:
         import boto3
     except ImportError:
         raise ConfigurationError(
             "Flat files need boto3: pip install 'massive-feeds[flatfiles]' (or use method='rest')"
         ) from None
-    with _session_lock:
-        if _session is None:
-            _session = boto3.session.Session()
-        return _session.client("s3", **kwargs)
+    session, lock = current().shared("boto3-session", None, lambda: (boto3.session.Session(), threading.Lock()))
+    with lock:
+        return session.client("s3", **kwargs)
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
@@ -98,6 +93,7 @@ class S3Transport:
 
     def __init__(self, settings: Settings, *, max_connections: int = 10, attempts: int = 3,
                  backoff: float = 0.2) -> None:
+        settings = current().settings(settings, need=("rest", "s3"))  # starts the sandbox's S3 side on demand
         key_id, secret = settings.require_s3_credentials()
         self.endpoint = settings.s3_endpoint
         self.bucket = settings.s3_bucket

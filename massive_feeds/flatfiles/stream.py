@@ -159,7 +159,7 @@ def iter_csv_batches(
         check_schema: called with the header's schema before the first batch (e.g. to raise when a
             required column is missing).
         use_threads: let pyarrow parse on its thread pool (``False``: all work on the calling thread,
-            e.g. a low-priority background thread).
+            e.g. a background thread that should take one core at most).
 
     Raises:
         CorruptFileError: truncated stream, not gzip, CRC/length mismatch, or CSV that does not parse.

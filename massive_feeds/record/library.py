@@ -70,9 +70,11 @@ def save_recording_dataset(log_path: Path, name: str | None, resample_interval: 
     shutil.rmtree(partial, ignore_errors=True)  # an interrupted earlier copy of this very save
     shutil.copytree(log_path, partial)
     partial.rename(copy)  # the copy appears whole or not at all
+    data_source = reader.meta().get("data_source")  # sandbox or massive, as the recorder saw it
     return save_dataset(bars, name, tags={*tags, *([tag] if tag else [])}, source=SOURCE, settings=settings,
                         metadata={"events": int(len(events)), "gaps": _gap_summary(reader),
-                                  "recording": copy.name, "interval": resample_interval})
+                                  "recording": copy.name, "interval": resample_interval,
+                                  **({"data_source": data_source} if data_source else {})})
 
 
 def append_recording(log_path: Path, dataset_file: Path, resample_interval: str = "1min", *,
@@ -85,6 +87,9 @@ def append_recording(log_path: Path, dataset_file: Path, resample_interval: str 
     info = dataset_info(dataset_file)
     bars = ticks_to_bars(events, resample_interval)
     bars.attrs["adjusted"] = False
+    data_source = reader.meta().get("data_source")
+    if data_source:
+        bars.attrs["data_source"] = data_source
     meta = {"events": int(info.get("events", 0)) + len(events),
             "gaps": list(info.get("gaps", [])) + _gap_summary(reader), "interval": resample_interval}
     return save_dataset(bars, dataset_file.stem, append=True, source=info.get("source", SOURCE),

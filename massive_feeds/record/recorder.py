@@ -26,8 +26,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import InvalidInputError, RecordingError
+from ..runtime import resolve_settings
 from ..schema import normalize_symbols
 from ..storage import atomic_open
 from ..stream.connector import MassiveConnector
@@ -53,7 +54,8 @@ class WebSocketDataRecorder:
         save_dir: parent folder; each session gets its own sub-folder (the raw event log).
         connector: a running :class:`MassiveConnector` to attach to (it keeps streaming after
             :meth:`stop`); by default the recorder runs its own.
-        settings: configuration (``load_settings()`` when omitted), also used for datasets.
+        settings: configuration (the configured one when omitted, resolved by the runtime context: no key
+            configured → the built-in sandbox), also used for datasets.
         flush_interval: seconds between group fsyncs (≤ 0.1 by default: the most a crash loses).
         segment_bytes: log segment size before rotation.
         session: sub-folder name (default: a UTC timestamp).
@@ -79,7 +81,10 @@ class WebSocketDataRecorder:
             raise InvalidInputError("max_flush_events must be at least 1")
         self.max_flush_events = max_flush_events
         self.symbols = normalize_symbols(symbols)
-        self.settings = (settings or load_settings()).with_overrides(api_key=api_key)
+        given = getattr(connector, "settings", None) if settings is None and api_key is None else None
+        # the keyless default applies here (no key configured: the built-in sandbox), or the connector's own
+        self.settings = given if isinstance(given, Settings) else resolve_settings(settings, api_key=api_key,
+                                                                                 need=("rest", "websocket"))
         self.flush_interval = flush_interval
         self.segment_bytes = segment_bytes
         name = session or datetime.now(timezone.utc).strftime("session_%Y%m%dT%H%M%S_%f")
@@ -316,7 +321,8 @@ class WebSocketDataRecorder:
     def _write_meta(self, stopped: bool = False) -> None:
         meta_path = self.path / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        meta.update({"format": 1, "symbols": self.symbols, "kinds": list(RECORDED_KINDS)})
+        meta.update({"format": 1, "symbols": self.symbols, "kinds": list(RECORDED_KINDS),
+                     "data_source": self.settings.source})
         meta.setdefault("started", datetime.now(timezone.utc).isoformat())
         if stopped:
             meta["stopped"] = datetime.now(timezone.utc).isoformat()

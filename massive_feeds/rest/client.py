@@ -1,4 +1,8 @@
-"""The REST transport: one HTTP session, Bearer auth, quota slots, retries and pagination.
+"""The REST transport: Bearer auth, quota slots, retries and pagination over per-thread HTTP sessions.
+
+Connections come from the runtime context (:meth:`massive_feeds.runtime.Runtime.http_session`): one
+``requests.Session`` per thread, reused by every client of that thread, since requests does not promise
+that a session is safe across threads (the fetch pool runs four).
 
 Every attempt (first try, retry, next page) takes a quota slot first, so the plan is never passed.
 429, 5xx, dropped connections and malformed bodies are retried with exponential backoff and full
@@ -21,7 +25,7 @@ import requests
 import urllib3
 
 from .._version import __version__
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import (
     AuthenticationError,
     BadResponseError,
@@ -33,6 +37,7 @@ from ..errors import (
     ServerError,
 )
 from ..quota import QuotaManager, get_quota
+from ..runtime import Runtime, current
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,11 +86,12 @@ def _read_body(resp: requests.Response) -> bytes:
         body = _gunzip(raw)
     except (OSError, EOFError, ValueError, zlib.error, _GzipError) as exc:
         raise requests.exceptions.ContentDecodingError(f"bad gzip body: {exc}") from exc
-    resp._content = body  # type: ignore[attr-defined] # what requests itself caches
-    resp._content_consumed = True  # type: ignore[attr-defined]
+    resp._content = body  # what requests itself caches
+    resp._content_consumed = True
     return body
 
 
+_GzipError: Any  # isal's or zlib's error type (isal's stub types it as an instance)
 try:
     from isal.igzip import decompress as _gunzip
     from isal.isal_zlib import error as _GzipError
@@ -106,7 +112,8 @@ class RestClient:
     """A small, thread-safe client for Massive's REST API.
 
     Args:
-        settings: resolved configuration (``load_settings()`` when omitted).
+        settings: configuration (the configured one when omitted), resolved by the runtime context: with
+            no key configured the client talks to the built-in sandbox (see :mod:`massive_feeds.runtime`).
         api_key: overrides the configured key for this client.
         quota: the shared quota manager (the one for ``settings`` when omitted).
         retry: retry/backoff policy.
@@ -122,24 +129,29 @@ class RestClient:
         retry: RetryPolicy = RetryPolicy(),
         timeout: tuple[float, float] = (10.0, 60.0),
     ) -> None:
-        self.settings = (settings or load_settings()).with_overrides(api_key=api_key)
+        self._runtime: Runtime = current()
+        self.settings = self._runtime.settings(settings, api_key=api_key)  # the keyless default applies here
         self._key = self.settings.require_api_key()
         self.base_url = self.settings.rest_url.rstrip("/")
         self.quota = quota or get_quota(self.settings)
         self.retry = retry
         self.timeout = timeout
-        self._session = requests.Session()
-        self._session.headers.update({
+        self._headers = {
             "Authorization": f"Bearer {self._key.reveal()}",
             "Accept-Encoding": "gzip",
             "User-Agent": f"massive-feeds/{__version__}",
-        })
+        }
+
+    @property
+    def _session(self) -> requests.Session:
+        """The calling thread's HTTP session (never shared across threads)."""
+        return self._runtime.http_session()
 
     def __repr__(self) -> str:
         return f"RestClient(base_url={self.base_url!r}, plan={self.quota.plan.name!r})"
 
     def close(self) -> None:
-        self._session.close()
+        """Nothing to release: the per-thread sessions belong to the runtime (closed with it)."""
 
     def __enter__(self) -> "RestClient":
         return self
@@ -168,7 +180,8 @@ class RestClient:
                 time.sleep(delay)
             self.quota.acquire_rest()
             try:
-                resp = self._session.get(url, params=params, timeout=self.timeout, stream=True)
+                resp = self._session.get(url, params=params, headers=self._headers, timeout=self.timeout,
+                                         stream=True)
                 body = _read_body(resp)
             except requests.RequestException as exc:
                 last = ServerError(f"connection to {self.base_url} failed: {type(exc).__name__}")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from .client import RestClient
 
 #: Columns of :func:`ticker_table`, in order (a field the service omits is left empty).
@@ -20,16 +20,17 @@ def ticker_table(market: str | None = None, *, search: str | None = None, limit:
     ``market``: ``stocks`` | ``crypto`` | ``fx`` | ``otc`` | ``indices``; ``search`` matches ticker or
     name. Each page (up to 1,000 rows) is one REST call counted against the quota.
     """
-    settings = settings or load_settings()
     params: dict[str, Any] = {"active": "true", "limit": max(1, min(limit, 1000))}
     if market:
         params["market"] = market
     if search:
         params["search"] = search
     rows: list[dict[str, Any]] = []
-    with RestClient(settings) as rest:
+    with RestClient(settings) as rest:  # resolves settings: no key configured → the built-in sandbox
         for row in rest.list_json("/v3/reference/tickers", params):
             rows.append({c: row.get(c) for c in TICKER_COLUMNS})
             if len(rows) >= limit:
                 break
-    return pd.DataFrame(rows, columns=TICKER_COLUMNS)
+    table = pd.DataFrame(rows, columns=TICKER_COLUMNS)
+    table.attrs["source"] = rest.settings.source  # "sandbox" when the built-in sandbox answered
+    return table

@@ -27,7 +27,9 @@ Use it as a context manager::
         os.environ.update(sb.env())   # point massive_feeds (or the official client) at it
         ...
 
-The library itself never imports this package; the CLI, tests, examples and the demo do.
+The library imports this package in one place only: the runtime context (:mod:`massive_feeds.runtime`),
+which starts an embedded sandbox when no key is configured. The CLI, tests, examples and the demo use it
+directly.
 """
 
 from __future__ import annotations
@@ -137,24 +139,34 @@ class Sandbox:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
-        if self._want["rest"]:
+        self.ensure(**self._want)
+        log.info("sandbox started: %s", self.describe())
+        return self
+
+    def ensure(self, *, rest: bool = False, websocket: bool = False, s3: bool = False) -> "Sandbox":
+        """Start the named sides that are not running yet (a side started later keeps the same market
+        and clock). The S3 side needs moto and boto3, the WebSocket side ``websockets``: a missing one
+        raises ``ImportError``."""
+        if rest and self.rest is None:
             from .rest import RestServer
 
-            self.rest = RestServer(self)
-            self.rest.start()
-        if self._want["websocket"]:
+            server = RestServer(self)
+            server.start()
+            self.rest = server
+        if websocket and self.ws is None:
             require("websockets", "The sandbox's WebSocket server")
             from .ws import WebSocketServer
 
-            self.ws = WebSocketServer(self)
-            self.ws.start()
-        if self._want["s3"]:
+            ws = WebSocketServer(self)
+            ws.start()
+            self.ws = ws
+        if s3 and self.s3 is None:
             require("moto", "The sandbox's S3 server")
             from .s3 import S3Server
 
-            self.s3 = S3Server(self)
-            self.s3.start()
-        log.info("sandbox started: %s", self.describe())
+            store = S3Server(self)
+            store.start()
+            self.s3 = store
         return self
 
     def stop(self) -> None:
@@ -183,8 +195,10 @@ class Sandbox:
         return self.s3.endpoint
 
     def env(self) -> dict[str, str]:
-        """Environment variables that point massive_feeds at this sandbox."""
-        env = {"MASSIVE_API_KEY": self.api_key}
+        """Environment variables that point massive_feeds at this sandbox. ``MASSIVE_SANDBOX=1`` marks the
+        endpoints as a sandbox: data fetched through them is labelled ``sandbox`` and its quota state and
+        caches live under ``<home>/sandbox``, apart from a real account's."""
+        env = {"MASSIVE_SANDBOX": "1", "MASSIVE_API_KEY": self.api_key}
         if self.rest is not None:
             env["MASSIVE_REST_URL"] = self.rest.url
         if self.ws is not None:

@@ -73,12 +73,14 @@ def parse_dataset(dataset: str | Dataset) -> Dataset:
     return Dataset(assets[prefix], bases[name])
 
 
-def default_store_path(settings: Settings | None = None) -> Path:
-    """Where the store lives when none is given: ``$MASSIVE_FEEDS_STORE``, else ``<home>/store``."""
-    explicit = os.environ.get("MASSIVE_FEEDS_STORE")
-    if explicit:
-        return Path(explicit)
-    return (settings or load_settings()).home / "store"
+def default_store_path(settings: Settings | None = None) -> str | Path:
+    """Where the store lives when none is given: ``settings.store`` (``MASSIVE_FEEDS_STORE``, resolved in
+    :mod:`massive_feeds.config`: an explicit setting wins over the environment), else ``<home>/store``
+    (``<home>/sandbox/store`` for sandbox settings). A URL stays a string."""
+    settings = settings or load_settings()
+    if settings.store:
+        return settings.store if "://" in settings.store else Path(settings.store).expanduser()
+    return settings.data_home / "store"
 
 
 class HistoryStore:

@@ -31,12 +31,13 @@ from typing import Any, ContextManager, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import InvalidInputError, StoreError
 from ..flatfiles.cache import DayFileCache
 from ..flatfiles.keys import Dataset
 from ..flatfiles.s3 import RemoteFile, S3Transport
 from ..quota import get_quota
+from ..runtime import resolve_settings
 from ..schema import DateLike, asset_class, normalize_symbols, parse_date_range, utc_now
 from ..storage import TEMP_SUFFIX
 from .core import HistoryStore, parse_dataset
@@ -280,7 +281,8 @@ def ingest(
         workers: pool size / LocalCluster workers; default one per core (at most 8).
         processes: local pool of processes instead of threads (default threads); for the LocalCluster,
             worker processes (default) or threads.
-        settings: S3 credentials, cache folder and plan; defaults to :func:`~massive_feeds.config.load_settings`.
+        settings: S3 credentials, cache folder and plan; defaults to the configured ones, resolved by
+            :func:`~massive_feeds.runtime.resolve_settings` (no key configured: the built-in sandbox).
             They are sent to the Dask workers, which download the files themselves.
         filesystem: an explicit pyarrow or fsspec filesystem that ``store`` is a path inside.
         refresh: list the bucket for every day of the range, so republished files (new ETag) are re-ingested.
@@ -310,7 +312,7 @@ def ingest(
     window = parse_date_range(start, end)
     wanted = _check_symbols(symbols, ds)
     check_engine(engine, scheduler)
-    settings = settings or load_settings()
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     hs = HistoryStore.open(store, settings, filesystem)
     root = hs.dataset_root(ds)
     days = window.calendar_days()

@@ -18,8 +18,9 @@ from collections import deque
 from math import isnan
 from typing import Any, AsyncIterator, Iterable
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import StreamError
+from ..runtime import resolve_settings
 from ..schema import normalize_symbols
 from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .client import StreamClient, check_kinds
@@ -122,7 +123,7 @@ async def stream_events(
     :class:`~massive_feeds.errors.StreamLimitError` past the plan's symbol cap, and the fatal error of a
     market whose connection stopped for good.
     """
-    settings = (settings or load_settings()).with_overrides(api_key=api_key)
+    settings = resolve_settings(settings, api_key=api_key, need=("rest", "websocket"))
     syms = normalize_symbols(symbols)
     use_kinds = check_kinds(kinds)
     buf = _Buffer(max_pending)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from ..config import Settings
+from ..runtime import resolve_settings
 from ..errors import InvalidInputError, StreamLimitError
 from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .connection import ControlSink, EventsSink, MarketConnection
@@ -57,6 +58,7 @@ class StreamClient:
         policy: ReconnectPolicy = DEFAULT_POLICY,
         **connection_options: Any,
     ) -> None:
+        settings = resolve_settings(settings, need=("websocket",))  # idempotent; a sandbox's WS side on demand
         self.settings = settings
         self._key = settings.require_api_key()
         self.base_url = settings.ws_url.rstrip("/")

@@ -22,8 +22,9 @@ from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import InvalidInputError, MassiveError, StreamError
+from ..runtime import current, resolve_settings
 from ..schema import normalize_symbols
 from .backoff import DEFAULT_POLICY, ReconnectPolicy
 from .client import StreamClient, check_kinds
@@ -47,7 +48,8 @@ class MassiveConnector:
 
     Args:
         api_key: overrides the configured key (else ``MASSIVE_API_KEY`` / ``api_keys.properties``).
-        settings: resolved settings (``load_settings()`` when omitted): ``ws_url`` (real-time or
+        settings: configuration (the configured one when omitted; no key configured → the built-in
+            sandbox, see :mod:`massive_feeds.runtime`): ``ws_url`` (real-time or
             delayed host, or the sandbox), ``plan`` limits.
         kinds: what :meth:`start_stream` subscribes per symbol by default (``quote``, ``trade``,
             ``agg_minute``, ``agg_second``, ``value``).
@@ -84,7 +86,8 @@ class MassiveConnector:
         fight_max_connections: bool = False,
         symbols_ttl: float = 3600.0,
     ) -> None:
-        self.settings = (settings or load_settings()).with_overrides(api_key=api_key)
+        # the keyless default applies here (no key configured: the built-in sandbox's WebSocket and REST)
+        self.settings = resolve_settings(settings, api_key=api_key, need=("rest", "websocket"))
         self.kinds = check_kinds(kinds)
         self.max_streams = self.settings.plan.ws_max_streams if max_streams is _PLAN else max_streams
         self.max_messages_per_minute = self.settings.plan.ws_messages_per_minute
@@ -454,8 +457,6 @@ def _fetch_tickers(settings: Settings, *, market: str | None, search: str | None
 
 # --- registry -------------------------------------------------------------------------------------
 _FACTORIES: dict[str, Any] = {"massive": MassiveConnector}
-_SHARED: dict[tuple[Any, ...], MassiveConnector] = {}
-_SHARED_LOCK = threading.Lock()
 
 
 def register_connector(name: str, factory: Any) -> None:
@@ -466,10 +467,10 @@ def register_connector(name: str, factory: Any) -> None:
 def get_connector(name: str = "massive", *, shared: bool = True, **kwargs: Any) -> MassiveConnector:
     """The connector registered as ``name`` (``"massive"``).
 
-    With ``shared=True`` (default) the same open instance is returned for the same arguments, so a
-    Streamlit script that reruns top to bottom keeps one connection per market instead of opening a
-    new one (which would kick the old one with ``max_connections``). Unhashable arguments disable
-    sharing. ``kwargs`` go to :class:`MassiveConnector`.
+    With ``shared=True`` (default) the same open instance is returned for the same arguments (held by
+    the runtime context, :mod:`massive_feeds.runtime`), so a Streamlit script that reruns top to bottom
+    keeps one connection per market instead of opening a new one (which would kick the old one with
+    ``max_connections``). Unhashable arguments disable sharing. ``kwargs`` go to :class:`MassiveConnector`.
     """
     factory = _FACTORIES.get(name.lower())
     if factory is None:
@@ -481,11 +482,7 @@ def get_connector(name: str = "massive", *, shared: bool = True, **kwargs: Any) 
         hash(key)
     except TypeError:
         return factory(**kwargs)
-    with _SHARED_LOCK:
-        conn = _SHARED.get(key)
-        if conn is None or conn.closed:
-            conn = _SHARED[key] = factory(**kwargs)
-        return conn
+    return current().shared("connector", key, lambda: factory(**kwargs), alive=lambda c: not c.closed)
 
 
 __all__ = ["DEFAULT_KINDS", "MassiveConnector", "get_connector", "register_connector"]

@@ -26,7 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from ..config import Settings, load_settings
+from ..config import DEFAULT_REST_URL, Settings, load_settings
 from ..errors import ConfigurationError
 from ..schema import NEW_YORK
 from .logic import UiMessage
@@ -148,7 +148,8 @@ def start_sandbox(base: Settings, speed: float = 1.0) -> tuple[Any, Settings]:
     sides: dict[str, Any] = {side: all(importlib.util.find_spec(m) is not None for m in mods) for side, mods in SANDBOX_SIDES.items()}
     sb = Sandbox(clock_speed=speed, **sides).start()
     try:
-        settings = sb.settings(home=base.home / "sandbox", datasets_dir=base.datasets_dir)
+        # sandbox settings (MASSIVE_SANDBOX=1) keep their quota and caches under <home>/sandbox by themselves
+        settings = sb.settings(home=base.home, datasets_dir=base.datasets_dir)
     except BaseException:
         sb.stop()
         raise
@@ -165,8 +166,15 @@ def resolve_backend(environ: Mapping[str, str] | None = None) -> Backend:
     environ = os.environ if environ is None else environ
     preference = sandbox_preference(environ)
     base = load_settings(environ=environ)
+    if not (environ.get(SANDBOX_ENV) or "").strip():  # MASSIVE_SANDBOX=0/1 speaks for the app too
+        if base.sandbox == "off":
+            preference = "off"
+        elif base.sandbox == "on" and base.rest_url == DEFAULT_REST_URL:
+            preference = "on"  # (with endpoints set, they are a shared sandbox: used as configured)
     if preference == "off" or (preference == "auto" and base.api_key):
-        return Backend(base, "massive" if base.api_key else "no_key")
+        # "off" holds for the library calls too: no key means the missing-key message, not a sandbox
+        return Backend(base if base.api_key else base.with_overrides(sandbox="off"),
+                       "massive" if base.api_key else "no_key")
     try:
         sb, settings = start_sandbox(base, sandbox_speed(environ))
     except ConfigurationError:
