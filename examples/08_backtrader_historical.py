@@ -7,6 +7,13 @@ from massive_feeds import fetch_data
 from massive_feeds.backtrader import MassiveData
 from strategies import SmaCross, run_strategy
 
+class CountBars(bt.Strategy):
+    """Counts the bars the strategy sees."""
+
+    def stop(self) -> None:
+        self.bars = len(self.data)
+
+
 with massive_settings() as settings:
     start, end = recent_weekdays(5)
     data = MassiveData(dataname="AAPL", timeframe=bt.TimeFrame.Minutes, compression=5, fromdate=start,
@@ -25,8 +32,8 @@ with massive_settings() as settings:
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.resampledata(MassiveData(dataname="MSFT", interval="1m", fromdate=end, todate=end, settings=settings),
                          timeframe=bt.TimeFrame.Minutes, compression=30)
-    cerebro.addanalyzer(bt.analyzers.TimeReturn, timeframe=bt.TimeFrame.Minutes, compression=30, _name="bars")
-    resampled = len(cerebro.run()[0].analyzers.bars.get_analysis())
+    cerebro.addstrategy(CountBars)
+    resampled = cerebro.run()[0].bars
     minutes = fetch_data("MSFT", end, end, "30m", settings=settings)
     assert resampled == len(minutes) > 0, (resampled, len(minutes))
     print(f"verified: MSFT 1m resampled by cerebro into {resampled} 30-minute bars, as many as REST's 30m bars")

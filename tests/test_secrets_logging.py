@@ -52,7 +52,7 @@ def assert_no_secret(output: str) -> None:
 
 
 COMMANDS = {
-    "stream": ("stream", "AAPL", "--count", "3"),
+    "stream": ("stream", "X:BTCUSD", "--count", "3"),  # crypto trades round the clock, whatever the sandbox time
     "fetch": ("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--interval", "1d",
               "--method", "rest"),
     "flat_file": ("fetch", "AAPL", "--start", "2024-03-05", "--end", "2024-03-05", "--interval", "1h",
