@@ -90,6 +90,60 @@ def test_every_bar_after_real_socket_drops_equals_rest(tmp_path: Path) -> None:
     assert (got.index[1:] - got.index[:-1] == pd.Timedelta(minutes=1)).all()
 
 
+class StopAfterLive(bt.Strategy):
+    """Records every bar with its status; stops itself after ``live_bars`` LIVE bars."""
+
+    params = (("live_bars", 4),)
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.live = 0
+
+    def next(self) -> None:
+        d = self.data
+        self.rows.append({"timestamp": pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC"), "open": d.open[0],
+                          "high": d.high[0], "low": d.low[0], "close": d.close[0], "volume": d.volume[0],
+                          "status": d._laststatus})
+        if d._laststatus == d.LIVE:
+            self.live += 1
+            if self.live == self.p.live_bars:
+                self.env.runstop()
+
+
+@pytest.mark.timeout(120)
+def test_live_feed_runs_on_the_market_clock_not_the_wall_clock(tmp_path: Path) -> None:
+    """No ``clock=``: "now" comes from the stream. The sandbox market sits in March 2024 and runs at 60x,
+    far from the wall clock: held on the wall clock's minute, the feed never went LIVE (every event was
+    older than it) and flushed half-built bars early. Now every bar is REST's bar, once, without holes."""
+    start = pd.Timestamp("2024-03-05 15:30", tz="UTC").to_pydatetime()
+    with Sandbox(websocket=True, clock_start=start, clock_speed=60) as sb:
+        settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
+        data = MassiveData(dataname="AAPL", historical=False, interval="1m", settings=settings,
+                           backfill_bars=3, qcheck=0.1)
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(data)
+        cerebro.addstrategy(StopAfterLive, live_bars=4)
+        try:
+            strat = cerebro.run()[0]
+        finally:
+            data.store.connector.close()
+        stats = data.source.stats
+        got = pd.DataFrame(strat.rows).set_index("timestamp")
+        rest = fetch_ohlcv_rest("AAPL", got.index[0].to_pydatetime(), got.index[-1].to_pydatetime(), "1m",
+                                settings=settings).set_index("timestamp")[OHLCV]
+    live = got[got["status"] == bt.feed.DataBase.LIVE]
+    assert strat.live == 4 and len(live) == 4
+    # the session is the market's (March 2024), and the 3 backfilled bars come right before it
+    assert got.index[0] >= pd.Timestamp(start) - pd.Timedelta(minutes=3) and got.index[-1].year == 2024
+    assert len(got) >= 4 + 3 + 1  # backfill, the start minute (from REST), the live bars
+    assert stats.get("resume_skipped", 0) == 0  # REST had the start minute's bar: it was over
+    assert got.index.is_monotonic_increasing and got.index.is_unique  # no bar emitted twice
+    assert (got.index[1:] - got.index[:-1] == pd.Timedelta(minutes=1)).all()  # backfill + start + live tile
+    # every bar — backfilled, the held start minute, and LIVE — is REST's complete bar for its minute
+    pd.testing.assert_frame_equal(got[OHLCV], rest.loc[got.index], check_names=False, check_freq=False,
+                                  check_index_type=False, rtol=1e-12)
+
+
 # --- the async iterators ------------------------------------------------------------------------------
 def test_quote_iterator_shows_gaps_and_statuses_with_include_control(ws_sandbox: Sandbox,
                                                                      ws_settings: Settings) -> None:

@@ -91,7 +91,7 @@ class MassiveData(bt.feed.DataBase):
       (how far back the initial backfill reaches without ``fromdate``), ``live_bars`` (``trades``:
       build bars from trades; ``aggregates``: from Massive's minute aggregates), ``quote_only_bars``,
       ``grace`` (seconds a finished bar waits for straggling trades), ``clock`` (``() -> epoch ms``;
-      default the wall clock — pass the sandbox's clock for sandbox sessions).
+      default the market clock read off the stream: newest event time + wall time since it arrived).
     - Plug-ins: ``events`` — any event source (``add_listener``/``remove_listener``, e.g. an
       ``EventHub`` you publish into) to read live instead of the store's connector; ``source`` — a
       complete :class:`~massive_feeds.backtrader.sources.FeedSource` of your own.

@@ -15,6 +15,12 @@ States and the notices they queue (Backtrader's names)::
     any --stopped/auth_failed/max_connections/replay finished--> (last bar flushed) DISCONNECTED, END
     subscribe refused / server error naming our symbol --> NOTSUBSCRIBED, END
 
+"Now" is the *market* clock: by default the time of the newest event received plus the wall time
+elapsed since it arrived (≈ the wall clock against Massive.com; never ahead of a sandbox or replayed
+market running at its own time and speed). The stream starts in the bucket of the first data event
+received after subscribing; the initial backfill ends where that bucket starts. An explicit ``clock``
+replaces this estimate (tests pass the sandbox's clock).
+
 The bucket the stream starts or resumes in is *held*: the ticks before the (re)connect never reached
 us, so a bar built from the rest would differ from REST's (measured: 9 of 27 bars over 10 drops).
 Its events are ignored and its bar is fetched over REST once it is over (the first event of a later
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 
 DB = bt.feed.DataBase
 LiveBars = Literal["trades", "aggregates"]
+STREAM_CLOCK = "stream"  # StreamSource(clock=...): "now" from the stream's own event times
 Backfill = Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]
 
 _BROKEN = {ev_mod.DISCONNECTED, ev_mod.SLOW_CONSUMER, ev_mod.FORCE_DISCONNECT}
@@ -240,9 +247,14 @@ class StreamSource:
             called after the listener is registered, so nothing is missed.
         backfill: ``backfill(start, end)`` → bars in the standard schema over REST, or ``None``
             (replays: a recording is validated as it was recorded, without the network).
-        backfill_start: where the initial backfill starts (``None``: no initial backfill).
-        clock: wall clock in epoch ms for completing bars of quiet markets; ``None`` for replays,
-            whose bars complete on the events' own time and at the end of the recording.
+        backfill_start: where the initial backfill starts (``None``: ``backfill_bars`` bars before the
+            bucket the stream starts in, or no initial backfill if that is 0).
+        backfill_bars: how many bars the initial backfill reaches back without ``backfill_start``.
+        clock: "now" in epoch ms, for completing bars of quiet markets and releasing the held bucket:
+            ``"stream"`` (default) — the market clock estimated from the events (newest event time +
+            wall time since it arrived), the stream starting in the bucket of its first data event;
+            a callable — that clock, the stream starting in the bucket of its "now" at ``open``;
+            ``None`` for replays, whose bars complete on the events' own time and at the end.
         grace_ms: how long after a bar's end a straggling trade is still waited for (live only).
         market: asset class of ``symbol``; status events of other markets are ignored.
     """
@@ -259,7 +271,8 @@ class StreamSource:
         unsubscribe: Callable[[], Any] | None = None,
         backfill: Backfill | None = None,
         backfill_start: pd.Timestamp | None = None,
-        clock: Callable[[], int] | None = wall_ms,
+        backfill_bars: int = 0,
+        clock: Callable[[], int] | Literal["stream"] | None = STREAM_CLOCK,
         grace_ms: int = 2_000,
         market: str | None = None,
         name: str = "",
@@ -268,8 +281,12 @@ class StreamSource:
         self.symbol = symbol
         self.builder = builder
         self._subscribe, self._unsubscribe = subscribe, unsubscribe
-        self._backfill, self.backfill_start = backfill, backfill_start
-        self.clock, self.grace_ms = clock, grace_ms
+        self._backfill, self.backfill_start, self.backfill_bars = backfill, backfill_start, int(backfill_bars)
+        self._stream_clock = isinstance(clock, str)
+        if self._stream_clock and clock != STREAM_CLOCK:
+            raise ValueError(f"clock must be a callable, {STREAM_CLOCK!r} or None, not {clock!r}")
+        self.clock: Callable[[], int] | None = None if self._stream_clock else clock  # type: ignore[assignment]
+        self.grace_ms = grace_ms
         self.market = market
         self.name = name or symbol
         self.state = State.IDLE
@@ -286,6 +303,11 @@ class StreamSource:
         # reached us, so a bar built from the rest would differ from REST's. Its events are ignored and
         # the bar comes from REST once the bucket is over (first event past it, or the clock).
         self._held: tuple[int, int] | None = None
+        # market clock from the stream: newest event time and the monotonic time it was read
+        self._seen_ms: int | None = None
+        self._seen_at = 0.0
+        # True from open until the first data event fixes the bucket the stream starts in (stream clock)
+        self._awaiting_start = False
 
     def __repr__(self) -> str:
         return f"StreamSource({self.name}, state={self.state.value}, {self.stats}, late={self.builder.late})"
@@ -305,11 +327,22 @@ class StreamSource:
             return
         self._emit(Notice(DB.CONNECTED, "subscribed"))
         if self._backfill is not None:
-            start = self._current_bucket_start()
-            if self.backfill_start is not None:
-                self._do_backfill(self.backfill_start, start)
-            self._hold(int(start.value // 1_000_000))  # joined mid-bucket: that bar comes from REST too
+            if self._stream_clock:
+                self._awaiting_start = True  # the first data event tells where the market is
+            else:
+                self._start_at(int(self._current_bucket_start().value // 1_000_000))
         self.state = State.WAITING
+
+    def _start_at(self, start_ms: int) -> None:
+        """The stream starts in the bucket at ``start_ms``: REST backfill up to it, and hold it (joined
+        mid-bucket: that bar comes from REST too)."""
+        start = pd.Timestamp(start_ms, unit="ms", tz="UTC")
+        first = self.backfill_start
+        if first is None and self.backfill_bars > 0:
+            first = start - pd.Timedelta(milliseconds=(self.builder.width_ms or 86_400_000) * self.backfill_bars)
+        if first is not None:
+            self._do_backfill(first, start)
+        self._hold(start_ms)
 
     def poll(self, timeout: float = 0.0) -> SourceItem:
         if self._out:
@@ -324,13 +357,23 @@ class StreamSource:
             except queue.Empty:
                 break
             self._handle(batch)
-        if not self._out and self.clock is not None:
-            due = self.clock() - self.grace_ms
+        now = self.now_ms()
+        if not self._out and now is not None:
+            due = now - self.grace_ms
             if self._held is not None and self._held[1] <= due:
                 self._release_held()
             if self._trusted:
                 self._emit_bars(self.builder.flush_due(due))
         return self._out.popleft() if self._out else None
+
+    def now_ms(self) -> int | None:
+        """The feed's "now" (epoch ms, market time), or ``None`` when unknown (replays; before the
+        first event with the stream clock)."""
+        if self.clock is not None:
+            return self.clock()
+        if self._stream_clock and self._seen_ms is not None:
+            return self._seen_ms + int((time.monotonic() - self._seen_at) * 1000)
+        return None
 
     def pending(self) -> bool:
         return bool(self._out) or not self._queue.empty()
@@ -361,6 +404,12 @@ class StreamSource:
             else:
                 self.stats["events"] += 1
                 self._trusted = self.state is not State.BROKEN
+                t = ev.time_ms
+                if self._seen_ms is None or t > self._seen_ms:
+                    self._seen_ms, self._seen_at = t, time.monotonic()
+                if self._awaiting_start:
+                    self._awaiting_start = False
+                    self._start_at(self.builder.bucket(t)[0])
                 held = self._held
                 if held is not None:
                     if ev.time_ms < held[1]:
@@ -407,6 +456,8 @@ class StreamSource:
         log.info("%s: stream gap %s..%s (%s)", self.name, gap.start_ms, gap.end_ms, gap.reason)
         if self._backfill is None:
             return  # replay: the recording is the truth, holes included
+        if self._awaiting_start:
+            return  # before our first event: the start bucket and its backfill are still to come
         # REST covers every bucket before the one the stream resumes in; the builder forgets its
         # half-built bar there (it missed the ticks of the outage) and ignores stragglers for it.
         start_ms = self._last_bar_ms if self._last_bar_ms is not None else gap.start_ms

@@ -20,7 +20,7 @@ import pandas as pd
 from ..datasets import dataset_info, dataset_path
 from ..errors import InvalidInputError
 from ..schema import BarQuery, DateLike, asset_class, normalize_symbol, parse_date_range
-from .sources import FeedSource, FrameSource, wall_ms
+from .sources import FeedSource, FrameSource
 from .store import MassiveStore
 from .timeframes import bar_width_ms, interval_for, timeframe_for
 from .tz import zone_from
@@ -249,16 +249,23 @@ class FeedSetup:
                             backfill=None, clock=None, market=asset_class(self.symbol), name=f"ticks {self.symbol}")
 
     def _live_source(self) -> FeedSource:
-        from .live import StreamSource, live_kinds
+        from .live import STREAM_CLOCK, StreamSource, live_kinds
 
-        store, symbol, clock = self.store, self.symbol, self.p.clock or wall_ms
+        store, symbol, clock = self.store, self.symbol, self.p.clock
         assert symbol is not None
+        # "now" is the market's: the given clock, else the stream's own (see live.StreamSource)
+        fromdate = self.window()[0]
+        if clock is not None:
+            first: pd.Timestamp | None = self._backfill_start(clock)
+        else:  # without fromdate: backfill_bars before the bucket of the stream's first event
+            first = _as_timestamp(fromdate) if fromdate is not None else None
         kinds = live_kinds(symbol, self.p.live_bars, quotes=bool(self.extra_lines))
         own = self.p.events is None  # our connector: we subscribe; a given event source is the caller's
         return StreamSource(store.connector if own else self.p.events, symbol, self._builder(),
                             subscribe=(lambda: store.subscribe(symbol, kinds)) if own else None,
                             unsubscribe=(lambda: store.unsubscribe(symbol)) if own else None,
-                            backfill=self._backfill_fn(), backfill_start=self._backfill_start(clock), clock=clock,
+                            backfill=self._backfill_fn(), backfill_start=first, backfill_bars=int(self.p.backfill_bars),
+                            clock=clock if clock is not None else STREAM_CLOCK,
                             grace_ms=int(self.p.grace * 1000), market=asset_class(symbol), name=f"live {symbol}")
 
     def _backfill_fn(self) -> Any:
