@@ -42,7 +42,7 @@ import queue
 import re
 import time
 from collections import deque
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Final, Literal, Sequence
 
 import backtrader as bt
 import numpy as np
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 DB = bt.feed.DataBase
 LiveBars = Literal["trades", "aggregates"]
-STREAM_CLOCK = "stream"  # StreamSource(clock=...): "now" from the stream's own event times
+STREAM_CLOCK: Final = "stream"  # StreamSource(clock=...): "now" from the stream's own event times
 Backfill = Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]
 
 _BROKEN = {ev_mod.DISCONNECTED, ev_mod.SLOW_CONSUMER, ev_mod.FORCE_DISCONNECT}

@@ -242,7 +242,7 @@ Row = tuple[Any, ...]
 
 
 def _compile(source: str, name: str, qualname: str) -> Callable[..., Any]:
-    namespace = {"NAN": nan, "_FX": _FOREX_SYMBOLS, "_CX": _CRYPTO_SYMBOLS}
+    namespace: dict[str, Any] = {"NAN": nan, "_FX": _FOREX_SYMBOLS, "_CX": _CRYPTO_SYMBOLS}
     exec(compile(source, f"<massive_feeds {qualname}>", "exec"), namespace)
     fn: Callable[..., Any] = namespace[name]
     fn.__qualname__ = qualname
