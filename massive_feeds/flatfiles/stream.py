@@ -32,6 +32,7 @@ only after the iterator finished without error, so a damaged or interrupted stre
 from __future__ import annotations
 
 import io
+import importlib
 import logging
 import zlib
 from pathlib import Path
@@ -45,19 +46,18 @@ from ..errors import CorruptFileError, MassiveError
 
 log = logging.getLogger(__name__)
 
-_inflate_lib: ModuleType  # isal_zlib, zlib_ng or zlib: the same API
-try:  # fastest first; all are drop-in zlib APIs
-    from isal import isal_zlib as _inflate_lib
+def _load_inflater() -> tuple[ModuleType, str]:
+    """isal_zlib, zlib_ng or zlib, fastest first: all are drop-in zlib APIs (isal comes with the
+    ``flatfiles`` extra; the others are fallbacks when it is missing)."""
+    for module, name in (("isal.isal_zlib", "isal"), ("zlib_ng.zlib_ng", "zlib-ng")):
+        try:
+            return importlib.import_module(module), name
+        except ImportError:  # pragma: no cover - depends on the installed extras
+            continue
+    return zlib, "zlib"
 
-    INFLATE = "isal"
-except ImportError:  # pragma: no cover - depends on the installed extras
-    try:
-        from zlib_ng import zlib_ng as _inflate_lib
 
-        INFLATE = "zlib-ng"
-    except ImportError:
-        _inflate_lib = zlib
-        INFLATE = "zlib"
+_inflate_lib, INFLATE = _load_inflater()
 
 #: CSV block handed to the parser: big enough for pyarrow to parse on several threads, small enough
 #: that a few blocks in flight stay far below the memory cap.
