@@ -21,9 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +35,8 @@ from massive_feeds.rest import RestClient
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.cache import ResultCache
 from massive_feeds.ticks import _rest_piece, fetch_ticks
+
+from bench_rest import serve_fixed  # the same fixed-body loopback server as the aggs benchmark
 
 DAY = "2024-03-05"
 
@@ -153,28 +153,6 @@ def bench_flatfile(sb: Sandbox, folder: Path) -> None:
 
 
 # --- 3. REST page ----------------------------------------------------------------------------------------
-def serve_fixed(body: bytes) -> ThreadingHTTPServer:
-    payload = gzip.compress(body, compresslevel=1)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def bench_rest(sb: Sandbox, folder: Path) -> None:
     from massive import RESTClient
 

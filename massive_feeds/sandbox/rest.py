@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
 import numpy as np
@@ -425,13 +425,18 @@ class RestServer:
         rows = [d for d in self.sandbox.market.dividends(HISTORY_START, today + timedelta(days=60))
                 if d.declaration_date <= today and _dividend_matches(d, params)]
         rows.sort(key=lambda d: (getattr(d, sort), d.ticker, d.ex_dividend_date), reverse=order == "desc")
+        return self._offset_page("/v3/reference/dividends", rows, cursor, params, limit, _dividend_dict)
+
+    def _offset_page(self, path: str, rows: list[Any], cursor: dict[str, Any], params: dict[str, str], limit: int,
+                     to_dict: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """One page of an offset-paginated reference list; ``next_url`` carries the offset and the query
+        (never the key) in its cursor."""
         offset = int(cursor.get("offset", 0))
-        page = rows[offset: offset + limit]
-        body: dict[str, Any] = {"results": [_dividend_dict(d) for d in page], "status": "OK",
+        body: dict[str, Any] = {"results": [to_dict(r) for r in rows[offset: offset + limit]], "status": "OK",
                                 "request_id": uuid.uuid4().hex}
         if offset + limit < len(rows):
             state = {"offset": offset + limit, "params": params}
-            body["next_url"] = f"{self.url}/v3/reference/dividends?{urlencode({'cursor': _encode_cursor(state)})}"
+            body["next_url"] = f"{self.url}{path}?{urlencode({'cursor': _encode_cursor(state)})}"
         return body
 
     def market_status(self) -> dict[str, Any]:
@@ -492,7 +497,6 @@ class RestServer:
         limit = int(params.get("limit", 10))
         if not 1 <= limit <= 1000:
             raise _error(400, "limit must be between 1 and 1000")
-        offset = int(cursor.get("offset", 0))
         rows = [s for s in self.sandbox.market.splits + self.sandbox.listed_only_splits if _split_matches(s, params)]
         sort = params.get("sort", "execution_date")
         if sort not in ("execution_date", "ticker"):
@@ -503,13 +507,7 @@ class RestServer:
         by_date = sort == "execution_date"
         rows.sort(key=lambda s: (s.execution_date, s.ticker) if by_date else (s.ticker, s.execution_date),
                   reverse=order == "desc")
-        page = rows[offset: offset + limit]
-        body: dict[str, Any] = {"results": [_split_dict(s) for s in page], "status": "OK",
-                                "request_id": uuid.uuid4().hex}
-        if offset + limit < len(rows):
-            state = {"offset": offset + limit, "params": params}
-            body["next_url"] = f"{self.url}/v3/reference/splits?{urlencode({'cursor': _encode_cursor(state)})}"
-        return body
+        return self._offset_page("/v3/reference/splits", rows, cursor, params, limit, _split_dict)
 
 
 def _tick_ns(text: str, name: str) -> tuple[int, int]:
