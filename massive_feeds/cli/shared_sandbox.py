@@ -45,12 +45,27 @@ def export_line(env: dict[str, str]) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs. A zombie (exited, not yet reaped: the orphaned background sandbox
+    of a container without an init that reaps) has stopped, though ``kill(pid, 0)`` still succeeds."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)  # polling another process's exit: there is nothing to wait on across sessions
     return True
 
 
@@ -151,7 +166,13 @@ def stop_running() -> str:
         return "no shared sandbox is running"
     pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    if not _wait_gone(pid, 10):  # a loaded machine can take longer to close the servers: make sure
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 5)
+    path = state_path()
+    try:  # the process removes its file on SIGTERM, but not on SIGKILL: a stopped sandbox leaves none
+        if json.loads(path.read_text()).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
     return f"stopped the shared sandbox (pid {pid})"
