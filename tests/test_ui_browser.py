@@ -11,6 +11,7 @@ used). Without it the test is skipped — unless ``MASSIVE_REQUIRE_BROWSER=1`` (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -63,22 +64,24 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
     raise AssertionError(f"the UI did not answer within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def ui_server(tmp_path: Path) -> Iterator[str]:
-    """``massive-feeds ui`` on a free port with no key (so on its own sandbox), private folders."""
+@contextlib.contextmanager
+def running_ui(folder: Path, **extra_env: str) -> Iterator[str]:
+    """``massive-feeds ui`` on a free port with no key (so on its own sandbox) and private folders under
+    ``folder``; yields its URL once healthy and stops the whole process group afterwards."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASSIVE_")}
     env.update({
-        "MASSIVE_FEEDS_HOME": str(tmp_path / "home"),
-        "MASSIVE_DATASETS_DIR": str(tmp_path / "datasets"),
-        "MASSIVE_FEEDS_CONFIG": str(tmp_path / "no-user-config.properties"),
+        "MASSIVE_FEEDS_HOME": str(folder / "home"),
+        "MASSIVE_DATASETS_DIR": str(folder / "datasets"),
+        "MASSIVE_FEEDS_CONFIG": str(folder / "no-user-config.properties"),
         "MASSIVE_UI_SANDBOX_SPEED": "60",  # a minute of market per second: quotes and bars arrive quickly
-        "HOME": str(tmp_path / "user"),  # Streamlit's ~/.streamlit stays inside the test
+        "HOME": str(folder / "user"),  # Streamlit's ~/.streamlit stays inside the test
+        **extra_env,
     })
-    log = tmp_path / "ui.log"
+    log = folder / "ui.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "massive_feeds.cli", "ui", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 "--port", str(port)], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -93,6 +96,13 @@ def ui_server(tmp_path: Path) -> Iterator[str]:
             proc.wait(5)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture
+def ui_server(tmp_path: Path) -> Iterator[str]:
+    """``massive-feeds ui`` on a free port with no key (so on its own sandbox), private folders."""
+    with running_ui(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -28,10 +24,9 @@ from tests.test_ui_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     _choose,
-    _free_port,
     _metric,
     _missing,
-    _wait_healthy,
+    running_ui,
 )
 
 if TYPE_CHECKING:
@@ -68,32 +63,9 @@ def daily_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
     tmp = tmp_path_factory.mktemp("ui_daily")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASSIVE_")}
-    env.update({
-        "MASSIVE_FEEDS_HOME": str(tmp / "home"), "MASSIVE_DATASETS_DIR": str(tmp / "datasets"),
-        "MASSIVE_FEEDS_CONFIG": str(tmp / "no-user-config.properties"), "HOME": str(tmp / "user"),
-        "MASSIVE_UI_SANDBOX_SPEED": "60",
-        "MASSIVE_PLAN": "custom", "MASSIVE_PLAN_REST_PER_DAY": "1",  # one REST call today, then exhausted
-    })
-    log = tmp / "ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "massive_feeds.cli", "ui", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    # one REST call today, then exhausted
+    with running_ui(tmp, MASSIVE_PLAN="custom", MASSIVE_PLAN_REST_PER_DAY="1") as url:
         yield url, tmp
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")
