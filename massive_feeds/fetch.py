@@ -21,6 +21,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
@@ -31,7 +32,7 @@ from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
 from .runtime import SANDBOX_EXTRA, current, resolve_settings, side_available
-from .schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval, finalize_bars, parse_date_range
+from .schema import FLOAT_COLUMNS, INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval, finalize_bars, parse_date_range
 from .sessions import has_sessions, to_regular_session
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,45 @@ def _aggs_path(ticker: str, interval: Interval, window: DateRange) -> str:
     return f"/v2/aggs/ticker/{ticker}/range/{interval.multiplier}/{interval.timespan}/{frm}/{to}"
 
 
-def _pages_to_frame(pages: list[AggsPage], ticker: str) -> pd.DataFrame:
-    cols = {name: np.concatenate([p.columns[name] for p in pages]) for name in pages[0].columns}
-    ms = cols.pop("timestamp")
-    df = pd.DataFrame(cols)
-    df.insert(0, "timestamp", pd.to_datetime(ms, unit="ms", utc=True))
-    df.insert(1, "symbol", ticker)
-    return df
+def _constant_str(value: str, n: int) -> pd.api.extensions.ExtensionArray:
+    """``value`` repeated ``n`` times as pandas' ``str`` array, built from Arrow buffers (no Python objects)."""
+    data = value.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    if offsets[-1] < 2**31:
+        array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data * n))
+    else:  # pragma: no cover - 2 GB of one symbol's name
+        array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
+    return pd.array(array, dtype="str")
+
+
+def _final_bars(pages: list[AggsPage], ticker: str, interval: Interval, window: DateRange) -> pd.DataFrame:
+    """One symbol's pages as a finished bar frame: the rows inside the window, in the standard schema.
+
+    The norm (strictly increasing times) is built straight from the parsed columns: every array is copied
+    once (the parsed ones are read-only views of Arrow buffers, and users edit the frames they get); anything
+    else (unsorted or repeated times) goes through :func:`finalize_bars`, which sorts and drops duplicates."""
+    cols = {name: np.concatenate([p.columns[name] for p in pages]) if len(pages) > 1 else pages[0].columns[name]
+            for name in pages[0].columns}
+    ns = cols.pop("timestamp") * 10**6  # epoch ms → ns, a fresh (writeable) array
+    if interval.timespan in ("minute", "hour", "day") and len(ns):  # weeks/months may start early by design
+        width = (interval.minutes * 60 if interval.is_intraday else 86_400) * 10**9
+        inside = (ns + width > window.start.value) & (ns < window.end.value)
+        if not inside.all():  # the norm is all inside: no row copy then
+            ns, cols = ns[inside], {name: col[inside] for name, col in cols.items()}
+    if len(ns) < 2 or not np.all(ns[1:] > ns[:-1]):
+        df = pd.DataFrame(cols)
+        df.insert(0, "timestamp", pd.to_datetime(ns, unit="ns", utc=True))
+        df.insert(1, "symbol", ticker)
+        return finalize_bars(df)
+    out: dict[str, object] = {
+        "timestamp": pd.to_datetime(ns, unit="ns", utc=True),
+        "symbol": _constant_str(ticker, len(ns)),
+    }
+    for name in FLOAT_COLUMNS:
+        out[name] = np.array(cols[name], dtype=np.float64, copy=True)
+    tx = cols["transactions"]
+    out["transactions"] = np.where(np.isnan(tx), 0, tx).astype(np.int64)
+    return pd.DataFrame(out, copy=False)
 
 
 def _cache_entry(base_url: str, cache: ResultCache, ticker: str, interval: Interval, window: DateRange,
@@ -108,13 +141,7 @@ def _fetch_symbol(client: RestClient, cache: ResultCache, ticker: str, interval:
         return hit
     params = {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": PAGE_LIMIT}
     pages = list(client.paginate(path, params, parse_aggs, lambda page: page.next_url))
-    df = _pages_to_frame(pages, ticker)
-    if interval.timespan in ("minute", "hour", "day"):  # weeks/months may start before the range by design
-        width = pd.Timedelta(minutes=interval.minutes) if interval.is_intraday else pd.Timedelta(days=1)
-        inside = (df["timestamp"] + width > window.start) & (df["timestamp"] < window.end)
-        if not inside.all():  # the norm is all inside: no row copy then
-            df = df[inside]
-    df = finalize_bars(df)
+    df = _final_bars(pages, ticker, interval, window)
     if cacheable:
         cache.put_later(key, df)  # off the critical path; atomic, and served from memory meanwhile
     return df
