@@ -1,24 +1,31 @@
 """REST benchmark: one 50,000-bar aggregates page into a DataFrame.
 
-Compares, in one run, on the same body (taken from the sandbox, then served as fixed gzip bytes from
-a loopback HTTP server so that only client-side work is measured):
+Compares, in one run, on the same body (taken from the sandbox, then served as fixed gzip bytes by a
+loopback HTTP server in its own process, so the server's work never shares the client's GIL and both
+sides meet the same server):
   * ours: massive_feeds' parser (parse only) and fetch_ohlcv_rest (HTTP + parse + schema), also with the
     result cache written (a fresh cache each run, so each run fetches and writes its entry),
   * the official `massive` client: RESTClient.list_aggs into a DataFrame (HTTP + parse),
   * bare parsing: json.loads and orjson.loads of the body (no DataFrame at all).
-Prints median timings and ratios. Run: .venv/bin/python benchmarks/bench_rest.py
+
+End to end, every case is warmed up once, then run in interleaved rounds (official, ours, ours+cache, then
+the next round in reverse order), so a load swing on a shared machine hits every side alike; each
+round's ratio is official / ours from that round. Prints medians, the min-max spread of the per-round
+ratios, and how long the background cache write took after the call returned (waited for, untimed,
+before the next case starts). Run: .venv/bin/python benchmarks/bench_rest.py [rounds]
 """
 
 from __future__ import annotations
 
-import gzip
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable
 
 import orjson
@@ -49,35 +56,87 @@ def median_of(fn: Callable[[], object], repeat: int = 7, before: Callable[[], No
     return statistics.median(times)
 
 
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int,
+                after: dict[str, Callable[[], None]] | None = None) -> dict[str, list[float]]:
+    """Wall times per case over ``rounds`` rounds after one warm-up each; the order alternates every round
+    (A B C, C B A, …). ``after[name]`` runs untimed right after that case (e.g. to let background work land)."""
+    after = after or {}
+    names = list(cases)
+    for name in names:  # warm-up: connections, imports, caches of both clients
+        cases[name]()
+        after.get(name, lambda: None)()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - t0)
+            after.get(name, lambda: None)()
+    return times
+
+
+def spread(ratios: list[float]) -> str:
+    return f"median {statistics.median(ratios):.1f}x, min {min(ratios):.1f}x, max {max(ratios):.1f}x"
+
+
 def official_frame(client, start_ms: int, end_ms: int) -> pd.DataFrame:
     aggs = client.list_aggs(TICKER, 1, "minute", start_ms, end_ms, limit=50_000)
     return pd.DataFrame([a.__dict__ for a in aggs])
 
 
-def serve_fixed(body: bytes) -> ThreadingHTTPServer:
-    """A loopback server answering every GET with the same gzip body, as the real service sends it."""
-    payload = gzip.compress(body, compresslevel=1)
+_SERVER = r"""
+import gzip, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+with open(sys.argv[1], "rb") as f:
+    payload = gzip.compress(f.read(), compresslevel=1)
 
 
-def main() -> None:
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class FixedServer:
+    """A loopback server, in its own process, answering every GET with the same gzip body, as the real
+    service sends it (gzip level 1, Content-Length, keep-alive)."""
+
+    def __init__(self, body: bytes) -> None:
+        fd, name = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        self._body_file = Path(name)
+        self._proc = subprocess.Popen([sys.executable, "-c", _SERVER, name], stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self.server_address = ("127.0.0.1", int(self._proc.stdout.readline()))
+
+    def shutdown(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+        self._body_file.unlink(missing_ok=True)
+
+
+def serve_fixed(body: bytes) -> FixedServer:
+    return FixedServer(body)
+
+
+def main(rounds: int = 9) -> None:
     from massive import RESTClient
 
     with Sandbox() as sb:
@@ -109,47 +168,52 @@ def main() -> None:
             "orjson.loads (bare)": best_of(lambda: orjson.loads(body)),
             "ours: parse -> DataFrame": best_of(ours_parse),
         }
-    fixed = serve_fixed(body)
+    fixed = FixedServer(body)
     base = f"http://127.0.0.1:{fixed.server_address[1]}"
     fixed_client = RestClient(settings.with_overrides(rest_url=base))
     official = RESTClient(api_key="bench", base=base, retries=0)
     cache_dir = settings.cache_dir / "rest"
 
     def ours_cached() -> pd.DataFrame:
-        # a fresh result cache each run, so every run fetches and writes its entry (cleared before the clock)
+        # a fresh result cache each run (cleared untimed by cache_landed), so every run fetches and writes
         return fetch_ohlcv_rest(TICKER, START, END, "1m", client=fixed_client, use_cache=True)
 
-    def clear_cache() -> None:
-        wait_for_result_cache()  # the previous run's entry, written in the background, lands untimed
+    write_times: list[float] = []
+
+    def cache_landed() -> None:  # untimed: the background write finishes before the next case starts
+        t0 = time.perf_counter()
+        wait_for_result_cache()
+        write_times.append(time.perf_counter() - t0)
         shutil.rmtree(cache_dir, ignore_errors=True)
 
-    e2e = {
-        "official list_aggs -> DataFrame": median_of(lambda: official_frame(official, start_ms, end_ms), 5),
-        "ours fetch_ohlcv_rest (HTTP+schema)": median_of(
-            lambda: fetch_ohlcv_rest(TICKER, START, END, "1m", client=fixed_client, use_cache=False), 5),
-        "ours, result cache written": median_of(ours_cached, 5, before=clear_cache),
-    }
-    clear_cache()
+    names = ("official list_aggs -> DataFrame", "ours fetch_ohlcv_rest (HTTP+schema)", "ours, result cache written")
+    runs = interleaved({
+        names[0]: lambda: official_frame(official, start_ms, end_ms),
+        names[1]: lambda: fetch_ohlcv_rest(TICKER, START, END, "1m", client=fixed_client, use_cache=False),
+        names[2]: ours_cached,
+    }, rounds, after={names[2]: cache_landed})
+    e2e = {name: statistics.median(times) for name, times in runs.items()}
     fixed.shutdown()
     print("\nparsing only (median of 7):")
     for name, t in parse.items():
         print(f"  {name:38s} {t * 1e3:8.1f} ms")
-    print("end to end over loopback HTTP (median of 5):")
+    print(f"end to end over loopback HTTP (median of {rounds} interleaved rounds, min-max):")
     for name, t in e2e.items():
-        print(f"  {name:38s} {t * 1e3:8.1f} ms")
+        print(f"  {name:38s} {t * 1e3:8.1f} ms  ({min(runs[name]) * 1e3:.1f}-{max(runs[name]) * 1e3:.1f})")
+    print(f"  (background cache write, after the call returned: median {statistics.median(write_times) * 1e3:.1f} ms)")
     ours = parse["ours: parse -> DataFrame"]
     print("\nratios:")
     print(f"  ours vs orjson.loads (bare):       {ours / parse['orjson.loads (bare)']:.2f}x the time (target <= 1.5x)")
     print(f"  ours vs json.loads (bare):         {ours / parse['json.loads (bare)']:.2f}x the time")
     parse_speedup = parse["official client: parse -> DataFrame"] / ours
     print(f"  page -> DataFrame, ours vs official: {parse_speedup:.1f}x faster (target >= 5x)")
-    speedup = e2e["official list_aggs -> DataFrame"] / e2e["ours fetch_ohlcv_rest (HTTP+schema)"]
-    print(f"  end to end incl. HTTP+gzip, ours vs official: {speedup:.1f}x faster")
-    cached = e2e["official list_aggs -> DataFrame"] / e2e["ours, result cache written"]
-    print(f"  end to end with the result cache written, ours vs official: {cached:.1f}x faster (target >= 2.5x)")
+    per_round = {name: [a / b for a, b in zip(runs[names[0]], runs[name])] for name in names[1:]}
+    print(f"  end to end incl. HTTP+gzip, ours vs official: {spread(per_round[names[1]])} faster")
+    print(f"  end to end with the result cache written, ours vs official: {spread(per_round[names[2]])} faster"
+          " (target >= 2.5x)")
     print("  (the cache entry is written by a background thread after the call returns: atomically, served from "
           "memory until it is on disk)")
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 9)

@@ -83,11 +83,13 @@ class ResultCache:
 
         The entry is as safe as with :meth:`put`: it appears under its name only once complete (a crash
         before leaves at most a temp file, which nothing reads); meanwhile :meth:`get` in this process
-        answers from a private copy of ``df`` (later changes to ``df`` by the caller change nothing). The
-        thread is not a daemon, so a script that ends right away still gets its entry.
+        answers from a private copy of ``df`` (later changes to ``df`` by the caller change nothing: pandas'
+        copy-on-write, always on from pandas 3, copies the caller's columns when they are written, so no
+        copy is made up front). The thread is not a daemon, so a script that ends right away still gets
+        its entry.
         """
         path = self._path(key)
-        frame = df.copy(deep=True)
+        frame = df.copy(deep=False)
         with _pending_lock:
             _pending[path] = frame
         threading.Thread(target=_write_pending, args=(path, frame), name="result-cache-write").start()

@@ -1,0 +1,174 @@
+"""The fast paths of a REST aggregates page (issue 16): the CSV route of ``parse_aggs`` and the direct
+frame build of one symbol's bars, each held to an independent oracle (orjson, ``finalize_bars``), and the
+background result-cache write, which must not see the caller's later edits."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+import massive_feeds.cache as cache_module
+from massive_feeds.cache import ResultCache, wait_for_result_cache
+from massive_feeds.errors import BadResponseError
+from massive_feeds.fetch import _final_bars
+from massive_feeds.rest.aggs import AGG_FIELDS, AggsPage, _csv_columns, parse_aggs
+from massive_feeds.schema import INTERVALS, finalize_bars, parse_date_range
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+T0 = 1_704_085_200_000  # 2024-01-01 05:00 UTC in ms
+
+
+def bar(i: int, rng: np.random.Generator) -> dict[str, object]:
+    """A bar in the service's key order, with awkward but valid numbers (many digits, exponents, ints)."""
+    price = float(rng.uniform(1e-6, 1e5))
+    return {"v": float(rng.choice([rng.uniform(0, 1e9), 1.5e-05, 3e20])), "vw": round(price, 4),
+            "o": price, "c": price * 1.0001, "h": price * 1.01, "l": -price if i % 7 == 0 else price / 1.01,
+            "t": T0 + 60_000 * i, "n": int(rng.integers(0, 10_000))}
+
+
+def body_of(results: list[dict[str, object]], **envelope: object) -> bytes:
+    return orjson.dumps({"ticker": "X:BTCUSD", "queryCount": len(results), "resultsCount": len(results),
+                         "adjusted": True, "status": "OK", "request_id": "abc", "results": results, **envelope})
+
+
+def oracle(body: bytes) -> dict[str, np.ndarray]:
+    """The columns as a plain JSON parser reads them (absent or null → NaN)."""
+    rows = orjson.loads(body)["results"]
+    out = {name: np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=np.float64)
+           for key, name in AGG_FIELDS.items()}
+    out["timestamp"] = out["timestamp"].astype(np.int64)
+    return out
+
+
+def assert_columns(page: AggsPage, expected: dict[str, np.ndarray]) -> None:
+    assert set(page.columns) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(page.columns[name], values, err_msg=name)  # exact, NaN == NaN
+
+
+def inner_of(body: bytes) -> bytes:
+    start = body.index(b"[")
+    return body[start + 1 : body.index(b"]", start)]
+
+
+def test_compact_page_takes_the_csv_route_and_every_value_is_exact() -> None:
+    rng = np.random.default_rng(16)
+    body = body_of([bar(i, rng) for i in range(3000)], next_url="https://api.massive.com/v2/aggs/x?cursor=abc")
+    assert _csv_columns(inner_of(body)) is not None  # the fast path is the one under test
+    page = parse_aggs(body)
+    assert_columns(page, oracle(body))
+    assert (page.status, page.ticker, page.request_id) == ("OK", "X:BTCUSD", "abc")
+    assert page.next_url == "https://api.massive.com/v2/aggs/x?cursor=abc"
+
+
+def test_real_page_compacted_parses_like_the_pretty_original() -> None:
+    pretty = (REAL / "rest" / "aggs_AAPL_1_day_2005-04-01_2005-04-04.json").read_bytes()
+    compact = orjson.dumps(orjson.loads(pretty))
+    assert _csv_columns(inner_of(compact)) is not None
+    assert_columns(parse_aggs(compact), parse_aggs(pretty).columns)
+
+
+def swapped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Row 1 with its keys in another order (o and c swapped in position)."""
+    r = rows[1]
+    rows[1] = {"v": r["v"], "vw": r["vw"], "c": r["c"], "o": r["o"], "h": r["h"], "l": r["l"], "t": r["t"], "n": r["n"]}
+    return rows
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(swapped, id="keys-in-another-order"),  # positional CSV columns would swap open and close
+    pytest.param(lambda rows: [rows[0], {k: v for k, v in rows[1].items() if k != "vw"}, *rows[2:]],
+                 id="one-bar-without-vw"),  # shifted columns: vwap would get open's value
+    pytest.param(lambda rows: [{**rows[0], "vw": None}, *rows[1:]], id="null-vwap"),  # "null" minus key letters
+    pytest.param(lambda rows: [{**r, "otc": True} for r in rows], id="extra-boolean-key"),
+    pytest.param(lambda rows: [{**r, "ex": 1.5} for r in rows], id="key-with-an-exponent-letter"),
+    pytest.param(lambda rows: [{**rows[0], "note": "a},{\"o\":1"}, *rows[1:]], id="string-value-with-braces"),
+    pytest.param(lambda rows: [{k: v for k, v in r.items() if k != "n"} for r in rows], id="no-transactions"),
+])
+def test_irregular_pages_still_parse_exactly(change) -> None:
+    rng = np.random.default_rng(17)
+    body = body_of(change([bar(i, rng) for i in range(50)]))
+    assert_columns(parse_aggs(body), oracle(body))
+
+
+@pytest.mark.parametrize("results", [
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7:8,"n":9}',  # a stray colon (deleted in the CSV route)
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":9x}',  # a stray letter
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":}',  # an empty value (a null in CSV)
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":1},{"v":1,"vw":2,"o":3c,"c":4,"h":5,"l":6,"t":8,"n":1}',
+])  # the last: a key letter inside a value (deleting key letters would leave open = 3)
+def test_malformed_bars_are_loud_never_a_number(results: bytes) -> None:
+    body = b'{"status":"OK","request_id":"r","results":[' + results + b"]}"
+    with pytest.raises(BadResponseError):
+        parse_aggs(body)
+
+
+def page_of(ms: list[int], close: list[float]) -> AggsPage:
+    n = len(ms)
+    cols = {name: np.full(n, 1.0) for name in AGG_FIELDS.values()}
+    cols["timestamp"] = np.array(ms, dtype=np.int64)
+    cols["close"] = np.array(close)
+    cols["transactions"] = np.array([np.nan] + [3.0] * (n - 1))
+    return AggsPage(cols, None, "OK", None, "AAPL")
+
+
+def reference_frame(page: AggsPage, window) -> pd.DataFrame:
+    """What the general path gives: frame, cut to the window, finalize_bars."""
+    df = pd.DataFrame({k: v for k, v in page.columns.items() if k != "timestamp"})
+    df.insert(0, "timestamp", pd.to_datetime(page.columns["timestamp"], unit="ms", utc=True))
+    df.insert(1, "symbol", "AAPL")
+    inside = (df["timestamp"] + pd.Timedelta(hours=1) > window.start) & (df["timestamp"] < window.end)
+    return finalize_bars(df[inside])
+
+
+@pytest.mark.parametrize("order", ["sorted", "unsorted-with-a-duplicate"])
+def test_one_symbol_frame_equals_the_general_path(order: str) -> None:
+    """The direct build must give finalize_bars' frame exactly (dtypes, window cut at both ends, NaN
+    transactions as 0, writeable columns); unsorted pages must still be sorted and de-duplicated."""
+    window = parse_date_range("2024-03-05", "2024-03-05")  # New York day: 05:00 UTC .. next 05:00 UTC
+    hour = 3_600_000
+    # hourly bars from 90 min before the window: the first ends before it, the second overlaps its start
+    # (kept), and the last ones start at or after its end (dropped)
+    first = window.start.value // 10**6 - 3 * hour // 2
+    ms = [first + i * hour for i in range(28)]
+    close = [float(i) for i in range(28)]
+    if order != "sorted":
+        ms, close = ms[::-1] + [ms[5]], close[::-1] + [99.0]
+    page = page_of(ms, close)
+    got = _final_bars([page], "AAPL", INTERVALS["1h"], window)
+    want = reference_frame(page, window)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(got) == 25 and got["timestamp"].iloc[0] == window.start - pd.Timedelta(minutes=30)
+    got.loc[0, "close"] = -1.0  # editable (parsed columns are read-only Arrow views)
+
+
+def test_background_cache_write_keeps_the_values_handed_to_it(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """put_later makes no deep copy up front: the caller's later edits must reach neither the entry on
+    disk nor the in-memory answer served while the write is pending."""
+    release = threading.Event()
+    real_write = cache_module._write
+
+    def held_write(path: Path, df: pd.DataFrame) -> None:  # the write waits until the caller has edited
+        assert release.wait(30)
+        real_write(path, df)
+
+    monkeypatch.setattr(cache_module, "_write", held_write)
+    cache = ResultCache(tmp_path / "rest")
+    df = pd.DataFrame({"timestamp": pd.to_datetime([1, 2], unit="s", utc=True), "close": [1.0, 2.0]})
+    original = df.copy(deep=True)
+    cache.put_later("k" * 32, df)
+    try:
+        df.loc[0, "close"] = -5.0
+        df["close"] += 100
+        pd.testing.assert_frame_equal(cache.get("k" * 32), original)  # served from memory, still pending
+    finally:
+        release.set()
+    assert wait_for_result_cache(timeout=30)
+    [entry] = (tmp_path / "rest").rglob("*.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(entry), original)
