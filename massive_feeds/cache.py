@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -85,14 +87,15 @@ class ResultCache:
         before leaves at most a temp file, which nothing reads); meanwhile :meth:`get` in this process
         answers from a private copy of ``df`` (later changes to ``df`` by the caller change nothing: pandas'
         copy-on-write, always on from pandas 3, copies the caller's columns when they are written, so no
-        copy is made up front). The thread is not a daemon, so a script that ends right away still gets
-        its entry.
+        copy is made up front). Entries are written one after another by one long-lived worker thread (no
+        thread start, with its handshake, on the caller's path); the interpreter finishes the queued writes
+        before it exits, so a script that ends right away still gets its entry.
         """
         path = self._path(key)
         frame = df.copy(deep=False)
         with _pending_lock:
             _pending[path] = frame
-        threading.Thread(target=_write_pending, args=(path, frame), name="result-cache-write").start()
+        _writer.submit(_write_pending, path, frame)
 
     def clear(self) -> int:
         files = list(self.folder.glob("*/*.parquet"))
@@ -103,6 +106,19 @@ class ResultCache:
 
 _pending: dict[Path, pd.DataFrame] = {}  # entries being written by put_later, by path
 _pending_lock = threading.Condition()
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-cache-write")  # joined at exit
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: a fresh writer and lock, and no pending entries (the
+    parent writes those; here they are misses until on disk)."""
+    global _writer, _pending_lock
+    _pending.clear()
+    _pending_lock = threading.Condition()
+    _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-cache-write")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _write(path: Path, df: pd.DataFrame) -> None:

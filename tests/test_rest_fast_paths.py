@@ -4,6 +4,9 @@ background result-cache write, which must not see the caller's later edits."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -172,3 +175,33 @@ def test_background_cache_write_keeps_the_values_handed_to_it(tmp_path: Path,
     assert wait_for_result_cache(timeout=30)
     [entry] = (tmp_path / "rest").rglob("*.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(entry), original)
+
+
+def test_entry_handed_over_just_before_exit_is_written_whole(tmp_path: Path) -> None:
+    """The writer is a long-lived pool thread: the interpreter must still finish its queue at exit (a daemon
+    writer would lose the entry of a script that ends right after its fetch)."""
+    script = ("import sys, pandas as pd; from pathlib import Path; from massive_feeds.cache import ResultCache;"
+              "ResultCache(Path(sys.argv[1])).put_later('e' * 32, pd.DataFrame({'x': range(200_000)}))")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "rest")], check=True, timeout=60)
+    [entry] = (tmp_path / "rest").rglob("*.parquet")
+    assert pd.read_parquet(entry)["x"].tolist() == list(range(200_000))
+    assert not [p for p in (tmp_path / "rest").rglob("*") if p.is_file() and p.suffix != ".parquet"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_forked_child_writes_its_own_entries(tmp_path: Path) -> None:
+    """A child forked after the parent's writer thread exists has no such thread: its entries must still be
+    written (with the parent's pool object they would queue forever and wait_for_result_cache would time out)."""
+    cache = ResultCache(tmp_path / "rest")
+    cache.put_later("p" * 32, pd.DataFrame({"x": [1]}))  # the parent's writer thread now exists
+    assert wait_for_result_cache(timeout=30)
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only when its entry landed
+        ok = False
+        try:
+            cache.put_later("c" * 32, pd.DataFrame({"x": [2]}))
+            ok = wait_for_result_cache(timeout=30) and cache.get("c" * 32)["x"].tolist() == [2]
+        finally:
+            os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
