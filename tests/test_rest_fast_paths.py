@@ -1,4 +1,4 @@
-"""The fast paths of a REST aggregates page (issue 16): the CSV route of ``parse_aggs`` and the direct
+"""The fast paths of REST pages (issue 16): the CSV route of ``parse_aggs`` / ``parse_ticks`` and the direct
 frame build of one symbol's bars, each held to an independent oracle (orjson, ``finalize_bars``), and the
 background result-cache write, which must not see the caller's later edits."""
 
@@ -20,6 +20,8 @@ from massive_feeds.cache import ResultCache, wait_for_result_cache
 from massive_feeds.errors import BadResponseError
 from massive_feeds.fetch import _final_bars
 from massive_feeds.rest.aggs import AGG_FIELDS, AggsPage, _csv_columns, parse_aggs
+from massive_feeds.rest.flatjson import read_uniform
+from massive_feeds.rest.ticks import SCHEMAS, parse_ticks
 from massive_feeds.schema import INTERVALS, finalize_bars, parse_date_range
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -27,9 +29,9 @@ T0 = 1_704_085_200_000  # 2024-01-01 05:00 UTC in ms
 
 
 def bar(i: int, rng: np.random.Generator) -> dict[str, object]:
-    """A bar in the service's key order, with awkward but valid numbers (many digits, exponents, ints)."""
-    price = float(rng.uniform(1e-6, 1e5))
-    return {"v": float(rng.choice([rng.uniform(0, 1e9), 1.5e-05, 3e20])), "vw": round(price, 4),
+    """A bar in the service's key order, with awkward but valid numbers (many digits, negatives, ints)."""
+    price = float(rng.uniform(1e-3, 1e5))
+    return {"v": float(rng.choice([rng.uniform(0, 1e9), 0.000123, 12345678.0])), "vw": round(price, 4),
             "o": price, "c": price * 1.0001, "h": price * 1.01, "l": -price if i % 7 == 0 else price / 1.01,
             "t": T0 + 60_000 * i, "n": int(rng.integers(0, 10_000))}
 
@@ -92,6 +94,8 @@ def swapped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     pytest.param(lambda rows: [{**r, "ex": 1.5} for r in rows], id="key-with-an-exponent-letter"),
     pytest.param(lambda rows: [{**rows[0], "note": "a},{\"o\":1"}, *rows[1:]], id="string-value-with-braces"),
     pytest.param(lambda rows: [{k: v for k, v in r.items() if k != "n"} for r in rows], id="no-transactions"),
+    pytest.param(lambda rows: [{**rows[0], "v": 1.5e-05}, {**rows[1], "v": 3e20}, *rows[2:]],
+                 id="exponents"),  # the CSV route deletes key letters: an exponent's 'e' must survive
 ])
 def test_irregular_pages_still_parse_exactly(change) -> None:
     rng = np.random.default_rng(17)
@@ -104,7 +108,9 @@ def test_irregular_pages_still_parse_exactly(change) -> None:
     b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":9x}',  # a stray letter
     b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":}',  # an empty value (a null in CSV)
     b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":1},{"v":1,"vw":2,"o":3c,"c":4,"h":5,"l":6,"t":8,"n":1}',
-])  # the last: a key letter inside a value (deleting key letters would leave open = 3)
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":1}5,{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":8,"n":1}',
+])  # the 4th: a key letter inside a value (deleting key letters would leave open = 3); the last: a number
+# between two objects (it would join the transactions: 15)
 def test_malformed_bars_are_loud_never_a_number(results: bytes) -> None:
     body = b'{"status":"OK","request_id":"r","results":[' + results + b"]}"
     with pytest.raises(BadResponseError):
@@ -205,3 +211,38 @@ def test_forked_child_writes_its_own_entries(tmp_path: Path) -> None:
             os._exit(0 if ok else 3)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def quote(i: int, rng: np.random.Generator) -> dict[str, object]:
+    """A stocks quote in the service's key order (keys full of the letter 'e', values without exponents)."""
+    bid = round(float(rng.uniform(1, 900)), 2)
+    sip = 1_709_251_275_431_000_000 + i * 7_919_000
+    return {"ask_exchange": int(rng.integers(1, 20)), "ask_price": round(bid + 0.03, 2),
+            "ask_size": int(rng.integers(1, 500)), "bid_exchange": int(rng.integers(1, 20)), "bid_price": bid,
+            "bid_size": int(rng.integers(1, 500)), "participant_timestamp": sip - 113_000,
+            "sequence_number": 4093 + i, "sip_timestamp": sip, "tape": 3}
+
+
+@pytest.mark.parametrize("with_conditions", [False, True])
+def test_quotes_page_parses_exactly_on_either_route(with_conditions: bool) -> None:
+    """Uniform compact quotes take the CSV route; one quote with conditions sends the page to the JSON reader.
+    Either way every column equals what a plain JSON parse gives, and the pretty-printed page (always the
+    JSON reader) gives the same columns."""
+    rng = np.random.default_rng(18)
+    rows = [quote(i, rng) for i in range(2000)]
+    if with_conditions:
+        rows[7] = {**rows[7], "conditions": [1, 12]}
+    body = orjson.dumps({"results": rows, "status": "OK", "request_id": "q"})
+    assert (read_uniform(inner_of(body), SCHEMAS["quotes"]) is None) == with_conditions
+    page = parse_ticks(body, "quotes")
+    want = {"timestamp": "sip_timestamp", "bid": "bid_price", "ask": "ask_price", "bid_size": "bid_size",
+            "ask_size": "ask_size", "exchange": "bid_exchange", "ask_exchange": "ask_exchange",
+            "sequence_number": "sequence_number", "tape": "tape"}
+    for ours, wire in want.items():
+        np.testing.assert_array_equal(page.columns[ours], [r[wire] for r in rows], err_msg=ours)
+    conditions = page.columns["conditions"].to_pylist()
+    assert conditions == ["1,12" if i == 7 and with_conditions else "" for i in range(len(rows))]
+    pretty = parse_ticks(orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2), "quotes")
+    assert set(pretty.columns) == set(page.columns)
+    for name, values in pretty.columns.items():
+        np.testing.assert_array_equal(np.asarray(page.columns[name]), np.asarray(values), err_msg=name)

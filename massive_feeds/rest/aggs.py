@@ -1,9 +1,9 @@
 """Parsing of ``/v2/aggs`` pages straight into columns (no per-bar Python objects).
 
 The fast path cuts the ``results`` array out of the body. When every bar object has the same keys in the
-same order (the service's compact form), numpy checks that layout byte for byte and the keys are stripped
-into CSV that pyarrow's multi-threaded CSV reader turns into typed columns (3-4x its JSON reader); other
-arrays go as newline-delimited JSON through pyarrow's JSON reader. The small remainder (``status``,
+same order (the service's compact form), :mod:`.flatjson` reads it as CSV after checking that layout byte
+for byte (3-4x pyarrow's JSON reader); other arrays go as newline-delimited JSON through pyarrow's JSON
+reader. The small remainder (``status``,
 ``next_url``, …) goes through orjson. Any body the fast paths cannot vouch for falls back to a plain orjson
 parse, so odd-but-valid responses still parse.
 """
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from ..errors import BadResponseError
+from .flatjson import read_uniform
 
 #: Wire key -> our column. ``t`` is the window start in epoch milliseconds.
 AGG_FIELDS = {"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close",
@@ -32,9 +32,6 @@ _ARROW_SCHEMA = pa.schema([
 ])
 _RESULTS_KEY = b'"results":'
 _OBJECT_GAP = re.compile(rb"\}\s*,\s*\{")
-_NUMBER_BYTES = frozenset(b"0123456789.eE+-")
-_QUOTE, _COLON, _COMMA, _OPEN, _CLOSE = b'"'[0], b":"[0], b","[0], b"{"[0], b"}"[0]
-_OPEN_TO_NEWLINE = bytes.maketrans(b"{", b"\n")
 
 
 @dataclass
@@ -71,72 +68,10 @@ def _from_arrow(table: pa.Table) -> dict[str, np.ndarray]:
     return cols
 
 
-def _uniform_keys(inner: bytes) -> tuple[list[bytes], int] | None:
-    """The keys of the first object and the number of objects when ``inner`` (the text between ``[`` and ``]``, no whitespace) is a
-    list of flat objects that all have exactly these keys in this order: ``{"k1":v,"k2":v,...},{...}``
-    with no quote, brace or colon anywhere but in that frame. None when that is not certain."""
-    arr = np.frombuffer(inner, np.uint8)
-    if len(arr) < 2 or arr[0] != _OPEN or arr[-1] != _CLOSE:
-        return None
-    quotes = np.flatnonzero(arr == _QUOTE)
-    closes = np.flatnonzero(arr == _CLOSE)
-    n = len(closes)
-    k = len(quotes) // (2 * n)
-    if k == 0 or len(quotes) != 2 * k * n or np.count_nonzero(arr == _OPEN) != n \
-            or np.count_nonzero(arr == _COLON) != k * n:
-        return None
-    opens, ends = quotes[0::2].reshape(n, k), quotes[1::2].reshape(n, k)
-    keys = [inner[opens[0, j] + 1 : ends[0, j]] for j in range(k)]
-    if len(set(keys)) != k:
-        return None
-    for j, name in enumerate(keys):  # every object's j-th key is exactly keys[j]
-        if np.any(ends[:, j] - opens[:, j] != len(name) + 1):
-            return None
-        for i, ch in enumerate(name):
-            if np.any(arr[opens[:, j] + 1 + i] != ch):
-                return None
-    if (np.any(arr[ends + 1] != _COLON) or np.any(arr[opens[:, 1:] - 1] != _COMMA)
-            or np.any(arr[opens[:, 0] - 1] != _OPEN)  # each object starts with its first key
-            or not np.array_equal(opens[1:, 0], closes[:-1] + 3)  # objects joined by '},{'
-            or np.any(closes <= ends[:, -1])):
-        return None
-    return keys, n
-
-
 def _csv_columns(inner: bytes) -> dict[str, np.ndarray] | None:
-    """Columns of a uniform compact results array via pyarrow's CSV reader, or None when not uniform.
-
-    After :func:`_uniform_keys` has pinned every key, quote, colon and brace, deleting them leaves the values
-    as CSV rows (each ``{`` becomes a line break). The length check proves no value byte was deleted; the
-    typed CSV parse (no nulls allowed) proves every wanted value is a number."""
-    if b" " in inner or b"\n" in inner:
-        return None
-    uniform = _uniform_keys(inner)
-    if uniform is None:
-        return None
-    keys, n = uniform
-    letters = set(b"".join(keys))
-    if letters & _NUMBER_BYTES:  # deleting key letters must never touch a number
-        return None
-    csv = inner.translate(_OPEN_TO_NEWLINE, b'}":' + bytes(sorted(letters))) + b","
-    if len(csv) != len(inner) + 1 - n * (1 + sum(len(k) + 3 for k in keys)):
-        return None
-    names = [k.decode() for k in keys]
-    wanted = [f.name for f in _ARROW_SCHEMA if f.name in names]
-    table = pacsv.read_csv(
-        io.BytesIO(csv),
-        read_options=pacsv.ReadOptions(column_names=[*names, "\x00end"], block_size=1 << 20),
-        parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False, escape_char=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types={f.name: f.type for f in _ARROW_SCHEMA}, include_columns=wanted, null_values=[],
-            strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
-    if table.num_rows != n:
-        return None
-    missing = [f for f in _ARROW_SCHEMA if f.name not in names]
-    for f in missing:  # an absent field is null, as for the JSON reader
-        table = table.append_column(f, pa.nulls(n, f.type))
-    return _from_arrow(table)
+    """Columns of a compact uniform results array (:mod:`.flatjson`), or None when it is not one."""
+    uniform = read_uniform(inner, _ARROW_SCHEMA)
+    return None if uniform is None else _from_arrow(uniform[0])
 
 
 def _fast_results(body: bytes) -> tuple[dict[str, np.ndarray], bytes] | None:

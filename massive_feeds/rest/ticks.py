@@ -8,9 +8,10 @@ price sequence_number sip_timestamp size tape trf_id trf_timestamp`` — all tim
 plus ``status``, ``request_id`` and ``next_url``. Forex quotes and crypto trades carry only
 ``participant_timestamp``: it stands in for the missing SIP time.
 
-As for aggregates, the fast path cuts the ``results`` array out of the body and lets pyarrow's JSON
-reader build typed columns (the objects are flat; their only arrays are integer lists, so the first
-``}]`` closes the array); anything it cannot vouch for goes through orjson.
+As for aggregates, the fast path cuts the ``results`` array out of the body; a compact page whose objects
+all carry the same numeric keys in the same order is read as CSV (:mod:`.flatjson`), any other goes to
+pyarrow's JSON reader, which builds typed columns (the objects are flat; their only arrays are integer
+lists, so the first ``}]`` closes the array); anything it cannot vouch for goes through orjson.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from ..errors import BadResponseError
+from .flatjson import read_uniform
 
 _INTS = pa.list_(pa.int64())
 SCHEMAS: dict[str, pa.Schema] = {
@@ -105,6 +107,9 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
         end = close.end() - 1
     inner = body[start + 1 : end].strip()
     envelope = body[:key] + b'"results":null' + body[end + 1 :]
+    uniform = read_uniform(inner, schema)  # the compact, uniform form: read as CSV (see .flatjson)
+    if uniform is not None:
+        return uniform[0], envelope
     pretty = inner[:4096].find(b"\n") >= 0 or inner[:4096].find(b"}, {") >= 0  # the server's style is uniform
     ndjson = _OBJECT_GAP.sub(b"}\n{", inner) if pretty else inner.replace(b"},{", b"}\n{")
     table = pajson.read_json(
