@@ -81,17 +81,19 @@ def _fast_results(body: bytes) -> tuple[dict[str, np.ndarray], bytes] | None:
         return _empty_columns(), body
     start = body.find(b"[", key)
     end = body.find(b"]", start)  # bars are flat objects: the first ']' closes the array
-    if start < 0 or end < 0 or b"[" in body[start + 1 : end]:
+    if start < 0 or end < 0:
         return None
     envelope = body[:key] + b'"results":null' + body[end + 1 :]
-    if envelope.count(_RESULTS_KEY) != 1 or body.find(_RESULTS_KEY, key + 1, end) >= 0:
+    if envelope.count(_RESULTS_KEY) != 1:
         return None
     inner = body[start + 1 : end].strip()
     if not inner:
         return _empty_columns(), envelope
-    columns = _csv_columns(inner)
+    columns = _csv_columns(inner)  # holds only flat objects of numbers when it answers
     if columns is not None:
         return columns, envelope
+    if b"[" in inner or inner.find(_RESULTS_KEY) >= 0:
+        return None
     # Compact bodies (the norm) need only a plain replace; pretty-printed ones the slower regex.
     ndjson = inner.replace(b"},{", b"}\n{") if b" " not in inner and b"\n" not in inner else _OBJECT_GAP.sub(b"}\n{", inner)
     table = pajson.read_json(
