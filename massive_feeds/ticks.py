@@ -101,7 +101,7 @@ def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, 
     if len(df) and (ts[0] < lo or ts[-1] >= hi):  # the server's filter is the contract; hold it to it
         df = df[(ts >= lo) & (ts < hi)].reset_index(drop=True)
     if cacheable:
-        cache.put(key, df)
+        cache.put_later(key, df)  # off the critical path; atomic, and served from memory meanwhile
     return df
 
 
