@@ -49,8 +49,8 @@ def _uniform_keys(arr: np.ndarray, inner: bytes) -> tuple[list[bytes], int] | No
             or np.any(arr[opens[:, 1:] - 1] != _COMMA) or np.any(arr[opens[:, 0] - 1] != _OPEN)
             or np.any(arr[opens[1:, 0] - 2] != _COMMA) or np.any(arr[opens[1:, 0] - 3] != _CLOSE)):
         return None
-    frame = b"{" + b",".join(b'"' + key + b'":' for key in keys) + b"},"
-    if inner.translate(None, _NUMBER_CHARS) != (frame * n)[:-1]:
+    frame = b"{" + b",".join(b'"' + key + b'":' for key in keys) + b"}"
+    if inner.translate(None, _NUMBER_CHARS) != b",".join([frame] * n):
         return None
     return keys, n
 
