@@ -95,7 +95,10 @@ class ResultCache:
         frame = df.copy(deep=False)
         with _pending_lock:
             _pending[path] = frame
-        _writer.submit(_write_pending, path, frame)
+        try:
+            _writer.submit(_write_pending, path, frame)
+        except RuntimeError:  # the interpreter is shutting down (a fetch in a late thread): write it now
+            _write_pending(path, frame)
 
     def clear(self) -> int:
         files = list(self.folder.glob("*/*.parquet"))
