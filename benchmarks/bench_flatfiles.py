@@ -426,6 +426,8 @@ def main() -> int:
         print(f"{name:58} {r['seconds']:8.3f} {r['rss_mb']:7.0f} MB")
     print(f"{'(c)  gzip -dc > /dev/null':58} {floor:8.3f}")
     multi = res["s3-days"]
+    if multi["rows"][0] != len(DAYS) * s3["rows"][0]:  # the five symbols trade every minute of every day
+        raise SystemExit(f"the {len(DAYS)}-day query gave {multi['rows'][0]} bars, not {len(DAYS)} x {s3['rows'][0]}")
     extra_day = (multi["seconds"] - s3["seconds"]) / (len(DAYS) - 1)  # what each further day adds
     label = f"(m)  ours, {len(DAYS)} days from S3 in one query (empty cache)"
     print(f"{label:58} {multi['seconds']:8.3f} {multi['rss_mb']:7.0f} MB")
