@@ -22,8 +22,12 @@ lint: install
 	$(PY) -m ruff check massive_feeds strategies
 	$(PY) -m mypy
 
+# Two workers (CI has 2 cores); --dist loadfile keeps each test file on one worker, so a module's shared
+# sandbox starts once and the README's blocks run in order in one folder; files with `slow` tests are
+# handed out first (tests/conftest.py), in that order. Much of the suite waits on subprocesses, sockets
+# and market clocks, so two workers finish well before one.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Tests against the real service; needs MASSIVE_LIVE_API_KEY.
 test-live: install
