@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from math import nan
-from typing import Any, Callable, Iterable, Mapping
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -265,6 +265,9 @@ def _attr(key: str) -> str:
     return f"w_{key}"
 
 
+_DIGITS: Any = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")] if msgspec is not None else str
+
+
 def _wire_struct(spec: ChannelSpec) -> Any:
     """A ``msgspec`` struct for one channel: the symbol and mapped keys only, tagged by ``ev``.
 
@@ -277,7 +280,8 @@ def _wire_struct(spec: ChannelSpec) -> Any:
     optional: list[tuple[str, Any, Any]] = []
     for name, key in spec.fields.items():
         if name == "exchange":
-            typ: Any = int | str if spec.channel in _STRING_EXCHANGE else int
+            # forex C sends "44": accept digit strings only, so the builder's int() cannot fail later
+            typ: Any = int | _DIGITS if spec.channel in _STRING_EXCHANGE else int
         elif name in _INT_FIELDS:
             typ = int
         else:
@@ -292,19 +296,21 @@ def _wire_struct(spec: ChannelSpec) -> Any:
                              gc=False, frozen=True)
 
 
-def _struct_frame_builder_source(spec: ChannelSpec) -> str:
-    """Source of ``build_frame(items, r) -> rows`` over decoded structs of this channel only (items of
-    another channel are left out: a short result means a mixed frame)."""
-    return (f"def build_frame(items, r):\n"
-            f"    return [{_row_expr(spec, struct=True)} for s in items if type(s) is CLS]\n")
-
-
-def _struct_mixed_builder_source(specs: list[ChannelSpec]) -> str:
-    """Source of ``build_mixed(items, r) -> rows`` over decoded structs of any of ``specs`` (a frame
-    mixing channels, e.g. trades and quotes): one comprehension, one conditional per channel."""
+def _struct_builder_source(specs: list[ChannelSpec]) -> str:
+    """Source of ``build(items, r) -> rows`` over decoded structs of any of ``specs``: one
+    comprehension, one ``type(s) is`` test per channel in the order given (the frame's first channel
+    first, so a frame of one channel — the usual case — costs one test per event)."""
     body = " ".join([f"{_row_expr(spec, struct=True)} if type(s) is C_{spec.channel} else" for spec in specs[:-1]]
                     + [_row_expr(specs[-1], struct=True)])
-    return f"def build_mixed(items, r):\n    return [{body} for s in items]\n"
+    return f"def build(items, r):\n    return [{body} for s in items]\n"
+
+
+def _struct_event_ms_source(spec: ChannelSpec) -> str:
+    """Source of ``event_ms(s)``: when the event happened (an aggregate counts at its window end)."""
+    t = f"s.{_attr(spec.fields['time_ms'])}"
+    if "end_ms" not in spec.fields:
+        return f"def event_ms(s):\n    return {t}\n"
+    return f"def event_ms(s):\n    t = {t}\n    e = s.{_attr(spec.fields['end_ms'])}\n    return t if t > e else e\n"
 
 
 def _compile(source: str, name: str, qualname: str, **names: Any) -> Callable[..., Any]:
@@ -341,14 +347,15 @@ class _TypedMarket:
         for spec in specs[1:]:
             union = union | structs[spec.channel]
         self.decode: Callable[[bytes | str], list[Any]] = msgspec.json.Decoder(list[union]).decode
-        #: struct type → builder of a frame of that channel only (shorter result: mixed frame)
-        self.frame_builders: dict[type, Callable[[list[Any], int], list[Row]]] = {
-            structs[spec.channel]: _compile(_struct_frame_builder_source(spec), "build_frame",
-                                            f"build_typed_frame_{spec.channel}", CLS=structs[spec.channel])
+        classes = {f"C_{code}": cls for code, cls in structs.items()}
+        #: struct type of a frame's first event → the builder testing that channel first
+        self.builders: dict[type, Callable[[list[Any], int], list[Row]]] = {
+            structs[spec.channel]: _compile(_struct_builder_source([spec, *(o for o in specs if o is not spec)]),
+                                            "build", f"build_typed_{market}_{spec.channel}", **classes)
             for spec in specs}
-        self.build_mixed: Callable[[list[Any], int], list[Row]] = _compile(
-            _struct_mixed_builder_source(specs), "build_mixed", f"build_typed_mixed_{market}",
-            **{f"C_{code}": cls for code, cls in structs.items()})
+        self.event_ms: dict[type, Callable[[Any], int]] = {
+            structs[spec.channel]: _compile(_struct_event_ms_source(spec), "event_ms", f"event_ms_{spec.channel}")
+            for spec in specs}
 
 
 _TYPED: dict[str, _TypedMarket] = {}
@@ -361,6 +368,56 @@ def _typed_market(market: str) -> _TypedMarket | None:
     if typed is None:
         typed = _TYPED[market] = _TypedMarket(market)
     return typed
+
+
+class TypedFrame(Sequence[Row]):
+    """The data of one frame as decoded wire structs: no per-event Python object is built on the
+    socket thread; whoever consumes the frame builds its rows (:meth:`rows`, a fresh list each call).
+
+    Why: rows queued between the socket thread and a listener thread are GC-tracked tuples, and a
+    backlog of them makes every young-generation collection walk all of them (a third of the CPU of
+    a threaded firehose); the structs are untracked. Building where the rows are consumed also keeps
+    them in one core's cache. As a ``Sequence`` it reads like the list of rows it stands for
+    (``len``, indexing and iteration; indexing builds the rows once and keeps them).
+    """
+
+    __slots__ = ("structs", "received_ns", "_build", "_event_ms", "_rows")
+
+    def __init__(self, structs: list[Any], received_ns: int, build: Callable[[list[Any], int], list[Row]],
+                 event_ms: Mapping[type, Callable[[Any], int]]) -> None:
+        self.structs = structs
+        self.received_ns = received_ns
+        self._build = build
+        self._event_ms = event_ms
+        self._rows: list[Row] | None = None
+
+    def __repr__(self) -> str:
+        return f"TypedFrame({len(self.structs)} events, received_ns={self.received_ns})"
+
+    def rows(self) -> list[Row]:
+        """The frame's rows (plain tuples in :class:`StreamEvent` field order), built now."""
+        return self._build(self.structs, self.received_ns)
+
+    def first_ms(self) -> int:
+        """Provider time of the first event (aggregates: window end)."""
+        s = self.structs[0]
+        return self._event_ms[type(s)](s)
+
+    def last_ms(self) -> int:
+        s = self.structs[-1]
+        return self._event_ms[type(s)](s)
+
+    def __len__(self) -> int:
+        return len(self.structs)
+
+    def __getitem__(self, index: Any) -> Any:
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = self.rows()
+        return rows[index]
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows() if self._rows is None else self._rows)
 
 
 class FrameError(ValueError):
@@ -378,7 +435,7 @@ class FrameParser:
     """
 
     __slots__ = ("market", "builders", "frame_builders", "malformed_events", "unknown_events", "_unknown_seen",
-                 "_per_item_frames", "_typed", "_untyped_frames", "_mixed_typed_frames")
+                 "_per_item_frames", "_typed", "_untyped_frames")
 
     #: After a frame of mixed channels, parse this many frames per item before trying the whole-frame
     #: builder again (a subscription of trades *and* quotes mixes them; a failed try costs a rebuild).
@@ -399,33 +456,36 @@ class FrameParser:
         self._per_item_frames = 0
         self._typed = _typed_market(market) if typed and self.builders else None
         self._untyped_frames = 0
-        self._mixed_typed_frames = 0
 
     def __repr__(self) -> str:
         return (f"FrameParser(market={self.market!r}, channels={sorted(self.builders)}, "
                 f"typed={self._typed is not None})")
 
     def parse(self, raw: bytes | str, received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
+        """``(rows, statuses)`` of one frame (rows built now; see :meth:`parse_frame`)."""
+        data, statuses = self.parse_frame(raw, received_ns)
+        return (data.rows() if type(data) is TypedFrame else data), statuses  # type: ignore[union-attr,return-value]
+
+    def parse_frame(self, raw: bytes | str, received_ns: int) -> tuple[TypedFrame | list[Row], list[dict[str, Any]]]:
+        """Like :meth:`parse`, but a frame the typed decoder accepts comes back as a :class:`TypedFrame`
+        (rows built by its consumer); others as a list of rows. Either way ``len()`` is the event count."""
         typed = self._typed
         if typed is not None:
             if self._untyped_frames:
                 self._untyped_frames -= 1
             else:
                 try:
-                    # Fastest path: the whole frame decoded in C into typed structs, then one comprehension.
+                    # Fastest path: the whole frame decoded in C into typed structs (validated, nothing else built).
                     structs = typed.decode(raw)
+                except msgspec.DecodeError:  # ValidationError is one too: take the reference path
+                    self._untyped_frames = self.UNTYPED_BACKOFF
+                else:
                     if not structs:
                         return [], []
-                    if self._mixed_typed_frames:
-                        self._mixed_typed_frames -= 1
-                        return typed.build_mixed(structs, received_ns), []
-                    rows = typed.frame_builders[type(structs[0])](structs, received_ns)
-                    if len(rows) == len(structs):
-                        return rows, []
-                    self._mixed_typed_frames = self.MIXED_BACKOFF
-                    return typed.build_mixed(structs, received_ns), []
-                except (msgspec.DecodeError, ValueError, TypeError):  # ValidationError is a DecodeError
-                    self._untyped_frames = self.UNTYPED_BACKOFF
+                    return TypedFrame(structs, received_ns, typed.builders[type(structs[0])], typed.event_ms), []
+        return self._parse_untyped(raw, received_ns)
+
+    def _parse_untyped(self, raw: bytes | str, received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
         try:
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
