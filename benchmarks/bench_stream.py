@@ -239,6 +239,20 @@ def main(argv: list[str] | None = None) -> int:
     print("\nbest of", args.repeat)
     for name, eps in best.items():
         print(f"  {name:28s} {eps:>12,.0f} events/s   (median {statistics.median(results[name]):,.0f})")
+    # The machine may be shared: a ratio within one round (runs interleaved) is steadier than best-of.
+    floor_name = "floor (recv+orjson.loads)"
+    if args.repeat > 1 and ("official" in results or floor_name in results):
+        print(f"\nper round, against the same round's official / floor: median (min–max) of {args.repeat}")
+        for name, eps in results.items():
+            if not name.startswith("ours"):
+                continue
+            parts = []
+            for base, fmt in (("official", "{:.2f}×"), (floor_name, "{:.0%}")):
+                if base in results:
+                    r = [a / b for a, b in zip(eps, results[base])]
+                    parts.append(f"{fmt.format(statistics.median(r))} ({fmt.format(min(r))}–{fmt.format(max(r))}) "
+                                 f"{'official' if base == 'official' else 'of floor'}")
+            print(f"  {name:28s} " + "   ".join(parts))
     ok = not lost
     print(f"\nzero loss by count: {'yes' if not lost else f'NO: {lost}'}")
     ours = max((v for k, v in best.items() if k.startswith("ours")), default=None)
