@@ -220,15 +220,18 @@ def main(argv: list[str] | None = None) -> int:
           f"at {url}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
     results: dict[str, list[float]] = {name: [] for name in runs}
     lost: dict[str, int] = {}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}  # this process's CPU seconds per run (all threads)
     try:
         for rep in range(args.repeat):
             for name, fn in runs.items():
+                cpu0 = time.process_time()
                 elapsed, count = fn(url, key, args.events)
+                cpu[name].append(time.process_time() - cpu0)
                 if count != args.events:
                     lost[name] = args.events - count
                 results[name].append(args.events / elapsed)
                 print(f"  [{rep + 1}/{args.repeat}] {name:28s} {args.events / elapsed:>12,.0f} events/s "
-                      f"({elapsed:.2f}s, {count:,} events)", flush=True)
+                      f"({elapsed:.2f}s, {cpu[name][-1]:.2f} CPU-s, {count:,} events)", flush=True)
     finally:
         parent.send("stop")
         server.join(10)
@@ -253,6 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                     parts.append(f"{fmt.format(statistics.median(r))} ({fmt.format(min(r))}–{fmt.format(max(r))}) "
                                  f"{'official' if base == 'official' else 'of floor'}")
             print(f"  {name:28s} " + "   ".join(parts))
+        if floor_name in cpu:
+            # CPU seconds the client spent (setup, handshake and close included) barely move when other
+            # processes take turns on the cores, unlike wall time: the efficiency against the floor.
+            print("CPU cost against the floor's (floor CPU-s / CPU-s, same round): median (min–max)")
+            for name, secs in cpu.items():
+                if name.startswith("ours") or name.startswith("official"):
+                    r = [f / c for f, c in zip(cpu[floor_name], secs)]
+                    print(f"  {name:28s} {statistics.median(r):.0%} ({min(r):.0%}–{max(r):.0%})   "
+                          f"{statistics.median(secs):.2f} CPU-s per run")
     ok = not lost
     print(f"\nzero loss by count: {'yes' if not lost else f'NO: {lost}'}")
     ours = max((v for k, v in best.items() if k.startswith("ours")), default=None)
@@ -269,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}")
             ok &= ratio >= TARGET_RATIO
     if args.json:
-        print(json.dumps({"events": args.events, "batch": args.batch, "best": best, "runs": results, "lost": lost}))
+        print(json.dumps({"events": args.events, "batch": args.batch, "best": best, "runs": results, "cpu": cpu,
+                          "lost": lost}))
     return 0 if ok or not args.strict else 1
 
 

@@ -140,15 +140,19 @@ async def stream_events(
                 buf.ready.clear()
                 await buf.ready.wait()
             batch = buf.items.popleft()
-            if batch[0][0] in (STATUS, GAP):
+            if type(batch) is TypedFrame:
+                rows = batch.rows()  # built here, on the consuming side (indexing it first would build twice)
+            elif batch[0][0] in (STATUS, GAP):
                 event = batch[0]
                 _raise_if_fatal(client, event)
                 if include_control:
                     yield event
                 continue
-            buf.pending -= len(batch)
-            # parser rows (built here from a TypedFrame) become StreamEvents on the consuming side, in C
-            for event in map(_new, _AS_EVENT, batch.rows() if type(batch) is TypedFrame else batch):
+            else:
+                rows = batch
+            buf.pending -= len(rows)
+            # parser rows become StreamEvents on the consuming side, in C (map over tuple.__new__)
+            for event in map(_new, _AS_EVENT, rows):
                 yield event
     finally:
         await client.close()
