@@ -90,8 +90,9 @@ class _Delivery:
             except Exception as exc:  # noqa: BLE001 - isolate the consumer
                 self._failed(exc)
         else:
-            # rows become StreamEvents in C (map over tuple.__new__), one Python call per event: fn's
-            for ev in (batch if control else map(_new, _AS_EVENT, batch)):
+            # rows become StreamEvents in C (map over tuple.__new__); the one Python call per event is fn's
+            events: Iterable[Any] = batch if control else map(_new, _AS_EVENT, batch)
+            for ev in events:
                 try:
                     fn(ev)
                 except Exception as exc:  # noqa: BLE001

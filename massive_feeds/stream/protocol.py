@@ -265,7 +265,10 @@ def _attr(key: str) -> str:
     return f"w_{key}"
 
 
-_DIGITS: Any = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")] if msgspec is not None else str
+if msgspec is not None:
+    _DIGITS: Any = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]
+    # orjson reads integers past 64 bits as floats: leave anything outside int64 to it
+    _INT: Any = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 def _wire_struct(spec: ChannelSpec) -> Any:
@@ -281,11 +284,11 @@ def _wire_struct(spec: ChannelSpec) -> Any:
     for name, key in spec.fields.items():
         if name == "exchange":
             # forex C sends "44": accept digit strings only, so the builder's int() cannot fail later
-            typ: Any = int | _DIGITS if spec.channel in _STRING_EXCHANGE else int
+            typ: Any = _INT | _DIGITS if spec.channel in _STRING_EXCHANGE else _INT
         elif name in _INT_FIELDS:
-            typ = int
+            typ = _INT
         else:
-            typ = int | float
+            typ = _INT | float
         if key in spec.required:
             entries.append((_attr(key), typ, msgspec.field(name=key)))
         else:
@@ -464,7 +467,7 @@ class FrameParser:
     def parse(self, raw: bytes | str, received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
         """``(rows, statuses)`` of one frame (rows built now; see :meth:`parse_frame`)."""
         data, statuses = self.parse_frame(raw, received_ns)
-        return (data.rows() if type(data) is TypedFrame else data), statuses  # type: ignore[union-attr,return-value]
+        return (data.rows() if isinstance(data, TypedFrame) else data), statuses
 
     def parse_frame(self, raw: bytes | str, received_ns: int) -> tuple[TypedFrame | list[Row], list[dict[str, Any]]]:
         """Like :meth:`parse`, but a frame the typed decoder accepts comes back as a :class:`TypedFrame`
