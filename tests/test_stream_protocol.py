@@ -392,6 +392,24 @@ def test_parser_returns_to_the_typed_path_after_refusals() -> None:
     assert kinds == [list] * FrameParser.UNTYPED_BACKOFF + [TypedFrame]
 
 
+def test_one_channel_frames_know_their_kind_and_a_guess_never_takes_foreign_events() -> None:
+    parser = FrameParser("stocks")
+    trade = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0, "x": 1}
+    kinds = []
+    for items in ([_quote(0)], [_quote(1), _quote(2)], [trade], [_quote(3), trade], [_quote(4)]):
+        data, _ = parser.parse_frame(orjson.dumps(items), 1)
+        assert isinstance(data, TypedFrame) and _same_rows(data.rows(), FrameParser("stocks", typed=False).parse(
+            orjson.dumps(items), 1)[0])
+        kinds.append(data.kind)
+    assert kinds == ["quote", "quote", "trade", None, None]  # after a mixed frame: no one-channel guess for a while
+    # With a quote guess in place, events lacking "ev" (or carrying the guess's keys under another ev) are not quotes.
+    for items in ([{k: v for k, v in _quote(5).items() if k != "ev"}], [{**_quote(6), "ev": "\x00none"}]):
+        fresh = FrameParser("stocks")
+        fresh.parse_frame(orjson.dumps([_quote(0)]), 1)
+        data, _ = fresh.parse_frame(orjson.dumps(items), 1)
+        assert not isinstance(data, TypedFrame) and data == [] and fresh.unknown_events == 1
+
+
 def test_typed_frames_rows_and_control_events_reach_every_listener_kind_in_order() -> None:
     # TypedFrames, plain row lists and control events interleaved: every listener kind (threaded per-event,
     # threaded batched, inline) sees every event once, data in wire order, controls exactly between.
@@ -403,6 +421,10 @@ def test_typed_frames_rows_and_control_events_reach_every_listener_kind_in_order
     hub.add_listener(per_event.append, max_pending=10_000)
     hub.add_listener(batches.append, batched=True, max_pending=10_000)
     hub.add_listener(inline.append, inline=True)
+    trades: list = []
+    msft: list = []
+    hub.add_listener(trades.append, kinds=["trade"], max_pending=10_000)  # whole quote frames skipped unbuilt
+    hub.add_listener(msft.extend, symbols=["MSFT"], batched=True, inline=True)
     expected: list = []
     t = 0
     for k in range(60):
@@ -417,7 +439,7 @@ def test_typed_frames_rows_and_control_events_reach_every_listener_kind_in_order
             items[-1] = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0 + t + n - 1, "x": 1}
         data, _ = parser.parse_frame(orjson.dumps(items), k)
         assert isinstance(data, TypedFrame)
-        hub.publish(data if k % 3 else data.rows(), wake=k % 2 == 0)  # both batch forms, some wakes deferred
+        hub.publish(data if k % 3 != 1 else data.rows(), wake=k % 2 == 0)  # both batch forms, some wakes deferred
         expected += [("trade" if (k % 4 == 0 and i == n - 1) else "quote", T0 + t + i) for i in range(n)]
         t += n
     hub.wake()
@@ -427,4 +449,8 @@ def test_typed_frames_rows_and_control_events_reach_every_listener_kind_in_order
         assert [(e.kind, e.message) if e.kind == "status" else (e.kind, e.time_ms) for e in got] == expected
         assert all(type(e) is (E.StatusEvent if e.kind == "status" else E.StreamEvent) for e in got)
     assert all(type(b) is list for b in batches)  # batched listeners get lists of StreamEvents, as documented
+    only_trades = [x for x in expected if x[0] in ("trade", "status")]
+    assert sum(x[0] == "trade" for x in only_trades) >= 10 and expected[0][0] == "trade"  # incl. trade-only frames
+    for got in (trades, msft):  # statuses pass every filter, in place
+        assert [(e.kind, e.message) if e.kind == "status" else (e.kind, e.time_ms) for e in got] == only_trades
     hub.close()

@@ -62,7 +62,14 @@ class _Delivery:
 
     def _deliver(self, batch: Sequence[Any]) -> None:
         if type(batch) is TypedFrame:
-            batch = batch.rows()  # built here, on the consuming thread (see TypedFrame)
+            kind = batch.kind
+            if kind is not None and self.symbols is None:  # one kind: the filter is one test per frame
+                if self.kinds is not None and kind not in self.kinds:
+                    return
+                batch = batch.rows()  # built here, on the consuming thread (see TypedFrame)
+                self._send(batch, False)
+                return
+            batch = batch.rows()
             control = False
         else:
             control = batch[0][0] in (STATUS, GAP)
@@ -83,6 +90,9 @@ class _Delivery:
                 batch = [r for r in batch if r[0] in kinds]
             if not batch:
                 return
+        self._send(batch, control)
+
+    def _send(self, batch: Sequence[Any], control: bool) -> None:
         fn = self.fn
         if self.batched:
             try:

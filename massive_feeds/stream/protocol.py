@@ -308,6 +308,11 @@ def _struct_builder_source(specs: list[ChannelSpec]) -> str:
     return f"def build(items, r):\n    return [{body} for s in items]\n"
 
 
+def _struct_single_builder_source(spec: ChannelSpec) -> str:
+    """Source of ``build(items, r) -> rows`` over structs known to be all of ``spec``'s channel."""
+    return f"def build(items, r):\n    return [{_row_expr(spec, struct=True)} for s in items]\n"
+
+
 def _struct_event_ms_source(spec: ChannelSpec) -> str:
     """Source of ``event_ms(s)``: when the event happened (an aggregate counts at its window end)."""
     t = f"s.{_attr(spec.fields['time_ms'])}"
@@ -339,6 +344,11 @@ FRAME_BUILDERS: dict[str, Callable[[list[Any], int], list[Row]]] = {
 }
 
 
+def _list_decoder(item: Any) -> Callable[[bytes | str], list[Any]]:
+    """``decode(raw)``: a JSON array of ``item`` (a struct type or a union of them)."""
+    return msgspec.json.Decoder(list[item]).decode
+
+
 class _TypedMarket:
     """The msgspec fast path of one market: a decoder of a frame into its channels' wire structs,
     and the builders turning those into rows (see :func:`_wire_struct`)."""
@@ -349,7 +359,7 @@ class _TypedMarket:
         union: Any = structs[specs[0].channel]
         for spec in specs[1:]:
             union = union | structs[spec.channel]
-        self.decode: Callable[[bytes | str], list[Any]] = msgspec.json.Decoder(list[union]).decode
+        self.decode = _list_decoder(union)
         classes = {f"C_{code}": cls for code, cls in structs.items()}
         #: struct type of a frame's first event → the builder testing that channel first
         self.builders: dict[type, Callable[[list[Any], int], list[Row]]] = {
@@ -358,6 +368,19 @@ class _TypedMarket:
             for spec in specs}
         self.event_ms: dict[type, Callable[[Any], int]] = {
             structs[spec.channel]: _compile(_struct_event_ms_source(spec), "event_ms", f"event_ms_{spec.channel}")
+            for spec in specs}
+        # Per channel, a decoder of a frame of that channel only: when it accepts, the frame is known to be
+        # of one kind for free (no type test per event; listeners filter by kind once per frame). Paired
+        # with a tag nothing carries, since a lone tagged struct would not insist on its ``ev`` key.
+        # (A required key whose pattern matches nothing: no event can ever decode as it.)
+        nothing = msgspec.defstruct("WireNothing", [("never", Annotated[str, msgspec.Meta(pattern="(?!)")])],
+                                    tag_field="ev", tag="\x00none", gc=False, frozen=True)
+        self.single: dict[type, tuple[Callable[[bytes | str], list[Any]], Callable[[list[Any], int], list[Row]], str]]
+        self.single = {
+            structs[spec.channel]: (
+                _list_decoder(structs[spec.channel] | nothing),
+                _compile(_struct_single_builder_source(spec), "build", f"build_typed_{spec.channel}_only"),
+                spec.kind)
             for spec in specs}
 
 
@@ -384,18 +407,20 @@ class TypedFrame(Sequence[Row]):
     (``len``, indexing and iteration; indexing builds the rows once and keeps them).
     """
 
-    __slots__ = ("structs", "received_ns", "_build", "_event_ms", "_rows")
+    __slots__ = ("structs", "received_ns", "kind", "_build", "_event_ms", "_rows")
 
     def __init__(self, structs: list[Any], received_ns: int, build: Callable[[list[Any], int], list[Row]],
-                 event_ms: Mapping[type, Callable[[Any], int]]) -> None:
+                 event_ms: Mapping[type, Callable[[Any], int]], kind: str | None = None) -> None:
         self.structs = structs
         self.received_ns = received_ns
+        #: the kind of every event when the frame is known to hold one channel only, else ``None``
+        self.kind = kind
         self._build = build
         self._event_ms = event_ms
         self._rows: list[Row] | None = None
 
     def __repr__(self) -> str:
-        return f"TypedFrame({len(self.structs)} events, received_ns={self.received_ns})"
+        return f"TypedFrame({len(self.structs)} events, kind={self.kind!r}, received_ns={self.received_ns})"
 
     def rows(self) -> list[Row]:
         """The frame's rows (plain tuples in :class:`StreamEvent` field order), built now."""
@@ -438,7 +463,7 @@ class FrameParser:
     """
 
     __slots__ = ("market", "builders", "frame_builders", "malformed_events", "unknown_events", "_unknown_seen",
-                 "_per_item_frames", "_typed", "_untyped_frames")
+                 "_per_item_frames", "_typed", "_untyped_frames", "_guess", "_mixed_typed_frames")
 
     #: After a frame of mixed channels, parse this many frames per item before trying the whole-frame
     #: builder again (a subscription of trades *and* quotes mixes them; a failed try costs a rebuild).
@@ -459,6 +484,8 @@ class FrameParser:
         self._per_item_frames = 0
         self._typed = _typed_market(market) if typed and self.builders else None
         self._untyped_frames = 0
+        self._guess: Any = None  # struct type of the last one-channel frame
+        self._mixed_typed_frames = 0
 
     def __repr__(self) -> str:
         return (f"FrameParser(market={self.market!r}, channels={sorted(self.builders)}, "
@@ -477,15 +504,36 @@ class FrameParser:
             if self._untyped_frames:
                 self._untyped_frames -= 1
             else:
+                # Fastest path: the whole frame decoded in C into typed structs (validated, nothing else
+                # built), first as a frame of the last frame's channel (the usual case), else of any channel.
+                guess = self._guess
+                if guess is not None and not self._mixed_typed_frames:
+                    decode, build, kind = typed.single[guess]
+                    try:
+                        structs = decode(raw)
+                    except msgspec.DecodeError:
+                        pass  # another channel, a mixed frame, or a surprise: see below
+                    else:
+                        if structs:
+                            return TypedFrame(structs, received_ns, build, typed.event_ms, kind), []
+                        return [], []
                 try:
-                    # Fastest path: the whole frame decoded in C into typed structs (validated, nothing else built).
                     structs = typed.decode(raw)
                 except msgspec.DecodeError:  # ValidationError is one too: take the reference path
                     self._untyped_frames = self.UNTYPED_BACKOFF
                 else:
                     if not structs:
                         return [], []
-                    return TypedFrame(structs, received_ns, typed.builders[type(structs[0])], typed.event_ms), []
+                    first = type(structs[0])
+                    if self._mixed_typed_frames:
+                        self._mixed_typed_frames -= 1
+                    elif all(map(first.__instancecheck__, structs)):  # one channel after all: guess it next
+                        self._guess = first
+                        decode, build, kind = typed.single[first]
+                        return TypedFrame(structs, received_ns, build, typed.event_ms, kind), []
+                    else:  # channels mixed: skip the one-channel try for a while
+                        self._mixed_typed_frames = self.MIXED_BACKOFF
+                    return TypedFrame(structs, received_ns, typed.builders[first], typed.event_ms), []
         return self._parse_untyped(raw, received_ns)
 
     def _parse_untyped(self, raw: bytes | str, received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
