@@ -275,9 +275,10 @@ def _wire_struct(spec: ChannelSpec) -> Any:
     """A ``msgspec`` struct for one channel: the symbol and mapped keys only, tagged by ``ev``.
 
     Types are exactly what the orjson path passes through unchanged — numbers ``int | float`` (kept
-    as sent), times and exchange ids ``int`` (forex ``C`` exchange ``int | str``, coerced by the row
-    builder), the symbol ``str`` — so anything else (``null``, a string price, a float time) makes
-    the decode fail and the frame go the reference way, which then decides as it always did.
+    as sent), times and exchange ids ``int`` (forex ``C`` exchange: an int or a string of digits,
+    coerced by the row builder), the symbol ``str``; integers within int64 only — so anything else
+    (``null``, a string price, a float time, a 70-bit integer) makes the decode fail and the frame go
+    the reference way, which then decides as it always did.
     Optional keys default to what the orjson path puts in their place."""
     entries: list[tuple[str, Any, Any]] = [(_attr(spec.symbol_key), str, msgspec.field(name=spec.symbol_key))]
     optional: list[tuple[str, Any, Any]] = []
