@@ -20,6 +20,10 @@ Runs (best of ``--repeat``, interleaved):
                            datetimes built per update; informational, not part of the targets)
 
 Targets: ≥ 200,000 events/s and ≥ 2× the official client (its default configuration).
+On a shared machine wall times swing a lot between rounds: besides best-of, each mode is printed as
+the median (and range) of its ratio to the official client and to the floor *within* each round, and
+as CPU efficiency — the floor's CPU seconds over the mode's, from this process's CPU time per run
+(setup and handshake included), which other processes' turns on the cores hardly move.
 Run: ``.venv/bin/python benchmarks/bench_stream.py`` (``--events``, ``--repeat``, ``--strict``).
 """
 
