@@ -133,8 +133,7 @@ def test_symbols_stream_and_record_against_the_sandbox(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: Path) -> None:
     env = {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
     assert run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-06", "--interval", "5m",
                "--dataset", "bt", env=env).returncode == 0
@@ -143,16 +142,10 @@ def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: 
     assert backtest.returncode == 0, backtest.stderr
     assert "AAPL (backtrader): SmaCross" in backtest.stdout and (tmp_path / "out/bt/AAPL/sma_cross_vectorbt.png").exists()
     assert backtest.stdout.startswith("*** SANDBOX DATA: bt came from the built-in sandbox")
-    # validate in this process: its exit code and output as a separate process are the README's
-    # `massive-feeds validate` block's checks; here a second vectorbt import would only cost seconds
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    capsys.readouterr()
-    assert main(["validate", "--datasets", "bt", "--strategies", "sma_cross,breakout", "--output",
-                 str(tmp_path / "val")]) == 0
-    validated = capsys.readouterr().out
-    assert "== breakout ==" in validated
-    assert validated.startswith("*** SANDBOX DATA: bt came from the built-in sandbox")
+    validated = run("validate", "--datasets", "bt", "--strategies", "sma_cross,breakout", "--output",
+                    str(tmp_path / "val"), env=env)
+    assert validated.returncode == 0 and "== breakout ==" in validated.stdout
+    assert validated.stdout.startswith("*** SANDBOX DATA: bt came from the built-in sandbox")
 
 
 def test_backtest_with_unknown_strategy_exits_2(sandbox: Sandbox, tmp_path: Path) -> None:
