@@ -52,6 +52,7 @@ from ..tickschema import KINDS_BY_ASSET
 from .daytask import STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
+from .monthfile import read_store_file
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class HistoryStore:
             entries = m.days.values()
             rows.append({"dataset": name, "days": len(m.days), "first_day": min(m.days, default=None),
                          "last_day": max(m.days, default=None), "rows": sum(e.rows for e in entries),
-                         "bytes": sum(e.file_bytes for e in entries),
+                         "bytes": sum({e.file: e.file_bytes for e in entries}.values()),  # a month file once
                          "partial_days": sum(e.symbols is not None for e in entries)})
         return pd.DataFrame(rows, columns=["dataset", "days", "first_day", "last_day", "rows", "bytes",
                                            "partial_days"])
@@ -174,8 +175,10 @@ class HistoryStore:
             groups[dataset_for(ticker, interval)].append(ticker)
         return dict(sorted(groups.items()))
 
-    def _read_rows(self, tickers: list[str], window: DateRange, interval: Interval) -> tuple[pa.Table, dict[str, Any]]:
-        """The stored base rows of ``tickers`` inside ``window`` (one table), and what was (not) found."""
+    def _read_rows(self, tickers: list[str], window: DateRange, interval: Interval,
+                   retry: bool = True) -> tuple[pa.Table, dict[str, Any]]:
+        """The stored base rows of ``tickers`` inside ``window`` (one table), and what was (not) found: each
+        file the manifest maps days of the window to is read once (a month file, or a day file)."""
         groups = self._groups(tickers, interval)
         manifests = {ds: self.manifest(ds) for ds in groups}
         unknown = [ds.path for ds, m in manifests.items() if not m.days]
@@ -187,30 +190,29 @@ class HistoryStore:
         missing: set[date] = set()
         not_ingested: set[date] = set()
         files = 0
+        start_ns, end_ns = int(window.start.value), int(window.end.value)
         for ds, group in groups.items():
             manifest = manifests[ds]
-            paths = []
+            by_file: dict[str, list[date]] = {}
             for day in window.calendar_days():
                 entry = manifest.days.get(day)
                 if entry is not None and entry.covers(group):
-                    paths.append(self.location.path(ds.path, entry.file))
+                    by_file.setdefault(entry.file, []).append(day)
                     continue
                 missing.add(day)
                 if day not in manifest.absent or entry is not None:
                     not_ingested.add(day)
-            files += len(paths)
-            if not paths:
-                continue
-            start = pa.scalar(window.start.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-            end = pa.scalar(window.end.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-            wanted = (pc.field("symbol").isin(pa.array(group, pa.string()))
-                      & (pc.field("timestamp") >= start) & (pc.field("timestamp") < end))
-            try:
-                data = pads.dataset(paths, schema=STORE_SCHEMA, format="parquet", filesystem=self.location.filesystem)
-                tables.append(data.to_table(filter=wanted))
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise StoreError(f"Cannot read {ds.path} from the store {self.location.display} ({exc}); run the "
-                                 "ingest again for the range to repair missing or damaged day files") from exc
+            files += len(by_file)
+            for rel, days in by_file.items():
+                try:
+                    tables.append(read_store_file(self.location, self.location.path(ds.path, rel), days, group,
+                                                  start_ns, end_ns))
+                except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
+                    if retry and self.manifest(ds).to_bytes() != manifest.to_bytes():
+                        # an ingest replaced files while we read: read again from its manifest
+                        return self._read_rows(tickers, window, interval, retry=False)
+                    raise StoreError(f"Cannot read {ds.path}/{rel} from the store {self.location.display} ({exc}); "
+                                     "run the ingest again for the range to repair missing or damaged files") from exc
         table = pa.concat_tables(tables) if tables else STORE_SCHEMA.empty_table()
         info = {"missing_days": sorted(d.isoformat() for d in missing),
                 "not_ingested_days": sorted(d.isoformat() for d in not_ingested), "files": files}
