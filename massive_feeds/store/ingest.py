@@ -228,7 +228,7 @@ def _sweep_unreferenced(store: HistoryStore, root: str, files: dict[str, int], m
         name = rel.rsplit("/", 1)[-1]
         if rel not in named and name.endswith(".parquet") and not name.startswith(".") and (
                 rel.startswith("date=") or is_month_file(rel)):
-            store.location.delete(f"{root}/{rel}")
+            store.location.delete(f"{root}/{rel}", prune=True)
             removed += 1
     if removed:
         log.info("removed %d stored file(s) the manifest no longer names", removed)
@@ -260,7 +260,7 @@ def merge_months(store: HistoryStore, ds: Dataset, manifest: Manifest, months: I
         store.save_manifest(manifest)  # the commit point: readers now use the month file
         still_named = {e.file for e in manifest.days.values()}
         for old in {e.file for e in entries.values()} - still_named:
-            store.location.delete(store.location.path(ds.path, old))
+            store.location.delete(store.location.path(ds.path, old), prune=True)
         merged.append(month)
         seconds = time.perf_counter() - t0
         log.info("merged %d day(s) of %s %s into %s (%d rows) in %.1fs", len(entries), ds.path, month, built.file,

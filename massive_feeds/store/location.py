@@ -211,8 +211,15 @@ class StoreLocation:
         """The size of the file at ``path`` in bytes."""
         return int(self.filesystem.get_file_info(path).size or 0)
 
-    def delete(self, path: str) -> None:
+    def delete(self, path: str, *, prune: bool = False) -> None:
+        """Remove the file at ``path`` (if any); ``prune``: also its folder when that is now empty (locally;
+        object stores have no empty folders)."""
         self._discard(path)
+        if prune and self.is_local:
+            try:
+                os.rmdir(posixpath.dirname(path))
+            except OSError:  # not empty, or already gone
+                pass
 
     def _discard(self, path: str) -> None:
         try:
