@@ -612,27 +612,31 @@ def test_compact_refuses_tick_datasets(store_dir: Path) -> None:
         compact("us_stocks_sip/quotes_v1", store=store_dir)
 
 
-@pytest.mark.parametrize("target", [2500, 400])  # two symbols per group; each symbol split over groups
+@pytest.mark.parametrize("target, shape", [(5000, "shared"), (4000, "alone"), (400, "split")])
 def test_month_file_row_groups_are_cut_at_symbols_and_found_by_the_index(sb: Sandbox, settings: Settings,
-                                                                        store_dir: Path, target: int,
+                                                                        store_dir: Path, target: int, shape: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Symbols of fewer than target/4 rows share groups; busier ones get groups of their own; one larger than a
+    group is split over several. The index in the footer finds them all."""
     from massive_feeds.store import monthfile
 
-    monkeypatch.setattr(monthfile, "MONTH_ROW_GROUP_ROWS", target)  # the sandbox has ~1,100 rows/ticker in 2 days
+    monkeypatch.setattr(monthfile, "MONTH_ROW_GROUP_ROWS", target)  # the sandbox: ~1,100 rows a ticker in 2 days
     ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
     (path,) = day_files(store_dir)
     pf = pq.ParquetFile(path)
     groups = json.loads(pf.metadata.metadata[b"massive_feeds_store"])["groups"]
-    assert len(groups) == pf.metadata.num_row_groups > 8
+    assert len(groups) == pf.metadata.num_row_groups >= 5  # 19 tickers
     symbols = [pf.read_row_group(i, columns=["symbol"]).column("symbol").to_pylist() for i in range(len(groups))]
     for (first, last), held in zip(groups, symbols):
         assert [first, last] == [held[0], held[-1]] and held == sorted(held) and len(held) <= target
     for before, after in zip(symbols, symbols[1:]):  # a symbol goes on into the next group only when it fills one
         assert before[-1] != after[0] or (len(before) == target and len(set(before)) == 1)
-    if target == 2500:
-        assert all(len(set(held)) == 2 for held in symbols[:-1])
+    runs = [len(held) for held in symbols]
+    if shape == "shared":
+        assert all(len(set(held)) > 1 for held in symbols[:-1])
     else:
         assert all(len(set(held)) == 1 for held in symbols)
+        assert (max(runs) == target) == (shape == "split")
     everyone = sorted({s for held in symbols for s in held})
     for pick in ([everyone[0]], [everyone[-1]], everyone[len(everyone) // 2: len(everyone) // 2 + 3], everyone):
         got = load_raw(pick, "2024-01-29", "2024-01-30", "30m", store=store_dir)
