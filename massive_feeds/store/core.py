@@ -1,15 +1,19 @@
 """The history store: flat-file days kept as Parquet, read back in the standard bar schema.
 
-Layout (one folder per flat-file dataset, one file per New York trading day)::
+Layout (one folder per flat-file dataset)::
 
     <store>/us_stocks_sip/minute_aggs_v1/_manifest.json
-    <store>/us_stocks_sip/minute_aggs_v1/date=2024-01-02/part-0.parquet
+    <store>/us_stocks_sip/minute_aggs_v1/month=2024-01/part-3f2a….parquet   (the days of a month, merged)
+    <store>/us_stocks_sip/minute_aggs_v1/date=2024-02-01/part-0.parquet     (a day not merged yet)
     <store>/us_stocks_sip/day_aggs_v1/...
 
-Each day file holds that day's bars for every ticker (or the tickers it was ingested for), sorted by symbol then
-time in row groups of ~20k rows with symbol statistics, so a query for a few symbols reads a few row groups per
-day. Hive-style ``date=`` folders let other tools (pyarrow, DuckDB, dask.dataframe) read the store directly;
-they skip ``_manifest.json`` and the dot-files used for temp writes and locks.
+The ingest tasks write one file per New York trading day; the ingest then merges each month's days into one
+month file sorted by symbol then time, with row groups cut at symbol boundaries and a symbol index in its footer
+(:mod:`.monthfile`), so a query for a few symbols opens one file per month and decodes little more than their
+rows. The manifest maps every day to the file holding it, and a query reads each file it names once: both
+layouts are read, including stores written before month files existed. Tick datasets stay one file per day.
+Hive-style ``month=`` / ``date=`` folders let other tools (pyarrow, DuckDB, dask.dataframe) read the files
+directly; they skip ``_manifest.json`` and the dot-files used for temp writes and locks.
 
 Reads make no network call to Massive at all and return **raw (unadjusted)** prices, like the flat files they came
 from. Split adjustment and session cuts belong on top of :meth:`HistoryStore.read_base` (base bars, before
