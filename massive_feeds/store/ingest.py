@@ -23,8 +23,8 @@ List → plan → reserve → run → record:
 
 Appending a day to a month rewrites that month's file (reading the previous month file and the new day file
 row group by row group; memory stays at a few row groups per input): cheap for a bulk ingest (each month once),
-and for a daily update a cost that grows with the month (~1–2 s per full-market day already in it, measured on 2
-cores). ``compact=False`` skips step 6 (reads stay right, each day then costs a file open).
+and for a daily update a cost that grows with the month (~1 s of CPU per full-market day already in it,
+measured on 2 cores). ``compact=False`` skips step 6 (reads stay right, each day then costs a file open).
 """
 
 from __future__ import annotations
