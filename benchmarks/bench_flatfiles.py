@@ -113,7 +113,13 @@ def write_day(path: Path) -> None:
 
 
 # --- methods (run in a child process) ---------------------------------------------------------
-def _ours(path: Path, cache: Path, warm: bool) -> Callable[[], int]:
+def fingerprint(bars: Any) -> list[float]:
+    """Bars, volume and the sum of closes: every method must give the same three numbers, so a method that
+    read another object (or dropped rows) fails the run instead of being timed."""
+    return [len(bars), float(bars["volume"].sum()), round(float(bars["close"].sum()), 4)]
+
+
+def _ours(path: Path, cache: Path, warm: bool) -> Callable[[], Any]:
     from massive_feeds.flatfiles import file_chunks
     from massive_feeds.flatfiles.reader import bars_from_tables, convert_day_file, file_forms, read_cached_day, stream_day
     from massive_feeds.schema import parse_date_range, parse_interval
@@ -123,33 +129,33 @@ def _ours(path: Path, cache: Path, warm: bool) -> Callable[[], int]:
     if warm:
         convert_day_file(path, parquet, forms, KEY)
 
-    def run() -> int:
+    def run() -> list[float]:
         if warm:
             table = read_cached_day(parquet, forms, KEY)
         else:
             parquet.unlink(missing_ok=True)
             table = stream_day(file_chunks(path), KEY, forms)  # download_flat_file converts to parquet later
-        return len(bars_from_tables([(table, forms)], window, interval))
+        return fingerprint(bars_from_tables([(table, forms)], window, interval))
 
     return run
 
 
-def _naive(path: Path) -> Callable[[], int]:
+def _naive(path: Path) -> Callable[[], Any]:
     import pandas as pd
 
-    def run() -> int:
+    def run() -> list[float]:
         df = pd.read_csv(path)
         df = df[df["ticker"].isin(SYMBOLS)]
         df["timestamp"] = pd.to_datetime(df["window_start"], unit="ns", utc=True)
         bars = df.groupby(["ticker", pd.Grouper(key="timestamp", freq="1h")]).agg(
             open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
             volume=("volume", "sum"), transactions=("transactions", "sum")).dropna()
-        return len(bars)
+        return fingerprint(bars)
 
     return run
 
 
-def _inflate_only(path: Path, lib: str) -> Callable[[], int]:
+def _inflate_only(path: Path, lib: str) -> Callable[[], Any]:
     """Decompression alone, streamed in 1 MB chunks, with one library (the candidates for the pipeline)."""
     import zlib
 
@@ -176,23 +182,23 @@ def _inflate_only(path: Path, lib: str) -> Callable[[], int]:
     return run
 
 
-def _s3_ours(env: dict[str, str], home: Path) -> Callable[[], int]:
+def _s3_ours(env: dict[str, str], home: Path) -> Callable[[], Any]:
     """download_flat_file from an empty cache: S3 download streamed into inflate + parse + filter, 1h bars."""
     from massive_feeds.config import load_settings
     from massive_feeds.flatfiles import download_flat_file, wait_for_cache_writes
 
     counter = iter(range(10**6))
 
-    def run() -> int:
+    def run() -> list[float]:
         settings = load_settings(environ=env, home=home / f"h{next(counter)}", plan="unlimited")
         df = download_flat_file(SYMBOLS, DAY, DAY, "1h", settings=settings, adjusted=False, progress=False)
-        return len(df)
+        return fingerprint(df)
 
     run.after = wait_for_cache_writes  # type: ignore[attr-defined] # the parquet entry lands after the call
     return run
 
 
-def _s3_boto3_pandas(env: dict[str, str]) -> Callable[[], int]:
+def _s3_boto3_pandas(env: dict[str, str]) -> Callable[[], Any]:
     """The baseline: boto3 get_object, pandas.read_csv of the body, filter, resample to 1h."""
     import io
 
@@ -203,7 +209,7 @@ def _s3_boto3_pandas(env: dict[str, str]) -> Callable[[], int]:
                           aws_access_key_id=env["MASSIVE_S3_ACCESS_KEY_ID"],
                           aws_secret_access_key=env["MASSIVE_S3_SECRET_ACCESS_KEY"])
 
-    def run() -> int:
+    def run() -> list[float]:
         body = client.get_object(Bucket=env["MASSIVE_S3_BUCKET"], Key=KEY)["Body"].read()
         df = pd.read_csv(io.BytesIO(body), compression="gzip")
         df = df[df["ticker"].isin(SYMBOLS)]
@@ -211,7 +217,7 @@ def _s3_boto3_pandas(env: dict[str, str]) -> Callable[[], int]:
         bars = df.groupby(["ticker", pd.Grouper(key="timestamp", freq="1h")]).agg(
             open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last"),
             volume=("volume", "sum"), transactions=("transactions", "sum")).dropna()
-        return len(bars)
+        return fingerprint(bars)
 
     return run
 
@@ -366,7 +372,9 @@ def main() -> int:
     res = {m: {"seconds": _median([r["seconds"] for r in rs]), "rows": rs[0]["rows"],
                "rss_mb": max(r["rss_mb"] for r in rs)} for m, rs in runs.items()}
     s3, boto, cold, warm, naive = (res[m] for m in ("s3-ours", "s3-boto3", "cold", "warm", "naive"))
-    assert s3["rows"] == boto["rows"] == cold["rows"] == warm["rows"] == naive["rows"], res
+    if not s3["rows"] == boto["rows"] == cold["rows"] == warm["rows"] == naive["rows"]:
+        raise SystemExit("the methods disagree on the bars (count, volume, sum of closes): "
+                         + json.dumps({m: res[m]["rows"] for m in ("s3-ours", "s3-boto3", "cold", "warm", "naive")}))
 
     print(f"\n{'method':58} {'seconds':>8} {'peak RSS':>9}")
     for name, r in [("(s) ours, first call from S3 (download streamed, empty cache)", s3),

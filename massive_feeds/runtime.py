@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
-from .config import DEFAULT_REST_URL, DEFAULT_WS_URL, Secret, Settings, load_settings
+from .config import DEFAULT_REST_URL, DEFAULT_S3_BUCKET, DEFAULT_S3_ENDPOINT, DEFAULT_WS_URL, Secret, Settings, load_settings
 from .errors import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -113,10 +113,10 @@ class Runtime:
         base = (settings if settings is not None else self.load_settings()).with_overrides(api_key=api_key)
         if base.sandbox == "off" or (base.sandbox == "auto" and base.api_key):
             return base
-        if base.sandbox == "on" and base.rest_url != DEFAULT_REST_URL and not self._is_embedded(base):
+        if base.sandbox == "on" and configured_endpoints(base) and not self._is_embedded(base):
             # configured on purpose (the exports of `massive-feeds sandbox`): logged, and the data is labelled
-            log.info("using the sandbox at %s (MASSIVE_SANDBOX=1): a synthetic market, prices are not real",
-                     base.rest_url)
+            log.info("using the sandbox's %s endpoint(s) (MASSIVE_SANDBOX=1): a synthetic market, prices are "
+                     "not real", "/".join(configured_endpoints(base)))
             return base
         return self._embedded_settings(base, set(need))
 
@@ -268,6 +268,15 @@ def resolve_settings(settings: Settings | None = None, *, api_key: str | None = 
     return current().settings(settings, api_key=api_key, need=need)
 
 
+def configured_endpoints(settings: Settings) -> list[str]:
+    """The sides (``rest``, ``websocket``, ``s3``) whose endpoint is configured away from Massive's. With
+    ``MASSIVE_SANDBOX=1`` any of them means "a sandbox is already running there" (e.g. one serving only S3):
+    the embedded sandbox must not start and replace it."""
+    defaults = (("rest", settings.rest_url, DEFAULT_REST_URL), ("websocket", settings.ws_url, DEFAULT_WS_URL),
+                ("s3", settings.s3_endpoint, DEFAULT_S3_ENDPOINT))
+    return [side for side, value, default in defaults if value != default]
+
+
 def settings_for_source(settings: Settings | None, data_source: str | None) -> Settings:
     """Settings that reach the data source a dataset came from (``df.attrs["data_source"]``), so splits
     for its prices come from the same market: ``"sandbox"`` → a sandbox, ``"massive"`` → never a sandbox
@@ -277,9 +286,10 @@ def settings_for_source(settings: Settings | None, data_source: str | None) -> S
     if data_source == "sandbox" and settings.sandbox != "on":
         return settings.with_overrides(sandbox="on")
     if data_source == "massive" and settings.sandbox != "off":
-        if settings.sandbox == "on" and settings.rest_url != DEFAULT_REST_URL:  # endpoints and key of a sandbox
+        if settings.sandbox == "on" and configured_endpoints(settings):  # endpoints and keys of a sandbox
             return replace(settings, sandbox="off", api_key=None, rest_url=DEFAULT_REST_URL,
-                           ws_url=DEFAULT_WS_URL)
+                           ws_url=DEFAULT_WS_URL, s3_endpoint=DEFAULT_S3_ENDPOINT, s3_bucket=DEFAULT_S3_BUCKET,
+                           s3_access_key_id=None, s3_secret_access_key=None)
         return settings.with_overrides(sandbox="off")
     return settings
 

@@ -239,3 +239,16 @@ def test_splits_for_a_dataset_come_from_its_own_market(monkeypatch: pytest.Monke
     real = settings_for_source(shared, "massive")
     assert real.api_key is None and real.rest_url == "https://api.massive.com"
     assert settings_for_source(load_settings(sandbox="off"), "sandbox").sandbox == "on"
+
+
+def test_a_running_sandbox_serving_only_s3_is_used_not_replaced() -> None:
+    # `Sandbox(rest=False, s3=True).env()` has no REST URL: MASSIVE_SANDBOX=1 with only the S3 endpoint set must
+    # reach that endpoint. The bug: only the REST URL counted as "configured", so the embedded sandbox started
+    # and its own S3 endpoint replaced the running one (its day files, not the caller's).
+    configured = load_settings(environ={"MASSIVE_SANDBOX": "1", "MASSIVE_S3_ENDPOINT": "http://127.0.0.1:9",
+                                        "MASSIVE_S3_ACCESS_KEY_ID": "id", "MASSIVE_S3_SECRET_ACCESS_KEY": "sk"})
+    with Runtime() as rt:
+        used = rt.settings(configured, need=("s3",))
+        assert used.s3_endpoint == "http://127.0.0.1:9" and rt.sandbox is None
+    real = settings_for_source(configured, "massive")  # real data never reaches the sandbox's S3 or its keys
+    assert real.s3_endpoint == "https://files.massive.com" and real.s3_access_key_id is None
