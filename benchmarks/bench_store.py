@@ -263,11 +263,8 @@ def main() -> int:
         def fresh(name: str) -> Any:
             # No REST key on purpose: every query here is unadjusted (flat files and the store hold raw prices),
             # so nothing needs the splits list and the benchmark runs on a machine with no key at all.
-            # MASSIVE_SANDBOX=0: these exact endpoints, not the built-in sandbox a keyless process would start
-            # (whose synthetic S3 does not hold the benchmark's day files).
-            environ = {k: v for k, v in env.items() if k not in ("MASSIVE_API_KEY", "MASSIVE_SANDBOX")}
-            return load_settings(environ={**environ, "MASSIVE_SANDBOX": "0"}, home=work / name / "home",
-                                 plan="unlimited")
+            return load_settings(environ={k: v for k, v in env.items() if k != "MASSIVE_API_KEY"},
+                                 home=work / name / "home", plan="unlimited")
 
         # --- ingest ------------------------------------------------------------------------------
         t0 = time.perf_counter()
