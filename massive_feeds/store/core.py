@@ -224,9 +224,11 @@ class HistoryStore:
 
     @staticmethod
     def _frame(table: pa.Table) -> pd.DataFrame:
-        """Store rows as the resampler's frame: ``symbol``, ``t`` (int64 ns) and the value columns."""
+        """Store rows as the resampler's frame: ``symbol`` (categorical: a query's rows hold a few symbols many
+        times, and the resampler factorizes them first), ``t`` (int64 ns) and the value columns."""
+        symbols = table.column("symbol").combine_chunks().dictionary_encode()
         return pd.DataFrame({
-            "symbol": table.column("symbol").to_numpy(zero_copy_only=False),
+            "symbol": pd.Categorical.from_codes(symbols.indices.to_numpy(), categories=symbols.dictionary.to_pylist()),
             "t": table.column("timestamp").cast(pa.int64()).to_numpy(),
             **{c: table.column(c).to_numpy() for c in ("open", "high", "low", "close", "volume", "transactions")},
         })
