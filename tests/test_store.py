@@ -483,6 +483,8 @@ def test_query_across_a_month_boundary_reads_one_file_per_month(sb: Sandbox, set
     assert doc["format"] == 2
     by_month = {e["file"].split("/")[0] for e in doc["days"].values()}
     assert by_month == {"month=2024-01", "month=2024-02"} and len(month_files(store_dir)) == 2
+    (row,) = HistoryStore(store_dir).describe().to_dict("records")  # each month file counted once
+    assert row["days"] == len(WEEKDAYS) and row["bytes"] == sum(p.stat().st_size for p in day_files(store_dir))
     got = load_raw(SYMBOLS, "2024-01-30", "2024-02-02", "1h", store=store_dir)
     assert got.attrs["files"] == 2 and got.attrs["not_ingested_days"] == []
     assert_same_bars(got, flat(SYMBOLS, "2024-01-30", "2024-02-02", "1h", settings=settings))
