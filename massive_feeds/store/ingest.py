@@ -170,7 +170,7 @@ def _list(settings: Settings, ds: Dataset, days: list[date]) -> tuple[dict[str, 
 
 def _plan(store: HistoryStore, settings: Settings, ds: Dataset, days: list[date], manifest: Manifest,
           files: dict[str, int], symbols: tuple[str, ...] | None, refresh: bool, keep_flatfiles: bool,
-          report: IngestReport) -> _Plan:
+          report: IngestReport, transient: bool = False) -> _Plan:
     def up_to_date(entry: DayEntry | None) -> bool:
         # A day file of another size than recorded was damaged (or replaced by hand): ingest it again.
         return (entry is not None and entry.covers(symbols) and entry.file in files
@@ -202,7 +202,7 @@ def _plan(store: HistoryStore, settings: Settings, ds: Dataset, days: list[date]
         if entry is not None and entry.etag != remote.etag:
             plan.republished.add(day)
         task_symbols = _union(entry.symbols, symbols) if entry is not None else symbols
-        plan.tasks.append(DayTask(ds, remote, store.location, settings, task_symbols, keep_flatfiles))
+        plan.tasks.append(DayTask(ds, remote, store.location, settings, task_symbols, keep_flatfiles, transient))
     return plan
 
 
@@ -436,7 +436,8 @@ def ingest(
         report.swept_temp_files = _sweep(hs, root, files)
         if not ds.is_ticks:
             report.swept_unreferenced_files = _sweep_unreferenced(hs, root, files, manifest)
-        plan = _plan(hs, settings, ds, days, manifest, files, wanted, refresh, keep_flatfiles, report)
+        plan = _plan(hs, settings, ds, days, manifest, files, wanted, refresh, keep_flatfiles, report,
+                     transient=compact and not ds.is_ticks)
         report.s3_listings = plan.listings
         writer = _ManifestWriter(hs, manifest)
         try:
