@@ -208,7 +208,7 @@ def limits(rows: list[tuple[str, int, float, float, float, float, float]], cpus:
     busy cores, machine I/O-wait cores), all per wall second."""
     base = rows[0]
     out = []
-    for label, n, seconds, client, server, busy, iowait in rows[1:]:
+    for label, _n, seconds, client, server, busy, iowait in rows[1:]:
         speedup = base[2] / seconds
         others = max(0.0, busy - client - server)
         if busy >= 0.85 * cpus:
@@ -286,7 +286,7 @@ def main() -> int:
             samples: dict[str, list[tuple[float, float, float, float, float, Any]]] = {
                 label: [] for label, _, _ in engines}
             for _ in range(args.rounds):
-                for i, (label, n, kwargs) in enumerate(engines):
+                for i, (label, _n, kwargs) in enumerate(engines):
                     store = work / f"store-{mode}{i}"
                     shutil.rmtree(store, ignore_errors=True)
                     settings = fresh(f"ingest-{mode}{i}")
