@@ -19,7 +19,7 @@ demo: install
 
 # Lint and type checks on the library and the strategies (configured in pyproject.toml).
 lint: install
-	$(PY) -m ruff check massive_feeds strategies
+	$(PY) -m ruff check massive_feeds strategies benchmarks
 	$(PY) -m mypy
 
 # Two workers (CI has 2 cores); --dist loadfile keeps each test file on one worker, so a module's shared
