@@ -529,7 +529,8 @@ def test_symbols_held_on_some_days_only(sb: Sandbox, settings: Settings, store_d
     assert_same_bars(both, flat(["AAPL", "MSFT"], "2024-01-30", "2024-01-30", "5m", settings=settings))
 
 
-def test_old_per_day_layout_is_read_then_merged(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
+def test_old_per_day_layout_is_read_then_merged(sb: Sandbox, settings: Settings, store_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     report = ingest(MINUTE, FIRST, LAST, store=store_dir, settings=settings, compact=False)
     assert report.merged_months == []
     # what massive_feeds wrote before month files: one file per day, a format-1 manifest every version reads
@@ -540,13 +541,21 @@ def test_old_per_day_layout_is_read_then_merged(sb: Sandbox, settings: Settings,
     assert old.attrs["files"] == len(WEEKDAYS)
     assert_same_bars(old, want)
     requests = sb.s3.count()
-    assert compact(MINUTE, store=store_dir) == ["2024-01", "2024-02"]
+    # one month through the CLI, the other through the function
+    assert main(["compact", "--dataset", MINUTE, "--start", str(FIRST), "--end", "2024-01-31",
+                 "--store", str(store_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "merged into month files: 2024-01"
+    assert compact(MINUTE, store=store_dir) == ["2024-02"]
     assert sb.s3.count() == requests  # merging asks Massive nothing
     assert_complete(store_dir, WEEKDAYS)
     new = load_raw(SYMBOLS, FIRST, LAST, "1h", store=store_dir)
     assert new.attrs["files"] == 2
     assert_same_bars(new, want)
     assert compact(MINUTE, store=store_dir) == []  # already merged
+    assert main(["compact", "--dataset", MINUTE, "--store", str(store_dir)]) == 0
+    assert "nothing to merge" in capsys.readouterr().out
+    assert main(["compact", "--dataset", "us_stocks_sip/trades_v1", "--store", str(store_dir)]) == 2
+    assert "kept one file per day" in capsys.readouterr().err
 
 
 def test_day_superseded_inside_a_month_file_is_read_from_its_new_file(sb: Sandbox, settings: Settings,
