@@ -19,11 +19,18 @@ demo: install
 
 # Lint and type checks on the library and the strategies (configured in pyproject.toml).
 lint: install
-	$(PY) -m ruff check massive_feeds strategies
+	$(PY) -m ruff check massive_feeds strategies benchmarks
 	$(PY) -m mypy
 
+# Two workers (CI has 2 cores); --dist loadfile keeps each test file on one worker, so a module's shared
+# sandbox starts once and the README's blocks run in order in one folder; files with `slow` tests are
+# handed out first (tests/conftest.py). Much of the suite waits on subprocesses, sockets and market
+# clocks, so two workers finish well before one. Tests marked `serial` (flush deadlines, browser waits:
+# sensitive to a busy CPU) then run alone. Both runs always happen; either failing fails the target.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not serial"; parallel=$$?; \
+	$(PY) -m pytest -q -m serial; serial=$$?; \
+	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ]
 
 # Tests against the real service; needs MASSIVE_LIVE_API_KEY.
 test-live: install

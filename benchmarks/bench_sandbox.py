@@ -44,10 +44,10 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 def main() -> None:
     MarketGenerator().ticks("AAPL", date(2024, 1, 2))  # load the XNYS calendar once, outside the timings
     print("full-market stocks day files, cold generator (a new one per file):")
-    for i, (base, day) in enumerate([("minute", date(2011, 4, 12)), ("minute", date(2024, 1, 9)),
-                                     ("trades", date(2019, 3, 5)), ("quotes", date(2019, 3, 6))]):
+    for base, day in [("minute", date(2011, 4, 12)), ("minute", date(2024, 1, 9)),
+                      ("trades", date(2019, 3, 5)), ("quotes", date(2019, 3, 6))]:
         data, gen = timed(day_file, MarketGenerator(), "stocks", base, day)
-        frame, read = timed(lambda: pd.read_csv(io.BytesIO(gzip.decompress(data))))
+        frame, read = timed(lambda data=data: pd.read_csv(io.BytesIO(gzip.decompress(data))))
         print(f"  {base:7s} {day}: {gen * 1e3:7.1f} ms for {len(frame):,} rows / {len(data) / 1e6:.2f} MB gzip"
               f"  (reading it back with pandas: {read * 1e3:.1f} ms, generation = {gen / read:.2f}x that)")
 

@@ -9,6 +9,8 @@ sandbox's S3 endpoint (moto on loopback, real SigV4) in a process of its own, an
     * from S3, each run from an empty flat-file cache and an empty store (download + parse + write);
     * pre-staged: the day files already in the flat-file cache as downloaded gzip entries, so only parse +
       write are timed (where the Dask engine's scaling can show: no S3 server competing for the cores);
+  each ingest ends by merging the month's days into one month file (the history store's layout; its share of the
+  time is shown);
   reporting days/s, speed-up over (1), efficiency (speed-up / workers), the CPU cores busy in the ingest (this
   process, its pools, the Dask workers) and in the S3 server's process, and for each parallel engine what
   limited its scaling (all cores busy, the GIL, or waiting);
@@ -22,8 +24,8 @@ sandbox's S3 endpoint (moto on loopback, real SigV4) in a process of its own, an
   and checks that all four give identical bars.
 
 Target: (a) at least 100x faster than (b). Runs with no key at all. Run: ``.venv/bin/python
-benchmarks/bench_store.py`` (``--days``/``--tickers`` for a smaller run; ``--strict`` exits 1 when the target is
-missed).
+benchmarks/bench_store.py`` (``--days``/``--tickers`` for a smaller run; ``--query-only`` builds the store with engine
+(1) alone and times the queries; ``--strict`` exits 1 when the target is missed).
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def limits(rows: list[tuple[str, int, float, float, float, float, float]], cpus:
     busy cores, machine I/O-wait cores), all per wall second."""
     base = rows[0]
     out = []
-    for label, n, seconds, client, server, busy, iowait in rows[1:]:
+    for label, _n, seconds, client, server, busy, iowait in rows[1:]:
         speedup = base[2] / seconds
         others = max(0.0, busy - client - server)
         if busy >= 0.85 * cpus:
@@ -229,6 +231,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per query method (median kept)")
     ap.add_argument("--rounds", type=int, default=1, help="ingest rounds per engine, interleaved (median kept)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when the query target is missed")
+    ap.add_argument("--query-only", action="store_true",
+                    help="ingest once (engine 1, from S3) to build the store, then time the queries only")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -264,23 +268,25 @@ def main() -> int:
 
         # --- ingest ------------------------------------------------------------------------------
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
-        client = Client(cluster)
-        client.run(lambda: __import__("massive_feeds.store.daytask"))  # warm the workers' imports
+        client = cluster = None
+        if not args.query_only:
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+            client.run(lambda: __import__("massive_feeds.store.daytask"))  # warm the workers' imports
         cluster_start = time.perf_counter() - t0
         engines = [
             ("(1) local, 1 worker", 1, dict(engine="local", workers=1)),
             ("(2) local, 2 threads", 2, dict(engine="local", workers=2)),
             ("(3) local, 2 processes", 2, dict(engine="local", workers=2, processes=True)),
             ("(4) dask LocalCluster, 2 workers", 2, dict(engine="dask", scheduler=client)),
-        ]
+        ][:1 if args.query_only else 4]
         tables = {}
-        for mode in ("s3", "staged"):
+        for mode in ("s3",) if args.query_only else ("s3", "staged"):
             samples: dict[str, list[tuple[float, float, float, float, float, Any]]] = {
                 label: [] for label, _, _ in engines}
             for _ in range(args.rounds):
-                for i, (label, n, kwargs) in enumerate(engines):
+                for i, (label, _n, kwargs) in enumerate(engines):
                     store = work / f"store-{mode}{i}"
                     shutil.rmtree(store, ignore_errors=True)
                     settings = fresh(f"ingest-{mode}{i}")
@@ -300,21 +306,26 @@ def main() -> int:
                     shutil.rmtree(work / f"ingest-{mode}{i}", ignore_errors=True)  # that run's flat-file cache
             tables[mode] = [(label, n, *(_median([x[i] for x in samples[label]]) for i in range(5)),
                              samples[label][0][5]) for label, n, _ in engines]
-        client.close()
-        cluster.close()
+        if client is not None and cluster is not None:
+            client.close()
+            cluster.close()
 
         for mode, title in (("s3", "from loopback S3: download + parse + write (empty cache and store each run)"),
                             ("staged", "day files pre-staged in the local flat-file cache: parse + write only")):
+            if mode not in tables:
+                continue
             results = tables[mode]
             base_rate = len(days) / results[0][2]
             print(f"\ningest of {len(days)} days {title}; median of {args.rounds} round(s); Dask LocalCluster "
                   f"start-up {cluster_start:.1f}s, not counted")
-            print(f"{'engine':38} {'seconds':>8} {'days/s':>7} {'speed-up':>9} {'efficiency':>10} {'cores: ingest':>13} "
-                  f"{'S3 server':>9} {'machine':>8} {'rows':>12}")
+            print(f"{'engine':38} {'seconds':>8} {'of which month merge':>20} {'days/s':>7} {'speed-up':>9} "
+                  f"{'efficiency':>10} {'cores: ingest':>13} {'S3 server':>9} {'machine':>8} {'rows':>12}")
             for label, n, seconds, client_cores, server_cores, busy, _, report in results:
                 rate = len(days) / seconds
-                print(f"{label:38} {seconds:8.1f} {rate:7.2f} {rate / base_rate:8.2f}x {rate / base_rate / n:9.0%} "
-                      f"{client_cores:13.2f} {server_cores:9.2f} {busy:8.2f} {report.rows:12,}")
+                merge = getattr(report, "merge_seconds", 0.0)
+                print(f"{label:38} {seconds:8.1f} {merge:20.1f} {rate:7.2f} {rate / base_rate:8.2f}x "
+                      f"{rate / base_rate / n:9.0%} {client_cores:13.2f} {server_cores:9.2f} {busy:8.2f} "
+                      f"{report.rows:12,}")
             print("what limits scaling (cores = CPU seconds per wall second; ingest = this process, its pools and the "
                   "Dask workers; S3 server = the sandbox's process; machine = every process on this machine):")
             print("\n".join(limits([r[:7] for r in results], cpus)))
@@ -348,7 +359,12 @@ def main() -> int:
                 pd.testing.assert_frame_equal(bars.reset_index(drop=True), other.reset_index(drop=True))
             except AssertionError as exc:
                 raise SystemExit(f"the store's bars differ from {name}: {exc}") from None
-        print(f"\nquery: {len(SYMBOLS)} symbols x {len(days)} days -> 1h, unadjusted ({len(bars):,} bars, identical on "
+        stored = sorted(p for p in (store / DATASET).rglob("*.parquet"))
+        folders = sorted({p.parent.name for p in stored})
+        shown = folders[0] if len(folders) == 1 else f"{folders[0]} .. {folders[-1]}"
+        print(f"\nstore layout: {len(stored)} file(s) in {shown}, {sum(p.stat().st_size for p in stored) / 1e6:.0f} MB; "
+              f"the query read {bars.attrs.get('files')} of them")
+        print(f"query: {len(SYMBOLS)} symbols x {len(days)} days -> 1h, unadjusted ({len(bars):,} bars, identical on "
               f"every path); median of {args.repeat} runs")
         print(f"{'method':56} {'seconds':>8} {'store is':>10}")
         for label, seconds in [("(a) load_store (history store)", t_store),

@@ -22,6 +22,19 @@ FAST_RETRY = RetryPolicy(max_attempts=4, base=0.01, cap=0.05)
 pytest_plugins = ("tests._stream_fixtures",)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test files of only ``slow`` tests run first, then files holding some, then the rest; each file
+    keeps its own order (the README's blocks depend on it).
+
+    ``make test`` runs two workers that each take whole files (``-n 2 --dist loadfile
+    --no-loadscope-reorder``): a long file handed out last would end the run alone on one worker.
+    """
+    slow: dict[Path, list[bool]] = {}
+    for item in items:
+        slow.setdefault(item.path, []).append(item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: (not all(slow[item.path]), not any(slow[item.path])))  # stable
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):

@@ -22,7 +22,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 
 
 @pytest.mark.parametrize("command", ["fetch", "quota", "symbols", "stream", "record", "datasets", "sandbox", "demo",
-                                     "quality", "ingest", "backtest", "validate"])
+                                     "quality", "ingest", "compact", "backtest", "validate"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -45,6 +45,7 @@ def _recent_days() -> tuple[str, str]:
     return recent_days()
 
 
+@pytest.mark.slow
 def test_data_commands_without_a_key_use_the_sandbox_and_say_so(tmp_path: Path) -> None:
     start, end = _recent_days()
     env = {"MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_SANDBOX_SPEED": "60"}  # quotes come quickly
@@ -73,6 +74,7 @@ def test_sandbox_flag_forces_it_with_a_key(tmp_path: Path) -> None:
     assert "from the SANDBOX" in result.stdout and "MASSIVE_SANDBOX=1: this process uses the built-in sandbox" in result.stderr
 
 
+@pytest.mark.slow
 def test_one_shared_sandbox_between_processes(tmp_path: Path) -> None:
     first = run("sandbox", "--print-env", "--no-s3")
     try:
@@ -130,6 +132,7 @@ def test_symbols_stream_and_record_against_the_sandbox(tmp_path: Path) -> None:
         assert "massive_live_cli_" in recorded.stdout
 
 
+@pytest.mark.slow
 def test_backtest_and_validate_on_a_fetched_dataset(sandbox: Sandbox, tmp_path: Path) -> None:
     env = {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
     assert run("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-06", "--interval", "5m",
@@ -150,6 +153,7 @@ def test_backtest_with_unknown_strategy_exits_2(sandbox: Sandbox, tmp_path: Path
     assert result.returncode == 2 and "Unknown strategies" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = run("demo", "--output", str(tmp_path / "demo"), "--record-seconds", "8",
                  env={"MASSIVE_FEEDS_HOME": str(tmp_path / "home")})

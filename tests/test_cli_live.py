@@ -22,7 +22,9 @@ from tests.test_cli import run
 
 @pytest.fixture(scope="module")
 def ws_sandbox() -> Sandbox:
-    with Sandbox(websocket=True, clock_speed=60) as sb:
+    # 120x: two market minutes a second, so the waits for events on disk are short, and the module's
+    # minute or two of wall time stays inside one regular session even on an early-close day
+    with Sandbox(websocket=True, clock_speed=120) as sb:
         yield sb
 
 

@@ -17,6 +17,8 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("[0-9]*.py"))
 
+pytestmark = pytest.mark.slow  # each example is a fresh process with its own sandbox (S3 included)
+
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs(script: str, tmp_path: Path) -> None:

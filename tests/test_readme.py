@@ -2,7 +2,8 @@
 
 The blocks share one working directory, one ``MASSIVE_FEEDS_HOME`` and one datasets folder, as a user
 working through the README in one project would: a dataset saved by one block is loaded by a later one.
-No ``MASSIVE_*`` key is set, so the library's keyless default (the embedded sandbox) serves every call.
+No ``MASSIVE_*`` key is set, so the library's keyless default (the embedded sandbox) serves every call;
+its clock runs at 60x (``MASSIVE_SANDBOX_SPEED``) so that streaming blocks get their quotes quickly.
 
 A block can carry a directive in an HTML comment on the line just above its opening fence:
 
@@ -30,6 +31,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 RUNNABLE = {"python", "bash", "sh", "shell"}
+
+pytestmark = pytest.mark.slow  # minutes: each block is a fresh process, two record for 30 s
 FENCE = re.compile(r"^```(\w*)\s*$")
 DIRECTIVE = re.compile(r"^<!--\s*readme-test:\s*(\w+)\s*(.*?)\s*-->\s*$")
 
@@ -91,6 +94,9 @@ def _environment(workdir: Path) -> dict[str, str]:
         MASSIVE_FEEDS_HOME=str(workdir / "home"),
         MASSIVE_FEEDS_CONFIG=str(workdir / "no-user-config.properties"),
         MASSIVE_DATASETS_DIR=str(workdir / "data" / "datasets"),
+        # the documented clock knob: a market minute per second, so the streaming blocks' quotes come in
+        # seconds (at 1x AAPL quotes about once every 5 s) and the recordings hold minutes of data
+        MASSIVE_SANDBOX_SPEED="60",
         MPLBACKEND="Agg",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),

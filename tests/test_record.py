@@ -25,13 +25,15 @@ from massive_feeds.sandbox.ws import Firehose
 from massive_feeds.sandbox.ws_feed import firehose_frames
 from massive_feeds.stream.events import make_event
 
+from ._stream_support import wait_until
+
 MINUTE = 60_000
 
 
 @pytest.fixture(scope="module")
 def live_sandbox() -> Iterator[Sandbox]:
-    """REST + WebSocket sandbox whose clock runs 30x real time (a minute every two seconds)."""
-    with Sandbox(websocket=True, clock_speed=30) as sb:
+    """REST + WebSocket sandbox whose clock runs 60x real time (a market minute per second)."""
+    with Sandbox(websocket=True, clock_speed=60) as sb:
         yield sb
 
 
@@ -127,17 +129,22 @@ def test_segments_rotate_and_read_back_in_order(tmp_path: Path) -> None:
 
 
 # --- recording from the sandbox stream -----------------------------------------------------------
-def record(settings: Settings, tmp_path: Path, seconds: float, symbols=("AAPL", "MSFT")) -> WebSocketDataRecorder:
+def record(sandbox: Sandbox, settings: Settings, tmp_path: Path, minutes: float,
+           symbols=("AAPL", "MSFT")) -> WebSocketDataRecorder:
+    """Record ``symbols`` for ``minutes`` of the sandbox's market clock, counted from the first event on
+    disk (however long connecting took)."""
     rec = WebSocketDataRecorder(list(symbols), tmp_path / "rec", settings=settings)
     rec.start()
-    time.sleep(seconds)
+    wait_until(lambda: rec.stats()["events_durable"] > 0, timeout=30, what="a first recorded event")
+    begun = sandbox.clock.now_ms()
+    wait_until(lambda: sandbox.clock.now_ms() - begun >= minutes * MINUTE, timeout=60, what=f"{minutes} market minutes")
     rec.stop()
     return rec
 
 
 def test_recorded_trades_resample_to_the_sandbox_minute_bars(live_settings: Settings, live_sandbox: Sandbox,
                                                              tmp_path: Path) -> None:
-    rec = record(live_settings, tmp_path, 7.0, symbols=["AAPL"])
+    rec = record(live_sandbox, live_settings, tmp_path, 3.5, symbols=["AAPL"])
     bars = rec.get_dataframe("1min")
     assert rec.stats()["events_durable"] > 0 and len(bars) >= 3
     inner = bars.iloc[1:-1]  # the first and last minutes were only partly recorded
@@ -152,8 +159,9 @@ def test_recorded_trades_resample_to_the_sandbox_minute_bars(live_settings: Sett
     np.testing.assert_allclose(inner["vwap"].to_numpy(), truth.vw[idx], atol=1e-4)
 
 
-def test_recording_keeps_provider_and_receive_timestamps(live_settings: Settings, tmp_path: Path) -> None:
-    rec = record(live_settings, tmp_path, 2.0)
+def test_recording_keeps_provider_and_receive_timestamps(live_settings: Settings, live_sandbox: Sandbox,
+                                                         tmp_path: Path) -> None:
+    rec = record(live_sandbox, live_settings, tmp_path, 1)
     ev = rec.reader().events()
     assert set(ev["kind"]) == {"trade", "quote"} and set(ev["symbol"]) <= {"AAPL", "MSFT"}
     assert (ev["received_ns"] > 0).all() and (ev["time_ms"] > 0).all()
@@ -161,8 +169,9 @@ def test_recording_keeps_provider_and_receive_timestamps(live_settings: Settings
     assert (quotes["ask"] >= quotes["bid"]).all()
 
 
-def test_saved_recording_is_a_tagged_dataset_beside_its_event_log(live_settings: Settings, tmp_path: Path) -> None:
-    rec = record(live_settings, tmp_path, 2.0)
+def test_saved_recording_is_a_tagged_dataset_beside_its_event_log(live_settings: Settings, live_sandbox: Sandbox,
+                                                                  tmp_path: Path) -> None:
+    rec = record(live_sandbox, live_settings, tmp_path, 1)
     path = rec.save_dataset(tag="morning")
     assert path.name.startswith("massive_live_morning_") and path.with_suffix(".events").is_dir()
     row = list_datasets(settings=live_settings).set_index("name").loc[path.stem]
@@ -172,8 +181,9 @@ def test_saved_recording_is_a_tagged_dataset_beside_its_event_log(live_settings:
     assert bars.attrs["events"] == rec.stats()["events_durable"]
 
 
-def test_append_to_dataset_deduplicates(live_settings: Settings, tmp_path: Path) -> None:
-    rec = record(live_settings, tmp_path, 2.0)
+def test_append_to_dataset_deduplicates(live_settings: Settings, live_sandbox: Sandbox,
+                                        tmp_path: Path) -> None:
+    rec = record(live_sandbox, live_settings, tmp_path, 1)
     path = rec.save_dataset("session")
     rows = len(load_dataset("session", settings=live_settings))
     rec.append_to_dataset(path)  # the same bars again
@@ -184,7 +194,7 @@ def test_reconnect_gaps_are_markers_in_the_log_and_the_metadata(live_settings: S
                                                                 tmp_path: Path) -> None:
     rec = WebSocketDataRecorder(["AAPL"], tmp_path / "rec", settings=live_settings)
     rec.start()
-    time.sleep(1.0)
+    wait_until(lambda: rec.stats()["events_durable"] > 0, timeout=30, what="a first recorded event")
     live_sandbox.ws.force_disconnect("stocks")
     deadline = time.monotonic() + 15
     while rec.stats()["gaps"] == 0 and time.monotonic() < deadline:
@@ -204,8 +214,9 @@ def test_unwritable_save_dir_is_a_recording_error(live_settings: Settings, tmp_p
 
 
 # --- replay ------------------------------------------------------------------------------------
-def test_replay_delivers_the_recorded_events_in_order_then_stops(live_settings: Settings, tmp_path: Path) -> None:
-    rec = record(live_settings, tmp_path, 2.0)
+def test_replay_delivers_the_recorded_events_in_order_then_stops(live_settings: Settings, live_sandbox: Sandbox,
+                                                                 tmp_path: Path) -> None:
+    rec = record(live_sandbox, live_settings, tmp_path, 1)
     got: list = []
     source = RecordingSource(rec.path)
     source.add_listener(got.append)
@@ -336,10 +347,11 @@ def test_enabling_recording_twice_is_refused(live_settings: Settings, tmp_path: 
         connector.disable_recording()
 
 
-def test_a_second_session_with_the_same_tag_never_replaces_the_first(live_settings: Settings, tmp_path: Path) -> None:
-    first = record(live_settings, tmp_path / "a", 1.5).save_dataset(tag="open")
-    second = record(live_settings, tmp_path / "b", 1.5).save_dataset(tag="open")
+def test_a_second_session_with_the_same_tag_never_replaces_the_first(live_settings: Settings, live_sandbox: Sandbox,
+                                                                     tmp_path: Path) -> None:
+    first = record(live_sandbox, live_settings, tmp_path / "a", 0.75).save_dataset(tag="open")
+    second = record(live_sandbox, live_settings, tmp_path / "b", 0.75).save_dataset(tag="open")
     assert first != second and first.exists() and second.exists()
     assert second.stem == first.stem + "_2"
     with pytest.raises(DatasetError, match="already exists"):
-        record(live_settings, tmp_path / "c", 1.0).save_dataset(first.stem)
+        record(live_sandbox, live_settings, tmp_path / "c", 0.5).save_dataset(first.stem)

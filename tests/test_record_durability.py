@@ -26,6 +26,9 @@ from massive_feeds.sandbox.ws import Firehose
 from massive_feeds.stream.events import make_event
 from massive_feeds.stream.hub import EventHub
 
+# flush deadlines measured against the wall clock: run alone, not beside another test worker
+pytestmark = pytest.mark.serial
+
 FLUSH = 0.1
 RATE = 20_000  # events/s: a rate this (shared, 2-core) machine's disk and writer sustain
 

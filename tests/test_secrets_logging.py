@@ -31,7 +31,7 @@ DAY = date(2024, 3, 5)
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
     with Sandbox(api_key=API_KEY, s3_access_key_id=S3_ID, s3_secret_access_key=S3_SECRET, rest=True,
-                 websocket=True, s3=True, s3_days=(DAY, DAY)) as sandbox:
+                 websocket=True, s3=True, s3_days=(DAY, DAY), clock_speed=60) as sandbox:  # BTC quotes come quickly
         yield sandbox
 
 

@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from massive_feeds.cli import main
@@ -22,7 +23,7 @@ from massive_feeds.config import PLANS, Settings
 from massive_feeds.errors import InvalidInputError, QuotaExceededError, StoreError
 from massive_feeds.flatfiles import download_flat_file
 from massive_feeds.sandbox import Sandbox
-from massive_feeds.store import HistoryStore, IngestError, ingest, load_store, parse_dataset
+from massive_feeds.store import HistoryStore, IngestError, compact, ingest, load_store, parse_dataset
 from massive_feeds.store.location import StoreLocation, redact_url
 
 FIRST, LAST = date(2024, 1, 25), date(2024, 2, 6)  # Thu .. Tue: two weekends and a month boundary
@@ -84,9 +85,10 @@ def object_gets(sb: Sandbox) -> int:
 
 
 def stored_rows(store_dir: Path, dataset: str = MINUTE) -> pd.DataFrame:
-    """Every row of the dataset's day files, read as other tools would (hive partitions, no manifest)."""
-    data = pads.dataset(store_dir / dataset, format="parquet", partitioning="hive")
-    return data.to_table().to_pandas()
+    """Every row of the dataset's stored files, read as other tools would (no manifest), with its New York day."""
+    rows = pa.concat_tables([pq.read_table(p) for p in day_files(store_dir, dataset)]).to_pandas()
+    rows["date"] = rows["timestamp"].dt.tz_convert("America/New_York").dt.date
+    return rows
 
 
 def day_files(store_dir: Path, dataset: str = MINUTE) -> list[Path]:
@@ -105,8 +107,9 @@ def assert_same_bars(store: pd.DataFrame, flat: pd.DataFrame) -> None:
 def assert_complete(store_dir: Path, days: list[date]) -> None:
     rows = stored_rows(store_dir)
     assert not rows.duplicated(["symbol", "timestamp"]).any()
-    assert sorted(pd.to_datetime(rows["date"]).dt.date.unique()) == days
-    assert [p.parent.name for p in day_files(store_dir)] == [f"date={d}" for d in days]
+    assert sorted(rows["date"].unique()) == days
+    # one month file per month, no day file left over
+    assert [p.parent.name for p in day_files(store_dir)] == sorted({f"month={d:%Y-%m}" for d in days})
     assert temp_files(store_dir) == []
 
 
@@ -272,10 +275,9 @@ def test_dask_ingest_equals_local_ingest(sb: Sandbox, settings: Settings, tmp_pa
     ingest(MINUTE, "2024-02-01", "2024-02-02", store=tmp_path / "local", settings=settings)
     ingest(MINUTE, "2024-02-01", "2024-02-02", store=tmp_path / "dask", settings=settings, engine="dask",
            scheduler=dask_client)
-    for day in ("2024-02-01", "2024-02-02"):
-        rel = f"{MINUTE}/date={day}/part-0.parquet"
-        local, dask = (pads.dataset(tmp_path / where / rel).to_table() for where in ("local", "dask"))
-        assert local.equals(dask)
+    local, dask = (day_files(tmp_path / where) for where in ("local", "dask"))
+    assert [p.relative_to(tmp_path / "local") for p in local] == [p.relative_to(tmp_path / "dask") for p in dask]
+    assert len(local) == 1 and pq.read_table(local[0]).equals(pq.read_table(dask[0]))
 
 
 def test_local_cluster_started_by_ingest(sb: Sandbox, settings: Settings, store_dir: Path,
@@ -395,7 +397,8 @@ def test_store_on_s3(sb: Sandbox, settings: Settings, tmp_path: Path) -> None:
         assert_same_bars(got, flat(SYMBOLS, "2024-01-29", "2024-01-31", "1h", settings=settings))
         listed = fs.get_file_info(pafs.FileSelector("team-store/history", recursive=True))
         names = sorted(i.path for i in listed if i.type == pafs.FileType.File)
-        assert names[0].endswith("_manifest.json") and len(names) == 4
+        assert names[0].endswith("_manifest.json") and len(names) == 2  # the manifest and January's month file
+        assert "/month=2024-01/part-" in names[1]
         assert not any(".partial" in n for n in names)
         gets = object_gets(sb)
         assert ingest(MINUTE, "2024-01-29", "2024-01-31", store=store, settings=settings).ingested == []
@@ -426,12 +429,12 @@ def test_cli_ingest(sb: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_damaged_day_file_is_ingested_again(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
     ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
-    damaged = store_dir / MINUTE / "date=2024-01-30" / "part-0.parquet"
+    (damaged,) = day_files(store_dir)  # January's month file
     damaged.write_bytes(damaged.read_bytes()[:1000])  # e.g. a power cut right after the rename
     with pytest.raises(StoreError, match="run the ingest again"):
         load_raw("AAPL", "2024-01-29", "2024-01-30", "1h", store=store_dir)
     report = ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
-    assert report.ingested == [date(2024, 1, 30)]
+    assert report.ingested == [date(2024, 1, 29), date(2024, 1, 30)]  # both days were in the damaged file
     assert_same_bars(load_raw("AAPL", "2024-01-29", "2024-01-30", "1h", store=store_dir),
                      flat("AAPL", "2024-01-29", "2024-01-30", "1h", settings=settings))
 
@@ -462,3 +465,191 @@ def test_fetch_data_reads_the_store_explicitly_and_prefers_it_in_auto_mode(sb: S
     assert_same_bars(explicit, auto)
     later = fetch_data("AAPL", "2024-02-05", "2024-02-06", "1h", store=store_dir, settings=settings)
     assert later.attrs["method"] != "store"  # days the store does not hold go to Massive
+
+
+# --- month files --------------------------------------------------------------------------------
+def month_files(store_dir: Path, dataset: str = MINUTE) -> list[str]:
+    return [str(p.relative_to(store_dir / dataset)) for p in day_files(store_dir, dataset)]
+
+
+def manifest_doc(store_dir: Path, dataset: str = MINUTE) -> dict[str, Any]:
+    return json.loads((store_dir / dataset / "_manifest.json").read_text())
+
+
+def test_query_across_a_month_boundary_reads_one_file_per_month(sb: Sandbox, settings: Settings,
+                                                               store_dir: Path) -> None:
+    ingest(MINUTE, FIRST, LAST, store=store_dir, settings=settings)
+    doc = manifest_doc(store_dir)
+    assert doc["format"] == 2
+    by_month = {e["file"].split("/")[0] for e in doc["days"].values()}
+    assert by_month == {"month=2024-01", "month=2024-02"} and len(month_files(store_dir)) == 2
+    (row,) = HistoryStore(store_dir).describe().to_dict("records")  # each month file counted once
+    assert row["days"] == len(WEEKDAYS) and row["bytes"] == sum(p.stat().st_size for p in day_files(store_dir))
+    got = load_raw(SYMBOLS, "2024-01-30", "2024-02-02", "1h", store=store_dir)
+    assert got.attrs["files"] == 2 and got.attrs["not_ingested_days"] == []
+    assert_same_bars(got, flat(SYMBOLS, "2024-01-30", "2024-02-02", "1h", settings=settings))
+    # a window inside one month reads only that month's file, and only the asked days of it
+    one = load_raw("AAPL", "2024-01-29", "2024-01-29", "1m", store=store_dir)
+    assert one.attrs["files"] == 1
+    assert_same_bars(one, flat("AAPL", "2024-01-29", "2024-01-29", "1m", settings=settings))
+
+
+def test_appending_a_day_rewrites_its_month_and_drops_the_old_file(sb: Sandbox, settings: Settings,
+                                                                  store_dir: Path) -> None:
+    first = ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
+    assert first.merged_months == ["2024-01"] and "merged into month files: 2024-01" in str(first)
+    (old,) = month_files(store_dir)
+    report = ingest(MINUTE, "2024-01-31", "2024-01-31", store=store_dir, settings=settings)
+    assert report.ingested == [date(2024, 1, 31)] and report.merged_months == ["2024-01"]
+    (new,) = month_files(store_dir)
+    assert new != old and new.startswith("month=2024-01/")
+    days = manifest_doc(store_dir)["days"]
+    assert sorted(days) == ["2024-01-29", "2024-01-30", "2024-01-31"] and {e["file"] for e in days.values()} == {new}
+    assert_complete(store_dir, [date(2024, 1, 29), date(2024, 1, 30), date(2024, 1, 31)])
+    assert_same_bars(load_raw(SYMBOLS, "2024-01-29", "2024-01-31", "15m", store=store_dir),
+                     flat(SYMBOLS, "2024-01-29", "2024-01-31", "15m", settings=settings))
+    # nothing new: the month is not written again
+    again = ingest(MINUTE, "2024-01-29", "2024-01-31", store=store_dir, settings=settings)
+    assert again.ingested == [] and again.merged_months == [] and month_files(store_dir) == [new]
+
+
+def test_symbols_held_on_some_days_only(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
+    """One month file holds days ingested for different symbols; each day still answers only for its own."""
+    ingest(MINUTE, "2024-01-29", "2024-01-30", ["AAPL"], store=store_dir, settings=settings)
+    ingest(MINUTE, "2024-01-30", "2024-01-31", ["MSFT"], store=store_dir, settings=settings)
+    assert len(month_files(store_dir)) == 1
+    msft = load_raw("MSFT", "2024-01-29", "2024-01-31", "1h", store=store_dir)
+    assert msft.attrs["not_ingested_days"] == ["2024-01-29"]
+    assert_same_bars(msft, flat("MSFT", "2024-01-30", "2024-01-31", "1h", settings=settings))
+    aapl = load_raw("AAPL", "2024-01-29", "2024-01-31", "1h", store=store_dir)
+    assert aapl.attrs["not_ingested_days"] == ["2024-01-31"]
+    assert_same_bars(aapl, flat("AAPL", "2024-01-29", "2024-01-30", "1h", settings=settings))
+    both = load_raw(["AAPL", "MSFT"], "2024-01-30", "2024-01-30", "5m", store=store_dir)
+    assert both.attrs["not_ingested_days"] == []
+    assert_same_bars(both, flat(["AAPL", "MSFT"], "2024-01-30", "2024-01-30", "5m", settings=settings))
+
+
+def test_old_per_day_layout_is_read_then_merged(sb: Sandbox, settings: Settings, store_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    report = ingest(MINUTE, FIRST, LAST, store=store_dir, settings=settings, compact=False)
+    assert report.merged_months == []
+    # what massive_feeds wrote before month files: one file per day, a format-1 manifest every version reads
+    assert [p.parent.name for p in day_files(store_dir)] == [f"date={d}" for d in WEEKDAYS]
+    assert manifest_doc(store_dir)["format"] == 1
+    want = flat(SYMBOLS, FIRST, LAST, "1h", settings=settings)
+    old = load_raw(SYMBOLS, FIRST, LAST, "1h", store=store_dir)
+    assert old.attrs["files"] == len(WEEKDAYS)
+    assert_same_bars(old, want)
+    requests = sb.s3.count()
+    # one month through the CLI, the other through the function
+    assert main(["compact", "--dataset", MINUTE, "--start", str(FIRST), "--end", "2024-01-31",
+                 "--store", str(store_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "merged into month files: 2024-01"
+    assert compact(MINUTE, store=store_dir) == ["2024-02"]
+    assert sb.s3.count() == requests  # merging asks Massive nothing
+    assert_complete(store_dir, WEEKDAYS)
+    new = load_raw(SYMBOLS, FIRST, LAST, "1h", store=store_dir)
+    assert new.attrs["files"] == 2
+    assert_same_bars(new, want)
+    assert compact(MINUTE, store=store_dir) == []  # already merged
+    assert main(["compact", "--dataset", MINUTE, "--store", str(store_dir)]) == 0
+    assert "nothing to merge" in capsys.readouterr().out
+    assert main(["compact", "--dataset", "us_stocks_sip/trades_v1", "--store", str(store_dir)]) == 2
+    assert "kept one file per day" in capsys.readouterr().err
+
+
+def test_day_superseded_inside_a_month_file_is_read_from_its_new_file(sb: Sandbox, settings: Settings,
+                                                                      store_dir: Path) -> None:
+    """A republished day re-ingested but not merged yet (the run died before the merge): the month file still
+    holds the old copy of that day, which a query must not add to the new one."""
+    ingest(MINUTE, "2024-01-29", "2024-01-31", store=store_dir, settings=settings)
+    sb.s3.republish("us_stocks_sip/minute_aggs_v1/2024/01/2024-01-30.csv.gz")
+    report = ingest(MINUTE, "2024-01-29", "2024-01-31", store=store_dir, settings=settings, compact=False)
+    assert report.ingested == [date(2024, 1, 30)]
+    files = {d: e["file"] for d, e in manifest_doc(store_dir)["days"].items()}
+    assert files["2024-01-30"] == "date=2024-01-30/part-0.parquet" and files["2024-01-29"].startswith("month=")
+    want = flat(SYMBOLS, "2024-01-29", "2024-01-31", "1h", settings=settings)
+    got = load_raw(SYMBOLS, "2024-01-29", "2024-01-31", "1h", store=store_dir)
+    assert got.attrs["files"] == 2
+    assert_same_bars(got, want)  # volumes would be doubled on 2024-01-30 if the old copy were read too
+    assert compact(MINUTE, "2024-01-29", "2024-01-31", store=store_dir) == ["2024-01"]
+    assert_complete(store_dir, [date(2024, 1, 29), date(2024, 1, 30), date(2024, 1, 31)])
+    assert_same_bars(load_raw(SYMBOLS, "2024-01-29", "2024-01-31", "1h", store=store_dir), want)
+
+
+def test_failed_merge_leaves_the_days_readable(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
+    ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
+    (before,) = month_files(store_dir)
+    blocker = store_dir / MINUTE / "month=2024-02"  # a file where February's month folder must go
+    blocker.write_text("not a folder")
+    with pytest.raises(IngestError, match="could not be merged") as err:
+        ingest(MINUTE, "2024-01-31", "2024-02-01", store=store_dir, settings=settings)
+    assert err.value.report.ingested == [date(2024, 1, 31), date(2024, 2, 1)]
+    assert list(err.value.report.merge_failed) == ["2024-02"] and err.value.report.merged_months == ["2024-01"]
+    assert before not in month_files(store_dir) and temp_files(store_dir) == []
+    files = {d: e["file"] for d, e in manifest_doc(store_dir)["days"].items()}
+    assert files["2024-02-01"] == "date=2024-02-01/part-0.parquet"
+    want = flat(SYMBOLS, "2024-01-29", "2024-02-01", "1h", settings=settings)
+    assert_same_bars(load_raw(SYMBOLS, "2024-01-29", "2024-02-01", "1h", store=store_dir), want)
+    blocker.unlink()
+    assert compact(MINUTE, store=store_dir) == ["2024-02"]
+    assert_complete(store_dir, [date(2024, 1, 29), date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1)])
+    assert_same_bars(load_raw(SYMBOLS, "2024-01-29", "2024-02-01", "1h", store=store_dir), want)
+
+
+def test_files_left_by_a_merge_killed_after_the_manifest_save_are_swept(sb: Sandbox, settings: Settings,
+                                                                       store_dir: Path) -> None:
+    ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
+    (month,) = day_files(store_dir)
+    stale = store_dir / MINUTE / "date=2024-01-29" / "part-0.parquet"  # an input the merge had not deleted yet
+    stale.parent.mkdir()
+    stale.write_bytes(month.read_bytes())
+    assert_same_bars(load_raw(SYMBOLS, "2024-01-29", "2024-01-30", "1h", store=store_dir),
+                     flat(SYMBOLS, "2024-01-29", "2024-01-30", "1h", settings=settings))
+    report = ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
+    assert report.swept_unreferenced_files == 1 and report.ingested == [] and not stale.exists()
+    assert day_files(store_dir) == [month]
+
+
+def test_newer_manifest_format_is_refused(store_dir: Path) -> None:
+    (store_dir / MINUTE).mkdir(parents=True)
+    (store_dir / MINUTE / "_manifest.json").write_text(json.dumps({"format": 3, "dataset": MINUTE, "days": {}}))
+    with pytest.raises(StoreError, match="format 3.*upgrade"):
+        HistoryStore(store_dir).manifest(MINUTE)
+
+
+def test_compact_refuses_tick_datasets(store_dir: Path) -> None:
+    with pytest.raises(InvalidInputError, match="one file per day"):
+        compact("us_stocks_sip/quotes_v1", store=store_dir)
+
+
+@pytest.mark.parametrize("target, shape", [(5000, "shared"), (4000, "alone"), (400, "split")])
+def test_month_file_row_groups_are_cut_at_symbols_and_found_by_the_index(sb: Sandbox, settings: Settings,
+                                                                        store_dir: Path, target: int, shape: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Symbols of fewer than target/4 rows share groups; busier ones get groups of their own; one larger than a
+    group is split over several. The index in the footer finds them all."""
+    from massive_feeds.store import monthfile
+
+    monkeypatch.setattr(monthfile, "MONTH_ROW_GROUP_ROWS", target)  # the sandbox: ~1,100 rows a ticker in 2 days
+    ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
+    (path,) = day_files(store_dir)
+    pf = pq.ParquetFile(path)
+    groups = json.loads(pf.metadata.metadata[b"massive_feeds_store"])["groups"]
+    assert len(groups) == pf.metadata.num_row_groups >= 5  # 19 tickers
+    symbols = [pf.read_row_group(i, columns=["symbol"]).column("symbol").to_pylist() for i in range(len(groups))]
+    for (first, last), held in zip(groups, symbols):
+        assert [first, last] == [held[0], held[-1]] and held == sorted(held) and len(held) <= target
+    for before, after in zip(symbols, symbols[1:]):  # a symbol goes on into the next group only when it fills one
+        assert before[-1] != after[0] or (len(before) == target and len(set(before)) == 1)
+    runs = [len(held) for held in symbols]
+    if shape == "shared":
+        assert all(len(set(held)) > 1 for held in symbols[:-1])
+    else:
+        assert all(len(set(held)) == 1 for held in symbols)
+        assert (max(runs) == target) == (shape == "split")
+    everyone = sorted({s for held in symbols for s in held})
+    for pick in ([everyone[0]], [everyone[-1]], everyone[len(everyone) // 2: len(everyone) // 2 + 3], everyone):
+        got = load_raw(pick, "2024-01-29", "2024-01-30", "30m", store=store_dir)
+        assert set(got["symbol"]) == set(pick)
+        assert_same_bars(got, flat(pick, "2024-01-29", "2024-01-30", "30m", settings=settings))

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -19,6 +20,7 @@ from massive_feeds.stream.protocol import (
     CHANNELS,
     FrameError,
     FrameParser,
+    TypedFrame,
     action_message,
     auth_message,
     chunk_params,
@@ -304,4 +306,151 @@ def test_listener_filters_mixed_row_batches_by_kind_or_symbol_alone() -> None:
     assert all(type(e) is E.StreamEvent for e in by_kind + by_symbol)
     hub.publish([tuple(e) for e in _events(3, "AAPL", "trade")])  # nothing passes either filter
     assert len(by_kind) == 3 and len(by_symbol) == 3
+    hub.close()
+
+
+# --- the typed (msgspec) decode path and TypedFrame ----------------------------------------------------
+SPEC_EXAMPLES = orjson.loads((Path(__file__).parent / "fixtures" / "real" / "ws" / "spec_examples.json").read_bytes())
+
+
+def _same_rows(a: list[tuple], b: list[tuple]) -> bool:
+    """Rows equal field by field, in value *and* type (nan equals nan)."""
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b):
+        for x, y in zip(ra, rb, strict=True):
+            if type(x) is not type(y):
+                return False
+            if not (x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))):
+                return False
+    return True
+
+
+def _both_paths(market: str, items: list) -> tuple[object, list[tuple], list[tuple]]:
+    # items given as bytes are raw JSON (numbers orjson.dumps cannot write)
+    raw = b"[" + b",".join(i if isinstance(i, bytes) else orjson.dumps(i) for i in items) + b"]"
+    data, statuses = FrameParser(market).parse_frame(raw, 42)
+    typed_rows = data.rows() if isinstance(data, TypedFrame) else data
+    reference, ref_statuses = FrameParser(market, typed=False).parse(raw, 42)
+    assert statuses == ref_statuses
+    return data, typed_rows, reference
+
+
+@pytest.mark.parametrize("market,channel", [(m, c) for m, chans in SPEC_EXAMPLES.items() if m != "status"
+                                            for c in chans])
+def test_real_frames_decode_typed_to_the_reference_rows(market: str, channel: str) -> None:
+    items = SPEC_EXAMPLES[market][channel] * 3
+    data, typed_rows, reference = _both_paths(market, items)
+    assert isinstance(data, TypedFrame), "a real frame must take the typed path"
+    assert len(data) == len(items) and _same_rows(typed_rows, reference)
+
+
+def test_typed_path_keeps_numbers_as_sent_and_defaults_missing_optional_keys() -> None:
+    items = [_quote(0, bp=190, bs=None, bx=None), _quote(1, bs=2.5, bp=2**63 - 1, ap=-(2**63)),
+             {"ev": "T", "sym": "MSFT", "p": 5, "s": 100, "t": T0, "x": 4},  # mixed channels
+             {"ev": "AM", "sym": "AAPL", "o": 1, "h": 2.5, "l": 0.5, "c": 2, "s": T0, "e": T0 + 60_000}]
+    data, typed_rows, reference = _both_paths("stocks", items)
+    assert isinstance(data, TypedFrame) and _same_rows(typed_rows, reference)
+    quote, _, trade, bar = (E.as_event(r) for r in typed_rows)
+    assert type(quote.bid) is int and quote.bid == 190 and math.isnan(quote.bid_size) and quote.exchange == 0
+    assert type(trade.size) is int and trade.kind == "trade" and math.isnan(bar.vwap) and bar.end_ms == T0 + 60_000
+    assert (data.first_ms(), data.last_ms()) == (T0, T0 + 60_000)  # an aggregate counts at its window end
+    fx, typed_fx, ref_fx = _both_paths("forex", [{"ev": "C", "p": "EUR/USD", "x": "44", "a": 1.1, "b": 1.0, "t": T0}])
+    assert isinstance(fx, TypedFrame) and _same_rows(typed_fx, ref_fx) and typed_fx[0][-1] == 44
+
+
+@pytest.mark.parametrize("surprise", [
+    {"ev": "Q", "sym": "AAPL", "bp": None, "ap": 1.0, "t": T0},  # null price
+    {"ev": "Q", "sym": "AAPL", "bp": "1.5", "ap": 1.0, "t": T0},  # string price
+    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "t": 1.5},  # float time
+    b'{"ev":"Q","sym":"AAPL","bp":18446744073709551616,"ap":1.0,"t":1717000000123}',  # orjson: a float
+    b'{"ev":"Q","sym":"AAPL","bp":1.5,"ap":1.0,"t":9223372036854775808}',  # past int64: left to orjson
+    {"ev": "Q", "sym": "AAPL", "ap": 1.0, "t": T0},  # required key missing (malformed)
+    {"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"},
+    {"ev": "LULD", "T": "AAPL"},  # a channel we do not parse
+    "junk",
+])
+def test_typed_decoder_refuses_surprises_and_the_reference_path_decides(surprise: object) -> None:
+    items = [_quote(0), surprise, _quote(2)]
+    data, typed_rows, reference = _both_paths("stocks", items)
+    assert not isinstance(data, TypedFrame) and _same_rows(typed_rows, reference)
+    times = [r[2] for r in typed_rows]
+    assert times[0] == T0 and times[-1] == T0 + 2  # the good events survive, in order
+
+
+def test_forex_exchange_that_is_not_digits_goes_the_reference_way() -> None:
+    data, rows, _ = _both_paths("forex", [{"ev": "C", "p": "EUR/USD", "x": "4a", "a": 1.1, "b": 1.0, "t": T0}])
+    assert not isinstance(data, TypedFrame) and rows == []  # int("4a") fails there: a malformed event, counted
+
+
+def test_parser_returns_to_the_typed_path_after_refusals() -> None:
+    parser = FrameParser("stocks")
+    status = orjson.dumps([{"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"}])
+    assert isinstance(parser.parse_frame(status, 1)[0], list)
+    frames = [orjson.dumps([_quote(i)]) for i in range(FrameParser.UNTYPED_BACKOFF + 1)]
+    kinds = [type(parser.parse_frame(f, 1)[0]) for f in frames]
+    assert kinds == [list] * FrameParser.UNTYPED_BACKOFF + [TypedFrame]
+
+
+def test_one_channel_frames_know_their_kind_and_a_guess_never_takes_foreign_events() -> None:
+    parser = FrameParser("stocks")
+    trade = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0, "x": 1}
+    kinds = []
+    for items in ([_quote(0)], [_quote(1), _quote(2)], [trade], [_quote(3), trade], [_quote(4)]):
+        data, _ = parser.parse_frame(orjson.dumps(items), 1)
+        assert isinstance(data, TypedFrame) and _same_rows(data.rows(), FrameParser("stocks", typed=False).parse(
+            orjson.dumps(items), 1)[0])
+        kinds.append(data.kind)
+    assert kinds == ["quote", "quote", "trade", None, None]  # after a mixed frame: no one-channel guess for a while
+    # With a quote guess in place, events lacking "ev" (or carrying the guess's keys under another ev) are not quotes.
+    for items in ([{k: v for k, v in _quote(5).items() if k != "ev"}], [{**_quote(6), "ev": "\x00none"}]):
+        fresh = FrameParser("stocks")
+        fresh.parse_frame(orjson.dumps([_quote(0)]), 1)
+        data, _ = fresh.parse_frame(orjson.dumps(items), 1)
+        assert not isinstance(data, TypedFrame) and data == [] and fresh.unknown_events == 1
+
+
+def test_typed_frames_rows_and_control_events_reach_every_listener_kind_in_order() -> None:
+    # TypedFrames, plain row lists and control events interleaved: every listener kind (threaded per-event,
+    # threaded batched, inline) sees every event once, data in wire order, controls exactly between.
+    parser = FrameParser("stocks")
+    hub = EventHub()
+    per_event: list = []
+    batches: list = []
+    inline: list = []
+    hub.add_listener(per_event.append, max_pending=10_000)
+    hub.add_listener(batches.append, batched=True, max_pending=10_000)
+    hub.add_listener(inline.append, inline=True)
+    trades: list = []
+    msft: list = []
+    hub.add_listener(trades.append, kinds=["trade"], max_pending=10_000)  # whole quote frames skipped unbuilt
+    hub.add_listener(msft.extend, symbols=["MSFT"], batched=True, inline=True)
+    expected: list = []
+    t = 0
+    for k in range(60):
+        if k % 7 == 3:
+            ev = E.StatusEvent("status", "stocks", "disconnected", f"#{k}", k)
+            hub.publish_control(ev)
+            expected.append(("status", ev.message))
+            continue
+        n = 1 + k % 5
+        items = [_quote(t + i) for i in range(n)]
+        if k % 4 == 0:
+            items[-1] = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0 + t + n - 1, "x": 1}
+        data, _ = parser.parse_frame(orjson.dumps(items), k)
+        assert isinstance(data, TypedFrame)
+        hub.publish(data if k % 3 != 1 else data.rows(), wake=k % 2 == 0)  # both batch forms, some wakes deferred
+        expected += [("trade" if (k % 4 == 0 and i == n - 1) else "quote", T0 + t + i) for i in range(n)]
+        t += n
+    hub.wake()
+    assert hub.wait_idle(10)
+    flat = [e for b in batches for e in b]
+    for got in (per_event, flat, inline):
+        assert [(e.kind, e.message) if e.kind == "status" else (e.kind, e.time_ms) for e in got] == expected
+        assert all(type(e) is (E.StatusEvent if e.kind == "status" else E.StreamEvent) for e in got)
+    assert all(type(b) is list for b in batches)  # batched listeners get lists of StreamEvents, as documented
+    only_trades = [x for x in expected if x[0] in ("trade", "status")]
+    assert sum(x[0] == "trade" for x in only_trades) >= 10 and expected[0][0] == "trade"  # incl. trade-only frames
+    for got in (trades, msft):  # statuses pass every filter, in place
+        assert [(e.kind, e.message) if e.kind == "status" else (e.kind, e.time_ms) for e in got] == only_trades
     hub.close()

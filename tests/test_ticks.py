@@ -26,7 +26,7 @@ from massive_feeds.record import WebSocketDataRecorder, ticks_to_bars
 from massive_feeds.record.history import tick_events
 from massive_feeds.record.reader import RecordingReader
 from massive_feeds.rest.ticks import parse_ticks
-from massive_feeds.sandbox import Sandbox
+from massive_feeds.sandbox import Sandbox, default_clock_start
 from massive_feeds.tickschema import EVENT_COLUMNS, TICK_COLUMNS, finalize_ticks
 from strategies import SpreadCapture, run_strategy
 from strategies.vectorbt_runner import run_vectorbt
@@ -371,8 +371,7 @@ def _run(feed: bt.feed.DataBase) -> Notices:
 def recorded_window(tmp_path_factory: pytest.TempPathFactory):
     """A live sandbox window recorded over the WebSocket, with the sandbox (REST + S3) still up."""
     folder = tmp_path_factory.mktemp("ticks_eq")
-    with Sandbox(websocket=True, clock_speed=240) as probe:
-        day = probe.clock.now().date()
+    day = default_clock_start().date()  # the market day the sandbox below starts on (no probe sandbox)
     with Sandbox(websocket=True, s3=True, s3_days=(day, day), clock_speed=240) as sb:
         settings = sb.settings(home=folder / "home", datasets_dir=folder / "ds", plan="unlimited")
         rec = WebSocketDataRecorder(["AAPL"], folder / "rec", settings=settings).start()

@@ -35,7 +35,7 @@ WAIT_MS = 30_000
 #: Read at import: the autouse fixture of conftest.py clears every MASSIVE_* variable before each test.
 REQUIRE_BROWSER = os.environ.get("MASSIVE_REQUIRE_BROWSER") == "1"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(180)]
 
 
 def _missing(reason: str) -> None:

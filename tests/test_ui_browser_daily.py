@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 SHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
 WAIT_MS = 30_000
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(300)]
 
 
 def _pick(page: Page, label: str, option: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,8 @@ from massive_feeds.sandbox import Sandbox
 from strategies import STRATEGIES, run_strategy
 from strategies.validation import format_table, validate
 from strategies.vectorbt_runner import run_vectorbt
+
+from ._stream_support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +51,13 @@ def test_unknown_strategy_is_rejected(settings: Settings) -> None:
 
 
 def test_validation_table_and_files_for_history_and_a_recording(tmp_path: Path) -> None:
-    with Sandbox(websocket=True, clock_speed=120) as sb:
+    with Sandbox(websocket=True, clock_speed=240) as sb:  # four market minutes per second
         settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
         rec = WebSocketDataRecorder(["AAPL"], tmp_path / "rec", settings=settings).start()
-        time.sleep(6)
+        # a dozen market minutes from the first event on disk (however long the connection took)
+        wait_until(lambda: rec.stats()["events_durable"] > 0, timeout=30, what="a first recorded event")
+        begun = sb.clock.now_ms()
+        wait_until(lambda: sb.clock.now_ms() - begun >= 12 * 60_000, timeout=30, what="12 market minutes")
         rec.stop()
         recorded = rec.save_dataset(tag="morning").stem
         save_dataset(fetch_data("AAPL", "2024-03-04", "2024-03-05", "15m", settings=settings), "hist",

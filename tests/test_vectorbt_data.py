@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ from massive_feeds.config import Settings
 from massive_feeds.record import WebSocketDataRecorder
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.vectorbt import MassiveData
+
+from ._stream_support import wait_until
 
 
 
@@ -49,10 +50,13 @@ def test_from_dataset_gives_the_same_object(settings: Settings) -> None:
 
 
 def test_from_recording_has_quote_columns(tmp_path: Path) -> None:
-    with Sandbox(websocket=True, clock_speed=30) as sb:
+    with Sandbox(websocket=True, clock_speed=120) as sb:  # two market minutes per second
         settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
         rec = WebSocketDataRecorder(["AAPL"], tmp_path / "rec", settings=settings).start()
-        time.sleep(3)
+        # two market minutes from the first event on disk (however long the connection took)
+        wait_until(lambda: rec.stats()["events_durable"] > 0, timeout=30, what="a first recorded event")
+        begun = sb.clock.now_ms()
+        wait_until(lambda: sb.clock.now_ms() - begun >= 2 * 60_000, timeout=30, what="2 market minutes")
         rec.stop()
     data = MassiveData.from_recording(rec.path, "1min")
     frame = data.data["AAPL"]

@@ -414,6 +414,28 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compact(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compact", help="merge a history store's days into month files (no request to Massive)",
+                       description="Merge the stored days of a bar dataset into one file per month, sorted by symbol: "
+                                   "what ingest does after downloading, for a store written in the older per-day "
+                                   "layout (still readable, only slower to query) or ingested with compact=False.")
+    p.add_argument("--dataset", default="us_stocks_sip/minute_aggs_v1",
+                   help="<prefix>/minute_aggs_v1 or <prefix>/day_aggs_v1 (default us_stocks_sip/minute_aggs_v1)")
+    p.add_argument("--start", help="first date, YYYY-MM-DD (with --end; default: every stored month)")
+    p.add_argument("--end", help="last date, YYYY-MM-DD (inclusive)")
+    p.add_argument("--store", help="folder or s3://bucket/prefix?endpoint_override=… "
+                                   "(default: $MASSIVE_FEEDS_STORE or <home>/store)")
+    p.set_defaults(func=_cmd_compact)
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from ..store import compact
+
+    months = compact(args.dataset, args.start, args.end, store=args.store)
+    print(f"merged into month files: {', '.join(months)}" if months else "nothing to merge: every month is one file")
+    return 0
+
+
 def _add_quality(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quality", help="data-quality report of a dataset",
                        description="Per symbol and New York day: session coverage, no-trade minutes vs suspicious "
@@ -526,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
                 _add_validate, _add_sandbox, _add_ticks,
-                _add_demo, _add_ingest, _add_quality, _add_ui, _add_recordings):
+                _add_demo, _add_ingest, _add_compact, _add_quality, _add_ui, _add_recordings):
         add(sub)
     return parser
 

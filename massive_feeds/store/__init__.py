@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from .core import HistoryStore, default_store_path, load_store, parse_dataset
 from .daytask import STORE_SCHEMA, DayResult
-from .ingest import IngestError, IngestReport, ingest
+from .ingest import IngestError, IngestReport, compact, ingest
 from .manifest import DayEntry, Manifest
 
 __all__ = [
-    "ingest", "load_store", "HistoryStore", "IngestReport", "IngestError", "DayResult", "Manifest", "DayEntry",
+    "ingest", "compact", "load_store", "HistoryStore", "IngestReport", "IngestError", "DayResult", "Manifest", "DayEntry",
     "STORE_SCHEMA", "default_store_path", "parse_dataset",
 ]

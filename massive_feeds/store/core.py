@@ -1,15 +1,19 @@
 """The history store: flat-file days kept as Parquet, read back in the standard bar schema.
 
-Layout (one folder per flat-file dataset, one file per New York trading day)::
+Layout (one folder per flat-file dataset)::
 
     <store>/us_stocks_sip/minute_aggs_v1/_manifest.json
-    <store>/us_stocks_sip/minute_aggs_v1/date=2024-01-02/part-0.parquet
+    <store>/us_stocks_sip/minute_aggs_v1/month=2024-01/part-3f2a….parquet   (the days of a month, merged)
+    <store>/us_stocks_sip/minute_aggs_v1/date=2024-02-01/part-0.parquet     (a day not merged yet)
     <store>/us_stocks_sip/day_aggs_v1/...
 
-Each day file holds that day's bars for every ticker (or the tickers it was ingested for), sorted by symbol then
-time in row groups of ~20k rows with symbol statistics, so a query for a few symbols reads a few row groups per
-day. Hive-style ``date=`` folders let other tools (pyarrow, DuckDB, dask.dataframe) read the store directly;
-they skip ``_manifest.json`` and the dot-files used for temp writes and locks.
+The ingest tasks write one file per New York trading day; the ingest then merges each month's days into one
+month file sorted by symbol then time, with row groups cut at symbol boundaries and a symbol index in its footer
+(:mod:`.monthfile`), so a query for a few symbols opens one file per month and decodes little more than their
+rows. The manifest maps every day to the file holding it, and a query reads each file it names once: both
+layouts are read, including stores written before month files existed. Tick datasets stay one file per day.
+Hive-style ``month=`` / ``date=`` folders let other tools (pyarrow, DuckDB, dask.dataframe) read the files
+directly; they skip ``_manifest.json`` and the dot-files used for temp writes and locks.
 
 Reads make no network call to Massive at all and return **raw (unadjusted)** prices, like the flat files they came
 from. Split adjustment and session cuts belong on top of :meth:`HistoryStore.read_base` (base bars, before
@@ -52,6 +56,7 @@ from ..tickschema import KINDS_BY_ASSET
 from .daytask import STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
+from .monthfile import read_store_file
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +155,7 @@ class HistoryStore:
             entries = m.days.values()
             rows.append({"dataset": name, "days": len(m.days), "first_day": min(m.days, default=None),
                          "last_day": max(m.days, default=None), "rows": sum(e.rows for e in entries),
-                         "bytes": sum(e.file_bytes for e in entries),
+                         "bytes": sum({e.file: e.file_bytes for e in entries}.values()),  # a month file once
                          "partial_days": sum(e.symbols is not None for e in entries)})
         return pd.DataFrame(rows, columns=["dataset", "days", "first_day", "last_day", "rows", "bytes",
                                            "partial_days"])
@@ -174,8 +179,10 @@ class HistoryStore:
             groups[dataset_for(ticker, interval)].append(ticker)
         return dict(sorted(groups.items()))
 
-    def _read_rows(self, tickers: list[str], window: DateRange, interval: Interval) -> tuple[pa.Table, dict[str, Any]]:
-        """The stored base rows of ``tickers`` inside ``window`` (one table), and what was (not) found."""
+    def _read_rows(self, tickers: list[str], window: DateRange, interval: Interval,
+                   retry: bool = True) -> tuple[pa.Table, dict[str, Any]]:
+        """The stored base rows of ``tickers`` inside ``window`` (one table), and what was (not) found: each
+        file the manifest maps days of the window to is read once (a month file, or a day file)."""
         groups = self._groups(tickers, interval)
         manifests = {ds: self.manifest(ds) for ds in groups}
         unknown = [ds.path for ds, m in manifests.items() if not m.days]
@@ -187,30 +194,29 @@ class HistoryStore:
         missing: set[date] = set()
         not_ingested: set[date] = set()
         files = 0
+        start_ns, end_ns = int(window.start.value), int(window.end.value)
         for ds, group in groups.items():
             manifest = manifests[ds]
-            paths = []
+            by_file: dict[str, list[date]] = {}
             for day in window.calendar_days():
                 entry = manifest.days.get(day)
                 if entry is not None and entry.covers(group):
-                    paths.append(self.location.path(ds.path, entry.file))
+                    by_file.setdefault(entry.file, []).append(day)
                     continue
                 missing.add(day)
                 if day not in manifest.absent or entry is not None:
                     not_ingested.add(day)
-            files += len(paths)
-            if not paths:
-                continue
-            start = pa.scalar(window.start.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-            end = pa.scalar(window.end.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-            wanted = (pc.field("symbol").isin(pa.array(group, pa.string()))
-                      & (pc.field("timestamp") >= start) & (pc.field("timestamp") < end))
-            try:
-                data = pads.dataset(paths, schema=STORE_SCHEMA, format="parquet", filesystem=self.location.filesystem)
-                tables.append(data.to_table(filter=wanted))
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise StoreError(f"Cannot read {ds.path} from the store {self.location.display} ({exc}); run the "
-                                 "ingest again for the range to repair missing or damaged day files") from exc
+            files += len(by_file)
+            for rel, days in by_file.items():
+                try:
+                    tables.append(read_store_file(self.location, self.location.path(ds.path, rel), days, group,
+                                                  start_ns, end_ns))
+                except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
+                    if retry and self.manifest(ds).to_bytes() != manifest.to_bytes():
+                        # an ingest replaced files while we read: read again from its manifest
+                        return self._read_rows(tickers, window, interval, retry=False)
+                    raise StoreError(f"Cannot read {ds.path}/{rel} from the store {self.location.display} ({exc}); "
+                                     "run the ingest again for the range to repair missing or damaged files") from exc
         table = pa.concat_tables(tables) if tables else STORE_SCHEMA.empty_table()
         info = {"missing_days": sorted(d.isoformat() for d in missing),
                 "not_ingested_days": sorted(d.isoformat() for d in not_ingested), "files": files}
@@ -218,9 +224,11 @@ class HistoryStore:
 
     @staticmethod
     def _frame(table: pa.Table) -> pd.DataFrame:
-        """Store rows as the resampler's frame: ``symbol``, ``t`` (int64 ns) and the value columns."""
+        """Store rows as the resampler's frame: ``symbol`` (categorical: a query's rows hold a few symbols many
+        times, and the resampler factorizes them first), ``t`` (int64 ns) and the value columns."""
+        symbols = table.column("symbol").combine_chunks().dictionary_encode()
         return pd.DataFrame({
-            "symbol": table.column("symbol").to_numpy(zero_copy_only=False),
+            "symbol": pd.Categorical.from_codes(symbols.indices.to_numpy(), categories=symbols.dictionary.to_pylist()),
             "t": table.column("timestamp").cast(pa.int64()).to_numpy(),
             **{c: table.column(c).to_numpy() for c in ("open", "high", "low", "close", "volume", "transactions")},
         })

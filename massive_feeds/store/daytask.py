@@ -57,6 +57,8 @@ ROW_GROUP_ROWS = 20_000
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=["symbol"],
                        write_statistics=["symbol", "timestamp"])
 META_KEY = b"massive_feeds_store"
+#: Options of a day file the ingest merges into its month file right after (:attr:`DayTask.transient`).
+TRANSIENT_PARQUET_OPTIONS = {**PARQUET_OPTIONS, "compression": "lz4", "compression_level": None}
 
 
 def day_file_path(day: date) -> str:
@@ -74,6 +76,9 @@ class DayTask:
     settings: Settings
     symbols: tuple[str, ...] | None = None  # None: the whole market
     keep_flatfiles: bool = True
+    #: The day file only lives until the ingest merges its month (:mod:`.monthfile`): written with lz4, which
+    #: writes and reads a full-market day ~0.5 s of CPU faster than zstd for a file twice the size.
+    transient: bool = False
 
     @property
     def day(self) -> date:
@@ -282,7 +287,8 @@ def run_day_task(task: DayTask) -> DayResult:
         meta = {"key": remote.key, "etag": remote.etag, "dataset": task.dataset.path, "day": day.isoformat(),
                 "symbols": list(task.symbols) if task.symbols is not None else None}
         table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-        size = task.location.write_table(task.path, table, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+        options = TRANSIENT_PARQUET_OPTIONS if task.transient else PARQUET_OPTIONS
+        size = task.location.write_table(task.path, table, row_group_size=ROW_GROUP_ROWS, **options)
     except BaseException as exc:
         exc.downloaded_bytes = downloaded  # type: ignore[attr-defined] # the driver's quota accounting needs it
         raise

@@ -8,6 +8,7 @@ cannot go away by itself (credentials, entitlement, bad input).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import multiprocessing
@@ -133,8 +134,10 @@ class DaskRunner:
                 raise ConfigurationError(f"Cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
             where = f"scheduler {scheduler}"
         else:
+            # Worker processes write their logs to our stderr: only their errors. A day that fails is
+            # reported through its future (and the ingest report), not through their log lines.
             self._cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=processes,
-                                         dashboard_address=":0", silence_logs=logging.WARNING)
+                                         dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
             where = f"LocalCluster ({max(1, workers)} {'process' if processes else 'thread'} worker(s))"
         self.remote = self._cluster is None and not _is_local_address(str(self.client.scheduler.address))
@@ -179,10 +182,30 @@ class DaskRunner:
 
     def close(self) -> None:
         self._futures = []
-        if self._own_client:
-            self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        # Shutting a cluster down makes distributed log the comms it closes (CommClosedError tracebacks
+        # under load): expected at this point, so not shown; the ingest's outcome is already decided.
+        with _quiet(_SHUTDOWN_LOGGERS):
+            if self._own_client:
+                self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+
+
+_SHUTDOWN_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextlib.contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Only CRITICAL records from the loggers ``names`` inside the block."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def check_engine(engine: str, scheduler: Any = None) -> None:

@@ -13,7 +13,18 @@ List → plan → reserve → run → record:
 4. run the tasks on the engine (local pool or Dask); each writes its day file all at once;
 5. record each finished day in the manifest (saved at least every second and at the end), after its file is in
    place. A run killed at any point loses at most the last second of manifest entries: those days are simply
-   ingested again onto the same paths, so the store never holds a day twice.
+   ingested again onto the same paths, so the store never holds a day twice;
+6. merge each month of the range whose days are not already in one month file (new days, republished days,
+   a store written in the older per-day layout) into a new month file (:mod:`.monthfile`; bar datasets only),
+   then point the month's days at it in the manifest, then delete the files no day names any more. The month
+   file is written under a new name (temp file + rename locally), so a run killed during the merge leaves the
+   manifest naming the old files, all still in place; one killed after the manifest save leaves unreferenced
+   files, which the next ingest deletes. A query reads both layouts, so it is right at every step.
+
+Appending a day to a month rewrites that month's file (reading the previous month file and the new day file
+row group by row group; memory stays at a few row groups per input): cheap for a bulk ingest (each month once),
+and for a daily update a cost that grows with the month (~1 s of CPU per full-market day already in it,
+measured on 2 cores). ``compact=False`` skips step 6 (reads stay right, each day then costs a file open).
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, ContextManager, Iterable, Iterator
 
@@ -44,6 +55,7 @@ from .core import HistoryStore, parse_dataset
 from .daytask import DayResult, DayTask, day_file_path
 from .engines import FATAL_ERRORS, check_engine, make_runner
 from .manifest import DayEntry, Manifest
+from .monthfile import build_month_file, is_month_file, month_file_path, month_of
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +91,10 @@ class IngestReport:
     file_bytes: int = 0
     s3_listings: int = 0
     swept_temp_files: int = 0
+    swept_unreferenced_files: int = 0  # files no manifest entry names (left by a run killed mid-merge)
+    merged_months: list[str] = field(default_factory=list)  # months written as a new month file
+    merge_failed: dict[str, str] = field(default_factory=dict)
+    merge_seconds: float = 0.0
     seconds: float = 0.0
     dashboard: str | None = None
 
@@ -100,10 +116,15 @@ class IngestReport:
             f"{self.rows:,} rows, {self.downloaded_bytes / 1e6:.1f} MB downloaded, {self.file_bytes / 1e6:.1f} MB "
             f"written in {self.seconds:.1f}s ({self.days_per_second:.2f} days/s)",
         ]
+        if self.merged_months:
+            parts.append(f"merged into month files: {', '.join(self.merged_months)} ({self.merge_seconds:.1f}s of "
+                         "the total)")
         if self.dashboard:
             parts.append(f"Dask dashboard: {self.dashboard}")
         for day, why in sorted(self.failed.items()):
             parts.append(f"  {day}: {why}")
+        for month, why in sorted(self.merge_failed.items()):
+            parts.append(f"  month {month} not merged: {why}")
         return "\n".join(parts)
 
 
@@ -149,7 +170,7 @@ def _list(settings: Settings, ds: Dataset, days: list[date]) -> tuple[dict[str, 
 
 def _plan(store: HistoryStore, settings: Settings, ds: Dataset, days: list[date], manifest: Manifest,
           files: dict[str, int], symbols: tuple[str, ...] | None, refresh: bool, keep_flatfiles: bool,
-          report: IngestReport) -> _Plan:
+          report: IngestReport, transient: bool = False) -> _Plan:
     def up_to_date(entry: DayEntry | None) -> bool:
         # A day file of another size than recorded was damaged (or replaced by hand): ingest it again.
         return (entry is not None and entry.covers(symbols) and entry.file in files
@@ -181,7 +202,7 @@ def _plan(store: HistoryStore, settings: Settings, ds: Dataset, days: list[date]
         if entry is not None and entry.etag != remote.etag:
             plan.republished.add(day)
         task_symbols = _union(entry.symbols, symbols) if entry is not None else symbols
-        plan.tasks.append(DayTask(ds, remote, store.location, settings, task_symbols, keep_flatfiles))
+        plan.tasks.append(DayTask(ds, remote, store.location, settings, task_symbols, keep_flatfiles, transient))
     return plan
 
 
@@ -196,6 +217,95 @@ def _sweep(store: HistoryStore, root: str, files: dict[str, int]) -> int:
     if removed:
         log.info("removed %d temp file(s) left by an interrupted ingest", removed)
     return removed
+
+
+def _sweep_unreferenced(store: HistoryStore, root: str, files: dict[str, int], manifest: Manifest) -> int:
+    """Stored parquet files no manifest entry names (we hold the ingest lock): the inputs of a month merge
+    killed after its manifest save, or a day file whose entry was never saved (that day is ingested again)."""
+    named = {e.file for e in manifest.days.values()}
+    removed = 0
+    for rel in files:
+        name = rel.rsplit("/", 1)[-1]
+        if rel not in named and name.endswith(".parquet") and not name.startswith(".") and (
+                rel.startswith("date=") or is_month_file(rel)):
+            store.location.delete(f"{root}/{rel}", prune=True)
+            removed += 1
+    if removed:
+        log.info("removed %d stored file(s) the manifest no longer names", removed)
+    return removed
+
+
+def merge_months(store: HistoryStore, ds: Dataset, manifest: Manifest, months: Iterable[str],
+                 report: IngestReport | None = None) -> list[str]:
+    """Step 6 of the module docstring for ``months`` (the caller holds the ingest lock): each month whose days
+    are not all in the month file of exactly these days is merged into a new one. Returns the merged months."""
+    merged = []
+    for month in sorted(set(months)):
+        entries = {d: e for d, e in manifest.days.items() if month_of(d) == month}
+        if not entries or all(e.file == month_file_path(month, entries) for e in entries.values()):
+            continue
+        t0 = time.perf_counter()
+        try:
+            built = build_month_file(store.location, ds.path, month, entries)
+        except (StoreError, OSError, ValueError) as exc:
+            log.error("could not merge %s %s into a month file (its days stay readable in their files): %s",
+                      ds.path, month, exc)
+            if report is not None:
+                report.merge_failed[month] = f"{type(exc).__name__}: {exc}"
+            continue
+        if built is None:
+            continue
+        for day, entry in entries.items():
+            manifest.days[day] = replace(entry, file=built.file, file_bytes=built.file_bytes)
+        store.save_manifest(manifest)  # the commit point: readers now use the month file
+        still_named = {e.file for e in manifest.days.values()}
+        for old in {e.file for e in entries.values()} - still_named:
+            store.location.delete(store.location.path(ds.path, old), prune=True)
+        merged.append(month)
+        seconds = time.perf_counter() - t0
+        log.info("merged %d day(s) of %s %s into %s (%d rows) in %.1fs", len(entries), ds.path, month, built.file,
+                 built.rows, seconds)
+        if report is not None:
+            report.merged_months.append(month)
+            report.merge_seconds += seconds
+    return merged
+
+
+def compact(dataset: str | Dataset = "us_stocks_sip/minute_aggs_v1", start: DateLike | None = None,
+            end: DateLike | None = None, *, store: "str | os.PathLike[str] | HistoryStore | None" = None,
+            filesystem: Any = None) -> list[str]:
+    """Merge the stored days of ``dataset`` (all of them, or the months of ``start..end``) into month files,
+    without any request to Massive: what :func:`ingest` does after downloading, for a store written in the
+    older per-day layout (which stays readable, only slower) or one ingested with ``compact=False``.
+
+    Returns:
+        The months written as new month files (already merged months are left as they are).
+
+    Raises:
+        InvalidInputError: a tick dataset (tick days are kept per day) or bad dates.
+        StoreError: another ingest holds the store's lock, or a month could not be written.
+    """
+    ds = parse_dataset(dataset)
+    if ds.is_ticks:
+        raise InvalidInputError(f"{ds.path} is kept one file per day; only bar datasets are merged into months")
+    hs = HistoryStore.open(store, None, filesystem)
+    root = hs.dataset_root(ds)
+    with _lock(hs, root):
+        manifest = hs.manifest(ds)
+        if start is not None or end is not None:
+            if start is None or end is None:
+                raise InvalidInputError("compact needs both start and end, or neither")
+            months = {month_of(d) for d in parse_date_range(start, end).calendar_days()}
+        else:
+            months = {month_of(d) for d in manifest.days}
+        report = IngestReport(ds.path, hs.location.display, "compact", 0)
+        merged = merge_months(hs, ds, manifest, months, report)
+        _sweep_unreferenced(hs, root, hs.location.list_files(root), manifest)
+    if report.merge_failed:
+        raise StoreError(f"{len(report.merge_failed)} month(s) of {ds.path} could not be merged "
+                         f"({', '.join(sorted(report.merge_failed))}); their days stay readable. First error: "
+                         f"{report.merge_failed[min(report.merge_failed)]}")
+    return merged
 
 
 def _lock(store: HistoryStore, root: str) -> ContextManager[Any]:
@@ -265,6 +375,7 @@ def ingest(
     retries: int | None = None,
     progress: bool | None = None,
     on_day: Callable[[DayResult], None] | None = None,
+    compact: bool = True,
 ) -> IngestReport:
     """Bring ``dataset``'s days ``start..end`` into the history store (incrementally; see the module docstring).
 
@@ -293,6 +404,8 @@ def ingest(
             errors are never retried.
         progress: a day progress bar on stderr; default when stderr is a terminal.
         on_day: called on the driver with each finished day, after the manifest records it.
+        compact: merge each month of the range into one month file after the days are stored (bar datasets;
+            step 6 of the module docstring), so a query opens one file per month instead of one per day.
 
     Returns:
         An :class:`IngestReport`.
@@ -321,7 +434,10 @@ def ingest(
         manifest = hs.manifest(ds)
         files = hs.location.list_files(root)
         report.swept_temp_files = _sweep(hs, root, files)
-        plan = _plan(hs, settings, ds, days, manifest, files, wanted, refresh, keep_flatfiles, report)
+        if not ds.is_ticks:
+            report.swept_unreferenced_files = _sweep_unreferenced(hs, root, files, manifest)
+        plan = _plan(hs, settings, ds, days, manifest, files, wanted, refresh, keep_flatfiles, report,
+                     transient=compact and not ds.is_ticks)
         report.s3_listings = plan.listings
         writer = _ManifestWriter(hs, manifest)
         try:
@@ -335,12 +451,20 @@ def ingest(
                 writer.touch()  # days seen without a file are worth remembering too
             writer.flush()
             report.seconds = time.perf_counter() - t0
+        if compact and not ds.is_ticks:
+            merge_months(hs, ds, manifest, {month_of(d) for d in days}, report)
+            report.seconds = time.perf_counter() - t0
     log.info("%s", report)
     if report.failed:
         raise IngestError(f"{len(report.failed)} day(s) of {ds.path} could not be ingested "
                           f"({', '.join(str(d) for d in sorted(report.failed))}); the other days are stored, run "
                           "the same ingest again to retry them. First error: "
                           f"{report.failed[min(report.failed)]}", report=report)
+    if report.merge_failed:
+        raise IngestError(f"{len(report.merge_failed)} month(s) of {ds.path} could not be merged into a month file "
+                          f"({', '.join(sorted(report.merge_failed))}); every day is stored and readable, run the "
+                          f"same ingest again to merge them. First error: "
+                          f"{report.merge_failed[min(report.merge_failed)]}", report=report)
     return report
 
 
@@ -403,4 +527,4 @@ def _run(plan: _Plan, hs: HistoryStore, settings: Settings, report: IngestReport
 
 HistoryStore.ingest_fn = ingest  # HistoryStore.ingest calls it (core never imports this module)
 
-__all__ = ["ingest", "IngestReport", "IngestError", "day_file_path"]
+__all__ = ["ingest", "compact", "merge_months", "IngestReport", "IngestError", "day_file_path"]

@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -182,8 +183,43 @@ class StoreLocation:
         except OSError as exc:
             raise StoreError(f"Cannot write {self._show(path)} to the store {self.display}: {exc}") from exc
 
-    def delete(self, path: str) -> None:
+    @contextmanager
+    def parquet_writer(self, path: str, schema: pa.Schema, **parquet_options: Any) -> Iterator[pq.ParquetWriter]:
+        """A :class:`pyarrow.parquet.ParquetWriter` whose file appears at ``path`` only when the block ends
+        without an error (locally: a temp file beside it, renamed; elsewhere: one streamed upload, which object
+        stores publish when it completes — callers also give such files names nothing refers to yet)."""
+        self._prepare(path)
+        target = path if not self.is_local else self._temp_for(path)
+        done = False
+        try:
+            try:
+                with self.filesystem.open_output_stream(target) as out, \
+                        pq.ParquetWriter(out, schema, **parquet_options) as writer:
+                    yield writer
+                if self.is_local:
+                    with open(target, "rb+") as fh:  # the manifest will point here: survive a power cut
+                        os.fsync(fh.fileno())
+                    self.filesystem.move(target, path)
+                done = True
+            finally:
+                if self.is_local or not done:  # an object store may have published a failed upload: drop it
+                    self._discard(target)
+        except OSError as exc:
+            raise StoreError(f"Cannot write {self._show(path)} to the store {self.display}: {exc}") from exc
+
+    def size(self, path: str) -> int:
+        """The size of the file at ``path`` in bytes."""
+        return int(self.filesystem.get_file_info(path).size or 0)
+
+    def delete(self, path: str, *, prune: bool = False) -> None:
+        """Remove the file at ``path`` (if any); ``prune``: also its folder when that is now empty (locally;
+        object stores have no empty folders)."""
         self._discard(path)
+        if prune and self.is_local:
+            try:
+                os.rmdir(posixpath.dirname(path))
+            except OSError:  # not empty, or already gone
+                pass
 
     def _discard(self, path: str) -> None:
         try:

@@ -8,6 +8,12 @@
                                "file_bytes": 15000000, "symbols": null, "ingested_at": "2024-..."}},
      "absent": {"2024-01-06": "2024-03-01T12:00:00+00:00"}}
 
+``file`` is the day's own file (``date=…/part-0.parquet``, as the ingest tasks write it) or, once the ingest has
+merged the month (:mod:`.monthfile`), the month file holding it (``month=2024-01/part-<hash>.parquet``; every day
+of the month then names the same file and ``file_bytes`` is that file's size). A manifest naming month files has
+``"format": 2`` (older versions would read a month file as one day, so they must refuse it); one naming only day
+files keeps format 1, which every version reads.
+
 ``symbols`` is ``null`` for a whole-market day, or the tickers that day was ingested for. ``absent`` lists
 days the bucket had no file for (weekends, holidays) and when that was seen. Only the ingest driver writes the
 manifest, after the day file it describes is in place, so a manifest entry always points at a complete file; a
@@ -24,7 +30,9 @@ from typing import Any, Iterable
 from ..errors import StoreError
 from ..schema import ny_midnight
 
-FORMAT = 1
+FORMAT = 2
+#: Manifest formats this version reads: 1 (day files only), 2 (day and month files).
+READABLE_FORMATS = (1, 2)
 MANIFEST_NAME = "_manifest.json"
 #: A day without a file counts as settled (no need to list it again) once it was checked this long after the
 #: day began: files land around 11:00 New York the next day.
@@ -91,7 +99,7 @@ class Manifest:
     # --- JSON -----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         doc = {
-            "format": FORMAT,
+            "format": FORMAT if any(e.file.startswith("month=") for e in self.days.values()) else 1,
             "dataset": self.dataset,
             "days": {d.isoformat(): e.as_json() for d, e in sorted(self.days.items())},
             "absent": {d.isoformat(): t.isoformat() for d, t in sorted(self.absent.items())},
@@ -104,9 +112,10 @@ class Manifest:
             return cls(dataset)
         try:
             doc = json.loads(data)
-            if doc.get("format") != FORMAT:
+            if doc.get("format") not in READABLE_FORMATS:
                 raise StoreError(f"The store manifest {where} has format {doc.get('format')!r}; this version of "
-                                 f"massive_feeds reads format {FORMAT}")
+                                 f"massive_feeds reads formats {', '.join(map(str, READABLE_FORMATS))}: upgrade "
+                                 "massive_feeds to read this store")
             return cls(
                 dataset=doc.get("dataset", dataset),
                 days={date.fromisoformat(d): DayEntry.from_json(e) for d, e in doc.get("days", {}).items()},

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections import deque
 from time import monotonic, time_ns
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -40,6 +40,7 @@ from .protocol import (
     HANDSHAKE_OK,
     FrameError,
     FrameParser,
+    TypedFrame,
     action_message,
     auth_message,
     chunk_params,
@@ -49,9 +50,10 @@ from .throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
-#: Receives each frame's data as parser rows (plain tuples in StreamEvent field order; see
-#: :func:`~massive_feeds.stream.events.as_event`).
-EventsSink = Callable[[list[tuple[Any, ...]]], None]
+#: Receives each frame's data: a sequence of parser rows (plain tuples in StreamEvent field order; see
+#: :func:`~massive_feeds.stream.events.as_event`) — a list, or a :class:`~.protocol.TypedFrame` whose
+#: rows are built by whoever consumes it (``frame.rows()``; iterating and indexing work too).
+EventsSink = Callable[[Sequence[tuple[Any, ...]]], None]
 ControlSink = Callable[[GapEvent | StatusEvent], None]
 
 #: Connection states, as shown in stats.
@@ -62,6 +64,13 @@ IDLE, CONNECTING, AUTHENTICATING, CONNECTED, RECONNECTING, STOPPED, FAILED = (
 def _event_ms(row: tuple[Any, ...]) -> int:
     """When an event happened: its timestamp, or an aggregate's window end (``end_ms`` is 0 otherwise)."""
     return row[_TIME] if row[_TIME] > row[_END] else row[_END]
+
+
+def _span_ms(events: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+    """Provider times of a frame's first and last events."""
+    if type(events) is TypedFrame:
+        return events.first_ms(), events.last_ms()
+    return _event_ms(events[0]), _event_ms(events[-1])
 
 
 _TIME = StreamEvent._fields.index("time_ms")
@@ -416,7 +425,7 @@ class MarketConnection:
     async def _read(self, ws: ClientConnection) -> None:
         # The hot loop: one recv, one clock read, one parse, one sink call per frame.
         recv = ws.recv
-        parse = self._parser.parse
+        parse = self._parser.parse_frame
         on_events = self._on_events
         while True:
             raw = await recv(decode=False)
@@ -433,11 +442,11 @@ class MarketConnection:
             if self._parser.malformed_events != self._malformed_seen:
                 self._malformed_items(now)
             if events:
+                first_ms, self.last_event_ms = _span_ms(events)
                 if self._open_gap is not None:
-                    self._close_gap(_event_ms(events[0]))
+                    self._close_gap(first_ms)
                 self._got_data = True
                 self.events += len(events)
-                self.last_event_ms = _event_ms(events[-1])
                 on_events(events)
 
     def _handle_statuses(self, statuses: list[dict[str, Any]], now: int) -> None:

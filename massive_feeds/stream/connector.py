@@ -20,7 +20,7 @@ import logging
 import threading
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence, cast
 
 from ..config import Settings
 from ..errors import InvalidInputError, MassiveError, StreamError
@@ -412,7 +412,7 @@ class MassiveConnector:
                 name="massive-callbacks")
         return self._books
 
-    def _on_events(self, batch: list[tuple[Any, ...]]) -> None:  # stream thread, once per frame
+    def _on_events(self, batch: Sequence[tuple[Any, ...]]) -> None:  # stream thread, once per frame
         self._rate.add(len(batch))
         # Queue now, wake the listener threads once per event-loop pass: in a burst the socket is
         # read frame after frame without yielding, and a thread switch per frame would cost more
