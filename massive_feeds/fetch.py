@@ -220,11 +220,10 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
             if len(tickers) == 1:
                 frames = [one(tickers[0])]
             else:
-                with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(tickers)))) as pool:
-                    frames = []
-                    for frame in pool.map(one, tickers):
-                        frames.append(frame)
-                        bar.update()
+                frames = []
+                for frame in _rest_pool(max(1, max_workers)).map(one, tickers):
+                    frames.append(frame)
+                    bar.update()
     finally:
         if own_client:
             client.close()
@@ -238,6 +237,21 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
     if adjusted:
         df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
     return df
+
+
+class _RestPool(ThreadPoolExecutor):
+    """The runtime's pool for multi-symbol REST calls (closed with the runtime)."""
+
+    def close(self) -> None:
+        self.shutdown(wait=False, cancel_futures=True)
+
+
+def _rest_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool kept by the runtime per worker count: its threads keep their HTTP sessions, so the next
+    multi-symbol call reuses their connections (no new TCP/TLS handshake per thread and call). Keyed by
+    process id, since a forked child has none of its parent's threads."""
+    return current().shared("rest-pool", (os.getpid(), workers),
+                            lambda: _RestPool(max_workers=workers, thread_name_prefix="rest"))
 
 
 # --- method choice ------------------------------------------------------------------------------

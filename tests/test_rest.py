@@ -100,6 +100,23 @@ def test_pagination_returns_the_same_bars_as_one_page(client: RestClient, sandbo
     pd.testing.assert_frame_equal(whole, paged)
 
 
+def test_multi_symbol_calls_reuse_their_connections(client: RestClient, sandbox: Sandbox) -> None:
+    """Each multi-symbol call used to start a new thread pool, so every call opened new connections (a new
+    TCP/TLS handshake per thread against Massive): the second call's requests came from new client ports."""
+    symbols = ["AAPL", "MSFT", "NVDA"]
+
+    def ports_of_one_call() -> set[int]:
+        before = len(sandbox.rest.requests)
+        fetch_ohlcv_rest(symbols, *WEEK, "1h", client=client, use_cache=False)
+        seen = sandbox.rest.requests[before:]
+        assert len(seen) == len(symbols)
+        return {r.client_port for r in seen}
+
+    first = ports_of_one_call()
+    assert first and 0 not in first
+    assert ports_of_one_call() <= first
+
+
 def test_repeated_cursor_is_detected(client: RestClient, sandbox: Sandbox) -> None:
     sandbox.max_page_bars = 100
     sandbox.faults.repeat_cursor = True

@@ -74,6 +74,7 @@ class LoggedRequest:
     query: str
     auth: str  # "bearer" | "query" | "none"
     status: int = 0
+    client_port: int = 0  # the client's TCP port: requests on one kept-alive connection share it
 
 
 class _Reply(Exception):
@@ -730,7 +731,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        entry = LoggedRequest(time.time(), "GET", parts.path, parts.query, "none")
+        entry = LoggedRequest(time.time(), "GET", parts.path, parts.query, "none",
+                              client_port=int(self.client_address[1]))
         with self.owner._lock:
             self.owner.requests.append(entry)
         try:
