@@ -23,6 +23,7 @@ from massive_feeds.errors import (
     ServerError,
 )
 from massive_feeds.rest import RestClient
+from massive_feeds.runtime import Runtime
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.schema import BAR_COLUMNS, parse_date_range
 
@@ -102,19 +103,17 @@ def test_pagination_returns_the_same_bars_as_one_page(client: RestClient, sandbo
 
 def test_multi_symbol_calls_reuse_their_connections(client: RestClient, sandbox: Sandbox) -> None:
     """Each multi-symbol call used to start a new thread pool, so every call opened new connections (a new
-    TCP/TLS handshake per thread against Massive): the second call's requests came from new client ports."""
+    TCP/TLS handshake per thread against Massive). Now the runtime's pool keeps its threads and their HTTP
+    sessions: four calls of three symbols come from at most the pool's four connections (before: twelve)."""
     symbols = ["AAPL", "MSFT", "NVDA"]
-
-    def ports_of_one_call() -> set[int]:
-        before = len(sandbox.rest.requests)
-        fetch_ohlcv_rest(symbols, *WEEK, "1h", client=client, use_cache=False)
-        seen = sandbox.rest.requests[before:]
-        assert len(seen) == len(symbols)
-        return {r.client_port for r in seen}
-
-    first = ports_of_one_call()
-    assert first and 0 not in first
-    assert ports_of_one_call() <= first
+    ports: list[int] = []
+    with Runtime():  # a fresh runtime: its REST pool starts empty, whatever earlier tests left in the default one
+        for _ in range(4):
+            before = len(sandbox.rest.requests)
+            fetch_ohlcv_rest(symbols, *WEEK, "1h", client=client, use_cache=False)
+            ports += [r.client_port for r in sandbox.rest.requests[before:]]
+    assert len(ports) == 4 * len(symbols) and 0 not in ports
+    assert len(set(ports)) <= 4, sorted(ports)
 
 
 def test_repeated_cursor_is_detected(client: RestClient, sandbox: Sandbox) -> None:
