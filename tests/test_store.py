@@ -10,13 +10,14 @@ import signal
 import socket
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fsspec.implementations.local import LocalFileSystem as FsspecLocalFileSystem
 
 from massive_feeds.cli import main
 from massive_feeds.config import PLANS, Settings
@@ -653,3 +654,34 @@ def test_month_file_row_groups_are_cut_at_symbols_and_found_by_the_index(sb: San
         got = load_raw(pick, "2024-01-29", "2024-01-30", "30m", store=store_dir)
         assert set(got["symbol"]) == set(pick)
         assert_same_bars(got, flat(pick, "2024-01-29", "2024-01-30", "30m", settings=settings))
+
+
+class _ReplacedWhileOpening(FsspecLocalFileSystem):
+    """A real local filesystem on which, the first time a month file is opened for reading, another ingest
+    replaces that month first: what a concurrent writer does between a query's manifest read and its open."""
+
+    cachable = False  # fsspec would hand back one shared instance per arguments
+
+    def __init__(self, replace_month: Callable[[], object]) -> None:
+        super().__init__()
+        self.replace_month, self.fired = replace_month, False
+
+    def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        if not self.fired and "r" in mode and "month=" in str(path):
+            self.fired = True
+            self.replace_month()
+        return super()._open(path, mode, *args, **kwargs)
+
+
+def test_a_query_racing_an_ingest_reads_the_new_month_file(sb: Sandbox, settings: Settings, store_dir: Path) -> None:
+    """The ingest deletes the month file the query was about to open (after saving the new manifest): the query
+    reads again from the new manifest and gets every day, instead of failing on the missing file or
+    answering from the old one."""
+    ingest(MINUTE, "2024-01-29", "2024-01-30", store=store_dir, settings=settings)
+    (old,) = month_files(store_dir)
+    racing = _ReplacedWhileOpening(lambda: ingest(MINUTE, "2024-01-31", "2024-01-31", store=store_dir,
+                                                  settings=settings))
+    got = load_raw(SYMBOLS, "2024-01-29", "2024-01-31", "1h", store=str(store_dir), filesystem=racing)
+    assert racing.fired and month_files(store_dir) != [old]
+    assert got.attrs["not_ingested_days"] == []
+    assert_same_bars(got, flat(SYMBOLS, "2024-01-29", "2024-01-31", "1h", settings=settings))
