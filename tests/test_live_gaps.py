@@ -28,6 +28,12 @@ GRACE = 2.0 * SPEED
 from tests._stream_support import FAST  # noqa: E402
 
 
+def bar_row(d: Any) -> dict[str, Any]:
+    """The current bar of feed ``d`` with its status, as the strategies below record it."""
+    return {"timestamp": pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC"), "open": d.open[0], "high": d.high[0],
+            "low": d.low[0], "close": d.close[0], "volume": d.volume[0], "status": d._laststatus}
+
+
 class DropRepeatedly(bt.Strategy):
     """Drop the sandbox's stocks socket after every second live bar, ``DROPS`` times; stop after two
     live bars past the last reconnect. Records every bar with its status."""
@@ -48,9 +54,7 @@ class DropRepeatedly(bt.Strategy):
 
     def next(self) -> None:
         d = self.data
-        self.rows.append({"timestamp": pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC"), "open": d.open[0],
-                          "high": d.high[0], "low": d.low[0], "close": d.close[0], "volume": d.volume[0],
-                          "status": d._laststatus})
+        self.rows.append(bar_row(d))
         if d._laststatus != d.LIVE:
             return
         self.live_since_drop += 1
@@ -101,9 +105,7 @@ class StopAfterLive(bt.Strategy):
 
     def next(self) -> None:
         d = self.data
-        self.rows.append({"timestamp": pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC"), "open": d.open[0],
-                          "high": d.high[0], "low": d.low[0], "close": d.close[0], "volume": d.volume[0],
-                          "status": d._laststatus})
+        self.rows.append(bar_row(d))
         if d._laststatus == d.LIVE:
             self.live += 1
             if self.live == self.p.live_bars:
