@@ -54,8 +54,8 @@ from ..storage import TEMP_SUFFIX
 from .core import HistoryStore, parse_dataset
 from .daytask import DayResult, DayTask, day_file_path
 from .engines import FATAL_ERRORS, check_engine, make_runner
-from .manifest import DayEntry, Manifest
-from .monthfile import build_month_file, is_month_file, month_file_path, month_of
+from .manifest import DayEntry, Manifest, is_month_file
+from .monthfile import build_month_file, month_file_path, month_of
 
 log = logging.getLogger(__name__)
 

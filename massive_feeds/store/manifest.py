@@ -34,9 +34,16 @@ FORMAT = 2
 #: Manifest formats this version reads: 1 (day files only), 2 (day and month files).
 READABLE_FORMATS = (1, 2)
 MANIFEST_NAME = "_manifest.json"
+#: Folder prefix of month files (:mod:`.monthfile`), the files a format-2 manifest may name.
+MONTH_PREFIX = "month="
 #: A day without a file counts as settled (no need to list it again) once it was checked this long after the
 #: day began: files land around 11:00 New York the next day.
 ABSENT_SETTLES_AFTER = timedelta(days=2)
+
+
+def is_month_file(rel: str) -> bool:
+    """Whether the stored file ``rel`` (relative to its dataset folder) is a month file."""
+    return rel.startswith(MONTH_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ class Manifest:
     # --- JSON -----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         doc = {
-            "format": FORMAT if any(e.file.startswith("month=") for e in self.days.values()) else 1,
+            "format": FORMAT if any(is_month_file(e.file) for e in self.days.values()) else 1,
             "dataset": self.dataset,
             "days": {d.isoformat(): e.as_json() for d, e in sorted(self.days.items())},
             "absent": {d.isoformat(): t.isoformat() for d, t in sorted(self.absent.items())},

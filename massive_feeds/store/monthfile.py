@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from .daytask import META_KEY, PARQUET_OPTIONS, STORE_SCHEMA
 from .location import StoreLocation
-from .manifest import DayEntry
+from .manifest import MONTH_PREFIX, DayEntry, is_month_file
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 #: full-market days (~1,000 groups): 32 k keeps the footer at 0.6 MB (~6 ms to parse); 16 k doubles the footer
 #: and its parse time (~18 ms) for a smaller decode than that saves.
 MONTH_ROW_GROUP_ROWS = 32_768
-MONTH_PREFIX = "month="
 #: A month file's Parquet options: those of day files, with the bar times delta-encoded (a symbol's month of
 #: minute times is a near-constant step: 131 MB of timestamps in plain encoding for 20 full-market days, 40 MB
 #: delta-encoded; decoding costs the same) and zstd level 1 (the merge's largest cost is compressing: level 1
@@ -55,10 +54,6 @@ MONTH_PARQUET_OPTIONS = {**PARQUET_OPTIONS, "compression_level": 1,
 
 def month_of(day: date) -> str:
     return f"{day:%Y-%m}"
-
-
-def is_month_file(rel: str) -> bool:
-    return rel.startswith(MONTH_PREFIX)
 
 
 def month_file_path(month: str, entries: dict[date, DayEntry]) -> str:
@@ -376,5 +371,5 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
             fh.close()
 
 
-__all__ = ["MONTH_ROW_GROUP_ROWS", "MonthBuild", "build_month_file", "is_month_file", "month_file_path", "month_of",
+__all__ = ["MONTH_ROW_GROUP_ROWS", "MonthBuild", "build_month_file", "month_file_path", "month_of",
            "read_store_file"]
