@@ -3,9 +3,8 @@
 The fast path cuts the ``results`` array out of the body. When every bar object has the same keys in the
 same order (the service's compact form), :mod:`.flatjson` reads it as CSV after checking that layout byte
 for byte (3-4x pyarrow's JSON reader); other arrays go as newline-delimited JSON through pyarrow's JSON
-reader. The small remainder (``status``,
-``next_url``, …) goes through orjson. Any body the fast paths cannot vouch for falls back to a plain orjson
-parse, so odd-but-valid responses still parse.
+reader. The small remainder (``status``, ``next_url``, …) goes through orjson. Any body the fast paths cannot
+vouch for falls back to a plain orjson parse, so odd-but-valid responses still parse.
 """
 
 from __future__ import annotations
