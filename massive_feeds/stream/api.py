@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from itertools import repeat
 from math import isnan
 from typing import Any, AsyncIterator, Iterable, Sequence
 
@@ -39,6 +38,7 @@ from .events import (
     GapEvent,
     StatusEvent,
     StreamEvent,
+    as_events,
     ms_to_datetime,
 )
 from .hub import DEFAULT_MAX_PENDING
@@ -47,8 +47,6 @@ from .throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 _PLAN: Any = object()
-_new = tuple.__new__
-_AS_EVENT = repeat(StreamEvent)
 
 
 def _n(x: Any) -> Any:
@@ -152,7 +150,7 @@ async def stream_events(
                 rows = batch
             buf.pending -= len(rows)
             # parser rows become StreamEvents on the consuming side, in C (map over tuple.__new__)
-            for event in map(_new, _AS_EVENT, rows):
+            for event in as_events(rows):
                 yield event
     finally:
         await client.close()

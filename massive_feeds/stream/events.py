@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from math import isnan, nan
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import Any, Iterable, Iterator, NamedTuple
 
 # --- kinds ---------------------------------------------------------------------------------------
 TRADE = "trade"
@@ -220,6 +221,12 @@ def as_event(row: tuple[Any, ...]) -> StreamEvent:
     queued tuple-*subclass* instance would be rescanned by each collection; listeners receive
     ``StreamEvent`` objects made this way on their own thread."""
     return tuple.__new__(StreamEvent, row)
+
+
+def as_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[StreamEvent]:
+    """Parser rows as :class:`StreamEvent` objects (see :func:`as_event`), lazily, made in C: ``map`` over
+    ``tuple.__new__``, no Python call per row."""
+    return map(tuple.__new__, repeat(StreamEvent), rows)
 
 #: A ``StreamEvent`` with every numeric field missing; ``_replace`` it to build test events.
 EMPTY_EVENT = StreamEvent("", "", 0, 0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, 0)

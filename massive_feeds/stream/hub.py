@@ -28,11 +28,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from itertools import repeat
 from time import monotonic, time_ns
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from .events import GAP, OVERFLOW, STATUS, Event, StatusEvent, StreamEvent
+from .events import GAP, OVERFLOW, STATUS, Event, StatusEvent, as_events
 from .protocol import TypedFrame
 from .throttle import ThrottledLog
 
@@ -41,8 +40,6 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[Event], Any]
 BatchCallback = Callable[[Sequence[Event]], Any]
 DEFAULT_MAX_PENDING = 100_000
-_new = tuple.__new__
-_AS_EVENT = repeat(StreamEvent)  # map(_new, _AS_EVENT, rows): rows → StreamEvents without a Python call each
 
 
 class _Delivery:
@@ -96,12 +93,12 @@ class _Delivery:
         fn = self.fn
         if self.batched:
             try:
-                fn(batch if control else list(map(_new, _AS_EVENT, batch)))  # type: ignore[arg-type]
+                fn(batch if control else list(as_events(batch)))  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - isolate the consumer
                 self._failed(exc)
         else:
             # rows become StreamEvents in C (map over tuple.__new__); the one Python call per event is fn's
-            events: Iterable[Any] = batch if control else map(_new, _AS_EVENT, batch)
+            events: Iterable[Any] = batch if control else as_events(batch)
             for ev in events:
                 try:
                     fn(ev)
