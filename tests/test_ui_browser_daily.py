@@ -30,7 +30,7 @@ from tests.test_ui_browser import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 SHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
 WAIT_MS = 30_000
@@ -52,6 +52,24 @@ def _pick(page: Page, label: str, option: str) -> None:
             if attempt == 2:
                 raise
             page.keyboard.press("Escape")
+
+
+def _open_popover(page: Page, opener: str, button: str) -> Locator:
+    """Open the popover whose button text contains ``opener`` and return ``button`` inside it, opening it
+    again when a rerun closed it (or showed it for the previous pick) before ``button`` appeared."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    target = page.get_by_role("button", name=button, exact=True)
+    for attempt in range(3):
+        page.get_by_role("button", name=re.compile(re.escape(opener))).click()
+        try:
+            target.wait_for(state="visible", timeout=10_000)
+            return target
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +207,8 @@ def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: t
     expect(overlaid).to_contain_text("close, % since first bar")
     p.screenshot(path=str(SHOTS / "05_inspect_recording_overlaid.png"), full_page=True)
     _pick(p, "Inspect dataset", "aapl_daily")
-    p.get_by_role("button", name=re.compile("Delete dataset")).click()
-    p.get_by_role("button", name="Delete aapl_daily").click()
+    expect(p.locator(".st-key-dl_inspect_chart_chart .js-plotly-plot").last.locator(".boxlayer .trace")
+           ).to_have_count(1)  # the rerun for the new pick has drawn aapl_daily alone
+    _open_popover(p, "Delete dataset", "Delete aapl_daily").click()
     expect(p.get_by_text("Deleted dataset aapl_daily (aapl_daily.parquet).")).to_be_visible()
     assert not (tmp / "datasets" / "aapl_daily.parquet").exists()
