@@ -333,7 +333,20 @@ def _both_paths(market: str, items: list) -> tuple[object, list[tuple], list[tup
     typed_rows = data.rows() if isinstance(data, TypedFrame) else data
     reference, ref_statuses = FrameParser(market, typed=False).parse(raw, 42)
     assert statuses == ref_statuses
+    if isinstance(data, TypedFrame):
+        _typed_events_match(data, reference)
     return data, typed_rows, reference
+
+
+def _typed_events_match(data: TypedFrame, reference: list[tuple]) -> None:
+    """The frame's events, made straight from its structs both ways (a list; one by one through
+    ``deliver``), are the reference rows' StreamEvents: same values, types and order."""
+    expected = [E.as_event(r) for r in reference]
+    delivered: list = []
+    data.deliver(delivered.append, pytest.fail)
+    for got in (data.events(), delivered):
+        assert all(type(e) is E.StreamEvent for e in got)
+        assert _same_rows(got, expected)
 
 
 @pytest.mark.parametrize("market,channel", [(m, c) for m, chans in SPEC_EXAMPLES.items() if m != "status"
@@ -376,6 +389,25 @@ def test_typed_decoder_refuses_surprises_and_the_reference_path_decides(surprise
     assert not isinstance(data, TypedFrame) and _same_rows(typed_rows, reference)
     times = [r[2] for r in typed_rows]
     assert times[0] == T0 and times[-1] == T0 + 2  # the good events survive, in order
+
+
+def test_typed_delivery_isolates_a_raising_callback_and_goes_on_in_order() -> None:
+    items = [_quote(i) for i in range(6)]
+    data, _, reference = _both_paths("stocks", items)
+    assert isinstance(data, TypedFrame)
+    seen: list = []
+    failures: list = []
+
+    def fn(ev: E.StreamEvent) -> None:
+        seen.append(ev.time_ms)
+        if ev.time_ms in (T0 + 1, T0 + 4):
+            raise ValueError(ev.time_ms)
+
+    data.deliver(fn, failures.append)
+    assert seen == [T0 + i for i in range(6)]  # every event once, in order, the raising ones included
+    assert [type(x) for x in failures] == [ValueError, ValueError]
+    assert [x.args[0] for x in failures] == [T0 + 1, T0 + 4]
+    assert len(reference) == 6
 
 
 def test_forex_exchange_that_is_not_digits_goes_the_reference_way() -> None:

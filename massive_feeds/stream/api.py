@@ -139,7 +139,7 @@ async def stream_events(
                 await buf.ready.wait()
             batch = buf.items.popleft()
             if type(batch) is TypedFrame:
-                rows = batch.rows()  # built here, on the consuming side (indexing it first would build twice)
+                events: Iterable[Event] = batch.events()  # built here, on the consuming side, from the structs
             elif batch[0][0] in (STATUS, GAP):
                 event = batch[0]
                 _raise_if_fatal(client, event)
@@ -147,10 +147,10 @@ async def stream_events(
                     yield event
                 continue
             else:
-                rows = batch
-            buf.pending -= len(rows)
-            # parser rows become StreamEvents on the consuming side, in C (map over tuple.__new__)
-            for event in as_events(rows):
+                # parser rows (the reference path) become StreamEvents here, in C (map over tuple.__new__)
+                events = as_events(batch)
+            buf.pending -= len(batch)
+            for event in events:
                 yield event
     finally:
         await client.close()

@@ -63,42 +63,50 @@ class _Delivery:
             if kind is not None and self.symbols is None:  # one kind: the filter is one test per frame
                 if self.kinds is not None and kind not in self.kinds:
                     return
-                batch = batch.rows()  # built here, on the consuming thread (see TypedFrame)
-                self._send(batch, False)
+                # events built here, on the consuming thread (see TypedFrame), straight from the structs
+                if self.batched:
+                    try:
+                        self.fn(batch.events())  # type: ignore[arg-type]
+                    except Exception as exc:  # noqa: BLE001 - isolate the consumer
+                        self._failed(exc)
+                else:
+                    batch.deliver(self.fn, self._failed)  # type: ignore[arg-type]
+                self.delivered += len(batch)
                 return
-            batch = batch.rows()
-            control = False
-        else:
-            control = batch[0][0] in (STATUS, GAP)
-        if control:
+            batch = batch.events()  # mixed kinds, or a symbol filter: built, then filtered below
+            ready = True
+        elif batch[0][0] in (STATUS, GAP):
             if self.symbols is not None or self.kinds is not None:
                 batch = [ev for ev in batch if self._accept(ev)]
-                if not batch:
-                    return
+            self._send(batch, True)
+            return
         else:
-            # Data batches (one frame of rows): filter in one comprehension, no call per event.
-            kinds, symbols = self.kinds, self.symbols
-            if symbols is not None:
-                if kinds is not None:
-                    batch = [r for r in batch if r[0] in kinds and r[1] in symbols]
-                else:
-                    batch = [r for r in batch if r[1] in symbols]
-            elif kinds is not None:
-                batch = [r for r in batch if r[0] in kinds]
-            if not batch:
-                return
-        self._send(batch, control)
+            ready = False  # parser rows (the reference path), made StreamEvents in _send
+        # Data batches (one frame of rows or events): filter in one comprehension, no call per event.
+        kinds, symbols = self.kinds, self.symbols
+        if symbols is not None:
+            if kinds is not None:
+                batch = [r for r in batch if r[0] in kinds and r[1] in symbols]
+            else:
+                batch = [r for r in batch if r[1] in symbols]
+        elif kinds is not None:
+            batch = [r for r in batch if r[0] in kinds]
+        self._send(batch, ready)
 
-    def _send(self, batch: Sequence[Any], control: bool) -> None:
+    def _send(self, batch: Sequence[Any], ready: bool) -> None:
+        """Deliver a batch (nothing if empty): event objects when ``ready`` (control events, StreamEvents
+        built from a TypedFrame), else parser rows (made StreamEvents here)."""
+        if not batch:
+            return
         fn = self.fn
         if self.batched:
             try:
-                fn(batch if control else list(as_events(batch)))  # type: ignore[arg-type]
+                fn(batch if ready else list(as_events(batch)))  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - isolate the consumer
                 self._failed(exc)
         else:
             # rows become StreamEvents in C (map over tuple.__new__); the one Python call per event is fn's
-            events: Iterable[Any] = batch if control else as_events(batch)
+            events: Iterable[Any] = batch if ready else as_events(batch)
             for ev in events:
                 try:
                     fn(ev)

@@ -300,18 +300,54 @@ def _wire_struct(spec: ChannelSpec) -> Any:
                              gc=False, frozen=True)
 
 
-def _struct_builder_source(specs: list[ChannelSpec]) -> str:
-    """Source of ``build(items, r) -> rows`` over decoded structs of any of ``specs``: one
-    comprehension, one ``type(s) is`` test per channel in the order given (the frame's first channel
-    first, so a frame of one channel — the usual case — costs one test per event)."""
-    body = " ".join([f"{_row_expr(spec, struct=True)} if type(s) is C_{spec.channel} else" for spec in specs[:-1]]
+def _struct_row_body(specs: list[ChannelSpec]) -> str:
+    """Expression of the row of decoded struct ``s`` of any of ``specs``: one ``type(s) is`` test per
+    channel in the order given (the frame's first channel first, so a frame of one channel — the usual
+    case — costs one test per event); no test at all for a single spec."""
+    return " ".join([f"{_row_expr(spec, struct=True)} if type(s) is C_{spec.channel} else" for spec in specs[:-1]]
                     + [_row_expr(specs[-1], struct=True)])
-    return f"def build(items, r):\n    return [{body} for s in items]\n"
 
 
-def _struct_single_builder_source(spec: ChannelSpec) -> str:
-    """Source of ``build(items, r) -> rows`` over structs known to be all of ``spec``'s channel."""
-    return f"def build(items, r):\n    return [{_row_expr(spec, struct=True)} for s in items]\n"
+def _struct_builder_source(specs: list[ChannelSpec]) -> str:
+    """Source of ``build(items, r) -> rows`` over decoded structs of any of ``specs`` (see
+    :func:`_struct_row_body`): one comprehension."""
+    return f"def build(items, r):\n    return [{_struct_row_body(specs)} for s in items]\n"
+
+
+def _struct_events_source(specs: list[ChannelSpec]) -> str:
+    """Source of ``events(items, r) -> [StreamEvent]``: the events themselves, each made in one step
+    from its row expression (``tuple.__new__`` of the tuple display; no list of rows in between)."""
+    return f"def events(items, r):\n    return [_new(SE, {_struct_row_body(specs)}) for s in items]\n"
+
+
+def _struct_deliver_source(specs: list[ChannelSpec]) -> str:
+    """Source of ``deliver(items, r, fn, failed)``: ``fn(event)`` for each event in order, each built
+    just before its call (nothing kept per frame); an exception of ``fn`` goes to ``failed(exc)`` and
+    the next event follows, as in the listener's own loop."""
+    return (f"def deliver(items, r, fn, failed):\n"
+            f"    for s in items:\n"
+            f"        ev = _new(SE, {_struct_row_body(specs)})\n"
+            f"        try:\n"
+            f"            fn(ev)\n"
+            f"        except Exception as exc:\n"
+            f"            failed(exc)\n")
+
+
+class _Builders:
+    """The generated functions turning a frame's decoded structs into rows / events (see TypedFrame)."""
+
+    __slots__ = ("rows", "events", "deliver", "event_ms")
+
+    def __init__(self, specs: list[ChannelSpec], name: str, classes: Mapping[str, Any],
+                 event_ms: Mapping[type, Callable[[Any], int]]) -> None:
+        names = {**classes, "_new": tuple.__new__, "SE": StreamEvent}
+        self.rows: Callable[[list[Any], int], list[Row]] = _compile(_struct_builder_source(specs), "build",
+                                                                    f"build_typed_{name}", **names)
+        self.events: Callable[[list[Any], int], list[StreamEvent]] = _compile(
+            _struct_events_source(specs), "events", f"events_typed_{name}", **names)
+        self.deliver: Callable[[list[Any], int, Callable[[Any], Any], Callable[[Exception], Any]], None] = \
+            _compile(_struct_deliver_source(specs), "deliver", f"deliver_typed_{name}", **names)
+        self.event_ms = event_ms
 
 
 def _struct_event_ms_source(spec: ChannelSpec) -> str:
@@ -362,13 +398,13 @@ class _TypedMarket:
             union = union | structs[spec.channel]
         self.decode = _list_decoder(union)
         classes = {f"C_{code}": cls for code, cls in structs.items()}
-        #: struct type of a frame's first event → the builder testing that channel first
-        self.builders: dict[type, Callable[[list[Any], int], list[Row]]] = {
-            structs[spec.channel]: _compile(_struct_builder_source([spec, *(o for o in specs if o is not spec)]),
-                                            "build", f"build_typed_{market}_{spec.channel}", **classes)
-            for spec in specs}
         self.event_ms: dict[type, Callable[[Any], int]] = {
             structs[spec.channel]: _compile(_struct_event_ms_source(spec), "event_ms", f"event_ms_{spec.channel}")
+            for spec in specs}
+        #: struct type of a frame's first event → the builders testing that channel first
+        self.builders: dict[type, _Builders] = {
+            structs[spec.channel]: _Builders([spec, *(o for o in specs if o is not spec)], f"{market}_{spec.channel}",
+                                             classes, self.event_ms)
             for spec in specs}
         # Per channel, a decoder of a frame of that channel only: when it accepts, the frame is known to be
         # of one kind for free (no type test per event; listeners filter by kind once per frame). Paired
@@ -376,11 +412,11 @@ class _TypedMarket:
         # (A required key whose pattern matches nothing: no event can ever decode as it.)
         nothing = msgspec.defstruct("WireNothing", [("never", Annotated[str, msgspec.Meta(pattern="(?!)")])],
                                     tag_field="ev", tag="\x00none", gc=False, frozen=True)
-        self.single: dict[type, tuple[Callable[[bytes | str], list[Any]], Callable[[list[Any], int], list[Row]], str]]
+        self.single: dict[type, tuple[Callable[[bytes | str], list[Any]], _Builders, str]]
         self.single = {
             structs[spec.channel]: (
                 _list_decoder(structs[spec.channel] | nothing),
-                _compile(_struct_single_builder_source(spec), "build", f"build_typed_{spec.channel}_only"),
+                _Builders([spec], f"{spec.channel}_only", classes, self.event_ms),
                 spec.kind)
             for spec in specs}
 
@@ -399,7 +435,8 @@ def _typed_market(market: str) -> _TypedMarket | None:
 
 class TypedFrame(Sequence[Row]):
     """The data of one frame as decoded wire structs: no per-event Python object is built on the
-    socket thread; whoever consumes the frame builds its rows (:meth:`rows`, a fresh list each call).
+    socket thread; whoever consumes the frame builds its events (:meth:`events`, :meth:`deliver`) or
+    rows (:meth:`rows`), a fresh list each call.
 
     Why: rows queued between the socket thread and a listener thread are GC-tracked tuples, and a
     backlog of them makes every young-generation collection walk all of them (a third of the CPU of
@@ -408,16 +445,14 @@ class TypedFrame(Sequence[Row]):
     (``len``, indexing and iteration; indexing builds the rows once and keeps them).
     """
 
-    __slots__ = ("structs", "received_ns", "kind", "_build", "_event_ms", "_rows")
+    __slots__ = ("structs", "received_ns", "kind", "_build", "_rows")
 
-    def __init__(self, structs: list[Any], received_ns: int, build: Callable[[list[Any], int], list[Row]],
-                 event_ms: Mapping[type, Callable[[Any], int]], kind: str | None = None) -> None:
+    def __init__(self, structs: list[Any], received_ns: int, build: _Builders, kind: str | None = None) -> None:
         self.structs = structs
         self.received_ns = received_ns
         #: the kind of every event when the frame is known to hold one channel only, else ``None``
         self.kind = kind
         self._build = build
-        self._event_ms = event_ms
         self._rows: list[Row] | None = None
 
     def __repr__(self) -> str:
@@ -425,16 +460,25 @@ class TypedFrame(Sequence[Row]):
 
     def rows(self) -> list[Row]:
         """The frame's rows (plain tuples in :class:`StreamEvent` field order), built now."""
-        return self._build(self.structs, self.received_ns)
+        return self._build.rows(self.structs, self.received_ns)
+
+    def events(self) -> list[StreamEvent]:
+        """The frame's :class:`StreamEvent` objects, built now (equal to ``as_event`` of each row)."""
+        return self._build.events(self.structs, self.received_ns)
+
+    def deliver(self, fn: Callable[[StreamEvent], Any], failed: Callable[[Exception], Any]) -> None:
+        """``fn(event)`` for each event in order, each built just before its call; an exception ``fn``
+        raises is passed to ``failed`` and delivery goes on with the next event."""
+        self._build.deliver(self.structs, self.received_ns, fn, failed)
 
     def first_ms(self) -> int:
         """Provider time of the first event (aggregates: window end)."""
         s = self.structs[0]
-        return self._event_ms[type(s)](s)
+        return self._build.event_ms[type(s)](s)
 
     def last_ms(self) -> int:
         s = self.structs[-1]
-        return self._event_ms[type(s)](s)
+        return self._build.event_ms[type(s)](s)
 
     def __len__(self) -> int:
         return len(self.structs)
@@ -516,7 +560,7 @@ class FrameParser:
                         pass  # another channel, a mixed frame, or a surprise: see below
                     else:
                         if structs:
-                            return TypedFrame(structs, received_ns, build, typed.event_ms, kind), []
+                            return TypedFrame(structs, received_ns, build, kind), []
                         return [], []
                 try:
                     structs = typed.decode(raw)
@@ -531,10 +575,10 @@ class FrameParser:
                     elif all(map(first.__instancecheck__, structs)):  # one channel after all: guess it next
                         self._guess = first
                         decode, build, kind = typed.single[first]
-                        return TypedFrame(structs, received_ns, build, typed.event_ms, kind), []
+                        return TypedFrame(structs, received_ns, build, kind), []
                     else:  # channels mixed: skip the one-channel try for a while
                         self._mixed_typed_frames = self.MIXED_BACKOFF
-                    return TypedFrame(structs, received_ns, typed.builders[first], typed.event_ms), []
+                    return TypedFrame(structs, received_ns, typed.builders[first]), []
         return self._parse_untyped(raw, received_ns)
 
     def _parse_untyped(self, raw: bytes | str, received_ns: int) -> tuple[list[Row], list[dict[str, Any]]]:
