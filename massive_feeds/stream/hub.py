@@ -242,6 +242,9 @@ class Listener(_Delivery):
                 for batch in batches:
                     self._deliver(batch)
             finally:
+                # Free the delivered frames here, not when ``batches`` is next rebound under the lock: freeing
+                # thousands of decoded events takes a while, and the socket thread's offer() needs that lock.
+                batches = batch = None  # type: ignore[assignment]
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
