@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     url, key = parent.recv()
     runs = {name: fn for name, fn in RUNS.items() if not args.only or any(s in name for s in args.only)}
     print(f"firehose: {args.events:,} stock quote events in frames of {args.batch}, server pid {server.pid} "
-          f"at {url}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
+          f"at {url}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict[str, list[float]] = {name: [] for name in runs}
     lost: dict[str, int] = {}
     cpu: dict[str, list[float]] = {name: [] for name in runs}  # this process's CPU seconds per run (all threads)
@@ -270,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {name:28s} {statistics.median(r):.0%} ({min(r):.0%}–{max(r):.0%})   "
                           f"{statistics.median(secs):.2f} CPU-s per run")
     ok = not lost
-    print(f"\nzero loss by count: {'yes' if not lost else f'NO: {lost}'}")
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min; "
+          f"{os.cpu_count()} CPUs)")
+    print(f"zero loss by count: {'yes' if not lost else f'NO: {lost}'}")
     ours = max((v for k, v in best.items() if k.startswith("ours")), default=None)
     # "info:" runs are reported but not held to the targets
     official = best.get("official")
