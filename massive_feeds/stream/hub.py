@@ -12,7 +12,7 @@ client's processor: no queue, no thread switch, no drops — and no protection, 
 (count, append to your own queue). Its exceptions are still isolated.
 
 Batches of data may be :class:`~massive_feeds.stream.protocol.TypedFrame` objects (decoded wire structs
-whose rows each listener builds on its own thread), or hold plain tuples in :class:`StreamEvent` field
+from which each listener builds its ``StreamEvent`` objects on its own thread), or hold plain tuples in :class:`StreamEvent` field
 order (what the parser builds:
 exact tuples are invisible to the garbage collector, while a queue of tuple-subclass instances is
 rescanned by every collection — that alone cost ~40 % of throughput); listeners always receive
