@@ -15,10 +15,12 @@ It returns *rows*: plain tuples in :class:`StreamEvent` field order, which consu
 Fastest path (when ``msgspec`` is installed, as the ``live`` extra does): each channel also gets a
 typed ``msgspec`` struct (only the keys we keep, tagged by ``ev``), and a frame is decoded straight
 into those structs in C — no dict per event, unknown keys skipped unread, required keys and value
-types checked while decoding — then turned into rows by one generated comprehension. This costs
-less than ``orjson.loads`` alone. Whatever the typed decode refuses (a status message, an unknown
-channel, a missing key, an unexpected value type, bad JSON) is parsed again by the ``orjson`` path
-below, which is the reference behaviour: both paths give identical rows (tested on real payloads).
+types checked while decoding. This costs less than ``orjson.loads`` alone. The frame's consumer then
+builds its ``StreamEvent`` objects straight from the structs (:class:`TypedFrame`: one generated
+comprehension, or a generated per-event delivery loop; rows only on request). Whatever the typed decode
+refuses (a status message, an unknown channel, a missing key, an unexpected value type, bad JSON) is
+parsed again by the ``orjson`` path below, which is the reference behaviour: both paths give identical
+rows and events (tested on real payloads).
 """
 
 from __future__ import annotations
