@@ -77,7 +77,8 @@ def _columns(table: pa.Table, kind: str) -> dict[str, np.ndarray]:
             continue
         col = table.column(name)
         if name == "conditions":
-            joined = pc.binary_join(pc.cast(col, pa.list_(pa.string())), ",")
+            # the CSV route hands over the codes already joined (see .flatjson.read_uniform)
+            joined = col if pa.types.is_string(col.type) else pc.binary_join(pc.cast(col, pa.list_(pa.string())), ",")
             out[name] = pc.fill_null(joined, "").combine_chunks()  # text stays in arrow: no Python objects
         elif name == "id":
             out[name] = pc.fill_null(col, "").combine_chunks()
@@ -98,8 +99,11 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
     if body[start + 1 : start + 64].lstrip().startswith(b"]"):
         end = body.find(b"]", start)
         return schema.empty_table(), body[:key] + b'"results":null' + body[end + 1 :]
-    # tick objects are flat (their only arrays hold integers), so the first "}]" closes the results
-    end = body.find(b"}]", start) + 1
+    # tick objects are flat (their only arrays hold integers), so a "}]" closes the results; the envelope
+    # after them is short, so the last one is found at once (a forward search reads all 10 MB of a full
+    # page). Should it not close the results (a "}]" inside an envelope string), the inner text is not a
+    # list of objects and both readers below refuse it: the general parse then runs.
+    end = body.rfind(b"}]", start) + 1
     if end <= 0:
         close = _ARRAY_END.search(body, start)  # pretty-printed: "}\n    ]"
         if close is None:
