@@ -92,12 +92,30 @@ def _read_body(resp: requests.Response) -> bytes:
 
 
 _GzipError: Any  # isal's or zlib's error type (isal's stub types it as an instance)
+_inflater: Any
 try:
-    from isal.igzip import decompress as _gunzip
+    from isal import isal_zlib as _inflater
     from isal.isal_zlib import error as _GzipError
 except ImportError:  # pragma: no cover - isal is part of the flatfiles extra
-    from gzip import decompress as _gunzip
+    _inflater = zlib
     _GzipError = zlib.error
+
+
+def _gunzip(raw: bytes) -> bytes:
+    """A gzip body inflated in one call per member (a decompress object: a third of the time of isal's
+    ``igzip.decompress``, which reads its input through a file object in steps). The CRC and length in each
+    member's trailer are checked by the inflater; a body cut short raises; further members (rare in HTTP,
+    valid in gzip) are inflated and appended, as ``gzip.decompress`` does, zero padding after one ignored."""
+    parts = []
+    rest = raw
+    while True:
+        inflate = _inflater.decompressobj(31)  # 16 + 15: gzip header and trailer
+        parts.append(inflate.decompress(rest))
+        if not inflate.eof:
+            raise EOFError("gzip body ends before its last member does")
+        rest = inflate.unused_data.lstrip(b"\x00")
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _retry_after(resp: requests.Response) -> float | None:
