@@ -124,6 +124,29 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
     return table, envelope
 
 
+def _typed(values: list[Any], field: pa.Field) -> pa.Array:
+    """One column of the general path, with only value-preserving conversions: ``pa.Table.from_pylist`` with
+    a schema would turn ``12.5`` into the integer 12 and ``"12"`` into a number. Here the values' own type is
+    inferred, then cast safely (an integral float such as ``12.0`` becomes 12; ``12.5``, a string or a boolean
+    in a numeric column, or an integer beyond int64, raise)."""
+    arr = pa.array(values)
+    inferred, want = arr.type, field.type
+    if pa.types.is_list(want) and pa.types.is_list(inferred):
+        inferred, want = inferred.value_type, want.value_type
+    if not (pa.types.is_null(inferred) or inferred == want
+            or ((pa.types.is_integer(want) or pa.types.is_floating(want))
+                and (pa.types.is_integer(inferred) or pa.types.is_floating(inferred)))):
+        raise pa.ArrowTypeError(f"{field.name}: {arr.type} values where {field.type} is expected")
+    return arr.cast(field.type, safe=True)
+
+
+def _rows_table(rows: list[Any], schema: pa.Schema) -> pa.Table:
+    """The general path's table: the ``schema`` columns of decoded result objects (absent keys are nulls)."""
+    if not all(isinstance(r, dict) for r in rows):
+        raise TypeError("a result that is not an object")
+    return pa.table([_typed([r.get(f.name) for r in rows], f) for f in schema], schema=schema)
+
+
 def parse_ticks(body: bytes, kind: str) -> TicksPage:
     """Parse one ``/v3/trades`` or ``/v3/quotes`` body (``kind``: ``trades``/``quotes``).
 
@@ -139,10 +162,10 @@ def parse_ticks(body: bytes, kind: str) -> TicksPage:
             meta: Any = orjson.loads(envelope)
         else:
             meta = orjson.loads(body)
-            rows = meta.get("results") or []
-            table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+            table = _rows_table(meta.get("results") or [], schema)
         columns = _columns(table, kind)
-    except (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError) as exc:
+    except (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError,
+            OverflowError) as exc:
         raise BadResponseError(f"malformed {kind} response ({len(body)} bytes): {exc}") from None
     if not isinstance(meta, dict) or "status" not in meta:
         raise BadResponseError(f"{kind} response without a 'status' field")
