@@ -156,7 +156,7 @@ def bench_flatfile(sb: Sandbox, folder: Path) -> None:
 
 
 # --- 3. REST page ----------------------------------------------------------------------------------------
-def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 9) -> None:
+def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15) -> None:
     """One full page (50,000) of ``kind`` from a loopback server answering with the same gzip body to both
     clients: ours without and with the result cache written (the entry is cleared, untimed, after each run so
     every run fetches and writes), and the official client's ``list_quotes``/``list_trades`` into a frame."""
@@ -194,7 +194,7 @@ def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 9) -> None:
     runs = interleaved({names[0]: theirs, names[1]: ours, names[2]: lambda: ours(True)}, rounds,
                        after={names[2]: cache_landed})  # warm-up, then alternating order
     print(f"[REST {kind}] one page of {n:,} {kind} ({len(body) / 1e6:.1f} MB JSON), median of {rounds} "
-          f"interleaved rounds (min-max)")
+          f"interleaved rounds (min-max); load average {os.getloadavg()[0]:.1f} at the end")
     for name in names:
         times = runs[name]
         print(f"  {name:38s} {statistics.median(times) * 1000:7.1f} ms  ({min(times) * 1e3:.1f}-{max(times) * 1e3:.1f})")
