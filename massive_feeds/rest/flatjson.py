@@ -86,12 +86,12 @@ def _uniform_keys(arr: np.ndarray, inner: bytes) -> tuple[dict[str, str], int, n
     if kinds is None:
         return None
     keys = list(kinds)
-    pair_of_key, pair_of_string, key_of_string = [], [], []
-    for j, key in enumerate(keys):
+    pair_of_key: list[int] = []
+    pair_of_string: list[int] = []
+    for key in keys:
         pair_of_key.append(len(pair_of_key) + len(pair_of_string))
         if kinds[key] == _STRING:
             pair_of_string.append(pair_of_key[-1] + 1)
-            key_of_string.append(j)
     pairs = len(pair_of_key) + len(pair_of_string)
     quotes = np.flatnonzero(arr == _QUOTE)
     n = len(quotes) // (2 * pairs)
