@@ -10,7 +10,8 @@ against baselines measured in the same run:
 3. REST v3: one 50,000-quote page and one 50,000-trade page → DataFrame, ours (the REST piece of
    ``fetch_ticks_rest``: HTTP + gzip + parse + tick schema, without and with the result cache written)
    against the official client's ``list_quotes`` / ``list_trades`` into a DataFrame, all from a loopback
-   server answering with the same gzip body.
+   server answering with the same gzip body; then the same pages in real pages' shape, where optional keys
+   vary from one tick to the next.
 
 Run: .venv/bin/python benchmarks/bench_ticks.py [rest] [cerebro] [flatfile]   (all three by default)
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 import backtrader as bt
+import numpy as np
 import orjson
 import pandas as pd
 import requests
@@ -156,10 +158,36 @@ def bench_flatfile(sb: Sandbox, folder: Path) -> None:
 
 
 # --- 3. REST page ----------------------------------------------------------------------------------------
-def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15) -> None:
+def real_shape(rows: list[dict], kind: str) -> list[dict]:
+    """The sandbox's ticks in the shape of real pages, where optional keys come and go from one object to the
+    next (so the exact CSV route refuses the page and pyarrow's JSON reader reads it): trades with
+    ``conditions`` on most, ``trf_id``/``trf_timestamp`` on about a third, a rare ``correction``; quotes with
+    ``conditions``/``indicators`` on some. Keys stay in the service's alphabetical order."""
+    rng = np.random.default_rng(17)
+    out = []
+    for r in rows:
+        extra: dict = {}
+        if kind == "trades":
+            if rng.random() < 0.85:
+                extra["conditions"] = sorted(int(c) for c in rng.choice([2, 12, 14, 37, 41, 53], rng.integers(1, 4), False))
+            if rng.random() < 0.01:
+                extra["correction"] = 1
+            if rng.random() < 0.35:
+                extra.update(trf_id=201, trf_timestamp=r["sip_timestamp"] - 45_000)
+        else:
+            if rng.random() < 0.2:
+                extra["conditions"] = [1]
+            if rng.random() < 0.1:
+                extra["indicators"] = [604]
+        out.append(dict(sorted({**r, **extra}.items())))
+    return out
+
+
+def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15, shape: str = "sandbox") -> None:
     """One full page (50,000) of ``kind`` from a loopback server answering with the same gzip body to both
     clients: ours without and with the result cache written (the entry is cleared, untimed, after each run so
-    every run fetches and writes), and the official client's ``list_quotes``/``list_trades`` into a frame."""
+    every run fetches and writes), and the official client's ``list_quotes``/``list_trades`` into a frame.
+    ``shape="real"``: the same ticks with real pages' optional keys (:func:`real_shape`)."""
     from massive import RESTClient
 
     url = f"{sb.rest_url}/v3/{kind}/AAPL"
@@ -168,15 +196,17 @@ def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15) -> None:
     params = {"timestamp.gte": lo, "timestamp.lt": hi, "limit": 50_000, "order": "asc", "sort": "timestamp"}
     page = requests.get(url, params=params, headers={"Authorization": f"Bearer {sb.api_key}"}, timeout=60).json()
     page.pop("next_url", None)
+    if shape == "real":
+        page["results"] = real_shape(page["results"], kind)
     n = len(page["results"])
     body = orjson.dumps(page)
     server = serve_fixed(body)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    settings = sb.settings(home=folder / f"rest-{kind}", plan="unlimited").with_overrides(rest_url=base)
+    settings = sb.settings(home=folder / f"rest-{kind}-{shape}", plan="unlimited").with_overrides(rest_url=base)
     ours_client = RestClient(settings)
     official = RESTClient(api_key="bench", base=base, retries=0)
     listing = official.list_quotes if kind == "quotes" else official.list_trades
-    cache_dir = folder / f"cache-{kind}"
+    cache_dir = folder / f"cache-{kind}-{shape}"
 
     def ours(use_cache: bool = False) -> pd.DataFrame:  # one request chain = the one fixed page
         return _rest_piece(ours_client, ResultCache(cache_dir), "AAPL", kind, lo, hi, use_cache=use_cache)
@@ -193,7 +223,8 @@ def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15) -> None:
     names = (f"official list_{kind} -> DataFrame", "ours (HTTP + parse + tick schema)", "ours, result cache written")
     runs = interleaved({names[0]: theirs, names[1]: ours, names[2]: lambda: ours(True)}, rounds,
                        after={names[2]: cache_landed})  # warm-up, then alternating order
-    print(f"[REST {kind}] one page of {n:,} {kind} ({len(body) / 1e6:.1f} MB JSON), median of {rounds} "
+    label = "" if shape == "sandbox" else ", real shape (optional keys vary: the JSON reader's route)"
+    print(f"[REST {kind}{label}] one page of {n:,} {kind} ({len(body) / 1e6:.1f} MB JSON), median of {rounds} "
           f"interleaved rounds (min-max); load average {os.getloadavg()[0]:.1f} at the end")
     for name in names:
         times = runs[name]
@@ -214,6 +245,8 @@ def main(parts: tuple[str, ...] = ("rest", "cerebro", "flatfile")) -> None:
             if "rest" in parts:
                 for kind in ("quotes", "trades"):
                     bench_rest(sb, folder, kind)
+                for kind in ("quotes", "trades"):
+                    bench_rest(sb, folder, kind, shape="real")
             if "cerebro" in parts:
                 bench_cerebro(settings)
             if "flatfile" in parts:
