@@ -58,6 +58,30 @@ def _kinds(first: bytes) -> dict[str, str] | None:
     return kinds
 
 
+def _first_kinds(inner: bytes, samples: int = 16) -> dict[str, str] | None:
+    """The first object's key → value kind (:func:`_kinds`), or None when it is not flat or when one of
+    ``samples`` objects spread over the array visibly has other keys: the usual real page, whose optional
+    keys come and go, then goes straight to the general parser without the vectorised passes. Only a quick
+    refusal: the exact check follows in :func:`_uniform_keys`."""
+    first_close = inner.find(b"}")
+    kinds = _kinds(inner[: first_close + 1]) if first_close >= 0 else None
+    if kinds is None:
+        return None
+    keys = list(kinds)
+    for k in range(1, samples + 1):
+        start = inner.find(b"},{", len(inner) * k // (samples + 1))
+        close = inner.find(b"}", start + 2) if start >= 0 else -1
+        if close < 0:
+            continue
+        try:
+            other = orjson.loads(inner[start + 2 : close + 1])
+        except orjson.JSONDecodeError:  # cut inside a string: nothing learnt
+            continue
+        if isinstance(other, dict) and list(other) != keys:
+            return None
+    return kinds
+
+
 def _span_index(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """Every position in the half-open spans ``[starts[i], stops[i])``, in order (no Python loop)."""
     lengths = stops - starts
@@ -79,10 +103,9 @@ def _uniform_keys(arr: np.ndarray, inner: bytes) -> tuple[dict[str, str], int, n
     ``},{``; (3) with every number character (and every comma inside an array) deleted, the text equals the
     frame repeated ``n`` times. Keys hold no number character, so (1) and (3) pin each key's text, (2)
     leaves number runs nowhere but in a value's place, and (3) leaves nothing else there."""
-    first_close = inner.find(b"}")
-    if len(arr) < 2 or arr[0] != _OPEN or arr[-1] != _CLOSE or first_close < 0:
+    if len(arr) < 2 or arr[0] != _OPEN or arr[-1] != _CLOSE:
         return None
-    kinds = _kinds(inner[: first_close + 1])
+    kinds = _first_kinds(inner)
     if kinds is None:
         return None
     keys = list(kinds)
