@@ -16,7 +16,6 @@ JSON parser.
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import orjson
@@ -29,6 +28,7 @@ _LBRACKET, _RBRACKET, _ZERO = ord("["), ord("]"), ord("0")
 _NUMBER_CHARS = b"0123456789.+-"  # an exponent's 'e' stays: such a page takes the general parser
 _NOT_IN_KEYS = frozenset(_NUMBER_CHARS + b'{}[]:,"\\ \t\r\n')
 _CSV_TABLE = bytes.maketrans(b"{[]", b'\n""')  # an array's brackets become the quotes of one CSV field
+_NO_ARRAYS_CSV_TABLE = bytes.maketrans(b"{]", b"\n,")  # the array's closing bracket: the last row's comma
 #: an array's text as the general path renders it (integers in int64, no leading zeros or signs)
 _INT_LIST = r"^(?:(?:0|[1-9][0-9]{0,17})(?:,(?:0|[1-9][0-9]{0,17}))*)?$"
 _NUMBER, _STRING, _ARRAY = "number", "string", "array"
@@ -58,23 +58,23 @@ def _kinds(first: bytes) -> dict[str, str] | None:
     return kinds
 
 
-def _first_kinds(inner: bytes, samples: int = 16) -> dict[str, str] | None:
+def _first_kinds(data: bytes, start: int, stop: int, samples: int = 16) -> dict[str, str] | None:
     """The first object's key → value kind (:func:`_kinds`), or None when it is not flat or when one of
-    ``samples`` objects spread over the array visibly has other keys: the usual real page, whose optional
-    keys come and go, then goes straight to the general parser without the vectorised passes. Only a quick
-    refusal: the exact check follows in :func:`_uniform_keys`."""
-    first_close = inner.find(b"}")
-    kinds = _kinds(inner[: first_close + 1]) if first_close >= 0 else None
+    ``samples`` objects spread over the array ``data[start:stop]`` visibly has other keys: the usual real
+    page, whose optional keys come and go, then goes straight to the general parser without the vectorised
+    passes. Only a quick refusal: the exact check follows in :func:`_uniform_keys`."""
+    first_close = data.find(b"}", start, stop)
+    kinds = _kinds(data[start : first_close + 1]) if first_close >= 0 else None
     if kinds is None:
         return None
     keys = list(kinds)
     for k in range(1, samples + 1):
-        start = inner.find(b"},{", len(inner) * k // (samples + 1))
-        close = inner.find(b"}", start + 2) if start >= 0 else -1
+        at = data.find(b"},{", start + (stop - start) * k // (samples + 1), stop)
+        close = data.find(b"}", at + 2, stop) if at >= 0 else -1
         if close < 0:
             continue
         try:
-            other = orjson.loads(inner[start + 2 : close + 1])
+            other = orjson.loads(data[at + 2 : close + 1])
         except orjson.JSONDecodeError:  # cut inside a string: nothing learnt
             continue
         if isinstance(other, dict) and list(other) != keys:
@@ -90,8 +90,8 @@ def _span_index(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + shift
 
 
-def _uniform_keys(arr: np.ndarray, inner: bytes) -> tuple[dict[str, str], int, np.ndarray | None] | None:
-    """(key → value kind, number of objects, positions of the commas inside arrays) when ``inner`` is
+def _uniform_keys(data: bytes, start: int, stop: int) -> tuple[dict[str, str], int, bool] | None:
+    """(key → value kind, number of objects, whether there are arrays) when ``inner = data[start:stop]`` is
     exactly ``{"k1":v,...,"kk":v},{...},...`` with the first object's keys in every object, in its order,
     and each ``v`` of that key's kind: a run of number characters, ``"`` + a run of number characters +
     ``"``, or ``[`` + digits and commas + ``]``; else None.
@@ -103,9 +103,10 @@ def _uniform_keys(arr: np.ndarray, inner: bytes) -> tuple[dict[str, str], int, n
     ``},{``; (3) with every number character (and every comma inside an array) deleted, the text equals the
     frame repeated ``n`` times. Keys hold no number character, so (1) and (3) pin each key's text, (2)
     leaves number runs nowhere but in a value's place, and (3) leaves nothing else there."""
+    arr = np.frombuffer(data, np.uint8, stop - start, start)  # a view: positions below are relative to start
     if len(arr) < 2 or arr[0] != _OPEN or arr[-1] != _CLOSE:
         return None
-    kinds = _first_kinds(inner)
+    kinds = _first_kinds(data, start, stop)
     if kinds is None:
         return None
     keys = list(kinds)
@@ -153,57 +154,76 @@ def _uniform_keys(arr: np.ndarray, inner: bytes) -> tuple[dict[str, str], int, n
         array_commas = inside[arr[inside] == _COMMA]
     frame = b"{" + b",".join(b'"' + key.encode() + b'":' + {_NUMBER: b"", _STRING: b'""', _ARRAY: b"[]"}[kind]
                              for key, kind in kinds.items()) + b"}"
-    checked = inner
+    bare: bytes | bytearray
     if array_commas is not None and len(array_commas):
-        blank = arr.copy()
-        blank[array_commas] = _ZERO  # deleted with the numbers below
-        checked = blank.tobytes()
-    if checked.translate(None, _NUMBER_CHARS) != (frame + b",") * (n - 1) + frame:  # bytes * n: memcpy, no list
+        blank = bytearray(memoryview(data)[start:stop])
+        np.frombuffer(blank, np.uint8)[array_commas] = _ZERO  # deleted with the numbers below
+        bare, lo, hi = blank.translate(None, _NUMBER_CHARS), 0, None
+    else:  # the whole body, then the array's part of it found by length: no 10 MB copy of the array
+        bare = data.translate(None, _NUMBER_CHARS)
+        lo = len(data[:start].translate(None, _NUMBER_CHARS))
+        hi = len(bare) - len(data[stop:].translate(None, _NUMBER_CHARS))
+    hi = len(bare) if hi is None else hi
+    # bare[lo:hi] == ",".join([frame] * n) without building it (it would be 7 MB more to allocate): the right
+    # length, n - 1 non-overlapping "frame," in its first (n - 1) * step bytes (so they tile them), frame last
+    step = len(frame) + 1
+    if (hi - lo != n * step - 1 or not bare.endswith(frame, lo, hi)
+            or bare.count(frame + b",", lo, lo + (n - 1) * step) != n - 1):
         return None
-    return kinds, n, array_commas
+    return kinds, n, array_commas is not None
 
 
-def _csv_bytes(inner: bytes, kinds: dict[str, str], n: int) -> bytes | None:
-    """The values as CSV rows, one per object, each ending in a comma (an empty extra field): every frame byte
-    (quotes, colons, '}', key letters) deleted in one pass, each '{' made a line break and an array's
-    brackets the quotes of one field."""
-    letters = bytes(sorted(set("".join(kinds).encode())))
-    csv = inner.translate(_CSV_TABLE, b'}":' + letters) + b","
+def _csv_buffer(data: bytes, start: int, stop: int, kinds: dict[str, str], n: int, arrays: bool) -> pa.Buffer | None:
+    """The values of ``data[start:stop]`` as CSV rows, one per object, each ending in a comma (an empty extra
+    field): every frame byte (quotes, colons, '}', key letters) deleted in one pass, each '{' made a line break
+    and an array's brackets the quotes of one field. Without arrays the whole body is translated (the ']'
+    closing the array becomes the last row's comma) and the rows are handed over as a slice of it, no copy."""
+    delete = b'}":' + bytes(sorted(set("".join(kinds).encode())))
+    if arrays or data[stop : stop + 1] != b"]":  # copies: the array's part, then the last row's comma
+        csv = bytes(memoryview(data)[start:stop]).translate(_CSV_TABLE, delete) + b","
+        lo, hi = 0, len(csv)
+    else:
+        csv = data.translate(_NO_ARRAYS_CSV_TABLE, delete)
+        lo = len(data[:start].translate(_NO_ARRAYS_CSV_TABLE, delete))
+        hi = len(csv) - len(data[stop + 1 :].translate(_NO_ARRAYS_CSV_TABLE, delete))
     # Equal length proves that no byte outside the frame was deleted (belt and braces after the frame check)
     deleted = 1 + sum(len(key.encode()) + 3 + 2 * (kind == _STRING) for key, kind in kinds.items())
-    return csv if len(csv) == len(inner) + 1 - n * deleted else None
+    if hi - lo != stop - start + 1 - n * deleted:
+        return None
+    return pa.py_buffer(csv).slice(lo, hi - lo)
 
 
-def read_uniform(inner: bytes, schema: pa.Schema) -> tuple[pa.Table, list[str]] | None:
-    """The results array ``inner`` (the bytes between ``[`` and ``]``) as a table with ``schema``'s
+def read_uniform(data: bytes, schema: pa.Schema, start: int = 0, stop: int | None = None
+                 ) -> tuple[pa.Table, list[str]] | None:
+    """The results array ``inner = data[start:stop]`` (the bytes between ``[`` and ``]``: pass the whole body
+    and the bounds, and nothing is copied) as a table with ``schema``'s
     columns (absent keys as nulls; other keys ignored) and the keys found, or None when the array is not a
     compact uniform list of flat objects whose values match ``schema``'s columns: numbers for numeric
     columns, strings of number characters for string columns, arrays of integers for list columns.
 
     A list column comes back as **text**: the integers joined by ``,`` (``""`` for ``[]``), which equals
     ``binary_join(cast(list, list<string>), ",")`` of the parsed list."""
-    if not inner:  # whitespace, strings, nulls: the frame compare in _uniform_keys refuses them
+    stop = len(data) if stop is None else stop
+    if stop <= start:  # whitespace, strings, nulls: the frame compare in _uniform_keys refuses them
         return None
-    arr = np.frombuffer(inner, np.uint8)
-    uniform = _uniform_keys(arr, inner)
+    uniform = _uniform_keys(data, start, stop)
     if uniform is None:
         return None
-    kinds, n, array_commas = uniform
+    kinds, n, arrays = uniform
     wants = {_NUMBER: lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
              _STRING: pa.types.is_string, _ARRAY: lambda t: pa.types.is_list(t) and pa.types.is_integer(t.value_type)}
     if any(f.name in kinds and not wants[kinds[f.name]](f.type) for f in schema):
         return None
     names = list(kinds)
-    quoted = any(kind == _ARRAY for kind in kinds.values())
-    csv = _csv_bytes(inner, kinds, n)
+    csv = _csv_buffer(data, start, stop, kinds, n, arrays)
     if csv is None:
         return None
     wanted = [f.name for f in schema if f.name in kinds]
     types = {f.name: pa.string() if kinds.get(f.name) == _ARRAY else f.type for f in schema}
     table = pacsv.read_csv(
-        io.BytesIO(csv),
+        pa.BufferReader(csv),
         read_options=pacsv.ReadOptions(column_names=[*names, "\x00end"], block_size=1 << 20),
-        parse_options=pacsv.ParseOptions(quote_char='"' if quoted else False, double_quote=False, escape_char=False),
+        parse_options=pacsv.ParseOptions(quote_char='"' if arrays else False, double_quote=False, escape_char=False),
         convert_options=pacsv.ConvertOptions(  # no nulls: an empty or "null" value fails the parse
             column_types=types, include_columns=wanted, null_values=[],
             strings_can_be_null=False, quoted_strings_can_be_null=False),

@@ -109,11 +109,12 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
         if close is None:
             return None
         end = close.end() - 1
-    inner = body[start + 1 : end].strip()
     envelope = body[:key] + b'"results":null' + body[end + 1 :]
-    uniform = read_uniform(inner, schema)  # the compact, uniform form: read as CSV (see .flatjson)
-    if uniform is not None:
-        return uniform[0], envelope
+    if body[start + 1 : start + 2] == b"{" and body[end - 1 : end] == b"}":  # compact: no whitespace at the ends
+        uniform = read_uniform(body, schema, start + 1, end)  # the compact, uniform form: read as CSV (.flatjson)
+        if uniform is not None:
+            return uniform[0], envelope
+    inner = body[start + 1 : end].strip()
     pretty = inner[:4096].find(b"\n") >= 0 or inner[:4096].find(b"}, {") >= 0  # the server's style is uniform
     ndjson = _OBJECT_GAP.sub(b"}\n{", inner) if pretty else inner.replace(b"},{", b"}\n{")
     table = pajson.read_json(
