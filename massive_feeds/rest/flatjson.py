@@ -130,9 +130,10 @@ def _uniform_keys(data: bytes, start: int, stop: int) -> tuple[dict[str, str], i
         if kinds[key] == _STRING:
             before[p + 1], after[p + 1] = _COLON, _CLOSE if j == len(keys) - 1 else _COMMA
     opens, ends = quotes[0::2].reshape(n, pairs), quotes[1::2].reshape(n, pairs)
-    if (np.any(((ends - opens) != length) & is_key) or np.any(arr[opens - 1] != before)
-            or np.any(arr[ends + 1] != after)
-            or np.any(arr[opens[1:, 0] - 2] != _COMMA) or np.any(arr[opens[1:, 0] - 3] != _CLOSE)):
+    at = np.subtract(opens, 1)  # one scratch array for the three position sets (fresh memory costs page faults)
+    if np.any(arr[at] != before) or np.any(arr[np.add(ends, 1, out=at)] != after) \
+            or np.any((np.subtract(ends, opens, out=at) != length) & is_key) \
+            or np.any(arr[opens[1:, 0] - 2] != _COMMA) or np.any(arr[opens[1:, 0] - 3] != _CLOSE):
         return None
     array_commas = None
     arrays = [j for j, key in enumerate(keys) if kinds[key] == _ARRAY]
@@ -164,13 +165,24 @@ def _uniform_keys(data: bytes, start: int, stop: int) -> tuple[dict[str, str], i
         lo = len(data[:start].translate(None, _NUMBER_CHARS))
         hi = len(bare) - len(data[stop:].translate(None, _NUMBER_CHARS))
     hi = len(bare) if hi is None else hi
-    # bare[lo:hi] == ",".join([frame] * n) without building it (it would be 7 MB more to allocate): the right
-    # length, n - 1 non-overlapping "frame," in its first (n - 1) * step bytes (so they tile them), frame last
-    step = len(frame) + 1
-    if (hi - lo != n * step - 1 or not bare.endswith(frame, lo, hi)
-            or bare.count(frame + b",", lo, lo + (n - 1) * step) != n - 1):
+    if not _tiles(bare, lo, hi, frame, n):
         return None
     return kinds, n, array_commas is not None
+
+
+def _tiles(bare: bytes | bytearray, lo: int, hi: int, frame: bytes, n: int) -> bool:
+    """Whether ``bare[lo:hi] == ",".join([frame] * n)``, compared a block of 1,024 frames at a time against
+    one such block (building the whole 7 MB expected text, or slicing it out, costs fresh memory each page)."""
+    step = len(frame) + 1
+    if hi - lo != n * step - 1 or not bare.endswith(frame, lo, hi):
+        return False
+    block = (frame + b",") * 1024
+    end = lo + (n - 1) * step
+    for at in range(lo, end, len(block)):
+        size = min(len(block), end - at)
+        if bare[at : at + size] != (block if size == len(block) else block[:size]):  # 150 kB: reused memory
+            return False
+    return True
 
 
 def _csv_buffer(data: bytes, start: int, stop: int, kinds: dict[str, str], n: int, arrays: bool) -> pa.Buffer | None:
