@@ -8,10 +8,12 @@ price sequence_number sip_timestamp size tape trf_id trf_timestamp`` — all tim
 plus ``status``, ``request_id`` and ``next_url``. Forex quotes and crypto trades carry only
 ``participant_timestamp``: it stands in for the missing SIP time.
 
-As for aggregates, the fast path cuts the ``results`` array out of the body; a compact page whose objects
-all carry the same numeric keys in the same order is read as CSV (:mod:`.flatjson`), any other goes to
-pyarrow's JSON reader, which builds typed columns (the objects are flat; their only arrays are integer
-lists, so the first ``}]`` closes the array); anything it cannot vouch for goes through orjson.
+As for aggregates, the fast path finds the ``results`` array in the body; a compact page whose objects all
+carry the same keys in the same order — numbers, ids made of digits, ``conditions`` arrays — is read as CSV
+in place (:mod:`.flatjson`, checked byte for byte), any other (the usual real page, whose optional keys
+come and go) goes to pyarrow's JSON reader, which builds typed columns (the objects are flat; their only
+arrays are integer lists, so a ``}]`` closes the array); anything it cannot vouch for goes through orjson,
+whose values are converted without truncation.
 """
 
 from __future__ import annotations
