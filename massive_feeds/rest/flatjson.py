@@ -16,7 +16,6 @@ JSON parser.
 
 from __future__ import annotations
 
-
 import numpy as np
 import orjson
 import pyarrow as pa
