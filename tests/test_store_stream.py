@@ -4,12 +4,14 @@ symbol then time), on sandbox days and on real flat-file samples, and for damage
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 from datetime import date
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +26,7 @@ from massive_feeds.flatfiles.reader import COLUMN_TYPES, file_forms
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.store import HistoryStore, IngestError, compact, ingest
 from massive_feeds.store.daytask import STORE_SCHEMA, store_table
-from massive_feeds.store.monthfile import file_index
+from massive_feeds.store.monthfile import _GroupWriter, file_index
 
 FIRST, LAST = date(2024, 3, 4), date(2024, 3, 8)  # Mon .. Fri
 DAYS = [date(2024, 3, d) for d in range(4, 9)]
@@ -228,3 +230,42 @@ def test_month_merge_equals_a_full_sort_of_its_days(sb: Sandbox, settings: Setti
     got, _ = month_rows(store_dir)
     assert same(got, sorted_rows(pa.concat_tables(days.values())))
     assert [p.parent.name for p in sorted((store_dir / MINUTE).rglob("*.parquet"))] == ["month=2024-03"]
+
+
+class _FillingDisk(io.RawIOBase):
+    """A file on a disk with ``room`` bytes left: the write that does not fit fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return len(data)
+
+
+def test_a_row_group_write_failing_on_the_writer_thread_stops_the_merge_with_its_error() -> None:
+    """Row groups are encoded and written on a background thread: a disk that fills up mid-merge must surface
+    as that OSError in the merge (which then drops the file and leaves the days where they were), not vanish."""
+    rows = 50_000
+    table = pa.table({
+        "symbol": pa.array(["A"] * rows), "timestamp": pa.array(range(rows), pa.int64()).cast(pa.timestamp("ns", "UTC")),
+        **{c: pa.array([1.0] * rows) for c in ("open", "high", "low", "close", "volume")},
+        "transactions": pa.array([1] * rows, pa.int64()),
+    }, schema=STORE_SCHEMA)
+    writer = pq.ParquetWriter(pa.PythonFile(_FillingDisk(20_000), mode="w"), STORE_SCHEMA)
+    groups = _GroupWriter(writer, 1_000)
+    with pytest.raises(OSError) as err:
+        try:
+            groups.add(table, np.array([0]))
+            groups.flush()
+        except BaseException:
+            groups.finish(failed=True)
+            raise
+        groups.finish()
+    assert err.value.errno == errno.ENOSPC
+    assert 0 < len(groups.groups) < rows // 1_000  # it stopped at the first failed group, not after all of them

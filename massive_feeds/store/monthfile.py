@@ -322,10 +322,14 @@ class _GroupWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="month-writer")
         self._writing: Future[None] | None = None
 
-    def finish(self) -> None:
-        """Wait for the group being written (re-raising its error) and stop the thread."""
+    def finish(self, *, failed: bool = False) -> None:
+        """Wait for the group being written and stop the thread; its error is raised unless the merge already
+        ``failed`` (the first error is the one to report)."""
         try:
             self._wait()
+        except Exception:  # noqa: BLE001 - re-raised below unless another error is on its way out
+            if not failed:
+                raise
         finally:
             self._pool.shutdown(wait=True)
 
@@ -460,8 +464,10 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
                 for chunk, starts in _merged_chunks(sources):
                     out.add(chunk, starts)
                 out.flush()
-            finally:
-                out.finish()  # no write may run on once the writer closes (or the failed file is dropped)
+            except BaseException:
+                out.finish(failed=True)  # no write may run on once the failed file is dropped
+                raise
+            out.finish()
             writer.add_key_value_metadata({META_KEY: json.dumps(
                 {"dataset": dataset_path, "month": month, "days": days_meta, "groups": out.groups})})
         return MonthBuild(month, rel, location.size(path), out.rows, tuple(sorted(entries)))
