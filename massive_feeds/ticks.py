@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
 from .config import Settings
-from .errors import InvalidInputError, MassiveError
+from .errors import InvalidInputError, MassiveError, NoDataError
 from .fetch import _flat_files_unavailable
 from .quota import get_quota
 from .rest import RestClient
@@ -236,9 +236,14 @@ def fetch_ticks(
     of :func:`massive_feeds.fetch_data`; ``df.attrs["method"]`` / ``["method_reason"]`` say what ran and why.
     ``store`` is the store's location (default ``$MASSIVE_FEEDS_STORE`` or ``<home>/store``).
 
+    Symbols without ticks are listed in ``df.attrs["empty_symbols"]`` (and flat-file days without a file in
+    ``["missing_days"]``); when no symbol has any, :class:`~massive_feeds.errors.NoDataError` is raised instead
+    of returning an empty frame (the lower-level ``fetch_ticks_rest``/``fetch_ticks_flat_file`` return it).
+
     Raises:
         InvalidInputError: bad symbol, dates or kind, or a kind the asset class does not have
             (forex: quotes only; crypto: trades only; indices: none).
+        NoDataError: not one tick for any of the symbols in the range (named, with the likely reason).
         NotEntitledError: the plan does not include these ticks (REST 403 / S3 AccessDenied).
         QuotaExceededError: the flat-file bytes or the REST calls left cannot cover the query.
     """
@@ -278,7 +283,20 @@ def fetch_ticks(
     else:
         df = fetch_ticks_flat_file(q, settings=settings, progress=progress, use_cache=use_cache)
     df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
+    if df.attrs.get("empty_symbols") and len(df.attrs["empty_symbols"]) == len(tickers):
+        raise _no_ticks(df.attrs, tickers, kinds, window, chosen)
     return df
+
+
+def _no_ticks(attrs: dict[str, Any], tickers: list[str], kinds: list[str], window: DateRange,
+              chosen: str) -> NoDataError:
+    """The error for a query where no symbol has a single tick: what, when, how, and why it may be."""
+    missing = list(attrs.get("missing_days") or [])
+    why = (f"no flat file for {', '.join(missing)}" if missing
+           else "unknown ticker, no trading session in the range, or nothing traded")
+    span = f"{window.first_day}..{window.last_day}"
+    return NoDataError(f"no {'/'.join(kinds)} for {', '.join(tickers)} in {span} via {chosen} ({why})",
+                       symbols={t: why for t in tickers}, start=window.first_day, end=window.last_day)
 
 
 __all__ = ["AUTO_MAX_SYMBOL_DAYS", "PAGE_LIMIT", "estimate_rest_pages", "fetch_ticks", "fetch_ticks_flat_file",

@@ -3,6 +3,7 @@ REST backfill of the start and of reconnect gaps, and replaying a recorded sandb
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ from massive_feeds.record import WebSocketDataRecorder, ticks_to_bars
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.stream.events import GapEvent, StatusEvent, make_event
 from strategies import SpreadCapture, run_strategy
-from tests._bt_support import OHLCV, ScriptedEvents, run, close_stores  # noqa: F401 - autouse fixture
+from massive_feeds.stream.hub import EventHub
+from tests._bt_support import OHLCV, Recorder, ScriptedEvents, run, close_stores  # noqa: F401 - autouse fixture
 
 MIN = 60_000
 T0 = 1_709_562_600_000  # 2024-03-04 14:30 UTC
@@ -159,6 +161,112 @@ def test_feed_waits_for_slow_events_instead_of_ending(settings: Settings, now_mi
     strat = run(data)
     assert data.islive() and strat.notices == ["CONNECTED", "LIVE", "DISCONNECTED"]
     assert strat.frame()["close"].tolist() == [100.0, 101.0]
+
+
+class StopAfterBackfill(Recorder):
+    """Records, and ends the session (a ``stopped`` status into ``hub``) once the backfill has arrived."""
+
+    hub: EventHub
+
+    def next(self) -> None:
+        super().next()
+        if len(self.rows) == 1:
+            self.hub.publish_control(status("stopped", "closed by the test"))
+
+
+def _silent_feed(settings: Settings, hub: EventHub, **kwargs) -> MassiveData:
+    """A live feed on the stream clock (no ``clock=``), 10 bars of backfill, over an event source."""
+    return MassiveData(dataname="AAPL", historical=False, events=hub, interval="1m", settings=settings,
+                       backfill_bars=10, qcheck=0.05, **kwargs)
+
+
+def _watchdog(hub: EventHub, seconds: float = 60.0) -> threading.Timer:
+    """Ends a session that would otherwise wait forever (the bug under test), so the test fails on its
+    assertions instead of hanging; cancelled as soon as the run returns."""
+    timer = threading.Timer(seconds, hub.publish_control, [status("stopped", "watchdog")])
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def test_silent_stream_backfills_up_to_the_services_time(settings: Settings, sandbox: Sandbox) -> None:
+    # A closed market or an idle symbol: no event ever comes. After start_wait the feed asks the service
+    # for its time (/v1/marketstatus/now, at the sandbox clock) and backfills up to it, instead of
+    # waiting with an empty chart for a first trade that may be hours away.
+    hub = EventHub()
+    StopAfterBackfill.hub = hub
+    asked = sandbox.rest.count("/v1/marketstatus/now")
+    before = sandbox.clock.now_ms()
+    timer = _watchdog(hub)
+    try:
+        strat = run(_silent_feed(settings, hub, start_wait=0.2), strategy=StopAfterBackfill)
+    finally:
+        timer.cancel()
+    after = sandbox.clock.now_ms()
+    assert strat.notices == ["CONNECTED", "DELAYED", "DISCONNECTED"]
+    assert sandbox.rest.count("/v1/marketstatus/now") == asked + 1
+    got = strat.frame().set_index("timestamp")
+    assert (got["status"] == bt.feed.DataBase.DELAYED).all() and len(got) == 10
+    # the backfill ends where the minute of the service's time starts (that minute is held: it was joined
+    # mid-way), so its last bar is the minute before "now" as the sandbox clock read around the run
+    end = int(got.index[-1].value // 1_000_000) + MIN
+    assert before - before % MIN <= end <= after - after % MIN
+    first = int(got.index[0].value // 1_000_000)
+    pd.testing.assert_frame_equal(got[OHLCV], rest_minutes(settings, first, end), check_names=False,
+                                  check_index_type=False)
+
+
+def test_first_event_before_start_wait_places_the_start_and_the_service_is_not_asked(
+        settings: Settings, sandbox: Sandbox, now_minute: int) -> None:
+    m = now_minute
+    asked = sandbox.rest.count("/v1/marketstatus/now")
+    script = [[trade(m + 1_000, 100.0)], [trade(m + MIN + 1_000, 102.0)], status("stopped", "closed by user")]
+    strat = run(_silent_feed(settings, ScriptedEvents(script), start_wait=30.0))
+    assert sandbox.rest.count("/v1/marketstatus/now") == asked
+    got = strat.frame().set_index("timestamp")
+    assert strat.notices == ["CONNECTED", "DELAYED", "LIVE", "DISCONNECTED"]
+    # 10 bars before the first event's minute m, then m itself from REST (held), then m+1 live
+    backfilled = got[got["status"] == bt.feed.DataBase.DELAYED]
+    pd.testing.assert_frame_equal(backfilled[OHLCV], rest_minutes(settings, m - 10 * MIN, m + MIN),
+                                  check_names=False, check_index_type=False)
+    assert got["close"].iloc[-1] == 102.0
+
+
+def test_silent_stream_with_the_services_clock_failing_waits_for_the_first_event(
+        settings: Settings, sandbox: Sandbox, now_minute: int, caplog: pytest.LogCaptureFixture) -> None:
+    m = now_minute
+    hub = EventHub()
+    sandbox.faults.queue(403)  # /v1/marketstatus/now refused (a plan without it): a MassiveError, no retry
+    asked = sandbox.rest.count("/v1/marketstatus/now")
+    data = _silent_feed(settings, hub, start_wait=0.2)
+    gave_up = threading.Event()
+
+    class Signal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "clock is unavailable" in record.getMessage():
+                gave_up.set()
+
+    signal = Signal()
+    logging.getLogger("massive_feeds.backtrader.live").addHandler(signal)
+
+    def events_after_the_failure() -> None:
+        if gave_up.wait(60):
+            hub.publish([trade(m + 1_000, 100.0)])
+            hub.publish([trade(m + MIN + 1_000, 102.0)])
+        hub.publish_control(status("stopped", "closed by the test"))
+
+    threading.Thread(target=events_after_the_failure, daemon=True).start()
+    try:
+        strat = run(data)
+    finally:
+        logging.getLogger("massive_feeds.backtrader.live").removeHandler(signal)
+    assert gave_up.is_set()
+    assert sandbox.rest.count("/v1/marketstatus/now") == asked + 1  # asked once, never again
+    assert strat.notices == ["CONNECTED", "DELAYED", "LIVE", "DISCONNECTED"]
+    backfilled = strat.frame().set_index("timestamp")
+    backfilled = backfilled[backfilled["status"] == bt.feed.DataBase.DELAYED]
+    pd.testing.assert_frame_equal(backfilled[OHLCV], rest_minutes(settings, m - 10 * MIN, m + MIN),
+                                  check_names=False, check_index_type=False)
 
 
 def test_rejected_subscription_is_notsubscribed_and_ends_the_feed(settings: Settings, now_minute: int) -> None:

@@ -31,10 +31,11 @@ from botocore.config import Config
 from websockets.sync.client import connect
 
 from massive_feeds.config import load_settings
-from massive_feeds.errors import AuthenticationError, NotEntitledError, RateLimitError
+from massive_feeds.errors import AuthenticationError, BadResponseError, NotEntitledError, RateLimitError
 from massive_feeds.flatfiles.reader import bars_from_tables, convert_day_file, file_forms
 from massive_feeds.rest import RestClient, RetryPolicy
 from massive_feeds.rest.aggs import parse_aggs
+from massive_feeds.rest.reference import parse_server_time, server_time_ms
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.sandbox.dayfiles import day_key
 from massive_feeds.schema import parse_date_range, parse_interval
@@ -192,6 +193,22 @@ def test_real_tickers_two_pages(replay: Any, tmp_path: Path) -> None:
     assert rows[0]["primary_exchange"] == "XNYS" and rows[2]["type"] == "ETF"
     assert "cik" not in rows[2]  # optional keys really are absent sometimes
     assert len(seen) == 2  # page 2 has no next_url: the walk stops
+
+
+def test_real_market_status_server_time(replay: Any, tmp_path: Path) -> None:
+    body = real_json("rest/marketstatus_now.json")
+    assert body["serverTime"] == "2022-04-28T16:48:08-04:00"
+    # 16:48:08 New York daylight time (UTC-4) is 20:48:08 UTC: 1651178888 s after the epoch
+    assert parse_server_time(body) == 1_651_178_888_000
+    base, routes, seen = replay
+    routes["/v1/marketstatus/now"] = (200, real("rest/marketstatus_now.json"))
+    with _client(base, tmp_path) as client:
+        assert server_time_ms(client) == 1_651_178_888_000
+    assert seen == ["/v1/marketstatus/now"]
+    for bad in ({}, {"serverTime": "2022-04-28T16:48:08"}, {"serverTime": "soon"}, {"serverTime": 1651178888},
+                {"serverTime": ""}, []):
+        with pytest.raises(BadResponseError, match="serverTime"):
+            parse_server_time(bad)
 
 
 def test_real_splits_rows_parse() -> None:
@@ -434,6 +451,13 @@ def test_sandbox_rest_bodies_match_the_real_forms(wire_sandbox: Sandbox) -> None
     optional_ticker_keys = {"cik", "composite_figi", "share_class_figi", "primary_exchange", "type"}
     for row in tickers["results"]:
         _assert_same_form("tickers.results[]", real_tickers["results"][0], row, optional=optional_ticker_keys)
+
+    before = sb.clock.now_ms()
+    status = requests.get(f"{sb.rest.url}/v1/marketstatus/now", headers=headers, timeout=10).json()
+    after = sb.clock.now_ms()
+    _assert_same_form("marketstatus", real_json("rest/marketstatus_now.json"), status)
+    # the sandbox's clock with its UTC offset, to the second as the real one
+    assert before - 1_000 < parse_server_time(status) <= after
 
 
 @pytest.mark.parametrize(("fixture", "status", "fault"), [

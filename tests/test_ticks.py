@@ -19,7 +19,8 @@ from massive_feeds.backtrader import MassiveData, MassiveQuoteData
 from massive_feeds.cli import main as cli_main
 from massive_feeds.config import Settings
 from massive_feeds.datasets import load_dataset, save_dataset
-from massive_feeds.errors import BadResponseError, CorruptFileError, InvalidInputError, NotEntitledError, QuotaExceededError
+from massive_feeds.errors import (BadResponseError, CorruptFileError, InvalidInputError, NoDataError, NotEntitledError,
+                                  QuotaExceededError)
 from massive_feeds.flatfiles.ticks import stream_filter, table_to_ticks
 from massive_feeds.quota import get_quota
 from massive_feeds.record import WebSocketDataRecorder, ticks_to_bars
@@ -284,8 +285,40 @@ def test_broken_transfer_resumes_and_a_corrupt_day_is_loud_never_cached(tmp_path
 
 
 def test_a_day_without_a_file_is_reported_not_silently_empty(s3_settings: Settings) -> None:
-    df = fetch_ticks("AAPL", "2024-03-09", "2024-03-09", "trades", method="flat_file", settings=s3_settings)
+    from massive_feeds.ticks import fetch_ticks_flat_file
+    from massive_feeds.tickschema import TickQuery
+
+    # the top-level call raises, naming symbol, kind, days, method and the missing file
+    with pytest.raises(NoDataError, match=r"no trades for AAPL in 2024-03-09\.\.2024-03-09 via flat_file "
+                                          r"\(no flat file for 2024-03-09\)") as caught:
+        fetch_ticks("AAPL", "2024-03-09", "2024-03-09", "trades", method="flat_file", settings=s3_settings)
+    assert caught.value.symbols == {"AAPL": "no flat file for 2024-03-09"}
+    # the lower-level reader returns the annotated empty frame (as fetch_ohlcv_rest does for bars)
+    df = fetch_ticks_flat_file(TickQuery.build("AAPL", "2024-03-09", "2024-03-09", "trades"), settings=s3_settings)
     assert len(df) == 0 and df.attrs["missing_days"] == ["2024-03-09"] and df.attrs["empty_symbols"] == ["AAPL"]
+
+
+def test_one_empty_symbol_of_two_is_listed_and_the_other_returned(s3_settings: Settings) -> None:
+    df = fetch_ticks(["AAPL", "ZZZZ"], "2024-03-05T14:30", "2024-03-05T14:35", "trades", method="rest",
+                     settings=s3_settings)
+    assert set(df["symbol"]) == {"AAPL"} and len(df) > 0 and df.attrs["empty_symbols"] == ["ZZZZ"]
+
+
+def test_cli_ticks_over_a_weekend_fails_and_saves_nothing(s3_sandbox: Sandbox, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in s3_sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MASSIVE_PLAN", "unlimited")
+    monkeypatch.setenv("MASSIVE_FEEDS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MASSIVE_DATASETS_DIR", str(tmp_path / "ds"))
+    rc = cli_main(["ticks", "AAPL", "--start", "2024-03-09", "--end", "2024-03-10", "--kind", "trades",
+                   "--method", "rest", "--dataset", "weekend"])
+    captured = capsys.readouterr()
+    assert rc == 1 and captured.out == ""
+    assert captured.err.strip().endswith("no trades for AAPL in 2024-03-09..2024-03-10 via rest (unknown ticker, "
+                                         "no trading session in the range, or nothing traded)")
+    assert "Traceback" not in captured.err and not list(tmp_path.rglob("weekend*"))
 
 
 def test_not_entitled_is_typed_on_rest_and_on_flat_files(tmp_path: Path) -> None:

@@ -91,7 +91,9 @@ class MassiveData(bt.feed.DataBase):
       (how far back the initial backfill reaches without ``fromdate``), ``live_bars`` (``trades``:
       build bars from trades; ``aggregates``: from Massive's minute aggregates), ``quote_only_bars``,
       ``grace`` (seconds a finished bar waits for straggling trades), ``clock`` (``() -> epoch ms``;
-      default the market clock read off the stream: newest event time + wall time since it arrived).
+      default the market clock read off the stream: newest event time + wall time since it arrived),
+      ``start_wait`` (seconds without any event after subscribing — a closed market, an idle symbol —
+      before the feed asks the service for its time, backfills up to it and goes on waiting for trades).
     - Plug-ins: ``events`` — any event source (``add_listener``/``remove_listener``, e.g. an
       ``EventHub`` you publish into) to read live instead of the store's connector; ``source`` — a
       complete :class:`~massive_feeds.backtrader.sources.FeedSource` of your own.
@@ -120,6 +122,7 @@ class MassiveData(bt.feed.DataBase):
         ("quote_only_bars", False),
         ("grace", 2.0),
         ("clock", None),
+        ("start_wait", 5.0),
         ("events", None),
         ("source", None),
         ("qcheck", 0.5),

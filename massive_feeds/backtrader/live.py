@@ -18,7 +18,9 @@ States and the notices they queue (Backtrader's names)::
 "Now" is the *market* clock: by default the time of the newest event received plus the wall time
 elapsed since it arrived (≈ the wall clock against Massive.com; never ahead of a sandbox or replayed
 market running at its own time and speed). The stream starts in the bucket of the first data event
-received after subscribing; the initial backfill ends where that bucket starts. An explicit ``clock``
+received after subscribing; the initial backfill ends where that bucket starts. When no event comes within
+``start_wait`` seconds (a closed market, an idle symbol), the service's own time (``/v1/marketstatus/now``,
+asked once) places the start instead, and the market clock runs on from it. An explicit ``clock``
 replaces this estimate (tests pass the sandbox's clock).
 
 The bucket the stream starts or resumes in is *held*: the ticks before the (re)connect never reached
@@ -273,6 +275,8 @@ class StreamSource:
         backfill_start: pd.Timestamp | None = None,
         backfill_bars: int = 0,
         clock: Callable[[], int] | Literal["stream"] | None = STREAM_CLOCK,
+        server_clock: Callable[[], int] | None = None,
+        start_wait: float = 5.0,
         grace_ms: int = 2_000,
         market: str | None = None,
         name: str = "",
@@ -286,6 +290,10 @@ class StreamSource:
         if self._stream_clock and clock != STREAM_CLOCK:
             raise ValueError(f"clock must be a callable, {STREAM_CLOCK!r} or None, not {clock!r}")
         self.clock: Callable[[], int] | None = None if self._stream_clock else clock  # type: ignore[assignment]
+        # asked once, when the stream clock has no event ``start_wait`` seconds after subscribing
+        self._server_clock = server_clock if self._stream_clock else None
+        self.start_wait = float(start_wait)
+        self._opened_at = 0.0
         self.grace_ms = grace_ms
         self.market = market
         self.name = name or symbol
@@ -329,6 +337,7 @@ class StreamSource:
         if self._backfill is not None:
             if self._stream_clock:
                 self._awaiting_start = True  # the first data event tells where the market is
+                self._opened_at = time.monotonic()
             else:
                 self._start_at(int(self._current_bucket_start().value // 1_000_000))
         self.state = State.WAITING
@@ -357,6 +366,8 @@ class StreamSource:
             except queue.Empty:
                 break
             self._handle(batch)
+        if self._awaiting_start and not self._out:
+            self._start_when_silent()
         now = self.now_ms()
         if not self._out and now is not None:
             due = now - self.grace_ms
@@ -365,6 +376,26 @@ class StreamSource:
             if self._trusted:
                 self._emit_bars(self.builder.flush_due(due))
         return self._out.popleft() if self._out else None
+
+    def _start_when_silent(self) -> None:
+        """No data event ``start_wait`` seconds after subscribing (a closed market, an idle symbol): ask
+        the service for its time, once, and start there, so the backfill comes now rather than with the
+        first trade, which may be hours away. The market clock then runs on from the service's time."""
+        if self._server_clock is None or time.monotonic() - self._opened_at < self.start_wait:
+            return
+        ask, self._server_clock = self._server_clock, None
+        try:
+            now = int(ask())
+        except MassiveError as exc:
+            log.warning("%s: no stream event in %.0f s and the service's clock is unavailable (%s); the "
+                        "backfill waits for the first event", self.name, self.start_wait, exc)
+            return
+        log.info("%s: no stream event in %.0f s of subscribing; backfilling up to the service's time %s",
+                 self.name, self.start_wait, pd.Timestamp(now, unit="ms", tz="UTC"))
+        self.stats["silent_start"] = 1
+        self._seen_ms, self._seen_at = now, time.monotonic()
+        self._awaiting_start = False
+        self._start_at(self.builder.bucket(now)[0])
 
     def now_ms(self) -> int | None:
         """The feed's "now" (epoch ms, market time), or ``None`` when unknown (replays; before the

@@ -266,6 +266,8 @@ class FeedSetup:
                             unsubscribe=(lambda: store.unsubscribe(symbol)) if own else None,
                             backfill=self._backfill_fn(), backfill_start=first, backfill_bars=int(self.p.backfill_bars),
                             clock=clock if clock is not None else STREAM_CLOCK,
+                            server_clock=store.server_time_ms if self.p.backfill else None,
+                            start_wait=float(self.p.start_wait),
                             grace_ms=int(self.p.grace * 1000), market=asset_class(symbol), name=f"live {symbol}")
 
     def _backfill_fn(self) -> Any:

@@ -124,6 +124,15 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
         self._check_quota()
         return df
 
+    def server_time_ms(self) -> int:
+        """The service's clock (epoch ms) over REST, one quota-counted call: where a live feed whose
+        stream stays silent (a closed market, an idle symbol) starts its bars."""
+        from ..rest.reference import server_time_ms
+
+        now = server_time_ms(self.rest_client)
+        self._check_quota()
+        return now
+
     def fetch_ticks(self, symbol: str, start: DateLike, end: DateLike, kinds: Any,
                     method: str = "auto") -> pd.DataFrame:
         """One symbol's trades/quotes through :func:`~massive_feeds.ticks.fetch_ticks` (auto REST/flat files/

@@ -1,4 +1,5 @@
-"""Reference data over REST: the tickers list with names and markets (``/v3/reference/tickers``)."""
+"""Reference data over REST: the tickers list with names and markets (``/v3/reference/tickers``) and the
+service's own clock (``/v1/marketstatus/now``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import Settings
+from ..errors import BadResponseError
 from .client import RestClient
 
 #: Columns of :func:`ticker_table`, in order (a field the service omits is left empty).
@@ -34,3 +36,23 @@ def ticker_table(market: str | None = None, *, search: str | None = None, limit:
     table = pd.DataFrame(rows, columns=TICKER_COLUMNS)
     table.attrs["source"] = rest.settings.source  # "sandbox" when the built-in sandbox answered
     return table
+
+
+def server_time_ms(rest: RestClient) -> int:
+    """The service's clock (epoch ms, UTC) from ``/v1/marketstatus/now``, one REST call counted against the
+    quota. A sandbox answers at its own market clock, so this is "now" for whichever service the client
+    talks to (the live feed places its first bar with it when the stream stays silent)."""
+    return parse_server_time(rest.get_json("/v1/marketstatus/now"))
+
+
+def parse_server_time(body: Any) -> int:
+    """``serverTime`` of a market-status body as epoch ms: New York time with its UTC offset
+    (``2022-04-28T16:48:08-04:00``); anything else is a :class:`BadResponseError`."""
+    text = body.get("serverTime") if isinstance(body, dict) else None
+    try:
+        stamp = pd.Timestamp(text) if isinstance(text, str) else None
+    except ValueError:
+        stamp = None
+    if stamp is None or pd.isna(stamp) or stamp.tzinfo is None:
+        raise BadResponseError(f"/v1/marketstatus/now: serverTime {text!r} is not a time with a UTC offset")
+    return int(stamp.value // 1_000_000)
