@@ -269,3 +269,24 @@ def test_a_row_group_write_failing_on_the_writer_thread_stops_the_merge_with_its
         groups.finish()
     assert err.value.errno == errno.ENOSPC
     assert 0 < len(groups.groups) < rows // 1_000  # it stopped at the first failed group, not after all of them
+
+
+@pytest.mark.parametrize(("tickers", "minutes"), [
+    (["AAPL", "AAPL", "MSFT", "MSFT"], [0, 1, 0, 1]),  # sorted: kept as it is
+    (["MSFT", "MSFT", "AAPL", "AAPL"], [0, 1, 0, 1]),  # symbols out of order
+    (["AAPL", "AAPL", "MSFT", "MSFT"], [1, 0, 0, 1]),  # time going back inside a symbol
+    (["AAPL", "AAPL", "MSFT", "MSFT"], [0, 0, 0, 1]),  # the same minute twice: not strictly sorted
+    (["X:BTC-USD", "X:BTCAUD"], [0, 0]),  # sorted as the file spells them, not once stored as X:BTCUSD
+])
+def test_store_table_sorts_exactly_when_the_rows_are_not_sorted(tickers: list[str], minutes: list[int]) -> None:
+    asset = "crypto" if tickers[0].startswith("X:") else "stocks"
+    n = len(tickers)
+    raw = pa.table({"ticker": tickers, "volume": [1.0] * n, "open": [float(i) for i in range(n)],
+                    "close": [1.0] * n, "high": [1.0] * n, "low": [1.0] * n,
+                    "window_start": pa.array([1_700_000_000_000_000_000 + m * 60_000_000_000 for m in minutes]),
+                    "transactions": pa.array([1] * n, pa.int64())})
+    got = store_table(raw, asset)
+    assert same(got, sorted_rows(got))  # sorted by symbol then time ...
+    assert sorted(got.column("open").to_pylist()) == [float(i) for i in range(n)]  # ... holding every row once
+    if tickers == sorted(tickers) and all(a < b for a, b in zip(minutes, minutes[1:])):
+        assert got.column("open").to_pylist() == [float(i) for i in range(n)]

@@ -213,17 +213,17 @@ def day_rows(task: DayTask) -> tuple[pa.Table, int]:
 
 
 def _already_sorted(table: pa.Table) -> bool:
-    """Whether rows are sorted by symbol then time (flat files usually are), checked without sorting."""
-    if table.num_rows < 2:
+    """Whether rows are sorted by symbol then time (flat files usually are), checked without sorting: each row's
+    symbol is after the previous one's, or the same with a later time (adjacent string comparisons, no hashing)."""
+    n = table.num_rows
+    if n < 2:
         return True
-    encoded = table.column("symbol").combine_chunks().dictionary_encode()
-    names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-    if len(names) > 1 and not bool(np.all(names[1:] > names[:-1])):  # first-seen order must be sorted order
-        return False
-    codes = encoded.indices.to_numpy()
+    symbol = table.column("symbol")
+    before, after = symbol.slice(0, n - 1), symbol.slice(1)
+    later = pc.fill_null(pc.less(before, after), False).to_numpy(zero_copy_only=False)
+    same = pc.fill_null(pc.equal(before, after), False).to_numpy(zero_copy_only=False)
     ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-    dc, dt = np.diff(codes), np.diff(ts)
-    return bool(np.all((dc > 0) | ((dc == 0) & (dt > 0))))
+    return bool(np.all(later | (same & (np.diff(ts) > 0))))
 
 
 def store_table(raw: pa.Table, asset: str) -> pa.Table:
