@@ -517,8 +517,8 @@ class StreamSource:
                           notice=self.state is not State.WAITING)
         if self.stats["backfilled"] == before:
             self.stats["resume_skipped"] = self.stats.get("resume_skipped", 0) + 1
-            log.warning("%s: REST has no bar yet for %s, the bucket the stream resumed in; it is skipped rather "
-                        "than built from the ticks after the reconnect only", self.name,
+            log.warning("%s: REST has no bar yet for %s, the bucket the stream started or resumed in; it is "
+                        "skipped rather than built from the ticks seen after the (re)connect only", self.name,
                         pd.Timestamp(held[0], unit="ms", tz="UTC"))
 
     def _do_backfill(self, start: pd.Timestamp, end: pd.Timestamp, *, notice: bool = True) -> None:
