@@ -21,7 +21,6 @@ import pytest
 
 from massive_feeds.config import Settings
 from massive_feeds.errors import CorruptFileError
-from massive_feeds.flatfiles.cache import DayFileCache
 from massive_feeds.flatfiles.reader import COLUMN_TYPES, file_forms
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.store import HistoryStore, IngestError, compact, ingest
@@ -124,8 +123,10 @@ def test_streamed_ingest_of_some_symbols_parses_only_theirs_and_keeps_nothing_wi
 
 def test_a_download_that_breaks_off_is_resumed_into_the_same_rows(sb: Sandbox, settings: Settings,
                                                                   tmp_path: Path) -> None:
+    gets = sb.s3.count("GET", key(LAST), objects_only=True)
     sb.s3.cut_next_downloads(1)  # half the body, then the connection drops: the stream resumes with a Range GET
     ingest(MINUTE, LAST, LAST, store=tmp_path / "store", settings=settings, compact=False)
+    assert sb.s3.count("GET", key(LAST), objects_only=True) == gets + 2  # cut, then resumed
     assert same(stored(tmp_path / "store", MINUTE, LAST),
                 parsed_whole(sb.s3.get(key(LAST)), "stocks").replace_schema_metadata(None))
     (entry,) = cache_files(settings)
@@ -290,3 +291,30 @@ def test_store_table_sorts_exactly_when_the_rows_are_not_sorted(tickers: list[st
     assert sorted(got.column("open").to_pylist()) == [float(i) for i in range(n)]  # ... holding every row once
     if tickers == sorted(tickers) and all(a < b for a, b in zip(minutes, minutes[1:])):
         assert got.column("open").to_pylist() == [float(i) for i in range(n)]
+
+
+def test_a_day_larger_than_one_parse_block_streams_into_the_same_rows(sb: Sandbox, settings: Settings,
+                                                                      tmp_path: Path) -> None:
+    """A day of several 4 MB CSV blocks (parsed as separate batches while it downloads) stores the same rows as
+    parsing it whole; tickers and prices of every row are kept exactly."""
+    day = date(2024, 3, 11)
+    tickers = np.repeat(np.array([f"T{i:03d}" for i in range(120)], dtype=object), 700)
+    minute = np.tile(np.arange(700, dtype=np.int64), 120)
+    rng = np.random.default_rng(5)
+    price = np.round(rng.uniform(1, 500, len(tickers)), 4)
+    raw = pa.table({"ticker": tickers, "volume": rng.integers(1, 10_000, len(tickers)).astype(float),
+                    "open": price, "close": price + 0.01, "high": price + 0.02, "low": price - 0.01,
+                    "window_start": 1_710_158_400_000_000_000 + minute * 60_000_000_000,
+                    "transactions": rng.integers(1, 50, len(tickers))})
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(raw, sink, pacsv.WriteOptions(quoting_style="none"))
+    text = sink.getvalue().to_pybytes().replace(b'"', b"")
+    assert len(text) > (4 << 20)  # more than one parse block
+    body = gzip.compress(text, compresslevel=1, mtime=0)
+    sb.s3.put(key(day), body)
+    store_dir = tmp_path / "store"
+    report = ingest(MINUTE, day, day, store=store_dir, settings=settings, compact=False)
+    got = stored(store_dir, MINUTE, day)
+    assert report.rows == got.num_rows == len(tickers) and report.downloaded_bytes == len(body)
+    assert same(got, parsed_whole(body, "stocks").replace_schema_metadata(None))
+    assert got.column("open").to_pylist() == price.tolist()
