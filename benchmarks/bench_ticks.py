@@ -7,17 +7,20 @@ against baselines measured in the same run:
 2. flat files: a ``quotes_v1`` day file streamed through the ticker filter (``stream_filter``), in MB/s
    of gzip and peak RSS (child process), against ``gzip -dc > /dev/null`` on the same file. The sandbox
    day is small, so the file is also enlarged (rows repeated) to show memory stays flat with size.
-3. REST v3: one 50,000-quote page → DataFrame, ours (``fetch_ticks_rest``: HTTP + parse + schema)
-   against the official client's ``list_quotes`` into a DataFrame, both from a loopback server
-   answering with the same gzip body.
+3. REST v3: one 50,000-quote page and one 50,000-trade page → DataFrame, ours (the REST piece of
+   ``fetch_ticks_rest``: HTTP + gzip + parse + tick schema, without and with the result cache written)
+   against the official client's ``list_quotes`` / ``list_trades`` into a DataFrame, all from a loopback
+   server answering with the same gzip body; then the same pages in real pages' shape, where optional keys
+   vary from one tick to the next.
 
-Run: .venv/bin/python benchmarks/bench_ticks.py
+Run: .venv/bin/python benchmarks/bench_ticks.py [rest] [cerebro] [flatfile]   (all three by default)
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 import backtrader as bt
+import numpy as np
 import orjson
 import pandas as pd
 import requests
@@ -34,7 +38,7 @@ import requests
 from massive_feeds.backtrader import MassiveQuoteData
 from massive_feeds.rest import RestClient
 from massive_feeds.sandbox import Sandbox
-from massive_feeds.cache import ResultCache
+from massive_feeds.cache import ResultCache, wait_for_result_cache
 from massive_feeds.ticks import _rest_piece, fetch_ticks
 
 from bench_rest import interleaved, serve_fixed, spread  # the aggs benchmark's server (own process) and rounds
@@ -154,56 +158,100 @@ def bench_flatfile(sb: Sandbox, folder: Path) -> None:
 
 
 # --- 3. REST page ----------------------------------------------------------------------------------------
-def bench_rest(sb: Sandbox, folder: Path) -> None:
+def real_shape(rows: list[dict], kind: str) -> list[dict]:
+    """The sandbox's ticks in the shape of real pages, where optional keys come and go from one object to the
+    next (so the exact CSV route refuses the page and pyarrow's JSON reader reads it): trades with
+    ``conditions`` on most, ``trf_id``/``trf_timestamp`` on about a third, a rare ``correction``; quotes with
+    ``conditions``/``indicators`` on some. Keys stay in the service's alphabetical order."""
+    rng = np.random.default_rng(17)
+    out = []
+    for r in rows:
+        extra: dict = {}
+        if kind == "trades":
+            if rng.random() < 0.85:
+                extra["conditions"] = sorted(int(c) for c in rng.choice([2, 12, 14, 37, 41, 53], rng.integers(1, 4), False))
+            if rng.random() < 0.01:
+                extra["correction"] = 1
+            if rng.random() < 0.35:
+                extra.update(trf_id=201, trf_timestamp=r["sip_timestamp"] - 45_000)
+        else:
+            if rng.random() < 0.2:
+                extra["conditions"] = [1]
+            if rng.random() < 0.1:
+                extra["indicators"] = [604]
+        out.append(dict(sorted({**r, **extra}.items())))
+    return out
+
+
+def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15, shape: str = "sandbox") -> None:
+    """One full page (50,000) of ``kind`` from a loopback server answering with the same gzip body to both
+    clients: ours without and with the result cache written (the entry is cleared, untimed, after each run so
+    every run fetches and writes), and the official client's ``list_quotes``/``list_trades`` into a frame.
+    ``shape="real"``: the same ticks with real pages' optional keys (:func:`real_shape`)."""
     from massive import RESTClient
 
-    url = f"{sb.rest_url}/v3/quotes/AAPL"
-    # three weeks of the sandbox's AAPL quotes hold more than a page: the first page is a full 50,000
+    url = f"{sb.rest_url}/v3/{kind}/AAPL"
+    # three weeks of the sandbox's AAPL ticks hold more than a page: the first page is a full 50,000
     lo, hi = pd.Timestamp("2024-03-01", tz="UTC").value, pd.Timestamp("2024-03-22", tz="UTC").value
     params = {"timestamp.gte": lo, "timestamp.lt": hi, "limit": 50_000, "order": "asc", "sort": "timestamp"}
     page = requests.get(url, params=params, headers={"Authorization": f"Bearer {sb.api_key}"}, timeout=60).json()
     page.pop("next_url", None)
+    if shape == "real":
+        page["results"] = real_shape(page["results"], kind)
     n = len(page["results"])
     body = orjson.dumps(page)
     server = serve_fixed(body)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    settings = sb.settings(home=folder / "rest", plan="unlimited").with_overrides(rest_url=base)
+    settings = sb.settings(home=folder / f"rest-{kind}-{shape}", plan="unlimited").with_overrides(rest_url=base)
     ours_client = RestClient(settings)
     official = RESTClient(api_key="bench", base=base, retries=0)
+    listing = official.list_quotes if kind == "quotes" else official.list_trades
+    cache_dir = folder / f"cache-{kind}-{shape}"
 
-    cache = ResultCache(folder / "unused")
-
-    def ours() -> pd.DataFrame:  # one request chain = the one fixed page (HTTP + parse + tick schema)
-        return _rest_piece(ours_client, cache, "AAPL", "quotes", lo, hi, use_cache=False)
+    def ours(use_cache: bool = False) -> pd.DataFrame:  # one request chain = the one fixed page
+        return _rest_piece(ours_client, ResultCache(cache_dir), "AAPL", kind, lo, hi, use_cache=use_cache)
 
     def theirs() -> pd.DataFrame:
-        quotes = official.list_quotes("AAPL", timestamp_gte=lo, timestamp_lt=hi, limit=50_000)
-        return pd.DataFrame([q.__dict__ for q in quotes])
+        return pd.DataFrame([t.__dict__ for t in listing("AAPL", timestamp_gte=lo, timestamp_lt=hi, limit=50_000)])
+
+    def cache_landed() -> None:  # untimed: the background write lands, then the entry goes
+        wait_for_result_cache()
+        shutil.rmtree(cache_dir, ignore_errors=True)
 
     got = ours()
-    assert len(got) == n, (len(got), n)
-    rounds = 9
-    runs = interleaved({"theirs": theirs, "ours": ours}, rounds)  # warm-up, then alternating order
-    t_ours, t_theirs = statistics.median(runs["ours"]), statistics.median(runs["theirs"])
-    print(f"[REST] one page of {n:,} quotes ({len(body) / 1e6:.1f} MB JSON), median of {rounds} interleaved rounds")
-    print(f"  ours (HTTP + parse + tick schema):           {t_ours * 1000:7.1f} ms")
-    print(f"  official RESTClient.list_quotes → DataFrame: {t_theirs * 1000:7.1f} ms")
-    ratios = [a / b for a, b in zip(runs["theirs"], runs["ours"])]
-    print(f"  ratio official / ours per round: {spread(ratios)}  (target ≥ 5x)")
+    assert len(got) == n and len(theirs()) == n, (len(got), n)
+    names = (f"official list_{kind} -> DataFrame", "ours (HTTP + parse + tick schema)", "ours, result cache written")
+    runs = interleaved({names[0]: theirs, names[1]: ours, names[2]: lambda: ours(True)}, rounds,
+                       after={names[2]: cache_landed})  # warm-up, then alternating order
+    label = "" if shape == "sandbox" else ", real shape (optional keys vary: the JSON reader's route)"
+    print(f"[REST {kind}{label}] one page of {n:,} {kind} ({len(body) / 1e6:.1f} MB JSON), median of {rounds} "
+          f"interleaved rounds (min-max); load average {os.getloadavg()[0]:.1f} at the end")
+    for name in names:
+        times = runs[name]
+        print(f"  {name:38s} {statistics.median(times) * 1000:7.1f} ms  ({min(times) * 1e3:.1f}-{max(times) * 1e3:.1f})")
+    for name in names[1:]:
+        ratios = [a / b for a, b in zip(runs[names[0]], runs[name])]
+        print(f"  ratio official / {name.split(' (')[0]}: {spread(ratios)}  (target ≥ 5x)")
     server.shutdown()
 
 
-def main() -> None:
+def main(parts: tuple[str, ...] = ("rest", "cerebro", "flatfile")) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         from datetime import date
 
         with Sandbox(s3=True, s3_days=(date(2024, 3, 4), date(2024, 3, 8))) as sb:
             settings = sb.settings(home=folder / "home", plan="unlimited")
-            bench_rest(sb, folder)
-            bench_cerebro(settings)
-            bench_flatfile(sb, folder)
+            if "rest" in parts:
+                for kind in ("quotes", "trades"):
+                    bench_rest(sb, folder, kind)
+                for kind in ("quotes", "trades"):
+                    bench_rest(sb, folder, kind, shape="real")
+            if "cerebro" in parts:
+                bench_cerebro(settings)
+            if "flatfile" in parts:
+                bench_flatfile(sb, folder)
 
 
 if __name__ == "__main__":
-    main()
+    main(tuple(sys.argv[1:]) or ("rest", "cerebro", "flatfile"))

@@ -191,7 +191,13 @@ def _order(num: dict[str, np.ndarray], text: dict[str, pa.Array]) -> np.ndarray 
     if single and bool(np.all(ts[1:] > ts[:-1])):
         return None  # strictly increasing times (the usual single-symbol page): nothing to sort
     kind_rank = pc.not_equal(text["kind"], "trade").to_numpy(zero_copy_only=False).astype(np.int8)
-    keys = [np.arange(len(ts)), kind_rank, num["sequence_number"]]
+    seq = num["sequence_number"]
+    if single:  # already in (timestamp, sequence_number, kind) order, ties included: no sort (a page of quotes
+        # often repeats a timestamp)
+        t0, t1, s0, s1 = ts[:-1], ts[1:], seq[:-1], seq[1:]
+        if bool(np.all((t1 > t0) | ((t1 == t0) & ((s1 > s0) | ((s1 == s0) & (kind_rank[1:] >= kind_rank[:-1])))))):
+            return None
+    keys = [np.arange(len(ts)), kind_rank, seq]
     if not single:
         keys.append(pd.factorize(np.asarray(text["symbol"].to_pylist(), dtype=object), sort=True)[0])
     keys.append(ts)

@@ -179,6 +179,58 @@ def test_broken_gzip_transfer_is_a_server_error_not_a_traceback(settings: Settin
         server.shutdown()
 
 
+@pytest.mark.parametrize("damage", ["none", "two-members", "crc", "cut-inside", "trailing-junk"])
+def test_gzip_bodies_are_inflated_whole_or_refused(settings: Settings, damage: str) -> None:
+    """Over a real socket: a gzip body in one member or two (valid gzip, which a one-shot inflate would cut
+    at the first member, silently dropping the rest) is read whole; a wrong CRC, a body ending inside its
+    member (Content-Length honest, so HTTP sees a complete transfer) or junk after it is a ServerError after
+    the retries, never a half-read page."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    text = b'{"status":"OK","results":[' + b",".join(
+        b'{"t":%d,"o":1.5,"h":2,"l":1,"c":1.25,"v":100}' % (1_709_562_600_000 + 86_400_000 * i) for i in range(400)
+    ) + b"]}"
+    cut = len(text) // 3
+    body = {"none": gzip.compress(text), "two-members": gzip.compress(text[:cut]) + gzip.compress(text[cut:]),
+            "crc": bytearray(gzip.compress(text)), "cut-inside": gzip.compress(text)[:-12],
+            "trailing-junk": gzip.compress(text) + b"junk"}[damage]
+    if damage == "crc":
+        body[-6] ^= 0x01  # one bit of the CRC-32 in the trailer
+    served: list[str] = []
+
+    class Fixed(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(bytes(body))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = RestClient(settings.with_overrides(rest_url=f"http://127.0.0.1:{server.server_address[1]}"),
+                            retry=FAST_RETRY)
+        if damage in ("none", "two-members"):
+            page = client.request("/v2/aggs/ticker/AAPL/range/1/day/2024-03-04/2025-03-08")
+            assert len(page["results"]) == 400 and page["results"][-1]["t"] == 1_709_562_600_000 + 86_400_000 * 399
+        else:
+            with pytest.raises(ServerError, match="failed"):
+                client.request("/v2/aggs/ticker/AAPL/range/1/day/2024-03-04/2025-03-08")
+            assert len(served) == FAST_RETRY.max_attempts
+    finally:
+        server.shutdown()
+
+
 def test_transient_failures_are_retried(client: RestClient, sandbox: Sandbox) -> None:
     sandbox.faults.queue(503, "drop", "malformed")
     df = fetch_ohlcv_rest("AAPL", *WEEK, "1d", client=client, use_cache=False)

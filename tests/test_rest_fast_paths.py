@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import massive_feeds.cache as cache_module
@@ -263,3 +264,244 @@ def test_entry_is_written_now_when_the_writer_no_longer_takes_work(tmp_path: Pat
     [entry] = (tmp_path / "rest").rglob("*.parquet")  # already there: no wait
     pd.testing.assert_frame_equal(pd.read_parquet(entry), df)
     assert wait_for_result_cache(timeout=0)
+
+
+# --- trades and quotes: strings, arrays, nulls ----------------------------------------------------------
+#: tick column → wire key (besides timestamp, conditions and id, which the oracle builds on its own)
+TICK_WIRE = {
+    "quotes": {"ask_exchange": "ask_exchange", "ask": "ask_price", "ask_size": "ask_size", "exchange": "bid_exchange",
+               "bid": "bid_price", "bid_size": "bid_size", "sequence_number": "sequence_number", "tape": "tape"},
+    "trades": {"exchange": "exchange", "price": "price", "sequence_number": "sequence_number", "size": "size",
+               "tape": "tape"},
+}
+TICK_INTS = {"ask_exchange", "exchange", "sequence_number", "tape"}
+
+
+def tick_oracle(body: bytes, kind: str) -> dict[str, list[object]]:
+    """The tick columns as a plain JSON parse gives them: the SIP time, else the participant time; absent or
+    null integers 0, floats NaN; condition codes joined by ','; a missing id ''."""
+    rows = orjson.loads(body)["results"]
+    out: dict[str, list[object]] = {
+        "timestamp": [r["participant_timestamp"] if r.get("sip_timestamp") is None else r["sip_timestamp"]
+                      for r in rows],
+        "conditions": [",".join(str(c) for c in r.get("conditions") or []) for r in rows],
+    }
+    for ours, wire in TICK_WIRE[kind].items():
+        values = [r.get(wire) for r in rows]
+        out[ours] = [0 if v is None else v for v in values] if ours in TICK_INTS else \
+            [np.nan if v is None else float(v) for v in values]
+    if kind == "trades":
+        out["id"] = [r.get("id") or "" for r in rows]
+    return out
+
+
+def assert_ticks(body: bytes, kind: str) -> None:
+    """parse_ticks gives exactly the oracle's columns, with the tick schema's types."""
+    cols = parse_ticks(body, kind).columns
+    expected = tick_oracle(body, kind)
+    assert set(cols) == set(expected)
+    for name, values in expected.items():
+        got = cols[name]
+        if name in ("conditions", "id"):
+            assert got.to_pylist() == values, name
+        else:
+            assert got.dtype == (np.float64 if name not in TICK_INTS | {"timestamp"} else np.int64), name
+            np.testing.assert_array_equal(got, np.array(values, dtype=got.dtype), err_msg=name)  # NaN == NaN
+
+
+def tick_inner(body: bytes) -> bytes:
+    """The results array's inside (the envelopes of these pages hold no array, so the last ']' closes it)."""
+    start = body.index(b"[", body.index(b'"results":')) + 1
+    return body[start : body.rindex(b"]")].strip()
+
+
+def fast(body: bytes, kind: str) -> bool:
+    """Whether the page takes the CSV route, asked as ``parse_ticks`` asks (the whole body and the array's
+    bounds; the last ']' closes it in these pages), and the same answer for the array's bytes alone."""
+    start = body.index(b"[", body.index(b'"results":')) + 1
+    answer = read_uniform(body, SCHEMAS[kind], start, body.rindex(b"]")) is not None
+    assert (read_uniform(tick_inner(body), SCHEMAS[kind]) is not None) == answer
+    return answer
+
+
+def trade(i: int, rng: np.random.Generator) -> dict[str, object]:
+    """A stocks trade in the service's key order: conditions first (an array), a string id, TRF fields."""
+    sip = 1_709_251_275_431_000_000 + i * 3_917_000
+    return {"conditions": [[], [12], [12, 37], [14, 41, 0]][i % 4], "correction": 0, "exchange": int(rng.integers(1, 21)),
+            "id": ["52983525029461", "1", "", "-0.5+", str(i)][i % 5], "participant_timestamp": sip - 91_000,
+            "price": round(float(rng.uniform(1, 900)), int(rng.integers(0, 5))), "sequence_number": 4093 + i,
+            "sip_timestamp": sip, "size": int(rng.integers(1, 5000)), "tape": 3, "trf_id": 201,
+            "trf_timestamp": sip - 45_000}
+
+
+def trades_body(rows: list[dict[str, object]]) -> bytes:
+    return orjson.dumps({"results": rows, "status": "OK", "request_id": "t",
+                         "next_url": "https://api.massive.com/v3/trades/AAPL?cursor=YXA9MTkyOD"})
+
+
+def real_tick_pages() -> list[object]:
+    rest = REAL / "rest"
+    spec = orjson.loads((rest / "ticks_spec_examples.json").read_bytes())
+    pages = [pytest.param(rest / "trades_AAPL_limit2.json", "trades", id="mock-trades-AAPL"),
+             pytest.param(rest / "quotes_AAPL.json", "quotes", id="mock-quotes-AAPL")]
+    pages += [pytest.param(path, f"{path.split('/')[2]}", id=f"spec-{path}") for path in spec]
+    return pages
+
+
+@pytest.mark.parametrize("source,kind", real_tick_pages())
+def test_real_tick_pages_compacted_take_the_csv_route_and_every_value_is_exact(source: object, kind: str) -> None:
+    """Real payloads (official client mocks, OpenAPI examples): compacted as the service sends them, every
+    uniform page takes the CSV route — string ids, condition arrays, quotes without SIP time included — and
+    gives exactly the plain JSON parse; the pretty-printed original (the JSON reader) gives the same."""
+    if isinstance(source, Path):
+        pretty = source.read_bytes()
+    else:
+        pretty = orjson.dumps(orjson.loads((REAL / "rest" / "ticks_spec_examples.json").read_bytes())[source],
+                              option=orjson.OPT_INDENT_2)
+    compact = orjson.dumps(orjson.loads(pretty))
+    rows = orjson.loads(compact)["results"]
+    uniform = all(list(r) == list(rows[0]) for r in rows)
+    assert uniform == (source != "/v3/trades/{optionsTicker}")  # the one page whose first trade has no conditions
+    assert fast(compact, kind) == uniform
+    assert not fast(pretty, kind)
+    assert_ticks(compact, kind)
+    assert_ticks(pretty, kind)
+    assert parse_ticks(compact, kind).next_url == orjson.loads(compact).get("next_url")
+
+
+def test_trades_page_with_ids_and_condition_arrays_takes_the_csv_route_exactly() -> None:
+    rng = np.random.default_rng(19)
+    body = trades_body([trade(i, rng) for i in range(3000)])
+    assert fast(body, "trades")
+    assert_ticks(body, "trades")
+    page = parse_ticks(body, "trades")
+    assert page.columns["conditions"].to_pylist()[:4] == ["", "12", "12,37", "14,41,0"]
+    assert page.columns["id"].to_pylist()[:5] == ["52983525029461", "1", "", "-0.5+", "4"]
+
+
+def with_id(body: bytes, row: int, raw_id: bytes) -> bytes:
+    """``body`` with the id of trade ``row`` replaced by the raw JSON text ``raw_id``."""
+    rows = orjson.loads(body)["results"]
+    old = b'"id":' + orjson.dumps(rows[row]["id"]) + b',"participant_timestamp":' + \
+        str(rows[row]["participant_timestamp"]).encode()
+    assert body.count(old) == 1
+    return body.replace(old, b'"id":' + raw_id + old[old.index(b',"participant'):])
+
+
+@pytest.mark.parametrize("raw_id,text", [
+    (b'"12,5"', "12,5"),  # a comma: the CSV route would split the row
+    (b'"12\\"5"', '12"5'),  # an escaped quote
+    (b'"12\\\\5"', "12\\5"),  # an escaped backslash
+    (b'"\\u00e9\\u0031"', "é1"),  # unicode escapes: the route would keep the backslashes
+    (b'"12a"', "12a"),  # a letter: the key-letter deletion of the CSV route would eat it
+    ('"1é"'.encode(), "1é"),  # raw UTF-8
+    (b'"1 2"', "1 2"),  # a space
+    (b'"1:2"', "1:2"),  # a colon, deleted with the frame
+    (b'"1}]"', "1}]"),  # a brace and bracket
+])
+def test_ids_with_other_characters_go_to_the_general_parser_exactly(raw_id: bytes, text: str) -> None:
+    rng = np.random.default_rng(20)
+    body = with_id(trades_body([trade(i, rng) for i in range(200)]), 7, raw_id)
+    assert not fast(body, "trades")
+    assert_ticks(body, "trades")
+    assert parse_ticks(body, "trades").columns["id"].to_pylist()[7] == text
+
+
+def drop_key(rows: list[dict[str, object]], row: int, key: str) -> list[dict[str, object]]:
+    rows[row] = {k: v for k, v in rows[row].items() if k != key}
+    return rows
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda rows: drop_key(rows, 5, "conditions"), id="no-conditions-in-one"),  # the real norm
+    pytest.param(lambda rows: drop_key(rows, 5, "id"), id="no-id-in-one"),
+    pytest.param(lambda rows: drop_key(rows, 5, "tape"), id="no-tape-in-one"),
+    pytest.param(lambda rows: drop_key(rows, 0, "sip_timestamp"), id="no-sip-time-in-the-first"),
+    pytest.param(lambda rows: [{**rows[0], "id": None}, *rows[1:]], id="null-id"),
+    pytest.param(lambda rows: [rows[0], {**rows[1], "conditions": None}, *rows[2:]], id="null-conditions"),
+    pytest.param(lambda rows: [rows[0], {**rows[1], "price": None}, *rows[2:]], id="null-price"),
+    pytest.param(lambda rows: [rows[0], {**rows[1], "sip_timestamp": None}, *rows[2:]], id="null-sip-time"),
+    pytest.param(lambda rows: [rows[0], {**rows[1], "exchange": None}, *rows[2:]], id="null-exchange"),
+    pytest.param(lambda rows: [{**rows[0], "id": 4093}, *rows[1:]], id="number-id-in-the-first"),
+    pytest.param(lambda rows: [{**r, "conditions": [-1]} for r in rows], id="negative-condition"),
+    pytest.param(lambda rows: [{**r, "conditions": [10**17 + 3, 0]} for r in rows], id="18-digit-condition"),
+    pytest.param(lambda rows: [{**r, "conditions": [10**18 + 3]} for r in rows], id="19-digit-condition"),
+    pytest.param(lambda rows: [{**r, "size": 1.5e-05} for r in rows], id="exponent-size"),
+    pytest.param(lambda rows: [{**r, "indicators": [1, 2], "x": {"a": 1}} for r in rows], id="nested-object"),
+    pytest.param(lambda rows: [{**r, "exchange": str(r["exchange"])} for r in rows], id="quoted-exchange"),
+    pytest.param(lambda rows: [{k: r[k] for k in reversed(list(r))} for r in rows[:1]] + rows[1:],
+                 id="first-in-another-order"),
+    pytest.param(lambda rows: [*rows[:9], {("tape" if k == "size" else "size" if k == "tape" else k): v
+                                           for k, v in rows[9].items()}, *rows[10:]],
+                 id="size-and-tape-named-the-other-way-in-one"),  # same lengths: positions alone cannot tell
+    pytest.param(lambda rows: [*rows[:9], {("pri1ce" if k == "price" else k): v for k, v in rows[9].items()},
+                 *rows[10:]], id="a-digit-inside-a-key"),  # an unknown key: that price is NaN, never "1" + price
+])
+def test_irregular_trades_pages_still_parse_exactly_or_loudly(change) -> None:
+    """Each change is either read exactly (by whichever route) or refused with BadResponseError, exactly as a
+    plain JSON parse into the tick schema does — never a different number or text."""
+    rng = np.random.default_rng(21)
+    body = trades_body(change([trade(i, rng) for i in range(60)]))
+    try:
+        expected = tick_oracle(body, "trades")
+        pa.Table.from_pylist([{"id": r.get("id"), "exchange": r.get("exchange"), "conditions": r.get("conditions")}
+                              for r in orjson.loads(body)["results"]],
+                             schema=pa.schema([("id", pa.string()), ("exchange", pa.int64()),
+                                               ("conditions", pa.list_(pa.int64()))]))
+    except (TypeError, ValueError, pa.ArrowException):
+        expected = None  # the general path refuses such a page
+    if expected is None:
+        with pytest.raises(BadResponseError):
+            parse_ticks(body, "trades")
+    else:
+        assert_ticks(body, "trades")
+
+
+@pytest.mark.parametrize("bad", [
+    (b'"id":"4093"', b'"id":"40"93'),  # number characters after a string
+    (b'"id":"4093"', b'"id":4"093"'),  # ... and before
+    (b'"conditions":[12,37]', b'"conditions":[12,37]5'),  # after an array
+    (b'"conditions":[12,37]', b'"conditions":[12,,37]'),
+    (b'"conditions":[12,37]', b'"conditions":[12,37,]'),
+    (b'"conditions":[12,37]', b'"conditions":[,12,37]'),
+    (b'"conditions":[12,37]', b'"conditions":[012,37]'),  # a leading zero (not JSON)
+    (b'"conditions":[12,37]', b'"conditions":[12.5,37]'),  # not an integer
+    (b'"conditions":[12,37]', b'"conditions":[12-37]'),
+    (b'"conditions":[12,37]', b'"conditions":[12,37'),  # unclosed
+    (b'"conditions":[12,37]', b'"conditions":12,37]'),  # unopened
+    (b'"conditions":[12,37]', b'"conditions":[12;37]'),
+    (b'"conditions":[12,37]', b'"conditions":[9999999999999999999]'),  # beyond int64
+    (b'"price":', b'"price":1x'),  # a letter glued to a number
+    (b'},{"conditions"', b'}5,{"conditions"'),  # a number between two objects (it would join the last value)
+    (b'},{"conditions"', b'},5{"conditions"'),
+])
+def test_malformed_trades_are_loud_never_a_value(bad: tuple[bytes, bytes]) -> None:
+    """One object broken where the CSV route deletes or moves bytes: every such page is a BadResponseError."""
+    rows = [trade(i, np.random.default_rng(22)) for i in range(40)]
+    for r in rows:
+        r["conditions"], r["id"] = [12, 37], "4093"
+    body = trades_body(rows)
+    old, new = bad
+    at = body.index(old, len(body) // 2)  # one object in the middle
+    body = body[:at] + new + body[at + len(old):]
+    with pytest.raises(BadResponseError):
+        parse_ticks(body, "trades")
+
+
+def test_quotes_with_condition_arrays_on_every_row_take_the_csv_route_exactly() -> None:
+    rng = np.random.default_rng(23)
+    rows = [{**quote(i, rng), "conditions": [[1], [], [1, 12]][i % 3]} for i in range(2000)]
+    rows = [{k: r[k] for k in sorted(r)} for r in rows]  # the service's alphabetical order: conditions mid-object
+    body = orjson.dumps({"results": rows, "status": "OK", "request_id": "q"})
+    assert fast(body, "quotes")
+    assert_ticks(body, "quotes")
+
+
+@pytest.mark.parametrize("last", ["id", "conditions"])
+def test_a_string_or_an_array_as_the_last_key_takes_the_csv_route_exactly(last: str) -> None:
+    """The closing quote or bracket of the last key's value meets the object's '}' (not a comma)."""
+    rng = np.random.default_rng(24)
+    rows = [trade(i, rng) for i in range(500)]
+    body = trades_body([{**{k: v for k, v in r.items() if k != last}, last: r[last]} for r in rows])
+    assert fast(body, "trades")
+    assert_ticks(body, "trades")

@@ -141,6 +141,29 @@ def test_finalize_orders_by_time_then_sequence_trade_first_and_drops_exact_dupli
     assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
 
 
+@pytest.mark.parametrize("arrangement", ["in-order", "ties-out-of-sequence", "quote-before-trade-on-a-tie"])
+def test_one_symbol_with_repeated_timestamps_comes_out_in_the_documented_order(arrangement: str) -> None:
+    """Many ticks share a timestamp (a page of quotes does): the frame must come out by (timestamp,
+    sequence_number, trades first) whether it arrives in that order (no sort needed) or not."""
+    rng = np.random.default_rng(25)
+    n = 4000
+    ts = 1_700_000_000_000_000_000 + np.sort(rng.integers(0, 300, n)) * 1000  # ~13 ticks per timestamp
+    seq = np.arange(n) * 2
+    kind = np.where(rng.random(n) < 0.3, "trade", "quote")
+    if arrangement == "ties-out-of-sequence":
+        seq = seq[np.lexsort((-seq, ts))]  # within each timestamp, sequence numbers fall
+    elif arrangement == "quote-before-trade-on-a-tie":
+        seq[1::2] = seq[::2]  # pairs share timestamp and sequence number...
+        ts[1::2] = ts[::2]
+        kind[::2], kind[1::2] = "quote", "trade"  # ...with the quote first
+    raw = pd.DataFrame({"timestamp": ts, "symbol": "AAPL", "kind": kind, "sequence_number": seq,
+                        "price": np.arange(n, dtype=float)})
+    want = raw.assign(rank=(raw["kind"] != "trade").astype(int)).sort_values(
+        ["timestamp", "sequence_number", "rank"], kind="stable")
+    df = finalize_ticks(raw)
+    assert df["price"].tolist() == want["price"].tolist()  # the rows' identities, in the expected order
+
+
 def test_same_time_and_sequence_with_different_values_is_kept() -> None:
     t = 1_700_000_000_000_000_000
     raw = pd.DataFrame({"timestamp": [t, t], "symbol": ["AAPL"] * 2, "kind": ["quote"] * 2,

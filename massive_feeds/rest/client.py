@@ -93,11 +93,39 @@ def _read_body(resp: requests.Response) -> bytes:
 
 _GzipError: Any  # isal's or zlib's error type (isal's stub types it as an instance)
 try:
-    from isal.igzip import decompress as _gunzip
-    from isal.isal_zlib import error as _GzipError
+    from isal.igzip_lib import DECOMP_GZIP, IgzipDecompressor
+    from isal.igzip_lib import error as _GzipError
+
+    _ISAL = True
 except ImportError:  # pragma: no cover - isal is part of the flatfiles extra
-    from gzip import decompress as _gunzip
     _GzipError = zlib.error
+    _ISAL = False
+
+
+def _gunzip(raw: bytes) -> bytes:
+    """A gzip body inflated member by member, each in one call into one buffer of the size its trailer
+    announces (half the time of a growing buffer, a third of ``igzip.decompress``'s, which reads its input
+    through a file object in steps). The inflater checks each member's CRC and length; a body cut short
+    raises; further members (rare in HTTP, valid in gzip) are appended as ``gzip.decompress`` does, zero
+    padding after one ignored."""
+    parts = []
+    rest = raw
+    inflate: Any
+    while rest:
+        if _ISAL:
+            inflate = IgzipDecompressor(DECOMP_GZIP)
+            # the last 4 bytes: the (last) member's length; capped, since a broken trailer may claim 4 GB
+            hint = min(int.from_bytes(rest[-4:], "little"), 64 * len(rest)) + 1
+            parts.append(inflate.decompress(rest, hint))
+            while not inflate.eof and not inflate.needs_input:  # longer than announced: the rest
+                parts.append(inflate.decompress(b"", -1))
+        else:  # pragma: no cover - without isal
+            inflate = zlib.decompressobj(31)  # 16 + 15: gzip header and trailer
+            parts.append(inflate.decompress(rest))
+        if not inflate.eof:
+            raise EOFError("gzip body ends before its last member does")
+        rest = inflate.unused_data.lstrip(b"\x00")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _retry_after(resp: requests.Response) -> float | None:

@@ -8,10 +8,12 @@ price sequence_number sip_timestamp size tape trf_id trf_timestamp`` — all tim
 plus ``status``, ``request_id`` and ``next_url``. Forex quotes and crypto trades carry only
 ``participant_timestamp``: it stands in for the missing SIP time.
 
-As for aggregates, the fast path cuts the ``results`` array out of the body; a compact page whose objects
-all carry the same numeric keys in the same order is read as CSV (:mod:`.flatjson`), any other goes to
-pyarrow's JSON reader, which builds typed columns (the objects are flat; their only arrays are integer
-lists, so the first ``}]`` closes the array); anything it cannot vouch for goes through orjson.
+As for aggregates, the fast path finds the ``results`` array in the body; a compact page whose objects all
+carry the same keys in the same order — numbers, ids made of digits, ``conditions`` arrays — is read as CSV
+in place (:mod:`.flatjson`, checked byte for byte), any other (the usual real page, whose optional keys
+come and go) goes to pyarrow's JSON reader, which builds typed columns (the objects are flat; their only
+arrays are integer lists, so a ``}]`` closes the array); anything it cannot vouch for goes through orjson,
+whose values are converted without truncation.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def _columns(table: pa.Table, kind: str) -> dict[str, np.ndarray]:
             continue
         col = table.column(name)
         if name == "conditions":
-            joined = pc.binary_join(pc.cast(col, pa.list_(pa.string())), ",")
+            # the CSV route hands over the codes already joined (see .flatjson.read_uniform)
+            joined = col if pa.types.is_string(col.type) else pc.binary_join(pc.cast(col, pa.list_(pa.string())), ",")
             out[name] = pc.fill_null(joined, "").combine_chunks()  # text stays in arrow: no Python objects
         elif name == "id":
             out[name] = pc.fill_null(col, "").combine_chunks()
@@ -98,18 +101,22 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
     if body[start + 1 : start + 64].lstrip().startswith(b"]"):
         end = body.find(b"]", start)
         return schema.empty_table(), body[:key] + b'"results":null' + body[end + 1 :]
-    # tick objects are flat (their only arrays hold integers), so the first "}]" closes the results
-    end = body.find(b"}]", start) + 1
+    # tick objects are flat (their only arrays hold integers), so a "}]" closes the results; the envelope
+    # after them is short, so the last one is found at once (a forward search reads all 10 MB of a full
+    # page). Should it not close the results (a "}]" inside an envelope string), the inner text is not a
+    # list of objects and both readers below refuse it: the general parse then runs.
+    end = body.rfind(b"}]", start) + 1
     if end <= 0:
         close = _ARRAY_END.search(body, start)  # pretty-printed: "}\n    ]"
         if close is None:
             return None
         end = close.end() - 1
-    inner = body[start + 1 : end].strip()
     envelope = body[:key] + b'"results":null' + body[end + 1 :]
-    uniform = read_uniform(inner, schema)  # the compact, uniform form: read as CSV (see .flatjson)
-    if uniform is not None:
-        return uniform[0], envelope
+    if body[start + 1 : start + 2] == b"{" and body[end - 1 : end] == b"}":  # compact: no whitespace at the ends
+        uniform = read_uniform(body, schema, start + 1, end)  # the compact, uniform form: read as CSV (.flatjson)
+        if uniform is not None:
+            return uniform[0], envelope
+    inner = body[start + 1 : end].strip()
     pretty = inner[:4096].find(b"\n") >= 0 or inner[:4096].find(b"}, {") >= 0  # the server's style is uniform
     ndjson = _OBJECT_GAP.sub(b"}\n{", inner) if pretty else inner.replace(b"},{", b"}\n{")
     table = pajson.read_json(
@@ -118,6 +125,29 @@ def _fast_table(body: bytes, schema: pa.Schema) -> tuple[pa.Table, bytes] | None
         parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
     return table, envelope
+
+
+def _typed(values: list[Any], field: pa.Field) -> pa.Array:
+    """One column of the general path, with only value-preserving conversions: ``pa.Table.from_pylist`` with
+    a schema would turn ``12.5`` into the integer 12 and ``"12"`` into a number. Here the values' own type is
+    inferred, then cast safely (an integral float such as ``12.0`` becomes 12; ``12.5``, a string or a boolean
+    in a numeric column, or an integer beyond int64, raise)."""
+    arr = pa.array(values)
+    inferred, want = arr.type, field.type
+    if pa.types.is_list(want) and pa.types.is_list(inferred):
+        inferred, want = inferred.value_type, want.value_type
+    if not (pa.types.is_null(inferred) or inferred == want
+            or ((pa.types.is_integer(want) or pa.types.is_floating(want))
+                and (pa.types.is_integer(inferred) or pa.types.is_floating(inferred)))):
+        raise pa.ArrowTypeError(f"{field.name}: {arr.type} values where {field.type} is expected")
+    return arr.cast(field.type, safe=True)
+
+
+def _rows_table(rows: list[Any], schema: pa.Schema) -> pa.Table:
+    """The general path's table: the ``schema`` columns of decoded result objects (absent keys are nulls)."""
+    if not all(isinstance(r, dict) for r in rows):
+        raise TypeError("a result that is not an object")
+    return pa.table([_typed([r.get(f.name) for r in rows], f) for f in schema], schema=schema)
 
 
 def parse_ticks(body: bytes, kind: str) -> TicksPage:
@@ -135,10 +165,10 @@ def parse_ticks(body: bytes, kind: str) -> TicksPage:
             meta: Any = orjson.loads(envelope)
         else:
             meta = orjson.loads(body)
-            rows = meta.get("results") or []
-            table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+            table = _rows_table(meta.get("results") or [], schema)
         columns = _columns(table, kind)
-    except (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError) as exc:
+    except (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError,
+            OverflowError) as exc:
         raise BadResponseError(f"malformed {kind} response ({len(body)} bytes): {exc}") from None
     if not isinstance(meta, dict) or "status" not in meta:
         raise BadResponseError(f"{kind} response without a 'status' field")
