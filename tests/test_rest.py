@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gzip
+import threading
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -144,39 +149,45 @@ def test_result_cache_entry_lands_on_disk_whole(client: RestClient, sandbox: San
     pd.testing.assert_frame_equal(again, first)
 
 
-def test_broken_gzip_transfer_is_a_server_error_not_a_traceback(settings: Settings) -> None:
-    import gzip
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    body = gzip.compress(b'{"status":"OK","results":[' + b",".join([b'{"t":1,"o":1,"h":1,"l":1,"c":1,"v":1}'] * 500)
-                         + b"]}")
+@contextlib.contextmanager
+def gzip_server(body: bytes, *, cut: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP/1.1 server answering every GET with ``body`` as a gzip-encoded 200 (its full length
+    announced); ``cut`` sends half of it and closes the connection. Yields (base URL, paths served)."""
     served: list[str] = []
 
-    class Cut(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+    class Fixed(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
             served.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[: len(body) // 2])  # then the connection closes mid-body
-            self.close_connection = True
+            self.wfile.write(body[: len(body) // 2] if cut else body)
+            self.close_connection = cut
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cut = RestClient(settings.with_overrides(rest_url=f"http://127.0.0.1:{server.server_address[1]}"),
-                         retry=FAST_RETRY)
+        yield f"http://127.0.0.1:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_broken_gzip_transfer_is_a_server_error_not_a_traceback(settings: Settings) -> None:
+    body = gzip.compress(b'{"status":"OK","results":[' + b",".join([b'{"t":1,"o":1,"h":1,"l":1,"c":1,"v":1}'] * 500)
+                         + b"]}")
+    with gzip_server(body, cut=True) as (url, served):  # the connection closes mid-body
+        cut = RestClient(settings.with_overrides(rest_url=url), retry=FAST_RETRY)
         with pytest.raises(ServerError, match="failed"):
             cut.request("/v2/aggs/ticker/AAPL/range/1/day/2024-03-04/2024-03-08")
         assert len(served) == FAST_RETRY.max_attempts  # every attempt was made, each one broke off
-    finally:
-        server.shutdown()
 
 
 @pytest.mark.parametrize("damage", ["none", "two-members", "crc", "cut-inside", "trailing-junk"])
@@ -185,41 +196,17 @@ def test_gzip_bodies_are_inflated_whole_or_refused(settings: Settings, damage: s
     at the first member, silently dropping the rest) is read whole; a wrong CRC, a body ending inside its
     member (Content-Length honest, so HTTP sees a complete transfer) or junk after it is a ServerError after
     the retries, never a half-read page."""
-    import gzip
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     text = b'{"status":"OK","results":[' + b",".join(
         b'{"t":%d,"o":1.5,"h":2,"l":1,"c":1.25,"v":100}' % (1_709_562_600_000 + 86_400_000 * i) for i in range(400)
     ) + b"]}"
-    cut = len(text) // 3
-    body = {"none": gzip.compress(text), "two-members": gzip.compress(text[:cut]) + gzip.compress(text[cut:]),
+    third = len(text) // 3
+    body = {"none": gzip.compress(text), "two-members": gzip.compress(text[:third]) + gzip.compress(text[third:]),
             "crc": bytearray(gzip.compress(text)), "cut-inside": gzip.compress(text)[:-12],
             "trailing-junk": gzip.compress(text) + b"junk"}[damage]
     if damage == "crc":
         body[-6] ^= 0x01  # one bit of the CRC-32 in the trailer
-    served: list[str] = []
-
-    class Fixed(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802
-            served.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(bytes(body))
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = RestClient(settings.with_overrides(rest_url=f"http://127.0.0.1:{server.server_address[1]}"),
-                            retry=FAST_RETRY)
+    with gzip_server(bytes(body)) as (url, served):
+        client = RestClient(settings.with_overrides(rest_url=url), retry=FAST_RETRY)
         if damage in ("none", "two-members"):
             page = client.request("/v2/aggs/ticker/AAPL/range/1/day/2024-03-04/2025-03-08")
             assert len(page["results"]) == 400 and page["results"][-1]["t"] == 1_709_562_600_000 + 86_400_000 * 399
@@ -227,8 +214,6 @@ def test_gzip_bodies_are_inflated_whole_or_refused(settings: Settings, damage: s
             with pytest.raises(ServerError, match="failed"):
                 client.request("/v2/aggs/ticker/AAPL/range/1/day/2024-03-04/2025-03-08")
             assert len(served) == FAST_RETRY.max_attempts
-    finally:
-        server.shutdown()
 
 
 def test_transient_failures_are_retried(client: RestClient, sandbox: Sandbox) -> None:

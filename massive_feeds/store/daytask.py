@@ -1,7 +1,8 @@
 """One ingest task: one flat-file day → one store day file. Runs on whichever worker the engine picks.
 
-A task is idempotent and retry-safe: it gets the day through the local flat-file cache (keyed by key + ETag, the
-same cache :func:`~massive_feeds.flatfiles.download_flat_file` uses), parses it once, builds the store's day table
+A task is idempotent and retry-safe: it reads the day from the local flat-file cache when that holds it (keyed by
+key + ETag, the same cache :func:`~massive_feeds.flatfiles.download_flat_file` uses), else streams it from S3,
+inflating and parsing it while it downloads (:func:`day_rows`), builds the store's day table
 in memory (one day at a time, so memory per task stays bounded: about 0.5 GB at the peak for a full-market day of
 1.6 M rows), and writes it all at once onto a path that depends only on the day. Running it twice, or after a
 killed attempt, leaves exactly one complete file. The task never touches the manifest or the quota: the driver
@@ -16,12 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..config import Settings
@@ -30,6 +30,7 @@ from ..flatfiles.cache import DayFileCache, atomic_file
 from ..flatfiles.keys import Dataset
 from ..flatfiles.reader import COLUMN_TYPES, REQUIRED, file_forms
 from ..flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
+from ..flatfiles.stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
 from .location import StoreLocation
 
 log = logging.getLogger(__name__)
@@ -130,54 +131,49 @@ def _transport(settings: Settings) -> S3Transport:
         return transport
 
 
-#: How the flat-file cache keeps a parsed day (as :mod:`massive_feeds.flatfiles.reader` writes it: zstd level 1,
-#: dictionary and statistics on the ticker column only, which is all its reads filter on).
-CACHE_PARQUET_OPTIONS = dict(compression="zstd", compression_level=1, use_dictionary=["ticker"],
-                             write_statistics=["ticker"], row_group_size=65_536)
+def _parse_stream(chunks: Iterable[bytes], key: str, symbols: tuple[str, ...] | None) -> pa.Table:
+    """The rows of a gzip day file (only the lines of ``symbols``' tickers when given) from its compressed bytes,
+    inflated (ISA-L) and parsed block by block as they arrive (:mod:`massive_feeds.flatfiles.stream`).
+
+    Raises :class:`CorruptFileError` for a truncated or damaged gzip, CSV that does not parse, or a file without
+    the required columns, after the last chunk arrived (the gzip trailer is checked)."""
+    def check(schema: pa.Schema) -> None:
+        missing = [c for c in REQUIRED if c not in schema.names]
+        if missing:
+            raise CorruptFileError(f"Flat file {key} lacks the column(s) {', '.join(missing)}; its header is "
+                                   f"{','.join(schema.names)}", key=key)
+        header.append(schema)
+
+    header: list[pa.Schema] = []
+    if symbols is not None:
+        return read_rows_where(chunks, key, "ticker", file_forms(symbols), column_types=COLUMN_TYPES,
+                               check_schema=check)
+    batches = list(iter_csv_batches(chunks, key, column_types=COLUMN_TYPES, check_schema=check))
+    return pa.Table.from_batches(batches, schema=batches[0].schema if batches else header[0])
 
 
-def _corrupt(key: str, exc: BaseException) -> CorruptFileError:
-    return CorruptFileError(f"Flat file {key} is corrupt or truncated ({exc}); its cached copy was discarded, so the "
-                            "next ingest downloads it again", key=key)
+def _counted(chunks: Iterable[bytes], done: list[bool]) -> Iterator[bytes]:
+    """``chunks`` passed on; ``done`` becomes ``[True]`` once the last one arrived (the whole object: the
+    transport ends its iterator only after exactly the listed size)."""
+    yield from chunks
+    done.append(True)
 
 
-def _parse_gzip(gz: Path, key: str) -> pa.Table:
-    """A whole gzip day file as one table (pyarrow's multi-threaded CSV reader, explicit column types)."""
-    try:
-        table = pacsv.read_csv(gz, convert_options=pacsv.ConvertOptions(column_types=COLUMN_TYPES))
-    except (pa.ArrowInvalid, OSError, EOFError) as exc:
-        raise _corrupt(key, exc) from exc
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise CorruptFileError(f"Flat file {key} lacks the column(s) {', '.join(missing)}; its header is "
-                               f"{','.join(table.column_names)}", key=key)
-    return table
-
-
-def _filter_symbols(table: pa.Table, symbols: tuple[str, ...] | None) -> pa.Table:
-    if symbols is None:
-        return table
-    return table.filter(pc.is_in(table.column("ticker"), pa.array(sorted(file_forms(symbols)), pa.string())))
-
-
-def _save_cache_day(table: pa.Table, target: Path, gz: Path) -> None:
-    """Keep the parsed day in the flat-file cache as parquet (atomically) and drop the gzip. A failure only costs
-    a later re-download, so it is logged, not raised."""
-    try:
-        with atomic_file(target) as tmp:
-            pq.write_table(table, tmp, **CACHE_PARQUET_OPTIONS)
-        gz.unlink(missing_ok=True)
-    except Exception as exc:  # noqa: BLE001 - the store file does not depend on the cache copy
-        log.warning("could not keep %s in the flat-file cache: %s", target.name, exc)
+def _tee(chunks: Iterable[bytes], fh: BinaryIO) -> Iterator[bytes]:
+    for chunk in chunks:
+        fh.write(chunk)
+        yield chunk
 
 
 def day_rows(task: DayTask) -> tuple[pa.Table, int]:
     """The day's rows (file columns; only the task's tickers when it has some) and the bytes downloaded for them.
 
-    A day already in the local flat-file cache (parquet, key + ETag) is read from there: no request, no quota.
-    Otherwise the gzip is downloaded into the cache and parsed once; with ``keep_flatfiles`` the parsed day is also
-    saved as the cache's parquet day (in a second thread, while the rows are filtered), so a later
-    ``download_flat_file`` of that day downloads nothing.
+    A day already in the local flat-file cache (parquet or a complete gzip, key + ETag) is read from there: no
+    request, no quota. Otherwise the object is streamed from S3 and inflated and parsed while it downloads (no
+    wait for the whole file on disk); with ``keep_flatfiles`` its bytes are teed into the cache's gzip entry,
+    which lands (atomically, byte-exact) only once every listed byte arrived and the gzip CRC checked out, so a
+    later ``download_flat_file`` of that day downloads nothing (and keeps its own parquet copy after its first
+    read). A truncated or damaged stream raises :class:`CorruptFileError` and leaves no cache entry.
     """
     remote = task.remote
     cache = DayFileCache(task.settings.cache_dir / "flatfiles")
@@ -189,46 +185,45 @@ def day_rows(task: DayTask) -> tuple[pa.Table, int]:
             return pq.read_table(path, filters=[("ticker", "in", sorted(file_forms(task.symbols)))]), 0
         except (pa.ArrowInvalid, OSError) as exc:
             cache.discard(remote.key)
-            raise _corrupt(remote.key, exc) from exc
-    downloaded = 0
-    gz = cache.gzip_path(remote)
+            raise corrupt(remote.key, exc) from exc
+    arrived: list[bool] = []
     try:
-        if path is None:
-            cache.sweep(gz.parent)
-            with atomic_file(gz) as tmp:
-                _transport(task.settings).download(remote, tmp)
-            downloaded = remote.size
-            cache.discard(remote.key, keep=gz)  # older ETags of this day are stale now
-        table = _parse_gzip(gz, remote.key)
+        if path is not None:  # a complete downloaded gzip entry
+            table = _parse_stream(file_chunks(path), remote.key, task.symbols)
+            if not task.keep_flatfiles:
+                cache.discard(remote.key)
+            return table, 0
+        chunks = _counted(_transport(task.settings).iter_object(remote), arrived)
         if not task.keep_flatfiles:
-            cache.discard(remote.key)
-            return _filter_symbols(table, task.symbols), downloaded
-        saver = threading.Thread(target=_save_cache_day, args=(table, cache.parquet_path(remote), gz),
-                                 name="store-cache-day", daemon=True)
-        saver.start()
-        try:
-            return _filter_symbols(table, task.symbols), downloaded
-        finally:
-            saver.join()
+            table = _parse_stream(chunks, remote.key, task.symbols)
+            cache.discard(remote.key)  # an older ETag's copy is stale now
+            return table, remote.size
+        gz = cache.gzip_path(remote)
+        cache.sweep(gz.parent)
+        with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
+            table = _parse_stream(_tee(chunks, fh), remote.key, task.symbols)
+        cache.discard(remote.key, keep=gz)  # older ETags of this day are stale now
+        return table, remote.size
     except BaseException as exc:
         if isinstance(exc, CorruptFileError):
             cache.discard(remote.key)
-        exc.downloaded_bytes = downloaded  # type: ignore[attr-defined] # for the driver's quota accounting
+        # for the driver's quota accounting: a download that broke off for good spent nothing (as before)
+        exc.downloaded_bytes = remote.size if arrived else 0  # type: ignore[attr-defined]
         raise
 
 
 def _already_sorted(table: pa.Table) -> bool:
-    """Whether rows are sorted by symbol then time (flat files usually are), checked without sorting."""
-    if table.num_rows < 2:
+    """Whether rows are sorted by symbol then time (flat files usually are), checked without sorting: each row's
+    symbol is after the previous one's, or the same with a later time (adjacent string comparisons, no hashing)."""
+    n = table.num_rows
+    if n < 2:
         return True
-    encoded = table.column("symbol").combine_chunks().dictionary_encode()
-    names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-    if len(names) > 1 and not bool(np.all(names[1:] > names[:-1])):  # first-seen order must be sorted order
-        return False
-    codes = encoded.indices.to_numpy()
+    symbol = table.column("symbol")
+    before, after = symbol.slice(0, n - 1), symbol.slice(1)
+    later = pc.fill_null(pc.less(before, after), False).to_numpy(zero_copy_only=False)
+    same = pc.fill_null(pc.equal(before, after), False).to_numpy(zero_copy_only=False)
     ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-    dc, dt = np.diff(codes), np.diff(ts)
-    return bool(np.all((dc > 0) | ((dc == 0) & (dt > 0))))
+    return bool(np.all(later | (same & (np.diff(ts) > 0))))
 
 
 def store_table(raw: pa.Table, asset: str) -> pa.Table:

@@ -23,6 +23,7 @@ import bisect
 import hashlib
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable
@@ -134,6 +135,26 @@ def read_store_file(location: StoreLocation, path: str, days: Iterable[date], sy
 
 
 # --- building -----------------------------------------------------------------------------------
+def _symbol_codes(group: pa.Table) -> tuple[pa.Table, np.ndarray, pa.Array]:
+    """``group`` in the store schema, with an integer code per row that changes exactly where the symbol does
+    (and the symbols the codes stand for). The files are opened with the symbol column read as a dictionary
+    (:data:`_READ_OPTIONS`), whose indices are such codes for free; other cases hash the symbols."""
+    column = group.column("symbol")
+    if pa.types.is_dictionary(column.type) and column.num_chunks == 1:
+        encoded = column.chunk(0)
+        group = group.set_column(group.schema.get_field_index("symbol"), "symbol", encoded.cast(pa.string()))
+    else:
+        encoded = None
+    group = group.cast(STORE_SCHEMA) if group.schema != STORE_SCHEMA else group
+    if encoded is None:
+        encoded = group.column("symbol").combine_chunks().dictionary_encode()
+    return group, encoded.indices.to_numpy(), encoded.dictionary
+
+
+#: How a merge opens its inputs: the symbol column comes as Parquet stored it, dictionary-encoded.
+_READ_OPTIONS = {"read_dictionary": ["symbol"]}
+
+
 @dataclass
 class _Source:
     """One input of a month merge: a stored file read row group by row group (each file is sorted by symbol
@@ -142,6 +163,8 @@ class _Source:
 
     pf: pq.ParquetFile
     spans: list[tuple[int, int]] | None
+    #: first and last bar time (int64 ns) of the rows this source gives (``None``: it gives none)
+    span: tuple[int, int] | None = None
     next_group: int = 0
     buf: pa.Table | None = None
     syms: list[str] | None = None
@@ -165,11 +188,9 @@ class _Source:
                 group = group.filter(pa.array(_within(ts, self.spans)))
             if group.num_rows == 0:
                 continue
-            group = group.cast(STORE_SCHEMA) if group.schema != STORE_SCHEMA else group
-            encoded = group.column("symbol").combine_chunks().dictionary_encode()
-            codes = encoded.indices.to_numpy()
+            group, codes, dictionary = _symbol_codes(group)
             starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-            names = encoded.dictionary.take(pa.array(codes[starts])).to_pylist()
+            names = dictionary.take(pa.array(codes[starts])).to_pylist()
             base = self.rows
             if self.rows == 0:
                 self.buf, self.syms, self.offs = group, [], []
@@ -189,8 +210,9 @@ class _Source:
         assert self.syms
         return self.syms[-1]
 
-    def take_below(self, cut: str | None) -> pa.Table | None:
-        """The buffered rows of symbols before ``cut`` (all of them for ``None``), removed from the buffer."""
+    def take_below(self, cut: str | None) -> "_Piece | None":
+        """The buffered rows of symbols before ``cut`` (all of them for ``None``), removed from the buffer, with
+        their symbol runs."""
         if not self.rows:
             return None
         assert self.buf is not None and self.syms is not None and self.offs is not None
@@ -198,9 +220,19 @@ class _Source:
         if k == 0:
             return None
         n = self.offs[k] if k < len(self.offs) else self.buf.num_rows
-        out, self.buf = self.buf.slice(0, n), self.buf.slice(n)
+        out = _Piece(self.buf.slice(0, n), self.syms[:k], self.offs[:k])
+        self.buf = self.buf.slice(n)
         self.syms, self.offs = self.syms[k:], [o - n for o in self.offs[k:]]
         return out
+
+
+@dataclass
+class _Piece:
+    """Rows of one source sorted by symbol then time, with the symbol of each run and where it starts."""
+
+    table: pa.Table
+    syms: list[str]
+    offs: list[int]
 
 
 def _symbol_time_order(table: pa.Table) -> np.ndarray:
@@ -212,8 +244,46 @@ def _symbol_time_order(table: pa.Table) -> np.ndarray:
     return np.lexsort((ts, rank[encoded.indices.to_numpy()]))
 
 
-def _merged_chunks(sources: list[_Source]) -> Iterable[pa.Table]:
-    """The rows of every source, sorted by symbol then time, in chunks that each hold whole symbols."""
+def _run_order(pieces: list[_Piece]) -> tuple[np.ndarray, np.ndarray]:
+    """The row order by symbol then time of ``pieces`` concatenated, when each piece is sorted and every row of
+    a piece comes before (in time) every row of the pieces after it: then a symbol's rows are its runs of each
+    piece in piece order, so only the runs are sorted (a few per symbol), never the rows. Also returns where
+    each symbol begins in that order."""
+    names: list[str] = []
+    piece_no, starts, lengths = [], [], []
+    base = 0
+    for j, piece in enumerate(pieces):
+        offs = np.asarray(piece.offs, dtype=np.int64)
+        n = piece.table.num_rows
+        names.extend(piece.syms)
+        piece_no.append(np.full(len(offs), j, dtype=np.int32))
+        starts.append(offs + base)
+        lengths.append(np.diff(offs, append=n))
+        base += n
+    runs = pa.table({"symbol": pa.array(names, pa.string()), "piece": np.concatenate(piece_no)})
+    order = pc.sort_indices(runs, sort_keys=[("symbol", "ascending"), ("piece", "ascending")]).to_numpy()
+    start, length = np.concatenate(starts)[order], np.concatenate(lengths)[order]
+    first = np.cumsum(length) - length  # the output row where each run begins
+    # row i of the output is row start[r] + (i - first[r]) of the input, r = i's run
+    rows = np.repeat(start - first, length) + np.arange(base, dtype=np.int64)
+    ranked = runs.column("symbol").take(pa.array(order))
+    new_symbol = np.r_[True, pc.not_equal(ranked.slice(1), ranked.slice(0, len(ranked) - 1)).to_numpy(
+        zero_copy_only=False)] if len(ranked) else np.zeros(0, bool)
+    return rows, first[new_symbol]
+
+
+def _time_ordered(sources: list[_Source]) -> bool:
+    """Whether the sources (in this order) give rows in disjoint, increasing time ranges: a month of day files,
+    or an older month file followed by the days after it (the usual append)."""
+    spans = [s.span for s in sources if s.span is not None]
+    return all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+
+
+def _merged_chunks(sources: list[_Source]) -> Iterable[tuple[pa.Table, np.ndarray | None]]:
+    """The rows of every source, sorted by symbol then time, in chunks that each hold whole symbols, each with
+    the row where each of its symbols begins when that is known already (else ``None``)."""
+    sources = sorted(sources, key=lambda s: s.span[0] if s.span is not None else -1)
+    by_runs = _time_ordered(sources)
     for s in sources:
         s.fill()
     while True:
@@ -221,10 +291,14 @@ def _merged_chunks(sources: list[_Source]) -> Iterable[pa.Table]:
         cut = min(s.last_symbol for s in pending) if pending else None
         pieces = [t for t in (s.take_below(cut) for s in sources) if t is not None]
         if pieces:
-            chunk = pa.concat_tables(pieces)
-            if len(pieces) > 1:
-                chunk = chunk.take(_symbol_time_order(chunk))
-            yield chunk
+            chunk = pa.concat_tables([p.table for p in pieces])
+            if len(pieces) == 1:
+                yield chunk, np.asarray(pieces[0].offs, dtype=np.int64)
+            elif by_runs:
+                rows, symbol_starts = _run_order(pieces)
+                yield chunk.take(rows), symbol_starts
+            else:
+                yield chunk.take(_symbol_time_order(chunk)), None
         if not pending:
             return
         for s in pending:
@@ -233,7 +307,11 @@ def _merged_chunks(sources: list[_Source]) -> Iterable[pa.Table]:
 
 
 class _GroupWriter:
-    """Writes sorted chunks as row groups cut at symbol boundaries and records each group's symbol range."""
+    """Writes sorted chunks as row groups cut at symbol boundaries and records each group's symbol range.
+
+    Each group is encoded and compressed by one background thread (pyarrow releases the GIL there) while the
+    caller reads and orders the next rows: the two halves of a merge overlap on two cores. Groups are written
+    in order, one at a time; a write error comes out of the next :meth:`add`/:meth:`flush`/:meth:`finish`."""
 
     def __init__(self, writer: pq.ParquetWriter, target: int) -> None:
         self.writer, self.target = writer, target
@@ -241,16 +319,36 @@ class _GroupWriter:
         self.carry_rows = 0
         self.groups: list[list[str]] = []
         self.rows = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="month-writer")
+        self._writing: Future[None] | None = None
 
-    def add(self, chunk: pa.Table) -> None:
-        """``chunk`` holds whole symbols (the merge never splits one across chunks). Groups close before a
-        symbol that would overflow them, around every busy symbol (a quarter of a group or more: it gets groups
-        of its own) and every ``target`` rows inside a symbol larger than a group."""
-        codes = chunk.column("symbol").combine_chunks().dictionary_encode().indices.to_numpy()
-        if not len(codes):
+    def finish(self, *, failed: bool = False) -> None:
+        """Wait for the group being written and stop the thread; its error is raised unless the merge already
+        ``failed`` (the first error is the one to report)."""
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - re-raised below unless another error is on its way out
+            if not failed:
+                raise
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def add(self, chunk: pa.Table, starts: np.ndarray | None = None) -> None:
+        """``chunk`` holds whole symbols (the merge never splits one across chunks), beginning at the rows
+        ``starts`` (found here when not given). Groups close before a symbol that would overflow them, around
+        every busy symbol (a quarter of a group or more: it gets groups of its own) and every ``target`` rows
+        inside a symbol larger than a group."""
+        if not chunk.num_rows:
             return
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        ends = np.r_[starts[1:], len(codes)]
+        if starts is None:
+            codes = chunk.column("symbol").combine_chunks().dictionary_encode().indices.to_numpy()
+            starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        ends = np.r_[starts[1:], chunk.num_rows]
         target = self.target
         pos = 0  # the rows of this chunk before ``pos`` are written or in the carry
 
@@ -280,7 +378,8 @@ class _GroupWriter:
         if not self.carry_rows:
             return
         group = pa.concat_tables(self.carry).combine_chunks()  # one batch: the writer is slow on many slices
-        self.writer.write_table(group, row_group_size=group.num_rows)
+        self._wait()
+        self._writing = self._pool.submit(self.writer.write_table, group, row_group_size=group.num_rows)
         symbol = group.column("symbol")
         self.groups.append([str(symbol[0].as_py()), str(symbol[-1].as_py())])
         self.rows += group.num_rows
@@ -334,7 +433,7 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
         for file, days in by_file.items():
             fh = location.filesystem.open_input_file(location.path(dataset_path, file))
             handles.append(fh)
-            pf = pq.ParquetFile(fh)
+            pf = pq.ParquetFile(fh, **_READ_OPTIONS)
             if is_month_file(file):
                 held = file_index(pf).get("days", {})
                 spans = []
@@ -346,13 +445,14 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
                     days_meta[day.isoformat()] = {"etag": entries[day].etag, "lo": info.get("lo"), "hi": info.get("hi")}
                     if info.get("lo") is not None:
                         spans.append((int(info["lo"]), int(info["hi"])))
-                sources.append(_Source(pf, spans if len(spans) < len(held) else None))
+                given = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
+                sources.append(_Source(pf, spans if len(spans) < len(held) else None, given))
             else:
                 (day,) = days
                 span = _span_of(pf)
                 days_meta[day.isoformat()] = {"etag": entries[day].etag, "lo": span[0] if span else None,
                                               "hi": span[1] if span else None}
-                sources.append(_Source(pf, None))
+                sources.append(_Source(pf, None, span))
         spans = sorted((v["lo"], v["hi"]) for v in days_meta.values() if v["lo"] is not None)
         if any(b[0] <= a[1] for a, b in zip(spans, spans[1:])):
             log.warning("the days of %s/%s overlap in time; they stay in their own files", dataset_path, month)
@@ -360,9 +460,14 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
         path = location.path(dataset_path, rel)
         with location.parquet_writer(path, STORE_SCHEMA, **MONTH_PARQUET_OPTIONS) as writer:
             out = _GroupWriter(writer, MONTH_ROW_GROUP_ROWS)
-            for chunk in _merged_chunks(sources):
-                out.add(chunk)
-            out.flush()
+            try:
+                for chunk, starts in _merged_chunks(sources):
+                    out.add(chunk, starts)
+                out.flush()
+            except BaseException:
+                out.finish(failed=True)  # no write may run on once the failed file is dropped
+                raise
+            out.finish()
             writer.add_key_value_metadata({META_KEY: json.dumps(
                 {"dataset": dataset_path, "month": month, "days": days_meta, "groups": out.groups})})
         return MonthBuild(month, rel, location.size(path), out.rows, tuple(sorted(entries)))
