@@ -35,7 +35,7 @@ WAIT_MS = 30_000
 #: Read at import: the autouse fixture of conftest.py clears every MASSIVE_* variable before each test.
 REQUIRE_BROWSER = os.environ.get("MASSIVE_REQUIRE_BROWSER") == "1"
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(240)]
 
 
 def _missing(reason: str) -> None:
@@ -184,7 +184,7 @@ def test_fetch_stream_record_and_backtest_in_a_browser(page: Page, tmp_path: Pat
     written = p.get_by_test_id("stMetric").filter(has_text="Written to disk")
     expect(written).to_be_visible()
     expect(written.get_by_test_id("stMetricValue")).to_have_text(re.compile(r"^([3-9]\d\d|[\d,]{4,})$"),
-                                                                 timeout=45_000)  # >= 300 events
+                                                                 timeout=90_000)  # >= 300 events, ~10 s
     p.get_by_role("button", name="Stop Recording").click()
     expect(p.get_by_text(re.compile(r"Saved recording as dataset massive_live_session_\d{8}"))).to_be_visible()
     assert list((tmp_path / "datasets").glob("massive_live_session_*.parquet"))
