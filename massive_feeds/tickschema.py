@@ -188,14 +188,16 @@ def _order(num: dict[str, np.ndarray], text: dict[str, pa.Array]) -> np.ndarray 
     """Row order by (timestamp, symbol, sequence_number, trades first); ``None`` when already in order."""
     ts = num["timestamp"]
     single = len(pc.unique(text["symbol"])) == 1
-    if single and bool(np.all(ts[1:] > ts[:-1])):
+    later = ts[1:] > ts[:-1] if single else None
+    if later is not None and bool(later.all()):
         return None  # strictly increasing times (the usual single-symbol page): nothing to sort
     kind_rank = pc.not_equal(text["kind"], "trade").to_numpy(zero_copy_only=False).astype(np.int8)
     seq = num["sequence_number"]
-    if single:  # already in (timestamp, sequence_number, kind) order, ties included: no sort (a page of quotes
-        # often repeats a timestamp)
-        t0, t1, s0, s1 = ts[:-1], ts[1:], seq[:-1], seq[1:]
-        if bool(np.all((t1 > t0) | ((t1 == t0) & ((s1 > s0) | ((s1 == s0) & (kind_rank[1:] >= kind_rank[:-1])))))):
+    if later is not None:  # already in (timestamp, sequence_number, kind) order, ties included: no sort (a page
+        # of quotes often repeats a timestamp)
+        s0, s1 = seq[:-1], seq[1:]
+        tied = (ts[1:] == ts[:-1]) & ((s1 > s0) | ((s1 == s0) & (kind_rank[1:] >= kind_rank[:-1])))
+        if bool(np.all(later | tied)):
             return None
     keys = [np.arange(len(ts)), kind_rank, seq]
     if not single:

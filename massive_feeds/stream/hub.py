@@ -65,13 +65,10 @@ class _Delivery:
                     return
                 # events built here, on the consuming thread (see TypedFrame), straight from the structs
                 if self.batched:
-                    try:
-                        self.fn(batch.events())  # type: ignore[arg-type]
-                    except Exception as exc:  # noqa: BLE001 - isolate the consumer
-                        self._failed(exc)
-                else:
+                    self._send(batch.events(), True)
+                else:  # each event built just before its call (TypedFrame.deliver isolates fn as _send does)
                     batch.deliver(self.fn, self._failed)  # type: ignore[arg-type]
-                self.delivered += len(batch)
+                    self.delivered += len(batch)
                 return
             batch = batch.events()  # mixed kinds, or a symbol filter: built, then filtered below
             ready = True
