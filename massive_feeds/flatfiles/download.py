@@ -29,7 +29,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -51,7 +51,7 @@ from .reader import (
     read_cached_day,
     stream_day,
 )
-from .stream import file_chunks
+from .stream import file_chunks, passed_on
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,11 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
             else:
                 gz = path = cache.gzip_path(remote)
                 with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
-                    table = stream_day(_tee(run.transport.iter_object(remote, run.bar.update), fh, job, run),
-                                       remote.key, job.forms)
+                    # once every byte arrived, the job's reserved quota bytes count as spent (a download
+                    # that breaks off for good spends none)
+                    chunks = passed_on(run.transport.iter_object(remote, run.bar.update), copy_to=fh,
+                                       at_end=lambda: run.pending.pop(id(job), None))
+                    table = stream_day(chunks, remote.key, job.forms)
                 cache.discard(remote.key, keep_etag=remote.etag)  # older ETags of this day are now stale
         convert_in_background(path, parquet, remote.key)
         return table
@@ -160,15 +163,6 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield first
     yield from rest
-
-
-def _tee(chunks: Iterable[bytes], fh: BinaryIO, job: _Job, run: _Run) -> Iterator[bytes]:
-    """``chunks`` passed on, each also written to ``fh``; once all arrived, the job's reserved quota
-    bytes count as spent (a download that breaks off for good spends none)."""
-    for chunk in chunks:
-        fh.write(chunk)
-        yield chunk
-    run.pending.pop(id(job), None)
 
 
 def _run_jobs(plan: _Plan, transport: S3Transport, cache: DayFileCache, pool: ThreadPoolExecutor,

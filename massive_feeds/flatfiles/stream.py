@@ -37,7 +37,7 @@ import logging
 import zlib
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -72,6 +72,19 @@ def file_chunks(path: Path | str, chunk: int = FILE_CHUNK) -> Iterator[bytes]:
     with open(path, "rb", buffering=0) as fh:
         while data := fh.read(chunk):
             yield data
+
+
+def passed_on(chunks: Iterable[bytes], *, copy_to: BinaryIO | None = None,
+              at_end: Callable[[], object] | None = None) -> Iterator[bytes]:
+    """``chunks`` passed on unchanged, each also written to ``copy_to`` (the cache's temp gzip) when given;
+    ``at_end`` runs once the last one arrived (a transport ends its iterator only after exactly the listed
+    size, so a download that breaks off never gets there)."""
+    for chunk in chunks:
+        if copy_to is not None:
+            copy_to.write(chunk)
+        yield chunk
+    if at_end is not None:
+        at_end()
 
 
 class _GzipStream(io.RawIOBase):

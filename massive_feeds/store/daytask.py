@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +30,7 @@ from ..flatfiles.cache import DayFileCache, atomic_file
 from ..flatfiles.keys import Dataset
 from ..flatfiles.reader import COLUMN_TYPES, REQUIRED, file_forms
 from ..flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
-from ..flatfiles.stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
+from ..flatfiles.stream import corrupt, file_chunks, iter_csv_batches, passed_on, read_rows_where
 from .location import StoreLocation
 
 log = logging.getLogger(__name__)
@@ -152,19 +152,6 @@ def _parse_stream(chunks: Iterable[bytes], key: str, symbols: tuple[str, ...] | 
     return pa.Table.from_batches(batches, schema=batches[0].schema if batches else header[0])
 
 
-def _counted(chunks: Iterable[bytes], done: list[bool]) -> Iterator[bytes]:
-    """``chunks`` passed on; ``done`` becomes ``[True]`` once the last one arrived (the whole object: the
-    transport ends its iterator only after exactly the listed size)."""
-    yield from chunks
-    done.append(True)
-
-
-def _tee(chunks: Iterable[bytes], fh: BinaryIO) -> Iterator[bytes]:
-    for chunk in chunks:
-        fh.write(chunk)
-        yield chunk
-
-
 def day_rows(task: DayTask) -> tuple[pa.Table, int]:
     """The day's rows (file columns; only the task's tickers when it has some) and the bytes downloaded for them.
 
@@ -186,29 +173,29 @@ def day_rows(task: DayTask) -> tuple[pa.Table, int]:
         except (pa.ArrowInvalid, OSError) as exc:
             cache.discard(remote.key)
             raise corrupt(remote.key, exc) from exc
-    arrived: list[bool] = []
+    arrived = threading.Event()  # set once the whole object came (the transport ends only after every byte)
     try:
         if path is not None:  # a complete downloaded gzip entry
             table = _parse_stream(file_chunks(path), remote.key, task.symbols)
             if not task.keep_flatfiles:
                 cache.discard(remote.key)
             return table, 0
-        chunks = _counted(_transport(task.settings).iter_object(remote), arrived)
+        chunks = _transport(task.settings).iter_object(remote)
         if not task.keep_flatfiles:
-            table = _parse_stream(chunks, remote.key, task.symbols)
+            table = _parse_stream(passed_on(chunks, at_end=arrived.set), remote.key, task.symbols)
             cache.discard(remote.key)  # an older ETag's copy is stale now
             return table, remote.size
         gz = cache.gzip_path(remote)
         cache.sweep(gz.parent)
         with atomic_file(gz) as tmp, open(tmp, "wb") as fh:
-            table = _parse_stream(_tee(chunks, fh), remote.key, task.symbols)
+            table = _parse_stream(passed_on(chunks, copy_to=fh, at_end=arrived.set), remote.key, task.symbols)
         cache.discard(remote.key, keep=gz)  # older ETags of this day are stale now
         return table, remote.size
     except BaseException as exc:
         if isinstance(exc, CorruptFileError):
             cache.discard(remote.key)
         # for the driver's quota accounting: a download that broke off for good spent nothing (as before)
-        exc.downloaded_bytes = remote.size if arrived else 0  # type: ignore[attr-defined]
+        exc.downloaded_bytes = remote.size if arrived.is_set() else 0  # type: ignore[attr-defined]
         raise
 
 
