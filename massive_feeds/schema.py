@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
+from .futures_symbols import FUTURES_FORMS, is_futures, normalize_futures
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -94,7 +95,7 @@ def parse_interval(interval: str | Interval) -> Interval:
 
 
 # --- tickers --------------------------------------------------------------------------------------
-ASSET_CLASSES = ("stocks", "options", "indices", "forex", "crypto")
+ASSET_CLASSES = ("stocks", "options", "indices", "forex", "crypto", "futures")
 FIAT = frozenset(
     "USD EUR JPY GBP CHF CAD AUD NZD CNH CNY HKD SGD SEK NOK DKK MXN ZAR TRY PLN CZK HUF ILS INR KRW BRL".split()
 )
@@ -105,8 +106,11 @@ _PAIR_RE = re.compile(r"^[A-Z0-9]{2,10}$")
 
 
 def asset_class(ticker: str) -> str:
-    """Asset class of a normalised ticker: stocks, options, indices, forex or crypto."""
+    """Asset class of a normalised ticker: stocks, options, indices, forex, crypto or futures (a contract
+    code like ``ESZ4`` or a continuous series like ``ES.c.0``, see :mod:`massive_feeds.futures_symbols`)."""
     prefix = ticker[:2]
+    if prefix not in ("O:", "I:", "C:", "X:") and is_futures(ticker):
+        return "futures"
     return {"O:": "options", "I:": "indices", "C:": "forex", "X:": "crypto"}.get(prefix, "stocks")
 
 
@@ -123,15 +127,19 @@ def _split_pair(text: str) -> tuple[str, str] | None:
 
 def normalize_symbol(symbol: str) -> str:
     """Massive's ticker form for a symbol: ``aapl``→``AAPL``, ``BTC-USD``→``X:BTCUSD``,
-    ``EUR/USD``→``C:EURUSD``, ``^SPX``→``I:SPX``, a bare OCC option symbol → ``O:…``.
+    ``EUR/USD``→``C:EURUSD``, ``^SPX``→``I:SPX``, a bare OCC option symbol → ``O:…``, futures
+    ``esz4``/``F:ESZ4``→``ESZ4`` and continuous ``es.c.0``→``ES.c.0``.
 
     Raises :class:`InvalidInputError` for anything that cannot be a ticker.
     """
     if not isinstance(symbol, str) or not symbol.strip():
         raise InvalidInputError(f"Invalid symbol {symbol!r}: expected a non-empty ticker string")
+    if (futures := normalize_futures(symbol)) is not None:
+        return futures
     text = symbol.strip().upper()
     bad = InvalidInputError(
-        f"Invalid symbol {symbol!r}; use a ticker like AAPL, O:SPY251219C00650000, I:SPX, C:EURUSD or X:BTCUSD"
+        f"Invalid symbol {symbol!r}; use a ticker like AAPL, O:SPY251219C00650000, I:SPX, C:EURUSD or X:BTCUSD, "
+        f"or for futures {FUTURES_FORMS}"
     )
     if text.startswith("^"):
         text = "I:" + text[1:]

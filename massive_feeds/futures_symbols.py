@@ -1,0 +1,132 @@
+"""Futures tickers: single contracts (``ESZ4``, ``ESZ24``, ``GCJ5``, ``F:ESZ4``) and continuous series
+(``ES.c.0``, ``ES.c.1``, ``ES.v.0``, Databento's notation).
+
+The rule that tells a contract code from a stock ticker (documented in the README's futures section):
+
+* A **contract code** is a product root of 1-4 letters/digits (containing a letter: ``ES``, ``GC``, ``6E``,
+  ``M2K``, ``00C``), one CME month code (``F G H J K M N Q U V X Z``) and a **one- or two-digit year**.
+  It must end in a digit. US-listed stock tickers never contain digits (share classes are written with a
+  dot, ``BRK.B``; preferreds and warrants use letters), so ``AAPL``, ``F``, ``GE``, ``ESZ`` or ``GCJ`` stay
+  stocks and ``ESZ4`` is a future. ``F:ESZ4`` names a contract explicitly.
+* A **continuous series** is ``ROOT.RULE.RANK``: rule ``c`` (calendar roll: the contract nearest expiry
+  still trading, rolled on its last trade date) or ``v`` (volume roll: the contract with the most volume
+  the session before), rank ``0`` (front), ``1`` (second) … at most 9.
+
+Continuous series keep their notation as the normalised ticker (``ES.c.0``: root upper case, rule lower
+case); contracts are normalised to Massive's code without the ``F:`` prefix (``ESZ4``), which is the form the
+REST paths, the WebSocket channels and the flat-file rows use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import InvalidInputError
+
+MONTH_CODES = "FGHJKMNQUVXZ"
+#: month code -> calendar month
+MONTH_OF = {code: i + 1 for i, code in enumerate(MONTH_CODES)}
+FUTURES_FORMS = ("a contract code like ESZ4, ESZ24, GCJ5 or F:ESZ4, or a continuous series like ES.c.0 "
+                 "(front, calendar roll), ES.c.1 (second) or ES.v.0 (front, volume roll)")
+
+# the month is the letter just before the trailing year digits, so the split is unambiguous
+_CONTRACT_RE = re.compile(rf"^([A-Z0-9]{{1,4}})([{MONTH_CODES}])(\d{{1,2}})$")
+_CONTINUOUS_RE = re.compile(r"^([A-Za-z0-9]{1,4})\.([A-Za-z])\.(\S+)$")
+_ROOT_RE = re.compile(r"^(?=.*[A-Z])[A-Z0-9]{1,4}$")
+
+
+@dataclass(frozen=True)
+class FuturesContract:
+    """One contract: ``root`` (product code), ``month`` (1-12), ``year_digits`` as written (``"4"`` or ``"24"``)."""
+
+    ticker: str
+    root: str
+    month: int
+    year_digits: str
+
+    def year(self, near: int) -> int:
+        """The calendar year of the expiry, the one written digits allow that is nearest after ``near - 3``
+        (a one-digit ``4`` near 2024 is 2024, near 2031 is 2034; codes name contracts listed a few years ahead)."""
+        mod = 10 ** len(self.year_digits)
+        base = near - 3
+        return base + (int(self.year_digits) - base) % mod
+
+
+@dataclass(frozen=True)
+class ContinuousFutures:
+    """A continuous series: ``root``, ``rule`` (``"c"`` calendar, ``"v"`` volume) and ``rank`` (0 = front)."""
+
+    ticker: str
+    root: str
+    rule: Literal["c", "v"]
+    rank: int
+
+
+def parse_contract(text: str) -> FuturesContract | None:
+    """A contract code (already upper case, ``F:`` stripped) as :class:`FuturesContract`, or None."""
+    m = _CONTRACT_RE.match(text)
+    if not m:
+        return None
+    root, month, year = m.groups()
+    if not _ROOT_RE.match(root):
+        return None
+    return FuturesContract(text, root, MONTH_OF[month], year)
+
+
+def parse_continuous(text: str) -> ContinuousFutures | None:
+    """``ES.c.0`` as :class:`ContinuousFutures`; None when ``text`` is not of the ``ROOT.x.N`` shape at all.
+
+    Raises :class:`InvalidInputError` for that shape with a bad rule or rank (``ES.x.0``, ``ES.c.a``)."""
+    m = _CONTINUOUS_RE.match(text.strip())
+    if not m:
+        return None
+    root, rule, rank = m.group(1).upper(), m.group(2).lower(), m.group(3)
+    if rule not in ("c", "v") or not rank.isdigit() or len(rank) > 1 or not _ROOT_RE.match(root):
+        raise InvalidInputError(f"Invalid futures symbol {text!r}; use {FUTURES_FORMS}")
+    return ContinuousFutures(f"{root}.{rule}.{rank}", root, rule, int(rank))  # type: ignore[arg-type]
+
+
+def normalize_futures(symbol: str) -> str | None:
+    """The normalised ticker when ``symbol`` is a futures form, None when it is not one (a stock, a pair …).
+
+    Raises :class:`InvalidInputError` for an explicit but bad futures form (``F:XYZ``, ``ES.x.0``, ``/ES``,
+    ``ES=F``), naming the valid forms."""
+    text = symbol.strip()
+    if (cont := parse_continuous(text)) is not None:
+        return cont.ticker
+    upper = text.upper()
+    if upper.startswith("F:"):
+        if parse_contract(upper[2:]) is None:
+            raise InvalidInputError(f"Invalid futures symbol {symbol!r}; use {FUTURES_FORMS}")
+        return upper[2:]
+    if upper.startswith("/") or upper.endswith("=F"):  # other vendors' futures notations
+        raise InvalidInputError(f"Invalid symbol {symbol!r}: futures are written as {FUTURES_FORMS}")
+    return upper if parse_contract(upper) is not None else None
+
+
+def is_futures(ticker: str) -> bool:
+    """Whether a normalised ticker is a futures contract or a continuous series."""
+    if "." in ticker and ticker.count(".") == 2:
+        try:
+            return parse_continuous(ticker) is not None
+        except InvalidInputError:
+            return False
+    return parse_contract(ticker) is not None
+
+
+def is_continuous(ticker: str) -> bool:
+    """Whether a normalised ticker is a continuous series (``ES.c.0``)."""
+    return is_futures(ticker) and ticker.count(".") == 2
+
+
+def futures_root(ticker: str) -> str:
+    """The product code of a normalised futures ticker (``ESZ4`` → ``ES``, ``ES.c.0`` → ``ES``)."""
+    cont = parse_continuous(ticker) if ticker.count(".") == 2 else None
+    if cont is not None:
+        return cont.root
+    contract = parse_contract(ticker)
+    if contract is None:
+        raise InvalidInputError(f"{ticker!r} is not a futures ticker; use {FUTURES_FORMS}")
+    return contract.root
