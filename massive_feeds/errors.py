@@ -71,6 +71,10 @@ class InvalidInputError(MassiveError, ValueError):
     """A caller passed a bad symbol, interval, date range or name. Also a ``ValueError``."""
 
 
+class NoQuotesError(InvalidInputError):
+    """A quote-based option (``fills="quotes"``) on bars that carry no bid/ask quotes."""
+
+
 # --- HTTP ----------------------------------------------------------------------------------------
 class HTTPError(MassiveError):
     """The server answered with an error status."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import backtrader as bt
 
+from . import fills
+
 
 class SignalStrategy(bt.Strategy):
     """Long-only strategy driven by a per-bar ``(entry, exit)`` rule (see :mod:`strategies.signals`).
 
-    Subclasses implement :meth:`signal`. Enter with ``stake`` × portfolio value when flat and the
-    entry is true; close when long and the exit is true; never while an order is still working.
+    Subclasses implement :meth:`signal`. Enter with ``stake`` × portfolio value (sized at the price
+    the order will fill at: the close, or the ask under ``fills="quotes"``) when flat and the entry is true; close when long and the exit is true; never while an order is still working.
     Every bar's raw signals are kept in :attr:`signal_log` as ``(datetime number, entry, exit)``, so
     they can be compared with the vectorised twins.
 
@@ -39,7 +41,7 @@ class SignalStrategy(bt.Strategy):
             return
         if not self.position:
             if entry:
-                size = self.p.stake * self.broker.getvalue() / self.data.close[0]
+                size = self.p.stake * self.broker.getvalue() / fills.entry_price(self)
                 self._working = self.buy(size=size)
         elif exit_:
             self._working = self.close()

@@ -13,6 +13,7 @@ import pandas as pd
 
 from massive_feeds.errors import InvalidInputError
 
+from . import fills as fill_models
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class BacktestResult:
     prices: pd.Series | None = field(default=None, repr=False)
     #: time zone of the plots' time axis (the feed's ``tz``; UTC when it has none)
     tz: str = "UTC"
+    #: the fill model that ran: ``"close"`` (bar prices) or ``"quotes"`` (ask for buys, bid for sells)
+    fills: str = "close"
 
     def __str__(self) -> str:
         return (f"{self.strategy}: return {self.total_return:+.2%}, Sharpe {self.sharpe_text}, "
@@ -130,7 +133,7 @@ class BacktestResult:
 
     def summary(self) -> dict[str, Any]:
         """The scalar figures as a dict (one row of a validation table)."""
-        return {"strategy": self.strategy, "total_return": self.total_return, "sharpe": self.sharpe,
+        return {"strategy": self.strategy, "fills": self.fills, "total_return": self.total_return, "sharpe": self.sharpe,
                 "sharpe_note": self.sharpe_note, "max_drawdown": self.max_drawdown, "trades": self.trade_count,
                 "bars": self.bars, "start_value": self.start_value, "end_value": self.end_value}
 
@@ -229,6 +232,7 @@ def run_strategy(
     commission: float = 0.0,
     *,
     cheat_on_close: bool = False,
+    fills: str = "close",
     **params: Any,
 ) -> BacktestResult:
     """Run ``strategy_cls(**params)`` on one feed (or a bar DataFrame) and measure it.
@@ -241,6 +245,10 @@ def run_strategy(
         commission: fraction of traded value per fill (0.001 = 10 bp).
         cheat_on_close: fill market orders at the close of the signal bar (as vectorised engines do
             by default) instead of the next bar's open.
+        fills: ``"close"`` (default): market orders fill at the bar price (the close with
+            ``cheat_on_close``, else the next open); ``"quotes"``: buys at the ask and sells at the bid
+            of the latest quote (see :mod:`strategies.fills`; needs a feed or frame with bid/ask,
+            else :class:`~massive_feeds.errors.NoQuotesError`).
         **params: the strategy's params.
 
     Returns:
@@ -249,8 +257,15 @@ def run_strategy(
     """
     if isinstance(data_or_feed, pd.DataFrame) and data_or_feed.empty:
         raise InvalidInputError("run_strategy got no bars: fetch or load a non-empty range first")
+    fill_models.check_fills(fills)
+    if fills == "quotes" and isinstance(data_or_feed, pd.DataFrame):
+        fill_models.require_quote_columns(data_or_feed)
+    feed = _as_feed(data_or_feed)
     cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(_as_feed(data_or_feed))
+    cerebro.adddata(feed)
+    if fills == "quotes":
+        fill_models.require_quote_lines(feed)
+        cerebro.broker = fill_models.QuoteBroker()
     cerebro.broker.setcash(cash)
     cerebro.broker.setcommission(commission=commission)
     if cheat_on_close:
@@ -281,6 +296,7 @@ def run_strategy(
         sharpe=metrics.sharpe_ratio(equity, interval, symbol), sharpe_note=metrics.sharpe_note(equity, interval, symbol),
         max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
         trades=trades, equity=equity, signals=signals, symbol=symbol, prices=prices, tz=_feed_tz(feed),
+        fills=fills,
     )
     log.info("%s", result)
     return result

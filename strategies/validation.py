@@ -31,7 +31,7 @@ from .vectorbt_runner import run_vectorbt
 log = logging.getLogger(__name__)
 
 Engine = Literal["backtrader", "vectorbt", "both"]
-TABLE_COLUMNS = ["strategy", "dataset", "symbol", "engine", "total_return", "sharpe", "max_drawdown", "trades", "bars",
+TABLE_COLUMNS = ["strategy", "dataset", "symbol", "engine", "fills", "total_return", "sharpe", "max_drawdown", "trades", "bars",
                  "sharpe_note"]
 
 
@@ -49,7 +49,7 @@ class Run:
     def row(self) -> dict[str, Any]:
         r = self.result
         return {"strategy": self.strategy, "dataset": self.dataset, "symbol": self.symbol, "engine": self.engine,
-                "total_return": r.total_return, "sharpe": r.sharpe, "max_drawdown": r.max_drawdown,
+                "fills": r.fills, "total_return": r.total_return, "sharpe": r.sharpe, "max_drawdown": r.max_drawdown,
                 "trades": r.trade_count, "bars": r.bars, "sharpe_note": r.sharpe_note}
 
 
@@ -154,6 +154,7 @@ def validate(
     settings: Settings | None = None,
     tick_interval: str = "1min",
     progress: bool | None = None,
+    fills: str = "close",
 ) -> pd.DataFrame:
     """Run strategies × datasets × symbols × engines; return the results table (``df.attrs["runs"]``
     holds the :class:`Run` objects with their result files).
@@ -165,9 +166,16 @@ def validate(
     the ticks: in Backtrader by replaying the ticks through the live feed path (``MassiveQuoteData(ticks=…)``),
     in vectorbt with :func:`massive_feeds.record.ticks_to_bars` — the same bars.
 
-    ``progress`` shows a bar over the runs on stderr (default: when stderr is a terminal)."""
+    ``progress`` shows a bar over the runs on stderr (default: when stderr is a terminal).
+
+    ``fills`` is the fill model of both engines (column ``fills`` of the table): ``"close"`` fills at
+    the signal bar's close, ``"quotes"`` buys at the ask and sells at the bid of the latest quote
+    (recordings and tick datasets; bars without quotes raise :class:`~massive_feeds.errors.NoQuotesError`)."""
     from tqdm.auto import tqdm
 
+    from .fills import check_fills
+
+    check_fills(fills)
     settings = settings or load_settings()
     chosen = resolve_strategies(strategies)
     engines = _engines(engine)
@@ -180,7 +188,7 @@ def validate(
     bar = tqdm(total=len(datasets) * per_symbol, desc="validate", unit="run", disable=not show, file=sys.stderr)
     try:
         runs = _validate_runs(chosen, datasets, engines, out, cash, commission, replay_recordings, symbols, params,
-                              settings, bar, per_symbol, tick_interval, data_sources)
+                              settings, bar, per_symbol, tick_interval, data_sources, fills)
     finally:
         bar.close()
     table = pd.DataFrame([r.row() for r in runs], columns=TABLE_COLUMNS)
@@ -193,7 +201,7 @@ def validate(
 def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[str], out: Path, cash: float,
                    commission: float, replay_recordings: bool, symbols: Iterable[str] | None,
                    params: dict[str, Any] | None, settings: Settings, bar: Any, per_symbol: int,
-                   tick_interval: str, data_sources: dict[str, str]) -> list[Run]:
+                   tick_interval: str, data_sources: dict[str, str], fills: str = "close") -> list[Run]:
     runs: list[Run] = []
     for name in datasets:
         bars_all = load_dataset(name, settings=settings)
@@ -205,6 +213,10 @@ def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[s
             bars_all.attrs["interval"] = tick_interval
         if bars_all.empty:  # nothing to run on is a failure, not an empty table with exit code 0
             raise NoDataError(f"dataset {name} holds no bars: nothing to backtest", symbols={})
+        if fills == "quotes":  # before any run: a dataset of plain bars cannot fill at quotes
+            from .fills import require_quote_columns
+
+            require_quote_columns(bars_all, f"the bars of dataset {name}")
         available = sorted(bars_all["symbol"].unique())
         wanted = available if symbols is None else [s for s in symbols if s in available]
         if symbols is not None and not wanted:
@@ -218,11 +230,12 @@ def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[s
                     if eng == "backtrader":
                         # fills at the signal bar's close, as vectorbt does, so the two engines compare
                         feed = backtrader_input(name, symbol, bars, settings, replay_recordings)
-                        result = run_strategy(cls, feed, cash, commission, cheat_on_close=True, **(params or {}))
+                        result = run_strategy(cls, feed, cash, commission, cheat_on_close=True, fills=fills,
+                                              **(params or {}))
                     else:
-                        result = run_vectorbt(cls, bars, cash, commission, **(params or {}))
-                    stem = f"{strat_name}_{eng}"
-                    title = f"{strat_name} on {name} {symbol} ({eng})\n{result}"
+                        result = run_vectorbt(cls, bars, cash, commission, fills=fills, **(params or {}))
+                    stem = f"{strat_name}_{eng}" + ("_quotes" if fills == "quotes" else "")
+                    title = f"{strat_name} on {name} {symbol} ({eng}, fills at {fills})\n{result}"
                     files = save_run_files(result, out / name / symbol.replace(":", "_"), stem, title)
                     runs.append(Run(strat_name, name, symbol, eng, result, files))
                     log.info("%s %s %s %s: %s", strat_name, name, symbol, eng, result)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from massive_feeds.errors import InvalidInputError
 
+from . import fills as fill_models
 from . import metrics, signals
 from .breakout import MomentumBreakout
 from .mean_reversion import MeanReversion
@@ -133,17 +134,20 @@ def _wide_one(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
 
 
 def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commission: float = 0.0,
-                 *, symbol: str | None = None, **params: Any) -> BacktestResult:
+                 *, symbol: str | None = None, fills: str = "close", **params: Any) -> BacktestResult:
     """Run a built-in strategy on one symbol's bars with ``vbt.Portfolio.from_signals``.
 
     ``bars`` is a standard bar frame, a ``vbt.Data`` object (``MassiveData``) or a wide frame (see
     :func:`as_long_bars`); ``symbol`` picks one symbol when it holds several.
 
     Position rule as in Backtrader's :class:`~strategies.base.SignalStrategy`: long only, enter with
-    ``stake`` of the portfolio value when flat, exit when long; fills at the signal bar's close.
+    ``stake`` of the portfolio value when flat, exit when long; fills at the signal bar's close, or with
+    ``fills="quotes"`` at the ask (entries) and bid (exits) of the latest quote — one price per bar from
+    :func:`strategies.fills.quote_fill_prices`, the rule Backtrader's ``QuoteBroker`` applies.
     """
     import vectorbt as vbt
 
+    fill_models.check_fills(fills)
     bars = as_long_bars(bars, symbol)
     if bars.empty:
         raise InvalidInputError("run_vectorbt got no bars: fetch or load a non-empty range first")
@@ -152,7 +156,12 @@ def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commiss
     full = strategy_params(strategy_cls, params)
     sig = compute_signals(strategy_cls, bars, **params)
     close = pd.Series(bars["close"].to_numpy(dtype=np.float64), index=sig.index, name="close")
-    pf = vbt.Portfolio.from_signals(close, sig["entry"], sig["exit"], size=full["stake"], size_type="percent",
+    entries, exits, price = sig["entry"], sig["exit"], close
+    if fills == "quotes":
+        at, ent, ex = fill_models.quote_fill_prices(bars, sig["entry"].to_numpy(), sig["exit"].to_numpy())
+        price = pd.Series(at, index=sig.index)
+        entries, exits = pd.Series(ent, index=sig.index), pd.Series(ex, index=sig.index)
+    pf = vbt.Portfolio.from_signals(close, entries, exits, price=price, size=full["stake"], size_type="percent",
                                     init_cash=cash, fees=commission, accumulate=False)
     equity = pf.value().rename("equity")
     trades = _trade_log(pf)
@@ -165,5 +174,5 @@ def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commiss
         sharpe_note=metrics.sharpe_note(equity, interval, sym),
         max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
         trades=trades, equity=equity, signals=sig, symbol=sym, prices=close.rename("close"),
-        tz=str(bars.attrs.get("tz") or "UTC"),
+        tz=str(bars.attrs.get("tz") or "UTC"), fills=fills,
     )

@@ -159,9 +159,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                  env={"MASSIVE_FEEDS_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr[-3000:]
     for step in ("Recording a live session", "History over REST", "History from flat files", "== sma_cross ==",
-                 "Quota", "Plots (PNG/HTML) and trade logs"):
+                 "Quota", "Plots (PNG/HTML) and trade logs", "The spread's cost"):
         assert step in result.stdout
     assert list((tmp_path / "demo" / "validation").rglob("*.png"))
+    cost = result.stdout.split("The spread's cost")[1].split("== Quota")[0].splitlines()
+    header = next(line for line in cost if "spread_cost" in line)
+    assert header.split() == ["strategy", "symbol", "engine", "total_return_close", "trades", "total_return_quotes",
+                              "spread_cost"]
 
 
 def test_stream_seconds_ends_even_without_quotes(tmp_path: Path) -> None:

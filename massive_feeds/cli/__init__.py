@@ -301,7 +301,14 @@ def _add_backtest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commission", type=float, default=0.0, help="fraction per fill, e.g. 0.0005")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--output", default="output/backtest", help="folder for the equity plot and trade log")
+    _add_fills_option(p)
     p.set_defaults(func=_cmd_backtest)
+
+
+def _add_fills_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fills", default="close", choices=["close", "quotes"],
+                   help="close (default): market orders fill at the bar's close; quotes: buys at the ask, sells at "
+                        "the bid of the latest quote (recordings and tick datasets only)")
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -314,7 +321,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     _check_dataset_names([args.dataset])
     table = validate([args.strategy], [args.dataset], engine=args.engine, output=args.output, cash=args.cash,
                      commission=args.commission, symbols=[args.symbol] if args.symbol else None,
-                     params=params)
+                     params=params, fills=args.fills)
     if heading := sandbox_heading(table):
         print(heading)
     for run in table.attrs["runs"]:
@@ -333,6 +340,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cash", type=float, default=100_000.0)
     p.add_argument("--commission", type=float, default=0.0)
     p.add_argument("--output", default="output/validation")
+    _add_fills_option(p)
     p.set_defaults(func=_cmd_validate)
 
 
@@ -345,7 +353,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     resolve_strategies(names)
     _check_dataset_names(args.datasets.split(","))
     table = validate(names, args.datasets.split(","), engine=args.engine, output=args.output, cash=args.cash,
-                     commission=args.commission)
+                     commission=args.commission, fills=args.fills)
     print(format_table(table))
     print(f"\nplots and trade logs: {Path(args.output).resolve()}")
     return 0

@@ -11,6 +11,10 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LIVE_SYMBOLS = ["AAPL", "MSFT"]
 REST_SYMBOLS = ["AAPL", "MSFT", "X:BTCUSD"]
@@ -21,6 +25,18 @@ RECORD_SECONDS = 40.0
 
 def _step(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
+
+
+def spread_cost_table(at_close: "pd.DataFrame", at_quotes: "pd.DataFrame") -> str:
+    """Per strategy, symbol and engine: total return filled at the close, at the quotes, and the difference
+    (what crossing the spread cost)."""
+    keys = ["strategy", "symbol", "engine"]
+    both = at_close[keys + ["total_return", "trades"]].merge(at_quotes[keys + ["total_return"]], on=keys,
+                                                              suffixes=("_close", "_quotes"))
+    both["spread_cost"] = both["total_return_quotes"] - both["total_return_close"]
+    for col in ("total_return_close", "total_return_quotes", "spread_cost"):
+        both[col] = both[col].map("{:+.3%}".format)
+    return both.to_string(index=False)
 
 
 def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_SECONDS) -> int:
@@ -71,6 +87,11 @@ def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_
         table = validate(None, ["demo_rest_5m", recording], engine="both", output=out / "validation",
                          settings=settings)
         print(format_table(table))
+
+        _step("The spread's cost: the recorded session filled at the close vs at the quotes (buy ask, sell bid)")
+        quotes = validate(None, [recording], engine="both", output=out / "validation", settings=settings,
+                          fills="quotes")
+        print(spread_cost_table(table[table["dataset"] == recording], quotes))
 
         _step("Quota")
         print(quota_status(settings))
