@@ -17,7 +17,8 @@ import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Literal
+from dataclasses import dataclass
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,20 +27,30 @@ from tqdm.auto import tqdm
 
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache
 from .config import Settings
-from .errors import InvalidInputError, MassiveError, MissingCredentialsError, NoDataError, QuotaExceededError
+from .errors import InvalidInputError, QuotaExceededError
 from .layout import apply_layout
 from .quota import get_quota
 from .rest import RestClient, parse_aggs
 from .rest.aggs import AggsPage
-from .runtime import SANDBOX_EXTRA, current, resolve_settings, side_available
-from .schema import FLOAT_COLUMNS, INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval, finalize_bars, parse_date_range
-from .sessions import has_sessions, to_regular_session
+from .runtime import current, resolve_settings
+from .schema import (FLOAT_COLUMNS, INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval, Ticker, finalize_bars,
+                     parse_date_range)
+from .sessions import to_regular_session
+from .source import (  # noqa: F401 - the Auto rule's limits: also importable from here
+    AUTO_MAX_DAYS,
+    AUTO_MAX_SYMBOLS,
+    Cost,
+    Source,
+    StoreSource,
+    choose_method,
+    fetch,
+    flat_files_unavailable,
+    rest_quota_short,
+)
 
 log = logging.getLogger(__name__)
 
 Method = Literal["auto", "rest", "flat_file", "store"]
-AUTO_MAX_SYMBOLS = 5
-AUTO_MAX_DAYS = 7
 PAGE_LIMIT = 50_000
 
 
@@ -101,20 +112,19 @@ def _cache_entry(base_url: str, cache: ResultCache, ticker: str, interval: Inter
     return key, use_cache and window.end <= pd.Timestamp.now("UTC") - SETTLE
 
 
-def rest_calls_needed(tickers: list[str], interval: Interval, window: DateRange, session: str, adjusted: bool,
-                      settings: Settings, use_cache: bool = True) -> int:
+def rest_calls_needed(tickers: Sequence[str | Ticker], interval: Interval, window: DateRange, session: str,
+                      adjusted: bool, settings: Settings, use_cache: bool = True) -> int:
     """REST calls a :func:`fetch_ohlcv_rest` query would make: :func:`estimate_rest_calls` for each
     symbol whose answer is not in the local result cache (a cached symbol costs nothing)."""
-    from .sessions import has_sessions
-
     cache = ResultCache(settings.cache_dir / "rest")
     base_url = settings.rest_url.rstrip("/")
     calls = 0
-    for ticker in tickers:
-        iv = INTERVALS["1m"] if session == "regular" and has_sessions(ticker) else interval
-        key, cacheable = _cache_entry(base_url, cache, ticker, iv, window, adjusted, use_cache)
+    for t in map(Ticker.of, tickers):
+        cut = session == "regular" and t.has_sessions
+        key, cacheable = _cache_entry(base_url, cache, t.symbol, INTERVALS["1m"] if cut else interval, window,
+                                      adjusted, use_cache)
         if not (cacheable and cache.has(key, ADJUSTED_TTL if adjusted else None)):
-            calls += estimate_rest_calls(1, interval, window, session if has_sessions(ticker) else "extended")
+            calls += estimate_rest_calls(1, interval, window, "regular" if cut else "extended")
     return calls
 
 
@@ -200,7 +210,7 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest")
     try:  # estimate first: refuse up front rather than spend the day's quota and then fail
-        _refuse_if_rest_short(client.settings, rest_calls_needed(tickers, iv, window, session, adjusted,
+        _refuse_if_rest_short(client.settings, rest_calls_needed(query.parsed, iv, window, session, adjusted,
                                                                   client.settings, use_cache),
                               f"REST bars for {len(tickers)} symbol(s) over {window.days} day(s)")
     except BaseException:
@@ -208,20 +218,20 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
             client.close()
         raise
 
-    def one(ticker: str) -> pd.DataFrame:
-        if session == "regular" and has_sessions(ticker):
-            minutes = _fetch_symbol(client, cache, ticker, INTERVALS["1m"], window, adjusted, use_cache)
+    def one(ticker: Ticker) -> pd.DataFrame:
+        if session == "regular" and ticker.has_sessions:
+            minutes = _fetch_symbol(client, cache, ticker.symbol, INTERVALS["1m"], window, adjusted, use_cache)
             return to_regular_session(minutes, iv)
-        return _fetch_symbol(client, cache, ticker, iv, window, adjusted, use_cache)
+        return _fetch_symbol(client, cache, ticker.symbol, iv, window, adjusted, use_cache)
 
     try:
         with tqdm(total=len(tickers), desc="REST", unit="symbol",
                   disable=not _progress_wanted(progress, len(tickers))) as bar:
             if len(tickers) == 1:
-                frames = [one(tickers[0])]
+                frames = [one(query.parsed[0])]
             else:
                 frames = []
-                for frame in _rest_pool(max(1, max_workers)).map(one, tickers):
+                for frame in _rest_pool(max(1, max_workers)).map(one, query.parsed):
                     frames.append(frame)
                     bar.update()
     finally:
@@ -254,12 +264,7 @@ def _rest_pool(workers: int) -> ThreadPoolExecutor:
                             lambda: _RestPool(max_workers=workers, thread_name_prefix="rest"))
 
 
-# --- method choice ------------------------------------------------------------------------------
-def choose_method(n_symbols: int, days: int) -> str:
-    """The product rule: at most 5 symbols and at most 7 days → ``rest``; otherwise ``flat_file``."""
-    return "rest" if n_symbols <= AUTO_MAX_SYMBOLS and days <= AUTO_MAX_DAYS else "flat_file"
-
-
+# --- the sources of bars ---------------------------------------------------------------------------
 def estimate_rest_calls(n_symbols: int, interval: Interval, window: DateRange, session: str = "extended") -> int:
     """Upper estimate of REST calls: one per page per symbol (a page holds 50,000 base bars); a
     ``regular`` session is built from minute bars whatever the interval."""
@@ -267,42 +272,45 @@ def estimate_rest_calls(n_symbols: int, interval: Interval, window: DateRange, s
     return n_symbols * max(1, math.ceil(base_bars / PAGE_LIMIT))
 
 
-def _flat_files_unavailable(settings: Settings) -> str | None:
-    """Why flat files cannot serve right now, or None when they can."""
-    try:
-        import boto3  # noqa: F401
-    except ImportError:
-        return "boto3 is not installed (pip install 'massive-feeds[flatfiles]')"
-    try:
-        settings.require_s3_credentials()
-    except MissingCredentialsError:
-        if settings.source == "sandbox" and not side_available("s3"):
-            return f"no S3 credentials: this sandbox serves no flat files (its S3 side needs moto: {SANDBOX_EXTRA})"
-        return "no S3 credentials (MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY)"
-    return None
+@dataclass
+class RestBars:
+    """Bars over REST ``/v2/aggs`` (a :class:`~massive_feeds.source.Source`): every asset class; settled symbols in
+    the result cache cost no call."""
+
+    settings: Settings
+    method: str = "rest"
+
+    def unavailable(self, query: BarQuery) -> str | None:
+        return None
+
+    def cost(self, query: BarQuery) -> Cost:
+        return Cost(calls=rest_calls_needed(query.parsed, query.interval, query.range, query.session,
+                                            query.adjusted, self.settings))
+
+    def read(self, query: BarQuery, progress: bool | None = None) -> pd.DataFrame:
+        return fetch_rest_bars(query, settings=self.settings, progress=progress)
 
 
-def _store_covers(store: "str | os.PathLike[str] | None", settings: Settings, query: BarQuery) -> bool:
-    """Whether a local history store exists and holds every day of this query (reads manifests only)."""
-    from pathlib import Path
+@dataclass
+class FlatFileBars:
+    """Bars from the S3 day files (a :class:`~massive_feeds.source.Source`); with ``fill`` (Auto mode) the trading
+    days the files lack are fetched over REST (:func:`_fill_missing_days`)."""
 
-    from .store.core import HistoryStore, default_store_path
+    settings: Settings
+    fill: bool = False
+    method: str = "flat_file"
 
-    location = store if store is not None else default_store_path(settings)
-    if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
-        return False
-    try:
-        return HistoryStore.open(location, settings).covers_query(query)
-    except (MassiveError, OSError, ValueError) as exc:
-        log.debug("history store not usable for this query: %s", exc)
-        return False
+    def unavailable(self, query: BarQuery) -> str | None:
+        return flat_files_unavailable(self.settings, query)
 
+    def cost(self, query: BarQuery) -> Cost:
+        return Cost()  # the splits list at most (cached a day); the bytes are known once the months are listed
 
-def _rest_quota_short(settings: Settings, calls: int) -> str | None:
-    remaining = get_quota(settings).status().rest_remaining_today
-    if remaining is not None and remaining < calls:
-        return f"the REST quota left today ({remaining} calls) cannot cover ~{calls} calls"
-    return None
+    def read(self, query: BarQuery, progress: bool | None = None) -> pd.DataFrame:
+        from .flatfiles import flat_file_bars
+
+        df = flat_file_bars(query, settings=self.settings, progress=progress)
+        return _fill_missing_days(df, query, self.settings, fill=self.fill, progress=progress)
 
 
 def fetch_data(
@@ -363,55 +371,22 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
                layout: str = "long") -> pd.DataFrame:
     """:func:`fetch_data` for a built :class:`~massive_feeds.schema.BarQuery`: the method choice and the
     back ends (REST, flat files, the history store) all take the query as it is."""
-    if method not in ("auto", "rest", "flat_file", "store"):
-        raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest', 'flat_file' or 'store'")
     settings = resolve_settings(settings)  # no key configured: the built-in sandbox
-    tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
-
-    chosen: str = method
-    reason = "requested explicitly"
-    if method == "auto" and _store_covers(store, settings, query):
-        chosen, reason = "store", "the local history store holds every day of the query"
-    elif method == "auto":
-        chosen = choose_method(len(tickers), window.days)
-        reason = (f"{len(tickers)} symbol(s) over {window.days} day(s): "
-                  + ("small query → REST" if chosen == "rest" else "large query → flat files"))
-        if chosen == "flat_file" and (why := _flat_files_unavailable(settings)):
-            chosen, reason = "rest", f"fell back to REST: {why}"
-            log.warning("auto method: %s", reason)
-        elif chosen == "rest" and settings.api_key and (
-            why := _rest_quota_short(settings, rest_calls_needed(tickers, iv, window, session, adjusted, settings))
-        ) and _flat_files_unavailable(settings) is None:
-            # the flat-file path needs REST only for the splits list; with the quota short it uses the cached
-            # list (any age, said in df.attrs["splits_as_of"]) and never calls (see massive_feeds.splits)
-            chosen, reason = "flat_file", f"fell back to flat files: {why}"
-            log.warning("auto method: %s", reason)
-    log.info("fetch_data: %s via %s (%s)", ",".join(tickers), chosen, reason)
-
-    if chosen == "rest":
-        df = fetch_rest_bars(query, settings=settings, progress=progress)
-    elif chosen == "store":
-        from .store.core import HistoryStore
-
-        df = HistoryStore.open(store, settings).bars(query)
-    else:
-        from .flatfiles import flat_file_bars
-
-        df = flat_file_bars(query, settings=settings, progress=progress)
-        df = _fill_missing_days(df, query, settings, fill=method == "auto", progress=progress)
-    df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
-    return apply_layout(_check_empty(df, tickers, window, chosen, settings), layout)
+    sources: dict[str, Source[BarQuery]] = {
+        "rest": RestBars(settings), "flat_file": FlatFileBars(settings, fill=method == "auto"),
+        "store": StoreSource(store, settings)}
+    return apply_layout(fetch(query, method, sources, settings, progress), layout)
 
 
-def _missing_trading_days(df: pd.DataFrame, tickers: list[str]) -> list[str]:
-    """The flat-file days without a file on which some of ``tickers`` trade (not weekends or holidays)."""
+def _missing_trading_days(df: pd.DataFrame, query: BarQuery) -> list[str]:
+    """The flat-file days without a file on which some of the query's tickers trade (not weekends or holidays)."""
     from datetime import date
 
-    from .schema import asset_class
     from .sessions import is_trading_day
 
+    classes = {t.asset for t in query.parsed}
+
     def trades(day: date) -> bool:
-        classes = {asset_class(t) for t in tickers}
         if "crypto" in classes or ("forex" in classes and day.weekday() < 5):
             return True
         try:
@@ -427,8 +402,8 @@ def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *,
     """Name the trading days the flat files lack (e.g. today's, not yet published) and, with ``fill``
     (Auto mode) and REST calls to spare, fetch those days over REST. ``df.attrs``: ``missing_trading_days``,
     ``filled_over_rest`` (days fetched over REST) and ``unfilled_days``."""
-    tickers, iv, session, adjusted = query.symbols, query.interval, query.session, query.adjusted
-    missing = _missing_trading_days(df, tickers)
+    iv = query.interval
+    missing = _missing_trading_days(df, query)
     attrs = dict(df.attrs)
     attrs.update(missing_trading_days=missing, filled_over_rest=[], unfilled_days=missing)
     if not missing:
@@ -442,11 +417,10 @@ def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *,
     elif not settings.api_key:
         why = "no API key for REST"
     else:
-        span = parse_date_range(missing[0], missing[-1])
-        why = _rest_quota_short(settings, rest_calls_needed(tickers, iv, span, session, adjusted, settings))
+        gaps = query.replace(range=parse_date_range(missing[0], missing[-1]))
+        why = rest_quota_short(settings, RestBars(settings).cost(gaps).calls)
     if why is None:
-        span = parse_date_range(missing[0], missing[-1])
-        extra = fetch_rest_bars(query.replace(range=span), settings=settings, progress=progress)
+        extra = fetch_rest_bars(gaps, settings=settings, progress=progress)
         days = extra["timestamp"].dt.tz_convert(NEW_YORK).dt.date.astype(str)
         width = pd.Timedelta(minutes=iv.minutes) if iv.is_intraday else pd.Timedelta(days=1)
         window = query.range
@@ -461,59 +435,6 @@ def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *,
         log.warning("flat files lack %d trading day(s) (%s: not yet published, or withdrawn); not filled: %s",
                     len(missing), ", ".join(missing), why)
     df.attrs.update(attrs)
-    return df
-
-
-def _empty_reasons(df: pd.DataFrame, empty: list[str], chosen: str, settings: Settings) -> dict[str, str]:
-    """Why each symbol in ``empty`` has no bars."""
-    if chosen == "flat_file" and not df.attrs.get("files"):
-        return {t: "no flat file for those days (weekend, holiday or not yet published)" for t in empty}
-    if chosen == "store" and df.attrs.get("not_ingested_days"):
-        return {t: "the store has not ingested those days" for t in empty}
-    where = {"flat_file": "not in the day files", "store": "not in the store", "rest": "no bars over REST"}[chosen]
-    known = _known_tickers(empty, settings)
-    return {t: f"{where}: " + (UNKNOWN_SYMBOL if known.get(t) is False else
-                               "no trades in the range" if known.get(t) else "unknown symbol or no trades")
-            for t in empty}
-
-
-UNKNOWN_SYMBOL = "unknown symbol (no active ticker by that name)"
-
-
-def _known_tickers(tickers: list[str], settings: Settings) -> dict[str, bool]:
-    """Whether each ticker is an active one in /v3/reference/tickers (one call each, only while at least
-    20 calls would be left); tickers not looked up (options live elsewhere, no key, quota) are left out."""
-    from .schema import asset_class
-
-    tickers = [t for t in tickers if asset_class(t) != "options"]
-    if not tickers or not settings.api_key or len(tickers) > 5 or _rest_quota_short(settings, len(tickers) + 20):
-        return {}
-    out: dict[str, bool] = {}
-    try:
-        with RestClient(settings) as client:
-            for t in tickers:
-                rows = client.get_json("/v3/reference/tickers", {"ticker": t, "limit": 1}).get("results") or []
-                out[t] = any(r.get("ticker") == t for r in rows)
-    except MassiveError as exc:
-        log.debug("could not look up %s: %s", tickers, exc)
-    return out
-
-
-def _check_empty(df: pd.DataFrame, tickers: list[str], window: DateRange, chosen: str,
-                 settings: Settings) -> pd.DataFrame:
-    """List symbols without bars (``df.attrs["empty_symbols"]`` and ``["empty_reasons"]``) with a warning
-    naming symbol, range and reason; raise :class:`NoDataError` when no symbol has any."""
-    present = set(df["symbol"].unique()) if not df.empty else set()
-    empty = [t for t in tickers if t not in present]
-    reasons = _empty_reasons(df, empty, chosen, settings) if empty else {}
-    span = f"{window.first_day}..{window.last_day}"
-    df.attrs.update(empty_symbols=empty, empty_reasons=reasons)
-    if empty and len(empty) == len(tickers):
-        detail = "; ".join(f"{t}: {r}" for t, r in reasons.items())
-        raise NoDataError(f"no bars for {', '.join(empty)} in {span} via {chosen} ({detail})",
-                          symbols=reasons, start=window.first_day, end=window.last_day)
-    for t, r in reasons.items():
-        log.warning("no bars for %s in %s via %s: %s", t, span, chosen, r)
     return df
 
 

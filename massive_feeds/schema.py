@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable, Literal, Sequence, TypeAlias
+from typing import Any, Iterable, Literal, Self, Sequence, TypeAlias
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -105,13 +105,53 @@ _OCC_RE = re.compile(r"^[A-Z]{1,6}\d?\d{6}[CP]\d{8}$")
 _PAIR_RE = re.compile(r"^[A-Z0-9]{2,10}$")
 
 
+#: Massive's ticker prefix → asset class (a ticker without one is a stock). A new asset class (futures) is
+#: one more ticker kind: its prefix here, its pattern in :func:`normalize_symbol`, and in each source the
+#: question whether it covers that :attr:`Ticker.asset` (``flatfiles.keys.PREFIXES``, the REST paths).
+TICKER_PREFIXES: dict[str, str] = {"O:": "options", "I:": "indices", "C:": "forex", "X:": "crypto"}
+#: Asset classes whose bars ``session="regular"`` cuts; crypto and forex trade around the clock.
+SESSION_ASSETS = frozenset({"stocks", "options", "indices"})
+
+
 def asset_class(ticker: str) -> str:
     """Asset class of a normalised ticker: stocks, options, indices, forex, crypto or futures (a contract
     code like ``ESZ4`` or a continuous series like ``ES.c.0``, see :mod:`massive_feeds.futures_symbols`)."""
     prefix = ticker[:2]
-    if prefix not in ("O:", "I:", "C:", "X:") and is_futures(ticker):
+    if prefix not in TICKER_PREFIXES and is_futures(ticker):
         return "futures"
-    return {"O:": "options", "I:": "indices", "C:": "forex", "X:": "crypto"}.get(prefix, "stocks")
+    return TICKER_PREFIXES.get(prefix, "stocks")
+
+
+@dataclass(frozen=True)
+class Ticker:
+    """A ticker parsed once from user input: Massive's form (``symbol``) and its asset class (``asset``).
+
+    Queries carry these, so no layer below the public functions parses a user string or works the asset
+    class out again; ``str(ticker)`` is the Massive form every wire format and file uses."""
+
+    symbol: str
+    asset: str
+
+    @classmethod
+    def parse(cls, text: "str | Ticker") -> "Ticker":
+        """A user's spelling (``aapl``, ``BTC-USD``, ``^SPX`` …) → a :class:`Ticker`; see :func:`normalize_symbol`."""
+        if isinstance(text, Ticker):
+            return text
+        symbol = normalize_symbol(text)
+        return cls(symbol, asset_class(symbol))
+
+    @classmethod
+    def of(cls, ticker: "str | Ticker") -> "Ticker":
+        """An already normalised ticker string (or a :class:`Ticker`) typed, without validating it again."""
+        return ticker if isinstance(ticker, Ticker) else cls(ticker, asset_class(ticker))
+
+    @property
+    def has_sessions(self) -> bool:
+        """Whether ``session="regular"`` cuts its bars (stocks, options, indices)."""
+        return self.asset in SESSION_ASSETS
+
+    def __str__(self) -> str:
+        return self.symbol
 
 
 def _split_pair(text: str) -> tuple[str, str] | None:
@@ -167,12 +207,17 @@ def normalize_symbol(symbol: str) -> str:
 
 def normalize_symbols(symbols: str | Iterable[str]) -> list[str]:
     """Normalise one symbol, a comma list or an iterable; order kept, duplicates dropped."""
+    return [t.symbol for t in parse_tickers(symbols)]
+
+
+def parse_tickers(symbols: "str | Iterable[str | Ticker]") -> tuple[Ticker, ...]:
+    """One symbol, a comma list or an iterable → typed :class:`Ticker` s; order kept, duplicates dropped."""
     if isinstance(symbols, str):
         symbols = [s for s in symbols.split(",") if s.strip()]
     elif isinstance(symbols, (bytes, bytearray, dict)) or not isinstance(symbols, Iterable):
         raise InvalidInputError(f"Invalid symbols {symbols!r}: expected a ticker string, a comma list or a list "
                                 "of ticker strings")
-    out = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+    out = tuple(dict.fromkeys(Ticker.parse(s) for s in symbols))
     if not out:
         raise InvalidInputError("No symbols given")
     return out
@@ -265,19 +310,44 @@ def validate_session(session: str) -> Session:
     return session  # type: ignore[return-value]
 
 
-# --- the bar query ---------------------------------------------------------------------------------
+# --- queries --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class BarQuery:
+class Query:
+    """What every query has: the parsed tickers (``parsed``) and the :class:`DateRange` (UTC ``start``
+    inclusive, ``end`` exclusive, New York days). :class:`BarQuery` and ``tickschema.TickQuery`` add their kind's
+    fields; a source (``massive_feeds.source``) answers for either."""
+
+    parsed: tuple[Ticker, ...]
+    range: DateRange
+
+    @property
+    def tickers(self) -> tuple[str, ...]:
+        """The tickers in Massive's form."""
+        return tuple(t.symbol for t in self.parsed)
+
+    @property
+    def symbols(self) -> list[str]:
+        """The tickers as a list (as the rest of the library passes them)."""
+        return [t.symbol for t in self.parsed]
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (``tickers=``, ``interval=``, ``range=`` …), still validated by type."""
+        from dataclasses import replace
+
+        if "tickers" in changes:
+            changes["parsed"] = parse_tickers(changes.pop("tickers"))
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BarQuery(Query):
     """One bar request, validated: what every back end (REST, flat files, the history store) and adapter
     carries. Build it once from user input with :meth:`build`; nothing below parses it again.
 
-    ``range`` is the :class:`DateRange` (UTC ``start`` inclusive, ``end`` exclusive, New York days);
     ``session`` is ``"extended"`` or ``"regular"``; ``adjusted`` means split-adjusted prices.
     """
 
-    tickers: tuple[str, ...]
-    interval: Interval
-    range: DateRange
+    interval: Interval = INTERVALS["1h"]
     session: Session = "extended"
     adjusted: bool = True
 
@@ -286,19 +356,8 @@ class BarQuery:
               *, session: str = "extended", adjusted: bool = True) -> "BarQuery":
         """Validate user input (tickers, dates, interval, session) into a query; a typed
         :class:`InvalidInputError` names the first bad value."""
-        return cls(tuple(normalize_symbols(symbols)), parse_interval(interval), parse_date_range(start, end),
+        return cls(parse_tickers(symbols), parse_date_range(start, end), parse_interval(interval),
                    validate_session(session), bool(adjusted))
-
-    def replace(self, **changes: Any) -> "BarQuery":
-        """A copy with some fields changed (``tickers=``, ``interval=``, ``range=`` …), still validated by type."""
-        from dataclasses import replace
-
-        return replace(self, **changes)
-
-    @property
-    def symbols(self) -> list[str]:
-        """The tickers as a list (as the rest of the library passes them)."""
-        return list(self.tickers)
 
     def __repr__(self) -> str:
         return (f"BarQuery({','.join(self.tickers)} {self.interval.name} {self.range.first_day}..{self.range.last_day}"
@@ -354,9 +413,9 @@ def finalize_bars(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     return out
 
 
-def ws_symbol(ticker: str) -> str:
+def ws_symbol(ticker: "str | Ticker") -> str:
     """The WebSocket subscription form of a ticker: forex ``EUR/USD``, crypto ``BTC-USD``, others as-is."""
-    cls = asset_class(ticker)
+    cls, ticker = (ticker.asset, ticker.symbol) if isinstance(ticker, Ticker) else (asset_class(ticker), ticker)
     if cls in ("forex", "crypto"):
         body = ticker[2:]
         pair = _split_pair(body)

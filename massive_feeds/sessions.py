@@ -37,6 +37,7 @@ from .errors import ConfigurationError, InvalidInputError
 from .buckets import resample  # same bucket rules as flat files and REST
 from .schema import (  # noqa: F401 - Session, SESSIONS, validate_session: also importable from here
     NEW_YORK,
+    SESSION_ASSETS,
     SESSIONS,
     Interval,
     Session,
@@ -53,14 +54,13 @@ log = logging.getLogger(__name__)
 
 CALENDAR = "XNYS"
 CALENDAR_START = "1990-01-01"
-#: Asset classes whose bars ``session="regular"`` cuts; crypto and forex trade around the clock.
-SESSION_ASSETS = frozenset({"stocks", "options", "indices"})
 DAY_NS = 86_400_000_000_000
 MINUTE_NS = 60_000_000_000
 
 
 def has_sessions(ticker: str) -> bool:
-    """Whether ``session="regular"`` cuts this ticker's bars (stocks, options, indices)."""
+    """Whether ``session="regular"`` cuts this ticker's bars (stocks, options, indices); :attr:`Ticker.has_sessions`
+    for a parsed one."""
     return asset_class(ticker) in SESSION_ASSETS
 
 

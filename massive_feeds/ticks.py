@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Iterable, Literal, Sequence
 
@@ -27,12 +28,11 @@ from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache
 from .config import Settings
-from .errors import InvalidInputError, MassiveError, NoDataError
-from .fetch import _flat_files_unavailable
-from .quota import get_quota
+from .errors import InvalidInputError
 from .rest import RestClient
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
+from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, StoreSource, fetch, flat_files_unavailable
 from .schema import DateLike, DateRange, ny_midnight
 from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 TickMethod = Literal["auto", "rest", "flat_file", "store"]
 PAGE_LIMIT = 50_000
-#: auto: at most this many symbol-days (per kind) go over REST
-AUTO_MAX_SYMBOL_DAYS = 5
 #: rough REST pages per symbol-day for the quota estimate (a liquid stock: ~2M quotes, ~400k trades)
 PAGES_PER_DAY = {"quotes": 40, "trades": 8}
 
@@ -56,14 +54,10 @@ def _query(symbols: "str | Iterable[str] | TickQuery", start: DateLike | None, e
     return TickQuery.build(symbols, start, end, kind)
 
 
-def _days(window: DateRange) -> list[date]:
-    return [window.first_day + timedelta(days=i) for i in range(window.days)]
-
-
 def _day_windows(window: DateRange) -> list[tuple[date, int, int]]:
     """(New York day, start ns, end ns) pieces of the window, one per day."""
     out = []
-    for day in _days(window):
+    for day in window.calendar_days():
         lo = max(window.start, ny_midnight(day))
         hi = min(window.end, ny_midnight(day + timedelta(days=1)))
         if hi > lo:
@@ -149,7 +143,7 @@ def _annotate(df: pd.DataFrame, tickers: list[str], kinds: list[str], window: Da
     present = set(df["symbol"].unique()) if len(df) else set()
     empty = [t for t in tickers if t not in present]
     if empty:
-        log.warning("no %s for %s in %s..%s (unknown ticker, no session, or nothing traded)", "/".join(kinds),
+        log.info("no %s for %s in %s..%s (unknown ticker, no session, or nothing traded)", "/".join(kinds),
                     ", ".join(empty), window.first_day, window.last_day)
     df.attrs.update(method=method, kinds=kinds, empty_symbols=empty, missing_days=list(missing_days),
                     start=window.start.isoformat(), end=window.end.isoformat())
@@ -176,7 +170,8 @@ def fetch_ticks_flat_file(
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     frames, missing = [], set()
     for k in kinds:
-        df, absent = _flat(tickers, _days(window), k, settings=settings, progress=progress, use_cache=use_cache)
+        df, absent = _flat(q.parsed, window.calendar_days(), k, settings=settings, progress=progress,
+                           use_cache=use_cache)
         frames.append(df)
         missing.update(absent)
     df = finalize_ticks(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
@@ -191,27 +186,46 @@ def fetch_ticks_flat_file(
     return df
 
 
-# --- the choice -----------------------------------------------------------------------------------
-def _store_covers_ticks(store: "str | os.PathLike[str] | None", settings: Settings, tickers: list[str],
-                        start: DateLike, end: DateLike, kinds: list[str]) -> bool:
-    """Whether a history store exists and holds every day of this tick query (reads manifests only)."""
-    from pathlib import Path
-
-    from .store.core import HistoryStore, default_store_path
-
-    location = store if store is not None else default_store_path(settings)
-    if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
-        return False
-    try:
-        return HistoryStore.open(location, settings).covers_ticks(tickers, start, end, kinds)
-    except (MassiveError, OSError, ValueError) as exc:
-        log.debug("history store not usable for this tick query: %s", exc)
-        return False
-
-
+# --- the sources of ticks -------------------------------------------------------------------------
 def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
     """A rough upper estimate of REST pages (quota slots) for a tick query."""
     return sum(n_symbols * days * PAGES_PER_DAY[k] for k in kinds)
+
+
+@dataclass
+class RestTicks:
+    """Trades/quotes over REST v3 (a :class:`~massive_feeds.source.Source`), settled days cached."""
+
+    settings: Settings
+    use_cache: bool = True
+    method: str = "rest"
+
+    def unavailable(self, query: TickQuery) -> str | None:
+        return None
+
+    def cost(self, query: TickQuery) -> Cost:
+        return Cost(calls=estimate_rest_pages(len(query.parsed), query.range.days, query.kinds))
+
+    def read(self, query: TickQuery, progress: bool | None = None) -> pd.DataFrame:
+        return fetch_ticks_rest(query, settings=self.settings, progress=progress, use_cache=self.use_cache)
+
+
+@dataclass
+class FlatFileTicks:
+    """Trades/quotes from the ``trades_v1``/``quotes_v1`` day files (a :class:`~massive_feeds.source.Source`)."""
+
+    settings: Settings
+    use_cache: bool = True
+    method: str = "flat_file"
+
+    def unavailable(self, query: TickQuery) -> str | None:
+        return flat_files_unavailable(self.settings, query)
+
+    def cost(self, query: TickQuery) -> Cost:
+        return Cost()  # the bytes are known once every day file is sized (HEAD), and reserved then
+
+    def read(self, query: TickQuery, progress: bool | None = None) -> pd.DataFrame:
+        return fetch_ticks_flat_file(query, settings=self.settings, progress=progress, use_cache=self.use_cache)
 
 
 def fetch_ticks(
@@ -248,55 +262,11 @@ def fetch_ticks(
         QuotaExceededError: the flat-file bytes or the REST calls left cannot cover the query.
     """
     q = _query(symbols, start, end, kind)
-    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
-    if method not in ("auto", "rest", "flat_file", "store"):
-        raise InvalidInputError(f"Invalid method {method!r}; use 'auto', 'rest' or 'flat_file'")
-    chosen, reason = method, "requested explicitly"
-    last = window.end - pd.Timedelta(1, "ns")  # the inclusive end that parses back to this very window
-    if method == "auto" and _store_covers_ticks(store, settings, tickers, window.start, last, kinds):
-        chosen, reason = "store", "the local history store holds every day of the query"
-    elif method == "auto":
-        symbol_days = len(tickers) * window.days
-        flat_why = _flat_files_unavailable(settings)
-        if symbol_days <= AUTO_MAX_SYMBOL_DAYS:
-            chosen, reason = "rest", f"{len(tickers)} symbol(s) × {window.days} day(s): few symbol-days → REST"
-            pages = estimate_rest_pages(len(tickers), window.days, kinds)
-            remaining = get_quota(settings).status().rest_remaining_today
-            if remaining is not None and remaining < pages and flat_why is None:
-                chosen = "flat_file"
-                reason = (f"fell back to flat files: the REST quota left today ({remaining} calls) cannot cover "
-                          f"~{pages} pages")
-        else:
-            chosen, reason = "flat_file", f"{len(tickers)} symbol(s) × {window.days} day(s): bulk → flat files"
-            if flat_why is not None:
-                chosen, reason = "rest", f"fell back to REST: {flat_why}"
-        if reason.startswith("fell"):
-            log.warning("fetch_ticks auto method: %s", reason)
-    log.info("fetch_ticks: %s %s via %s (%s)", ",".join(tickers), "/".join(kinds), chosen, reason)
-    if chosen == "store":
-        from .store.core import HistoryStore
-
-        df = HistoryStore.open(store, settings).read_ticks(tickers, window.start, last, kinds)
-    elif chosen == "rest":
-        df = fetch_ticks_rest(q, settings=settings, progress=progress, use_cache=use_cache)
-    else:
-        df = fetch_ticks_flat_file(q, settings=settings, progress=progress, use_cache=use_cache)
-    df.attrs.update(method=chosen, method_reason=reason, source=settings.source)
-    if df.attrs.get("empty_symbols") and len(df.attrs["empty_symbols"]) == len(tickers):
-        raise _no_ticks(df.attrs, tickers, kinds, window, chosen)
-    return df
-
-
-def _no_ticks(attrs: dict[str, Any], tickers: list[str], kinds: list[str], window: DateRange,
-              chosen: str) -> NoDataError:
-    """The error for a query where no symbol has a single tick: what, when, how, and why it may be."""
-    missing = list(attrs.get("missing_days") or [])
-    why = (f"no flat file for {', '.join(missing)}" if missing
-           else "unknown ticker, no trading session in the range, or nothing traded")
-    span = f"{window.first_day}..{window.last_day}"
-    return NoDataError(f"no {'/'.join(kinds)} for {', '.join(tickers)} in {span} via {chosen} ({why})",
-                       symbols={t: why for t in tickers}, start=window.first_day, end=window.last_day)
+    sources: dict[str, Source[TickQuery]] = {
+        "rest": RestTicks(settings, use_cache), "flat_file": FlatFileTicks(settings, use_cache),
+        "store": StoreSource(store, settings)}
+    return fetch(q, method, sources, settings, progress)
 
 
 __all__ = ["AUTO_MAX_SYMBOL_DAYS", "PAGE_LIMIT", "estimate_rest_pages", "fetch_ticks", "fetch_ticks_flat_file",

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InvalidInputError
-from .schema import DateLike, DateRange, asset_class, normalize_symbols, parse_date_range
+from .schema import DateLike, Query, Ticker, parse_date_range, parse_tickers
 
 TickKind = Literal["trades", "quotes"]
 TICK_KINDS: tuple[str, ...] = ("trades", "quotes")
@@ -75,9 +75,9 @@ def validate_kind(kind: str) -> str:
     return text
 
 
-def check_kind_exists(ticker: str, kind: str) -> None:
+def check_kind_exists(ticker: "str | Ticker", kind: str) -> None:
     """Raise :class:`InvalidInputError` when Massive has no ``kind`` ticks for ``ticker``'s asset class."""
-    asset = asset_class(ticker)
+    asset = Ticker.of(ticker).asset
     have = KINDS_BY_ASSET.get(asset, ())
     if kind not in have:
         what = ", ".join(have) if have else "no tick data (index values only)"
@@ -85,21 +85,19 @@ def check_kind_exists(ticker: str, kind: str) -> None:
 
 
 @dataclass(frozen=True)
-class TickQuery:
-    """One tick request, validated (the sibling of :class:`~massive_feeds.schema.BarQuery`): tickers, the
-    kinds (``trades``/``quotes``, each one the tickers' asset classes have) and the :class:`DateRange`.
+class TickQuery(Query):
+    """One tick request, validated (the sibling of :class:`~massive_feeds.schema.BarQuery`): parsed tickers, the
+    :class:`DateRange` and the kinds (``trades``/``quotes``, each one the tickers' asset classes have).
     Build it once from user input with :meth:`build`; the REST, flat-file and store back ends take it."""
 
-    tickers: tuple[str, ...]
-    kinds: tuple[str, ...]
-    range: DateRange
+    kinds: tuple[str, ...] = ("quotes",)
 
     @classmethod
     def build(cls, symbols: str | Iterable[str], start: DateLike, end: DateLike,
               kind: str | Sequence[str] = "quotes") -> "TickQuery":
         """Validate user input; a typed :class:`InvalidInputError` names the first bad value (including a kind
         an asset class does not have, e.g. forex trades)."""
-        tickers = tuple(normalize_symbols(symbols))
+        tickers = parse_tickers(symbols)
         raw = [kind] if isinstance(kind, str) else list(kind)
         if not raw:
             raise InvalidInputError("No tick kind given; use 'trades' and/or 'quotes'")
@@ -107,11 +105,7 @@ class TickQuery:
         for t in tickers:
             for k in kinds:
                 check_kind_exists(t, k)
-        return cls(tickers, kinds, parse_date_range(start, end))
-
-    @property
-    def symbols(self) -> list[str]:
-        return list(self.tickers)
+        return cls(tickers, parse_date_range(start, end), kinds)
 
     def __repr__(self) -> str:
         return (f"TickQuery({','.join(self.tickers)} {'/'.join(self.kinds)} "

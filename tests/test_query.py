@@ -14,7 +14,8 @@ from massive_feeds.config import Settings
 from massive_feeds.errors import InvalidInputError
 from massive_feeds.fetch import fetch_bars, fetch_data
 from massive_feeds.sandbox import Sandbox
-from massive_feeds.schema import BarQuery, DateRange, parse_interval
+from massive_feeds.schema import BarQuery, DateRange, Ticker, parse_interval
+from massive_feeds.tickschema import TickQuery
 
 
 def test_build_validates_and_normalises_once() -> None:
@@ -47,6 +48,18 @@ def test_a_query_is_frozen_and_replace_keeps_the_rest() -> None:
     minutes = q.replace(interval=parse_interval("1m"))
     assert (minutes.interval.name, minutes.tickers, minutes.range) == ("1m", q.tickers, q.range)
     assert q.interval.name == "1d"
+
+
+def test_tickers_are_parsed_once_into_typed_tickers_with_their_asset_class() -> None:
+    q = BarQuery.build("aapl, BTC-USD, ^SPX, EUR/USD, SPY251219C00650000, aapl", "2024-03-04", "2024-03-04")
+    assert q.parsed == (Ticker("AAPL", "stocks"), Ticker("X:BTCUSD", "crypto"), Ticker("I:SPX", "indices"),
+                        Ticker("C:EURUSD", "forex"), Ticker("O:SPY251219C00650000", "options"))
+    assert [t.has_sessions for t in q.parsed] == [True, False, True, False, True]
+    assert q.replace(tickers="msft").parsed == (Ticker("MSFT", "stocks"),)
+    ticks = TickQuery.build(["eur/usd"], "2024-03-04T15:00", "2024-03-04T15:01", "quotes")
+    assert (ticks.parsed, ticks.kinds, str(ticks.parsed[0])) == ((Ticker("C:EURUSD", "forex"),), ("quotes",), "C:EURUSD")
+    # the range is the user's, end exclusive one nanosecond after the inclusive datetime given: carried as is
+    assert ticks.range.end == pd.Timestamp("2024-03-04T15:01", tz="UTC") + pd.Timedelta(1, "ns")
 
 
 # --- every back end takes the query as it is -------------------------------------------------------------

@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "massive_feeds"
 
 LAYERS = {
     "adapters": ("backtrader", "vectorbt", "ui", "cli", "__init__"),
-    "fetch": ("fetch", "ticks"),
+    "fetch": ("fetch", "ticks", "source"),
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),
     "kernels": ("sessions", "quota", "buckets", "layout", "runtime"),

@@ -360,6 +360,21 @@ def test_auto_sends_a_few_symbol_days_to_rest_and_bulk_to_flat_files(s3_settings
     assert set(bulk["symbol"]) == {"AAPL", "MSFT", "NVDA"}
 
 
+def test_tick_auto_boundary_is_five_symbol_days_inclusive(s3_settings: Settings) -> None:
+    """5 symbols × 1 day (5 symbol-days) still go over REST, 6 × 1 (6 symbol-days) over flat files: the rule is
+    ``symbol_days <= 5``, and these literal counts fail if it became ``< 5`` or ``<= 6``."""
+    six = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "NFLX"]
+    window = ("2024-03-05T15:00", "2024-03-05T15:01")
+    five = fetch_ticks(six[:5], *window, "trades", settings=s3_settings)
+    assert (five.attrs["method"], five.attrs["method_reason"]) == (
+        "rest", "5 symbol(s) × 1 day(s): few symbol-days → REST")
+    bulk = fetch_ticks(six, *window, "trades", settings=s3_settings)
+    assert (bulk.attrs["method"], bulk.attrs["method_reason"]) == (
+        "flat_file", "6 symbol(s) × 1 day(s): bulk → flat files")
+    assert set(five["symbol"]) == set(six[:5]) and set(bulk["symbol"]) == set(six)
+    pd.testing.assert_frame_equal(bulk[bulk["symbol"] != "NFLX"].reset_index(drop=True), five)
+
+
 def test_ingested_ticks_come_back_from_the_store_with_no_call(s3_settings: Settings, tmp_path: Path) -> None:
     from massive_feeds.store import ingest
 

@@ -39,8 +39,7 @@ from ..config import Settings
 from ..errors import CorruptFileError
 from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
-from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Interval
-from ..sessions import has_sessions
+from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Ticker
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
 from .reader import (
@@ -80,16 +79,16 @@ class _Plan:
         return sorted({d.isoformat() for days in self.missing.values() for d in days})
 
 
-def _group_by_dataset(tickers: list[str], interval: Interval, session: str = "extended") -> dict[Dataset, list[str]]:
+def _group_by_dataset(query: BarQuery) -> dict[Dataset, list[Ticker]]:
     """Tickers by the dataset that serves them; ``regular`` sessions are cut from minute files."""
-    groups: dict[Dataset, list[str]] = defaultdict(list)
-    for ticker in tickers:
-        base = INTERVALS["1m"] if session == "regular" and has_sessions(ticker) else interval
+    groups: dict[Dataset, list[Ticker]] = defaultdict(list)
+    for ticker in query.parsed:
+        base = INTERVALS["1m"] if query.session == "regular" and ticker.has_sessions else query.interval
         groups[dataset_for(ticker, base)].append(ticker)
     return dict(sorted(groups.items()))
 
 
-def _plan(transport: S3Transport, cache: DayFileCache, groups: dict[Dataset, list[str]],
+def _plan(transport: S3Transport, cache: DayFileCache, groups: dict[Dataset, list[Ticker]],
           days: list[date], pool: ThreadPoolExecutor) -> _Plan:
     prefixes = [p for ds in groups for p in ds.month_prefixes(days)]
     listed = {f.key: f for files in pool.map(transport.list_files, prefixes) for f in files}
@@ -268,13 +267,13 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
-    groups = _group_by_dataset(tickers, iv, session)
+    groups = _group_by_dataset(query)
     splits = None
     try:
         if adjusted:  # before any download: a missing key fails the query without spending byte quota
-            from ..splits import fetch_splits, stock_tickers
+            from ..splits import fetch_splits
 
-            stocks = stock_tickers(tickers)
+            stocks = [t.symbol for t in query.parsed if t.asset == "stocks"]
             splits = fetch_splits(stocks, window.first_day, settings=settings) if stocks else None
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
             plan = _plan(transport, cache, groups, window.calendar_days(), pool)

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Iterable
 
 from ..errors import InvalidInputError
-from ..schema import Interval, asset_class
+from ..schema import Interval, Ticker
 
 PREFIXES: dict[str, str] = {
     "stocks": "us_stocks_sip",
@@ -59,12 +59,13 @@ class Dataset:
         return self.path
 
 
-def dataset_for(ticker: str, interval: Interval) -> Dataset:
-    """The dataset holding ``ticker``'s base bars for ``interval``."""
-    asset = asset_class(ticker)
-    if asset not in PREFIXES:
-        raise InvalidInputError(f"No flat files for {ticker!r} (asset class {asset})")
-    return Dataset(asset, interval.base)
+def dataset_for(ticker: "str | Ticker", base: Interval | str) -> Dataset:
+    """The dataset holding ``ticker``'s rows: base bars for an :class:`Interval`, or a tick kind's
+    (``"trades"``/``"quotes"``). An asset class without flat files is an :class:`InvalidInputError`."""
+    t = Ticker.of(ticker)
+    if t.asset not in PREFIXES:
+        raise InvalidInputError(f"No flat files for {t.symbol!r} (asset class {t.asset})")
+    return Dataset(t.asset, base.base if isinstance(base, Interval) else base)
 
 
 def day_of_key(key: str) -> date | None:

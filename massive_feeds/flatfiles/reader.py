@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
-from ..schema import DateRange, Interval, asset_class, empty_bars, finalize_bars, ws_symbol
+from ..schema import DateRange, Interval, Ticker, empty_bars, finalize_bars, ws_symbol
 from .cache import atomic_file
 from .stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
 from .resample import finish_base_frame
@@ -41,18 +41,18 @@ CACHE_BLOCK_SIZE = 1 << 20  # blocks (and row groups) of the parquet day written
 log = logging.getLogger(__name__)
 
 
-def file_forms(tickers: Iterable[str]) -> dict[str, str]:
+def file_forms(tickers: "Iterable[str | Ticker]") -> dict[str, str]:
     """Every spelling a ticker may have inside a day file → the REST ticker.
 
     ``X:BTCUSD`` may be written ``X:BTC-USD`` (reported for crypto files) or ``X:BTC/USD``; forex likewise.
     """
     forms: dict[str, str] = {}
-    for ticker in tickers:
-        forms[ticker] = ticker
-        if asset_class(ticker) in ("crypto", "forex"):
-            pair = ws_symbol(ticker)  # BTC-USD or EUR/USD
+    for t in map(Ticker.of, tickers):
+        forms[t.symbol] = t.symbol
+        if t.asset in ("crypto", "forex"):
+            pair = ws_symbol(t)  # BTC-USD or EUR/USD
             for sep in ("-", "/"):
-                forms[ticker[:2] + pair.replace("-", sep).replace("/", sep)] = ticker
+                forms[t.symbol[:2] + pair.replace("-", sep).replace("/", sep)] = t.symbol
     return forms
 
 

@@ -39,11 +39,11 @@ from tqdm.auto import tqdm
 
 from ..cache import ResultCache
 from ..config import Settings
-from ..errors import CorruptFileError, InvalidInputError
+from ..errors import CorruptFileError
 from ..quota import QuotaManager, get_quota
-from ..schema import asset_class
+from ..schema import Ticker
 from ..tickschema import empty_ticks, finalize_ticks
-from .keys import PREFIXES, TICK_DATASETS
+from .keys import TICK_DATASETS, dataset_for
 from .reader import file_forms
 from .s3 import MissingObjectError, RemoteFile, S3Transport
 from .stream import iter_csv_batches
@@ -64,12 +64,9 @@ _WANTED = {"quotes": ("ticker", "ask_exchange", "ask_price", "ask_size", "bid_ex
 _RENAME = {"bid_price": "bid", "ask_price": "ask", "bid_exchange": "exchange"}
 
 
-def tick_dataset(ticker: str, kind: str) -> str:
+def tick_dataset(ticker: "str | Ticker", kind: str) -> str:
     """``us_stocks_sip/quotes_v1`` … for a ticker's asset class and a tick kind."""
-    asset = asset_class(ticker)
-    if asset not in PREFIXES:
-        raise InvalidInputError(f"No tick flat files for {ticker!r} (asset class {asset})")
-    return f"{PREFIXES[asset]}/{TICK_DATASETS[kind]}"
+    return dataset_for(ticker, kind).path
 
 
 def tick_key(dataset: str, day: date) -> str:
@@ -177,7 +174,7 @@ def table_to_ticks(table: pa.Table, kind: str) -> pd.DataFrame:
 
 
 def fetch_ticks_flat_file(
-    tickers: list[str],
+    tickers: "Iterable[str | Ticker]",
     days: list[date],
     kind: str,
     *,
@@ -196,8 +193,8 @@ def fetch_ticks_flat_file(
     quota = quota or get_quota(settings)
     cache = ResultCache(settings.cache_dir / "ticks_flat")
     groups: dict[str, list[str]] = {}
-    for t in tickers:
-        groups.setdefault(tick_dataset(t, kind), []).append(t)
+    for ticker in map(Ticker.of, tickers):
+        groups.setdefault(dataset_for(ticker, kind).path, []).append(ticker.symbol)
     frames: list[pd.DataFrame] = []
     missing: set[str] = set()
     try:

@@ -38,21 +38,9 @@ from ..config import Settings, load_settings
 from ..errors import InvalidInputError, StoreError
 from ..flatfiles.keys import DATASETS, PREFIXES, TICK_DATASETS, Dataset, dataset_for
 from ..flatfiles.resample import finish_base_frame
-from ..sessions import has_sessions
-from ..splits import fetch_splits, stock_tickers
-from ..schema import (
-    INTERVALS,
-    BarQuery,
-    DateLike,
-    DateRange,
-    Interval,
-    asset_class,
-    empty_bars,
-    finalize_bars,
-    normalize_symbols,
-    parse_date_range,
-)
-from ..tickschema import KINDS_BY_ASSET
+from ..splits import fetch_splits
+from ..schema import INTERVALS, BarQuery, DateLike, Interval, empty_bars, finalize_bars
+from ..tickschema import KINDS_BY_ASSET, TickQuery, empty_ticks, finalize_ticks
 from .daytask import STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
@@ -173,17 +161,21 @@ class HistoryStore:
         return ingest_fn(dataset, start, end, store=self, **kwargs)
 
     # --- reading --------------------------------------------------------------------------------
-    def _groups(self, tickers: list[str], interval: Interval) -> dict[Dataset, list[str]]:
+    @staticmethod
+    def _datasets(query: "BarQuery | TickQuery") -> dict[Dataset, list[str]]:
+        """The datasets holding a query's rows → its tickers in each: the base bars of its interval (minutes
+        for a regular session), or the tick datasets of its kinds."""
         groups: dict[Dataset, list[str]] = defaultdict(list)
-        for ticker in tickers:
-            groups[dataset_for(ticker, interval)].append(ticker)
+        bases = query.kinds if isinstance(query, TickQuery) else (_base_interval(query),)
+        for base in bases:
+            for t in query.parsed:
+                groups[dataset_for(t, base)].append(t.symbol)
         return dict(sorted(groups.items()))
 
-    def _read_rows(self, tickers: list[str], window: DateRange, interval: Interval,
-                   retry: bool = True) -> tuple[pa.Table, dict[str, Any]]:
-        """The stored base rows of ``tickers`` inside ``window`` (one table), and what was (not) found: each
-        file the manifest maps days of the window to is read once (a month file, or a day file)."""
-        groups = self._groups(tickers, interval)
+    def _read_rows(self, query: BarQuery, retry: bool = True) -> tuple[pa.Table, dict[str, Any]]:
+        """The stored base rows of the query's tickers inside its range (one table), and what was (not) found:
+        each file the manifest maps days of the window to is read once (a month file, or a day file)."""
+        groups, window = self._datasets(query), query.range
         manifests = {ds: self.manifest(ds) for ds in groups}
         unknown = [ds.path for ds, m in manifests.items() if not m.days]
         if unknown:
@@ -214,7 +206,7 @@ class HistoryStore:
                 except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
                     if retry and self.manifest(ds).to_bytes() != manifest.to_bytes():
                         # an ingest replaced files while we read: read again from its manifest
-                        return self._read_rows(tickers, window, interval, retry=False)
+                        return self._read_rows(query, retry=False)
                     raise StoreError(f"Cannot read {ds.path}/{rel} from the store {self.location.display} ({exc}); "
                                      "run the ingest again for the range to repair missing or damaged files") from exc
         table = pa.concat_tables(tables) if tables else STORE_SCHEMA.empty_table()
@@ -238,12 +230,10 @@ class HistoryStore:
         stored base rows (:meth:`read_base`, never split-adjusted)."""
         tickers, iv, window, session = query.symbols, query.interval, query.range, query.session
         adjusted = query.adjusted
-        # Regular sessions are cut from minute rows, also for day bars (as download_flat_file does).
-        base_iv = INTERVALS["1m"] if session == "regular" and any(map(has_sessions, tickers)) else iv
-        table, info = self._read_rows(tickers, window, base_iv)
+        table, info = self._read_rows(query)
         splits = None
         if adjusted and resampled:
-            stocks = stock_tickers(tickers)
+            stocks = [t.symbol for t in query.parsed if t.asset == "stocks"]
             splits = fetch_splits(stocks, window.first_day, settings=self.settings) if stocks else None
         if table.num_rows == 0:
             df = empty_bars()
@@ -279,26 +269,22 @@ class HistoryStore:
         return self.bars(BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted))
 
     # --- ticks ----------------------------------------------------------------------------------
-    def _tick_groups(self, tickers: list[str], kinds: Iterable[str]) -> dict[Dataset, list[str]]:
-        groups: dict[Dataset, list[str]] = defaultdict(list)
-        for kind in kinds:
-            for ticker in tickers:
-                groups[parse_dataset(f"{PREFIXES[asset_class(ticker)]}/{TICK_DATASETS[kind]}")].append(ticker)
-        return dict(sorted(groups.items()))
-
     def read_ticks(self, symbols: str | Iterable[str], start: DateLike, end: DateLike,
                    kinds: Iterable[str] = ("quotes",)) -> pd.DataFrame:
         """Stored trades/quotes (``massive-feeds ingest --dataset …/quotes_v1 --symbols …``) in the tick schema
-        (:mod:`massive_feeds.tickschema`), cut to ``[start, end)``. No call to Massive. A day the store does not
-        hold for these symbols is listed in ``df.attrs["not_ingested_days"]`` (and logged), never silently empty."""
-        from ..tickschema import empty_ticks, finalize_ticks
+        (:mod:`massive_feeds.tickschema`), cut to ``[start, end)``; see :meth:`ticks`."""
+        return self.ticks(TickQuery.build(symbols, start, end, tuple(kinds)))
+
+    def ticks(self, query: TickQuery) -> pd.DataFrame:
+        """The stored ticks of a built :class:`~massive_feeds.tickschema.TickQuery`, cut to its range. No call to
+        Massive. A day the store does not hold for these symbols is listed in ``df.attrs["not_ingested_days"]``
+        (and logged), never silently empty."""
         from .daytask import TICK_STORE_SCHEMA
 
-        tickers = normalize_symbols(symbols)
-        window = parse_date_range(start, end)
+        window = query.range
         tables: list[pa.Table] = []
         not_ingested: set[str] = set()
-        for ds, group in self._tick_groups(tickers, kinds).items():
+        for ds, group in self._datasets(query).items():
             manifest = self.manifest(ds)
             if not manifest.days:
                 raise StoreError(f"The store {self.location.display} holds no days of {ds.path}; build it with "
@@ -337,41 +323,38 @@ class HistoryStore:
                         ", ".join(sorted(not_ingested)))
         present = set(df["symbol"].unique()) if len(df) else set()
         df.attrs.update(method="store", store=self.location.display, not_ingested_days=sorted(not_ingested),
-                        empty_symbols=[t for t in tickers if t not in present])
+                        empty_symbols=[t for t in query.tickers if t not in present])
         return df
 
     def covers_ticks(self, symbols: str | Iterable[str], start: DateLike, end: DateLike,
                      kinds: Iterable[str] = ("quotes",)) -> bool:
         """Whether every day of the range that has a tick file is in the store for these symbols (manifests only)."""
-        tickers = normalize_symbols(symbols)
-        window = parse_date_range(start, end)
-        for ds, group in self._tick_groups(tickers, kinds).items():
-            m = self.manifest(ds)
-            for day in window.calendar_days():
-                entry = m.days.get(day)
-                if not ((entry is not None and entry.covers(group)) or (entry is None and day in m.absent)):
-                    return False
-        return True
+        return self.covers_query(TickQuery.build(symbols, start, end, tuple(kinds)))
 
     def covers(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h") -> bool:
         """Whether every day of the range that has a flat file is in the store for these symbols (so an automatic
         method choice can prefer the store). Reads only the manifests."""
         return self.covers_query(BarQuery.build(symbols, start, end, interval))
 
-    def covers_query(self, query: BarQuery) -> bool:
-        """:meth:`covers` for a built query: its days of its base rows (minutes for ``session="regular"``)."""
-        iv = INTERVALS["1m"] if query.session == "regular" else query.interval
-        window = query.range
-        for ds, group in self._groups(query.symbols, iv).items():
+    def covers_query(self, query: "BarQuery | TickQuery") -> bool:
+        """:meth:`covers` (bars: the days of their base rows, minutes for ``session="regular"``) or
+        :meth:`covers_ticks` for a built query."""
+        for ds, group in self._datasets(query).items():
             m = self.manifest(ds)
             if not m.days:
                 return False
-            for day in window.calendar_days():
+            for day in query.range.calendar_days():
                 entry = m.days.get(day)
                 if not ((entry is not None and entry.covers(group)) or (entry is None and day in m.absent)):
                     return False
         return True
 
+
+def _base_interval(query: BarQuery) -> Interval:
+    """The stored rows a bar query is built from: regular sessions are cut from minute rows, also for day bars
+    (as the flat files do)."""
+    return INTERVALS["1m"] if query.session == "regular" and any(t.has_sessions for t in query.parsed) \
+        else query.interval
 
 def load_store(
     symbols: str | Iterable[str],

@@ -1,0 +1,246 @@
+"""One shape for every source: a typed query, the sources that could answer it, one choice, one diagnosis.
+
+A query is a :class:`~massive_feeds.schema.BarQuery` or a :class:`~massive_feeds.tickschema.TickQuery` (tickers
+parsed once into :class:`~massive_feeds.schema.Ticker` s with their asset class). A source answers three questions
+about it (:class:`Source`):
+
+* ``unavailable(query)`` — what it covers: ``None`` when it can serve the query now, else why not;
+* ``cost(query)`` — what it would spend (:class:`Cost`: REST calls; flat-file bytes once listed);
+* ``read(query, progress)`` — the frame, in the bar or the tick schema.
+
+The REST and flat-file sources of bars live in :mod:`massive_feeds.fetch`, those of ticks in
+:mod:`massive_feeds.ticks`; the history store serves both (:class:`StoreSource`). :func:`choose` holds the Auto rule
+and its two fallbacks for every kind of query, :func:`diagnose_empty` says why symbols came back empty, and
+:func:`fetch` is the whole way: choose, read, diagnose.
+
+Growing: a new asset class (futures) is a new ticker kind (``schema.TICKER_PREFIXES`` and its pattern) plus, in each
+source, whether it covers it (``unavailable``); a new data kind (dividends) is a query type and a mapping of its
+sources handed to :func:`fetch`. Neither edits the choice or writes a second pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol, TypeVar
+
+import pandas as pd
+
+from .config import Settings
+from .errors import InvalidInputError, MassiveError, MissingCredentialsError, NoDataError
+from .flatfiles.keys import PREFIXES
+from .quota import get_quota
+from .rest import RestClient
+from .runtime import SANDBOX_EXTRA, side_available
+from .schema import BarQuery, Ticker
+from .store.core import HistoryStore, default_store_path
+from .tickschema import TickQuery
+
+log = logging.getLogger(__name__)
+
+#: The Auto rule for bars: at most this many symbols and at most this many calendar days go over REST.
+AUTO_MAX_SYMBOLS = 5
+AUTO_MAX_DAYS = 7
+#: The Auto rule for ticks: at most this many symbol-days (symbols × calendar days) go over REST.
+AUTO_MAX_SYMBOL_DAYS = 5
+UNKNOWN_SYMBOL = "unknown symbol (no active ticker by that name)"
+Query = BarQuery | TickQuery
+Q = TypeVar("Q", BarQuery, TickQuery)
+Q_in = TypeVar("Q_in", bound=Query, contravariant=True)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What reading a query from a source spends: REST calls (quota slots) and flat-file bytes (``None``: only
+    known once the day files are listed)."""
+
+    calls: int = 0
+    bytes: int | None = None
+
+
+class Source(Protocol[Q_in]):
+    """A back end for one kind of query: ``method`` is its name in ``df.attrs["method"]`` (``rest``, ``flat_file``,
+    ``store``)."""
+
+    method: str
+
+    def unavailable(self, query: Q_in) -> str | None:
+        """``None`` when this source can serve ``query`` now, else why not (one line)."""
+
+    def cost(self, query: Q_in) -> Cost:
+        """What reading ``query`` would spend."""
+
+    def read(self, query: Q_in, progress: bool | None = None) -> pd.DataFrame:
+        """The query's rows (bar or tick schema), ``df.attrs`` saying what was (not) found."""
+
+
+def auto_rule(query: Query) -> tuple[str, str]:
+    """The product rule, before fallbacks: (``"rest"`` or ``"flat_file"``, why). Bars: ≤ 5 symbols and ≤ 7 days
+    → REST; ticks: ≤ 5 symbol-days → REST; anything larger → flat files."""
+    n, days = len(query.parsed), query.range.days
+    if isinstance(query, TickQuery):
+        small = n * days <= AUTO_MAX_SYMBOL_DAYS
+        return ("rest", f"{n} symbol(s) × {days} day(s): few symbol-days → REST") if small else \
+            ("flat_file", f"{n} symbol(s) × {days} day(s): bulk → flat files")
+    pick = choose_method(n, days)
+    return pick, f"{n} symbol(s) over {days} day(s): " + ("small query → REST" if pick == "rest"
+                                                             else "large query → flat files")
+
+
+def choose_method(n_symbols: int, days: int) -> str:
+    """The product rule for bars: at most 5 symbols and at most 7 days → ``rest``; otherwise ``flat_file``."""
+    return "rest" if n_symbols <= AUTO_MAX_SYMBOLS and days <= AUTO_MAX_DAYS else "flat_file"
+
+
+def choose(query: Q, method: str, sources: Mapping[str, Source[Q]], settings: Settings) -> tuple[Source[Q], str]:
+    """The source for ``query`` and why. ``method`` names one of ``sources`` or is ``"auto"``: the store when it
+    holds every day of the query, else :func:`auto_rule`, falling back to REST when flat files cannot serve, and to
+    flat files when the REST calls left today cannot cover the query's :class:`Cost`."""
+    names = ["auto", *sources]
+    if method not in names:
+        raise InvalidInputError(f"Invalid method {method!r}; use {', '.join(map(repr, names[:-1]))} or {names[-1]!r}")
+    if method != "auto":
+        return sources[method], "requested explicitly"
+    store = sources.get("store")
+    if store is not None and store.unavailable(query) is None:
+        return store, "the local history store holds every day of the query"
+    pick, reason = auto_rule(query)
+    flat_why = sources["flat_file"].unavailable(query)
+    if pick == "flat_file" and flat_why is not None:
+        pick, reason = "rest", f"fell back to REST: {flat_why}"
+    elif pick == "rest" and flat_why is None and settings.api_key and (
+            short := rest_quota_short(settings, sources["rest"].cost(query).calls)):
+        # the flat-file path needs REST only for the splits list; with the quota short it uses the cached list
+        # (any age, said in df.attrs["splits_as_of"]) and never calls (see massive_feeds.splits)
+        pick, reason = "flat_file", f"fell back to flat files: {short}"
+    if reason.startswith("fell back"):
+        log.warning("auto method: %s", reason)
+    return sources[pick], reason
+
+
+def fetch(query: Q, method: str, sources: Mapping[str, Source[Q]], settings: Settings,
+          progress: bool | None = None) -> pd.DataFrame:
+    """Choose a source (:func:`choose`), read the query from it, say what ran and why (``df.attrs["method"]``,
+    ``["method_reason"]``, ``["source"]``) and diagnose empty symbols (:func:`diagnose_empty`)."""
+    source, reason = choose(query, method, sources, settings)
+    log.info("%r via %s (%s)", query, source.method, reason)
+    df = source.read(query, progress)
+    df.attrs.update(method=source.method, method_reason=reason, source=settings.source)
+    return diagnose_empty(df, query, source.method, settings)
+
+
+# --- what the sources share -----------------------------------------------------------------------
+def flat_files_unavailable(settings: Settings, query: Query | None = None) -> str | None:
+    """Why flat files cannot serve (the query's asset classes, boto3, S3 credentials) right now, or None."""
+    uncovered = [t.symbol for t in (query.parsed if query is not None else ()) if t.asset not in PREFIXES]
+    if uncovered:
+        return f"no flat files for {', '.join(uncovered)}"
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return "boto3 is not installed (pip install 'massive-feeds[flatfiles]')"
+    try:
+        settings.require_s3_credentials()
+    except MissingCredentialsError:
+        if settings.source == "sandbox" and not side_available("s3"):
+            return f"no S3 credentials: this sandbox serves no flat files (its S3 side needs moto: {SANDBOX_EXTRA})"
+        return "no S3 credentials (MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY)"
+    return None
+
+
+def rest_quota_short(settings: Settings, calls: int) -> str | None:
+    """Why the REST calls left today cannot cover ``calls``, or None when they can (or the plan has no limit)."""
+    remaining = get_quota(settings).status().rest_remaining_today
+    if remaining is not None and remaining < calls:
+        return f"the REST quota left today ({remaining} calls) cannot cover ~{calls} calls"
+    return None
+
+
+@dataclass
+class StoreSource:
+    """The local history store (``massive-feeds ingest``): bars and ticks with no call to Massive at all.
+    ``location``: a folder, URL or :class:`HistoryStore`; ``None`` for the default store."""
+
+    location: "str | os.PathLike[str] | HistoryStore | None"
+    settings: Settings
+    method: str = "store"
+
+    def unavailable(self, query: Query) -> str | None:
+        location = self.location if self.location is not None else default_store_path(self.settings)
+        if isinstance(location, (str, os.PathLike)) and "://" not in str(location) and not Path(location).exists():
+            return f"no history store at {location}"
+        try:  # reads manifests only
+            covered = HistoryStore.open(location, self.settings).covers_query(query)
+        except (MassiveError, OSError, ValueError) as exc:
+            log.debug("history store not usable for %r: %s", query, exc)
+            return f"the history store is not usable ({exc})"
+        return None if covered else "the history store lacks days of the query"
+
+    def cost(self, query: Query) -> Cost:
+        return Cost()
+
+    def read(self, query: Query, progress: bool | None = None) -> pd.DataFrame:
+        store = HistoryStore.open(self.location, self.settings)
+        return store.ticks(query) if isinstance(query, TickQuery) else store.bars(query)
+
+
+# --- the empty-result diagnosis -------------------------------------------------------------------
+def diagnose_empty(df: pd.DataFrame, query: Query, method: str, settings: Settings) -> pd.DataFrame:
+    """List symbols without rows (``df.attrs["empty_symbols"]`` and ``["empty_reasons"]``) with a warning naming
+    symbol, range and reason; raise :class:`NoDataError` when no symbol has any."""
+    present = set(df["symbol"].unique()) if len(df) else set()
+    empty = [t for t in query.tickers if t not in present]
+    reasons = _empty_reasons(df, query, empty, method, settings) if empty else {}
+    window = query.range
+    span, what = f"{window.first_day}..{window.last_day}", "/".join(getattr(query, "kinds", ("bars",)))
+    df.attrs.update(empty_symbols=empty, empty_reasons=reasons)
+    if empty and len(empty) == len(query.parsed):
+        # a tick query's reason is about its days, the same for every symbol: said once
+        detail = (next(iter(reasons.values())) if isinstance(query, TickQuery)
+                  else "; ".join(f"{t}: {r}" for t, r in reasons.items()))
+        raise NoDataError(f"no {what} for {', '.join(empty)} in {span} via {method} ({detail})",
+                          symbols=reasons, start=window.first_day, end=window.last_day)
+    for t, r in reasons.items():
+        log.warning("no %s for %s in %s via %s: %s", what, t, span, method, r)
+    return df
+
+
+def _empty_reasons(df: pd.DataFrame, query: Query, empty: list[str], method: str,
+                   settings: Settings) -> dict[str, str]:
+    """Why each symbol in ``empty`` has no rows."""
+    if isinstance(query, TickQuery):
+        missing = list(df.attrs.get("missing_days") or [])
+        why = (f"no flat file for {', '.join(missing)}" if missing
+               else "unknown ticker, no trading session in the range, or nothing traded")
+        return {t: why for t in empty}
+    if method == "flat_file" and not df.attrs.get("files"):
+        return {t: "no flat file for those days (weekend, holiday or not yet published)" for t in empty}
+    if method == "store" and df.attrs.get("not_ingested_days"):
+        return {t: "the store has not ingested those days" for t in empty}
+    where = {"flat_file": "not in the day files", "store": "not in the store", "rest": "no bars over REST"}[method]
+    known = _known_tickers([t for t in query.parsed if t.symbol in empty and t.asset != "options"], settings)
+    return {t: f"{where}: " + (UNKNOWN_SYMBOL if known.get(t) is False else
+                               "no trades in the range" if known.get(t) else "unknown symbol or no trades")
+            for t in empty}
+
+
+def _known_tickers(tickers: list[Ticker], settings: Settings) -> dict[str, bool]:
+    """Whether each ticker is an active one in /v3/reference/tickers (one call each, only while at least
+    20 calls would be left); tickers not looked up (options live elsewhere, no key, quota) are left out."""
+    if not tickers or not settings.api_key or len(tickers) > 5 or rest_quota_short(settings, len(tickers) + 20):
+        return {}
+    out: dict[str, bool] = {}
+    try:
+        with RestClient(settings) as client:
+            for t in map(str, tickers):
+                rows = client.get_json("/v3/reference/tickers", {"ticker": t, "limit": 1}).get("results") or []
+                out[t] = any(r.get("ticker") == t for r in rows)
+    except MassiveError as exc:
+        log.debug("could not look up %s: %s", tickers, exc)
+    return out
+
+
+__all__ = ["AUTO_MAX_DAYS", "AUTO_MAX_SYMBOLS", "AUTO_MAX_SYMBOL_DAYS", "Cost", "Source", "StoreSource", "auto_rule",
+           "choose", "choose_method", "diagnose_empty", "fetch", "flat_files_unavailable", "rest_quota_short"]
