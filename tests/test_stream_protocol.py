@@ -85,7 +85,7 @@ def test_forex_crypto_and_index_symbols_become_our_tickers() -> None:
 
 
 def test_every_channel_has_a_builder_and_event_times_are_utc() -> None:
-    assert set(CHANNELS) == {"T", "Q", "A", "AM", "V", "C", "CA", "CAS", "XT", "XQ", "XA", "XAS"}
+    assert {c.channel for c in CHANNELS} == {"T", "Q", "A", "AM", "V", "C", "CA", "CAS", "XT", "XQ", "XA", "XAS"}
     (ev,), _ = parse("stocks", {"ev": "T", "sym": "AAPL", "p": 1, "s": 1, "t": T0})
     assert ev.time == datetime(2024, 5, 29, 16, 26, 40, 123000, tzinfo=timezone.utc)
     assert ev.received.tzinfo is timezone.utc
@@ -309,7 +309,7 @@ def test_listener_filters_mixed_row_batches_by_kind_or_symbol_alone() -> None:
     hub.close()
 
 
-# --- the typed (msgspec) decode path and TypedFrame ----------------------------------------------------
+# --- the one typed decoder, its fallback, and TypedFrame ---------------------------------------------
 SPEC_EXAMPLES = orjson.loads((Path(__file__).parent / "fixtures" / "real" / "ws" / "spec_examples.json").read_bytes())
 
 
@@ -326,75 +326,115 @@ def _same_rows(a: list[tuple], b: list[tuple]) -> bool:
     return True
 
 
-def _both_paths(market: str, items: list) -> tuple[object, list[tuple], list[tuple]]:
+def _frame(market: str, items: list, parser: FrameParser | None = None) -> tuple[TypedFrame, list, FrameParser]:
     # items given as bytes are raw JSON (numbers orjson.dumps cannot write)
     raw = b"[" + b",".join(i if isinstance(i, bytes) else orjson.dumps(i) for i in items) + b"]"
-    data, statuses = FrameParser(market).parse_frame(raw, 42)
-    typed_rows = data.rows() if isinstance(data, TypedFrame) else data
-    reference, ref_statuses = FrameParser(market, typed=False).parse(raw, 42)
-    assert statuses == ref_statuses
-    if isinstance(data, TypedFrame):
-        _typed_events_match(data, reference)
-    return data, typed_rows, reference
+    parser = parser or FrameParser(market)
+    data, statuses = parser.parse_frame(raw, 42)
+    assert isinstance(data, TypedFrame)
+    _typed_events_match(data)
+    return data, statuses, parser
 
 
-def _typed_events_match(data: TypedFrame, reference: list[tuple]) -> None:
-    """The frame's events, made straight from its structs both ways (a list; one by one through
-    ``deliver``), are the reference rows' StreamEvents: same values, types and order."""
-    expected = [E.as_event(r) for r in reference]
+def _typed_events_match(data: TypedFrame) -> None:
+    """The frame's events, made from its structs both ways (a list; one by one through ``deliver``), and
+    its rows (plain tuples) are the same values, types and order."""
     delivered: list = []
     data.deliver(delivered.append, pytest.fail)
+    rows = data.rows()
+    assert all(type(r) is tuple for r in rows) and len(rows) == len(data)
     for got in (data.events(), delivered):
         assert all(type(e) is E.StreamEvent for e in got)
-        assert _same_rows(got, expected)
+        assert _same_rows(got, rows)
 
 
 @pytest.mark.parametrize("market,channel", [(m, c) for m, chans in SPEC_EXAMPLES.items() if m != "status"
                                             for c in chans])
-def test_real_frames_decode_typed_to_the_reference_rows(market: str, channel: str) -> None:
+def test_real_frames_decode_whole_and_typed(market: str, channel: str) -> None:
+    # Three copies of the real example in one frame: decoded in one pass (nothing refused), one kind,
+    # each copy the same event as the example alone (its values are checked by hand in test_real_payloads).
     items = SPEC_EXAMPLES[market][channel] * 3
-    data, typed_rows, reference = _both_paths(market, items)
-    assert isinstance(data, TypedFrame), "a real frame must take the typed path"
-    assert len(data) == len(items) and _same_rows(typed_rows, reference)
+    data, statuses, parser = _frame(market, items)
+    alone = FrameParser(market).parse(orjson.dumps(SPEC_EXAMPLES[market][channel]), 42)[0]
+    assert statuses == [] and parser.malformed_events == 0 and parser.unknown_events == 0
+    assert len(data) == 3 and _same_rows(data.rows(), alone * 3)
+    assert data.kind == data.events()[0].kind and data.kind in E.DATA_KINDS
 
 
 def test_typed_path_keeps_numbers_as_sent_and_defaults_missing_optional_keys() -> None:
-    items = [_quote(0, bp=190, bs=None, bx=None), _quote(1, bs=2.5, bp=2**63 - 1, ap=-(2**63)),
+    items = [_quote(0, bp=190, bs=None, bx=None), _quote(1, bs=2.5, bp=2**63 - 1, ap=0),
              {"ev": "T", "sym": "MSFT", "p": 5, "s": 100, "t": T0, "x": 4},  # mixed channels
              {"ev": "AM", "sym": "AAPL", "o": 1, "h": 2.5, "l": 0.5, "c": 2, "s": T0, "e": T0 + 60_000}]
-    data, typed_rows, reference = _both_paths("stocks", items)
-    assert isinstance(data, TypedFrame) and _same_rows(typed_rows, reference)
-    quote, _, trade, bar = (E.as_event(r) for r in typed_rows)
+    data, _, parser = _frame("stocks", items)
+    assert parser.malformed_events == 0 and data.kind is None  # mixed
+    quote, big, trade, bar = data.events()
     assert type(quote.bid) is int and quote.bid == 190 and math.isnan(quote.bid_size) and quote.exchange == 0
+    assert big.bid == 2**63 - 1 and big.ask == 0 and big.bid_size == 2.5  # a quote side of 0: "no ask"
     assert type(trade.size) is int and trade.kind == "trade" and math.isnan(bar.vwap) and bar.end_ms == T0 + 60_000
+    assert (trade.price, trade.size, trade.exchange, trade.time_ms) == (5, 100, 4, T0)
+    assert (bar.open, bar.high, bar.low, bar.close, bar.kind) == (1, 2.5, 0.5, 2, "agg_minute")
     assert (data.first_ms(), data.last_ms()) == (T0, T0 + 60_000)  # an aggregate counts at its window end
-    fx, typed_fx, ref_fx = _both_paths("forex", [{"ev": "C", "p": "EUR/USD", "x": "44", "a": 1.1, "b": 1.0, "t": T0}])
-    assert isinstance(fx, TypedFrame) and _same_rows(typed_fx, ref_fx) and typed_fx[0][-1] == 44
+    fx, _, _ = _frame("forex", [{"ev": "C", "p": "EUR/USD", "x": "44", "a": 1.1, "b": 1.0, "t": T0}])
+    assert fx.rows()[0][-1] == 44 and fx.events()[0].symbol == "C:EURUSD"
 
 
-@pytest.mark.parametrize("surprise", [
+# Each is one event of a documented channel whose values are not what the channel documents.
+HOSTILE_QUOTES = [
     {"ev": "Q", "sym": "AAPL", "bp": None, "ap": 1.0, "t": T0},  # null price
     {"ev": "Q", "sym": "AAPL", "bp": "1.5", "ap": 1.0, "t": T0},  # string price
-    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "t": 1.5},  # float time
-    b'{"ev":"Q","sym":"AAPL","bp":18446744073709551616,"ap":1.0,"t":1717000000123}',  # orjson: a float
-    b'{"ev":"Q","sym":"AAPL","bp":1.5,"ap":1.0,"t":9223372036854775808}',  # past int64: left to orjson
-    {"ev": "Q", "sym": "AAPL", "ap": 1.0, "t": T0},  # required key missing (malformed)
-    {"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"},
-    {"ev": "LULD", "T": "AAPL"},  # a channel we do not parse
-    "junk",
+    {"ev": "Q", "sym": "AAPL", "bp": -1.5, "ap": 1.0, "t": T0},  # negative price
+    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "bs": -5, "t": T0},  # negative size
+    {"ev": "Q", "sym": "AAPL", "bp": True, "ap": 1.0, "t": T0},  # a boolean is no number
+    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "t": 1.5e12},  # float time
+    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "t": T0 // 1000},  # seconds, not ms
+    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "t": T0 * 1_000_000},  # nanoseconds, not ms
+    {"ev": "Q", "sym": 5, "bp": 1.5, "ap": 1.0, "t": T0},  # symbol not a string
+    {"ev": "Q", "sym": "", "bp": 1.5, "ap": 1.0, "t": T0},  # empty symbol
+    b'{"ev":"Q","sym":"AAPL","bp":1e400,"ap":1.0,"t":1717000000123}',  # not finite
+    b'{"ev":"Q","sym":"AAPL","bp":18446744073709551616,"ap":1.0,"t":1717000000123}',  # past int64
+    b'{"ev":"Q","sym":"AAPL","bp":-9223372036854775808,"ap":1.0,"t":1717000000123}',
+    b'{"ev":"Q","sym":"AAPL","bp":1.5,"ap":1.0,"t":9223372036854775808}',  # time past int64
+    {"ev": "Q", "sym": "AAPL", "ap": 1.0, "t": T0},  # required key missing
+    {"ev": "Q", "sym": "AAPL", "bp": 1.5, "ap": 1.0, "t": T0, "bx": -1},  # negative exchange id
+]
+
+
+@pytest.mark.parametrize("bad", HOSTILE_QUOTES)
+def test_a_badly_typed_event_is_counted_malformed_and_its_neighbours_survive(bad: object) -> None:
+    data, statuses, parser = _frame("stocks", [_quote(0), bad, _quote(2)])
+    assert [e.time_ms for e in data.events()] == [T0, T0 + 2] and data.kind == "quote"
+    assert [e.bid for e in data.events()] == [100.0, 102.0] and statuses == []
+    assert parser.malformed_events == 1 and parser.malformed_by_kind == {"Q": 1} and parser.unknown_events == 0
+
+
+@pytest.mark.parametrize("surprise,counted", [
+    ({"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"}, (0, 0)),
+    ({"ev": "LULD", "T": "AAPL"}, (0, 1)),  # a channel we do not parse
+    ({"T": "AAPL"}, (0, 1)),  # no channel at all
+    ("junk", (1, 0)),  # not an object
 ])
-def test_typed_decoder_refuses_surprises_and_the_reference_path_decides(surprise: object) -> None:
-    items = [_quote(0), surprise, _quote(2)]
-    data, typed_rows, reference = _both_paths("stocks", items)
-    assert not isinstance(data, TypedFrame) and _same_rows(typed_rows, reference)
-    times = [r[2] for r in typed_rows]
-    assert times[0] == T0 and times[-1] == T0 + 2  # the good events survive, in order
+def test_statuses_unknown_channels_and_junk_take_the_one_fallback(surprise: object, counted: tuple) -> None:
+    data, statuses, parser = _frame("stocks", [_quote(0), surprise, _quote(2)])
+    assert [e.time_ms for e in data.events()] == [T0, T0 + 2]
+    assert statuses == ([surprise] if counted == (0, 0) else [])
+    assert (parser.malformed_events, parser.unknown_events) == counted
+    assert parser.malformed_by_kind == ({"(not an object)": 1} if counted[0] else {})
+
+
+def test_malformed_events_are_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    parser = FrameParser("stocks")
+    trade = {"ev": "T", "sym": "AAPL", "p": "1", "t": T0}
+    with caplog.at_level(logging.WARNING, logger="massive_feeds.stream"):
+        for _ in range(3):
+            _frame("stocks", [HOSTILE_QUOTES[0], trade, _quote(1), HOSTILE_QUOTES[1]], parser)
+    assert parser.malformed_by_kind == {"Q": 6, "T": 3} and parser.malformed_events == 9
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2 and "malformed Q event" in logged[0] and "malformed T event" in logged[1]
+    assert "`$.bp`" in logged[0] and "`$.p`" in logged[1]  # which key was wrong
 
 
 def test_typed_delivery_isolates_a_raising_callback_and_goes_on_in_order() -> None:
-    items = [_quote(i) for i in range(6)]
-    data, _, reference = _both_paths("stocks", items)
-    assert isinstance(data, TypedFrame)
+    data, _, _ = _frame("stocks", [_quote(i) for i in range(6)])
     seen: list = []
     failures: list = []
 
@@ -407,39 +447,38 @@ def test_typed_delivery_isolates_a_raising_callback_and_goes_on_in_order() -> No
     assert seen == [T0 + i for i in range(6)]  # every event once, in order, the raising ones included
     assert [type(x) for x in failures] == [ValueError, ValueError]
     assert [x.args[0] for x in failures] == [T0 + 1, T0 + 4]
-    assert len(reference) == 6
 
 
-def test_forex_exchange_that_is_not_digits_goes_the_reference_way() -> None:
-    data, rows, _ = _both_paths("forex", [{"ev": "C", "p": "EUR/USD", "x": "4a", "a": 1.1, "b": 1.0, "t": T0}])
-    assert not isinstance(data, TypedFrame) and rows == []  # int("4a") fails there: a malformed event, counted
+def test_forex_exchange_that_is_not_digits_is_malformed() -> None:
+    data, _, parser = _frame("forex", [{"ev": "C", "p": "EUR/USD", "x": "4a", "a": 1.1, "b": 1.0, "t": T0}])
+    assert len(data) == 0 and parser.malformed_by_kind == {"C": 1}
 
 
-def test_parser_returns_to_the_typed_path_after_refusals() -> None:
+def test_the_parser_keeps_no_state_between_frames() -> None:
+    # A refused frame (statuses) changes nothing for the next: every frame is decoded on its own.
     parser = FrameParser("stocks")
     status = orjson.dumps([{"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"}])
-    assert isinstance(parser.parse_frame(status, 1)[0], list)
-    frames = [orjson.dumps([_quote(i)]) for i in range(FrameParser.UNTYPED_BACKOFF + 1)]
-    kinds = [type(parser.parse_frame(f, 1)[0]) for f in frames]
-    assert kinds == [list] * FrameParser.UNTYPED_BACKOFF + [TypedFrame]
+    data, statuses = parser.parse_frame(status, 1)
+    assert len(data) == 0 and [s["status"] for s in statuses] == ["success"]
+    frames = [parser.parse_frame(orjson.dumps([_quote(i)]), 1)[0] for i in range(3)]
+    assert [(f.kind, f.events()[0].time_ms) for f in frames] == [("quote", T0 + i) for i in range(3)]
 
 
-def test_one_channel_frames_know_their_kind_and_a_guess_never_takes_foreign_events() -> None:
+def test_one_channel_frames_know_their_kind_and_foreign_events_are_never_taken() -> None:
     parser = FrameParser("stocks")
     trade = {"ev": "T", "sym": "MSFT", "p": 5.0, "s": 1, "t": T0, "x": 1}
     kinds = []
     for items in ([_quote(0)], [_quote(1), _quote(2)], [trade], [_quote(3), trade], [_quote(4)]):
-        data, _ = parser.parse_frame(orjson.dumps(items), 1)
-        assert isinstance(data, TypedFrame) and _same_rows(data.rows(), FrameParser("stocks", typed=False).parse(
-            orjson.dumps(items), 1)[0])
+        data, _, _ = _frame("stocks", items, parser)
+        assert [e.time_ms for e in data.events()] == [it["t"] for it in items]
         kinds.append(data.kind)
-    assert kinds == ["quote", "quote", "trade", None, None]  # after a mixed frame: no one-channel guess for a while
-    # With a quote guess in place, events lacking "ev" (or carrying the guess's keys under another ev) are not quotes.
+    assert kinds == ["quote", "quote", "trade", None, "quote"]  # a mixed frame has no one kind
+    # Events lacking "ev" (or carrying a quote's keys under another ev) are not quotes.
     for items in ([{k: v for k, v in _quote(5).items() if k != "ev"}], [{**_quote(6), "ev": "\x00none"}]):
         fresh = FrameParser("stocks")
         fresh.parse_frame(orjson.dumps([_quote(0)]), 1)
-        data, _ = fresh.parse_frame(orjson.dumps(items), 1)
-        assert not isinstance(data, TypedFrame) and data == [] and fresh.unknown_events == 1
+        data, _, _ = _frame("stocks", items, fresh)
+        assert len(data) == 0 and fresh.unknown_events == 1 and fresh.malformed_events == 0
 
 
 def test_typed_frames_rows_and_control_events_reach_every_listener_kind_in_order() -> None:

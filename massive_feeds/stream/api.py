@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections import deque
 from math import isnan
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable
 
 from ..config import Settings
 from ..errors import StreamError
@@ -28,9 +28,7 @@ from .events import (
     AGG_MINUTE,
     AGG_SECOND,
     CONTROL_KINDS,
-    GAP,
     QUOTE,
-    STATUS,
     STOPPED,
     TRADE,
     VALUE,
@@ -38,7 +36,6 @@ from .events import (
     GapEvent,
     StatusEvent,
     StreamEvent,
-    as_events,
     ms_to_datetime,
 )
 from .hub import DEFAULT_MAX_PENDING
@@ -83,19 +80,19 @@ class _Buffer:
 
     def __init__(self, max_pending: int) -> None:
         self.max_pending = max_pending
-        self.items: deque[list[Event]] = deque()
+        self.items: deque[TypedFrame | list[Event]] = deque()
         self.pending = 0
         self.dropped = 0
         self.ready = asyncio.Event()
         self._warn = ThrottledLog(log, interval=5.0)
 
-    def put(self, batch: Sequence[tuple[Any, ...]]) -> None:
+    def put(self, batch: TypedFrame) -> None:
         if self.pending + len(batch) > self.max_pending:
             self.dropped += len(batch)
             self._warn("stream iterator is %d events behind; dropped %d (total %d): the loop body is too slow",
                        self.pending, len(batch), self.dropped)
             return
-        self.items.append(batch)  # type: ignore[arg-type]
+        self.items.append(batch)
         self.pending += len(batch)
         self.ready.set()
 
@@ -138,17 +135,13 @@ async def stream_events(
                 buf.ready.clear()
                 await buf.ready.wait()
             batch = buf.items.popleft()
-            if type(batch) is TypedFrame:
-                events: Iterable[Event] = batch.events()  # built here, on the consuming side, from the structs
-            elif batch[0][0] in (STATUS, GAP):
+            if type(batch) is not TypedFrame:  # a gap or status event, alone in its batch
                 event = batch[0]
                 _raise_if_fatal(client, event)
                 if include_control:
                     yield event
                 continue
-            else:
-                # parser rows (the reference path) become StreamEvents here, in C (map over tuple.__new__)
-                events = as_events(batch)
+            events = batch.events()  # built here, on the consuming side, from the decoded structs
             buf.pending -= len(batch)
             for event in events:
                 yield event

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections import deque
 from time import monotonic, time_ns
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -32,7 +32,7 @@ from ..config import Secret
 from ..errors import MaxConnectionsError, StreamAuthError, StreamError
 from . import events as E
 from .backoff import DEFAULT_POLICY, ReconnectPolicy
-from .events import GapEvent, StatusEvent, StreamEvent
+from .events import GapEvent, StatusEvent
 from .protocol import (
     AUTH_FAILED,
     AUTH_OK,
@@ -50,31 +50,14 @@ from .throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
-#: Receives each frame's data: a sequence of parser rows (plain tuples in StreamEvent field order; see
-#: :func:`~massive_feeds.stream.events.as_event`) — a list, or a :class:`~.protocol.TypedFrame` whose
-#: rows are built by whoever consumes it (``frame.rows()``; iterating and indexing work too).
-EventsSink = Callable[[Sequence[tuple[Any, ...]]], None]
+#: Receives each frame's data: a :class:`~.protocol.TypedFrame` of decoded, validated events, whose
+#: :class:`StreamEvent` objects are built by whoever consumes it (``frame.events()``).
+EventsSink = Callable[[TypedFrame], None]
 ControlSink = Callable[[GapEvent | StatusEvent], None]
 
 #: Connection states, as shown in stats.
 IDLE, CONNECTING, AUTHENTICATING, CONNECTED, RECONNECTING, STOPPED, FAILED = (
     "idle", "connecting", "authenticating", "connected", "reconnecting", "stopped", "failed")
-
-
-def _event_ms(row: tuple[Any, ...]) -> int:
-    """When an event happened: its timestamp, or an aggregate's window end (``end_ms`` is 0 otherwise)."""
-    return row[_TIME] if row[_TIME] > row[_END] else row[_END]
-
-
-def _span_ms(events: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
-    """Provider times of a frame's first and last events."""
-    if type(events) is TypedFrame:
-        return events.first_ms(), events.last_ms()
-    return _event_ms(events[0]), _event_ms(events[-1])
-
-
-_TIME = StreamEvent._fields.index("time_ms")
-_END = StreamEvent._fields.index("end_ms")
 
 
 class MarketConnection:
@@ -84,7 +67,7 @@ class MarketConnection:
         market: ``stocks`` | ``options`` | ``indices`` | ``forex`` | ``crypto``.
         url: full URL including the market path, e.g. ``wss://socket.massive.com/stocks``.
         api_key: the key, sent only inside the auth frame.
-        on_events: called on the loop thread with each frame's data (a list of parser rows).
+        on_events: called on the loop thread with each frame's data (a :class:`~.protocol.TypedFrame`).
         on_control: called on the loop thread with each gap / status event.
         policy: reconnect backoff.
         stale_after: seconds without frames before a liveness ping (``None``: never).
@@ -229,6 +212,7 @@ class MarketConnection:
             "events": self.events,
             "malformed_frames": self.malformed_frames,
             "malformed_events": self._parser.malformed_events,
+            "malformed_by_kind": dict(self._parser.malformed_by_kind),
             "unknown_events": self._parser.unknown_events,
             "reconnects": self.reconnects,
             "slow_consumer": self.slow_consumer,
@@ -442,9 +426,9 @@ class MarketConnection:
             if self._parser.malformed_events != self._malformed_seen:
                 self._malformed_items(now)
             if events:
-                first_ms, self.last_event_ms = _span_ms(events)
+                self.last_event_ms = events.last_ms()
                 if self._open_gap is not None:
-                    self._close_gap(first_ms)
+                    self._close_gap(events.first_ms())
                 self._got_data = True
                 self.events += len(events)
                 on_events(events)
@@ -486,10 +470,10 @@ class MarketConnection:
         self._control(E.MALFORMED, f"frame skipped: {why}")
 
     def _malformed_items(self, now: int) -> None:
+        # the parser logs the first malformed event of each kind; the count travels in-band and in stats
         n = self._parser.malformed_events - self._malformed_seen
         self._malformed_seen = self._parser.malformed_events
-        self._warn("%s: skipped %d malformed event(s) in a frame", self.market, n)
-        self._control(E.MALFORMED, f"{n} event(s) skipped")
+        self._control(E.MALFORMED, f"{n} malformed event(s) skipped")
 
     def _close_gap(self, first_ms: int) -> None:
         g = self._open_gap

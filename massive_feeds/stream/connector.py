@@ -20,7 +20,7 @@ import logging
 import threading
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
 
 from ..config import Settings
 from ..errors import InvalidInputError, MassiveError, StreamError
@@ -32,6 +32,7 @@ from .events import QUOTE, TRADE, GapEvent, StatusEvent
 from .hub import DEFAULT_MAX_PENDING, AnyListener, BatchCallback, EventCallback, EventHub
 from .loopthread import LoopThread
 from .orderbook import BOOK_KINDS, OrderBookCallback, OrderBooks
+from .protocol import TypedFrame
 from .ratemonitor import RateMonitor
 
 if TYPE_CHECKING:
@@ -278,7 +279,8 @@ class MassiveConnector:
 
         Keys: ``active_streams``, ``max_streams``, ``messages_this_minute``, ``max_messages_per_minute``,
         ``messages_total``, ``reconnects``, ``dropped`` (events lost by slow listeners/callbacks),
-        ``callback_errors``, ``malformed`` (frames + events skipped), ``last_message_age`` (seconds,
+        ``callback_errors``, ``malformed`` (frames + events skipped), ``malformed_by_kind`` (events
+        skipped per wire ``ev``, e.g. ``{"T": 2}``: never delivered), ``last_message_age`` (seconds,
         ``None`` before the first frame), ``gaps`` (closed reconnect gaps, oldest first),
         ``open_gaps``, ``connected``, ``markets`` (per-market details), ``listeners``, ``last_error``.
         """
@@ -303,6 +305,7 @@ class MassiveConnector:
             "dropped": hub["dropped"],
             "callback_errors": hub["errors"] + (books.errors if books else 0),
             "malformed": sum(m["malformed_frames"] + m["malformed_events"] for m in markets.values()),
+            "malformed_by_kind": _merged(m["malformed_by_kind"] for m in markets.values()),
             "last_message_age": min(ages) if ages else None,
             "gaps": gaps,
             "open_gaps": [m["open_gap"] for m in markets.values() if m["open_gap"]],
@@ -412,7 +415,7 @@ class MassiveConnector:
                 name="massive-callbacks")
         return self._books
 
-    def _on_events(self, batch: Sequence[tuple[Any, ...]]) -> None:  # stream thread, once per frame
+    def _on_events(self, batch: TypedFrame) -> None:  # stream thread, once per frame
         self._rate.add(len(batch))
         # Queue now, wake the listener threads once per event-loop pass: in a burst the socket is
         # read frame after frame without yielding, and a thread switch per frame would cost more
@@ -435,6 +438,15 @@ class MassiveConnector:
             except Exception as exc:  # noqa: BLE001 - a watcher never stops the stream
                 log.warning("control listener %r raised %s: %s", fn, type(exc).__name__, exc)
         self._hub.publish_control(event)
+
+
+def _merged(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Per-kind counters of several markets added up."""
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, n in c.items():
+            out[k] = out.get(k, 0) + n
+    return out
 
 
 def _fetch_tickers(settings: Settings, *, market: str | None, search: str | None, limit: int) -> list[str]:

@@ -11,13 +11,12 @@ An *inline* listener (``inline=True``) instead runs on the publishing thread, li
 client's processor: no queue, no thread switch, no drops — and no protection, so it must be quick
 (count, append to your own queue). Its exceptions are still isolated.
 
-Batches of data may be :class:`~massive_feeds.stream.protocol.TypedFrame` objects (decoded wire structs
-from which each listener builds its ``StreamEvent`` objects on its own thread), or hold plain tuples in :class:`StreamEvent` field
-order (what the parser builds:
-exact tuples are invisible to the garbage collector, while a queue of tuple-subclass instances is
-rescanned by every collection — that alone cost ~40 % of throughput); listeners always receive
-:class:`StreamEvent` objects, materialised on the consuming thread. Publishing ready-made
-``StreamEvent`` objects works the same.
+Live batches are :class:`~massive_feeds.stream.protocol.TypedFrame` objects: decoded wire structs from
+which each listener builds its ``StreamEvent`` objects on its own thread (the structs are invisible to
+the garbage collector, while a queue of tuple-subclass instances is rescanned by every collection —
+that alone cost ~40 % of throughput). Other publishers (a replay, tests) hand over lists of
+``StreamEvent`` objects or of plain tuples in its field order; listeners always receive
+:class:`StreamEvent` objects.
 
 :class:`EventHub` is the one delivery mechanism for live streams *and* replays: a replay source owns
 a hub, publishes the recorded batches into it, and its listeners behave exactly as live ones.
@@ -78,7 +77,7 @@ class _Delivery:
             self._send(batch, True)
             return
         else:
-            ready = False  # parser rows (the reference path), made StreamEvents in _send
+            ready = False  # a published list of rows or events, made StreamEvents in _send
         # Data batches (one frame of rows or events): filter in one comprehension, no call per event.
         kinds, symbols = self.kinds, self.symbols
         if symbols is not None:
@@ -92,7 +91,7 @@ class _Delivery:
 
     def _send(self, batch: Sequence[Any], ready: bool) -> None:
         """Deliver a batch (nothing if empty): event objects when ``ready`` (control events, StreamEvents
-        built from a TypedFrame), else parser rows (made StreamEvents here)."""
+        built from a TypedFrame), else published rows (made StreamEvents here)."""
         if not batch:
             return
         fn = self.fn
