@@ -412,7 +412,9 @@ class _MarketDecoder:
         self.builders: dict[type, Build] = {struct: _layout(struct) for struct in structs}
 
 
-_DECODERS: dict[str, _MarketDecoder] = {market: _MarketDecoder(market) for market in MARKETS}
+#: Every market some channel streams on (a market is added by adding its channels).
+_DECODERS: dict[str, _MarketDecoder] = {market: _MarketDecoder(market)
+                                        for market in dict.fromkeys(m for spec in CHANNELS for m in spec.markets)}
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
@@ -445,6 +447,9 @@ class FrameParser:
     __slots__ = ("market", "_decoder", "malformed_events", "malformed_by_kind", "unknown_events", "_unknown_seen")
 
     def __init__(self, market: str) -> None:
+        if market not in _DECODERS:
+            raise InvalidInputError(f"no WebSocket channels are known for market {market!r}; "
+                                    f"streamed markets: {sorted(_DECODERS)}")
         self.market = market
         # Only this market's channels: a stray event of another market is "unknown", not misparsed.
         self._decoder = _DECODERS[market]
