@@ -7,11 +7,11 @@ from massive_feeds import fetch_intraday_data, load_dataset, save_dataset, stack
 with massive_settings() as settings:
     start, end = recent_weekdays(4)
     first = fetch_intraday_data(["AAPL", "GOOGL"], start, start, interval="1h", source="massive", settings=settings)
-    save_dataset(first, "my_stocks_dataset", settings=settings)
+    save_dataset(first, "my_stocks_dataset", settings=settings, overwrite=True)  # a rerun starts afresh
 
     new = fetch_intraday_data(["AAPL", "GOOGL"], start, end, interval="1h", source="massive", settings=settings)
     combined = stack_data(load_dataset("my_stocks_dataset", settings=settings), new, mode="append")
-    save_dataset(combined, "my_stocks_dataset", settings=settings)
+    save_dataset(combined, "my_stocks_dataset", settings=settings, overwrite=True)
     print(f"{len(first)} bars, then {len(new)} fetched (overlapping), dataset now {len(combined)} unique bars")
     reloaded = load_dataset("my_stocks_dataset", settings=settings)
     # `new` covers `first`'s day too: appending must not duplicate it

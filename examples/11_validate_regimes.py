@@ -13,9 +13,10 @@ with massive_settings() as settings:
         rec = WebSocketDataRecorder(["AAPL"], settings.home / "rec", settings=settings).start()
         time.sleep(5)
         rec.stop()
-        recorded.append(rec.save_dataset(f"massive_live_{tag}", tag=tag).stem)
+        recorded.append(rec.save_dataset(f"massive_live_{tag}", tag=tag, overwrite=True).stem)
     start, end = recent_weekdays(3)
-    save_dataset(fetch_data("AAPL", start, end, "5m", settings=settings), "aapl_5m", settings=settings)
+    save_dataset(fetch_data("AAPL", start, end, "5m", settings=settings), "aapl_5m", settings=settings,
+                     overwrite=True)
 
     table = validate(["sma_cross", "mean_reversion", "breakout"], ["aapl_5m", *recorded], engine="both",
                      output=settings.home / "validation", settings=settings)

@@ -40,9 +40,9 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import Settings, load_settings
-from .errors import DatasetError, InvalidInputError, MassiveError
+from .errors import DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
 from .runtime import settings_for_source
-from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars
+from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_interval
 from .storage import read_parquet_metadata, write_parquet
 from .tickschema import TICK_COLUMNS, finalize_ticks
 
@@ -131,6 +131,7 @@ def save_dataset(
     name: str,
     append: bool = False,
     *,
+    overwrite: bool = False,
     tags: Iterable[str] = (),
     source: str | None = None,
     metadata: dict | None = None,
@@ -140,12 +141,19 @@ def save_dataset(
     """Save bars as dataset ``name`` (atomically). With ``append=True`` the rows are stacked onto the
     existing dataset (de-duplicated on symbol+timestamp, newest wins) and its tags are kept.
 
+    An existing dataset is never replaced by accident: saving under a name in use raises
+    :class:`DatasetExistsError` unless ``overwrite=True`` (or ``append=True``). Appending rows that do not
+    fit the dataset — another interval, bars onto trades/quotes or the reverse, another asset class — raises
+    :class:`IncompatibleDatasetError` and leaves the file as it was.
+
     The read-modify-write holds the dataset's lock (``.<name>.lock`` beside it, a
     :class:`filelock.FileLock`), so processes appending to one dataset at the same time lose no rows.
 
     Raises:
         InvalidInputError: ``df`` is not a frame of bars (no ``timestamp`` or ``symbol`` column) or the name
             is path-like.
+        DatasetExistsError: ``name`` exists and neither ``append`` nor ``overwrite`` was given.
+        IncompatibleDatasetError: ``append=True`` with rows of another kind than the dataset's.
         DatasetError: the folder cannot be created or written, or the lock cannot be taken within
             :data:`LOCK_TIMEOUT` seconds.
     """
@@ -161,6 +169,13 @@ def save_dataset(
     metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **_origin_meta(df.attrs),
                 **(metadata or {})}
     with _dataset_lock(path):
+        if path.exists() and not append:
+            _refuse_overwrite(path, overwrite)
+        if append and path.exists():
+            old = dataset_info(path)
+            _check_appendable(old, df, metadata, path.stem)
+            if metadata.get("interval") is None or old.get("interval"):  # checked equal: keep the dataset's label
+                metadata["interval"] = old.get("interval") or metadata.get("interval")
         if is_tick_frame(df):  # trades/quotes: ticks share timestamps, so never the bars' (symbol, time) de-dup
             metadata = {**metadata, "interval": TICKS_INTERVAL, "kinds": sorted(map(str, df["kind"].unique()))}
             if append and path.exists():
@@ -188,6 +203,55 @@ def save_dataset(
 
 
 LOCK_TIMEOUT = 120.0
+
+
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    """Raise DatasetExistsError for a save that would replace ``path``, unless asked to (then log it)."""
+    info = dataset_info(path)
+    what = f"{info.get('rows', '?')} rows of {_kind_label(info.get('interval'))}"
+    if not overwrite:
+        raise DatasetExistsError(f"dataset {path.stem!r} already exists ({what}); pass overwrite=True to replace "
+                                 "it, append=True to add rows to it, or choose another name")
+    log.warning("replacing dataset %s (%s)", path.stem, what)
+
+
+def _kind_label(interval: object) -> str:
+    """``'1h bars'``, ``'trades/quotes (ticks)'`` or ``'bars of unknown interval'``."""
+    if interval == TICKS_INTERVAL:
+        return "trades/quotes (ticks)"
+    return f"{interval} bars" if interval else "bars of unknown interval"
+
+
+def _interval_key(interval: object) -> str:
+    """One spelling per bar width, so ``1min`` (a recording's) and ``1m`` (a fetch's) are the same interval."""
+    text = str(interval).strip()
+    try:
+        return parse_interval(text).name
+    except InvalidInputError:
+        try:
+            return str(pd.Timedelta(text))
+        except ValueError:
+            return text
+
+
+def _check_appendable(old: dict, df: pd.DataFrame, new_meta: dict, name: str) -> None:
+    """Raise IncompatibleDatasetError when ``df`` cannot join the dataset described by ``old``: bars onto
+    ticks (or the reverse), another interval, or symbols of an asset class the dataset does not hold (their
+    columns and conventions differ). Checked before anything is read or written."""
+    old_interval = old.get("interval")
+    new_interval = TICKS_INTERVAL if is_tick_frame(df) else new_meta.get("interval")
+    old_ticks, new_ticks = old_interval == TICKS_INTERVAL, new_interval == TICKS_INTERVAL
+    if old_ticks != new_ticks or (old_interval and new_interval
+                                  and _interval_key(old_interval) != _interval_key(new_interval)):
+        raise IncompatibleDatasetError(
+            f"cannot append {_kind_label(new_interval)} to dataset {name!r}, which holds {_kind_label(old_interval)}; "
+            "save them as another dataset")
+    old_classes = {asset_class(str(s)) for s in old.get("symbols") or ()}
+    new_classes = {asset_class(str(s)) for s in pd.unique(df["symbol"])}
+    if old_classes and not new_classes <= old_classes:
+        raise IncompatibleDatasetError(
+            f"cannot append {', '.join(sorted(new_classes - old_classes))} rows to dataset {name!r}, which holds "
+            f"{', '.join(sorted(old_classes))} only; save them as another dataset")
 
 
 @contextmanager
@@ -241,7 +305,7 @@ def _merged_origin(old: dict, new: dict, name: str) -> dict:
     before, after = old.get("data_source"), new.get("data_source")
     if before in DATA_SOURCES and after in DATA_SOURCES and before != after:
         what = {"sandbox": "sandbox (synthetic) prices", "massive": "Massive.com prices"}
-        raise InvalidInputError(
+        raise IncompatibleDatasetError(
             f"dataset {name!r} holds {what[before]} and the new bars are {what[after]}; appending would mix "
             "them. Save them as another dataset"
         )
@@ -254,7 +318,7 @@ def _merged_adjustment(old: dict, new: dict, name: str) -> dict:
     before, after = _stored_adjustment(old), new.get("adjusted")
     if before is not None and after is not None and before != after:
         state = {True: "split-adjusted", False: "raw (unadjusted)"}
-        raise InvalidInputError(
+        raise IncompatibleDatasetError(
             f"dataset {name!r} holds {state[before]} prices and the new bars are {state[after]}; appending would "
             f"mix them. Fetch the new bars with adjusted={before}, or save them as another dataset"
         )
@@ -320,6 +384,41 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
     if stored:  # adjusted -> raw: undo the splits the adjustment knew about
         return apply_splits(df, splits[executed <= as_of], inverse=True), today
     return apply_splits(df, splits), today  # raw -> adjusted
+
+
+def adjusted_like(df: pd.DataFrame, info: dict, settings: Settings | None = None) -> pd.DataFrame:
+    """Raw bars (``attrs["adjusted"] is False``, e.g. a recording's) in the adjustment of the dataset that
+    ``info`` describes, so they can be appended to it; anything else is returned unchanged.
+
+    Bars from the day the dataset's adjustment is current as of (``adjusted_as_of``) or later need no split:
+    they are only relabelled, with no call. Older ones are adjusted as :func:`load_dataset` would (the
+    splits list: an API key, the sandbox or a cached list).
+    """
+    if _stored_adjustment(info) is not True or df.attrs.get("adjusted") is not False or df.empty:
+        return df
+    as_of = str(info.get("adjusted_as_of") or _today())
+    first_day = df["timestamp"].min().tz_convert(NEW_YORK).date().isoformat()
+    if first_day >= as_of:  # no split can sit between these bars and the adjustment's day
+        out, today = df.copy(), as_of
+    else:
+        raw_info = {"adjusted": False, "name": info.get("name"), "data_source": df.attrs.get("data_source")}
+        out, converted_as_of = _convert_adjustment(df, raw_info, True, settings)
+        today = converted_as_of or _today()
+    out.attrs = {**df.attrs, "adjusted": True, "adjusted_as_of": today}
+    return out
+
+
+def find_dataset(name_or_path: str | Path, *, settings: Settings | None = None,
+                 folder: str | Path | None = None) -> Path:
+    """The file of a dataset given by name (in the datasets folder) or by its ``.parquet`` path.
+
+    Raises:
+        DatasetError: there is no such dataset.
+    """
+    path = _resolve(name_or_path, settings, folder)
+    if not path.exists():
+        raise DatasetError(f"dataset {path.stem!r} not found in {path.parent}")
+    return path
 
 
 def _resolve(name_or_path: str | Path, settings: Settings | None, folder: str | Path | None) -> Path:

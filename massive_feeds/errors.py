@@ -172,6 +172,14 @@ class DatasetError(MassiveError):
     """A dataset could not be found, read or written."""
 
 
+class DatasetExistsError(DatasetError, InvalidInputError):
+    """Saving would replace an existing dataset (pass ``overwrite=True`` to replace it on purpose)."""
+
+
+class IncompatibleDatasetError(DatasetError, InvalidInputError):
+    """Rows that do not fit a dataset (another interval, bars vs ticks, another asset class) were appended."""
+
+
 class StoreError(DatasetError):
     """The history store (``massive_feeds.store``) is missing, incomplete, damaged or could not be written."""
 

@@ -113,6 +113,23 @@ def test_fetch_saves_a_dataset_and_lists_it(sandbox: Sandbox, tmp_path: Path) ->
     assert "cli_test" in listed.stdout and "AAPL" in listed.stdout
 
 
+def test_fetch_onto_an_existing_dataset_needs_append_or_overwrite(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {**sandbox.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
+    args = ("fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05", "--dataset", "d")
+    assert run(*args, "--interval", "1h", env=env).returncode == 0
+    before = (tmp_path / "ds" / "d.parquet").read_bytes()
+    again = run(*args, "--interval", "1h", env=env)
+    assert again.returncode == 2 and again.stdout == ""  # refused before any fetch
+    assert "dataset 'd' already exists (32 rows in " in again.stderr
+    assert "add --append to add to it or --overwrite to replace it" in again.stderr
+    daily = run(*args, "--interval", "1d", "--append", env=env)
+    assert daily.returncode == 2
+    assert "cannot append 1d bars to dataset 'd', which holds 1h bars" in daily.stderr
+    assert (tmp_path / "ds" / "d.parquet").read_bytes() == before
+    replaced = run(*args, "--interval", "1d", "--overwrite", env=env)
+    assert replaced.returncode == 0, replaced.stderr
+
+
 def test_quota_json_is_machine_readable(tmp_path: Path) -> None:
     result = run("quota", "--json")
     data = json.loads(result.stdout)

@@ -94,7 +94,7 @@ def _save_with_tiny_disk(folder: str, rows: int) -> str:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
     try:
-        save_dataset(bars("AAPL", range(rows)), "d", folder=folder)
+        save_dataset(bars("AAPL", range(rows)), "d", folder=folder, overwrite=True)
     except DatasetError as exc:
         return f"DatasetError: {exc}"
     return "saved"
@@ -116,7 +116,7 @@ def test_interrupted_write_leaves_no_trusted_file(folder: Path) -> None:
     bad = bars("AAPL", range(3))
     bad["note"] = [object(), object(), object()]  # unserialisable: the writer fails mid-way
     with pytest.raises(DatasetError, match="cannot be stored"):
-        save_dataset(bad, "d", folder=folder)
+        save_dataset(bad, "d", folder=folder, overwrite=True)
     assert len(load_dataset("d", folder=folder)) == 3
     assert [p.name for p in folder.iterdir() if p.name != ".d.lock"] == ["d.parquet"]  # no temp files left
 
@@ -162,3 +162,62 @@ def test_save_dataset_without_timestamp_is_one_line_invalid_input(folder: Path) 
 def test_default_folder_comes_from_settings(settings: Settings) -> None:
     path = save_dataset(bars("AAPL", range(1)), "cfg", settings=settings)
     assert path.parent == settings.datasets_dir
+
+
+# --- append never destroys a dataset; one overwrite rule -----------------------------------------------
+def ticks(symbol: str = "AAPL") -> pd.DataFrame:
+    from massive_feeds.tickschema import finalize_ticks
+
+    ts = pd.Timestamp("2024-03-05 14:30", tz="UTC") + pd.to_timedelta([0, 1, 2], unit="s")
+    return finalize_ticks({"timestamp": ts, "symbol": [symbol] * 3, "kind": ["quote"] * 3,
+                           "bid": [10.0, 10.1, 10.2], "ask": [10.2, 10.3, 10.4]})
+
+
+def labelled(df: pd.DataFrame, interval: str) -> pd.DataFrame:
+    df.attrs["interval"] = interval
+    return df
+
+
+@pytest.mark.parametrize("existing, new, message", [
+    (lambda: labelled(bars("AAPL", range(3)), "5m"), lambda: labelled(bars("AAPL", range(60, 63)), "1h"),
+     "cannot append 1h bars to dataset 'd', which holds 5m bars"),
+    (ticks, lambda: labelled(bars("AAPL", range(3)), "1h"),
+     "cannot append 1h bars to dataset 'd', which holds trades/quotes (ticks)"),
+    (lambda: labelled(bars("AAPL", range(3)), "1m"), ticks,
+     "cannot append trades/quotes (ticks) to dataset 'd', which holds 1m bars"),
+    (lambda: labelled(bars("AAPL", range(3)), "1m"), lambda: labelled(bars("X:BTCUSD", range(3, 6)), "1m"),
+     "cannot append crypto rows to dataset 'd', which holds stocks only"),
+    (ticks, lambda: ticks("C:EURUSD"), "cannot append forex rows to dataset 'd', which holds stocks only"),
+])
+def test_append_of_another_kind_is_refused_and_the_file_is_unchanged(folder: Path, existing, new,
+                                                                     message: str) -> None:
+    from massive_feeds.errors import IncompatibleDatasetError
+
+    path = save_dataset(existing(), "d", folder=folder)
+    before = path.read_bytes()
+    with pytest.raises(IncompatibleDatasetError) as caught:
+        save_dataset(new(), "d", append=True, folder=folder)
+    assert str(caught.value).startswith(message)
+    assert isinstance(caught.value, InvalidInputError) and isinstance(caught.value, DatasetError)
+    assert path.read_bytes() == before
+
+
+def test_append_of_the_same_interval_spelled_differently_keeps_the_label(folder: Path) -> None:
+    save_dataset(labelled(bars("AAPL", range(3)), "1m"), "d", folder=folder)
+    save_dataset(labelled(bars("AAPL", range(3, 5)), "1min"), "d", append=True, folder=folder)
+    save_dataset(bars("AAPL", range(5, 6)), "d", append=True, folder=folder)  # unlabelled rows: the label stays
+    row = list_datasets(folder=folder).iloc[0]
+    assert row["interval"] == "1m" and row["rows"] == 6
+
+
+def test_saving_over_an_existing_name_is_refused_unless_overwrite(folder: Path) -> None:
+    from massive_feeds.errors import DatasetExistsError
+
+    path = save_dataset(labelled(bars("AAPL", range(3)), "5m"), "d", folder=folder)
+    before = path.read_bytes()
+    with pytest.raises(DatasetExistsError, match=r"^dataset 'd' already exists \(3 rows of 5m bars\); "
+                                                 r"pass overwrite=True"):
+        save_dataset(bars("AAPL", range(7)), "d", folder=folder)
+    assert path.read_bytes() == before
+    save_dataset(bars("AAPL", range(7)), "d", folder=folder, overwrite=True)
+    assert len(load_dataset("d", folder=folder)) == 7

@@ -355,3 +355,54 @@ def test_a_second_session_with_the_same_tag_never_replaces_the_first(live_settin
     assert second.stem == first.stem + "_2"
     with pytest.raises(DatasetError, match="already exists"):
         record(live_sandbox, live_settings, tmp_path / "c", 0.5).save_dataset(first.stem)
+
+
+def test_a_recording_appends_by_name_to_a_fetched_split_adjusted_dataset(live_settings: Settings,
+                                                                          live_sandbox: Sandbox,
+                                                                          tmp_path: Path) -> None:
+    from massive_feeds import fetch_data, save_dataset
+
+    rec = record(live_sandbox, live_settings, tmp_path, 2, symbols=["AAPL"])
+    recorded = rec.get_dataframe("1min")
+    day = recorded["timestamp"].min().tz_convert("America/New_York").normalize()
+    start = (day - pd.Timedelta(days=7)).date()
+    end = (day - pd.Timedelta(days=1)).date()
+    fetched = fetch_data("AAPL", start, end, "1m", settings=live_settings)
+    assert fetched.attrs["adjusted"] is True  # a fetch's default: split-adjusted prices
+    save_dataset(fetched, "aapl_1m", settings=live_settings)
+    path = rec.append_to_dataset("aapl_1m")  # a name, as the product document's workflow gives it
+    out = load_dataset("aapl_1m", settings=live_settings)
+    assert path == live_settings.datasets_dir / "aapl_1m.parquet"
+    assert len(out) == len(fetched) + len(recorded)
+    assert out.attrs["adjusted"] is True and out.attrs["interval"] == "1m"
+    tail = out[out["timestamp"] >= recorded["timestamp"].min()].reset_index(drop=True)
+    pd.testing.assert_series_equal(tail["close"], recorded["close"].reset_index(drop=True), check_names=False)
+
+
+def test_a_missing_dataset_name_to_append_to_is_a_dataset_error(live_settings: Settings, live_sandbox: Sandbox,
+                                                                tmp_path: Path) -> None:
+    rec = record(live_sandbox, live_settings, tmp_path, 0.5, symbols=["AAPL"])
+    with pytest.raises(DatasetError, match=r"^dataset 'nope' not found in "):
+        rec.append_to_dataset("nope")
+
+
+def test_disable_recording_with_nothing_recorded_saves_no_dataset(live_settings: Settings, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from massive_feeds.stream import MassiveConnector
+
+    with MassiveConnector(settings=live_settings) as connector:
+        connector.enable_recording(symbols=["ZZZZQ"], save_dir=tmp_path / "rec")  # a ticker nobody trades
+        with caplog.at_level("WARNING", logger="massive_feeds"):
+            assert connector.disable_recording() is None
+    assert "stopped with no quote or trade received: no dataset saved" in caplog.text
+    assert list_datasets(settings=live_settings).empty
+
+
+def test_saving_an_empty_recording_is_no_data(live_settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.errors import NoDataError
+
+    rec = WebSocketDataRecorder(["ZZZZQ"], tmp_path / "rec", settings=live_settings).start()
+    rec.stop()
+    with pytest.raises(NoDataError, match="holds no quote or trade, so no dataset was saved"):
+        rec.save_dataset("empty")
+    assert list_datasets(settings=live_settings).empty

@@ -320,8 +320,22 @@ def test_fetch_save_and_append_on_the_apps_own_sandbox(app_env: Path) -> None:
 
     at.toggle(key="dl_append").set_value(True).run()
     assert at.selectbox(key="dl_append_target").options == ["ui_test"]
+    assert at.selectbox(key="dl_append_target").value is None  # no default target: the user picks one
+    assert at.button(key="dl_save").disabled
+    at.selectbox(key="dl_append_target").set_value("ui_test").run()
+    assert f"**ui_test** holds 1h bars · stocks · {rows:,} rows; these rows: 1h bars · stocks · {rows:,} rows." in \
+        " ".join(_texts(at.caption))
     at.button(key="dl_save").click().run()
     assert f"0 new row(s), {rows} duplicate(s) skipped; it now holds {rows} rows" in " ".join(_texts(at.success))
+
+    at.toggle(key="dl_append").set_value(False).run()
+    at.text_input(key="dl_name").set_value("ui_test").run()
+    assert not at.checkbox(key="dl_overwrite").value  # replacing is opt-in
+    at.button(key="dl_save").click().run()
+    assert "dataset 'ui_test' already exists" in " ".join(_texts(at.error))
+    at.checkbox(key="dl_overwrite").check().run()
+    at.button(key="dl_save").click().run()
+    assert f"Saved dataset **ui_test** ({rows:,} rows)" in " ".join(_texts(at.success))
 
     at.radio(key="dl_method").set_value("Flat Files (S3)")
     at.button(key="dl_fetch").click().run()

@@ -39,6 +39,7 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="auto", choices=["auto", "rest", "flat_file"])
     p.add_argument("--dataset", help="save under this dataset name (default: print a preview only)")
     p.add_argument("--append", action="store_true", help="append to the dataset (de-duplicated)")
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset if it exists (refused otherwise)")
     p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
     p.add_argument("--unadjusted", action="store_true", help="raw prices instead of split-adjusted")
     p.add_argument("--session", default="extended", choices=["extended", "regular"],
@@ -56,6 +57,19 @@ def _check_fetch_args(args: argparse.Namespace) -> None:
     parse_date_range(args.start, args.end)
     if args.dataset is not None:
         validate_name(args.dataset)
+        _refuse_existing(args)
+
+
+def _refuse_existing(args: argparse.Namespace) -> None:
+    """An existing ``--dataset`` without ``--append``/``--overwrite`` is refused before any call is spent."""
+    from ..datasets import dataset_info, dataset_path
+    from ..errors import DatasetExistsError
+
+    path = dataset_path(args.dataset)
+    if path.exists() and not getattr(args, "append", False) and not getattr(args, "overwrite", False):
+        rows = dataset_info(path).get("rows", "?")
+        raise DatasetExistsError(f"dataset {args.dataset!r} already exists ({rows} rows in {path.parent}); "
+                                 "add --append to add to it or --overwrite to replace it")
 
 
 def _report_gaps(df: "object") -> None:
@@ -86,7 +100,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
           f"({df.attrs.get('method_reason', '')})")
     _report_gaps(df)
     if args.dataset:
-        path = save_dataset(df, args.dataset, append=args.append, tags=args.tag)
+        path = save_dataset(df, args.dataset, append=args.append, overwrite=args.overwrite, tags=args.tag)
         print(f"saved dataset {args.dataset} -> {path}")
     else:
         print(df.head(10).to_string(index=False))
@@ -106,6 +120,7 @@ def _add_ticks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="auto", choices=["auto", "rest", "flat_file"])
     p.add_argument("--dataset", help="save under this dataset name (default: print a preview only)")
     p.add_argument("--append", action="store_true", help="append to the dataset (de-duplicated)")
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset if it exists (refused otherwise)")
     p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
     p.set_defaults(func=_cmd_ticks)
 
@@ -116,12 +131,14 @@ def _cmd_ticks(args: argparse.Namespace) -> int:
 
     kinds = ["trades", "quotes"] if args.kind == "both" else [args.kind]
     _check_fetch_args(argparse.Namespace(symbols=args.symbols, interval="1m", start=args.start, end=args.end,
-                                         dataset=args.dataset))  # before any call
+                                         dataset=args.dataset, append=args.append,
+                                         overwrite=args.overwrite))  # before any call
     df = fetch_ticks(args.symbols.split(","), args.start, args.end, kinds, args.method, progress=sys.stderr.isatty())
     print(f"{len(df):,} {'/'.join(kinds)} for {df['symbol'].nunique()} symbol(s) via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
     if args.dataset:
-        path = save_dataset(df, args.dataset, append=args.append, tags=args.tag, source=f"ticks_{df.attrs.get('method')}")
+        path = save_dataset(df, args.dataset, append=args.append, overwrite=args.overwrite, tags=args.tag,
+                            source=f"ticks_{df.attrs.get('method')}")
         print(f"saved tick dataset {args.dataset} -> {path}")
     else:
         cols = ["timestamp", "symbol", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", "exchange"]
@@ -162,9 +179,12 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
+    from ..config import load_settings
     from ..datasets import list_datasets
 
-    table = list_datasets()
+    settings = load_settings()
+    print(f"datasets folder: {settings.datasets_dir} (MASSIVE_DATASETS_DIR changes it)")
+    table = list_datasets(settings=settings)
     if table.empty:
         print("no datasets yet (massive-feeds fetch ... --dataset NAME)")
         return 0

@@ -72,13 +72,13 @@ def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_
         today = sb.clock.now().date()
         rest = fetch_data(REST_SYMBOLS, today - timedelta(days=4), today - timedelta(days=1), "5m", settings=settings)
         print(f"{len(rest):,} 5-minute bars via {rest.attrs['method']} ({rest.attrs['method_reason']})")
-        save_dataset(rest, "demo_rest_5m", tags=["demo"], settings=settings)
+        save_dataset(rest, "demo_rest_5m", tags=["demo"], settings=settings, overwrite=True)
 
         _step("History from flat files (large query -> auto picks S3 day files)")
         bulk = fetch_data(BULK_SYMBOLS, today - timedelta(days=12), today - timedelta(days=1), "1d", settings=settings)
         print(f"{len(bulk):,} daily bars for {len(BULK_SYMBOLS)} symbols via {bulk.attrs['method']} "
               f"({bulk.attrs['method_reason']})")
-        save_dataset(bulk, "demo_flatfiles_1d", tags=["demo"], settings=settings)
+        save_dataset(bulk, "demo_flatfiles_1d", tags=["demo"], settings=settings, overwrite=True)
 
         _step("Datasets")
         print(list_datasets(settings=settings).drop(columns=["path"]).to_string(index=False))

@@ -15,8 +15,8 @@ from typing import Iterable
 import pandas as pd
 
 from ..config import Settings, load_settings
-from ..datasets import dataset_info, dataset_path, save_dataset
-from ..errors import DatasetError
+from ..datasets import adjusted_like, dataset_info, dataset_path, find_dataset, save_dataset
+from ..errors import DatasetError, DatasetExistsError, NoDataError
 from .bars import ticks_to_bars
 from .reader import RecordingReader
 
@@ -51,19 +51,29 @@ def _gap_summary(reader: RecordingReader) -> list[dict]:
 
 def save_recording_dataset(log_path: Path, name: str | None, resample_interval: str = "1min", *,
                            tags: Iterable[str] = (), tag: str | None = None,
-                           settings: Settings | None = None) -> Path:
-    """Bars of a recording saved as a dataset, with the event log copied beside it. Returns the parquet path."""
+                           settings: Settings | None = None, overwrite: bool = False) -> Path:
+    """Bars of a recording saved as a dataset, with the event log copied beside it. Returns the parquet path.
+
+    Raises:
+        NoDataError: the recording holds no event (nothing arrived), so there is nothing to save.
+        DatasetExistsError: ``name`` is in use and ``overwrite`` is not set (the same rule as
+            :func:`~massive_feeds.datasets.save_dataset`).
+    """
     settings = settings or load_settings()
     reader = RecordingReader(log_path)
     events = reader.events()
+    if events.empty:
+        raise NoDataError(f"the recording in {log_path} holds no quote or trade, so no dataset was saved")
     if name is None:
         name = _unused(default_name(events, tag), settings)
     target = dataset_path(name, settings=settings)
     copy = events_folder(target)
-    if target.exists() or copy.exists():
+    if (target.exists() or copy.exists()) and not overwrite:
         # never replace a recorded session silently: its bars and raw events would be gone
-        raise DatasetError(f"dataset {name!r} already exists; choose another name, or use "
-                           f"append_to_dataset({str(target)!r}) to add this session to it")
+        raise DatasetExistsError(f"dataset {name!r} already exists; choose another name, pass overwrite=True to "
+                                 f"replace it, or use append_to_dataset({name!r}) to add this session to it")
+    if overwrite:
+        shutil.rmtree(copy, ignore_errors=True)
     bars = ticks_to_bars(events, resample_interval)
     bars.attrs.update(interval=resample_interval, adjusted=False)  # the stream carries prices as traded
     partial = copy.with_name(copy.name + ".partial")
@@ -72,16 +82,23 @@ def save_recording_dataset(log_path: Path, name: str | None, resample_interval: 
     partial.rename(copy)  # the copy appears whole or not at all
     data_source = reader.meta().get("data_source")  # sandbox or massive, as the recorder saw it
     return save_dataset(bars, name, tags={*tags, *([tag] if tag else [])}, source=SOURCE, settings=settings,
+                        overwrite=overwrite,
                         metadata={"events": int(len(events)), "gaps": _gap_summary(reader),
                                   "recording": copy.name, "interval": resample_interval,
                                   **({"data_source": data_source} if data_source else {})})
 
 
-def append_recording(log_path: Path, dataset_file: Path, resample_interval: str = "1min", *,
+def append_recording(log_path: Path, dataset: str | Path, resample_interval: str = "1min", *,
                      settings: Settings | None = None) -> Path:
-    """Add a recording's bars to an existing dataset (de-duplicated) and merge its metadata."""
-    if not dataset_file.exists():
-        raise DatasetError(f"dataset {dataset_file} not found")
+    """Add a recording's bars to an existing dataset (by name or ``.parquet`` path; de-duplicated) and merge
+    its metadata. The recording's prices are as traded; a split-adjusted dataset (a fetch's) gets them
+    adjusted the same way (see :func:`~massive_feeds.datasets.adjusted_like`).
+
+    Raises:
+        DatasetError: no such dataset.
+        IncompatibleDatasetError: the dataset holds another interval, ticks, or another asset class.
+    """
+    dataset_file = find_dataset(dataset, settings=settings)
     reader = RecordingReader(log_path)
     events = reader.events()
     info = dataset_info(dataset_file)
@@ -90,8 +107,10 @@ def append_recording(log_path: Path, dataset_file: Path, resample_interval: str 
     data_source = reader.meta().get("data_source")
     if data_source:
         bars.attrs["data_source"] = data_source
+    bars = adjusted_like(bars, info, settings)
     meta = {"events": int(info.get("events", 0)) + len(events),
-            "gaps": list(info.get("gaps", [])) + _gap_summary(reader), "interval": resample_interval}
+            "gaps": list(info.get("gaps", [])) + _gap_summary(reader),
+            "interval": resample_interval}
     return save_dataset(bars, dataset_file.stem, append=True, source=info.get("source", SOURCE),
                         folder=dataset_file.parent, metadata=meta)
 

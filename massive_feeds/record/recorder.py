@@ -342,18 +342,25 @@ class WebSocketDataRecorder:
         return ticks_to_bars(self.reader().events(), resample_interval)
 
     def save_dataset(self, name: str | None = None, resample_interval: str = "1min", *,
-                     tags: Iterable[str] = (), tag: str | None = None) -> Path:
+                     tags: Iterable[str] = (), tag: str | None = None, overwrite: bool = False) -> Path:
         """Save the bars as a dataset (``massive_live_<tag>_<YYYYMMDD>`` by default) beside a copy of
-        the raw event log, so the session can be replayed tick by tick later."""
+        the raw event log, so the session can be replayed tick by tick later.
+
+        Raises:
+            NoDataError: nothing was recorded (no empty dataset is saved).
+            DatasetExistsError: ``name`` is in use and ``overwrite`` is not set.
+        """
         from .library import save_recording_dataset
 
-        return save_recording_dataset(self.path, name, resample_interval, tags=tags, tag=tag, settings=self.settings)
+        return save_recording_dataset(self.path, name, resample_interval, tags=tags, tag=tag, settings=self.settings,
+                                      overwrite=overwrite)
 
-    def append_to_dataset(self, path: str | Path, resample_interval: str = "1min") -> Path:
-        """Append this session's bars to an existing dataset (de-duplicated on symbol+timestamp)."""
+    def append_to_dataset(self, dataset: str | Path, resample_interval: str = "1min") -> Path:
+        """Append this session's bars to an existing dataset, by name or ``.parquet`` path (de-duplicated on
+        symbol+timestamp; adjusted like the dataset when it holds split-adjusted prices)."""
         from .library import append_recording
 
-        return append_recording(self.path, Path(path), resample_interval, settings=self.settings)
+        return append_recording(self.path, dataset, resample_interval, settings=self.settings)
 
 
 # the connector's enable_recording builds this recorder (stream never imports the layer above it)

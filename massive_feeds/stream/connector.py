@@ -352,13 +352,18 @@ class MassiveConnector:
         """Stop recording and save it as a dataset (``massive_live_<tag>_<YYYYMMDD>`` by default).
 
         Returns the dataset's file path (the raw event log is kept beside it), or ``None`` when nothing
-        was being recorded. Streaming goes on.
+        was being recorded or no quote or trade arrived (then no empty dataset is saved and a warning says
+        so). Streaming goes on.
         """
         with self._lock:
             recorder = self._recorder
             if recorder is None or not recorder.is_recording:
                 return None
             recorder.stop()
+        if recorder.stats().get("events_durable", 0) == 0:
+            log.warning("recording of %s stopped with no quote or trade received: no dataset saved",
+                        ", ".join(recorder.symbols))
+            return None
         return recorder.save_dataset(name, resample_interval, tag=self._recording_tag)
 
     def get_recorded_dataframe(self, resample_interval: str = "1min") -> pd.DataFrame:

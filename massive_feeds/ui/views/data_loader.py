@@ -135,17 +135,30 @@ def _render_save(backend: Backend, df: pd.DataFrame) -> None:
     if append and not existing:
         st.info("No saved datasets yet: save one first, then append to it.")
         return
+    overwrite = False
+    name: str | None
     if append:
-        name = st.selectbox("Existing dataset", existing, key="dl_append_target")
+        # no default: appending to the wrong dataset is the costly mistake, so the user picks it
+        name = st.selectbox("Existing dataset to append to", existing, index=None, key="dl_append_target",
+                            placeholder="Pick a dataset…")
+        if name is not None:
+            st.caption(f"**{name}** holds {_describe(dataset_info(dataset_path(name, settings=settings)))}; "
+                       f"these rows: {_describe_frame(df)}.")
     else:
         name = st.text_input("Dataset name", value=L.suggest_dataset_name(df["symbol"].unique(),
                                                                           str(df.attrs.get("interval", "bars"))),
                              key="dl_name", help="letters, digits, '_', '-' and '.'")
-    if st.button("Save dataset", key="dl_save", icon="💾"):
+        if name in existing:
+            overwrite = st.checkbox(f"Replace the existing dataset {name} "
+                                    f"({_describe(dataset_info(dataset_path(name, settings=settings)))})",
+                                    key="dl_overwrite")
+    if st.button("Save dataset", key="dl_save", icon="💾", disabled=not name):
         with error_boundary("Saving the dataset"):
+            assert name is not None  # the button is disabled without one
             path = dataset_path(name, settings=settings)
             before = int(dataset_info(path).get("rows", 0)) if append and path.exists() else 0
-            saved = save_dataset(df, name, append=append, tags=backend.dataset_tags, settings=settings)
+            saved = save_dataset(df, name, append=append, overwrite=overwrite, tags=backend.dataset_tags,
+                                 settings=settings)
             rows = int(dataset_info(saved).get("rows", len(df)))
             if append:
                 dupes = before + len(df) - rows
@@ -156,6 +169,21 @@ def _render_save(backend: Backend, df: pd.DataFrame) -> None:
             st.session_state[SAVED] = msg
     if st.session_state.get(SAVED):
         st.success(st.session_state[SAVED])
+
+
+def _describe(info: dict) -> str:
+    """``'1h bars · stocks · 1,218 rows'`` or ``'trades/quotes (ticks) · …'`` for a dataset's metadata."""
+    from massive_feeds.schema import asset_class
+
+    interval = info.get("interval")
+    kind = "trades/quotes (ticks)" if interval == "ticks" else f"{interval or 'unknown-interval'} bars"
+    classes = ", ".join(sorted({asset_class(str(s)) for s in info.get("symbols") or ()})) or "no symbols"
+    return f"{kind} · {classes} · {int(info.get('rows') or 0):,} rows"
+
+
+def _describe_frame(df: pd.DataFrame) -> str:
+    return _describe({"interval": df.attrs.get("interval"), "symbols": list(pd.unique(df["symbol"])),
+                      "rows": len(df)})
 
 
 def render() -> None:
