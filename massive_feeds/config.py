@@ -151,6 +151,10 @@ def _user_config_path() -> Path:
     return base / "massive_feeds" / "config.properties"
 
 
+#: the datasets folder under ``home`` when ``MASSIVE_DATASETS_DIR`` is not set
+DATASETS_FOLDER = "datasets"
+
+
 def _home_dir() -> Path:
     explicit = os.environ.get("MASSIVE_FEEDS_HOME")
     if explicit:
@@ -211,7 +215,9 @@ class Settings:
     ws_url: str = DEFAULT_WS_URL
     plan: Plan = PLANS["free"]
     home: Path = field(default_factory=_home_dir)
-    datasets_dir: Path = Path("data/datasets")
+    #: ``MASSIVE_DATASETS_DIR``: where datasets are saved (``None``: ``<home>/datasets``, one folder per user
+    #: whatever the working directory, shared by the library, the CLI and the UI).
+    datasets_dir: Path = None  # type: ignore[assignment]  # resolved in __post_init__
     #: ``MASSIVE_SANDBOX``: ``auto``, ``on`` or ``off`` (see the module docstring).
     sandbox: str = "auto"
     #: ``MASSIVE_FEEDS_STORE``: the history store's folder or URL (``None``: ``<home>/store``).
@@ -220,6 +226,8 @@ class Settings:
     sandbox_speed: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.datasets_dir is None:
+            object.__setattr__(self, "datasets_dir", Path(self.home) / DATASETS_FOLDER)
         if self.sandbox not in SANDBOX_MODES:
             object.__setattr__(self, "sandbox", parse_sandbox_mode(self.sandbox))
         speed = self.sandbox_speed
@@ -286,6 +294,8 @@ class Settings:
         for key in ("home", "datasets_dir"):
             if key in given:
                 given[key] = Path(given[key]).expanduser()
+        if "home" in given and "datasets_dir" not in given and self.datasets_dir == self.home / DATASETS_FOLDER:
+            given["datasets_dir"] = given["home"] / DATASETS_FOLDER  # the default follows the home
         if "sandbox" in given:
             given["sandbox"] = parse_sandbox_mode(given["sandbox"])
         if "store" in given:

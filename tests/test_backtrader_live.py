@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massive_feeds import fetch_ohlcv_rest
+from massive_feeds import fetch_data, fetch_ohlcv_rest
 from massive_feeds.backtrader import MassiveData, MassiveQuoteData
 from massive_feeds.backtrader.live import BarBuilder
 from massive_feeds.config import Settings
@@ -362,3 +362,52 @@ def test_live_session_on_the_sandbox_websocket_survives_a_drop(tmp_path: Path) -
     times = pd.DatetimeIndex(strat.times)
     assert times.is_monotonic_increasing and times.is_unique
     assert (times[1:] - times[:-1] == pd.Timedelta(minutes=1)).all()  # regular session: the outage backfilled
+
+
+class MixedFeeds(bt.Strategy):
+    """Counts the historical feed's bars and the live feed's LIVE bars; stops after 3 live ones."""
+
+    def __init__(self) -> None:
+        self.history: list[pd.Timestamp] = []
+        self.live_bars = 0
+
+    def prenext(self) -> None:  # before every feed has a bar (the daily bars come before the live minutes)
+        self.next()
+
+    def next(self) -> None:
+        hist, live = self.datas
+        if len(hist) and (not self.history or self.history[-1] != hist.datetime[0]):
+            self.history.append(hist.datetime[0])
+        if live._laststatus == live.LIVE:
+            self.live_bars += 1
+            if self.live_bars >= 3:
+                self.env.runstop()
+
+
+def test_a_historical_and_a_live_feed_in_one_cerebro_with_two_live_feeds_after(tmp_path: Path) -> None:
+    with Sandbox(websocket=True, clock_speed=120) as sb:
+        settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
+        now = pd.Timestamp(sb.clock.now_ms(), unit="ms", tz="UTC")
+        day = (now.tz_convert("America/New_York") - pd.Timedelta(days=7)).date()
+        hist = MassiveData(dataname="MSFT", interval="1d", settings=settings, fromdate=day,
+                           todate=now.tz_convert("America/New_York").date())
+        live = MassiveData(dataname="AAPL", historical=False, interval="1m", settings=settings,
+                           clock=sb.clock.now_ms, backfill_bars=2, qcheck=0.1)
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(hist)
+        cerebro.adddata(live)
+        cerebro.addstrategy(MixedFeeds)
+        try:
+            strat = cerebro.run()[0]  # before: AttributeError ... 'addindicator' (two feeds on one store)
+            second = bt.Cerebro(stdstats=False)  # a second live run in the same process, two live feeds
+            for symbol in ("AAPL", "MSFT"):
+                second.adddata(MassiveData(dataname=symbol, historical=False, interval="1m", settings=settings,
+                                           clock=sb.clock.now_ms, backfill_bars=2, qcheck=0.1))
+            second.addstrategy(MixedFeeds)
+            again = second.run()[0]
+        finally:
+            live.store.connector.close()
+    expected = fetch_data("MSFT", day, now.tz_convert("America/New_York").date(), "1d", settings=settings)
+    assert strat.live_bars == 3 and again.live_bars == 3
+    got = [pd.Timestamp(bt.num2date(t), tz="UTC") for t in strat.history]
+    assert got == expected["timestamp"].tolist()  # every daily bar of the historical feed, in order

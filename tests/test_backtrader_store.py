@@ -159,3 +159,44 @@ def test_stream_control_events_become_one_line_messages(settings: Settings, even
     store._on_stream_control(event)
     store._on_stream_control(StatusEvent("status", "", "overflow", "3 events dropped", 0))  # a listener's, not ours
     assert store.get_notifications() == [(expected, (event,), {})]
+
+
+# --- several feeds: one store, Backtrader's overloaded == on lines never runs -----------------------------
+class Closes(bt.Strategy):
+    """Keeps every feed's close at every step (the feeds are aligned on time by cerebro)."""
+
+    def __init__(self) -> None:
+        self.closes: dict[str, list[float]] = {d._name: [] for d in self.datas}
+
+    def next(self) -> None:
+        for d in self.datas:
+            self.closes[d._name].append(d.close[0])
+
+
+def _historical_run(settings: Settings, symbols: list[str]) -> Any:
+    cerebro = bt.Cerebro(stdstats=False)
+    for symbol in symbols:
+        cerebro.adddata(MassiveData(dataname=symbol, interval="1d", settings=settings,
+                                    fromdate=pd.Timestamp("2024-03-04").date(),
+                                    todate=pd.Timestamp("2024-03-08").date()), name=symbol)
+    cerebro.addstrategy(Closes)
+    return cerebro.run()[0]
+
+
+TEN = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "SPY"]
+
+
+@pytest.mark.parametrize("symbols", [TEN[:2], TEN], ids=["2 feeds", "10 feeds"])
+def test_several_feeds_in_one_cerebro_run_on_one_store(settings: Settings, symbols: list[str]) -> None:
+    strat = _historical_run(settings, symbols)  # before: AttributeError ... 'addindicator'
+    expected = fetch_data(symbols, "2024-03-04", "2024-03-08", "1d", settings=settings)
+    for symbol in symbols:
+        assert strat.closes[symbol] == expected[expected["symbol"] == symbol]["close"].tolist()
+        assert len(strat.closes[symbol]) == 5
+    assert MassiveStore.shared(settings).datas == []  # stop() forgot the run's feeds
+
+
+def test_two_cerebros_in_one_process_both_run(settings: Settings) -> None:
+    first = _historical_run(settings, ["AAPL", "MSFT"])
+    second = _historical_run(settings, ["AAPL", "MSFT"])  # before: every later cerebro failed too
+    assert first.closes == second.closes and len(second.closes["MSFT"]) == 5

@@ -117,3 +117,51 @@ def test_unknown_plan_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) 
 def test_unknown_setting_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="colour"):
         load_settings(colour="red")
+
+
+# --- one home for datasets ----------------------------------------------------------------------------
+def test_datasets_default_to_the_homes_folder_whatever_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MASSIVE_DATASETS_DIR", raising=False)
+    monkeypatch.setenv("MASSIVE_FEEDS_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().datasets_dir == tmp_path / "home" / "datasets"  # before: data/datasets, relative
+    assert load_settings(home=tmp_path / "elsewhere").datasets_dir == tmp_path / "elsewhere" / "datasets"
+    monkeypatch.setenv("MASSIVE_DATASETS_DIR", str(tmp_path / "mine"))
+    assert load_settings().datasets_dir == tmp_path / "mine"  # overridable as before
+    assert load_settings(home=tmp_path / "elsewhere").datasets_dir == tmp_path / "mine"
+
+
+_SAVE_THEN_LOAD = """
+import sys, pandas as pd
+from massive_feeds import save_dataset
+bars = pd.DataFrame({"timestamp": pd.date_range("2024-03-05 14:30", periods=3, freq="1min", tz="UTC"),
+                     "symbol": "AAPL", "open": 1.0, "high": 1.0, "low": 1.0, "close": [1.0, 2.0, 3.0],
+                     "volume": 1.0})
+save_dataset(bars, "from_a")
+"""
+_LOAD = """
+from massive_feeds.vectorbt import MassiveData
+print(MassiveData.from_dataset("from_a").get("Close").tolist())
+"""
+
+
+def test_a_dataset_saved_in_one_folder_loads_in_another_and_the_cli_prints_where(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MASSIVE_DATASETS_DIR"}
+    env.update(MASSIVE_FEEDS_HOME=str(tmp_path / "home"), MASSIVE_SANDBOX="1")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    subprocess.run([sys.executable, "-c", _SAVE_THEN_LOAD], cwd=tmp_path / "a", env=env, check=True, timeout=120)
+    loaded = subprocess.run([sys.executable, "-c", _LOAD], cwd=tmp_path / "b", env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[1.0, 2.0, 3.0]"
+    listed = subprocess.run([sys.executable, "-m", "massive_feeds", "datasets"], cwd=tmp_path / "b", env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0] == (f"datasets folder: {tmp_path / 'home' / 'datasets'} "
+                                             "(MASSIVE_DATASETS_DIR changes it)")
+    assert "from_a" in listed.stdout

@@ -25,7 +25,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "massive_feeds"
 
 LAYERS = {
-    "adapters": ("backtrader", "vectorbt", "ui", "cli", "__init__"),
+    "adapters": ("backtrader", "vectorbt", "ui", "cli", "__init__", "__main__"),
     "fetch": ("fetch", "ticks", "source"),
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),

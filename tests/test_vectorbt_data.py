@@ -113,3 +113,24 @@ def test_wide_layout_is_the_yfinance_shape(settings: Settings) -> None:
         fetch_data("AAPL", "2024-03-04", "2024-03-05", "1h", settings=settings, layout="tall")
     with pytest.raises(InvalidInputError, match="no field 'bid'"):
         to_wide(long, field="bid")
+
+
+def test_period_is_yfinances_spelling_of_the_window(settings: Settings) -> None:
+    import pytest
+
+    from massive_feeds.errors import InvalidInputError
+    from massive_feeds.vectorbt.data import period_window
+
+    assert period_window("5d", "2024-03-08") == (pd.Timestamp("2024-03-03").date(), pd.Timestamp("2024-03-08").date())
+    assert period_window("1mo", "2024-03-31")[0] == pd.Timestamp("2024-02-29").date()
+    assert period_window("2wk", "2024-03-15")[0] == pd.Timestamp("2024-03-01").date()
+    assert period_window("1y", "2024-03-08")[0] == pd.Timestamp("2023-03-08").date()
+    assert period_window("ytd", "2024-03-08")[0] == pd.Timestamp("2024-01-01").date()
+    data = MassiveData.download("AAPL", period="5d", end="2024-03-08", interval="1d", settings=settings)
+    explicit = MassiveData.download("AAPL", start="2024-03-03", end="2024-03-08", interval="1d", settings=settings)
+    pd.testing.assert_frame_equal(data.get("Close").to_frame(), explicit.get("Close").to_frame())
+    assert len(data.get("Close")) == 5
+    with pytest.raises(InvalidInputError, match="Invalid period 'max'"):
+        MassiveData.download("AAPL", period="max", settings=settings)
+    with pytest.raises(InvalidInputError, match="got start='2024-03-01' and period='5d'; give one"):
+        MassiveData.download("AAPL", start="2024-03-01", period="5d", settings=settings)

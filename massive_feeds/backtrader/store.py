@@ -198,8 +198,13 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
             self.broker = None
             self._check_quota(always=True)
         if data is not None:
-            self._cerebro = self._env = getattr(data, "_env", None)
-            if data not in self.datas:
+            env = getattr(data, "_env", None)
+            if env is not getattr(self, "_cerebro", None):  # a new cerebro (an earlier run may have died mid-way)
+                self.datas = []
+            self._cerebro = self._env = env
+            # identity, never `in`: Backtrader overloads == on lines objects (it builds an indicator,
+            # which crashes outside a strategy and poisons every later run)
+            if not any(d is data for d in self.datas):
                 self.datas.append(data)
         elif broker is not None:
             self.broker = broker

@@ -9,6 +9,7 @@ offset while ``settings["datetime"]["to_py_timezone"]`` is true, which is wrong 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,6 +33,30 @@ QUOTE_COLUMNS = {"bid": "Bid", "ask": "Ask", "mid": "Mid", "spread": "Spread"}
 #: (``session``, ``store``, ``progress``) or to ``vbt.Data.from_data`` (``missing_index``, ``missing_columns``).
 FETCH_KWARGS = ("session", "store", "progress")
 FROM_DATA_KWARGS = ("missing_index", "missing_columns")
+
+
+_PERIOD_RE = re.compile(r"^(\d+)(d|wk|mo|y)$")
+_PERIOD_UNITS = {"d": "days", "wk": "weeks", "mo": "months", "y": "years"}
+
+
+def period_window(period: str, end: DateLike | None = None) -> tuple[DateLike, DateLike]:
+    """``start, end`` for yfinance's ``period`` spelling (``5d``, ``1mo``, ``3mo``, ``1y``, ``ytd`` …) ending at
+    ``end`` (default: today in New York).
+
+    Raises:
+        InvalidInputError: an unknown period, or ``max`` (Massive has no "all history" query: give ``start``).
+    """
+    stop = pd.Timestamp(end) if end is not None else pd.Timestamp.now("America/New_York").tz_localize(None)
+    stop = stop.normalize()
+    text = str(period).strip()
+    if text == "ytd":
+        return stop.replace(month=1, day=1).date(), stop.date()
+    match = _PERIOD_RE.match(text)
+    if not match:
+        raise InvalidInputError(f"Invalid period {period!r}: use e.g. 5d, 2wk, 1mo, 3mo, 1y or ytd "
+                                "(or start= and end=)")
+    start = stop - pd.DateOffset(**{_PERIOD_UNITS[match.group(2)]: int(match.group(1))})
+    return start.date(), stop.date()
 
 
 def _per_symbol(bars: pd.DataFrame, symbols: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -61,11 +86,12 @@ class MassiveData(vbt.Data):
     def download(cls, symbols: Any, start: DateLike | None = None, end: DateLike | None = None,
                  timeframe: str | None = None, method: str = "auto", adjusted: bool = True,
                  settings: Settings | None = None, tz_convert: Any = "UTC", *, interval: str | None = None,
-                 **kwargs: Any) -> "MassiveData":
+                 period: str | None = None, **kwargs: Any) -> "MassiveData":
         """Fetch all symbols in one query (so auto mode judges the whole request) and wrap them.
 
         ``interval`` is accepted as an alias of ``timeframe`` (``vbt.YFData`` spells it so); the bar size
-        defaults to ``1h``. Extra keywords: ``session``, ``store``, ``progress`` (for ``fetch_data``),
+        defaults to ``1h``. ``period`` (yfinance's ``5d``, ``1mo``, ``1y``, ``ytd`` …) may stand for ``start``:
+        the window ends at ``end`` (default today). Extra keywords: ``session``, ``store``, ``progress`` (for ``fetch_data``),
         ``missing_index``, ``missing_columns`` (for vectorbt). Anything else is refused.
 
         Raises:
@@ -76,15 +102,20 @@ class MassiveData(vbt.Data):
         if unknown:
             raise InvalidInputError(
                 f"MassiveData.download got unknown keyword(s) {', '.join(unknown)}; it takes start, end, "
-                f"timeframe (or interval), method, adjusted, settings, tz_convert, {', '.join(FETCH_KWARGS)}, "
+                f"timeframe (or interval), period, method, adjusted, settings, tz_convert, {', '.join(FETCH_KWARGS)}, "
                 f"{', '.join(FROM_DATA_KWARGS)}")
         if timeframe is not None and interval is not None and timeframe != interval:
             raise InvalidInputError(f"MassiveData.download got timeframe={timeframe!r} and interval={interval!r}; "
                                     "give one (interval is an alias of timeframe)")
         timeframe = timeframe or interval or "1h"
         tickers = normalize_symbols(symbols)
+        if period is not None:
+            if start is not None:
+                raise InvalidInputError(f"MassiveData.download got start={start!r} and period={period!r}; "
+                                        "give one")
+            start, end = period_window(period, end)
         if start is None or end is None:
-            raise InvalidInputError("MassiveData.download needs start and end")
+            raise InvalidInputError("MassiveData.download needs start and end (or period=, e.g. '1mo')")
         fetch_kwargs = {k: kwargs[k] for k in FETCH_KWARGS if k in kwargs}
         bars = fetch_data(tickers, start, end, timeframe, method, adjusted=adjusted, settings=settings,  # type: ignore[arg-type]
                           **fetch_kwargs)
