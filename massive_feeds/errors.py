@@ -172,7 +172,7 @@ class DatasetError(MassiveError):
     """A dataset could not be found, read or written."""
 
 
-class DatasetExistsError(DatasetError, InvalidInputError):
+class DatasetExistsError(DatasetError):
     """Saving would replace an existing dataset (pass ``overwrite=True`` to replace it on purpose)."""
 
 

@@ -119,7 +119,7 @@ def test_fetch_onto_an_existing_dataset_needs_append_or_overwrite(sandbox: Sandb
     assert run(*args, "--interval", "1h", env=env).returncode == 0
     before = (tmp_path / "ds" / "d.parquet").read_bytes()
     again = run(*args, "--interval", "1h", env=env)
-    assert again.returncode == 2 and again.stdout == ""  # refused before any fetch
+    assert again.returncode == 1 and again.stdout == ""  # refused before any fetch (as `recordings save` does)
     assert "dataset 'd' already exists (32 rows in " in again.stderr
     assert "add --append to add to it or --overwrite to replace it" in again.stderr
     daily = run(*args, "--interval", "1d", "--append", env=env)

@@ -166,3 +166,19 @@ def test_a_killed_recording_is_listed_and_saved_as_a_dataset(ws_sandbox: Sandbox
     assert not (tmp_path / "ds" / "killed.events").exists() and folders[0].is_dir()  # the original folder stays
     with pytest.raises(DatasetError, match="not found"):
         delete_dataset("killed", settings=settings)
+
+
+def test_record_refuses_an_unknown_symbol_before_recording(ws_sandbox: Sandbox, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in _env(ws_sandbox, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    started = time.monotonic()
+    code = main(["record", "AAPL,AAPLL", "--seconds", "20", "--save-dir", str(tmp_path / "rec")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.strip().endswith("unknown symbol(s) AAPLL: no active ticker of that name in the reference list "
+                                "(`massive-feeds symbols --search ...` finds the right spelling)")
+    assert time.monotonic() - started < 10  # not the 20 s of a silent recording
+    assert not (tmp_path / "rec").exists()  # no empty session folder
+    assert main(["record", "AAPL", "--seconds", "1", "--save-dir", str(tmp_path / "rec")]) == 0  # known: records

@@ -112,6 +112,17 @@ class RecordProgress:
             self.out.flush()
 
 
+def _refuse_unknown(symbols: list[str]) -> None:
+    """An :class:`InvalidInputError` naming the symbols the reference list has no active ticker for."""
+    from ..errors import InvalidInputError
+    from ..rest.reference import unknown_tickers
+
+    unknown = unknown_tickers(symbols)
+    if unknown:
+        raise InvalidInputError(f"unknown symbol(s) {', '.join(unknown)}: no active ticker of that name in the "
+                                "reference list (`massive-feeds symbols --search ...` finds the right spelling)")
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     """Record ``--seconds`` (Ctrl-C stops early) with a live status line, then save the dataset."""
     from ..record import WebSocketDataRecorder
@@ -121,6 +132,13 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     symbols = normalize_symbols(args.symbols)
     counter = BarCounter(args.interval)  # also validates --interval before anything starts
+    if args.name:  # a name in use would be refused only after the whole recording
+        from ..datasets import dataset_path
+        from ..errors import DatasetExistsError
+
+        if dataset_path(args.name).exists():
+            raise DatasetExistsError(f"dataset {args.name!r} already exists; choose another --name")
+    _refuse_unknown(symbols)  # before the session folder exists: a silent stream would record nothing
     connector = MassiveConnector()
     listener = connector.add_listener(counter, batched=True, symbols=symbols, kinds=BarCounter.KINDS,
                                       name="massive-cli-bar-counter")

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import BadResponseError
+from ..schema import asset_class
 from .client import RestClient
 
 #: Columns of :func:`ticker_table`, in order (a field the service omits is left empty).
@@ -36,6 +37,39 @@ def ticker_table(market: str | None = None, *, search: str | None = None, limit:
     table = pd.DataFrame(rows, columns=TICKER_COLUMNS)
     table.attrs["source"] = rest.settings.source  # "sandbox" when the built-in sandbox answered
     return table
+
+
+#: asset classes ``/v3/reference/tickers`` lists (options have their own contracts endpoint)
+LISTED_CLASSES = frozenset({"stocks", "crypto", "forex", "indices"})
+
+
+def unknown_tickers(tickers: list[str], *, settings: Settings | None = None) -> list[str]:
+    """The ``tickers`` the reference list does not know as active (``/v3/reference/tickers?ticker=…``, one
+    quota-counted call per ticker not confirmed today; a confirmed ticker is remembered for the day under
+    the cache folder, so checking it again costs nothing). Used before a live subscription, where the
+    stream itself would just stay silent for a misspelt symbol."""
+    from datetime import datetime, timezone
+
+    unknown: list[str] = []
+    with RestClient(settings) as rest:
+        marks = rest.settings.cache_dir / "known_tickers"
+        today = datetime.now(timezone.utc).date().isoformat()
+        for ticker in tickers:
+            if asset_class(ticker) not in LISTED_CLASSES:  # options and futures are not in this list
+                continue
+            mark = marks / f"{ticker.replace(':', '_')}.{today}"
+            if mark.exists():
+                continue
+            found = next(iter(rest.list_json("/v3/reference/tickers", {"ticker": ticker, "limit": 1})), None)
+            if found is None:
+                unknown.append(ticker)
+                continue
+            try:
+                marks.mkdir(parents=True, exist_ok=True)
+                mark.touch()
+            except OSError:  # a convenience: the next check just asks again
+                pass
+    return unknown
 
 
 def server_time_ms(rest: RestClient) -> int:
