@@ -205,6 +205,11 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
                     api_key: str | None = None, use_cache: bool = True, progress: bool | None = None,
                     max_workers: int = 4) -> pd.DataFrame:
     """:func:`fetch_ohlcv_rest` for a built :class:`~massive_feeds.schema.BarQuery` (the same result and errors)."""
+    if any(t.asset == "futures" for t in query.parsed):  # their own endpoint: /futures/v1/aggs
+        from .futures import futures_bars_by
+
+        return futures_bars_by(query, "rest", resolve_settings(client.settings if client else settings,
+                                                               api_key=api_key), progress=progress)
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
     own_client = client is None
     client = client or RestClient(settings, api_key=api_key)
@@ -309,6 +314,11 @@ class FlatFileBars:
     def read(self, query: BarQuery, progress: bool | None = None) -> pd.DataFrame:
         from .flatfiles import flat_file_bars
 
+        if any(t.asset == "futures" for t in query.parsed):  # sessions, contracts and rolls: see .futures
+            from .futures import futures_bars_by
+
+            return futures_bars_by(query, "flat_file", self.settings, progress=progress)
+
         df = flat_file_bars(query, settings=self.settings, progress=progress)
         return _fill_missing_days(df, query, self.settings, fill=self.fill, progress=progress)
 
@@ -327,6 +337,7 @@ def fetch_data(
     session: str = "extended",
     store: "str | os.PathLike[str] | None" = None,
     layout: str = "long",
+    roll_adjust: str = "none",
 ) -> pd.DataFrame:
     """Historical bars by the best method. ``method``: ``auto`` (default), ``rest``, ``flat_file`` or
     ``store`` (the local history store built by ``massive-feeds ingest``: zero calls for bars).
@@ -355,13 +366,18 @@ def fetch_data(
     shape: a DatetimeIndex and ``(field, symbol)`` columns, ``df["Close"]`` one column per symbol (see
     :mod:`massive_feeds.layout`).
 
+    Futures (contract codes ``ESZ4``/``F:ESZ4``, continuous ``ES.c.0``/``ES.c.1``/``ES.v.0``; see
+    :mod:`massive_feeds.futures`): days are exchange sessions, bars add ``settlement_price`` and
+    ``session_end_date``, continuous series add ``contract`` and their roll table in ``df.attrs["rolls"]``;
+    ``roll_adjust`` is ``"none"`` (default, raw prices), ``"ratio"`` or ``"difference"`` (back-adjusted).
+
     Raises:
         NoDataError: no symbol has any bar in the range (``exc.symbols`` maps each to its reason).
         QuotaExceededError: an explicit REST query needs more calls than are left today (refused up front).
     """
     if layout not in ("long", "wide"):
         apply_layout(pd.DataFrame(), layout)  # raises the typed error before any call is made
-    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted)
+    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted, roll_adjust=roll_adjust)
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     return fetch_bars(query, method, settings=settings, progress=progress, store=store, layout=layout)
 

@@ -20,10 +20,20 @@ REST paths, the WebSocket channels and the flat-file rows use.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
 
 from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .schema import DateRange
+
+CHICAGO = ZoneInfo("America/Chicago")
 
 MONTH_CODES = "FGHJKMNQUVXZ"
 #: month code -> calendar month
@@ -130,3 +140,34 @@ def futures_root(ticker: str) -> str:
     if contract is None:
         raise InvalidInputError(f"{ticker!r} is not a futures ticker; use {FUTURES_FORMS}")
     return contract.root
+
+
+ROLL_ADJUSTS: tuple[str, ...] = ("none", "ratio", "difference")
+
+
+def validate_roll_adjust(value: str) -> str:
+    """``none``/``ratio``/``difference`` (how a continuous series adjusts its rolls) or an
+    :class:`InvalidInputError` naming them."""
+    if value not in ROLL_ADJUSTS:
+        raise InvalidInputError(f"Invalid roll_adjust {value!r}; use 'none' (default), 'ratio' or 'difference'")
+    return value
+
+
+# --- sessions ---------------------------------------------------------------------------------------
+def session_open(day: date) -> pd.Timestamp:
+    """The first minute (UTC) of the CME session settling on ``day``: 17:00 Chicago the day before."""
+    return pd.Timestamp(datetime.combine(day - timedelta(days=1), time(17), CHICAGO)).tz_convert("UTC")
+
+
+def session_range(window: "DateRange") -> "DateRange":
+    """A query's range in sessions: date bounds become the sessions ending on those days (datetimes stay)."""
+    start = session_open(window.first_day) if window.start_is_date else window.start
+    end = session_open(window.last_day + timedelta(days=1)) if window.end_is_date else window.end
+    return replace(window, start=start, end=end)
+
+
+def session_days(ts: pd.Series) -> np.ndarray:
+    """The session (``session_end_date``) of each bar start, as ``datetime64[D]``: Chicago time + 7 hours
+    moves a 17:00 open onto the next calendar day, the day the session settles (vectorised)."""
+    local = ts.dt.tz_convert(CHICAGO).dt.tz_localize(None) + pd.Timedelta(hours=7)
+    return local.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")

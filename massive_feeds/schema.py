@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
-from .futures_symbols import FUTURES_FORMS, is_futures, normalize_futures
+from .futures_symbols import FUTURES_FORMS, is_futures, normalize_futures, validate_roll_adjust
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -344,20 +344,22 @@ class BarQuery(Query):
     """One bar request, validated: what every back end (REST, flat files, the history store) and adapter
     carries. Build it once from user input with :meth:`build`; nothing below parses it again.
 
-    ``session`` is ``"extended"`` or ``"regular"``; ``adjusted`` means split-adjusted prices.
+    ``session`` is ``"extended"`` or ``"regular"``; ``adjusted`` means split-adjusted prices; ``roll_adjust``
+    (continuous futures only) is ``"none"``, ``"ratio"`` or ``"difference"`` (see :mod:`massive_feeds.futures`).
     """
 
     interval: Interval = INTERVALS["1h"]
     session: Session = "extended"
     adjusted: bool = True
+    roll_adjust: str = "none"
 
     @classmethod
     def build(cls, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str | Interval = "1h",
-              *, session: str = "extended", adjusted: bool = True) -> "BarQuery":
-        """Validate user input (tickers, dates, interval, session) into a query; a typed
+              *, session: str = "extended", adjusted: bool = True, roll_adjust: str = "none") -> "BarQuery":
+        """Validate user input (tickers, dates, interval, session, roll adjustment) into a query; a typed
         :class:`InvalidInputError` names the first bad value."""
         return cls(parse_tickers(symbols), parse_date_range(start, end), parse_interval(interval),
-                   validate_session(session), bool(adjusted))
+                   validate_session(session), bool(adjusted), validate_roll_adjust(roll_adjust))
 
     def __repr__(self) -> str:
         return (f"BarQuery({','.join(self.tickers)} {self.interval.name} {self.range.first_day}..{self.range.last_day}"

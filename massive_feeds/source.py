@@ -220,7 +220,8 @@ def _empty_reasons(df: pd.DataFrame, query: Query, empty: list[str], method: str
     if method == "store" and df.attrs.get("not_ingested_days"):
         return {t: "the store has not ingested those days" for t in empty}
     where = {"flat_file": "not in the day files", "store": "not in the store", "rest": "no bars over REST"}[method]
-    known = _known_tickers([t for t in query.parsed if t.symbol in empty and t.asset != "options"], settings)
+    known = _known_tickers([t for t in query.parsed if t.symbol in empty and t.asset not in ("options", "futures")],
+                           settings)  # neither is listed in /v3/reference/tickers
     return {t: f"{where}: " + (UNKNOWN_SYMBOL if known.get(t) is False else
                                "no trades in the range" if known.get(t) else "unknown symbol or no trades")
             for t in empty}

@@ -5,7 +5,7 @@ dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, 
 ``docs/structure.md``)::
 
     adapters   backtrader/ vectorbt/ ui/ cli/ (and the package root, which re-exports)
-    fetch      fetch.py, ticks.py
+    fetch      fetch.py, ticks.py, futures.py
     sources    rest-backed and file-backed sources: splits, datasets, quality, stream/, flatfiles/,
                store/, record/
     transport  rest/
@@ -26,11 +26,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "massive_feeds"
 
 LAYERS = {
     "adapters": ("backtrader", "vectorbt", "ui", "cli", "__init__", "__main__"),
-    "fetch": ("fetch", "ticks", "source"),
+    "fetch": ("fetch", "ticks", "futures", "source"),
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),
     "kernels": ("sessions", "quota", "buckets", "layout", "runtime"),
-    "base": ("schema", "futures_symbols", "tickschema", "config", "cache", "errors", "storage", "redact", "_optional", "_version"),
+    "base": ("schema", "futures_symbols", "tickschema", "config", "cache", "errors", "storage", "redact", "_optional",
+             "_version"),
 }
 RANK = {top: rank for rank, names in enumerate(reversed(LAYERS.values())) for top in names}
 

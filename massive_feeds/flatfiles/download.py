@@ -36,7 +36,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..config import Settings
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, InvalidInputError
 from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
 from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Ticker
@@ -264,6 +264,8 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
                    max_workers: int = 4) -> pd.DataFrame:
     """:func:`download_flat_file` for a built :class:`~massive_feeds.schema.BarQuery`."""
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
+    if any(t.asset == "futures" for t in query.parsed):
+        window = _futures_window(query)
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
@@ -305,6 +307,20 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     if splits is not None:  # how old the splits list is (a cached one when the REST quota is used up)
         df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
     return df
+
+
+def _futures_window(query: BarQuery) -> DateRange:
+    """Futures day files hold exchange sessions: date bounds mean the sessions ending on those days (the
+    first one opened the evening before). Continuous series are built above, by ``fetch_data``."""
+    from ..futures_symbols import is_continuous, session_range
+
+    if cont := [t.symbol for t in query.parsed if is_continuous(t.symbol)]:
+        raise InvalidInputError(f"{', '.join(cont)}: continuous futures series are built by fetch_data(..., "
+                                "method='flat_file') from their contracts' day files; download_flat_file takes "
+                                "contract codes like ESZ4")
+    if any(t.asset != "futures" for t in query.parsed):
+        raise InvalidInputError("futures cannot be mixed with other asset classes in one flat-file query")
+    return session_range(query.range)
 
 
 def _log_summary(plan: _Plan, missing: list[str], window: DateRange) -> None:

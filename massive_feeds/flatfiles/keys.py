@@ -16,6 +16,7 @@ from datetime import date
 from typing import Iterable
 
 from ..errors import InvalidInputError
+from ..futures_symbols import futures_root
 from ..schema import Interval, Ticker
 
 PREFIXES: dict[str, str] = {
@@ -24,6 +25,15 @@ PREFIXES: dict[str, str] = {
     "indices": "us_indices",
     "forex": "global_forex",
     "crypto": "global_crypto",
+    # futures: one prefix per exchange (the asset key names it; see futures_asset)
+    "futures": "us_futures_cme", "futures_cbot": "us_futures_cbot", "futures_nymex": "us_futures_nymex",
+    "futures_comex": "us_futures_comex",
+}
+#: product roots not on CME proper (their flat files sit under the exchange's prefix); others are CME's
+FUTURES_EXCHANGES: dict[str, str] = {
+    **dict.fromkeys(("GC", "SI", "HG", "PL", "PA", "MGC", "SIL"), "futures_comex"),
+    **dict.fromkeys(("CL", "NG", "RB", "HO", "BZ", "MCL", "QM", "QG"), "futures_nymex"),
+    **dict.fromkeys(("ZN", "ZB", "ZF", "ZT", "ZC", "ZS", "ZW", "ZL", "ZM", "YM", "MYM", "UB", "TN"), "futures_cbot"),
 }
 DATASETS: dict[str, str] = {"minute": "minute_aggs_v1", "day": "day_aggs_v1"}
 #: Tick datasets (every trade / NBBO quote of the day, all tickers): ``Dataset(asset, "trades")`` …
@@ -40,6 +50,8 @@ class Dataset:
 
     @property
     def path(self) -> str:
+        if self.asset.startswith("futures") and self.base == "day":
+            return f"{PREFIXES[self.asset]}/session_aggs_v1"  # futures day files are exchange sessions
         return f"{PREFIXES[self.asset]}/{DATASETS.get(self.base) or TICK_DATASETS[self.base]}"
 
     @property
@@ -65,7 +77,13 @@ def dataset_for(ticker: "str | Ticker", base: Interval | str) -> Dataset:
     t = Ticker.of(ticker)
     if t.asset not in PREFIXES:
         raise InvalidInputError(f"No flat files for {t.symbol!r} (asset class {t.asset})")
-    return Dataset(t.asset, base.base if isinstance(base, Interval) else base)
+    asset = futures_asset(t.symbol) if t.asset == "futures" else t.asset
+    return Dataset(asset, base.base if isinstance(base, Interval) else base)
+
+
+def futures_asset(ticker: str) -> str:
+    """The dataset asset key of a futures ticker: its exchange (``GCJ5`` → ``futures_comex``)."""
+    return FUTURES_EXCHANGES.get(futures_root(ticker), "futures")
 
 
 def day_of_key(key: str) -> date | None:

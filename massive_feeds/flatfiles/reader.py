@@ -34,6 +34,7 @@ from .resample import finish_base_frame
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "ticker": pa.string(), "volume": pa.float64(), "open": pa.float64(), "close": pa.float64(),
     "high": pa.float64(), "low": pa.float64(), "window_start": pa.int64(), "transactions": pa.int64(),
+    "dollar_volume": pa.float64(),  # futures files only
 }
 REQUIRED = ("ticker", "open", "close", "high", "low", "window_start")
 BLOCK_SIZE = 4 << 20  # ~70k rows per block: big enough for parallel parsing, small enough for memory
@@ -216,6 +217,10 @@ def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.Data
         "volume": cols.get("volume", np.full(n, np.nan)),
         "transactions": np.nan_to_num(cols.get("transactions", np.zeros(n)).astype(np.float64)).astype(np.int64),
     })
+    if "dollar_volume" in cols:  # futures files: their VWAP is dollar_volume / volume (see rest.futures)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            volume = frame["volume"].to_numpy(dtype=np.float64)
+            frame["vwap"] = np.where(volume > 0, cols["dollar_volume"].astype(np.float64) / volume, np.nan)
     return frame[(frame["t"] >= window.start.value) & (frame["t"] < window.end.value)]
 
 

@@ -37,7 +37,10 @@ from .market import TICK_KINDS, Bars, MarketGenerator
 PREFIXES = {
     "stocks": "us_stocks_sip", "options": "us_options_opra", "indices": "us_indices",
     "forex": "global_forex", "crypto": "global_crypto",
+    # the futures market's exchanges (.futures): minute_aggs_v1 and session_aggs_v1 (the "day" base)
+    "futures": "us_futures_cme", "futures_comex": "us_futures_comex",
 }
+FUTURES_DATASETS = {"minute": "minute_aggs_v1", "day": "session_aggs_v1"}
 DATASETS = {"minute": "minute_aggs_v1", "day": "day_aggs_v1"}
 TICK_DATASETS = {"trades": "trades_v1", "quotes": "quotes_v1"}
 ALL_DATASETS = {**DATASETS, **TICK_DATASETS}
@@ -60,7 +63,8 @@ INDEX_COLUMNS = ("ticker", "open", "close", "high", "low", "window_start")
 def day_key(asset: str, base: str, day: date) -> str:
     """``us_stocks_sip/minute_aggs_v1/2024/01/2024-01-02.csv.gz`` for ``("stocks", "minute", 2024-01-02)``;
     ``base`` is ``minute``/``day`` or a tick kind ``trades``/``quotes``."""
-    return f"{PREFIXES[asset]}/{ALL_DATASETS[base]}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
+    names = FUTURES_DATASETS if asset.startswith("futures") else ALL_DATASETS
+    return f"{PREFIXES[asset]}/{names[base]}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
 
 
 def parse_key(key: str) -> tuple[str, str, date] | None:
@@ -69,7 +73,8 @@ def parse_key(key: str) -> tuple[str, str, date] | None:
     if len(parts) != 5 or not parts[4].endswith(".csv.gz"):
         return None
     asset = {v: k for k, v in PREFIXES.items()}.get(parts[0])
-    base = {v: k for k, v in ALL_DATASETS.items()}.get(parts[1])
+    names = FUTURES_DATASETS if asset is not None and asset.startswith("futures") else ALL_DATASETS
+    base = {v: k for k, v in names.items()}.get(parts[1])
     try:
         day = date.fromisoformat(parts[4].removesuffix(".csv.gz"))
     except ValueError:
@@ -81,6 +86,8 @@ def parse_key(key: str) -> tuple[str, str, date] | None:
 
 def offers(asset: str, base: str) -> bool:
     """Whether the service has dataset ``base`` for ``asset`` (e.g. no forex trades, no index ticks)."""
+    if asset.startswith("futures"):
+        return base in FUTURES_DATASETS
     return base in DATASETS or base in TICK_KINDS[asset]
 
 
@@ -91,6 +98,10 @@ def file_ticker(ticker: str) -> str:
 
 def has_file(market: MarketGenerator, asset: str, day: date) -> bool:
     """Files exist only for trading days: every day for crypto, weekdays for the others."""
+    if asset.startswith("futures"):
+        from .futures import is_session
+
+        return is_session(day)
     sample = next((t for t in market.universe if asset_class(t) == asset), None)
     return sample is not None and market.is_trading_day(sample, day)
 
@@ -153,6 +164,11 @@ def day_file(market: MarketGenerator, asset: str, base: str, day: date, *, mtime
     """The gzip bytes of one day file (``base``: ``minute``/``day``/``trades``/``quotes``). A different
     ``mtime`` gives different bytes (so a new ETag) for the same rows, which is how
     :meth:`S3Server.republish` simulates a republished file."""
-    table = tick_table(market, asset, base, day) if base in TICK_DATASETS else day_table(market, asset, base, day)
+    if asset.startswith("futures"):
+        from .futures import day_table as futures_table
+
+        table = futures_table(PREFIXES[asset], base, day)
+    else:
+        table = tick_table(market, asset, base, day) if base in TICK_DATASETS else day_table(market, asset, base, day)
     # Level 1: tick files are large and generated on demand; the bytes only need to be valid gzip.
     return gzip.compress(csv_bytes(table), compresslevel=1 if base in TICK_DATASETS else 6, mtime=mtime)

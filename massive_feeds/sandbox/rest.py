@@ -15,7 +15,8 @@ Serves, each in the real wire form (sources: the official client's test mocks un
 * ``/v2/last/trade/{t}``, ``/v2/last/nbbo/{t}``, ``/v2/aggs/ticker/{t}/prev``,
   ``/v1/open-close/{t}/{date}``, ``/v2/aggs/grouped/locale/us/market/stocks/{date}``,
   ``/v3/reference/tickers/{t}``, ``/v2/snapshot/locale/us/markets/stocks/tickers/{t}``,
-  ``/v3/reference/dividends`` and ``/v1/marketstatus/now``, all as of the sandbox clock.
+  ``/v3/reference/dividends`` and ``/v1/marketstatus/now``, all as of the sandbox clock;
+* ``/futures/v1/...`` (aggs, trades, quotes, contracts, products, schedules): :mod:`.futures`.
 
 Authenticates with either ``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers
 401/403/404/429 with the real error bodies, and applies the sandbox's rate limit and injected faults.
@@ -234,6 +235,17 @@ class RestServer:
         if nxt is not None:
             token = _encode_cursor({"params": params, "pos": list(nxt)})
             body["next_url"] = f"{self.url}/v3/{kind}/{quote(ticker, safe=':')}?{urlencode({'cursor': token})}"
+        return body
+
+    def futures(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        """``/futures/v1/...``: answered by :func:`.futures.route` from the sandbox clock."""
+        from . import futures
+
+        if "futures" in self.sandbox.not_entitled:
+            raise _error(403, NOT_ENTITLED_MESSAGE, "message", "NOT_AUTHORIZED")
+        status, body = futures.route(path, query, self.sandbox.clock.now_ms(), self.url)
+        if status != 200:
+            raise _Reply(status, body)
         return body
 
     # --- the official client's other common calls ------------------------------------------------
@@ -787,6 +799,8 @@ class _Handler(BaseHTTPRequestHandler):
         return _error(status, "Sandbox fault")
 
     def _route(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        if path.startswith("/futures/"):  # the futures market's own design (see .futures)
+            return self.owner.futures(path, query)
         m = AGGS_RE.match(path)
         if m:
             return self.owner.aggs(m, query)

@@ -167,7 +167,7 @@ class S3Server:
         count = 0
         for day in self.calendar():
             for asset in PREFIXES:
-                if not has_file(self.sandbox.market, asset, day):
+                if asset.startswith("futures") or not has_file(self.sandbox.market, asset, day):  # futures: on use
                     continue
                 for base in DATASETS:
                     self.put(day_key(asset, base, day), day_file(self.sandbox.market, asset, base, day))
@@ -209,7 +209,7 @@ class S3Server:
         """Generate the files a LIST of ``prefix`` would show when it names one month
         (``us_stocks_sip/trades_v1/2024/01/``) or one day of one dataset; returns how many were generated."""
         parts = prefix.split("/")
-        if len(parts) < 4 or parts[0] not in PREFIXES.values() or parts[1] not in ALL_DATASETS.values():
+        if len(parts) < 4 or parts[0] not in PREFIXES.values() or parts[1] not in (*ALL_DATASETS.values(), "session_aggs_v1"):
             return 0
         if len(parts[2]) != 4 or len(parts[3]) != 2:
             return 0

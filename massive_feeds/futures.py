@@ -1,0 +1,341 @@
+"""Futures bars: single contracts over ``/futures/v1/aggs`` or the ``us_futures_*`` flat files, and continuous
+series (``ES.c.0``, ``ES.c.1``, ``ES.v.0``) stitched from them with the roll applied on read.
+
+Days are **exchange sessions**: a futures session settling on day D (its ``session_end_date``) opens the
+evening before (CME Globex: 17:00 Chicago), so ``fetch_data("ESZ4", "2024-12-02", "2024-12-06", "1d")`` is
+the five sessions ending on those dates, and minute bars of the session of 2024-12-02 start on the 1st.
+
+Continuous series (Databento's notation):
+
+* ``c`` — calendar roll: on session D the rank-0 contract is the listed outright nearest expiry whose last
+  trade date is on or after D (held through its last trading day); rank 1 the one after it.
+* ``v`` — volume roll: the contract with the most volume in the previous session (among the two nearest),
+  never rolling back to a nearer expiry; rank 1 is the contract after it.
+
+The contract list comes from ``/futures/v1/contracts`` (one call per product and query, cached by the
+runtime; spreads, which the listing puts before the outrights, are dropped). Every bar carries its
+``contract``. ``roll_adjust``:
+
+* ``"none"`` (default): raw prices of the contract held each session, as Databento gives them;
+* ``"ratio"``: bars before a roll are multiplied by ``to_price / from_price`` (products over later rolls);
+* ``"difference"``: ``to_price - from_price`` is added to bars before a roll (sums over later rolls).
+
+``from_price``/``to_price`` are both contracts' last closes in the session before the roll (the old
+contract's last held session). The roll table (``date from to from_price to_price factor offset``) is in
+``df.attrs["rolls"]``; after the last roll the series equals that contract's own bars.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Settings
+from .errors import InvalidInputError, NoDataError
+from .futures_symbols import (ROLL_ADJUSTS, is_continuous, parse_continuous, session_days, session_open,  # noqa: F401
+                              session_range, validate_roll_adjust)
+from .rest import RestClient
+from .rest.futures import FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs, \
+    parse_products
+from .runtime import current
+from .schema import BarQuery, DateRange, Interval, asset_class, finalize_bars
+
+log = logging.getLogger(__name__)
+
+#: our interval → the futures aggs ``resolution``
+RESOLUTIONS = {"1m": "1min", "5m": "5min", "15m": "15min", "30m": "30min", "1h": "1hour", "4h": "4hour",
+               "1d": "1session", "1w": "1week", "1M": "1month"}
+ROLL_COLUMNS = ("date", "from", "to", "from_price", "to_price", "factor", "offset")
+
+
+# --- reference ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContractChain:
+    """A product's outright contracts, nearest expiry first (spreads dropped)."""
+
+    root: str
+    tickers: tuple[str, ...]
+    first_trade: np.ndarray  # datetime64[D]
+    last_trade: np.ndarray  # datetime64[D]
+
+
+def contract_chain(root: str, first_day: date, last_day: date, client: RestClient) -> ContractChain:
+    """The outrights of ``root`` trading at some point in ``first_day..last_day``: one
+    ``/futures/v1/contracts`` call (pages followed), cached by the runtime for the process."""
+    key = (client.base_url, root, first_day, last_day)
+    return current().shared("futures-contracts", key, lambda: _load_chain(root, first_day, last_day, client))
+
+
+def _load_chain(root: str, first_day: date, last_day: date, client: RestClient) -> ContractChain:
+    params = {"product_code": root, "last_trade_date.gte": first_day.isoformat(),
+              "first_trade_date.lte": last_day.isoformat(), "limit": 1000}
+    specs: list[ContractSpec] = []
+    for page, _ in client.paginate("/futures/v1/contracts", params, parse_contracts, lambda p: p[1]):
+        specs += page
+    singles = sorted({s.ticker: s for s in specs if s.type == "single" and s.product_code == root}.values(),
+                     key=lambda s: s.last_trade_date)
+    if not singles:
+        raise NoDataError(f"no {root} futures contracts listed for {first_day}..{last_day} (unknown product "
+                          "code?)", symbols={root: "no contracts"}, start=first_day, end=last_day)
+    return ContractChain(root, tuple(s.ticker for s in singles),
+                         np.array([s.first_trade_date for s in singles], dtype="datetime64[D]"),
+                         np.array([s.last_trade_date for s in singles], dtype="datetime64[D]"))
+
+
+def point_value(root: str, client: RestClient) -> float:
+    """Dollars per point of ``root`` (``/futures/v1/products``' ``unit_of_measure_qty``; ES → 50)."""
+    def load() -> float:
+        products, _ = client.request("/futures/v1/products", {"product_code": root}, parse_products)
+        match = [p for p in products if p.product_code == root]
+        if not match:
+            raise NoDataError(f"no futures product {root!r}", symbols={root: "unknown product"})
+        return match[0].unit_of_measure_qty
+
+    return current().shared("futures-point-value", (client.base_url, root), load)
+
+
+# --- roll rules (vectorised over sessions) ----------------------------------------------------------
+def calendar_front(chain: ContractChain, days: np.ndarray) -> np.ndarray:
+    """Index in ``chain`` of the contract nearest expiry still trading on each session day."""
+    return np.searchsorted(chain.last_trade, days, side="left")
+
+
+def volume_front(chain: ContractChain, days: np.ndarray, volume: pd.DataFrame) -> np.ndarray:
+    """Index of the contract with the most volume in the previous session (``volume``: sessions × contract
+    tickers), among the calendar front and the next one, never rolling back; the first session keeps the
+    calendar front."""
+    cal = calendar_front(chain, days)
+    vol = volume.reindex(index=pd.DatetimeIndex(days.astype("datetime64[ns]")), columns=list(chain.tickers))
+    prev = vol.shift(1).fillna(0.0).to_numpy()
+    rows = np.arange(len(days))
+    nxt = np.minimum(cal + 1, len(chain.tickers) - 1)
+    pick = np.where(prev[rows, nxt] > prev[rows, np.minimum(cal, len(chain.tickers) - 1)], nxt, cal)
+    return np.maximum.accumulate(pick) if len(pick) else pick
+
+
+# --- fetching -----------------------------------------------------------------------------------------
+def rest_contract_bars(client: RestClient, ticker: str, interval: Interval, window: DateRange) -> pd.DataFrame:
+    """One contract's bars over ``/futures/v1/aggs`` (``window`` already in sessions), oldest first."""
+    resolution = RESOLUTIONS.get(interval.name)
+    if resolution is None:
+        raise InvalidInputError(f"Interval {interval.name!r} has no futures resolution; use one of "
+                                f"{', '.join(RESOLUTIONS)}")
+    params = {"resolution": resolution, "window_start.gte": str(window.start.value),
+              "window_start.lt": str(window.end.value), "limit": 50_000, "sort": "window_start.asc"}
+    pages = list(client.paginate(f"/futures/v1/aggs/{ticker}", params, parse_futures_aggs, lambda p: p.next_url))
+    return futures_bars(pages, ticker)
+
+
+def _with_sessions(df: pd.DataFrame) -> pd.DataFrame:
+    """Bars with ``session_end_date`` filled from the bar start where the source had none (flat files)."""
+    days = session_days(df["timestamp"]).astype(str)
+    if "session_end_date" in df:
+        have = df["session_end_date"].astype(str).to_numpy()
+        days = np.where((have != "") & (have != "nan") & (have != "None"), have, days)
+    df["session_end_date"] = days
+    if "settlement_price" not in df:
+        df["settlement_price"] = np.nan
+    return df
+
+
+def contract_bars(query: BarQuery, method: str, settings: Settings, *, client: RestClient | None = None,
+                  progress: bool | None = None) -> pd.DataFrame:
+    """Single contracts' bars by ``method`` (``rest`` or ``flat_file``), sessions as days, with the extra
+    columns ``settlement_price`` and ``session_end_date``."""
+    window = session_range(query.range)
+    if method == "flat_file":
+        from .flatfiles import flat_file_bars
+
+        df = flat_file_bars(query.replace(range=window), settings=settings, progress=progress)
+        attrs = dict(df.attrs)
+        df = finalize_bars(_with_sessions(df), extra=FUTURES_BAR_EXTRA)
+        df.attrs.update(attrs)
+        return df
+    own = client is None
+    client = client or RestClient(settings)
+    try:
+        frames = [rest_contract_bars(client, t, query.interval, window) for t in query.tickers]
+    finally:
+        if own:
+            client.close()
+    df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True),
+                                                          extra=FUTURES_BAR_EXTRA)
+    df.attrs.update(method="rest", interval=query.interval.name, session=query.session,
+                    empty_symbols=[t for t, f in zip(query.tickers, frames) if f.empty])
+    return df
+
+
+@dataclass(frozen=True)
+class RollPlan:
+    """Which contract each session of a continuous series holds."""
+
+    days: np.ndarray  # datetime64[D], the sessions
+    held: np.ndarray  # contract ticker per session (object)
+
+
+def _sessions(first: date, last: date) -> np.ndarray:
+    days = np.arange(np.datetime64(first, "D"), np.datetime64(last, "D") + 1)
+    return days[np.is_busday(days)]  # CME holidays have no bars: a day without bars selects nothing
+
+
+def roll_plan(ticker: str, window: DateRange, chain: ContractChain, volume: pd.DataFrame | None = None) -> RollPlan:
+    spec = parse_continuous(ticker)
+    assert spec is not None
+    days = _sessions(window.first_day, window.last_day)
+    front = volume_front(chain, days, volume) if spec.rule == "v" and volume is not None else \
+        calendar_front(chain, days)
+    idx = front + spec.rank
+    if len(idx) and idx.max() >= len(chain.tickers):
+        raise NoDataError(f"{ticker}: no contract listed at rank {spec.rank} on "
+                          f"{days[int(np.argmax(idx >= len(chain.tickers)))]}", symbols={ticker: "no contract"})
+    return RollPlan(days, np.asarray(chain.tickers, dtype=object)[idx])
+
+
+def continuous_bars(query: BarQuery, ticker: str, method: str, settings: Settings, *,
+                    progress: bool | None = None) -> pd.DataFrame:
+    """One continuous series (``ES.c.0``…) from its contracts' bars by ``method``; see the module docstring."""
+    spec = parse_continuous(ticker)
+    assert spec is not None
+    window = query.range
+    lead = window.first_day - timedelta(days=7)  # the session before the first roll inside the range
+    with RestClient(settings) as client:
+        chain = contract_chain(spec.root, lead, window.last_day, client)
+        volume = None
+        if spec.rule == "v":
+            days_q = query.replace(tickers=chain.tickers[:], interval=_DAY, range=_days_range(lead, window.last_day))
+            daily = contract_bars(days_q, method, settings, client=client)
+            daily["day"] = session_days(daily["timestamp"])
+            volume = daily.pivot_table(index="day", columns="symbol", values="volume", aggfunc="sum")
+            volume.index = pd.DatetimeIndex(volume.index)
+        plan = roll_plan(ticker, _days_range(lead, window.last_day), chain, volume)
+        bars = _held_bars(query, plan, method, settings, client, progress)
+    return stitch(bars, plan, ticker, query, query.roll_adjust)
+
+
+_DAY = Interval("1d", 1, "day")
+
+
+def _held_bars(query: BarQuery, plan: RollPlan, method: str, settings: Settings, client: RestClient,
+               progress: bool | None) -> pd.DataFrame:
+    """The bars of every contract the plan holds, over the sessions it holds each one plus the session
+    before (whose closes price the roll). Flat files read each day once for all contracts; REST asks each
+    contract for its own sessions only."""
+    needed = list(dict.fromkeys(plan.held.tolist()))
+    first_i = {t: int(np.argmax(plan.held == t)) for t in needed}
+    last_i = {t: len(plan.held) - 1 - int(np.argmax(plan.held[::-1] == t)) for t in needed}
+    spans = {t: (plan.days[max(0, first_i[t] - 1)].item(), plan.days[last_i[t]].item()) for t in needed}
+    if method == "flat_file":
+        lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
+        return contract_bars(query.replace(tickers=tuple(needed), range=_days_range(lo, hi)), method, settings,
+                             progress=progress)
+    frames = [contract_bars(query.replace(tickers=(t,), range=_days_range(a, b)), method, settings, client=client)
+              for t, (a, b) in spans.items()]
+    return finalize_bars(pd.concat(frames, ignore_index=True), extra=FUTURES_BAR_EXTRA)
+
+
+def _days_range(first: date, last: date) -> DateRange:
+    return DateRange(session_open(first), session_open(last + timedelta(days=1)), first, last, True, True)
+
+
+def stitch(bars: pd.DataFrame, plan: RollPlan, ticker: str, query: BarQuery, roll_adjust: str) -> pd.DataFrame:
+    """Keep each session's bars of the contract held then, build the roll table and apply the adjustment
+    (all vectorised: one lookup of the held contract per bar, one cumulative product/sum over rolls)."""
+    days = pd.to_datetime(pd.Series(bars["session_end_date"].astype(str).to_numpy())).to_numpy().astype(
+        "datetime64[D]")
+    pos = np.searchsorted(plan.days, days)
+    valid = (pos < len(plan.days)) & (plan.days[np.minimum(pos, len(plan.days) - 1)] == days)
+    held = np.where(valid, plan.held[np.minimum(pos, len(plan.days) - 1)], None)
+    symbols = bars["symbol"].to_numpy(dtype=object)
+    # the last close of each (contract, session), for the prices at each roll
+    last_close = bars.assign(_day=days).groupby(["symbol", "_day"], sort=False)["close"].last()
+    rolls = _roll_table(plan, last_close)
+    keep = held == symbols
+    window = query.range
+    first = np.datetime64(window.first_day, "D")
+    keep &= days >= first if window.start_is_date else (bars["timestamp"] >= window.start).to_numpy()
+    if not window.end_is_date:
+        keep &= (bars["timestamp"] < window.end).to_numpy()
+    rows = np.flatnonzero(keep)
+    # the contracts' bars come sorted by contract ticker: put the kept ones back in time order
+    rows = rows[np.argsort(bars["timestamp"].to_numpy()[rows], kind="stable")]
+    out = bars.iloc[rows].reset_index(drop=True)
+    out_days = days[rows]
+    out.insert(len(out.columns), "contract", out["symbol"].astype(str))
+    out["symbol"] = ticker
+    _adjust(out, out_days, rolls, roll_adjust)
+    rolls = rolls[rolls["date"] >= pd.Timestamp(out_days.min() if len(out_days) else first)] if len(rolls) else rolls
+    out.attrs["rolls"] = rolls.reset_index(drop=True)
+    out.attrs["roll_adjust"] = roll_adjust
+    return out
+
+
+def _roll_table(plan: RollPlan, last_close: pd.Series) -> pd.DataFrame:
+    change = np.flatnonzero(plan.held[1:] != plan.held[:-1]) + 1
+    rows: list[dict[str, Any]] = []
+    for i in change:  # one row per roll (a handful a year)
+        prev_day, old, new = plan.days[i - 1], plan.held[i - 1], plan.held[i]
+        a, b = last_close.get((old, prev_day)), last_close.get((new, prev_day))
+        a = float(a) if a is not None else np.nan
+        b = float(b) if b is not None else np.nan
+        rows.append({"date": pd.Timestamp(plan.days[i]), "from": old, "to": new, "from_price": a, "to_price": b,
+                     "factor": b / a if a else np.nan, "offset": b - a})
+    return pd.DataFrame(rows, columns=list(ROLL_COLUMNS))
+
+
+def _adjust(out: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str) -> None:
+    """Back-adjust the bars before each roll in place: factors multiply, offsets add, both accumulated
+    from the last roll backwards so the newest contract keeps its own prices."""
+    if how == "none" or rolls.empty or out.empty:
+        return
+    if rolls[["from_price", "to_price"]].isna().to_numpy().any():
+        missing = rolls.loc[rolls[["from_price", "to_price"]].isna().any(axis=1), "date"].iloc[0]
+        raise NoDataError(f"cannot {how}-adjust the roll of {missing:%Y-%m-%d}: a contract has no bar in the "
+                          "session before it", symbols={str(out['symbol'].iloc[0]): "roll without prices"})
+    roll_days = rolls["date"].to_numpy().astype("datetime64[D]")
+    after = np.searchsorted(roll_days, days, side="right")  # rolls on or before each bar's session
+    prices = ["open", "high", "low", "close", "vwap", "settlement_price"]
+    if how == "ratio":
+        # factor applying to a bar = product of the factors of every roll after it
+        tail = np.r_[np.cumprod(rolls["factor"].to_numpy()[::-1])[::-1], 1.0]
+        scale = tail[after]
+        for c in prices:
+            if c in out:
+                out[c] = out[c].to_numpy() * scale
+    else:
+        tail = np.r_[np.cumsum(rolls["offset"].to_numpy()[::-1])[::-1], 0.0]
+        shift = tail[after]
+        for c in prices:
+            if c in out:
+                out[c] = out[c].to_numpy() + shift
+
+
+def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
+                    progress: bool | None = None) -> pd.DataFrame:
+    """Bars for a query of futures tickers (contracts and continuous series, not mixed with other classes)."""
+    others = [t for t in query.tickers if asset_class(t) != "futures"]
+    if others:
+        raise InvalidInputError(f"futures cannot be mixed with other asset classes in one query ({', '.join(others)}"
+                                "); fetch them separately")
+    frames = []
+    contracts = tuple(t for t in query.tickers if not is_continuous(t))
+    if contracts:
+        frames.append(contract_bars(query.replace(tickers=contracts), method, settings, progress=progress))
+    for t in query.tickers:
+        if is_continuous(t):
+            frames.append(continuous_bars(query, t, method, settings, progress=progress))
+    attrs: dict[str, Any] = {}
+    for f in frames:
+        attrs.update(f.attrs)
+    if len(frames) == 1:
+        df = frames[0]
+    else:
+        extra = tuple(c for c in ("settlement_price", "session_end_date", "contract") if any(c in f for f in frames))
+        df = finalize_bars(pd.concat(frames, ignore_index=True), extra=extra)
+    df.attrs.update(attrs)
+    df.attrs.update(interval=query.interval.name, session=query.session)
+    return df

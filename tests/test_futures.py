@@ -1,0 +1,170 @@
+"""Futures end to end: the sandbox's futures market over real sockets (REST ``/futures/v1``, S3 day files),
+single contracts by session, continuous series over rolls with the three adjustments (hand-computed)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from massive_feeds import fetch_data
+from massive_feeds.errors import InvalidInputError
+from massive_feeds.futures import RollPlan, stitch
+from massive_feeds.futures_symbols import session_open
+from massive_feeds.rest import RestClient
+from massive_feeds.sandbox import Sandbox
+from massive_feeds.schema import BarQuery
+
+CLOCK = datetime(2026, 12, 4, 15, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def sb() -> Sandbox:
+    with Sandbox(clock_start=CLOCK, clock_speed=0.0) as box:
+        yield box
+
+
+# --- continuous series on hand-made bars ------------------------------------------------------------
+def _bars(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    """Day bars (contract, session, close) with open = close - 1, high = close + 2, low = close - 2."""
+    close = np.array([r[2] for r in rows])
+    return pd.DataFrame({
+        "timestamp": [session_open(date.fromisoformat(r[1])) for r in rows], "symbol": [r[0] for r in rows],
+        "open": close - 1, "high": close + 2, "low": close - 2, "close": close, "volume": 10.0, "vwap": close,
+        "transactions": 5, "settlement_price": close, "session_end_date": [r[1] for r in rows]})
+
+
+# sessions Mon 2026-09-14 .. Thu 09-17; held: U6, U6, Z6 (roll on 09-16), H7 (roll on 09-17)
+PLAN = RollPlan(np.array(["2026-09-14", "2026-09-15", "2026-09-16", "2026-09-17"], dtype="datetime64[D]"),
+                np.array(["ESU6", "ESU6", "ESZ6", "ESH7"], dtype=object))
+BARS = _bars([("ESU6", "2026-09-14", 100.0), ("ESU6", "2026-09-15", 102.0), ("ESU6", "2026-09-16", 90.0),
+              ("ESZ6", "2026-09-14", 103.0), ("ESZ6", "2026-09-15", 105.0), ("ESZ6", "2026-09-16", 106.0),
+              ("ESH7", "2026-09-16", 110.0), ("ESH7", "2026-09-17", 112.0)])
+QUERY = BarQuery.build("ES.c.0", "2026-09-14", "2026-09-17", "1d")
+
+
+def test_stitch_without_adjustment_keeps_each_contracts_raw_bars() -> None:
+    out = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "none")
+    assert out["close"].tolist() == [100.0, 102.0, 106.0, 112.0]
+    assert out["contract"].tolist() == ["ESU6", "ESU6", "ESZ6", "ESH7"]
+    assert set(out["symbol"]) == {"ES.c.0"}
+    rolls = out.attrs["rolls"]
+    # roll 1 on 09-16: both closes of 09-15 (U6 102, Z6 105); roll 2 on 09-17: closes of 09-16 (Z6 106, H7 110)
+    assert rolls[["from", "to", "from_price", "to_price", "offset"]].values.tolist() == [
+        ["ESU6", "ESZ6", 102.0, 105.0, 3.0], ["ESZ6", "ESH7", 106.0, 110.0, 4.0]]
+    assert rolls["date"].tolist() == [pd.Timestamp("2026-09-16"), pd.Timestamp("2026-09-17")]
+    assert rolls["factor"].tolist() == pytest.approx([105 / 102, 110 / 106])
+
+
+def test_stitch_difference_adds_the_later_offsets() -> None:
+    out = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "difference")
+    assert out["close"].tolist() == [107.0, 109.0, 110.0, 112.0]  # U6 +3+4, Z6 +4, H7 as is
+    assert out["open"].tolist() == [106.0, 108.0, 109.0, 111.0]
+    assert out["volume"].tolist() == [10.0] * 4  # volumes are never adjusted
+
+
+def test_stitch_ratio_multiplies_by_the_later_factors() -> None:
+    out = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "ratio")
+    both = (105 / 102) * (110 / 106)
+    assert out["close"].tolist() == pytest.approx([100 * both, 102 * both, 110.0, 112.0])
+    assert out["close"].iloc[1] == pytest.approx(110.0 * 105 / 106)  # 108.962...: level continuous across rolls
+    assert out["high"].iloc[2] == pytest.approx(108 * 110 / 106)
+
+
+def test_bad_roll_adjust_is_refused_before_any_call(sb: Sandbox) -> None:
+    before = sb.rest.count("/")
+    with pytest.raises(InvalidInputError, match="'none' \\(default\\), 'ratio' or 'difference'"):
+        fetch_data("ES.c.0", "2026-09-14", "2026-09-18", "1d", settings=sb.settings(), roll_adjust="back")
+    assert sb.rest.count("/") == before
+
+
+# --- the sandbox's futures endpoints ------------------------------------------------------------------
+def test_sandbox_contracts_list_spreads_first_and_expiries(sb: Sandbox) -> None:
+    with RestClient(sb.settings()) as client:
+        body = client.get_json("/futures/v1/contracts", {"product_code": "ES", "date": "2026-09-01"})
+    types = [r["type"] for r in body["results"]]
+    assert types == ["spread"] * 4 + ["single"] * 5
+    singles = [(r["ticker"], r["last_trade_date"]) for r in body["results"] if r["type"] == "single"]
+    assert singles[:2] == [("ESU6", "2026-09-18"), ("ESZ6", "2026-12-18")]  # third Fridays
+
+
+def test_sandbox_session_aggs_are_ns_and_newest_first(sb: Sandbox) -> None:
+    with RestClient(sb.settings()) as client:
+        body = client.get_json("/futures/v1/aggs/ESZ6", {"resolution": "1session",
+                                                         "window_start.gte": "2026-11-30",
+                                                         "window_start.lt": "2026-12-03"})
+    rows = body["results"]
+    assert [r["session_end_date"] for r in rows] == ["2026-12-03", "2026-12-02", "2026-12-01"]
+    # the session of 12-01 opened 11-30 17:00 Chicago = 23:00 UTC
+    assert rows[-1]["window_start"] == int(pd.Timestamp("2026-11-30 23:00", tz="UTC").value)
+    assert set(rows[0]) >= {"dollar_volume", "settlement_price", "transactions", "volume"}
+
+
+# --- through fetch_data ---------------------------------------------------------------------------------
+def test_a_contracts_day_bars_are_its_sessions(sb: Sandbox) -> None:
+    df = fetch_data("F:GCZ6", "2026-11-02", "2026-11-04", "1d", settings=sb.settings())
+    assert df["session_end_date"].tolist() == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    assert df["timestamp"].iloc[0] == pd.Timestamp("2026-11-01 23:00", tz="UTC")  # Sunday 17:00 Chicago (CST)
+    with RestClient(sb.settings()) as client:
+        raw = client.get_json("/futures/v1/aggs/GCZ6", {"resolution": "1session", "window_start.gte": "2026-11-01",
+                                                        "window_start.lt": "2026-11-02"})["results"][0]
+    assert df["close"].iloc[0] == raw["close"] and df["settlement_price"].iloc[0] == raw["settlement_price"]
+    assert df["vwap"].iloc[0] == pytest.approx(raw["dollar_volume"] / raw["volume"])
+    assert df.attrs["method"] == "rest"
+
+
+def test_calendar_roll_over_rest_one_contracts_call(sb: Sandbox) -> None:
+    before = sb.rest.count("/futures/v1/contracts")
+    raw = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", settings=sb.settings())
+    assert sb.rest.count("/futures/v1/contracts") == before + 1
+    # ESU6 is held through its last trade date (Fri 09-18), ESZ6 from the next session
+    assert raw["contract"].tolist() == ["ESU6"] * 5 + ["ESZ6"] * 5
+    rolls = raw.attrs["rolls"]
+    assert rolls[["from", "to"]].values.tolist() == [["ESU6", "ESZ6"]]
+    assert rolls["date"].iloc[0] == pd.Timestamp("2026-09-21")
+    own = fetch_data("ESZ6", "2026-09-18", "2026-09-25", "1d", settings=sb.settings())
+    # after the last roll the series is that contract's own bars; the roll prices are both closes of 09-18
+    assert raw["close"].iloc[5:].tolist() == own["close"].iloc[1:].tolist()
+    assert rolls["to_price"].iloc[0] == own["close"].iloc[0]
+    assert rolls["from_price"].iloc[0] == raw["close"].iloc[4]
+    ratio = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", settings=sb.settings(), roll_adjust="ratio")
+    diff = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", settings=sb.settings(), roll_adjust="difference")
+    factor, offset = rolls["factor"].iloc[0], rolls["offset"].iloc[0]
+    assert ratio["close"].iloc[:5].to_numpy() == pytest.approx(raw["close"].iloc[:5].to_numpy() * factor)
+    assert diff["close"].iloc[:5].to_numpy() == pytest.approx(raw["close"].iloc[:5].to_numpy() + offset)
+    assert ratio["close"].iloc[5:].tolist() == diff["close"].iloc[5:].tolist() == raw["close"].iloc[5:].tolist()
+
+
+def test_volume_roll_comes_before_the_calendar_roll_and_rank_one_is_the_next(sb: Sandbox) -> None:
+    v = fetch_data("ES.v.0", "2026-09-08", "2026-09-25", "1d", settings=sb.settings())
+    first_z = v.loc[v["contract"] == "ESZ6", "session_end_date"].iloc[0]
+    assert "2026-09-08" < first_z < "2026-09-21"  # the volume moved to ESZ6 before U6's last day
+    day = v[v["session_end_date"] == first_z].index[0]
+    assert v["volume"].iloc[day - 1] < v["volume"].iloc[day]  # it rolled to the busier contract
+    second = fetch_data("ES.c.1", "2026-09-14", "2026-09-25", "1d", settings=sb.settings())
+    assert second["contract"].tolist() == ["ESZ6"] * 5 + ["ESH7"] * 5
+
+
+def test_mixing_futures_with_stocks_is_one_line(sb: Sandbox) -> None:
+    with pytest.raises(InvalidInputError, match="futures cannot be mixed"):
+        fetch_data(["ES.c.0", "AAPL"], "2026-09-14", "2026-09-18", "1d", settings=sb.settings())
+
+
+def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:
+    pytest.importorskip("moto")
+    with Sandbox(clock_start=CLOCK, clock_speed=0.0, s3=True) as box:
+        files = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1m", method="flat_file", settings=box.settings())
+        rest = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1m", method="rest", settings=box.settings())
+        keys = [r.key for r in box.s3.requests if r.method == "GET" and r.key.endswith(".csv.gz")]
+    # 4 sessions x 1,380 minutes; ESU6 through Friday 09-18, ESZ6 from the session of Monday 09-21
+    assert len(files) == 4 * 1380
+    assert files.groupby("contract").size().to_dict() == {"ESU6": 2760, "ESZ6": 2760}
+    assert files["timestamp"].iloc[0] == pd.Timestamp("2026-09-16 22:00", tz="UTC")  # 17:00 Chicago (CDT)
+    cols = ["timestamp", "open", "high", "low", "close", "volume", "transactions", "contract"]
+    pd.testing.assert_frame_equal(files[cols], rest[cols])
+    assert files["vwap"].to_numpy() == pytest.approx(rest["vwap"].to_numpy())  # dollar_volume / volume on both
+    assert files.attrs["rolls"].values.tolist() == rest.attrs["rolls"].values.tolist()
+    # one pass over the day files for both contracts: the session before the roll's days, then one GET each
+    assert sorted(set(keys)) == sorted(keys) and all(k.startswith("us_futures_cme/minute_aggs_v1/") for k in keys)
