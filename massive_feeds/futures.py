@@ -37,7 +37,7 @@ import pandas as pd
 
 from .config import Settings
 from .errors import InvalidInputError, NoDataError
-from .futures_symbols import (ROLL_ADJUSTS, is_continuous, parse_continuous, session_days, session_open,  # noqa: F401
+from .futures_symbols import (ROLL_ADJUSTS, futures_root, is_continuous, parse_continuous, session_days, session_open,  # noqa: F401
                               session_range, validate_roll_adjust)
 from .rest import RestClient
 from .rest.futures import FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs, \
@@ -87,16 +87,20 @@ def _load_chain(root: str, first_day: date, last_day: date, client: RestClient) 
                          np.array([s.last_trade_date for s in singles], dtype="datetime64[D]"))
 
 
-def point_value(root: str, client: RestClient) -> float:
-    """Dollars per point of ``root`` (``/futures/v1/products``' ``unit_of_measure_qty``; ES → 50)."""
+def point_value(ticker: str, settings: Settings) -> float:
+    """Dollars per point of a futures ticker's product (``/futures/v1/products``' ``unit_of_measure_qty``:
+    ES → 50), one call per product, cached by the runtime."""
+    root = futures_root(ticker)
+
     def load() -> float:
-        products, _ = client.request("/futures/v1/products", {"product_code": root}, parse_products)
+        with RestClient(settings) as client:
+            products, _ = client.request("/futures/v1/products", {"product_code": root}, parse_products)
         match = [p for p in products if p.product_code == root]
         if not match:
-            raise NoDataError(f"no futures product {root!r}", symbols={root: "unknown product"})
+            raise NoDataError(f"no futures product {root!r} in /futures/v1/products", symbols={ticker: "unknown product"})
         return match[0].unit_of_measure_qty
 
-    return current().shared("futures-point-value", (client.base_url, root), load)
+    return current().shared("futures-point-value", (settings.rest_url, root), load)
 
 
 # --- roll rules (vectorised over sessions) ----------------------------------------------------------

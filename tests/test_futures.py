@@ -168,3 +168,52 @@ def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:
     assert files.attrs["rolls"].values.tolist() == rest.attrs["rolls"].values.tolist()
     # one pass over the day files for both contracts: the session before the roll's days, then one GET each
     assert sorted(set(keys)) == sorted(keys) and all(k.startswith("us_futures_cme/minute_aggs_v1/") for k in keys)
+
+
+def test_a_backtrader_strategy_on_the_continuous_series_books_fifty_dollars_a_point(sb: Sandbox) -> None:
+    bt = pytest.importorskip("backtrader")
+    from massive_feeds.backtrader import MassiveData
+
+    class RoundTrip(bt.Strategy):
+        def __init__(self) -> None:
+            self.fills: list[float] = []
+            self.pnl: list[float] = []
+
+        def next(self) -> None:
+            if len(self) == 1:
+                self.buy(size=2)
+            elif len(self) == 4:
+                self.close()
+
+        def notify_order(self, order: bt.Order) -> None:
+            if order.status == order.Completed:
+                self.fills.append(order.executed.price)
+
+        def notify_trade(self, trade: bt.Trade) -> None:
+            if trade.isclosed:
+                self.pnl.append(trade.pnl)
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker.setcash(100_000.0)
+    data = MassiveData(dataname="ES.c.0", fromdate=date(2026, 10, 5), todate=date(2026, 10, 16),
+                       timeframe=bt.TimeFrame.Days, method="rest", settings=sb.settings())
+    cerebro.adddata(data)
+    cerebro.addstrategy(RoundTrip)
+    strat = cerebro.run()[0]
+    entry, exit_ = strat.fills
+    assert entry != exit_  # a move to book (ESZ6 is held the whole window: no roll inside)
+    assert strat.pnl == [pytest.approx((exit_ - entry) * 2 * 50)]
+    assert cerebro.broker.getvalue() == pytest.approx(100_000.0 + (exit_ - entry) * 2 * 50)
+    assert cerebro.broker.getcommissioninfo(data).p.mult == 50.0
+
+
+def test_vectorbt_downloads_the_continuous_series(sb: Sandbox) -> None:
+    pytest.importorskip("vectorbt")
+    from massive_feeds.vectorbt import MassiveData
+
+    data = MassiveData.download("ES.c.0", start="2026-09-14", end="2026-09-25", timeframe="1d", method="rest",
+                                settings=sb.settings(), roll_adjust="difference")
+    direct = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", method="rest", settings=sb.settings(),
+                        roll_adjust="difference")
+    assert data.get("Close").tolist() == direct["close"].tolist()
+    assert len(direct) == 10 and direct.attrs["rolls"]["offset"].iloc[0] != 0

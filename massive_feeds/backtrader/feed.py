@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from ..schema import Interval, parse_date_range
+from ..schema import Interval, asset_class, parse_date_range
 from .bars import BarBlock, BarFormat, Stamp, bt_datenums
 from .setup import FeedSetup
 from .sources import END, FeedSource, Notice
@@ -73,7 +73,11 @@ class MassiveData(bt.feed.DataBase):
     - ``fromdate``/``todate``: date-only bounds are whole New York days (as everywhere in
       massive_feeds); naive datetimes are read in ``tz`` (UTC without one); aware ones as they are.
       Without ``fromdate`` history starts a few days (intraday) or a year (daily) before ``todate``.
-    - ``method`` (``auto``/``rest``/``flat_file``), ``adjusted``: passed to ``fetch_data``.
+    - ``method`` (``auto``/``rest``/``flat_file``), ``adjusted``, ``roll_adjust``: passed to ``fetch_data``.
+    - Futures (``ESZ4``, ``ES.c.0``): the feed sets its broker's commission scheme from the contract specs
+      when added to cerebro — futures-style P&L (marked to market), ``mult`` = the product's point value from
+      ``/futures/v1/products`` (ES: $50 a point), ``margin`` per contract (``margin`` param; Massive
+      publishes none, default 0 = no margin check), ``commission`` per contract (``commission`` param).
     - ``dataset``, ``bars``: read a saved dataset / a DataFrame instead of fetching.
     - ``historical`` (default ``True``); ``False`` streams live through the store's connector.
     - ``recording``, ``replay_speed``: replay a recorded session (folder, dataset name or file);
@@ -113,6 +117,9 @@ class MassiveData(bt.feed.DataBase):
         ("historical", True),
         ("method", "auto"),
         ("adjusted", True),
+        ("roll_adjust", "none"),
+        ("margin", None),
+        ("commission", 0.0),
         ("store", None),
         ("settings", None),
         ("bar_time", "auto"),
@@ -202,6 +209,21 @@ class MassiveData(bt.feed.DataBase):
         super().setenvironment(env)
         if self._uses_store():
             env.addstore(self.store)
+        if self.symbol is not None and asset_class(self.symbol) == "futures":
+            self._set_futures_commission(env.getbroker(), self.symbol)
+
+    def _set_futures_commission(self, broker: Any, symbol: str) -> None:
+        """Futures-style commission for this feed: ``mult`` = point value, ``margin`` and ``commission`` per
+        contract (see the class docstring). Registered under the feed's name (the symbol when it has none), so
+        other feeds keep theirs."""
+        from ..futures import point_value
+
+        if not self._name:
+            self._name = symbol
+        mult = point_value(symbol, self.store.settings)
+        broker.setcommission(commission=float(self.p.commission), margin=float(self.p.margin or 0.0), mult=mult,
+                             commtype=bt.CommInfoBase.COMM_FIXED, stocklike=False, name=self._name)
+        log.info("%s: futures commission scheme, $%g a point, margin %s", symbol, mult, self.p.margin)
 
     def _gettz(self) -> Any:
         return backtrader_tz(self.p.tz)

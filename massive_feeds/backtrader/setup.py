@@ -157,7 +157,8 @@ class FeedSetup:
         if start is None:
             start = _as_timestamp(end) - _LOOKBACK[iv.timespan]
         assert self.symbol is not None  # fetch mode needs dataname
-        return self.store.fetch_query(BarQuery.build(self.symbol, start, end, iv, adjusted=self.p.adjusted),
+        return self.store.fetch_query(BarQuery.build(self.symbol, start, end, iv, adjusted=self.p.adjusted,
+                                                     roll_adjust=self.p.roll_adjust),
                                       self.p.method)
 
     def _one_symbol(self, df: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,7 @@ COLUMNS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volu
 QUOTE_COLUMNS = {"bid": "Bid", "ask": "Ask", "mid": "Mid", "spread": "Spread"}
 #: Keywords :meth:`MassiveData.download` accepts beyond its named parameters: passed to ``fetch_data``
 #: (``session``, ``store``, ``progress``) or to ``vbt.Data.from_data`` (``missing_index``, ``missing_columns``).
-FETCH_KWARGS = ("session", "store", "progress")
+FETCH_KWARGS = ("session", "store", "progress", "roll_adjust")
 FROM_DATA_KWARGS = ("missing_index", "missing_columns")
 
 
@@ -91,8 +91,9 @@ class MassiveData(vbt.Data):
 
         ``interval`` is accepted as an alias of ``timeframe`` (``vbt.YFData`` spells it so); the bar size
         defaults to ``1h``. ``period`` (yfinance's ``5d``, ``1mo``, ``1y``, ``ytd`` …) may stand for ``start``:
-        the window ends at ``end`` (default today). Extra keywords: ``session``, ``store``, ``progress`` (for ``fetch_data``),
-        ``missing_index``, ``missing_columns`` (for vectorbt). Anything else is refused.
+        the window ends at ``end`` (default today). Extra keywords: ``session``, ``store``, ``progress``,
+        ``roll_adjust`` (for ``fetch_data``), ``missing_index``, ``missing_columns`` (for vectorbt). Anything else
+        is refused.
 
         Raises:
             InvalidInputError: an unknown keyword, ``timeframe`` and ``interval`` that disagree, or no
