@@ -407,6 +407,22 @@ def test_a_badly_typed_event_is_counted_malformed_and_its_neighbours_survive(bad
     assert parser.malformed_events == 1 and parser.malformed_by_kind == {"Q": 1} and parser.unknown_events == 0
 
 
+def _bar(**over: object) -> dict:
+    return {"ev": "AM", "sym": "AAPL", "o": 10.0, "h": 12.0, "l": 9.0, "c": 11.0, "v": 100, "s": T0,
+            "e": T0 + 60_000, **over}
+
+
+@pytest.mark.parametrize("bad", [_bar(h=8.0), _bar(l=11.5), _bar(o=12.5), _bar(c=8.5), _bar(e=T0 - 60_000),
+                                 _bar(o=None), _bar(v=-1), _bar(s=T0 + 0.5)])
+def test_an_aggregate_whose_values_contradict_each_other_is_malformed(bad: dict) -> None:
+    good = [_bar(), _bar(s=T0 + 60_000, e=T0 + 120_000, h=11.0)]  # at the boundaries: h == c, e == s + 1 min
+    data, _, parser = _frame("stocks", [good[0], bad, good[1]])
+    assert [(e.time_ms, e.high, e.low) for e in data.events()] == [(T0, 12.0, 9.0), (T0 + 60_000, 11.0, 9.0)]
+    assert parser.malformed_by_kind == {"AM": 1}
+    fx, _, fx_parser = _frame("forex", [{**bad, "ev": "CA", "pair": "EUR/USD"}])  # a rewritten symbol too
+    assert len(fx) == 0 and fx_parser.malformed_by_kind == {"CA": 1}
+
+
 @pytest.mark.parametrize("surprise,counted", [
     ({"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"}, (0, 0)),
     ({"ev": "LULD", "T": "AAPL"}, (0, 1)),  # a channel we do not parse

@@ -92,7 +92,10 @@ class StreamEvent(NamedTuple):
 
     Numeric fields the event does not carry are ``nan`` (``0`` for the integer ``end_ms`` and
     ``exchange``), so a batch converts straight into float64 columns. Numbers are as sent (a stock
-    trade size may be an ``int``). Stock quote sizes are round lots, as Massive sends them.
+    trade size may be an ``int``) and were checked when decoded: prices finite and > 0 (a quote side
+    may be 0: no bid/ask), sizes finite and >= 0, times integer epoch ms, symbols non-empty strings
+    (see :data:`~massive_feeds.stream.protocol.FIELD_TYPES`). Stock quote sizes are round lots, as
+    Massive sends them.
 
     Fields by kind:
 
@@ -215,16 +218,17 @@ Event = StreamEvent | GapEvent | StatusEvent
 
 
 def as_event(row: tuple[Any, ...]) -> StreamEvent:
-    """A parser row (a plain tuple in :class:`StreamEvent` field order) as a :class:`StreamEvent`.
+    """A row (a plain tuple in :class:`StreamEvent` field order: a recorded event, a published row) as a
+    :class:`StreamEvent`, not checked again.
 
-    The parser builds plain tuples because the garbage collector stops tracking those, while every
-    queued tuple-*subclass* instance would be rescanned by each collection; listeners receive
-    ``StreamEvent`` objects made this way on their own thread."""
+    Plain tuples are what the garbage collector stops tracking, while every queued tuple-*subclass*
+    instance would be rescanned by each collection; listeners receive ``StreamEvent`` objects made
+    this way on their own thread."""
     return tuple.__new__(StreamEvent, row)
 
 
 def as_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[StreamEvent]:
-    """Parser rows as :class:`StreamEvent` objects (see :func:`as_event`), lazily, made in C: ``map`` over
+    """Rows as :class:`StreamEvent` objects (see :func:`as_event`), lazily, made in C: ``map`` over
     ``tuple.__new__``, no Python call per row."""
     return map(tuple.__new__, repeat(StreamEvent), rows)
 

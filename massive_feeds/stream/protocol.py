@@ -9,8 +9,8 @@ control messages have ``ev == "status"``. Channel letters mean different things 
 **One decoder.** Each row of :data:`CHANNELS` becomes a ``msgspec`` struct (:func:`wire_struct`): its
 attributes are :class:`StreamEvent` field names read from the row's wire keys, each typed by what the
 field *is* (:data:`FIELD_TYPES`: prices finite and > 0, sizes finite and >= 0, times integer epoch ms
-between 2000 and 2100, symbols non-empty strings, exchange ids small non-negative integers). The
-StreamEvent fields a channel does not carry are class attributes (``nan``/``0``), so every struct reads
+between 2000 and 2100, symbols non-empty strings, exchange ids small non-negative integers; an
+aggregate's high and low enclose its open and close). The StreamEvent fields a channel does not carry are class attributes (``nan``/``0``), so every struct reads
 like an event. A market's structs form one union tagged by ``ev``, decoded in C by one decoder:
 decoding *is* validating, and unknown keys are skipped unread.
 
@@ -251,12 +251,33 @@ def subscription_params(ticker: str, kinds: Iterable[str]) -> list[str]:
 
 # --- the typed structs --------------------------------------------------------------------------------
 def _rewrite(ticker: Callable[[str], str]) -> Callable[[Any], None]:
-    """``__post_init__`` of a struct whose wire symbol becomes our ticker (and whose exchange id may come
-    as digits). msgspec runs it while decoding; its exceptions make the event malformed."""
+    """The wire symbol becomes our ticker (and an exchange id sent as digits an int)."""
+    def rewrite(s: Any) -> None:
+        s.symbol = ticker(s.symbol)
+        if type(s.exchange) is str:
+            s.exchange = int(s.exchange)
+    return rewrite
+
+
+def _check_bar(s: Any) -> None:
+    """An aggregate's high and low enclose its open and close, and its window does not end before it starts."""
+    if not (s.low <= s.open <= s.high and s.low <= s.close <= s.high):
+        raise ValueError(f"high {s.high} and low {s.low} do not enclose open {s.open} and close {s.close}")
+    if s.end_ms and s.end_ms < s.time_ms:
+        raise ValueError(f"the window ends ({s.end_ms}) before it starts ({s.time_ms})")
+
+
+def _post_init(spec: ChannelSpec) -> Callable[[Any], None] | None:
+    """``__post_init__`` of a channel's struct, if it needs one: msgspec runs it while decoding, and an
+    exception it raises makes the event malformed."""
+    steps = ([_rewrite(spec.ticker)] if spec.ticker is not None else []) + \
+        ([_check_bar] if {"open", "high", "low", "close"} <= spec.fields.keys() else [])
+    if not steps:
+        return None
+
     def __post_init__(self: Any) -> None:
-        self.symbol = ticker(self.symbol)
-        if type(self.exchange) is str:
-            self.exchange = int(self.exchange)
+        for step in steps:
+            step(self)
     return __post_init__
 
 
@@ -273,8 +294,9 @@ def wire_struct(spec: ChannelSpec) -> type:
         else:
             optional.append((name, typ, msgspec.field(name=key, default=ABSENT[name])))
     namespace: dict[str, Any] = {"kind": spec.kind, **{n: v for n, v in ABSENT.items() if n not in spec.fields}}
-    if spec.ticker is not None:
-        namespace["__post_init__"] = _rewrite(spec.ticker)
+    post_init = _post_init(spec)
+    if post_init is not None:
+        namespace["__post_init__"] = post_init
     struct: type = msgspec.defstruct(f"Wire{spec.channel}", required + optional, tag_field="ev", tag=spec.channel,
                                      gc=False, namespace=namespace)
     return struct
