@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import backtrader as bt
 
 from . import fills
@@ -40,8 +42,9 @@ class SignalStrategy(bt.Strategy):
         if self._working is not None:
             return
         if not self.position:
-            if entry:
-                size = self.p.stake * self.broker.getvalue() / fills.entry_price(self)
+            price = fills.entry_price(self) if entry else math.nan
+            if price == price:  # NaN: no quote yet to fill at (fills="quotes"), so no order either
+                size = self.p.stake * self.broker.getvalue() / price
                 self._working = self.buy(size=size)
         elif exit_:
             self._working = self.close()

@@ -70,6 +70,10 @@ def _engines(engine: Engine) -> list[str]:
 def backtrader_input(dataset: str, symbol: str, bars: pd.DataFrame, settings: Settings, replay: bool) -> Any:
     """A replay feed for recorded sessions (the live code path), the bars themselves otherwise."""
     info = dataset_info(dataset_path(dataset, settings=settings))
+    if replay and info.get("paper"):  # a paper session: replayed as its strategy was fed, backfills included
+        from .paper import paper_feed
+
+        return paper_feed(dataset, settings)
     if info.get("interval") == TICKS_INTERVAL:  # historical ticks replay through the live feed path too
         from massive_feeds.backtrader import MassiveQuoteData
 

@@ -22,7 +22,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 
 
 @pytest.mark.parametrize("command", ["fetch", "quota", "symbols", "stream", "record", "datasets", "sandbox", "demo",
-                                     "quality", "ingest", "compact", "backtest", "validate"])
+                                     "quality", "ingest", "compact", "backtest", "validate", "paper"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

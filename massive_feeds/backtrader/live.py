@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 DB = bt.feed.DataBase
 LiveBars = Literal["trades", "aggregates"]
 STREAM_CLOCK: Final = "stream"  # StreamSource(clock=...): "now" from the stream's own event times
+#: StreamSource(clock=...): "now" is the newest event's time, never extrapolated with the wall clock, so
+#: bars complete on the events alone (a replay that must decide exactly as its live session did)
+EVENTS_CLOCK: Final = "events"
 Backfill = Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]
 
 _BROKEN = {ev_mod.DISCONNECTED, ev_mod.SLOW_CONSUMER, ev_mod.FORCE_DISCONNECT}
@@ -255,6 +258,8 @@ class StreamSource:
         clock: "now" in epoch ms, for completing bars of quiet markets and releasing the held bucket:
             ``"stream"`` (default) — the market clock estimated from the events (newest event time +
             wall time since it arrived), the stream starting in the bucket of its first data event;
+            ``"events"`` — the same without the wall time (the newest event's time: bars complete on
+            the events alone, as a replay that must match its live session needs);
             a callable — that clock, the stream starting in the bucket of its "now" at ``open``;
             ``None`` for replays, whose bars complete on the events' own time and at the end.
         grace_ms: how long after a bar's end a straggling trade is still waited for (live only).
@@ -274,7 +279,7 @@ class StreamSource:
         backfill: Backfill | None = None,
         backfill_start: pd.Timestamp | None = None,
         backfill_bars: int = 0,
-        clock: Callable[[], int] | Literal["stream"] | None = STREAM_CLOCK,
+        clock: Callable[[], int] | Literal["stream", "events"] | None = STREAM_CLOCK,
         server_clock: Callable[[], int] | None = None,
         start_wait: float = 5.0,
         grace_ms: int = 2_000,
@@ -287,8 +292,9 @@ class StreamSource:
         self._subscribe, self._unsubscribe = subscribe, unsubscribe
         self._backfill, self.backfill_start, self.backfill_bars = backfill, backfill_start, int(backfill_bars)
         self._stream_clock = isinstance(clock, str)
-        if self._stream_clock and clock != STREAM_CLOCK:
-            raise ValueError(f"clock must be a callable, {STREAM_CLOCK!r} or None, not {clock!r}")
+        if self._stream_clock and clock not in (STREAM_CLOCK, EVENTS_CLOCK):
+            raise ValueError(f"clock must be a callable, {STREAM_CLOCK!r}, {EVENTS_CLOCK!r} or None, not {clock!r}")
+        self._extrapolate = clock == STREAM_CLOCK
         self.clock: Callable[[], int] | None = None if self._stream_clock else clock  # type: ignore[assignment]
         # asked once, when the stream clock has no event ``start_wait`` seconds after subscribing
         self._server_clock = server_clock if self._stream_clock else None
@@ -403,7 +409,7 @@ class StreamSource:
         if self.clock is not None:
             return self.clock()
         if self._stream_clock and self._seen_ms is not None:
-            return self._seen_ms + int((time.monotonic() - self._seen_at) * 1000)
+            return self._seen_ms + (int((time.monotonic() - self._seen_at) * 1000) if self._extrapolate else 0)
         return None
 
     def pending(self) -> bool:
@@ -578,4 +584,4 @@ def live_kinds(symbol: str, mode: LiveBars, quotes: bool) -> tuple[str, ...]:
     return kinds
 
 
-__all__ = ["BarBuilder", "State", "StreamSource", "live_kinds"]
+__all__ = ["EVENTS_CLOCK", "STREAM_CLOCK", "BarBuilder", "State", "StreamSource", "live_kinds"]

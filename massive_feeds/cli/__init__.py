@@ -572,11 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    from .paper import add_parser as _add_paper
     from .recordings import add_parser as _add_recordings
 
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
                 _add_validate, _add_sandbox, _add_ticks,
-                _add_demo, _add_ingest, _add_compact, _add_quality, _add_ui, _add_recordings):
+                _add_demo, _add_ingest, _add_compact, _add_quality, _add_ui, _add_recordings, _add_paper):
         add(sub)
     return parser
 

@@ -112,8 +112,11 @@ class WebSocketDataRecorder:
                 f"durable_events={self._stats['events_durable']})")
 
     # --- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> "WebSocketDataRecorder":
-        """Open the log and start recording (streaming the symbols if the recorder owns the connector)."""
+    def start(self, *, listen: bool = True) -> "WebSocketDataRecorder":
+        """Open the log and start recording (streaming the symbols if the recorder owns the connector).
+
+        ``listen=False`` opens the log without listening to the connector: the caller hands batches to
+        :meth:`record_batch` itself (a paper session records exactly the batches its feed was given)."""
         if self._running:
             return self
         try:
@@ -124,6 +127,9 @@ class WebSocketDataRecorder:
         self._running = True
         self._thread = threading.Thread(target=self._write_loop, name="massive-recorder", daemon=True)
         self._thread.start()
+        if not listen:
+            self._own_connector = False
+            return self
         if self._connector is None:
             self._connector = MassiveConnector(settings=self.settings)
         self._listener = self._connector.add_listener(self._on_batch, batched=True, symbols=self.symbols,
@@ -142,7 +148,8 @@ class WebSocketDataRecorder:
         try:
             if self._own_connector:
                 self._connector.stop_stream(self.symbols)
-            self._connector.remove_listener(self._listener, drain=True)
+            if self._listener is not None:
+                self._connector.remove_listener(self._listener, drain=True)
         finally:
             with self._cond:
                 self._running = False
@@ -206,6 +213,20 @@ class WebSocketDataRecorder:
         return waiting > self.flush_interval + self._stats["last_flush_seconds"]
 
     # --- listener side (connector thread) ----------------------------------------------------------
+    def record_batch(self, batch: Sequence[Any]) -> None:
+        """Queue one batch of events for the log, in order (thread-safe; what the listener does)."""
+        run: list[Any] = []
+        for ev in batch:  # data before a control event is queued before it, so the log keeps the order
+            if ev.kind in ("gap", "status"):
+                if run:
+                    self._on_batch(run)
+                    run = []
+                self._on_batch([ev])
+            else:
+                run.append(ev)
+        if run:
+            self._on_batch(run)
+
     def _on_batch(self, batch: Sequence[Any]) -> None:
         data = [ev for ev in batch if ev.kind not in ("gap", "status")]
         with self._cond:

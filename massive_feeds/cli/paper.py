@@ -1,0 +1,165 @@
+"""``massive-feeds paper``: paper-trade a strategy on the live stream, save the session, prove the replay.
+
+The session runs on a worker thread (:func:`strategies.paper.paper_trade`); the main thread waits for
+``--seconds`` or Ctrl-C, which asks the session to stop after its next bar. While it trades, stderr shows
+the position, open orders, fills, cash/equity and the last bar: redrawn in place on a terminal, one line
+per fill (and a status line every :data:`PLAIN_STATUS_EVERY` seconds) otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from ..errors import InvalidInputError
+
+#: On a non-terminal stderr, the status line is printed this often (seconds); fills always at once.
+PLAIN_STATUS_EVERY = 10.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("paper", help="paper-trade a strategy on the live stream, then check the replay's parity",
+                       description="Run a strategy in Backtrader on the live feed (REST backfill, then live bars; "
+                                   "reconnects repaired over REST) with a simulated broker, record the session while "
+                                   "it trades, save it as a dataset, then run the same strategy on the saved session "
+                                   "through the same feed path and compare the two order by order. Exit 1 when they "
+                                   "differ.")
+    p.add_argument("strategy", help="sma_cross, mean_reversion, breakout or spread_capture")
+    p.add_argument("symbols", help="the ticker to trade (one symbol)")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0: at Ctrl-C)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    p.add_argument("--interval", default="1m", help="bar size (1m 5m 15m 30m 1h 4h 1d; default 1m)")
+    p.add_argument("--fills", default="close", choices=["close", "quotes"],
+                   help="close (default): market orders fill at the signal bar's close; quotes: buys at the ask, "
+                        "sells at the bid of the latest quote")
+    p.add_argument("--cash", type=float, default=100_000.0, help="starting cash (default 100000)")
+    p.add_argument("--backfill-bars", type=int, default=100, help="bars of REST history before the stream (default 100)")
+    p.add_argument("--name", help="dataset name (default massive_live_paper_<YYYYMMDD>[_N])")
+    p.add_argument("--save-dir", default="data/live_recorded", help="where the raw event logs go")
+    p.add_argument("--json", action="store_true", help="print one JSON object: dataset, orders, trades, equity_final, "
+                                                       "parity")
+    p.set_defaults(func=cmd_paper)
+
+
+def check_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Every argument before connecting: the symbol, strategy and params, duration, bar size, cash, name."""
+    from ..backtrader.timeframes import timeframe_for
+    from ..datasets import validate_name
+    from ..schema import normalize_symbols
+    from . import _parse_params
+
+    symbols = normalize_symbols(args.symbols)
+    if len(symbols) != 1:
+        raise InvalidInputError(f"paper trades one symbol at a time, got {len(symbols)}: {', '.join(symbols)}")
+    params = _parse_params(args.param, args.strategy)
+    if not (math.isfinite(args.seconds) and args.seconds >= 0):
+        raise InvalidInputError(f"--seconds must be >= 0 (0 = until Ctrl-C), got {args.seconds:g}")
+    if not (math.isfinite(args.cash) and args.cash > 0):
+        raise InvalidInputError(f"--cash must be a positive amount, got {args.cash:g}")
+    if args.backfill_bars < 0:
+        raise InvalidInputError(f"--backfill-bars must be >= 0, got {args.backfill_bars}")
+    timeframe_for(args.interval)
+    if args.name is not None:
+        validate_name(args.name)
+    return symbols[0], params
+
+
+class StatusView:
+    """``on_bar`` of the session: the status line on ``out`` (redrawn on a terminal) and a line per fill."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self._fills = 0
+        self._last_plain = -math.inf
+        self._lock = threading.Lock()
+
+    def __call__(self, control: Any) -> None:
+        from strategies.paper import snapshot
+
+        snap = snapshot(control)
+        with self._lock:
+            for order in snap.fills[self._fills:]:
+                self._write(f"fill: {order.side} {order.size:g} @ {order.fill_price:g} ({order.fill_time:%H:%M:%S})")
+            self._fills = len(snap.fills)
+            if self.tty:
+                self.out.write("\r\x1b[2K" + snap.line())
+                self.out.flush()
+            elif time.monotonic() - self._last_plain >= PLAIN_STATUS_EVERY:
+                self._last_plain = time.monotonic()
+                print(snap.line(), file=self.out, flush=True)
+
+    def _write(self, line: str) -> None:
+        prefix = "\r\x1b[2K" if self.tty else ""
+        print(prefix + line, file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    from strategies.paper import paper_trade
+
+    symbol, params = check_args(args)
+    stop = threading.Event()
+    view = StatusView(sys.stderr)
+    outcome: dict[str, Any] = {}
+
+    def session() -> None:
+        try:
+            outcome["result"] = paper_trade(args.strategy, symbol, params=params, interval=args.interval,
+                                            fills=args.fills, cash=args.cash, name=args.name, save_dir=args.save_dir,
+                                            stop=stop, on_bar=view, backfill_bars=args.backfill_bars)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=session, name="paper-session", daemon=True)
+    until = "Ctrl-C" if not args.seconds else f"{args.seconds:g} s (Ctrl-C stops early)"
+    print(f"paper trading {args.strategy} on {symbol} ({args.interval} bars, fills at the {args.fills}) until {until}; "
+          "the session is saved and replayed at the end", file=sys.stderr, flush=True)
+    worker.start()
+    t0 = time.monotonic()
+    try:
+        while worker.is_alive():
+            if args.seconds and time.monotonic() - t0 >= args.seconds:
+                stop.set()
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()  # the session stops after its next bar, then saves and replays
+        print("\nstopping after the next bar, then saving and replaying", file=sys.stderr, flush=True)
+        worker.join()
+    view.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    return report(outcome["result"], args.json)
+
+
+def report(result: Any, as_json: bool) -> int:
+    """The session's summary (or its JSON object) on stdout; exit 1 when the replay differed."""
+    parity = result.parity
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2, default=str))
+    else:
+        live = int((result.fed["origin"] == "live").sum()) if result.fed is not None else 0
+        print(f"{result.strategy} on {result.symbol}: {result.bars} bars ({result.bars - live} backfilled, {live} live), "
+              f"{len(result.orders)} order(s), {len(result.trades)} closed trade(s), fills at the {result.fills}, "
+              f"final equity {result.equity_final:,.2f}")
+        for order in result.orders:
+            print(f"  {order.line()}")
+        print(f"saved as dataset {result.dataset}")
+        if parity is not None:
+            if parity.identical:
+                print("replay parity: identical (the saved session replayed through the same feed path gave the "
+                      "same orders, fills and final equity)")
+            else:
+                print(f"replay parity: {len(parity.differences)} difference(s)")
+                for line in parity.differences:
+                    print(f"  {line}")
+    return 0 if parity is None or parity.identical else 1

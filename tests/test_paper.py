@@ -1,0 +1,135 @@
+"""Paper trading on the live stream (the keyless sandbox at 60x), the saved session, and the replay's
+parity: the same orders, fills and final equity — also across a dropped connection."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from massive_feeds.cli.paper import report
+from massive_feeds.errors import InvalidInputError
+from massive_feeds.sandbox import Sandbox
+from strategies.validation import validate
+from strategies.paper import BackfillLog, PaperOrder, PaperResult, Parity, compare, paper_trade, replay_session
+
+from .test_cli import run
+
+# fast=2/slow=5 crosses every few bars, so a session of ~20 market minutes has live trades to compare
+PARAMS = ("--param", "fast=2", "--param", "slow=5")
+SESSION_SECONDS = "20"  # at 60x: 20 market minutes of live bars after 20 backfilled ones
+
+
+@pytest.mark.parametrize("fills", ["close", "quotes"])
+def test_paper_session_trades_saves_and_replays_identically(fills: str, tmp_path: Path) -> None:
+    env = {"MASSIVE_SANDBOX_SPEED": "60", "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
+           "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
+    started = time.monotonic()
+    result = run("paper", "sma_cross", "AAPL", "--seconds", SESSION_SECONDS, *PARAMS, "--fills", fills,
+                 "--backfill-bars", "20", "--save-dir", str(tmp_path / "rec"), "--json", env=env)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert set(out) >= {"dataset", "orders", "trades", "equity_final", "parity"}
+    assert out["parity"] == {"identical": True, "differences": []}
+    assert out["fills"] == fills and len(out["trades"]) >= 1, out
+    assert set(out["trades"][0]) == {"entry_time", "entry_price", "exit_time", "exit_price", "size", "pnl"}
+    completed = [o for o in out["orders"] if o["status"] == "Completed"]
+    assert len(completed) >= 2 and {o["side"] for o in completed} == {"buy", "sell"}
+    # the saved session: the fed bars (backfilled and live) beside the raw events and the backfills
+    bars = pd.read_parquet(tmp_path / "ds" / f"{out['dataset']}.parquet")
+    assert len(bars) == out["bars"] and bars["timestamp"].is_monotonic_increasing
+    events = tmp_path / "ds" / f"{out['dataset']}.events"
+    assert (events / "paper.json").exists() and (events / "paper_backfill.json").exists()
+    assert BackfillLog.load(events).calls[0][2] is not None and len(BackfillLog.load(events).calls[0][2]) >= 19
+    if fills == "quotes":  # live fills at the quotes: every fill price is an ask (buys) or bid (sells) seen
+        quotes = bars.set_index("timestamp")
+        for o in completed:
+            side = "ask" if o["side"] == "buy" else "bid"
+            assert o["fill_price"] == quotes.loc[pd.Timestamp(o["fill_time"]), side]
+    assert took < float(SESSION_SECONDS) + 45, f"session of {SESSION_SECONDS} s took {took:.0f} s end to end"
+
+
+def test_parity_holds_across_a_dropped_connection(tmp_path: Path) -> None:
+    with Sandbox(websocket=True, clock_speed=60) as sb:
+        settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
+        stop = threading.Event()
+        seen: dict[str, Any] = {"live": 0, "dropped": False, "after": 0}
+
+        def on_bar(control: Any) -> None:  # drop the socket after 6 live bars, stop 12 live bars after that
+            d = control.datas[0]
+            if d._laststatus != d.LIVE:
+                return
+            if not seen["dropped"]:
+                seen["live"] += 1
+                if seen["live"] == 6:
+                    seen["dropped"] = sb.ws.drop("stocks") > 0
+            else:
+                seen["after"] += 1
+                if seen["after"] == 12:
+                    stop.set()
+
+        live = paper_trade("sma_cross", "AAPL", params={"fast": 2, "slow": 5}, settings=settings, stop=stop,
+                           on_bar=on_bar, save_dir=tmp_path / "rec", backfill_bars=20, fills="quotes")
+    assert seen["dropped"] and live.stats["gaps"] >= 1
+    calls = BackfillLog.load(tmp_path / "ds" / f"{live.dataset}.events").calls
+    assert len(calls) >= 3  # the initial backfill, the start bucket, and the hole of the reconnect
+    assert live.parity == Parity(identical=True, differences=[])
+    assert len(live.orders) >= 1
+    # after the gap the strategy saw REST's bars, and so does the replay: the fed bars are the same
+    again = replay_session(live.dataset, settings=settings)
+    assert [o.as_dict() for o in again.orders] == [o.as_dict() for o in live.orders]
+    assert again.equity_final == live.equity_final and again.bars == live.bars
+    # the saved session backtests like any recording: Backtrader replays it as it was fed, vectorbt reads
+    # the fed bars, and both end where the live run did
+    table = validate(["sma_cross"], [live.dataset], engine="both", fills="quotes", params={"fast": 2, "slow": 5},
+                     output=tmp_path / "out", settings=settings)
+    runs = {run.engine: run.result for run in table.attrs["runs"]}
+    assert runs["backtrader"].bars == runs["vectorbt"].bars == live.bars
+    assert runs["backtrader"].end_value == pytest.approx(live.equity_final, rel=1e-12)
+    cols = ["entry_time", "exit_time", "entry_price", "exit_price"]
+    pd.testing.assert_frame_equal(runs["backtrader"].trades[cols], runs["vectorbt"].trades[cols], check_dtype=False)
+
+
+def _result(orders: list[PaperOrder], equity: float) -> PaperResult:
+    trades = pd.DataFrame(columns=["entry_time", "entry_price", "exit_time", "exit_price", "size", "pnl"])
+    return PaperResult(strategy="SmaCross", symbol="AAPL", params={}, fills="close", cash=1000.0, orders=orders,
+                       trades=trades, equity_final=equity, bars=3, last_bar=None, dataset="d")
+
+
+def test_differences_are_listed_order_by_order_and_exit_1() -> None:
+    t = pd.Timestamp("2024-03-04 15:00", tz="UTC")
+    buy = PaperOrder(1, t, "buy", 2.0, "Completed", t, 100.0)
+    other = PaperOrder(1, t, "buy", 2.0, "Completed", t, 100.5)
+    sell = PaperOrder(2, t + pd.Timedelta("1min"), "sell", 2.0, "Completed", t + pd.Timedelta("1min"), 101.0)
+    parity = compare(_result([buy, sell], 1002.0), _result([other], 1001.0))
+    assert parity.differences == [
+        "order 1: live buy 2.0 at 2024-03-04 15:00:00 Completed filled 2024-03-04 15:00:00 @ 100.0 | "
+        "replay buy 2.0 at 2024-03-04 15:00:00 Completed filled 2024-03-04 15:00:00 @ 100.5",
+        "order 2: live sell 2.0 at 2024-03-04 15:01:00 Completed filled 2024-03-04 15:01:00 @ 101.0 | replay (none)",
+        "final equity: live 1002.0, replay 1001.0",
+    ]
+    assert compare(_result([buy], 1.0), _result([buy], 1.0)) == Parity(True, [])
+    result = _result([buy, sell], 1002.0)
+    result.parity = parity
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert report(result, as_json=False) == 1
+    assert "replay parity: 3 difference(s)" in out.getvalue() and "  order 2: live sell" in out.getvalue()
+
+
+def test_bad_arguments_fail_before_connecting(tmp_path: Path) -> None:
+    two = run("paper", "sma_cross", "AAPL,MSFT", "--seconds", "1")
+    assert two.returncode == 2 and "paper trades one symbol at a time, got 2" in two.stderr
+    bad = run("paper", "sma_cross", "AAPL", "--param", "fast=x")
+    assert bad.returncode == 2 and "--param fast must be an integer" in bad.stderr
+    with pytest.raises(InvalidInputError, match="fills must be 'close' or 'quotes'"):
+        paper_trade("sma_cross", "AAPL", fills="mid", seconds=1)
