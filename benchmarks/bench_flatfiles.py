@@ -390,7 +390,7 @@ def main() -> int:
           f"median of {args.rounds} child processes x {args.repeat} runs, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
 
-    from massive_feeds.flatfiles.stream import INFLATE
+    from massive_feeds.inflate import LIBRARY as INFLATE
 
     inflaters = [lib for lib, mod in [("zlib", "zlib"), ("isal", "isal"), ("zlib-ng", "zlib_ng"),
                                       ("rapidgzip", "rapidgzip")] if _available(mod)]

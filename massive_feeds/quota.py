@@ -12,6 +12,7 @@ Flat-file downloads reserve their bytes against the monthly budget before they s
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 SKEW_GUARD = 0.25
 #: After a 429 the per-minute budget is halved for this many windows.
 TIGHTEN_WINDOWS = 5
+#: The longest pause (seconds) a server's ``Retry-After`` can impose: the REST client raises a
+#: ``RateLimitError`` for a longer one instead of waiting, and a stored pause beyond it is ignored.
+MAX_SERVER_PAUSE = 120.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rest_calls (ts REAL NOT NULL);
@@ -187,6 +191,16 @@ class QuotaManager:
         row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
+    def _until(self, db: sqlite3.Connection, key: str, now: float, longest: float) -> float:
+        """A stored pause's end, or 0 when it is not a time within ``longest`` seconds from now (an
+        ``inf`` or a year-long block written by an older version is ignored, with a warning, not slept on)."""
+        until = self._get(db, key)
+        if until and not (math.isfinite(until) and until <= now + longest + SKEW_GUARD):
+            log.warning("ignoring %s=%r in %s: beyond the longest pause of %gs", key, until, self.path, longest)
+            self._set(db, key, 0.0)
+            return 0.0
+        return until
+
     @staticmethod
     def _set(db: sqlite3.Connection, key: str, value: float) -> None:
         db.execute("INSERT INTO state(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
@@ -200,7 +214,7 @@ class QuotaManager:
         limit = self.plan.rest_per_minute
         if limit is None:
             return None
-        if now < self._get(db, "tightened_until"):
+        if now < self._until(db, "tightened_until", now, TIGHTEN_WINDOWS * self.plan.rest_window_seconds):
             return max(1, limit // 2)
         return limit
 
@@ -228,7 +242,7 @@ class QuotaManager:
                         f"it resets at {resets:%Y-%m-%d %H:%M} UTC. Use flat files or saved datasets meanwhile.",
                         resource="rest_daily", resets_at=resets,
                     )
-            blocked = self._get(db, "blocked_until")
+            blocked = self._until(db, "blocked_until", now, MAX_SERVER_PAUSE)
             if now < blocked:
                 return blocked - now
             limit = self._per_window_limit(db, now)
@@ -243,13 +257,16 @@ class QuotaManager:
         return 0.0
 
     def record_rate_limited(self, retry_after: float | None = None) -> float:
-        """The server said 429: block every process until ``retry_after`` (or a fair share of the
-        window) and halve the budget for a while. Returns the seconds everyone now waits."""
+        """The server said 429: block every process until ``retry_after`` (at most :data:`MAX_SERVER_PAUSE`;
+        a fair share of the window when absent or not a finite number) and halve the budget for a while.
+        Returns the seconds everyone now waits."""
         now = self._clock()
         per = self.plan.rest_per_minute or 60
-        wait = retry_after if retry_after is not None else self.plan.rest_window_seconds / per
+        wait = self.plan.rest_window_seconds / per
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+            wait = min(retry_after, MAX_SERVER_PAUSE)  # the client raises for longer ones; this guards other callers
         with self._transaction() as db:
-            self._set(db, "blocked_until", max(self._get(db, "blocked_until"), now + wait))
+            self._set(db, "blocked_until", max(self._until(db, "blocked_until", now, MAX_SERVER_PAUSE), now + wait))
             self._set(db, "tightened_until", now + TIGHTEN_WINDOWS * self.plan.rest_window_seconds)
         log.warning("Server rate limit hit (429); pausing REST calls for %.1fs and halving the rate", wait)
         return wait

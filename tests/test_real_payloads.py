@@ -141,6 +141,7 @@ def test_real_aggs_next_url_is_followed_on_our_own_host(replay: Any, tmp_path: P
     del last["next_url"]
     last["results"] = [{"c": 74.95, "h": 75.144, "l": 74.125, "n": 1, "o": 74.29, "t": 1578114000000,
                         "v": 108872000, "vw": 74.7}]
+    last["resultsCount"] = last["queryCount"] = 1  # the service counts the bars of each page
     routes["/v2/aggs/ticker/AAPL/range/1/day/2020-01-02/2020-01-10"] = (200, spec_page)
     routes[f"{parts.path}?{parts.query}"] = (200, orjson.dumps(last))
     with _client(base, tmp_path) as client:
@@ -164,7 +165,7 @@ def test_real_aggs_cursor_repeats_across_pages_without_tripping_the_loop_guard(r
     cursor = parse_qs(urlsplit(body["next_url"]).query)["cursor"][0]
     pages = []
     for i, start in enumerate((1577941200000, 1578114000000, 1578373200000)):
-        page = {**body, "results": [{**body["results"][0], "t": start}]}
+        page = {**body, "results": [{**body["results"][0], "t": start}], "resultsCount": 1, "queryCount": 1}
         if i < 2:
             nxt = (1578114000000, 1578373200000)[i]
             page["next_url"] = f"https://api.massive.com/v2/aggs/ticker/AAPL/range/1/day/{nxt}/2020-01-10?cursor={cursor}"

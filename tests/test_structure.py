@@ -11,7 +11,8 @@ dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, 
     transport  rest/
     kernels    sessions, quota, buckets, layout, runtime (the runtime context; its lazy sandbox import is
                the one arrow into sandbox/, which sits beside the house and is not read here)
-    base       schema, futures_symbols, tickschema, config, cache, errors, storage, redact, _optional, _version
+    base       schema, futures_symbols, tickschema, config, cache, errors, storage, redact, inflate, _optional,
+               _version
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ LAYERS = {
     "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
     "transport": ("rest",),
     "kernels": ("sessions", "quota", "buckets", "layout", "runtime"),
-    "base": ("schema", "futures_symbols", "tickschema", "config", "cache", "errors", "storage", "redact", "_optional",
-             "_version"),
+    "base": ("schema", "futures_symbols", "tickschema", "config", "cache", "errors", "storage", "redact", "inflate",
+             "_optional", "_version"),
 }
 RANK = {top: rank for rank, names in enumerate(reversed(LAYERS.values())) for top in names}
 

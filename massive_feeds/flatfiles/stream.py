@@ -16,12 +16,9 @@ Typical use, the rows of some tickers of a day file while it downloads::
     table = read_rows_where(transport.iter_object(remote), remote.key, "ticker", {"AAPL", "MSFT"},
                             column_types=COLUMN_TYPES)
 
-Inflating uses the fastest zlib-compatible library installed: ``isal`` (ISA-L, 2-3x zlib on this kind
-of machine), then ``zlib-ng``, then the standard ``zlib`` (see ``benchmarks/bench_flatfiles.py``, which
-measures each, and ``rapidgzip``'s parallel inflate, which was no faster than ``isal`` on 2 shared cores,
-so it is not used). Inflating happens in the consumer's thread as the chunks arrive (socket reads and
-pyarrow's parsing run without the GIL). Concatenated gzip members are read as one stream, as ``gzip -dc``
-does.
+Inflating is :mod:`massive_feeds.inflate`'s (ISA-L where installed), in the consumer's thread as the chunks
+arrive (socket reads and pyarrow's parsing run without the GIL). Concatenated gzip members are read as one
+stream, as ``gzip -dc`` does.
 
 A file is only accepted whole: a stream that ends before the gzip trailer (truncated download or file),
 a CRC/length mismatch, bytes that are not gzip, or CSV that does not parse raise
@@ -32,39 +29,23 @@ only after the iterator finished without error, so a damaged or interrupted stre
 from __future__ import annotations
 
 import io
-import importlib
 import logging
-import zlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import CorruptFileError, MassiveError
+from ..inflate import GzipError, inflate
 
 log = logging.getLogger(__name__)
-
-def _load_inflater() -> tuple[ModuleType, str]:
-    """isal_zlib, zlib_ng or zlib, fastest first: all are drop-in zlib APIs (isal comes with the
-    ``flatfiles`` extra; the others are fallbacks when it is missing)."""
-    for module, name in (("isal.isal_zlib", "isal"), ("zlib_ng.zlib_ng", "zlib-ng")):
-        try:
-            return importlib.import_module(module), name
-        except ImportError:  # pragma: no cover - depends on the installed extras
-            continue
-    return zlib, "zlib"
-
-
-_inflate_lib, INFLATE = _load_inflater()
 
 #: CSV block handed to the parser: big enough for pyarrow to parse on several threads, small enough
 #: that a few blocks in flight stay far below the memory cap.
 BLOCK_SIZE = 4 << 20
 #: Compressed bytes read from disk at once by :func:`file_chunks`.
 FILE_CHUNK = 1 << 20
-_GZIP_WBITS = 31  # gzip header and trailer, CRC-32 and length checked by the library
 
 
 def file_chunks(path: Path | str, chunk: int = FILE_CHUNK) -> Iterator[bytes]:
@@ -88,54 +69,21 @@ def passed_on(chunks: Iterable[bytes], *, copy_to: BinaryIO | None = None,
 
 
 class _GzipStream(io.RawIOBase):
-    """A readable file of the *decompressed* bytes of gzip ``chunks``, inflated on demand.
-
-    pyarrow reads it block by block (on its I/O thread). Raises :class:`_Truncated` when the chunks end
-    before the gzip trailer; other inflate errors come out as the library's ``error``.
-    """
+    """A readable file of the *decompressed* bytes of gzip ``chunks``, inflated on demand (pyarrow reads
+    it block by block, on its I/O thread). Damage comes out as :class:`~massive_feeds.inflate.GzipError`."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._inflater: Any = _inflate_lib.decompressobj(_GZIP_WBITS)
-        self._pending = b""  # compressed bytes not yet given to the inflater
+        self._pieces = inflate(chunks, BLOCK_SIZE)
         self._out = bytearray()
-        self._done = False
-        self.compressed_bytes = 0
 
     def readable(self) -> bool:
         return True
 
-    def _fill(self, want: int) -> None:
-        inflater = self._inflater
-        while len(self._out) < want and not self._done:
-            if not self._pending:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    if not inflater.eof:
-                        raise _Truncated(f"the gzip stream ends early, after {self.compressed_bytes:,} bytes")
-                    self._done = True
-                    break
-                self.compressed_bytes += len(chunk)
-                self._pending = chunk
-            if inflater.eof:  # a further gzip member (concatenated .gz), or trailing garbage
-                tail, self._pending = self._pending, b""
-                if tail.strip(b"\0"):
-                    inflater = self._inflater = _inflate_lib.decompressobj(_GZIP_WBITS)
-                    self._pending = tail
-                continue
-            data = inflater.decompress(self._pending, max(want - len(self._out), BLOCK_SIZE))
-            self._pending = inflater.unconsumed_tail
-            if inflater.eof:
-                self._pending = inflater.unused_data + self._pending
-            self._out += data
-
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            chunks = []
-            while data := self.read(BLOCK_SIZE):
-                chunks.append(data)
-            return b"".join(chunks)
-        self._fill(size)
+            return bytes(self._out) + b"".join(self._pieces)
+        while len(self._out) < size and (piece := next(self._pieces, None)) is not None:
+            self._out += piece
         data = bytes(self._out[:size])
         del self._out[:size]
         return data
@@ -144,10 +92,6 @@ class _GzipStream(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
-
-
-class _Truncated(Exception):
-    pass
 
 
 def iter_csv_batches(
@@ -195,15 +139,11 @@ def iter_csv_batches(
             yield batch
     except MassiveError:
         raise
-    except _Truncated as exc:
-        raise corrupt(key, exc) from exc
-    except (pa.ArrowInvalid, _inflate_lib.error, zlib.error, OSError, EOFError, ValueError) as exc:
+    except (pa.ArrowInvalid, OSError, EOFError, ValueError) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, MassiveError):  # raised by the chunk iterable inside pyarrow's read
             raise cause from None
-        if isinstance(cause, _Truncated):
-            raise corrupt(key, cause) from exc
-        raise corrupt(key, exc) from exc
+        raise corrupt(key, cause if isinstance(cause, GzipError) else exc) from exc
 
 
 def iter_line_blocks(chunks: Iterable[bytes], key: str, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
@@ -211,36 +151,21 @@ def iter_line_blocks(chunks: Iterable[bytes], key: str, block_size: int = BLOCK_
     end (the last one may lack its newline); the first block starts with the header line.
 
     Raises :class:`CorruptFileError` for a truncated or damaged gzip stream (after the good blocks)."""
-    inflater: Any = _inflate_lib.decompressobj(_GZIP_WBITS)
     parts: list[bytes] = []
     held = 0
-    seen = 0
     try:
-        for chunk in chunks:
-            seen += len(chunk)
-            while chunk:
-                if inflater.eof:  # a further gzip member (concatenated .gz), or trailing zero padding
-                    if not chunk.strip(b"\0"):
-                        break
-                    inflater = _inflate_lib.decompressobj(_GZIP_WBITS)
-                data = inflater.decompress(chunk)
-                chunk = inflater.unused_data if inflater.eof else b""
-                if data:
-                    parts.append(data)
-                    held += len(data)
+        for data in inflate(chunks, block_size):
+            parts.append(data)
+            held += len(data)
             if held >= block_size:
                 block = b"".join(parts)
                 cut = block.rfind(b"\n") + 1
                 if cut:  # else one line longer than a block: keep reading
                     parts, held = ([block[cut:]], len(block) - cut) if cut < len(block) else ([], 0)
                     yield block if cut == len(block) else block[:cut]
-        if not inflater.eof:
-            raise _Truncated(f"the gzip stream ends early, after {seen:,} bytes")
     except MassiveError:
         raise
-    except _Truncated as exc:
-        raise corrupt(key, exc) from exc
-    except (_inflate_lib.error, zlib.error, OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError) as exc:  # GzipError, or the local file failing
         raise corrupt(key, exc) from exc
     if held:
         yield b"".join(parts)

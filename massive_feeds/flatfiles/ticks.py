@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-import zlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterable
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from ..cache import ResultCache
 from ..config import Settings
 from ..errors import CorruptFileError
+from ..inflate import GzipError, inflate
 from ..quota import QuotaManager, get_quota
 from ..schema import Ticker
 from ..tickschema import empty_ticks, finalize_ticks
@@ -108,8 +108,8 @@ def head_files(transport: S3Transport, dataset: str, days: Iterable[date]) -> tu
 def _header(first: bytes) -> list[str] | None:
     """The CSV header's column names from the first compressed chunk (``None`` if it is not in there)."""
     try:
-        head = zlib.decompressobj(31).decompress(first, 1 << 16)
-    except zlib.error:
+        head = next(inflate((first,), 1 << 16), b"")
+    except GzipError:
         return None  # not gzip: iter_csv_batches reports it as a corrupt file
     line, newline, _ = head.partition(b"\n")
     return line.decode("utf-8", "replace").strip().split(",") if newline else None

@@ -1,36 +1,43 @@
-"""Parsing of ``/v2/aggs`` pages straight into columns (no per-bar Python objects).
+"""Parsing of ``/v2/aggs`` pages into columns, through the one page decoder (:mod:`.decode`).
 
-The fast path cuts the ``results`` array out of the body. When every bar object has the same keys in the
-same order (the service's compact form), :mod:`.flatjson` reads it as CSV after checking that layout byte
-for byte (3-4x pyarrow's JSON reader); other arrays go as newline-delimited JSON through pyarrow's JSON
-reader. The small remainder (``status``, ``next_url``, …) goes through orjson. Any body the fast paths cannot
-vouch for falls back to a plain orjson parse, so odd-but-valid responses still parse.
+A bar is ``t`` (window start, epoch ms, an integer), ``o h l c`` (numbers, never ``null``), and the optional
+``v`` ``vw`` ``n`` (absent or ``null`` for indices: NaN). Beyond its types, a page is refused with a
+:class:`~massive_feeds.errors.BadResponseError` naming the field, the result and its value when a price or
+volume is negative or infinite, a high is below its low, a time lies outside 1970-2100, or
+``resultsCount`` disagrees with the bars held.
 """
 
 from __future__ import annotations
 
-import io
-import re
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 import numpy as np
-import orjson
 import pyarrow as pa
-import pyarrow.json as pajson
 
-from ..errors import BadResponseError
-from .flatjson import read_uniform
+from .decode import Page, column, decode_page, floats, refuse_rows
 
 #: Wire key -> our column. ``t`` is the window start in epoch milliseconds.
 AGG_FIELDS = {"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close",
               "v": "volume", "vw": "vwap", "n": "transactions"}
-_ARROW_SCHEMA = pa.schema([
-    ("t", pa.int64()), ("o", pa.float64()), ("h", pa.float64()), ("l", pa.float64()),
-    ("c", pa.float64()), ("v", pa.float64()), ("vw", pa.float64()), ("n", pa.float64()),
-])
-_RESULTS_KEY = b'"results":'
-_OBJECT_GAP = re.compile(rb"\}\s*,\s*\{")
+#: Bar times outside [1970, 2100) in epoch ms are not bars (seconds or nanoseconds sent as ms, or garbage).
+_T_RANGE = (0, 4_102_444_800_000)
+
+
+class Bar(msgspec.Struct, gc=False):
+    """One ``results`` object of an aggregates page, as the wire types it."""
+
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741 - the wire's name
+    c: float
+    v: float | None = None
+    vw: float | None = None
+    n: int | None = None
+
+
+_DECODER = msgspec.json.Decoder(Page[Bar])
 
 
 @dataclass
@@ -48,86 +55,33 @@ class AggsPage:
         return len(self.columns["timestamp"])
 
 
-def _empty_columns() -> dict[str, np.ndarray]:
-    cols = {name: np.empty(0, np.float64) for name in AGG_FIELDS.values()}
-    cols["timestamp"] = np.empty(0, np.int64)
-    return cols
-
-
-def _from_arrow(table: pa.Table) -> dict[str, np.ndarray]:
-    cols: dict[str, np.ndarray] = {}
+def _columns(bars: list[Bar]) -> dict[str, np.ndarray]:
+    """The bars' columns (``transactions`` as float64, NaN where absent), their values checked."""
+    cols = {"timestamp": column(bars, "t", pa.int64(), "aggregates").to_numpy()}  # required: never null
     for key, name in AGG_FIELDS.items():
-        col = table.column(key)
-        if key == "t":
-            if col.null_count:
-                raise BadResponseError("aggregate without a timestamp 't'")
-            cols[name] = col.to_numpy()
-        else:
-            cols[name] = col.to_numpy(zero_copy_only=False)  # nulls (missing vw/n/v) become NaN
+        if key != "t":
+            cols[name] = floats(bars, key)
+    _check(cols)
     return cols
 
 
-def _csv_columns(inner: bytes) -> dict[str, np.ndarray] | None:
-    """Columns of a compact uniform results array (:mod:`.flatjson`), or None when it is not one."""
-    uniform = read_uniform(inner, _ARROW_SCHEMA)
-    return None if uniform is None else _from_arrow(uniform[0])
-
-
-def _fast_results(body: bytes) -> tuple[dict[str, np.ndarray], bytes] | None:
-    """Columns from the ``results`` array and the envelope without it, or None if unsure."""
-    key = body.find(_RESULTS_KEY)
-    if key < 0:
-        return _empty_columns(), body
-    start = body.find(b"[", key)
-    end = body.find(b"]", start)  # bars are flat objects: the first ']' closes the array
-    if start < 0 or end < 0:
-        return None
-    envelope = body[:key] + b'"results":null' + body[end + 1 :]
-    if envelope.count(_RESULTS_KEY) != 1:
-        return None
-    inner = body[start + 1 : end].strip()
-    if not inner:
-        return _empty_columns(), envelope
-    columns = _csv_columns(inner)  # holds only flat objects of numbers when it answers
-    if columns is not None:
-        return columns, envelope
-    if b"[" in inner or inner.find(_RESULTS_KEY) >= 0:
-        return None
-    # Compact bodies (the norm) need only a plain replace; pretty-printed ones the slower regex.
-    ndjson = inner.replace(b"},{", b"}\n{") if b" " not in inner and b"\n" not in inner else _OBJECT_GAP.sub(b"}\n{", inner)
-    table = pajson.read_json(
-        io.BytesIO(ndjson),
-        read_options=pajson.ReadOptions(block_size=max(1 << 20, len(ndjson) // 2 + 1)),
-        parse_options=pajson.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"),
-    )
-    return _from_arrow(table), envelope
-
-
-def _slow_results(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    table = pa.Table.from_pylist(results, schema=_ARROW_SCHEMA)
-    return _from_arrow(table)
+def _check(cols: dict[str, np.ndarray]) -> None:
+    """Refuse a page with a negative or infinite price or volume, a high below its low, or a time outside
+    1970-2100 (NaN stands for an absent optional field and passes)."""
+    what = "aggregates"
+    t = cols["timestamp"]
+    refuse_rows((t < _T_RANGE[0]) | (t >= _T_RANGE[1]), what, "t", t, "not an epoch-ms time in 1970-2100")
+    for key, name in AGG_FIELDS.items():
+        if key not in ("t", "n"):
+            col = cols[name]
+            refuse_rows((col < 0) | np.isinf(col), what, key, col, "not a finite number >= 0")
+    refuse_rows(cols["transactions"] < 0, what, "n", cols["transactions"], "a negative trade count")
+    low = cols["low"]
+    refuse_rows(cols["high"] < low, what, "h", cols["high"], f"below its low 'l' ({low[np.argmax(cols['high'] < low)]})")
 
 
 def parse_aggs(body: bytes) -> AggsPage:
     """Parse one aggregates response body. Raises :class:`BadResponseError` when it is not valid."""
-    try:
-        fast = _fast_results(body)
-    except (pa.ArrowInvalid, ValueError):
-        fast = None
-    try:
-        if fast is not None:
-            columns, envelope = fast
-            meta = orjson.loads(envelope)
-        else:
-            meta = orjson.loads(body)
-            columns = _slow_results(meta.get("results") or [])
-    except (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError) as exc:
-        raise BadResponseError(f"malformed aggregates response ({len(body)} bytes): {exc}") from None
-    if not isinstance(meta, dict) or "status" not in meta:
-        raise BadResponseError("aggregates response without a 'status' field")
-    if meta["status"] not in ("OK", "DELAYED"):
-        raise BadResponseError(
-            f"aggregates response with status {meta['status']!r}",
-            request_id=meta.get("request_id"), server_message=meta.get("error") or meta.get("message"),
-        )
-    return AggsPage(columns, meta.get("next_url"), meta["status"], meta.get("request_id"), meta.get("ticker"))
+    page, bars = decode_page(body, _DECODER, "aggregates")
+    assert page.status is not None  # decode_page checked it
+    return AggsPage(_columns(bars), page.next_url, page.status, page.request_id, page.ticker)

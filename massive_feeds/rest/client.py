@@ -4,21 +4,25 @@ Connections come from the runtime context (:meth:`massive_feeds.runtime.Runtime.
 ``requests.Session`` per thread, reused by every client of that thread, since requests does not promise
 that a session is safe across threads (the fetch pool runs four).
 
-Every attempt (first try, retry, next page) takes a quota slot first, so the plan is never passed.
-429, 5xx, dropped connections and malformed bodies are retried with exponential backoff and full
-jitter, honouring ``Retry-After``; what still fails surfaces as a typed :mod:`massive_feeds.errors`
-exception carrying status, request id and the server's message — never the key.
+Every attempt (first try, retry, next page, redirect hop) takes a quota slot first, so the plan is never
+passed. 429, 5xx, dropped connections and malformed bodies are retried with exponential backoff and full
+jitter, honouring ``Retry-After`` up to :data:`~massive_feeds.quota.MAX_SERVER_PAUSE` (a longer one is a
+``RateLimitError`` at once); what still fails surfaces as a typed :mod:`massive_feeds.errors` exception
+carrying status, request id and the server's message — never the key. Redirects are followed on our own
+host only, at most :data:`MAX_REDIRECTS` of them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
-import zlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
@@ -36,13 +40,17 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..quota import QuotaManager, get_quota
+from ..inflate import GzipError, gunzip
+from ..quota import MAX_SERVER_PAUSE, QuotaManager, get_quota
 from ..runtime import Runtime, current
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STATUS_ERRORS: dict[int, type[HTTPError]] = {401: AuthenticationError, 403: NotEntitledError, 404: NotFoundError}
+#: Redirects followed for one request, each counted against the quota like any call; more is a loop.
+MAX_REDIRECTS = 3
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
-            return min(retry_after, 120.0)
+            return min(retry_after, MAX_SERVER_PAUSE)
         return random.uniform(0.5, 1.0) * min(self.cap, self.base * 2**attempt)
 
 
@@ -72,68 +80,39 @@ def _server_text(body: bytes) -> tuple[str | None, str | None]:
 
 
 def _read_body(resp: requests.Response) -> bytes:
-    """The whole decoded body, read in one go: a gzip body is inflated in one call (``isal`` when installed,
-    2-3x zlib) instead of urllib3's 10 kB steps. Reading to the end returns the connection to the pool; the
-    body is also kept as ``resp.content`` for error messages."""
-    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
-    if encoding != "gzip":
+    """The whole decoded body, read in one go: a gzip body is inflated in one call by
+    :func:`massive_feeds.inflate.gunzip` instead of urllib3's 10 kB steps. Reading to the end returns the
+    connection to the pool."""
+    if resp.headers.get("Content-Encoding", "").strip().lower() != "gzip":
         return resp.content
     try:
         raw = resp.raw.read(decode_content=False)
     except urllib3.exceptions.HTTPError as exc:  # broken off, timed out: as requests reports it
         raise requests.exceptions.ChunkedEncodingError(f"reading the body failed: {exc}") from exc
     try:
-        body = _gunzip(raw)
-    except (OSError, EOFError, ValueError, zlib.error, _GzipError) as exc:
+        return gunzip(raw)
+    except GzipError as exc:
         raise requests.exceptions.ContentDecodingError(f"bad gzip body: {exc}") from exc
-    resp._content = body  # what requests itself caches
-    resp._content_consumed = True
-    return body
-
-
-_GzipError: Any  # isal's or zlib's error type (isal's stub types it as an instance)
-try:
-    from isal.igzip_lib import DECOMP_GZIP, IgzipDecompressor
-    from isal.igzip_lib import error as _GzipError
-
-    _ISAL = True
-except ImportError:  # pragma: no cover - isal is part of the flatfiles extra
-    _GzipError = zlib.error
-    _ISAL = False
-
-
-def _gunzip(raw: bytes) -> bytes:
-    """A gzip body inflated member by member, each in one call into one buffer of the size its trailer
-    announces (half the time of a growing buffer, a third of ``igzip.decompress``'s, which reads its input
-    through a file object in steps). The inflater checks each member's CRC and length; a body cut short
-    raises; further members (rare in HTTP, valid in gzip) are appended as ``gzip.decompress`` does, zero
-    padding after one ignored."""
-    parts = []
-    rest = raw
-    inflate: Any
-    while rest:
-        if _ISAL:
-            inflate = IgzipDecompressor(DECOMP_GZIP)
-            # the last 4 bytes: the (last) member's length; capped, since a broken trailer may claim 4 GB
-            hint = min(int.from_bytes(rest[-4:], "little"), 64 * len(rest)) + 1
-            parts.append(inflate.decompress(rest, hint))
-            while not inflate.eof and not inflate.needs_input:  # longer than announced: the rest
-                parts.append(inflate.decompress(b"", -1))
-        else:  # pragma: no cover - without isal
-            inflate = zlib.decompressobj(31)  # 16 + 15: gzip header and trailer
-            parts.append(inflate.decompress(rest))
-        if not inflate.eof:
-            raise EOFError("gzip body ends before its last member does")
-        rest = inflate.unused_data.lstrip(b"\x00")
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _retry_after(resp: requests.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number, or an HTTP date), or None when there is
+    none. Anything else (``inf``, ``nan``, a negative number, text) is ignored with a warning."""
     value = resp.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        log.warning("ignoring the server's Retry-After %r on %s: not a number of seconds or a date",
+                    value[:40], urlsplit(resp.url).path)
+        return None
+    return seconds
 
 
 class RestClient:
@@ -206,11 +185,8 @@ class RestClient:
                 delay = self.retry.delay(attempt - 1, getattr(last, "retry_after", None))
                 log.info("retrying %s in %.2fs after: %s", urlsplit(url).path, delay, last)
                 time.sleep(delay)
-            self.quota.acquire_rest()
             try:
-                resp = self._session.get(url, params=params, headers=self._headers, timeout=self.timeout,
-                                         stream=True)
-                body = _read_body(resp)
+                resp, body = self._get(url, params)
             except requests.RequestException as exc:
                 last = ServerError(f"connection to {self.base_url} failed: {type(exc).__name__}")
                 continue
@@ -220,17 +196,55 @@ class RestClient:
                 except (BadResponseError, orjson.JSONDecodeError, ValueError) as exc:
                     last = exc if isinstance(exc, BadResponseError) else BadResponseError(f"malformed JSON: {exc}")
                     continue
-            last = self._error_for(resp)
-            if resp.status_code == 429:
-                self.quota.record_rate_limited(_retry_after(resp))
+            last = self._error_for(resp, body)
+            if isinstance(last, RateLimitError):
+                self._pause(last)
                 continue
             if resp.status_code < 500:
                 raise last
         assert last is not None
         raise last
 
-    def _error_for(self, resp: requests.Response) -> MassiveError:
-        message, request_id = _server_text(resp.content)
+    def _get(self, url: str, params: dict[str, Any] | None) -> tuple[requests.Response, bytes]:
+        """One GET and its body, following redirects on our own host only: each hop takes a quota slot, and
+        after :data:`MAX_REDIRECTS` of them (a loop) or at a redirect elsewhere a :class:`BadResponseError`."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self.quota.acquire_rest()
+            resp = self._session.get(url, params=params, headers=self._headers, timeout=self.timeout,
+                                     stream=True, allow_redirects=False)
+            body = _read_body(resp)
+            if resp.status_code not in _REDIRECTS:
+                return resp, body
+            url, params = self._redirect_target(resp), None
+        raise BadResponseError(f"more than {MAX_REDIRECTS} redirects from {urlsplit(url).path}: refused (a loop?)",
+                               status=resp.status_code)
+
+    def _redirect_target(self, resp: requests.Response) -> str:
+        """Where a redirect points, if that is our own base (same scheme, host and port): elsewhere the key
+        would not go along and the answer would not be the service's."""
+        path = urlsplit(resp.url).path
+        location = resp.headers.get("Location")
+        if not location:
+            raise BadResponseError(f"HTTP {resp.status_code} without a Location on {path}", status=resp.status_code)
+        target = urljoin(resp.url, location)
+        there, ours = urlsplit(target), urlsplit(self.base_url)
+        if (there.scheme, there.netloc) != (ours.scheme, ours.netloc):
+            raise BadResponseError(f"{path} redirects to another host ({there.scheme}://{there.netloc}); refused: "
+                                   f"only {ours.scheme}://{ours.netloc} is trusted", status=resp.status_code)
+        return target
+
+    def _pause(self, err: RateLimitError) -> None:
+        """A 429: every process pauses for the server's ``Retry-After``; one longer than
+        :data:`~massive_feeds.quota.MAX_SERVER_PAUSE` is not waited for (nor stored): it is raised now."""
+        wait = err.retry_after
+        if wait is not None and wait > MAX_SERVER_PAUSE:
+            raise RateLimitError(f"{err.message}: the server asks for a pause of {wait:g} s, longer than the "
+                                 f"{MAX_SERVER_PAUSE:g} s this library waits; try again later", status=err.status,
+                                 request_id=err.request_id, server_message=err.server_message, retry_after=wait)
+        self.quota.record_rate_limited(wait)
+
+    def _error_for(self, resp: requests.Response, body: bytes) -> MassiveError:
+        message, request_id = _server_text(body)
         status = resp.status_code
         path = urlsplit(resp.url).path
         if status == 429:

@@ -1,6 +1,7 @@
-"""The fast paths of REST pages (issue 16): the CSV route of ``parse_aggs`` / ``parse_ticks`` and the direct
-frame build of one symbol's bars, each held to an independent oracle (orjson, ``finalize_bars``), and the
-background result-cache write, which must not see the caller's later edits."""
+"""The one REST page decoder (``rest/decode.py``, used by ``parse_aggs`` / ``parse_ticks``) on every valid form
+of a page (compact, spaced, pretty, keys in any order, optional keys present or absent) and on damaged ones,
+held to an independent oracle (orjson); the direct frame build of one symbol's bars (against
+``finalize_bars``); and the background result-cache write, which must not see the caller's later edits."""
 
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ import massive_feeds.cache as cache_module
 from massive_feeds.cache import ResultCache, wait_for_result_cache
 from massive_feeds.errors import BadResponseError
 from massive_feeds.fetch import _final_bars
-from massive_feeds.rest.aggs import AGG_FIELDS, AggsPage, _csv_columns, parse_aggs
-from massive_feeds.rest.flatjson import read_uniform
-from massive_feeds.rest.ticks import SCHEMAS, parse_ticks
+from massive_feeds.rest.aggs import AGG_FIELDS, AggsPage, parse_aggs
+from massive_feeds.rest.ticks import parse_ticks
 from massive_feeds.schema import INTERVALS, finalize_bars, parse_date_range
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -30,10 +30,10 @@ T0 = 1_704_085_200_000  # 2024-01-01 05:00 UTC in ms
 
 
 def bar(i: int, rng: np.random.Generator) -> dict[str, object]:
-    """A bar in the service's key order, with awkward but valid numbers (many digits, negatives, ints)."""
+    """A bar in the service's key order, with awkward but valid numbers (many digits, zeros, ints)."""
     price = float(rng.uniform(1e-3, 1e5))
     return {"v": float(rng.choice([rng.uniform(0, 1e9), 0.000123, 12345678.0])), "vw": round(price, 4),
-            "o": price, "c": price * 1.0001, "h": price * 1.01, "l": -price if i % 7 == 0 else price / 1.01,
+            "o": price, "c": price * 1.0001, "h": price * 1.01, "l": 0 if i % 7 == 0 else price / 1.01,
             "t": T0 + 60_000 * i, "n": int(rng.integers(0, 10_000))}
 
 
@@ -57,15 +57,9 @@ def assert_columns(page: AggsPage, expected: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(page.columns[name], values, err_msg=name)  # exact, NaN == NaN
 
 
-def inner_of(body: bytes) -> bytes:
-    start = body.index(b"[")
-    return body[start + 1 : body.index(b"]", start)]
-
-
-def test_compact_page_takes_the_csv_route_and_every_value_is_exact() -> None:
+def test_compact_page_every_value_is_exact() -> None:
     rng = np.random.default_rng(16)
     body = body_of([bar(i, rng) for i in range(3000)], next_url="https://api.massive.com/v2/aggs/x?cursor=abc")
-    assert _csv_columns(inner_of(body)) is not None  # the fast path is the one under test
     page = parse_aggs(body)
     assert_columns(page, oracle(body))
     assert (page.status, page.ticker, page.request_id) == ("OK", "X:BTCUSD", "abc")
@@ -75,8 +69,37 @@ def test_compact_page_takes_the_csv_route_and_every_value_is_exact() -> None:
 def test_real_page_compacted_parses_like_the_pretty_original() -> None:
     pretty = (REAL / "rest" / "aggs_AAPL_1_day_2005-04-01_2005-04-04.json").read_bytes()
     compact = orjson.dumps(orjson.loads(pretty))
-    assert _csv_columns(inner_of(compact)) is not None
     assert_columns(parse_aggs(compact), parse_aggs(pretty).columns)
+
+
+def every_form(body: bytes) -> dict[str, bytes]:
+    """The same page as the service may send it: compact, spaced (``json.dumps``), pretty, keys sorted, every
+    bar's keys reversed, the envelope after the results."""
+    import json
+
+    data = orjson.loads(body)
+    results = data.pop("results")
+    return {
+        "compact": body, "spaced": json.dumps({**data, "results": results}).encode(),
+        "pretty": orjson.dumps({**data, "results": results}, option=orjson.OPT_INDENT_2),
+        "sorted-keys": json.dumps({**data, "results": results}, sort_keys=True, indent="\t").encode(),
+        "bar-keys-reversed": orjson.dumps({**data, "results": [dict(reversed(list(r.items()))) for r in results]}),
+        "envelope-last": orjson.dumps({"results": results, **data}),
+    }
+
+
+@pytest.mark.parametrize("form", ["compact", "spaced", "pretty", "sorted-keys", "bar-keys-reversed", "envelope-last"])
+def test_every_valid_form_of_a_page_gives_the_same_columns(form: str) -> None:
+    rng = np.random.default_rng(25)
+    rows = [bar(i, rng) for i in range(400)]
+    for r in rows[::3]:  # optional keys absent from some bars
+        del r["vw"], r["n"]
+    body = body_of(rows, next_url="https://api.massive.com/v2/aggs/x?cursor=abc")
+    page = parse_aggs(every_form(body)[form])
+    assert_columns(page, oracle(body))
+    assert np.isnan(page.columns["vwap"][0]) and page.columns["transactions"][1] == rows[1]["n"]
+    assert (page.next_url, page.ticker, page.request_id) == ("https://api.massive.com/v2/aggs/x?cursor=abc",
+                                                             "X:BTCUSD", "abc")
 
 
 def swapped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -87,7 +110,7 @@ def swapped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("change", [
-    pytest.param(swapped, id="keys-in-another-order"),  # positional CSV columns would swap open and close
+    pytest.param(swapped, id="keys-in-another-order"),  # open and close must not swap
     pytest.param(lambda rows: [rows[0], {k: v for k, v in rows[1].items() if k != "vw"}, *rows[2:]],
                  id="one-bar-without-vw"),  # shifted columns: vwap would get open's value
     pytest.param(lambda rows: [{**rows[0], "vw": None}, *rows[1:]], id="null-vwap"),  # "null" minus key letters
@@ -96,7 +119,7 @@ def swapped(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     pytest.param(lambda rows: [{**rows[0], "note": "a},{\"o\":1"}, *rows[1:]], id="string-value-with-braces"),
     pytest.param(lambda rows: [{k: v for k, v in r.items() if k != "n"} for r in rows], id="no-transactions"),
     pytest.param(lambda rows: [{**rows[0], "v": 1.5e-05}, {**rows[1], "v": 3e20}, *rows[2:]],
-                 id="exponents"),  # the CSV route deletes key letters: an exponent's 'e' must survive
+                 id="exponents"),  # an exponent's 'e' must survive
 ])
 def test_irregular_pages_still_parse_exactly(change) -> None:
     rng = np.random.default_rng(17)
@@ -105,13 +128,12 @@ def test_irregular_pages_still_parse_exactly(change) -> None:
 
 
 @pytest.mark.parametrize("results", [
-    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7:8,"n":9}',  # a stray colon (deleted in the CSV route)
-    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":9x}',  # a stray letter
-    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":}',  # an empty value (a null in CSV)
-    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":1},{"v":1,"vw":2,"o":3c,"c":4,"h":5,"l":6,"t":8,"n":1}',
-    b'{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":7,"n":1}5,{"v":1,"vw":2,"o":3,"c":4,"h":5,"l":6,"t":8,"n":1}',
-])  # the 4th: a key letter inside a value (deleting key letters would leave open = 3); the last: a number
-# between two objects (it would join the transactions: 15)
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":6,"l":5,"t":7:8,"n":9}',  # a stray colon
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":6,"l":5,"t":7,"n":9x}',  # a stray letter
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":6,"l":5,"t":7,"n":}',  # an empty value
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":6,"l":5,"t":7,"n":1},{"v":1,"vw":2,"o":3c,"c":4,"h":6,"l":5,"t":8,"n":1}',
+    b'{"v":1,"vw":2,"o":3,"c":4,"h":6,"l":5,"t":7,"n":1}5,{"v":1,"vw":2,"o":3,"c":4,"h":6,"l":5,"t":8,"n":1}',
+])  # the 4th: a letter glued to a value; the last: a number between two objects
 def test_malformed_bars_are_loud_never_a_number(results: bytes) -> None:
     body = b'{"status":"OK","request_id":"r","results":[' + results + b"]}"
     with pytest.raises(BadResponseError):
@@ -225,16 +247,14 @@ def quote(i: int, rng: np.random.Generator) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("with_conditions", [False, True])
-def test_quotes_page_parses_exactly_on_either_route(with_conditions: bool) -> None:
-    """Uniform compact quotes take the CSV route; one quote with conditions sends the page to the JSON reader.
-    Either way every column equals what a plain JSON parse gives, and the pretty-printed page (always the
-    JSON reader) gives the same columns."""
+def test_quotes_page_parses_exactly_with_or_without_conditions(with_conditions: bool) -> None:
+    """Uniform compact quotes, or one quote with conditions among them: every column equals what a plain JSON
+    parse gives, and the pretty-printed page gives the same columns."""
     rng = np.random.default_rng(18)
     rows = [quote(i, rng) for i in range(2000)]
     if with_conditions:
         rows[7] = {**rows[7], "conditions": [1, 12]}
     body = orjson.dumps({"results": rows, "status": "OK", "request_id": "q"})
-    assert (read_uniform(inner_of(body), SCHEMAS["quotes"]) is None) == with_conditions
     page = parse_ticks(body, "quotes")
     want = {"timestamp": "sip_timestamp", "bid": "bid_price", "ask": "ask_price", "bid_size": "bid_size",
             "ask_size": "ask_size", "exchange": "bid_exchange", "ask_exchange": "ask_exchange",
@@ -309,21 +329,6 @@ def assert_ticks(body: bytes, kind: str) -> None:
             np.testing.assert_array_equal(got, np.array(values, dtype=got.dtype), err_msg=name)  # NaN == NaN
 
 
-def tick_inner(body: bytes) -> bytes:
-    """The results array's inside (the envelopes of these pages hold no array, so the last ']' closes it)."""
-    start = body.index(b"[", body.index(b'"results":')) + 1
-    return body[start : body.rindex(b"]")].strip()
-
-
-def fast(body: bytes, kind: str) -> bool:
-    """Whether the page takes the CSV route, asked as ``parse_ticks`` asks (the whole body and the array's
-    bounds; the last ']' closes it in these pages), and the same answer for the array's bytes alone."""
-    start = body.index(b"[", body.index(b'"results":')) + 1
-    answer = read_uniform(body, SCHEMAS[kind], start, body.rindex(b"]")) is not None
-    assert (read_uniform(tick_inner(body), SCHEMAS[kind]) is not None) == answer
-    return answer
-
-
 def trade(i: int, rng: np.random.Generator) -> dict[str, object]:
     """A stocks trade in the service's key order: conditions first (an array), a string id, TRF fields."""
     sip = 1_709_251_275_431_000_000 + i * 3_917_000
@@ -349,30 +354,24 @@ def real_tick_pages() -> list[object]:
 
 
 @pytest.mark.parametrize("source,kind", real_tick_pages())
-def test_real_tick_pages_compacted_take_the_csv_route_and_every_value_is_exact(source: object, kind: str) -> None:
-    """Real payloads (official client mocks, OpenAPI examples): compacted as the service sends them, every
-    uniform page takes the CSV route — string ids, condition arrays, quotes without SIP time included — and
-    gives exactly the plain JSON parse; the pretty-printed original (the JSON reader) gives the same."""
+def test_real_tick_pages_compact_or_pretty_every_value_is_exact(source: object, kind: str) -> None:
+    """Real payloads (official client mocks, OpenAPI examples) — string ids, condition arrays, quotes without
+    SIP time, an options page whose first trade has no conditions — compacted as the service sends them or
+    pretty-printed, give exactly the plain JSON parse."""
     if isinstance(source, Path):
         pretty = source.read_bytes()
     else:
         pretty = orjson.dumps(orjson.loads((REAL / "rest" / "ticks_spec_examples.json").read_bytes())[source],
                               option=orjson.OPT_INDENT_2)
     compact = orjson.dumps(orjson.loads(pretty))
-    rows = orjson.loads(compact)["results"]
-    uniform = all(list(r) == list(rows[0]) for r in rows)
-    assert uniform == (source != "/v3/trades/{optionsTicker}")  # the one page whose first trade has no conditions
-    assert fast(compact, kind) == uniform
-    assert not fast(pretty, kind)
     assert_ticks(compact, kind)
     assert_ticks(pretty, kind)
     assert parse_ticks(compact, kind).next_url == orjson.loads(compact).get("next_url")
 
 
-def test_trades_page_with_ids_and_condition_arrays_takes_the_csv_route_exactly() -> None:
+def test_trades_page_with_ids_and_condition_arrays_parses_exactly() -> None:
     rng = np.random.default_rng(19)
     body = trades_body([trade(i, rng) for i in range(3000)])
-    assert fast(body, "trades")
     assert_ticks(body, "trades")
     page = parse_ticks(body, "trades")
     assert page.columns["conditions"].to_pylist()[:4] == ["", "12", "12,37", "14,41,0"]
@@ -389,20 +388,19 @@ def with_id(body: bytes, row: int, raw_id: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("raw_id,text", [
-    (b'"12,5"', "12,5"),  # a comma: the CSV route would split the row
+    (b'"12,5"', "12,5"),  # a comma
     (b'"12\\"5"', '12"5'),  # an escaped quote
     (b'"12\\\\5"', "12\\5"),  # an escaped backslash
-    (b'"\\u00e9\\u0031"', "é1"),  # unicode escapes: the route would keep the backslashes
-    (b'"12a"', "12a"),  # a letter: the key-letter deletion of the CSV route would eat it
+    (b'"\\u00e9\\u0031"', "é1"),  # unicode escapes
+    (b'"12a"', "12a"),  # a letter
     ('"1é"'.encode(), "1é"),  # raw UTF-8
     (b'"1 2"', "1 2"),  # a space
     (b'"1:2"', "1:2"),  # a colon, deleted with the frame
     (b'"1}]"', "1}]"),  # a brace and bracket
 ])
-def test_ids_with_other_characters_go_to_the_general_parser_exactly(raw_id: bytes, text: str) -> None:
+def test_ids_with_any_characters_parse_exactly(raw_id: bytes, text: str) -> None:
     rng = np.random.default_rng(20)
     body = with_id(trades_body([trade(i, rng) for i in range(200)]), 7, raw_id)
-    assert not fast(body, "trades")
     assert_ticks(body, "trades")
     assert parse_ticks(body, "trades").columns["id"].to_pylist()[7] == text
 
@@ -438,8 +436,8 @@ def drop_key(rows: list[dict[str, object]], row: int, key: str) -> list[dict[str
                  *rows[10:]], id="a-digit-inside-a-key"),  # an unknown key: that price is NaN, never "1" + price
 ])
 def test_irregular_trades_pages_still_parse_exactly_or_loudly(change) -> None:
-    """Each change is either read exactly (by whichever route) or refused with BadResponseError, exactly as a
-    plain JSON parse into the tick schema does — never a different number or text."""
+    """Each change is either read exactly or refused with BadResponseError, exactly as a plain JSON parse into
+    the tick schema does — never a different number or text."""
     rng = np.random.default_rng(21)
     body = trades_body(change([trade(i, rng) for i in range(60)]))
     try:
@@ -476,7 +474,7 @@ def test_irregular_trades_pages_still_parse_exactly_or_loudly(change) -> None:
     (b'},{"conditions"', b'},5{"conditions"'),
 ])
 def test_malformed_trades_are_loud_never_a_value(bad: tuple[bytes, bytes]) -> None:
-    """One object broken where the CSV route deletes or moves bytes: every such page is a BadResponseError."""
+    """One object broken in the middle of the page: every such page is a BadResponseError."""
     rows = [trade(i, np.random.default_rng(22)) for i in range(40)]
     for r in rows:
         r["conditions"], r["id"] = [12, 37], "4093"
@@ -488,20 +486,18 @@ def test_malformed_trades_are_loud_never_a_value(bad: tuple[bytes, bytes]) -> No
         parse_ticks(body, "trades")
 
 
-def test_quotes_with_condition_arrays_on_every_row_take_the_csv_route_exactly() -> None:
+def test_quotes_with_condition_arrays_on_every_row_parse_exactly() -> None:
     rng = np.random.default_rng(23)
     rows = [{**quote(i, rng), "conditions": [[1], [], [1, 12]][i % 3]} for i in range(2000)]
     rows = [{k: r[k] for k in sorted(r)} for r in rows]  # the service's alphabetical order: conditions mid-object
     body = orjson.dumps({"results": rows, "status": "OK", "request_id": "q"})
-    assert fast(body, "quotes")
     assert_ticks(body, "quotes")
 
 
 @pytest.mark.parametrize("last", ["id", "conditions"])
-def test_a_string_or_an_array_as_the_last_key_takes_the_csv_route_exactly(last: str) -> None:
+def test_a_string_or_an_array_as_the_last_key_parses_exactly(last: str) -> None:
     """The closing quote or bracket of the last key's value meets the object's '}' (not a comma)."""
     rng = np.random.default_rng(24)
     rows = [trade(i, rng) for i in range(500)]
     body = trades_body([{**{k: v for k, v in r.items() if k != last}, last: r[last]} for r in rows])
-    assert fast(body, "trades")
     assert_ticks(body, "trades")
