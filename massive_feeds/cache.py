@@ -28,6 +28,22 @@ SETTLE = pd.Timedelta(hours=1)
 ADJUSTED_TTL = 24 * 3600.0
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def stable_origin(url: str) -> str:
+    """``url`` as a cache key part: a local server's port dropped. The built-in sandbox listens on a random
+    port each run, and its answers (a seeded market) are the same whatever the port, so a new process must
+    hit what an earlier one cached; its caches already live apart from a real account's (``data_home``)."""
+    from urllib.parse import urlsplit
+
+    text = str(url).rstrip("/")
+    parts = urlsplit(text)
+    if parts.hostname in _LOOPBACK and parts.port is not None:
+        return f"{parts.scheme}://{parts.hostname}{parts.path}"
+    return text
+
+
 class ResultCache:
     """A folder of parquet files named by the hash of the query that produced them."""
 

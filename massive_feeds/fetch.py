@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from .cache import ADJUSTED_TTL, SETTLE, ResultCache
+from .cache import ADJUSTED_TTL, SETTLE, ResultCache, stable_origin
 from .config import Settings
 from .errors import InvalidInputError, QuotaExceededError
 from .layout import apply_layout
@@ -108,7 +108,7 @@ def _final_bars(pages: list[AggsPage], ticker: str, interval: Interval, window: 
 def _cache_entry(base_url: str, cache: ResultCache, ticker: str, interval: Interval, window: DateRange,
                  adjusted: bool, use_cache: bool) -> tuple[str, bool]:
     """The result-cache key of one symbol's query and whether the query may be cached (settled range)."""
-    key = cache.key(base_url, _aggs_path(ticker, interval, window), adjusted)
+    key = cache.key(stable_origin(base_url), _aggs_path(ticker, interval, window), adjusted)
     return key, use_cache and window.end <= pd.Timestamp.now("UTC") - SETTLE
 
 
@@ -398,19 +398,10 @@ def _missing_trading_days(df: pd.DataFrame, query: BarQuery) -> list[str]:
     """The flat-file days without a file on which some of the query's tickers trade (not weekends or holidays)."""
     from datetime import date
 
-    from .sessions import is_trading_day
+    from .sessions import trades_on
 
     classes = {t.asset for t in query.parsed}
-
-    def trades(day: date) -> bool:
-        if "crypto" in classes or ("forex" in classes and day.weekday() < 5):
-            return True
-        try:
-            return is_trading_day(day)
-        except InvalidInputError:  # outside the exchange calendar: assume weekdays
-            return day.weekday() < 5
-
-    return [d for d in df.attrs.get("missing_days", []) if trades(date.fromisoformat(d))]
+    return [d for d in df.attrs.get("missing_days", []) if trades_on(date.fromisoformat(d), classes)]
 
 
 def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *, fill: bool,

@@ -266,6 +266,9 @@ def _to_bound(value: DateLike, name: str) -> tuple[pd.Timestamp, bool]:
         ts, is_date = pd.Timestamp(value), True
     elif isinstance(value, str):
         text = value.strip()
+        if not re.match(r"\d{4}-\d{2}-\d{2}(?:[T ]|$)", text):  # 01/02/2024: January 2 or February 1?
+            raise InvalidInputError(f"Invalid {name} date {value!r}; use YYYY-MM-DD (e.g. 2024-01-02) or an ISO "
+                                    "datetime (other spellings are ambiguous)")
         try:
             ts = pd.Timestamp(text)
         except (ValueError, TypeError):

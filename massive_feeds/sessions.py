@@ -134,6 +134,17 @@ def is_trading_day(day: date) -> bool:
     return not session_schedule(day, day).empty
 
 
+def trades_on(day: date, asset_classes: set[str] | frozenset[str]) -> bool:
+    """Whether any of ``asset_classes`` trades on ``day``: crypto every day, forex on weekdays, the rest on
+    NYSE sessions (weekdays outside the exchange calendar's range are assumed to trade)."""
+    if "crypto" in asset_classes or ("forex" in asset_classes and day.weekday() < 5):
+        return True
+    try:
+        return is_trading_day(day)
+    except InvalidInputError:  # outside the exchange calendar: assume weekdays
+        return day.weekday() < 5
+
+
 def ny_day_numbers(ts_ns: np.ndarray) -> np.ndarray:
     """New York calendar day (days since 1970-01-01) of each UTC ns timestamp — the session date of a
     bar: a day bar stamped midnight New York maps to its own date, a minute bar to the day it trades in."""

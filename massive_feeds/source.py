@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Mapping, Protocol, TypeVar
 
@@ -34,7 +35,8 @@ from .flatfiles.keys import PREFIXES
 from .quota import get_quota
 from .rest import RestClient
 from .runtime import SANDBOX_EXTRA, side_available
-from .schema import BarQuery, Ticker
+from .schema import NEW_YORK, BarQuery, Ticker
+from .sessions import trades_on
 from .store.core import HistoryStore, default_store_path
 from .tickschema import TickQuery
 
@@ -124,11 +126,40 @@ def fetch(query: Q, method: str, sources: Mapping[str, Source[Q]], settings: Set
           progress: bool | None = None) -> pd.DataFrame:
     """Choose a source (:func:`choose`), read the query from it, say what ran and why (``df.attrs["method"]``,
     ``["method_reason"]``, ``["source"]``) and diagnose empty symbols (:func:`diagnose_empty`)."""
+    refused = calendar_refusal(query, settings)
+    if refused:  # the calendar already knows: no call, and the reason instead of "unknown symbol or no trades"
+        window, what = query.range, "/".join(getattr(query, "kinds", ("bars",)))
+        raise NoDataError(f"no {what} for {', '.join(query.tickers)} in {window.first_day}..{window.last_day}: "
+                          f"{refused}; nothing was asked", symbols={t: refused for t in query.tickers},
+                          start=window.first_day, end=window.last_day)
     source, reason = choose(query, method, sources, settings)
     log.info("%r via %s (%s)", query, source.method, reason)
     df = source.read(query, progress)
     df.attrs.update(method=source.method, method_reason=reason, source=settings.source)
     return diagnose_empty(df, query, source.method, settings)
+
+
+#: the first day the built-in sandbox has history for (``massive_feeds.sandbox.market.HISTORY_START``; the
+#: sandbox sits beside the house, so the day is repeated here and a test keeps the two equal)
+SANDBOX_FIRST_DAY = date(2003, 9, 10)
+#: asset classes that trade on NYSE sessions only (crypto trades every day, forex on weekdays)
+SESSION_CLASSES = frozenset({"stocks", "options", "indices"})
+
+
+def calendar_refusal(query: Query, settings: Settings) -> str | None:
+    """Why ``query`` can have no rows whatever the service says, or None: it lies in the future, before the
+    sandbox's first day (sandbox settings), or (for session-bound asset classes) holds no trading session."""
+    window = query.range
+    today = pd.Timestamp.now(NEW_YORK).date()
+    if window.first_day > today:
+        return f"the range is in the future (today is {today} in New York)"
+    if settings.uses_sandbox and window.last_day < SANDBOX_FIRST_DAY:
+        return f"the range ends before the sandbox's first day ({SANDBOX_FIRST_DAY}), where its history starts"
+    classes = {t.asset for t in query.parsed}
+    if classes <= SESSION_CLASSES and window.days <= 400 and not any(
+            trades_on(day, classes) for day in window.calendar_days()):
+        return "no trading session in the range (a weekend or market holiday)"
+    return None
 
 
 # --- what the sources share -----------------------------------------------------------------------

@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import pandas as pd
 
+from .cache import stable_origin
 from .config import Settings
 from .errors import InvalidInputError, MassiveError, MissingCredentialsError, QuotaExceededError
 from .runtime import resolve_settings
@@ -291,7 +292,7 @@ def apply_splits(bars: pd.DataFrame, splits: pd.DataFrame, *, inverse: bool = Fa
 # --- fetching --------------------------------------------------------------------------------------
 def splits_cache_dir(settings: Settings) -> Path:
     """Where splits lists are cached for this settings' REST host."""
-    host = hashlib.sha256(settings.rest_url.rstrip("/").encode()).hexdigest()[:12]
+    host = hashlib.sha256(stable_origin(settings.rest_url).encode()).hexdigest()[:12]  # no sandbox port
     return settings.cache_dir / "splits" / host
 
 

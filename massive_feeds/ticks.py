@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from .cache import SETTLE, ResultCache
+from .cache import SETTLE, ResultCache, stable_origin
 from .config import Settings
 from .errors import InvalidInputError
 from .rest import RestClient
@@ -83,7 +83,7 @@ def _pages_columns(pages: list[TicksPage], ticker: str, kind: str) -> dict[str, 
 def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, lo: int, hi: int,
                 use_cache: bool, page_limit: int = PAGE_LIMIT) -> pd.DataFrame:
     path = f"/v3/{kind}/{ticker}"
-    key = cache.key(client.base_url, path, lo, hi)
+    key = cache.key(stable_origin(client.base_url), path, lo, hi)
     cacheable = use_cache and pd.Timestamp(hi, unit="ns", tz="UTC") <= pd.Timestamp.now("UTC") - SETTLE
     if cacheable and (hit := cache.get(key)) is not None:
         log.debug("cache hit for %s %d..%d", path, lo, hi)

@@ -190,9 +190,6 @@ def test_partial_result_names_the_empty_symbol_range_and_reason(settings: Settin
 
 @pytest.mark.parametrize(("symbols", "start", "end", "method", "reason"), [
     (["ZZZZ"], "2024-02-05", "2024-02-06", "rest", f"no bars over REST: {UNKNOWN}"),
-    (["AAPL"], "2024-02-10", "2024-02-11", "rest", "no bars over REST: no trades in the range"),
-    (["AAPL", "MSFT"], "2024-02-10", "2024-02-11", "flat_file",
-     "no flat file for those days (weekend, holiday or not yet published)"),
     (["ZZZZ"], "2024-02-05", "2024-02-06", "flat_file", f"not in the day files: {UNKNOWN}"),
 ])
 def test_nothing_at_all_is_a_no_data_error_with_the_reason(settings: Settings, symbols: list[str], start: str,
@@ -202,6 +199,33 @@ def test_nothing_at_all_is_a_no_data_error_with_the_reason(settings: Settings, s
     assert err.value.symbols == {s: reason for s in symbols}
     assert (str(err.value.start), str(err.value.end)) == (start, end)
     assert f"in {start}..{end} via {method}" in str(err.value) and reason in str(err.value)
+
+
+@pytest.mark.parametrize(("symbols", "start", "end", "method", "reason"), [
+    # before: "no bars over REST: no trades in the range" / "no flat file for those days (weekend, …)", after a call
+    (["AAPL"], "2024-02-10", "2024-02-11", "rest", "no trading session in the range (a weekend or market holiday)"),
+    (["AAPL", "MSFT"], "2024-02-10", "2024-02-11", "flat_file",
+     "no trading session in the range (a weekend or market holiday)"),
+    (["AAPL"], "2030-01-02", "2030-01-03", "auto", "the range is in the future (today is "),
+    (["AAPL"], "1999-01-04", "1999-01-08", "rest", "the range ends before the sandbox's first day (2003-09-10), "
+                                                   "where its history starts"),
+])
+def test_what_the_calendar_knows_is_said_and_asks_nothing(sb: Sandbox, settings: Settings, symbols: list[str],
+                                                          start: str, end: str, method: str, reason: str) -> None:
+    before = sb.rest.count("/"), sb.s3.count()
+    with pytest.raises(NoDataError) as err:
+        fetch_data(symbols, start, end, "1h", method=method, settings=settings)
+    assert all(r.startswith(reason) for r in err.value.symbols.values()) and set(err.value.symbols) == set(symbols)
+    assert str(err.value).startswith(f"no bars for {', '.join(symbols)} in {start}..{end}: {reason}")
+    assert str(err.value).endswith("; nothing was asked")
+    assert (sb.rest.count("/"), sb.s3.count()) == before
+
+
+def test_the_sandbox_first_day_is_the_sandbox_markets() -> None:
+    from massive_feeds.sandbox.market import HISTORY_START
+    from massive_feeds.source import SANDBOX_FIRST_DAY
+
+    assert SANDBOX_FIRST_DAY == HISTORY_START
 
 
 def test_auto_fills_flat_file_days_not_yet_published_over_rest(sb: Sandbox, settings: Settings) -> None:

@@ -193,3 +193,12 @@ def test_stream_seconds_ends_even_without_quotes(tmp_path: Path) -> None:
         result = run("stream", "ZZZZ", "--seconds", "2", env=env)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: no quote for ZZZZ within 2 s") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("start", ["01/02/2024", "2/1/2024", "20240102", "Jan 2 2024"])
+def test_an_ambiguous_start_date_is_refused(start: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fetch", "AAPL", "--start", start, "--end", "2024-01-05"])
+    err = capsys.readouterr().err
+    assert code == 2  # before: 01/02/2024 was read silently as January 2
+    assert err.strip() == (f"error: Invalid start date {start!r}; use YYYY-MM-DD (e.g. 2024-01-02) or an ISO datetime "
+                           "(other spellings are ambiguous)")

@@ -207,7 +207,8 @@ def test_datetime_bounds_cut_inside_the_day(settings: Settings) -> None:
 
 def test_weekend_days_are_skipped_and_reported(settings: Settings) -> None:
     df = download_flat_file("AAPL", "2024-01-26", "2024-01-29", "1d", settings=settings)
-    assert df.attrs["missing_days"] == ["2024-01-27", "2024-01-28"]
+    # only a trading day can be missing; the weekend is reported apart (before: missing_days listed it)
+    assert df.attrs["missing_days"] == [] and df.attrs["closed_days"] == ["2024-01-27", "2024-01-28"]
     days = [t.date() for t in df["timestamp"].dt.tz_convert("America/New_York")]
     assert days == [date(2024, 1, 26), date(2024, 1, 29)]
 

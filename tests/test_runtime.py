@@ -78,7 +78,7 @@ def test_no_key_library_calls_use_the_sandbox_announced_once_and_isolated(tmp_pa
     with sqlite3.connect(home / "sandbox" / "state" / "quota.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM rest_calls").fetchone()[0] >= 3  # two fetches and the listing
     assert not (home / "cache").exists() and (home / "sandbox" / "cache" / "rest").is_dir()
-    table = list_datasets(folder=tmp_path / "data" / "datasets")
+    table = list_datasets(folder=home / "datasets")  # the per-user default (before: ./data/datasets)
     assert table.set_index("name").loc["keyless", "data_source"] == "sandbox"
 
 
@@ -252,3 +252,26 @@ def test_a_running_sandbox_serving_only_s3_is_used_not_replaced() -> None:
         assert used.s3_endpoint == "http://127.0.0.1:9" and rt.sandbox is None
     real = settings_for_source(configured, "massive")  # real data never reaches the sandbox's S3 or its keys
     assert real.s3_endpoint == "https://files.massive.com" and real.s3_access_key_id is None
+
+
+def test_a_new_sandbox_on_another_port_hits_what_the_last_one_cached(tmp_path: Path) -> None:
+    from datetime import date
+
+    from massive_feeds import download_flat_file, fetch_ohlcv_rest
+    from massive_feeds.sandbox import Sandbox
+
+    days = (date(2024, 3, 4), date(2024, 3, 8))
+    answers = []
+    for run in range(2):  # two "processes": each starts its own sandbox on a random port
+        with Sandbox(rest=True, s3=True, s3_days=days) as sb:
+            settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="free")
+            rest = fetch_ohlcv_rest(["AAPL", "GOOGL"], "2024-03-04", "2024-03-08", "1h", settings=settings)
+            flat = download_flat_file(["GOOGL"], "2024-03-04", "2024-03-08", "1d", settings=settings)  # splits list
+            answers.append((rest, flat, sb.rest.count("/v2/aggs"), sb.rest.count("/v3/reference/splits"),
+                            sb.rest.url))
+    (rest1, flat1, aggs1, splits1, url1), (rest2, flat2, aggs2, splits2, url2) = answers
+    assert url1 != url2  # another port
+    assert aggs1 == 2 and splits1 >= 1  # the first run asked
+    assert aggs2 == 0 and splits2 == 0  # before: the cache key held the port, so every run asked again
+    pd.testing.assert_frame_equal(rest1, rest2)
+    pd.testing.assert_frame_equal(flat1, flat2)

@@ -96,7 +96,8 @@ def test_no_stock_bars_on_an_exchange_holiday(settings: Settings) -> None:
 
 def test_holiday_has_no_flat_file(settings: Settings) -> None:
     df = download_flat_file("AAPL", "2024-11-27", "2024-11-29", "1d", settings=settings)
-    assert df.attrs["missing_days"] == ["2024-11-28"] and len(df) == 2
+    assert df.attrs["closed_days"] == ["2024-11-28"] and len(df) == 2
+    assert df.attrs["missing_days"] == []  # a holiday is not a missing day (before: it was listed)
 
 
 def test_crypto_and_forex_have_no_session_to_cut(settings: Settings) -> None:

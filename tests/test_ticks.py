@@ -312,10 +312,11 @@ def test_a_day_without_a_file_is_reported_not_silently_empty(s3_settings: Settin
     from massive_feeds.tickschema import TickQuery
 
     # the top-level call raises, naming symbol, kind, days, method and the missing file
-    with pytest.raises(NoDataError, match=r"no trades for AAPL in 2024-03-09\.\.2024-03-09 via flat_file "
-                                          r"\(no flat file for 2024-03-09\)") as caught:
+    # (a Saturday is refused by the calendar before any call: test_a_weekend_or_a_future_range_asks_nothing)
+    with pytest.raises(NoDataError, match=r"no trades for AAPL in 2024-03-09\.\.2024-03-09: "
+                                          r"no trading session in the range") as caught:
         fetch_ticks("AAPL", "2024-03-09", "2024-03-09", "trades", method="flat_file", settings=s3_settings)
-    assert caught.value.symbols == {"AAPL": "no flat file for 2024-03-09"}
+    assert caught.value.symbols == {"AAPL": "no trading session in the range (a weekend or market holiday)"}
     # the lower-level reader returns the annotated empty frame (as fetch_ohlcv_rest does for bars)
     df = fetch_ticks_flat_file(TickQuery.build("AAPL", "2024-03-09", "2024-03-09", "trades"), settings=s3_settings)
     assert len(df) == 0 and df.attrs["missing_days"] == ["2024-03-09"] and df.attrs["empty_symbols"] == ["AAPL"]
@@ -339,8 +340,8 @@ def test_cli_ticks_over_a_weekend_fails_and_saves_nothing(s3_sandbox: Sandbox, t
                    "--method", "rest", "--dataset", "weekend"])
     captured = capsys.readouterr()
     assert rc == 1 and captured.out == ""
-    assert captured.err.strip().endswith("no trades for AAPL in 2024-03-09..2024-03-10 via rest (unknown ticker, "
-                                         "no trading session in the range, or nothing traded)")
+    assert captured.err.strip().endswith("no trades for AAPL in 2024-03-09..2024-03-10: no trading session in the "
+                                         "range (a weekend or market holiday); nothing was asked")
     assert "Traceback" not in captured.err and not list(tmp_path.rglob("weekend*"))
 
 

@@ -40,6 +40,7 @@ from ..errors import CorruptFileError, InvalidInputError
 from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
 from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Ticker
+from ..sessions import trades_on
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
 from .reader import (
@@ -68,7 +69,8 @@ class _Job:
 @dataclass
 class _Plan:
     jobs: list[_Job] = field(default_factory=list)
-    missing: dict[str, list[date]] = field(default_factory=dict)  # dataset path -> days without a file
+    missing: dict[str, list[date]] = field(default_factory=dict)  # dataset path -> trading days without a file
+    closed: set[date] = field(default_factory=set)  # days without a file on which none of the tickers trades
 
     @property
     def misses(self) -> list[_Job]:
@@ -98,7 +100,10 @@ def _plan(transport: S3Transport, cache: DayFileCache, groups: dict[Dataset, lis
         for day in days:
             remote = listed.get(ds.key(day))
             if remote is None:
-                plan.missing.setdefault(ds.path, []).append(day)
+                if trades_on(day, {t.asset for t in tickers}):  # a weekend or holiday is not missing
+                    plan.missing.setdefault(ds.path, []).append(day)
+                else:
+                    plan.closed.add(day)
             else:
                 plan.jobs.append(_Job(remote, forms, cache.lookup(remote)))
     return plan
@@ -243,7 +248,8 @@ def download_flat_file(
         the splits list was fetched: a cached one is used, whatever its age, when the REST quota cannot
         cover a refresh), ``merged_splits`` (near-duplicate split
         rows applied once, see :func:`~massive_feeds.splits.merge_duplicate_splits`),
-        ``missing_days`` (ISO dates without a file: weekends, holidays, not yet published),
+        ``missing_days`` (ISO trading days without a file, e.g. not yet published; weekends and holidays
+        are never missing), ``closed_days`` (days in the range without a session for these symbols),
         ``files``, ``cached_files``, ``downloaded_bytes``, ``empty_symbols``.
 
     Raises:
@@ -297,7 +303,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     df.attrs.update(
         method="flat_file", interval=iv.name, adjusted=adjusted, session=session,
         splits=0 if splits is None else int(len(splits)) - sum(len(m["dropped"]) for m in merged),
-        merged_splits=merged, missing_days=missing,
+        merged_splits=merged, missing_days=missing, closed_days=sorted(d.isoformat() for d in plan.closed),
         files=len(plan.jobs), cached_files=len(plan.jobs) - len(plan.misses),
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
         empty_symbols=[t for t in tickers if t not in present], source=settings.source,
@@ -327,8 +333,10 @@ def _log_summary(plan: _Plan, missing: list[str], window: DateRange) -> None:
     hits = len(plan.jobs) - len(plan.misses)
     log.info("flat files: %d day file(s), %d from cache, %d downloaded (%.1f MB)", len(plan.jobs), hits,
              len(plan.misses), sum(j.remote.size for j in plan.misses) / 1e6)
+    if plan.closed:
+        log.info("no session on %d day(s) (weekends, holidays): %s", len(plan.closed),
+                 ", ".join(sorted(d.isoformat() for d in plan.closed)))
     if missing:
-        log.info("no flat file for %d day(s) (weekends, holidays or not yet published): %s",
-                 len(missing), ", ".join(missing))
+        log.info("no flat file for %d trading day(s) (not yet published?): %s", len(missing), ", ".join(missing))
     if not plan.jobs:
         log.warning("no flat files at all for %s..%s", window.first_day, window.last_day)

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from ..cache import ResultCache
+from ..cache import ResultCache, stable_origin
 from ..config import Settings
 from ..errors import CorruptFileError
 from ..inflate import GzipError, inflate
@@ -205,7 +205,7 @@ def fetch_ticks_flat_file(
             for f in files:
                 need = []
                 for t in group:
-                    hit = cache.get(cache.key(transport.endpoint, f.key, f.etag, t)) if use_cache else None
+                    hit = cache.get(cache.key(stable_origin(transport.endpoint), f.key, f.etag, t)) if use_cache else None
                     if hit is not None:
                         frames.append(hit)
                     else:
@@ -230,7 +230,7 @@ def fetch_ticks_flat_file(
                     for t in need:
                         part = ticks[ticks["symbol"] == t].reset_index(drop=True)
                         if use_cache:
-                            cache.put(cache.key(transport.endpoint, f.key, f.etag, t), part)
+                            cache.put(cache.key(stable_origin(transport.endpoint), f.key, f.etag, t), part)
                         frames.append(part)
         finally:
             quota.release_flatfile_bytes(total - transferred[0])
