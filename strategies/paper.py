@@ -340,7 +340,7 @@ def replay_source(folder: Path, symbol: str, interval: str, backfills: BackfillL
     from massive_feeds.record import RecordingSource
     from massive_feeds.schema import asset_class
 
-    replay = RecordingSource(folder, speed=speed)
+    replay = RecordingSource(folder, speed=speed, coalesce=500)
     return StreamSource(replay, symbol, _builder(symbol, interval), subscribe=replay.start, unsubscribe=replay.close,
                         backfill=backfills.serve(mismatches), backfill_bars=backfill_bars, clock=EVENTS_CLOCK,
                         server_clock=None,
