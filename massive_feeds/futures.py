@@ -28,16 +28,18 @@ contract's last held session). The roll table (``date from to from_price to_pric
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .config import Settings
 from .errors import InvalidInputError, NoDataError
-from .futures_symbols import (ROLL_ADJUSTS, futures_root, is_continuous, parse_continuous, session_days, session_open,  # noqa: F401
+from .futures_symbols import (CHICAGO, ROLL_ADJUSTS, futures_root, is_continuous, parse_continuous, session_days, session_open,  # noqa: F401
                               session_range, validate_roll_adjust)
 from .rest import RestClient
 from .rest.futures import FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs, \
@@ -135,13 +137,28 @@ def rest_contract_bars(client: RestClient, ticker: str, interval: Interval, wind
     return futures_bars(pages, ticker)
 
 
+def _strings(codes: np.ndarray, values: list[str]) -> pd.api.extensions.ExtensionArray:
+    """``values[codes]`` as pandas' ``str`` array, decoded by Arrow (no Python object per row)."""
+    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(values, pa.string()))
+    return pd.array(dictionary.cast(pa.string()), dtype="str")
+
+
+def _day_strings(days: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """ISO strings of ``datetime64[D]`` days (one conversion per distinct day)."""
+    uniq, codes = np.unique(days, return_inverse=True)
+    return _strings(codes, [str(d) for d in uniq])
+
+
+def parsed_days(values: pd.Series) -> np.ndarray:
+    """``YYYY-MM-DD`` strings as ``datetime64[D]`` (one parse per distinct day)."""
+    codes, uniq = pd.factorize(values)
+    return np.asarray(uniq, dtype="datetime64[D]")[codes]
+
+
 def _with_sessions(df: pd.DataFrame) -> pd.DataFrame:
-    """Bars with ``session_end_date`` filled from the bar start where the source had none (flat files)."""
-    days = session_days(df["timestamp"]).astype(str)
-    if "session_end_date" in df:
-        have = df["session_end_date"].astype(str).to_numpy()
-        days = np.where((have != "") & (have != "nan") & (have != "None"), have, days)
-    df["session_end_date"] = days
+    """Bars with ``session_end_date`` from the bar start where the source has none (flat-file minute rows)."""
+    if "session_end_date" not in df or df["session_end_date"].isna().any():
+        df["session_end_date"] = _day_strings(session_days(df["timestamp"]))
     if "settlement_price" not in df:
         df["settlement_price"] = np.nan
     return df
@@ -227,19 +244,30 @@ _DAY = Interval("1d", 1, "day")
 def _held_bars(query: BarQuery, plan: RollPlan, method: str, settings: Settings, client: RestClient,
                progress: bool | None) -> pd.DataFrame:
     """The bars of every contract the plan holds, over the sessions it holds each one plus the session
-    before (whose closes price the roll). Flat files read each day once for all contracts; REST asks each
-    contract for its own sessions only."""
-    needed = list(dict.fromkeys(plan.held.tolist()))
-    first_i = {t: int(np.argmax(plan.held == t)) for t in needed}
-    last_i = {t: len(plan.held) - 1 - int(np.argmax(plan.held[::-1] == t)) for t in needed}
-    spans = {t: (plan.days[max(0, first_i[t] - 1)].item(), plan.days[last_i[t]].item()) for t in needed}
-    if method == "flat_file":
-        lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
-        return contract_bars(query.replace(tickers=tuple(needed), range=_days_range(lo, hi)), method, settings,
-                             progress=progress)
-    frames = [contract_bars(query.replace(tickers=(t,), range=_days_range(a, b)), method, settings, client=client)
-              for t, (a, b) in spans.items()]
-    return finalize_bars(pd.concat(frames, ignore_index=True), extra=FUTURES_BAR_EXTRA)
+    before (whose closes price the roll): each day file is read for the contract held that day (and, the
+    session before a roll, for the next one too), each REST contract for its own sessions only."""
+    window = query.range
+    first = window.first_day if window.start_is_date else window.start.tz_convert(CHICAGO).date()
+    q0 = int(np.searchsorted(plan.days, np.datetime64(first, "D")))  # the plan starts a week early (rolls)
+    held = plan.held[q0:]
+    spans: dict[str, tuple[date, date]] = {}
+    for t in dict.fromkeys(held.tolist()):
+        i0 = q0 + int(np.argmax(held == t))
+        i1 = q0 + len(held) - 1 - int(np.argmax(held[::-1] == t))
+        # a contract rolled into inside the window is read from the session before (its close prices the roll)
+        spans[t] = (plan.days[i0 - 1 if i0 > q0 else i0].item(), plan.days[i1].item())
+
+    def one(item: tuple[str, tuple[date, date]]) -> pd.DataFrame:
+        t, (a, b) = item
+        return contract_bars(query.replace(tickers=(t,), range=_days_range(a, b)), method, settings,
+                             client=client if method == "rest" else None, progress=progress)
+
+    if method == "flat_file" and len(spans) > 1:  # the contracts' downloads overlap (I/O and inflate release the GIL)
+        with ThreadPoolExecutor(max_workers=min(4, len(spans)), thread_name_prefix="futures") as pool:
+            frames = list(pool.map(one, spans.items()))
+    else:
+        frames = [one(item) for item in spans.items()]
+    return pd.concat(frames, ignore_index=True)  # stitch puts the kept rows in time order
 
 
 def _days_range(first: date, last: date) -> DateRange:
@@ -249,16 +277,19 @@ def _days_range(first: date, last: date) -> DateRange:
 def stitch(bars: pd.DataFrame, plan: RollPlan, ticker: str, query: BarQuery, roll_adjust: str) -> pd.DataFrame:
     """Keep each session's bars of the contract held then, build the roll table and apply the adjustment
     (all vectorised: one lookup of the held contract per bar, one cumulative product/sum over rolls)."""
-    days = pd.to_datetime(pd.Series(bars["session_end_date"].astype(str).to_numpy())).to_numpy().astype(
-        "datetime64[D]")
+    days = parsed_days(bars["session_end_date"])
     pos = np.searchsorted(plan.days, days)
     valid = (pos < len(plan.days)) & (plan.days[np.minimum(pos, len(plan.days) - 1)] == days)
-    held = np.where(valid, plan.held[np.minimum(pos, len(plan.days) - 1)], None)
-    symbols = bars["symbol"].to_numpy(dtype=object)
+    held = np.full(len(days), None, dtype=object)
+    held[valid] = plan.held[pos[valid]]
+    codes, names = pd.factorize(bars["symbol"])
+    names = [str(n) for n in names]
     # the last close of each (contract, session), for the prices at each roll
-    last_close = bars.assign(_day=days).groupby(["symbol", "_day"], sort=False)["close"].last()
+    last_close = pd.Series(bars["close"].to_numpy(), index=pd.MultiIndex.from_arrays(
+        [np.asarray(names, dtype=object)[codes], days])).groupby(level=[0, 1], sort=False).last()
     rolls = _roll_table(plan, last_close)
-    keep = held == symbols
+    held_code = pd.Index(names).get_indexer(held)  # -1 where nothing (or a contract without bars) is held
+    keep = (held_code == codes) & (held_code >= 0)
     window = query.range
     first = np.datetime64(window.first_day, "D")
     keep &= days >= first if window.start_is_date else (bars["timestamp"] >= window.start).to_numpy()
@@ -266,11 +297,11 @@ def stitch(bars: pd.DataFrame, plan: RollPlan, ticker: str, query: BarQuery, rol
         keep &= (bars["timestamp"] < window.end).to_numpy()
     rows = np.flatnonzero(keep)
     # the contracts' bars come sorted by contract ticker: put the kept ones back in time order
-    rows = rows[np.argsort(bars["timestamp"].to_numpy()[rows], kind="stable")]
+    rows = rows[np.argsort(bars["timestamp"].to_numpy(dtype="datetime64[ns]")[rows], kind="stable")]
     out = bars.iloc[rows].reset_index(drop=True)
     out_days = days[rows]
-    out.insert(len(out.columns), "contract", out["symbol"].astype(str))
-    out["symbol"] = ticker
+    out.insert(len(out.columns), "contract", _strings(codes[rows], names))
+    out["symbol"] = _strings(np.zeros(len(rows), dtype=np.int32), [ticker])
     _adjust(out, out_days, rolls, roll_adjust)
     rolls = rolls[rolls["date"] >= pd.Timestamp(out_days.min() if len(out_days) else first)] if len(rolls) else rolls
     out.attrs["rolls"] = rolls.reset_index(drop=True)
