@@ -182,7 +182,16 @@ def quality_report(
     report.attrs.update(notes=_notes(grid, coverage, split_checks, splits, adjusted, gap_minutes, liquid_coverage),
                         interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
                         merged_splits=split_checks.merged)
+    if (rolls := df.attrs.get("rolls")) is not None and len(rolls):  # a continuous futures series
+        report.attrs["rolls"] = rolls
+        report.attrs["notes"] = [*report.attrs["notes"], *roll_notes(rolls, df.attrs.get("roll_adjust", "none"))]
     return report
+
+
+def roll_notes(rolls: pd.DataFrame, how: str) -> list[str]:
+    """One line per roll of a continuous futures series (``df.attrs["rolls"]``, see massive_feeds.futures)."""
+    return [f"futures roll {r['date']:%Y-%m-%d}: {r['from']} -> {r['to']} at {r['from_price']:g} / {r['to_price']:g} "
+            f"(factor {r['factor']:.6f}, offset {r['offset']:+g}; roll_adjust={how})" for r in rolls.to_dict("records")]
 
 
 @dataclass

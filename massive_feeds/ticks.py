@@ -30,6 +30,8 @@ from .cache import SETTLE, ResultCache, stable_origin
 from .config import Settings
 from .errors import InvalidInputError
 from .rest import RestClient
+from .futures_symbols import is_futures
+from .rest.futures import parse_futures_ticks
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
 from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, StoreSource, fetch, flat_files_unavailable
@@ -80,8 +82,20 @@ def _pages_columns(pages: list[TicksPage], ticker: str, kind: str) -> dict[str, 
     return cols
 
 
+def _futures_pages(client: RestClient, ticker: str, kind: str, lo: int, hi: int, page_limit: int) -> pd.DataFrame:
+    """A futures contract's ticks: ``/futures/v1/trades|quotes`` (their own design, see rest.futures)."""
+    params = {"timestamp.gte": lo, "timestamp.lt": hi, "sort": "timestamp.asc", "limit": page_limit}
+    pages = list(client.paginate(f"/futures/v1/{kind}/{ticker}", params, lambda body: parse_futures_ticks(body, kind),
+                                 lambda p: p.next_url))
+    cols: dict[str, Any] = {name: np.concatenate([p.columns[name] for p in pages])
+                            for name in pages[0].columns if name != "session_end_date"}
+    return finalize_ticks({**cols, "symbol": ticker, "kind": EVENT_KIND[kind]})
+
+
 def _rest_piece(client: RestClient, cache: ResultCache, ticker: str, kind: str, lo: int, hi: int,
                 use_cache: bool, page_limit: int = PAGE_LIMIT) -> pd.DataFrame:
+    if is_futures(ticker):
+        return _futures_pages(client, ticker, kind, lo, hi, page_limit)
     path = f"/v3/{kind}/{ticker}"
     key = cache.key(stable_origin(client.base_url), path, lo, hi)
     cacheable = use_cache and pd.Timestamp(hi, unit="ns", tz="UTC") <= pd.Timestamp.now("UTC") - SETTLE
@@ -219,6 +233,8 @@ class FlatFileTicks:
     method: str = "flat_file"
 
     def unavailable(self, query: TickQuery) -> str | None:
+        if futures := [t.symbol for t in query.parsed if t.asset == "futures"]:
+            return f"no futures tick files are read yet ({', '.join(futures)}): REST serves them"
         return flat_files_unavailable(self.settings, query)
 
     def cost(self, query: TickQuery) -> Cost:

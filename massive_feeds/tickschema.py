@@ -62,7 +62,7 @@ STR_TICK_COLUMNS = ("conditions", "id")
 #: crypto trades only; indices have values, not ticks).
 KINDS_BY_ASSET: dict[str, tuple[str, ...]] = {
     "stocks": ("trades", "quotes"), "options": ("trades", "quotes"), "forex": ("quotes",),
-    "crypto": ("trades",), "indices": (),
+    "crypto": ("trades",), "indices": (), "futures": ("trades", "quotes"),
 }
 
 

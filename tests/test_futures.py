@@ -219,3 +219,32 @@ def test_vectorbt_downloads_the_continuous_series(sb: Sandbox) -> None:
                         roll_adjust="difference")
     assert data.get("Close").tolist() == direct["close"].tolist()
     assert len(direct) == 10 and direct.attrs["rolls"]["offset"].iloc[0] != 0
+
+
+def test_fetch_ticks_of_a_contract_come_from_the_futures_endpoint(sb: Sandbox) -> None:
+    from massive_feeds import fetch_ticks
+
+    before, v3 = sb.rest.count("/futures/v1/trades/ESZ6"), sb.rest.count("/v3/")
+    ticks = fetch_ticks("ESZ6", "2026-11-02T14:30:00Z", "2026-11-02T14:35:00Z", kind=["trades", "quotes"],
+                        settings=sb.settings())
+    assert sb.rest.count("/futures/v1/trades/ESZ6") == before + 1 and sb.rest.count("/v3/") == v3
+    trades = ticks[ticks["kind"] == "trade"]
+    quotes = ticks[ticks["kind"] == "quote"]
+    assert len(trades) == len(quotes) == 5  # one print (and its book) 56 s into each minute
+    assert trades["timestamp"].iloc[0] == pd.Timestamp("2026-11-02 14:30:56", tz="UTC")
+    bars = fetch_data("ESZ6", "2026-11-02T14:30:00Z", "2026-11-02T14:34:59Z", "1m", settings=sb.settings())
+    assert trades["price"].tolist() == bars["close"].tolist()  # the sandbox prints each minute's close
+    assert (quotes["ask"] - quotes["bid"]).round(2).tolist() == [0.25] * 5  # one ES tick wide
+
+
+def test_quality_shows_the_roll_table() -> None:
+    from massive_feeds.quality import quality_report
+
+    out = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "difference")
+    report = quality_report(out)
+    assert report.attrs["rolls"]["to"].tolist() == ["ESZ6", "ESH7"]
+    notes = [n for n in report.attrs["notes"] if n.startswith("futures roll")]
+    assert notes == ["futures roll 2026-09-16: ESU6 -> ESZ6 at 102 / 105 (factor 1.029412, offset +3; "
+                     "roll_adjust=difference)",
+                     "futures roll 2026-09-17: ESZ6 -> ESH7 at 106 / 110 (factor 1.037736, offset +4; "
+                     "roll_adjust=difference)"]
