@@ -501,3 +501,23 @@ def test_a_string_or_an_array_as_the_last_key_parses_exactly(last: str) -> None:
     rows = [trade(i, rng) for i in range(500)]
     body = trades_body([{**{k: v for k, v in r.items() if k != last}, last: r[last]} for r in rows])
     assert_ticks(body, "trades")
+
+
+@pytest.mark.parametrize("path, kind", [("/futures/v1/aggs/{ticker}", "aggs"), ("/futures/v1/trades/{ticker}", "trades"),
+                                        ("/futures/v1/quotes/{ticker}", "quotes")])
+def test_futures_pages_take_the_same_decoder_in_every_form(path: str, kind: str) -> None:
+    """The futures pages (official spec examples) decode through the same typed decoder: every form of the
+    page gives the same columns, and a price sent as text is refused naming field and row."""
+    from massive_feeds.rest.futures import parse_futures_aggs, parse_futures_ticks
+
+    parse = parse_futures_aggs if kind == "aggs" else (lambda body: parse_futures_ticks(body, kind))
+    spec = orjson.loads((REAL / "rest" / "futures_spec_examples.json").read_bytes())[path]
+    pages = {form: parse(body).columns for form, body in every_form(orjson.dumps(spec)).items()}
+    for form, cols in pages.items():
+        assert cols.keys() == pages["compact"].keys()
+        for name, values in cols.items():
+            np.testing.assert_array_equal(values, pages["compact"][name], err_msg=f"{form} {name}")
+    price = {"aggs": "open", "trades": "price", "quotes": "bid_price"}[kind]
+    spec["results"][1][price] = str(spec["results"][1][price])
+    with pytest.raises(BadResponseError, match=rf"got `str` - at `\$\.results\[1\]\.{price}`"):
+        parse(orjson.dumps(spec))

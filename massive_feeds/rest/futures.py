@@ -14,25 +14,100 @@ Wire forms (OpenAPI examples in ``massive-com/client-jvm`` ``src/openapi.json``,
   spread, tick sizes …); products (``unit_of_measure_qty``: the contract size); schedules (``event``,
   ``timestamp`` RFC 3339 UTC, ``session_end_date``).
 
-Each decoder checks types as it decodes: a row it cannot type (no ``window_start``, a price that is not a
-number) makes the page a :class:`~massive_feeds.errors.BadResponseError` naming the row, never a NaN.
+Every page goes through the one REST page decoder (:mod:`.decode`, msgspec typed structs): a row it cannot
+type (no ``window_start``, a price that is not a number) makes the page a
+:class:`~massive_feeds.errors.BadResponseError` naming the field and the row, never a NaN.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 from typing import Any, Callable
 
+import msgspec
 import numpy as np
-import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import BadResponseError
 from ..schema import finalize_bars
+from .decode import Page, column, decode_page, floats, refuse_rows
 
 #: The extra bar columns futures keep after the standard ones.
 FUTURES_BAR_EXTRA = ("settlement_price", "session_end_date")
+
+
+class FuturesAgg(msgspec.Struct, gc=False):
+    """One ``/futures/v1/aggs`` result as the wire types it."""
+
+    window_start: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None = None
+    dollar_volume: float | None = None
+    transactions: int | None = None
+    settlement_price: float | None = None
+    session_end_date: str | None = None
+    ticker: str | None = None
+
+
+class FuturesTrade(msgspec.Struct, gc=False):
+    timestamp: int
+    price: float
+    size: float
+    sequence_number: int | None = None
+    session_end_date: str | None = None
+
+
+class FuturesQuote(msgspec.Struct, gc=False):
+    """A side without a price (an empty book side) is missing from the object: NaN."""
+
+    timestamp: int
+    bid_price: float | None = None
+    ask_price: float | None = None
+    bid_size: float | None = None
+    ask_size: float | None = None
+    sequence_number: int | None = None
+    session_end_date: str | None = None
+
+
+class _Contract(msgspec.Struct, gc=False):
+    ticker: str | None = None
+    product_code: str | None = None
+    type: str | None = None
+    first_trade_date: str | None = None
+    last_trade_date: str | None = None
+    settlement_date: str | None = None
+    trade_tick_size: float | None = None
+    active: bool = True
+    date: str | None = None
+
+
+class _Product(msgspec.Struct, gc=False):
+    product_code: str | None = None
+    name: str | None = None
+    trading_venue: str | None = None
+    unit_of_measure: str | None = None
+    unit_of_measure_qty: float | None = None
+
+
+class _Schedule(msgspec.Struct, gc=False):
+    product_code: str | None = None
+    session_end_date: str | None = None
+    event: str | None = None
+    timestamp: str | None = None
+
+
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "aggs": msgspec.json.Decoder(Page[FuturesAgg]), "trades": msgspec.json.Decoder(Page[FuturesTrade]),
+    "quotes": msgspec.json.Decoder(Page[FuturesQuote]), "contracts": msgspec.json.Decoder(Page[_Contract]),
+    "products": msgspec.json.Decoder(Page[_Product]), "schedules": msgspec.json.Decoder(Page[_Schedule]),
+}
 
 
 @dataclass
@@ -48,60 +123,41 @@ class FuturesPage:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
-def _envelope(body: bytes, what: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    try:
-        meta = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadResponseError(f"malformed futures {what} response ({len(body)} bytes): {exc}") from None
-    if not isinstance(meta, dict) or meta.get("status") not in ("OK", "DELAYED"):
-        status = meta.get("status") if isinstance(meta, dict) else None
-        raise BadResponseError(f"futures {what} response with status {status!r}",
-                               request_id=meta.get("request_id") if isinstance(meta, dict) else None)
-    rows = meta.get("results") or []
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise BadResponseError(f"futures {what} response whose 'results' is not a list of objects")
-    return rows, meta
+def _decode(body: bytes, what: str) -> tuple[Page[Any], list[Any]]:
+    return decode_page(body, _DECODERS[what], f"futures {what}")
 
 
-def _numbers(rows: list[dict[str, Any]], key: str, what: str, *, required: bool, integer: bool = False) -> np.ndarray:
-    """One numeric field of every row; a missing optional value is NaN, a wrong type is refused."""
-    values = [r.get(key) for r in rows]
-    for i, v in enumerate(values):
-        if v is None:
-            if required:
-                raise BadResponseError(f"futures {what} row {i} has no {key!r}")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise BadResponseError(f"futures {what} row {i}: {key}={v!r} is not a number")
-    if integer:
-        return np.array(values, dtype=np.int64)
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+def _strings(rows: list[Any], key: str) -> np.ndarray:
+    """A text field of every row as an object array (absent: ``""``)."""
+    values = np.array(list(map(attrgetter(key), rows)) or [], dtype=object)
+    values[values == None] = ""  # noqa: E711 - numpy's elementwise compare
+    return values
 
 
-def _strings(rows: list[dict[str, Any]], key: str) -> np.ndarray:
-    return np.array([str(r.get(key) or "") for r in rows], dtype=object)
+def _ints(rows: list[Any], key: str, what: str) -> np.ndarray:
+    """An optional integer field of every row (absent: 0)."""
+    return pc.fill_null(column(rows, key, pa.int64(), what), 0).to_numpy()
 
 
 def parse_futures_aggs(body: bytes) -> FuturesPage:
     """``/futures/v1/aggs/{ticker}`` → columns ``timestamp`` (ns), ``open high low close volume vwap
-    transactions settlement_price`` (float; ``transactions`` int) and ``session_end_date``, ``symbol``."""
-    rows, meta = _envelope(body, "aggs")
-    cols: dict[str, np.ndarray] = {"timestamp": _numbers(rows, "window_start", "aggs", required=True, integer=True)}
+    transactions settlement_price`` (float; ``transactions`` int) and ``session_end_date``, ``symbol``.
+    Futures prices may be negative (spreads, the 2020 oil contract); a high below its low is refused."""
+    page, rows = _decode(body, "aggs")
+    cols: dict[str, np.ndarray] = {"timestamp": column(rows, "window_start", pa.int64(), "futures aggs").to_numpy()}
     for key in ("open", "high", "low", "close"):
-        cols[key] = _numbers(rows, key, "aggs", required=True)
-    volume = _numbers(rows, "volume", "aggs", required=False)
-    dollars = _numbers(rows, "dollar_volume", "aggs", required=False)
-    bad = np.flatnonzero(cols["high"] < cols["low"])
-    if bad.size:
-        raise BadResponseError(f"futures aggs row {int(bad[0])}: high {cols['high'][bad[0]]} below low "
-                               f"{cols['low'][bad[0]]}")
-    cols["volume"] = volume
+        cols[key] = floats(rows, key)
+    low = cols["low"]
+    refuse_rows(cols["high"] < low, "futures aggs", "high", cols["high"],
+                f"below its low ({low[np.argmax(cols['high'] < low)]})")
+    volume = cols["volume"] = floats(rows, "volume")
     with np.errstate(divide="ignore", invalid="ignore"):
-        cols["vwap"] = np.where(volume > 0, dollars / volume, np.nan)
-    cols["transactions"] = np.nan_to_num(_numbers(rows, "transactions", "aggs", required=False)).astype(np.int64)
-    cols["settlement_price"] = _numbers(rows, "settlement_price", "aggs", required=False)
+        cols["vwap"] = np.where(volume > 0, floats(rows, "dollar_volume") / volume, np.nan)
+    cols["transactions"] = _ints(rows, "transactions", "futures aggs")
+    cols["settlement_price"] = floats(rows, "settlement_price")
     cols["session_end_date"] = _strings(rows, "session_end_date")
     cols["symbol"] = _strings(rows, "ticker")
-    return FuturesPage(cols, meta.get("next_url"), meta.get("request_id"))
+    return FuturesPage(cols, page.next_url, page.request_id)
 
 
 def futures_bars(pages: list[FuturesPage], ticker: str) -> pd.DataFrame:
@@ -122,21 +178,16 @@ def futures_bars(pages: list[FuturesPage], ticker: str) -> pd.DataFrame:
 def parse_futures_ticks(body: bytes, kind: str) -> FuturesPage:
     """``/futures/v1/trades|quotes/{ticker}`` → tick columns (:mod:`massive_feeds.tickschema` names):
     trades ``price size``, quotes ``bid ask bid_size ask_size``; ``timestamp`` ns, ``sequence_number``."""
-    rows, meta = _envelope(body, kind)
-    cols: dict[str, np.ndarray] = {
-        "timestamp": _numbers(rows, "timestamp", kind, required=True, integer=True),
-        "sequence_number": np.nan_to_num(_numbers(rows, "sequence_number", kind, required=False)).astype(np.int64),
-    }
-    if kind == "trades":
-        cols["price"] = _numbers(rows, "price", kind, required=True)
-        cols["size"] = _numbers(rows, "size", kind, required=True)
-    else:
-        cols["bid"] = _numbers(rows, "bid_price", kind, required=False)
-        cols["ask"] = _numbers(rows, "ask_price", kind, required=False)
-        cols["bid_size"] = _numbers(rows, "bid_size", kind, required=False)
-        cols["ask_size"] = _numbers(rows, "ask_size", kind, required=False)
+    page, rows = _decode(body, kind)
+    what = f"futures {kind}"
+    cols: dict[str, np.ndarray] = {"timestamp": column(rows, "timestamp", pa.int64(), what).to_numpy(),
+                                   "sequence_number": _ints(rows, "sequence_number", what)}
+    wire = {"price": "price", "size": "size"} if kind == "trades" else \
+        {"bid": "bid_price", "ask": "ask_price", "bid_size": "bid_size", "ask_size": "ask_size"}
+    for name, key in wire.items():
+        cols[name] = floats(rows, key)
     cols["session_end_date"] = _strings(rows, "session_end_date")
-    return FuturesPage(cols, meta.get("next_url"), meta.get("request_id"))
+    return FuturesPage(cols, page.next_url, page.request_id)
 
 
 @dataclass(frozen=True)
@@ -161,21 +212,18 @@ def _day(value: Any) -> date | None:
         return None
 
 
-def _spec(i: int, r: dict[str, Any]) -> ContractSpec:
-    first, last = _day(r.get("first_trade_date")), _day(r.get("last_trade_date"))
-    if not r.get("ticker") or first is None or last is None:
+def _spec(i: int, r: _Contract) -> ContractSpec:
+    first, last = _day(r.first_trade_date), _day(r.last_trade_date)
+    if not r.ticker or first is None or last is None:
         raise BadResponseError(f"futures contracts row {i} lacks ticker/first_trade_date/last_trade_date: {r!r}")
-    tick = r.get("trade_tick_size")
-    return ContractSpec(str(r["ticker"]), str(r.get("product_code") or ""), str(r.get("type") or "single"),
-                        first, last, _day(r.get("settlement_date")),
-                        float(tick) if isinstance(tick, (int, float)) else float("nan"),
-                        bool(r.get("active", True)), _day(r.get("date")))
+    return ContractSpec(r.ticker, r.product_code or "", r.type or "single", first, last, _day(r.settlement_date),
+                        float("nan") if r.trade_tick_size is None else r.trade_tick_size, r.active, _day(r.date))
 
 
 def parse_contracts(body: bytes) -> tuple[list[ContractSpec], str | None]:
     """``/futures/v1/contracts`` → its rows (spreads included, as listed) and ``next_url``."""
-    rows, meta = _envelope(body, "contracts")
-    return [_spec(i, r) for i, r in enumerate(rows)], meta.get("next_url")
+    page, rows = _decode(body, "contracts")
+    return [_spec(i, r) for i, r in enumerate(rows)], page.next_url
 
 
 @dataclass(frozen=True)
@@ -190,20 +238,19 @@ class ProductSpec:
 
 
 def parse_products(body: bytes) -> tuple[list[ProductSpec], str | None]:
-    rows, meta = _envelope(body, "products")
+    page, rows = _decode(body, "products")
     out = []
     for i, r in enumerate(rows):
-        qty = r.get("unit_of_measure_qty")
-        if not r.get("product_code") or not isinstance(qty, (int, float)) or isinstance(qty, bool):
+        if not r.product_code or r.unit_of_measure_qty is None:
             raise BadResponseError(f"futures products row {i} lacks product_code or a numeric unit_of_measure_qty")
-        out.append(ProductSpec(str(r["product_code"]), str(r.get("name") or ""), str(r.get("trading_venue") or ""),
-                               str(r.get("unit_of_measure") or ""), float(qty)))
-    return out, meta.get("next_url")
+        out.append(ProductSpec(r.product_code, r.name or "", r.trading_venue or "", r.unit_of_measure or "",
+                               r.unit_of_measure_qty))
+    return out, page.next_url
 
 
 def parse_schedules(body: bytes) -> tuple[pd.DataFrame, str | None]:
     """``/futures/v1/schedules`` → a frame ``product_code session_end_date event timestamp`` (UTC)."""
-    rows, meta = _envelope(body, "schedules")
+    page, rows = _decode(body, "schedules")
     df = pd.DataFrame({
         "product_code": _strings(rows, "product_code"),
         "session_end_date": _strings(rows, "session_end_date"),
@@ -211,7 +258,7 @@ def parse_schedules(body: bytes) -> tuple[pd.DataFrame, str | None]:
         "timestamp": pd.to_datetime(_strings(rows, "timestamp"), utc=True, format="ISO8601") if rows
         else pd.to_datetime(pd.Series([], dtype=str), utc=True),
     })
-    return df, meta.get("next_url")
+    return df, page.next_url
 
 
 def next_of(page: Any) -> str | None:
