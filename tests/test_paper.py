@@ -19,6 +19,7 @@ from massive_feeds.sandbox import Sandbox
 from strategies.validation import validate
 from strategies.paper import BackfillLog, PaperOrder, PaperResult, Parity, compare, paper_trade, replay_session
 
+from ._stream_support import wait_until
 from .test_cli import run
 
 # fast=2/slow=5 crosses every few bars, so a session of ~20 market minutes has live trades to compare
@@ -133,3 +134,70 @@ def test_bad_arguments_fail_before_connecting(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--param fast must be an integer" in bad.stderr
     with pytest.raises(InvalidInputError, match="fills must be 'close' or 'quotes'"):
         paper_trade("sma_cross", "AAPL", fills="mid", seconds=1)
+
+
+def test_the_pages_paper_run_trades_stops_and_shows_parity_beside_the_backtest(tmp_path: Path) -> None:
+    from massive_feeds.ui.live import PaperRun
+
+    with Sandbox(websocket=True, clock_speed=60) as sb:
+        settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
+        run = PaperRun(settings, tmp_path / "rec", "sma_cross", "AAPL", {"fast": 2, "slow": 5}, fills="quotes",
+                       backfill_bars=20).start()
+        wait_until(lambda: len(run.view()[2]) >= 2, timeout=90, what="two fills seen live by the page")
+        snap, bars, fills = run.view()
+        run.stop()
+        assert run.wait(120)
+    assert run.error is None and len(fills) >= 2 and snap is not None and len(bars) == snap.bars
+    assert [f.side for f in fills[:2]] == ["buy", "sell"]
+    assert run.result.parity == Parity(identical=True, differences=[])
+    assert run.backtest.fills == "quotes" and run.backtest.end_value == pytest.approx(run.result.equity_final,
+                                                                                      rel=1e-12)
+    assert run.backtest.bars == run.result.bars
+
+
+def test_live_trading_page_start_trading_stop_and_parity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Paper Trading tab through AppTest: Start Trading with a strategy and its params, the position,
+    fills and equity as they happen, Stop, then the parity result beside the recorded session's backtest."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    app = Path(__file__).resolve().parent.parent / "massive_feeds" / "ui" / "app.py"
+    with Sandbox(websocket=True, clock_speed=60) as sb:
+        for key, value in {**sb.env(), "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
+                           "MASSIVE_FEEDS_HOME": str(tmp_path / "home"), "MASSIVE_PLAN": "unlimited"}.items():
+            monkeypatch.setenv(key, value)
+        try:
+            at = AppTest.from_file(str(app), default_timeout=60).run()
+            at.switch_page("views/live_trading.py").run()
+            at.session_state["lt_tab"] = "🤖 Paper Trading"
+            at.run()
+            at.radio(key="lt_pp_fills").set_value("quotes").run()
+            at.number_input(key="lt_pp_backfill").set_value(20).run()
+            at.number_input(key="lt_pp_p_sma_cross_fast").set_value(2).run()
+            at.number_input(key="lt_pp_p_sma_cross_slow").set_value(5).run()
+            at.button(key="lt_pp_start").click().run()
+            assert not at.exception and "sma_cross on AAPL, fills at the quotes" in " ".join(s.value for s in at.success)
+
+            def metric(label: str) -> str:
+                return next((str(m.value) for m in at.metric if m.label == label), "")
+
+            def fills_shown() -> bool:
+                at.run()
+                return metric("Fills") not in ("", "0", "1")
+
+            wait_until(fills_shown, timeout=90, what="two fills on the page")
+            assert metric("Last bar").endswith("LIVE") and at.button(key="lt_pp_stop").disabled is False
+            at.button(key="lt_pp_stop").click().run()
+
+            def finished() -> bool:
+                at.run()
+                return any("Replay parity" in s.value for s in at.success) or bool(at.error)
+
+            wait_until(finished, timeout=90, what="the parity result")
+            assert not at.error and not at.exception
+            texts = " ".join(s.value for s in at.success)
+            assert "Saved the session as dataset massive_live_paper_" in texts and "Replay parity: identical" in texts
+            equities = [str(m.value) for m in at.metric if m.label == "Final equity"]
+            assert len(equities) == 2 and equities[0] == equities[1]  # the paper session and its backtest
+        finally:
+            st.cache_resource.clear()  # closes the page's LiveSession, which stops a paper run still going

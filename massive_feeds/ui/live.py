@@ -150,6 +150,7 @@ class LiveSession:
         self._recording_started: float | None = None
         self._lock = threading.RLock()
         self.last_recording: RecordingResult | None = None
+        self.paper: PaperRun | None = None  # the paper session of the Paper Trading tab, running or done
 
     def __repr__(self) -> str:
         return f"LiveSession(streaming={self.streaming_symbols}, recording={self.is_recording})"
@@ -328,6 +329,9 @@ class LiveSession:
         with self._lock:
             rec, self._recorder = self._recorder, None
             conn, self._connector = self._connector, None
+            paper, self.paper = self.paper, None
+        if paper is not None and paper.running:
+            paper.stop()
         if rec is not None and rec.is_recording:
             try:
                 rec.stop()
@@ -335,6 +339,86 @@ class LiveSession:
                 log.warning("stopping the recorder: %s", exc)
         if conn is not None:
             conn.close()
+
+
+class PaperRun:
+    """A paper session (:func:`strategies.paper.paper_trade`) on a background thread, for the page: the
+    strategy trades the live stream while the page reads snapshots; :meth:`stop` ends it after its next
+    bar, then the session is saved, replayed (parity) and backtested as recorded (``backtest``).
+
+    Thread-safe reads: :meth:`view` (the latest snapshot, bars and fills so far), ``result``, ``error``.
+    """
+
+    def __init__(self, settings: Settings, save_dir: Path, strategy: str, symbol: str, params: dict[str, Any],
+                 *, fills: str = "close", cash: float = 100_000.0, interval: str = "1m",
+                 backfill_bars: int = 100) -> None:
+        from strategies.fills import check_fills
+
+        check_fills(fills)
+        self.settings, self.save_dir = settings, Path(save_dir)
+        self.strategy, self.symbol, self.params = strategy, normalize_symbols(symbol)[0], dict(params)
+        self.fills, self.cash, self.interval, self.backfill_bars = fills, float(cash), interval, int(backfill_bars)
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._snapshot: Any = None
+        self._bars: list[tuple[pd.Timestamp, float, float, float]] = []
+        self.result: Any = None  # strategies.paper.PaperResult, with dataset and parity
+        self.backtest: Any = None  # strategies.runner.BacktestResult of the saved session
+        self.error: BaseException | None = None
+        self.stopping = False
+        self._thread = threading.Thread(target=self._run, name="ui-paper-session", daemon=True)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "done"
+        return f"PaperRun({self.strategy} on {self.symbol}, fills={self.fills}, {state})"
+
+    def start(self) -> "PaperRun":
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Ask the session to stop after its next bar (then it saves, replays and backtests)."""
+        self.stopping = True
+        self.stop_event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def view(self) -> tuple[Any, pd.DataFrame, list[Any]]:
+        """The latest snapshot (``None`` before the first bar), the bars so far (``time close bid ask``)
+        and the fills so far."""
+        with self._lock:
+            snap, rows = self._snapshot, list(self._bars)
+        bars = pd.DataFrame(rows, columns=["time", "close", "bid", "ask"])
+        return snap, bars, list(snap.fills) if snap is not None else []
+
+    def _on_bar(self, control: Any) -> None:
+        from strategies.paper import snapshot
+
+        snap = snapshot(control)
+        with self._lock:
+            self._snapshot = snap
+            self._bars.append((snap.time, snap.close, snap.bid, snap.ask))
+
+    def _run(self) -> None:
+        from strategies import STRATEGIES, run_strategy
+        from strategies.paper import paper_feed, paper_trade
+
+        try:
+            self.result = paper_trade(self.strategy, self.symbol, params=self.params, interval=self.interval,
+                                      fills=self.fills, cash=self.cash, settings=self.settings,
+                                      save_dir=self.save_dir, stop=self.stop_event, on_bar=self._on_bar,
+                                      backfill_bars=self.backfill_bars)
+            self.backtest = run_strategy(STRATEGIES[self.strategy], paper_feed(self.result.dataset, self.settings),
+                                         self.cash, cheat_on_close=True, fills=self.fills, **self.params)
+        except BaseException as exc:  # noqa: BLE001 - the page shows it
+            log.warning("paper session failed: %s", exc)
+            self.error = exc
 
 
 def recorded_datasets(settings: Settings, include_all: bool = False) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from massive_feeds.datasets import load_dataset
+from massive_feeds.errors import InvalidInputError
 from massive_feeds.ui import logic as L
 from massive_feeds.ui.backend import SPEED_ENV
 from massive_feeds.ui.charts import bars_figure, live_candles
@@ -32,7 +33,7 @@ CANDLE_SIZES = ("1s", "5s", "15s", "1min")
 SPEEDS = (1.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MESSAGE = "lt_message"
 RESULT = "lt_result"
-TABS = ("📈 Live Quotes", "🧪 Test on Live Data")
+TABS = ("📈 Live Quotes", "🧪 Test on Live Data", "🤖 Paper Trading")
 
 
 def _say(msg: L.UiMessage) -> None:
@@ -265,6 +266,137 @@ def _render_backtest_result(dataset: str, symbol: str, strategy: str, result: An
         st.dataframe(result.trades, hide_index=True)
 
 
+# --- paper trading ---------------------------------------------------------------------------------------
+def _on_paper_start(live: LiveSession, params: dict[str, Any]) -> None:
+    from massive_feeds.ui.live import PaperRun
+
+    try:
+        if live.paper is not None and live.paper.running:
+            raise InvalidInputError("A paper session is running already: stop it first.")
+        run = PaperRun(live.settings, live.recordings_dir, st.session_state["lt_pp_strategy"],
+                       st.session_state["lt_pp_symbol"], params, fills=st.session_state.get("lt_pp_fills", "close"),
+                       cash=float(st.session_state.get("lt_pp_cash", 100_000.0)),
+                       backfill_bars=int(st.session_state.get("lt_pp_backfill", 100)))
+        live.paper = run.start()
+        _say(L.UiMessage("success", "Paper trading", f"{run.strategy} on {run.symbol}, fills at the {run.fills}"))
+    except Exception as exc:  # noqa: BLE001 - told in the page
+        _say(L.error_message(exc, "Starting paper trading"))
+
+
+def _on_paper_stop(live: LiveSession) -> None:
+    if live.paper is not None:
+        live.paper.stop()
+        _say(L.UiMessage("info", "Stopping after the next bar",
+                         "then the session is saved, replayed for parity and backtested"))
+
+
+def _paper_chart(bars: pd.DataFrame, fills: list[Any], title: str) -> Any:
+    import plotly.graph_objects as go
+
+    def naive(ts: Any) -> Any:
+        return pd.DatetimeIndex(ts).tz_convert("UTC").tz_localize(None)
+
+    fig = go.Figure(go.Scatter(x=naive(bars["time"]), y=bars["close"], mode="lines", name="close",
+                               line={"color": "#444", "width": 1}))
+    for side, marker, colour in (("buy", "triangle-up", "green"), ("sell", "triangle-down", "red")):
+        pts = [f for f in fills if f.side == side]
+        if pts:
+            fig.add_trace(go.Scatter(x=naive([f.fill_time for f in pts]), y=[f.fill_price for f in pts],
+                                     mode="markers", name="entry" if side == "buy" else "exit",
+                                     marker={"symbol": marker, "size": 11, "color": colour}))
+    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title="market time (UTC)", yaxis_title="price")
+    return fig
+
+
+def _paper_panel(live: LiveSession) -> None:
+    """The running (or finished) session: metrics, the price with fills, the fills table; then the parity
+    result beside the saved session's backtest. A fragment refreshing itself while the session runs."""
+    run = live.paper
+    if run is None:
+        return
+    if not run.running and st.session_state.pop("lt_pp_refresh", False):
+        st.rerun(scope="app")  # finished: redraw the whole tab (buttons enabled, this fragment no longer ticking)
+    snap, bars, fills = run.view()
+    if run.running:
+        st.caption(f"🟢 Paper trading {run.strategy} on {run.symbol} (fills at the {run.fills})"
+                   + (" · stopping after the next bar…" if run.stopping else ""))
+    if snap is None:
+        if run.running:
+            st.info("Waiting for the first bar (REST backfill, then the stream)…")
+    else:
+        cols = st.columns(6)
+        for col, (label, value) in zip(cols, {
+                "Position": f"{snap.position:g}", "Open orders": str(snap.open_orders), "Fills": str(len(fills)),
+                "Cash": f"{snap.cash:,.2f}", "Equity": f"{snap.equity:,.2f}",
+                "Last bar": f"{snap.time:%H:%M} {snap.status}"}.items()):
+            col.metric(label, value)
+        st.plotly_chart(_paper_chart(bars, fills, f"{run.symbol} · ▲ entries ▼ exits"), key="lt_pp_chart")
+        if fills:
+            st.dataframe(pd.DataFrame([f.as_dict() for f in fills]), hide_index=True, key="lt_pp_fills")
+    if run.running:
+        return
+    if run.error is not None:
+        show_error(run.error, "The paper session")
+        return
+    result = run.result
+    if result is None:
+        return
+    st.success(f"Saved the session as dataset {result.dataset} ({result.bars} bars)")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Paper session (live)**")
+        st.metric("Final equity", f"{result.equity_final:,.2f}")
+        st.metric("Orders", str(len(result.orders)))
+        parity = result.parity
+        if parity is not None and parity.identical:
+            st.success("Replay parity: identical — the saved session replayed through the same feed path gave "
+                       "the same orders, fills and final equity")
+        elif parity is not None:
+            st.error(f"Replay parity: {len(parity.differences)} difference(s)")
+            st.code("\n".join(parity.differences), language=None)
+    with right:
+        st.markdown("**Backtest of the recorded session**")
+        bt_result = run.backtest
+        if bt_result is not None:
+            st.metric("Final equity", f"{bt_result.end_value:,.2f}")
+            st.metric("Closed trades", str(bt_result.trade_count))
+            st.caption(str(bt_result))
+    if len(result.trades):
+        st.dataframe(result.trades, hide_index=True, key="lt_pp_trades")
+
+
+def _render_paper(live: LiveSession, available: list[str]) -> None:
+    from strategies import STRATEGIES
+
+    st.subheader("Paper trading: a strategy on the live stream")
+    running = live.paper is not None and live.paper.running
+    c1, c2, c3 = st.columns(3)
+    symbols = sorted(set(available) | {"AAPL"})
+    c1.selectbox("Symbol", symbols, index=symbols.index("AAPL"), key="lt_pp_symbol", disabled=running,
+                 accept_new_options=True)
+    strategy = c2.selectbox("Strategy", list(STRATEGIES), key="lt_pp_strategy", disabled=running,
+                            format_func=lambda n: f"{n} ({STRATEGIES[n].__name__})")
+    c3.radio("Fills", ["close", "quotes"], key="lt_pp_fills", horizontal=True, disabled=running,
+             help="close: market orders fill at the signal bar's close; quotes: buys at the ask, sells at the bid")
+    c4, c5 = st.columns(2)
+    c4.number_input("Starting cash", min_value=100.0, value=100_000.0, step=1_000.0, key="lt_pp_cash",
+                    disabled=running)
+    c5.number_input("Backfill bars", min_value=0, value=100, step=10, key="lt_pp_backfill", disabled=running,
+                    help="1-minute bars of REST history the strategy sees before the stream")
+    params: dict[str, Any] = {}
+    with st.expander("Strategy parameters"):
+        for name, default in L.strategy_params(STRATEGIES[strategy]).items():
+            params[name] = st.number_input(name, value=default, key=f"lt_pp_p_{strategy}_{name}", disabled=running,
+                                           step=1 if isinstance(default, int) else 0.1)
+    b1, b2, _ = st.columns([1, 1, 3])
+    b1.button("▶️ Start Trading", type="primary", key="lt_pp_start", on_click=_on_paper_start, args=(live, params),
+              disabled=running)
+    b2.button("⏹️ Stop", key="lt_pp_stop", on_click=_on_paper_stop, args=(live,), disabled=not running)
+    st.session_state["lt_pp_refresh"] = running
+    st.fragment(_paper_panel, run_every=REFRESH_SECONDS if running else None)(live)
+
+
 def render() -> None:
     """The whole page."""
     backend = get_backend()
@@ -307,7 +439,13 @@ def render() -> None:
                           "it restarts the sandbox (streams and a running recording stop).")
 
     # Stateful tabs: the open tab survives reruns, and only its content runs (the hidden one does not refresh).
-    quotes_tab, test_tab = st.tabs(list(TABS), key="lt_tab", on_change="rerun")
+    quotes_tab, test_tab, paper_tab = st.tabs(list(TABS), key="lt_tab", on_change="rerun")
+    with paper_tab:
+        if paper_tab.open is not False:
+            try:
+                _render_paper(live, available)
+            except Exception as exc:  # noqa: BLE001 - never a traceback in the page
+                show_error(exc, "The Paper Trading tab")
     with quotes_tab:
         if quotes_tab.open is not False:
             st.fragment(_live_panel, run_every=REFRESH_SECONDS if streaming else None)(live)
