@@ -151,6 +151,10 @@ def _user_config_path() -> Path:
     return base / "massive_feeds" / "config.properties"
 
 
+#: the built-in sandbox's default clock speed: half a market minute per second, so a 3 s stream shows
+#: quotes and a 30 s recording about 15 minute bars (at 1x they showed one quote and 1-3 bars)
+DEFAULT_SANDBOX_SPEED = 30.0
+
 #: the datasets folder under ``home`` when ``MASSIVE_DATASETS_DIR`` is not set
 DATASETS_FOLDER = "datasets"
 
@@ -222,8 +226,9 @@ class Settings:
     sandbox: str = "auto"
     #: ``MASSIVE_FEEDS_STORE``: the history store's folder or URL (``None``: ``<home>/store``).
     store: str | None = None
-    #: ``MASSIVE_SANDBOX_SPEED``: how fast the built-in sandbox's market clock runs (1 = real time).
-    sandbox_speed: float = 1.0
+    #: ``MASSIVE_SANDBOX_SPEED``: how fast the built-in sandbox's market clock runs (1 = real time; the default
+    #: :data:`DEFAULT_SANDBOX_SPEED` so that live examples show quotes and bars within seconds).
+    sandbox_speed: float = DEFAULT_SANDBOX_SPEED
 
     def __post_init__(self) -> None:
         if self.datasets_dir is None:

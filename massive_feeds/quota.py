@@ -37,6 +37,8 @@ TIGHTEN_WINDOWS = 5
 #: The longest pause (seconds) a server's ``Retry-After`` can impose: the REST client raises a
 #: ``RateLimitError`` for a longer one instead of waiting, and a stored pause beyond it is ignored.
 MAX_SERVER_PAUSE = 120.0
+#: a per-minute-limit wait at least this long (seconds) is logged as a warning, shown at the default log level
+VISIBLE_WAIT = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rest_calls (ts REAL NOT NULL);
@@ -224,8 +226,10 @@ class QuotaManager:
             wait = self._try_acquire()
             if wait <= 0:
                 return
-            log.info("REST rate limit (%s/%gs on plan %r): waiting %.1fs",
-                     self.plan.rest_per_minute, self.plan.rest_window_seconds, self.plan.name, wait)
+            # a long wait is said at the default log level: a silent minute looks like a hang
+            log.log(logging.WARNING if wait >= VISIBLE_WAIT else logging.INFO,
+                    "REST rate limit (%s/%gs on plan %r): waiting %.1fs", self.plan.rest_per_minute,
+                    self.plan.rest_window_seconds, self.plan.name, wait)
             self._sleep(wait)
 
     def _try_acquire(self) -> float:

@@ -202,3 +202,30 @@ def test_an_ambiguous_start_date_is_refused(start: str, capsys: pytest.CaptureFi
     assert code == 2  # before: 01/02/2024 was read silently as January 2
     assert err.strip() == (f"error: Invalid start date {start!r}; use YYYY-MM-DD (e.g. 2024-01-02) or an ISO datetime "
                            "(other spellings are ambiguous)")
+
+
+def test_keyless_record_at_the_default_speed_and_with_speed(tmp_path: Path) -> None:
+    env = {"MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_PLAN": "unlimited"}
+    default = run("record", "AAPL", "--seconds", "4", "--tag", "quick", "--interval", "1s",
+                  "--save-dir", str(tmp_path / "rec"), env=env)
+    assert default.returncode == 0, default.stderr
+    fast = run("record", "AAPL", "--seconds", "4", "--tag", "fast", "--interval", "1s", "--speed", "120",
+               "--save-dir", str(tmp_path / "rec"), env=env)
+    assert fast.returncode == 0, fast.stderr
+    from massive_feeds import list_datasets
+
+    table = list_datasets(folder=tmp_path / "ds").set_index("name")
+    rows = {tag: int(table.loc[[n for n in table.index if f"_{tag}_" in n][0], "rows"]) for tag in ("quick", "fast")}
+    # 4 s at 30x are 2 market minutes (about 14 one-second bars here; at the old 1x default: 2 events, 1-2 bars);
+    # --speed 120 makes it 8 market minutes (about 60 bars)
+    assert rows["quick"] >= 8 and rows["fast"] > 2 * rows["quick"]
+
+
+def test_speed_is_refused_where_it_cannot_apply(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["stream", "AAPL", "--speed", "0"]) == 2
+    assert "--speed must be between 0 and 10000 (1 = real time), got 0" in capsys.readouterr().err
+    monkeypatch.setenv("MASSIVE_API_KEY", "a-real-key")
+    assert main(["record", "AAPL", "--seconds", "2", "--speed", "60"]) == 2
+    assert ("--speed sets the built-in sandbox's clock; this command talks to https://api.massive.com, whose clock "
+            "it cannot change") in capsys.readouterr().err

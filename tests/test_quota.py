@@ -47,6 +47,18 @@ def test_per_minute_limit_waits_instead_of_failing(tmp_path: Path) -> None:
     assert sum(clock.slept) >= 60
 
 
+def test_a_long_wait_for_the_per_minute_limit_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeTime()
+    q = manager(tmp_path, PLANS["free"], clock)
+    for _ in range(10):
+        q.acquire_rest()
+    with caplog.at_level("INFO", logger="massive_feeds.quota"):
+        q.acquire_rest()
+    waits = [r for r in caplog.records if "waiting" in r.getMessage()]
+    assert waits and waits[0].levelname == "WARNING"  # before: INFO, invisible at the default level
+    assert waits[0].getMessage() == f"REST rate limit (10/60s on plan 'free'): waiting {clock.slept[0]:.1f}s"
+
+
 def test_daily_quota_raises_with_the_reset_time(tmp_path: Path) -> None:
     clock = FakeTime()
     q = manager(tmp_path, PLANS["free"], clock)

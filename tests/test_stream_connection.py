@@ -242,3 +242,16 @@ def test_unreachable_server_gives_up_after_max_attempts(ws_settings: Any) -> Non
         assert c.get_stats()["active_streams"] == 0
         wait_until(lambda: seen.statuses(E.STOPPED))
         assert not seen.statuses(E.CONNECTED) and not seen.statuses(E.DISCONNECTED)
+
+
+def test_the_rate_warning_names_a_fast_sandbox_clock_not_the_symbols(caplog: pytest.LogCaptureFixture) -> None:
+    from massive_feeds.stream.ratemonitor import RateMonitor
+
+    with caplog.at_level("WARNING", logger="massive_feeds.stream.ratemonitor"):
+        RateMonitor(100, name="massive stream", speed=60.0).add(120)
+        RateMonitor(100, name="massive stream").add(120)
+    fast, real = [r.getMessage() for r in caplog.records]
+    assert fast == ("massive stream: 120 messages in the last minute reached the plan's 100 messages/minute because "
+                    "the sandbox's clock runs at 60x real time (60 market minutes a minute); a real feed of these "
+                    "symbols sends about 2. Nothing is dropped.")
+    assert "Stream fewer symbols" not in fast and "Stream fewer symbols" in real

@@ -215,6 +215,8 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = no limit)")
     p.add_argument("--wait", type=float, default=10.0,
                    help="give up (exit 1) when no quote arrives within this many seconds (default 10)")
+    p.add_argument("--speed", type=float, help="the built-in sandbox's market clock speed (default 30: half a market "
+                                               "minute per second; 1 = real time); only without an API key")
     p.set_defaults(func=_cmd_stream)
 
 
@@ -225,7 +227,27 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--count and --seconds must be >= 0 (0 = no limit), got {args.count}, {args.seconds:g}")
     if not args.wait > 0:
         raise InvalidInputError(f"--wait must be a positive number of seconds, got {args.wait:g}")
+    _apply_speed(args.speed)
     return cmd_stream(args)
+
+
+def _apply_speed(speed: float | None) -> None:
+    """``--speed``: this process's built-in sandbox runs its clock at ``speed`` (``MASSIVE_SANDBOX_SPEED``);
+    refused when an API key (or an external sandbox) decides the clock instead."""
+    import math
+    import os
+
+    from ..config import load_settings
+
+    if speed is None:
+        return
+    if not (math.isfinite(speed) and 0 < speed <= 10_000):
+        raise InvalidInputError(f"--speed must be between 0 and 10000 (1 = real time), got {speed:g}")
+    settings = load_settings()
+    if not settings.uses_sandbox or os.environ.get("MASSIVE_REST_URL"):
+        raise InvalidInputError("--speed sets the built-in sandbox's clock; this command talks to "
+                                f"{settings.rest_url}, whose clock it cannot change")
+    os.environ["MASSIVE_SANDBOX_SPEED"] = f"{speed:g}"
 
 
 def _add_record(sub: argparse._SubParsersAction) -> None:
@@ -239,6 +261,8 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="dataset name (default massive_live_<tag>_<YYYYMMDD>)")
     p.add_argument("--interval", default="1min", help="bar size for the dataset (1s, 1min, 5min ...)")
     p.add_argument("--save-dir", default="data/live_recorded", help="where the raw event logs go")
+    p.add_argument("--speed", type=float, help="the built-in sandbox's market clock speed (default 30: half a market "
+                                               "minute per second; 1 = real time); only without an API key")
     p.set_defaults(func=_cmd_record)
 
 
@@ -263,6 +287,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from .live import cmd_record
 
     _check_record_args(args)
+    _apply_speed(args.speed)
     return cmd_record(args)
 
 
@@ -547,13 +572,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                                    "validate every strategy on Backtrader (replaying the recording) and vectorbt.")
     p.add_argument("--output", default="output/demo", help="folder for datasets, recordings, plots and logs")
     p.add_argument("--record-seconds", type=float, default=40.0, help="length of the live recording")
+    p.add_argument("--speed", type=float, default=120.0,
+                   help="the demo sandbox's market clock speed (default 120: two market hours a minute)")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import math
+
     from .demo import run_demo
 
-    return run_demo(args.output, args.record_seconds)
+    if not (math.isfinite(args.speed) and 0 < args.speed <= 10_000):
+        raise InvalidInputError(f"--speed must be between 0 and 10000 (1 = real time), got {args.speed:g}")
+    return run_demo(args.output, args.record_seconds, speed=args.speed)
 
 
 def build_parser() -> argparse.ArgumentParser:

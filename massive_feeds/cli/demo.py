@@ -39,7 +39,8 @@ def spread_cost_table(at_close: "pd.DataFrame", at_quotes: "pd.DataFrame") -> st
     return both.to_string(index=False)
 
 
-def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_SECONDS) -> int:
+def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_SECONDS,
+             speed: float = CLOCK_SPEED) -> int:
     from strategies.validation import format_table, validate
 
     from ..datasets import list_datasets, save_dataset
@@ -51,7 +52,7 @@ def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_
     out = Path(output).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Sandbox(websocket=True, s3=True, clock_speed=CLOCK_SPEED) as sb:
+    with Sandbox(websocket=True, s3=True, clock_speed=speed) as sb:
         _step("Sandbox (no API key, no network)")
         print(sb.describe())
         # Quota state and caches live in a throwaway folder: the demo never touches a user's own.
@@ -59,7 +60,7 @@ def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_
         settings = sb.settings(home=home, datasets_dir=out / "datasets")
 
         _step(f"Recording a live session: {', '.join(LIVE_SYMBOLS)} for {record_seconds:.0f}s "
-              f"({record_seconds * CLOCK_SPEED / 60:.0f} market minutes at {CLOCK_SPEED:g}x)")
+              f"({record_seconds * speed / 60:.0f} market minutes at {speed:g}x)")
         recorder = WebSocketDataRecorder(LIVE_SYMBOLS, out / "live_recorded", settings=settings).start()
         time.sleep(record_seconds)
         recorder.stop()

@@ -198,7 +198,8 @@ class Sandbox:
         """Environment variables that point massive_feeds at this sandbox. ``MASSIVE_SANDBOX=1`` marks the
         endpoints as a sandbox: data fetched through them is labelled ``sandbox`` and its quota state and
         caches live under ``<home>/sandbox``, apart from a real account's."""
-        env = {"MASSIVE_SANDBOX": "1", "MASSIVE_API_KEY": self.api_key}
+        env = {"MASSIVE_SANDBOX": "1", "MASSIVE_API_KEY": self.api_key,
+               "MASSIVE_SANDBOX_SPEED": f"{self.clock.speed:g}"}  # clients size their rate warnings by it
         if self.rest is not None:
             env["MASSIVE_REST_URL"] = self.rest.url
         if self.ws is not None:

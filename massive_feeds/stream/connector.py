@@ -101,7 +101,8 @@ class MassiveConnector:
         self._lock = threading.RLock()
         self._loop = LoopThread(f"massive-stream-{id(self):x}")
         self._hub = EventHub()
-        self._rate = RateMonitor(self.max_messages_per_minute, name="massive stream")
+        self._rate = RateMonitor(self.max_messages_per_minute, name="massive stream",
+                                 speed=self.settings.sandbox_speed if self.settings.uses_sandbox else 1.0)
         self._client: StreamClient | None = None
         self._books: OrderBooks | None = None
         self._books_listener: AnyListener | None = None

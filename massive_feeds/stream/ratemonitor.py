@@ -19,8 +19,9 @@ class RateMonitor:
 
     WINDOW = 60
 
-    def __init__(self, limit: int | None, *, name: str = "stream") -> None:
+    def __init__(self, limit: int | None, *, name: str = "stream", speed: float = 1.0) -> None:
         self.limit = limit
+        self.speed = speed  # a sandbox clock faster than real time: that many market minutes a minute
         self.name = name
         self.total = 0
         self.warnings = 0
@@ -43,6 +44,13 @@ class RateMonitor:
         if self.limit is not None and self._running >= self.limit and sec >= self._quiet_until:
             self._quiet_until = sec + self.WINDOW  # warn at most once a minute
             self.warnings += 1
+            if self.speed > 1:  # the sandbox's fast clock, not the symbols, makes the rate
+                log.warning(
+                    "%s: %d messages in the last minute reached the plan's %d messages/minute because the sandbox's "
+                    "clock runs at %gx real time (%g market minutes a minute); a real feed of these symbols sends "
+                    "about %d. Nothing is dropped.", self.name, self._running, self.limit, self.speed, self.speed,
+                    round(self._running / self.speed))
+                return
             log.warning(
                 "%s: %d messages in the last minute reached the plan's %d messages/minute. Massive itself "
                 "documents no such cap; nothing is dropped, but on a capped plan expect throttling. "

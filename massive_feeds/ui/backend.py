@@ -10,7 +10,7 @@
   explains how to configure one (``mode="no_key"``).
 
 ``MASSIVE_UI_SANDBOX=on`` uses the sandbox even when a key is configured (demos), and
-``MASSIVE_UI_SANDBOX_SPEED`` sets how fast the sandbox's market clock runs (default 1 = real time).
+``MASSIVE_UI_SANDBOX_SPEED`` sets how fast the sandbox's market clock runs (default 30, as the built-in sandbox).
 The UI is a face of the package, like the CLI's ``demo`` command, so it may start the sandbox; the
 library below it never does.
 """
@@ -26,7 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from ..config import DEFAULT_REST_URL, Settings, load_settings
+from ..config import DEFAULT_REST_URL, DEFAULT_SANDBOX_SPEED, Settings, load_settings
 from ..errors import ConfigurationError
 from ..schema import NEW_YORK
 from .logic import UiMessage
@@ -120,8 +120,10 @@ def sandbox_preference(environ: Mapping[str, str] | None = None) -> str:
 
 
 def sandbox_speed(environ: Mapping[str, str] | None = None) -> float:
-    """The sandbox market clock's speed from ``MASSIVE_UI_SANDBOX_SPEED`` (default 1 = real time)."""
-    text = (os.environ if environ is None else environ).get(SPEED_ENV, "1").strip() or "1"
+    """The sandbox market clock's speed from ``MASSIVE_UI_SANDBOX_SPEED`` (default
+    :data:`~massive_feeds.config.DEFAULT_SANDBOX_SPEED`, as the library's built-in sandbox)."""
+    default = f"{DEFAULT_SANDBOX_SPEED:g}"
+    text = (os.environ if environ is None else environ).get(SPEED_ENV, default).strip() or default
     try:
         speed = float(text)
     except ValueError:
