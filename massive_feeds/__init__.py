@@ -25,7 +25,7 @@ _EXPORTS = {
     "fetch_ticks": "ticks", "fetch_ticks_rest": "ticks", "fetch_ticks_flat_file": "ticks",
     "ticks_to_bars": "record",
     "stream_quotes_websocket": "stream", "stream_trades_websocket": "stream", "stream_bars_websocket": "stream",
-    "get_connector": "stream", "MassiveConnector": "stream", "stream_events": "stream",
+    "MassiveConnector": "stream", "stream_events": "stream",
     "StreamEvent": "stream", "GapEvent": "stream", "StatusEvent": "stream", "ReconnectPolicy": "stream",
     "load_store": "store", "ingest": "store",
     "WebSocketDataRecorder": "record",
@@ -36,7 +36,7 @@ _EXPORTS = {
     "to_wide": "layout",
 }
 
-__all__ = ["MassiveError", "__version__", *_EXPORTS]
+__all__ = ["MassiveError", "__version__", "get_connector", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
@@ -44,10 +44,20 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'massive_feeds' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
-    if module == "stream":  # the connector's enable_recording needs the recording layer attached to it
-        importlib.import_module(".record", __name__)
     globals()[name] = value
     return value
+
+
+def get_connector(name: str = "massive", *, shared: bool = True, **kwargs: Any) -> "MassiveConnector":
+    """:func:`massive_feeds.stream.get_connector`, the ``"massive"`` connector built with its recorder
+    (``WebSocketDataRecorder``) handed in, so that ``enable_recording`` records: the stream layer never imports
+    the recording layer above it."""
+    from .record import WebSocketDataRecorder
+    from .stream import get_connector as stream_connector
+
+    if name.lower() == "massive":
+        kwargs.setdefault("recorder", WebSocketDataRecorder)
+    return stream_connector(name, shared=shared, **kwargs)
 
 
 def __dir__() -> list[str]:
@@ -67,3 +77,4 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .quality import quality_report  # noqa: F401
     from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401
     from .splits import apply_splits, fetch_splits  # noqa: F401
+    from .stream import MassiveConnector  # noqa: F401

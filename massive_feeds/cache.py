@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .runtime import current
 from .storage import atomic_path, ensure_dir
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ class ResultCache:
 
     def get(self, key: str, max_age: float | None = None) -> pd.DataFrame | None:
         path = self._path(key)
-        with _pending_lock:
-            pending = _pending.get(path)
+        pending = _writer().pending.get(path)
         if pending is not None:  # written a moment ago by put_later, still on its way to disk
             return pending.copy()
         try:
@@ -79,9 +79,8 @@ class ResultCache:
 
     def has(self, key: str, max_age: float | None = None) -> bool:
         """Whether an entry exists (and is at most ``max_age`` seconds old), without reading it."""
-        with _pending_lock:
-            if self._path(key) in _pending:
-                return True
+        if self._path(key) in _writer().pending:
+            return True
         try:
             age = time.time() - self._path(key).stat().st_mtime
         except FileNotFoundError:
@@ -103,18 +102,11 @@ class ResultCache:
         before leaves at most a temp file, which nothing reads); meanwhile :meth:`get` in this process
         answers from a private copy of ``df`` (later changes to ``df`` by the caller change nothing: pandas'
         copy-on-write, always on from pandas 3, copies the caller's columns when they are written, so no
-        copy is made up front). Entries are written one after another by one long-lived worker thread (no
-        thread start, with its handshake, on the caller's path); the interpreter finishes the queued writes
-        before it exits, so a script that ends right away still gets its entry.
+        copy is made up front). Entries are written one after another by the runtime's one long-lived writer thread
+        (no thread start, with its handshake, on the caller's path); closing the runtime (at exit for the default
+        one) finishes the queued writes, so a script that ends right away still gets its entry.
         """
-        path = self._path(key)
-        frame = df.copy(deep=False)
-        with _pending_lock:
-            _pending[path] = frame
-        try:
-            _writer.submit(_write_pending, path, frame)
-        except RuntimeError:  # the interpreter is shutting down (a fetch in a late thread): write it now
-            _write_pending(path, frame)
+        _writer().submit(self._path(key), df.copy(deep=False))
 
     def clear(self) -> int:
         files = list(self.folder.glob("*/*.parquet"))
@@ -123,21 +115,47 @@ class ResultCache:
         return len(files)
 
 
-_pending: dict[Path, pd.DataFrame] = {}  # entries being written by put_later, by path
-_pending_lock = threading.Condition()
-_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-cache-write")  # joined at exit
+class _Writer:
+    """The runtime's writer of :meth:`ResultCache.put_later` entries: one long-lived pool thread, and the frames
+    on their way to disk by path (answered from memory meanwhile). Closed with the runtime: queued entries are
+    written first."""
+
+    def __init__(self) -> None:
+        self.pending: dict[Path, pd.DataFrame] = {}
+        self.done = threading.Condition()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-cache-write")
+
+    def submit(self, path: Path, frame: pd.DataFrame) -> None:
+        with self.done:
+            self.pending[path] = frame
+        try:
+            self.pool.submit(self.write, path, frame)
+        except RuntimeError:  # the interpreter is shutting down (a fetch in a late thread): write it now
+            self.write(path, frame)
+
+    def write(self, path: Path, frame: pd.DataFrame) -> None:
+        try:
+            _write(path, frame)
+        except Exception as exc:  # noqa: BLE001 - a background thread has nobody to raise to; a miss later
+            log.warning("could not write cache entry %s: %s", path.name, exc)
+        finally:
+            with self.done:
+                if self.pending.get(path) is frame:
+                    del self.pending[path]
+                self.done.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self.done:
+            return self.done.wait_for(lambda: not self.pending, timeout)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
-def _after_fork_in_child() -> None:
-    """A forked child has none of the parent's threads: a fresh writer and lock, and no pending entries (the
-    parent writes those; here they are misses until on disk)."""
-    global _writer, _pending_lock
-    _pending.clear()
-    _pending_lock = threading.Condition()
-    _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-cache-write")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _writer() -> _Writer:
+    """The current runtime's writer; per process id, since a forked child has none of its parent's threads
+    (its parent writes the parent's pending entries; here they are misses until on disk)."""
+    return current().shared("result-cache-writer", os.getpid(), _Writer)
 
 
 def _write(path: Path, df: pd.DataFrame) -> None:
@@ -146,20 +164,7 @@ def _write(path: Path, df: pd.DataFrame) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def _write_pending(path: Path, frame: pd.DataFrame) -> None:
-    try:
-        _write(path, frame)
-    except Exception as exc:  # noqa: BLE001 - a background thread has nobody to raise to; a miss later
-        log.warning("could not write cache entry %s: %s", path.name, exc)
-    finally:
-        with _pending_lock:
-            if _pending.get(path) is frame:
-                del _pending[path]
-            _pending_lock.notify_all()
-
-
 def wait_for_result_cache(timeout: float | None = None) -> bool:
     """Wait until every entry handed to :meth:`ResultCache.put_later` is on disk (or failed); ``False`` when
     ``timeout`` passed first. Reads never need it; tests and benchmarks use it to look at a settled cache."""
-    with _pending_lock:
-        return _pending_lock.wait_for(lambda: not _pending, timeout)
+    return _writer().wait(timeout)

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from functools import partial
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -39,13 +39,10 @@ from .sessions import to_regular_session
 from .source import (  # noqa: F401 - the Auto rule's limits: also importable from here
     AUTO_MAX_DAYS,
     AUTO_MAX_SYMBOLS,
-    Cost,
-    Source,
-    StoreSource,
     choose_method,
-    fetch,
-    flat_files_unavailable,
+    fetch_query,
     rest_quota_short,
+    sources,
 )
 
 log = logging.getLogger(__name__)
@@ -277,50 +274,26 @@ def estimate_rest_calls(n_symbols: int, interval: Interval, window: DateRange, s
     return n_symbols * max(1, math.ceil(base_bars / PAGE_LIMIT))
 
 
-@dataclass
-class RestBars:
-    """Bars over REST ``/v2/aggs`` (a :class:`~massive_feeds.source.Source`): every asset class; settled symbols in
-    the result cache cost no call."""
-
-    settings: Settings
-    method: str = "rest"
-
-    def unavailable(self, query: BarQuery) -> str | None:
-        return None
-
-    def cost(self, query: BarQuery) -> Cost:
-        return Cost(calls=rest_calls_needed(query.parsed, query.interval, query.range, query.session,
-                                            query.adjusted, self.settings))
-
-    def read(self, query: BarQuery, progress: bool | None = None) -> pd.DataFrame:
-        return fetch_rest_bars(query, settings=self.settings, progress=progress)
+def _rest_calls(query: BarQuery, settings: Settings) -> int:
+    """:func:`rest_calls_needed` of a built query (the REST source's cost)."""
+    return rest_calls_needed(query.parsed, query.interval, query.range, query.session, query.adjusted, settings)
 
 
-@dataclass
-class FlatFileBars:
-    """Bars from the S3 day files (a :class:`~massive_feeds.source.Source`); with ``fill`` (Auto mode) the trading
-    days the files lack are fetched over REST (:func:`_fill_missing_days`)."""
+def _rest_bars(query: BarQuery, settings: Settings, progress: bool | None) -> pd.DataFrame:
+    return fetch_rest_bars(query, settings=settings, progress=progress)
 
-    settings: Settings
-    fill: bool = False
-    method: str = "flat_file"
 
-    def unavailable(self, query: BarQuery) -> str | None:
-        return flat_files_unavailable(self.settings, query)
+def _flat_file_bars(query: BarQuery, settings: Settings, progress: bool | None, *, fill: bool) -> pd.DataFrame:
+    """Bars from the day files; with ``fill`` (Auto mode) the trading days they lack come over REST."""
+    from .flatfiles import flat_file_bars
 
-    def cost(self, query: BarQuery) -> Cost:
-        return Cost()  # the splits list at most (cached a day); the bytes are known once the months are listed
+    if any(t.asset == "futures" for t in query.parsed):  # sessions, contracts and rolls: see .futures
+        from .futures import futures_bars_by
 
-    def read(self, query: BarQuery, progress: bool | None = None) -> pd.DataFrame:
-        from .flatfiles import flat_file_bars
+        return futures_bars_by(query, "flat_file", settings, progress=progress)
 
-        if any(t.asset == "futures" for t in query.parsed):  # sessions, contracts and rolls: see .futures
-            from .futures import futures_bars_by
-
-            return futures_bars_by(query, "flat_file", self.settings, progress=progress)
-
-        df = flat_file_bars(query, settings=self.settings, progress=progress)
-        return _fill_missing_days(df, query, self.settings, fill=self.fill, progress=progress)
+    df = flat_file_bars(query, settings=settings, progress=progress)
+    return _fill_missing_days(df, query, settings, fill=fill, progress=progress)
 
 
 def fetch_data(
@@ -388,10 +361,9 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
     """:func:`fetch_data` for a built :class:`~massive_feeds.schema.BarQuery`: the method choice and the
     back ends (REST, flat files, the history store) all take the query as it is."""
     settings = resolve_settings(settings)  # no key configured: the built-in sandbox
-    sources: dict[str, Source[BarQuery]] = {
-        "rest": RestBars(settings), "flat_file": FlatFileBars(settings, fill=method == "auto"),
-        "store": StoreSource(store, settings)}
-    return apply_layout(fetch(query, method, sources, settings, progress), layout)
+    by_method = sources(settings, store, _rest_bars, _rest_calls, partial(_flat_file_bars, fill=method == "auto"))
+    bars = fetch_query(query, method, by_method, settings, progress)
+    return apply_layout(bars, layout)
 
 
 def _missing_trading_days(df: pd.DataFrame, query: BarQuery) -> list[str]:
@@ -425,7 +397,7 @@ def _fill_missing_days(df: pd.DataFrame, query: BarQuery, settings: Settings, *,
         why = "no API key for REST"
     else:
         gaps = query.replace(range=parse_date_range(missing[0], missing[-1]))
-        why = rest_quota_short(settings, RestBars(settings).cost(gaps).calls)
+        why = rest_quota_short(settings, _rest_calls(gaps, settings))
     if why is None:
         extra = fetch_rest_bars(gaps, settings=settings, progress=progress)
         days = extra["timestamp"].dt.tz_convert(NEW_YORK).dt.date.astype(str)

@@ -11,11 +11,11 @@ about it (:class:`Source`):
 The REST and flat-file sources of bars live in :mod:`massive_feeds.fetch`, those of ticks in
 :mod:`massive_feeds.ticks`; the history store serves both (:class:`StoreSource`). :func:`choose` holds the Auto rule
 and its two fallbacks for every kind of query, :func:`diagnose_empty` says why symbols came back empty, and
-:func:`fetch` is the whole way: choose, read, diagnose.
+:func:`fetch_query` is the whole way: choose, read, diagnose.
 
 Growing: a new asset class (futures) is a new ticker kind (``schema.TICKER_PREFIXES`` and its pattern) plus, in each
 source, whether it covers it (``unavailable``); a new data kind (dividends) is a query type and a mapping of its
-sources handed to :func:`fetch`. Neither edits the choice or writes a second pipeline.
+sources handed to :func:`fetch_query`. Neither edits the choice or writes a second pipeline.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Mapping, Protocol, TypeVar
+from typing import Callable, Generic, Mapping, Protocol, TypeVar
 
 import pandas as pd
 
@@ -96,34 +96,34 @@ def choose_method(n_symbols: int, days: int) -> str:
     return "rest" if n_symbols <= AUTO_MAX_SYMBOLS and days <= AUTO_MAX_DAYS else "flat_file"
 
 
-def choose(query: Q, method: str, sources: Mapping[str, Source[Q]], settings: Settings) -> tuple[Source[Q], str]:
-    """The source for ``query`` and why. ``method`` names one of ``sources`` or is ``"auto"``: the store when it
+def choose(query: Q, method: str, by_method: Mapping[str, Source[Q]], settings: Settings) -> tuple[Source[Q], str]:
+    """The source for ``query`` and why. ``method`` names one of ``by_method`` or is ``"auto"``: the store when it
     holds every day of the query, else :func:`auto_rule`, falling back to REST when flat files cannot serve, and to
     flat files when the REST calls left today cannot cover the query's :class:`Cost`."""
-    names = ["auto", *sources]
+    names = ["auto", *by_method]
     if method not in names:
         raise InvalidInputError(f"Invalid method {method!r}; use {', '.join(map(repr, names[:-1]))} or {names[-1]!r}")
     if method != "auto":
-        return sources[method], "requested explicitly"
-    store = sources.get("store")
+        return by_method[method], "requested explicitly"
+    store = by_method.get("store")
     if store is not None and store.unavailable(query) is None:
         return store, "the local history store holds every day of the query"
     pick, reason = auto_rule(query)
-    flat_why = sources["flat_file"].unavailable(query)
+    flat_why = by_method["flat_file"].unavailable(query)
     if pick == "flat_file" and flat_why is not None:
         pick, reason = "rest", f"fell back to REST: {flat_why}"
     elif pick == "rest" and flat_why is None and settings.api_key and (
-            short := rest_quota_short(settings, sources["rest"].cost(query).calls)):
+            short := rest_quota_short(settings, by_method["rest"].cost(query).calls)):
         # the flat-file path needs REST only for the splits list; with the quota short it uses the cached list
         # (any age, said in df.attrs["splits_as_of"]) and never calls (see massive_feeds.splits)
         pick, reason = "flat_file", f"fell back to flat files: {short}"
     if reason.startswith("fell back"):
         log.warning("auto method: %s", reason)
-    return sources[pick], reason
+    return by_method[pick], reason
 
 
-def fetch(query: Q, method: str, sources: Mapping[str, Source[Q]], settings: Settings,
-          progress: bool | None = None) -> pd.DataFrame:
+def fetch_query(query: Q, method: str, by_method: Mapping[str, Source[Q]], settings: Settings,
+                progress: bool | None = None) -> pd.DataFrame:
     """Choose a source (:func:`choose`), read the query from it, say what ran and why (``df.attrs["method"]``,
     ``["method_reason"]``, ``["source"]``) and diagnose empty symbols (:func:`diagnose_empty`)."""
     refused = calendar_refusal(query, settings)
@@ -132,7 +132,7 @@ def fetch(query: Q, method: str, sources: Mapping[str, Source[Q]], settings: Set
         raise NoDataError(f"no {what} for {', '.join(query.tickers)} in {window.first_day}..{window.last_day}: "
                           f"{refused}; nothing was asked", symbols={t: refused for t in query.tickers},
                           start=window.first_day, end=window.last_day)
-    source, reason = choose(query, method, sources, settings)
+    source, reason = choose(query, method, by_method, settings)
     log.info("%r via %s (%s)", query, source.method, reason)
     df = source.read(query, progress)
     df.attrs.update(method=source.method, method_reason=reason, source=settings.source)
@@ -168,6 +168,8 @@ def flat_files_unavailable(settings: Settings, query: Query | None = None) -> st
     uncovered = [t.symbol for t in (query.parsed if query is not None else ()) if t.asset not in PREFIXES]
     if uncovered:
         return f"no flat files for {', '.join(uncovered)}"
+    if isinstance(query, TickQuery) and (futures := [t.symbol for t in query.parsed if t.asset == "futures"]):
+        return f"no futures tick files are read yet ({', '.join(futures)}): REST serves them"
     try:
         import boto3  # noqa: F401
     except ImportError:
@@ -187,6 +189,48 @@ def rest_quota_short(settings: Settings, calls: int) -> str | None:
     if remaining is not None and remaining < calls:
         return f"the REST quota left today ({remaining} calls) cannot cover ~{calls} calls"
     return None
+
+
+Reader = Callable[[Q, Settings, "bool | None"], pd.DataFrame]
+
+
+@dataclass
+class RestSource(Generic[Q]):
+    """REST (bars ``/v2/aggs``, ticks ``/v3/trades``/``quotes``): every asset class, at a cost in calls; ``calls``
+    counts them for a query (cached answers free), ``reader`` reads it."""
+
+    settings: Settings
+    reader: Reader[Q]
+    calls: Callable[[Q, Settings], int]
+    method: str = "rest"
+
+    def unavailable(self, query: Q) -> str | None:
+        return None
+
+    def cost(self, query: Q) -> Cost:
+        return Cost(calls=self.calls(query, self.settings))
+
+    def read(self, query: Q, progress: bool | None = None) -> pd.DataFrame:
+        return self.reader(query, self.settings, progress)
+
+
+@dataclass
+class FlatFileSource(Generic[Q]):
+    """The S3 day files: the asset classes they hold, with boto3 and S3 credentials. Their bytes are known (and
+    reserved against the monthly quota) once the day files are listed, so ``cost`` says none up front."""
+
+    settings: Settings
+    reader: Reader[Q]
+    method: str = "flat_file"
+
+    def unavailable(self, query: Q) -> str | None:
+        return flat_files_unavailable(self.settings, query)
+
+    def cost(self, query: Q) -> Cost:
+        return Cost()
+
+    def read(self, query: Q, progress: bool | None = None) -> pd.DataFrame:
+        return self.reader(query, self.settings, progress)
 
 
 @dataclass
@@ -215,6 +259,13 @@ class StoreSource:
     def read(self, query: Query, progress: bool | None = None) -> pd.DataFrame:
         store = HistoryStore.open(self.location, self.settings)
         return store.ticks(query) if isinstance(query, TickQuery) else store.bars(query)
+
+
+def sources(settings: Settings, store: "str | os.PathLike[str] | HistoryStore | None", rest: Reader[Q],
+            rest_calls: Callable[[Q, Settings], int], flat_file: Reader[Q]) -> dict[str, Source[Q]]:
+    """The three sources of one kind of query, by method name, for :func:`fetch_query`."""
+    return {"rest": RestSource(settings, rest, rest_calls), "flat_file": FlatFileSource(settings, flat_file),
+            "store": StoreSource(store, settings)}
 
 
 # --- the empty-result diagnosis -------------------------------------------------------------------
@@ -274,5 +325,5 @@ def _known_tickers(tickers: list[Ticker], settings: Settings) -> dict[str, bool]
     return out
 
 
-__all__ = ["AUTO_MAX_DAYS", "AUTO_MAX_SYMBOLS", "AUTO_MAX_SYMBOL_DAYS", "Cost", "Source", "StoreSource", "auto_rule",
-           "choose", "choose_method", "diagnose_empty", "fetch", "flat_files_unavailable", "rest_quota_short"]
+__all__ = ["AUTO_MAX_DAYS", "AUTO_MAX_SYMBOLS", "AUTO_MAX_SYMBOL_DAYS", "Cost", "FlatFileSource", "RestSource", "Source", "StoreSource", "auto_rule",
+           "choose", "choose_method", "diagnose_empty", "fetch_query", "flat_files_unavailable", "rest_quota_short", "sources"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from functools import partial
 from datetime import date, timedelta
 from typing import Any, Iterable, Literal, Sequence
 
@@ -34,7 +34,7 @@ from .futures_symbols import is_futures
 from .rest.futures import parse_futures_ticks
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
-from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, StoreSource, fetch, flat_files_unavailable
+from .source import AUTO_MAX_SYMBOL_DAYS, fetch_query, sources
 from .schema import DateLike, DateRange, ny_midnight
 from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
@@ -206,42 +206,16 @@ def estimate_rest_pages(n_symbols: int, days: int, kinds: Sequence[str]) -> int:
     return sum(n_symbols * days * PAGES_PER_DAY[k] for k in kinds)
 
 
-@dataclass
-class RestTicks:
-    """Trades/quotes over REST v3 (a :class:`~massive_feeds.source.Source`), settled days cached."""
-
-    settings: Settings
-    use_cache: bool = True
-    method: str = "rest"
-
-    def unavailable(self, query: TickQuery) -> str | None:
-        return None
-
-    def cost(self, query: TickQuery) -> Cost:
-        return Cost(calls=estimate_rest_pages(len(query.parsed), query.range.days, query.kinds))
-
-    def read(self, query: TickQuery, progress: bool | None = None) -> pd.DataFrame:
-        return fetch_ticks_rest(query, settings=self.settings, progress=progress, use_cache=self.use_cache)
+def _rest_pages(query: TickQuery, settings: Settings) -> int:
+    return estimate_rest_pages(len(query.parsed), query.range.days, query.kinds)
 
 
-@dataclass
-class FlatFileTicks:
-    """Trades/quotes from the ``trades_v1``/``quotes_v1`` day files (a :class:`~massive_feeds.source.Source`)."""
+def _rest_ticks(query: TickQuery, settings: Settings, progress: bool | None, *, use_cache: bool) -> pd.DataFrame:
+    return fetch_ticks_rest(query, settings=settings, progress=progress, use_cache=use_cache)
 
-    settings: Settings
-    use_cache: bool = True
-    method: str = "flat_file"
 
-    def unavailable(self, query: TickQuery) -> str | None:
-        if futures := [t.symbol for t in query.parsed if t.asset == "futures"]:
-            return f"no futures tick files are read yet ({', '.join(futures)}): REST serves them"
-        return flat_files_unavailable(self.settings, query)
-
-    def cost(self, query: TickQuery) -> Cost:
-        return Cost()  # the bytes are known once every day file is sized (HEAD), and reserved then
-
-    def read(self, query: TickQuery, progress: bool | None = None) -> pd.DataFrame:
-        return fetch_ticks_flat_file(query, settings=self.settings, progress=progress, use_cache=self.use_cache)
+def _flat_file_ticks(query: TickQuery, settings: Settings, progress: bool | None, *, use_cache: bool) -> pd.DataFrame:
+    return fetch_ticks_flat_file(query, settings=settings, progress=progress, use_cache=use_cache)
 
 
 def fetch_ticks(
@@ -279,10 +253,9 @@ def fetch_ticks(
     """
     q = _query(symbols, start, end, kind)
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
-    sources: dict[str, Source[TickQuery]] = {
-        "rest": RestTicks(settings, use_cache), "flat_file": FlatFileTicks(settings, use_cache),
-        "store": StoreSource(store, settings)}
-    return fetch(q, method, sources, settings, progress)
+    by_method = sources(settings, store, partial(_rest_ticks, use_cache=use_cache), _rest_pages,
+                        partial(_flat_file_ticks, use_cache=use_cache))
+    return fetch_query(q, method, by_method, settings, progress)
 
 
 __all__ = ["AUTO_MAX_SYMBOL_DAYS", "PAGE_LIMIT", "estimate_rest_pages", "fetch_ticks", "fetch_ticks_flat_file",

@@ -323,8 +323,9 @@ def test_full_disk_is_reported_and_earlier_data_survives(firehose_sandbox: Sandb
 def test_connector_records_while_streaming_and_saves_a_dataset(live_settings: Settings, tmp_path: Path) -> None:
     from massive_feeds.stream import MassiveConnector
 
-    with MassiveConnector(settings=live_settings) as connector:
-        connector.enable_recording(symbols=["AAPL"], save_dir=tmp_path / "rec", tag="fomc")
+    with MassiveConnector(settings=live_settings, recorder=WebSocketDataRecorder) as connector:
+        recorder = connector.enable_recording(symbols=["AAPL"], save_dir=tmp_path / "rec", tag="fomc")
+        assert recorder.flush_interval == 0.1  # the recorder's one default (the README's 100 ms), not a copy
         quotes: list = []
         connector.start_stream(["AAPL"], callback=lambda sym, book: quotes.append(sym))
         time.sleep(3)
@@ -340,7 +341,7 @@ def test_connector_records_while_streaming_and_saves_a_dataset(live_settings: Se
 def test_enabling_recording_twice_is_refused(live_settings: Settings, tmp_path: Path) -> None:
     from massive_feeds.stream import MassiveConnector
 
-    with MassiveConnector(settings=live_settings) as connector:
+    with MassiveConnector(settings=live_settings, recorder=WebSocketDataRecorder) as connector:
         connector.enable_recording(symbols=["AAPL"], save_dir=tmp_path / "rec")
         with pytest.raises(InvalidInputError, match="already"):
             connector.enable_recording(symbols=["MSFT"], save_dir=tmp_path / "rec")

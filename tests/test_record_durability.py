@@ -146,3 +146,30 @@ def test_a_backlog_beyond_one_flush_is_reported_as_lagging(tmp_path: Path,
     assert final["events_durable"] == 400_000 and final["pending_events"] == 0 and not final["lagging"]
     assert final["lagging_episodes"] >= 1 and final["max_flush_seconds"] > 0
     assert len(RecordingReader(tmp_path / "s").events()) == 400_000
+
+
+# --- the default promise: 100 ms -------------------------------------------------------------------
+def test_a_recorder_with_no_flush_argument_makes_each_paced_event_durable_within_100_ms_plus_a_flush(
+        tmp_path: Path) -> None:
+    """The README promises 100 ms: a recorder created without ``flush_interval`` keeps its newest durable event
+    within 0.1 s (literal, not the constant) plus one flush. Events are handed over one at a time, each after the
+    previous became durable; the flush that took each is timed from the recorder's own clock (``last_flush_age``),
+    waited for with ``wait_for_flush``, never a sleep. A default of 0.5 s fails every hand-over."""
+    hub = _Source()
+    rec = WebSocketDataRecorder(["AAPL"], tmp_path, connector=hub, session="s")
+    rec.start()
+    latencies = []
+    try:
+        for i in range(8):
+            handed = time.monotonic()
+            hub.publish([make_event("quote", "AAPL", 1_709_562_600_000 + i, bid=1.0, ask=2.0)])
+            while (s := rec.stats())["events_durable"] < i + 1:
+                rec.wait_for_flush(timeout=1.0)
+            flushed = time.monotonic() - s["last_flush_age"]
+            latencies.append((flushed - handed, s["last_flush_seconds"]))
+    finally:
+        rec.stop()
+    # 50 ms for the hub's hand-over and the writer's wake-up on a shared machine
+    late = [(round(took, 3), round(flush, 3)) for took, flush in latencies if took > 0.1 + flush + 0.05]
+    assert late == [], f"durable later than 100 ms plus the flush: {late}"
+    assert len(RecordingReader(tmp_path / "s").events()) == 8

@@ -269,21 +269,19 @@ def test_quotes_page_parses_exactly_with_or_without_conditions(with_conditions: 
         np.testing.assert_array_equal(np.asarray(page.columns[name]), np.asarray(values), err_msg=name)
 
 
-def test_entry_is_written_now_when_the_writer_no_longer_takes_work(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_is_written_now_when_the_writer_no_longer_takes_work(tmp_path: Path) -> None:
     """At interpreter shutdown the writer pool refuses new work (a fetch finishing in a late thread): the entry
     is then written on the spot instead of the fetch failing with RuntimeError."""
-    from concurrent.futures import ThreadPoolExecutor
+    from massive_feeds.runtime import Runtime
 
-    stopped = ThreadPoolExecutor(max_workers=1)
-    stopped.shutdown()
-    monkeypatch.setattr(cache_module, "_writer", stopped)
-    cache = ResultCache(tmp_path / "rest")
-    df = pd.DataFrame({"x": [1.5, 2.5]})
-    cache.put_later("s" * 32, df)
-    [entry] = (tmp_path / "rest").rglob("*.parquet")  # already there: no wait
-    pd.testing.assert_frame_equal(pd.read_parquet(entry), df)
-    assert wait_for_result_cache(timeout=0)
+    with Runtime():
+        cache_module._writer().pool.shutdown()  # this runtime's writer pool, as at interpreter shutdown
+        cache = ResultCache(tmp_path / "rest")
+        df = pd.DataFrame({"x": [1.5, 2.5]})
+        cache.put_later("s" * 32, df)
+        [entry] = (tmp_path / "rest").rglob("*.parquet")  # already there: no wait
+        pd.testing.assert_frame_equal(pd.read_parquet(entry), df)
+        assert wait_for_result_cache(timeout=0)
 
 
 # --- trades and quotes: strings, arrays, nulls ----------------------------------------------------------

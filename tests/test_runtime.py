@@ -190,6 +190,30 @@ def test_shared_objects_live_and_die_with_their_runtime(settings) -> None:
         assert get_connector("massive", settings=settings) is not conn
 
 
+def test_the_runtime_owns_the_cache_writer_the_parquet_converter_and_the_s3_transports(tmp_path: Path) -> None:
+    """No module-level pools, threads or transports: each is made lazily by the runtime in use, and closing the
+    runtime finishes and closes them (the queued cache entry is on disk once the block ends)."""
+    from massive_feeds.cache import ResultCache
+    from massive_feeds.flatfiles import hold_cache_writes
+    from massive_feeds.store.daytask import _transport
+
+    s3 = load_settings(environ={"MASSIVE_S3_ACCESS_KEY_ID": "id", "MASSIVE_S3_SECRET_ACCESS_KEY": "secret"},
+                       home=tmp_path / "home", api_key="k")
+    with Runtime() as rt:
+        assert repr(rt) == "Runtime(no sandbox, shared=[])"
+        ResultCache(tmp_path / "rest").put_later("a" * 32, pd.DataFrame({"x": [1.0]}))
+        with hold_cache_writes():
+            pass
+        first = _transport(s3)
+        assert _transport(s3) is first
+        assert repr(rt) == "Runtime(no sandbox, shared=['flatfile-converter', 'result-cache-writer', 's3-transport'])"
+    assert repr(rt) == "Runtime(closed, shared=[])"
+    [entry] = (tmp_path / "rest").rglob("*.parquet")
+    assert pd.read_parquet(entry)["x"].tolist() == [1.0]
+    with Runtime():
+        assert _transport(s3) is not first
+
+
 def test_missing_sandbox_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from massive_feeds.flatfiles import download_flat_file
 

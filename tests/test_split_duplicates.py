@@ -88,6 +88,17 @@ def test_merge_window_boundary(gap: int, rows_left: int) -> None:
     assert len(merge_duplicate_splits(table)) == rows_left
 
 
+@pytest.mark.parametrize(("second", "rows_left"), [("2022-06-15", 1), ("2022-06-16", 2)])
+def test_rows_14_days_apart_merge_and_15_days_apart_stay_two(second: str, rows_left: int) -> None:
+    """The window in literal dates (not relative to the constant): 14 calendar days apart is one split listed
+    twice, 15 days apart are two splits. Widening the window to 21 days (or narrowing it) turns this red."""
+    table = splits_frame([{"ticker": "SHOP", "execution_date": "2022-06-01", "split_from": 1, "split_to": 10},
+                          {"ticker": "SHOP", "execution_date": second, "split_from": 1, "split_to": 10}])
+    merged = merge_duplicate_splits(table)
+    assert merged["execution_date"].dt.strftime("%Y-%m-%d").tolist() == (
+        [second] if rows_left == 1 else ["2022-06-01", second])
+
+
 def test_same_ticker_different_ratio_close_together_stays_two_splits() -> None:
     table = splits_frame([{"ticker": "ABC", "execution_date": "2022-06-01", "split_from": 1, "split_to": 2},
                           {"ticker": "ABC", "execution_date": "2022-06-03", "split_from": 1, "split_to": 3}])

@@ -1,18 +1,19 @@
 """The house's shape, read from the code's own imports: arrows run one way (down), no import circles.
 
 Every ``import`` of the package counts, also the ones inside functions (a deferred import is still a
-dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, top to bottom (see
-``docs/structure.md``)::
+dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, top to bottom, in the order of
+the architecture note (``docs/structure.md`` describes each)::
 
-    adapters   backtrader/ vectorbt/ ui/ cli/ (and the package root, which re-exports)
-    fetch      fetch.py, ticks.py, futures.py
-    sources    rest-backed and file-backed sources: splits, datasets, quality, stream/, flatfiles/,
-               store/, record/
-    transport  rest/
-    kernels    sessions, quota, buckets, layout, runtime (the runtime context; its lazy sandbox import is
-               the one arrow into sandbox/, which sits beside the house and is not read here)
-    base       schema, futures_symbols, tickschema, config, cache, errors, storage, redact, inflate, _optional,
-               _version
+    faces        cli/ ui/ and the package root (which re-exports; its get_connector hands the recorder in)
+    adapters     backtrader/ vectorbt/
+    fetch        fetch.py, ticks.py, futures.py: the public fetch functions; source.py: the Source shape and choose()
+    services     store/ (above flat files), record/ (above stream), datasets, quality
+    flat files   flatfiles/: the S3 day files, read with their splits applied
+    corrections  splits: the splits list, applied on read
+    transport    rest/ stream/
+    kernels      sessions, quota, buckets, layout, runtime (the runtime context: the one owner of process state,
+                 and its lazy sandbox import, the one arrow into sandbox/, which sits beside the house), cache
+    base         schema, futures_symbols, tickschema, config, errors, storage, redact, inflate, _optional, _version
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "massive_feeds"
 
 LAYERS = {
-    "adapters": ("backtrader", "vectorbt", "ui", "cli", "__init__", "__main__"),
+    "faces": ("cli", "ui", "__init__", "__main__"),
+    "adapters": ("backtrader", "vectorbt"),
     "fetch": ("fetch", "ticks", "futures", "source"),
-    "sources": ("splits", "datasets", "quality", "stream", "flatfiles", "store", "record"),
-    "transport": ("rest",),
-    "kernels": ("sessions", "quota", "buckets", "layout", "runtime"),
-    "base": ("schema", "futures_symbols", "tickschema", "config", "cache", "errors", "storage", "redact", "inflate",
+    "services": ("store", "record", "datasets", "quality"),
+    "flat files": ("flatfiles",),
+    "corrections": ("splits",),
+    "transport": ("rest", "stream"),
+    "kernels": ("sessions", "quota", "buckets", "layout", "runtime", "cache"),
+    "base": ("schema", "futures_symbols", "tickschema", "config", "errors", "storage", "redact", "inflate",
              "_optional", "_version"),
 }
 RANK = {top: rank for rank, names in enumerate(reversed(LAYERS.values())) for top in names}
@@ -144,6 +148,15 @@ def test_the_import_graph_is_read() -> None:
     assert "massive_feeds.errors" in graph["massive_feeds.schema"]
 
 
+def test_the_layers_keep_the_architecture_notes_order() -> None:
+    """Not one flat "sources" layer: the store sits above the flat files it ingests, recording above the stream it
+    records, the Source choice above every source, and the adapters above the choice."""
+    assert RANK["store"] > RANK["flatfiles"] > RANK["splits"] > RANK["rest"]
+    assert RANK["record"] > RANK["stream"]
+    assert RANK["source"] > RANK["store"] and RANK["source"] > RANK["flatfiles"] and RANK["source"] > RANK["rest"]
+    assert RANK["backtrader"] > RANK["fetch"] and RANK["cli"] > RANK["backtrader"]
+
+
 def test_no_import_circles() -> None:
     assert _cycles(_graph()) == []
 
@@ -167,9 +180,9 @@ def test_the_stream_layer_never_imports_recording() -> None:
     assert stream and not [m for m in stream if any(_top(d) == "record" for d in graph[m])]
 
 
-def test_recording_attaches_to_the_connector_from_above() -> None:
-    """stream/ never imports record/: the recorder registers itself; the package root's get_connector loads it,
-    and without it enable_recording is a one-line error, not an AttributeError or a silent no-op."""
+def test_the_connectors_recorder_is_handed_in_by_its_caller() -> None:
+    """stream/ never imports record/ and no upper module patches a class: a bare connector's enable_recording is
+    a one-line error naming the fix; the package root's get_connector hands the recorder in."""
     import subprocess
     import sys
 
@@ -177,7 +190,6 @@ def test_recording_attaches_to_the_connector_from_above() -> None:
         "import massive_feeds.stream as s",
         "from massive_feeds.config import load_settings",
         "from massive_feeds.errors import InvalidInputError",
-        "assert s.MassiveConnector.recorder_factory is None",
         "c = s.MassiveConnector(settings=load_settings(environ={}, api_key='k'))",
         "try:",
         "    c.enable_recording(['AAPL'])",
@@ -185,19 +197,21 @@ def test_recording_attaches_to_the_connector_from_above() -> None:
         "    print('refused:', exc)",
         "c.close()",
         "import massive_feeds",
-        "massive_feeds.get_connector",
-        "print('factory:', s.MassiveConnector.recorder_factory.__name__)",
+        "print('recorder:', massive_feeds.get_connector(settings=c.settings, shared=False).recorder.__name__)",
+        "print('class attribute:', hasattr(s.MassiveConnector, 'recorder_factory'))",
     ])
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MASSIVE_")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
                          cwd=PACKAGE.parent, check=True).stdout.splitlines()
-    assert out == ["refused: recording is not loaded: import massive_feeds.record (massive_feeds.get_connector "
-                   "loads it) before enable_recording", "factory: WebSocketDataRecorder"]
+    assert out == ["refused: enable_recording needs a recorder: MassiveConnector(recorder=WebSocketDataRecorder) "
+                   "(massive_feeds.get_connector passes it) or enable_recording(recorder=...)",
+                   "recorder: WebSocketDataRecorder", "class attribute: False"]
 
 
-def test_the_store_gets_its_feed_class_and_its_ingest_from_above() -> None:
+def test_the_store_gets_its_feed_class_from_above_and_ingest_is_a_function_of_the_store() -> None:
     from massive_feeds.backtrader import MassiveData, MassiveStore
     from massive_feeds.store import HistoryStore, ingest
 
-    assert MassiveStore.DataCls is MassiveData
-    assert HistoryStore.ingest_fn is ingest
+    assert MassiveStore.DataCls is MassiveData  # Backtrader's own registration idiom (IBStore.DataCls)
+    assert not hasattr(HistoryStore, "ingest_fn") and not hasattr(HistoryStore, "ingest")
+    assert "store" in __import__("inspect").signature(ingest).parameters  # ingest(dataset, …, store=HistoryStore)

@@ -13,8 +13,8 @@ for crypto (``X:BTC-USD``) and possibly forex (``C:EUR-USD``), and reports rows 
 
 from __future__ import annotations
 
-import atexit
 import logging
+import os
 import threading
 from pathlib import Path
 from contextlib import contextmanager
@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
+from ..runtime import current
 from ..schema import DateRange, Interval, Ticker, empty_bars, finalize_bars, ws_symbol
 from .cache import atomic_file
 from .stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
@@ -104,7 +105,6 @@ class _Converter:
         self._busy: set[Path] = set()  # queued or being written
         self._thread: threading.Thread | None = None
         self._holds = 0
-        self._atexit = False
 
     def submit(self, gz: Path, target: Path, key: str) -> None:
         with self._lock:
@@ -115,12 +115,6 @@ class _Converter:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="flatfile-parquet", daemon=True)
                 self._thread.start()
-                if not self._atexit:
-                    # A daemon thread frozen inside pyarrow's CSV reader (which calls back into Python for
-                    # the gzip chunks) deadlocks interpreter shutdown: the CLI printed its result and never
-                    # exited. Let the conversion finish first (atexit runs before daemon threads freeze).
-                    atexit.register(self.wait)
-                    self._atexit = True
 
     def _run(self) -> None:
         # Not niced: a low-priority thread holding the GIL would stall every other thread of the process
@@ -149,6 +143,11 @@ class _Converter:
         with self._lock:
             return self._lock.wait_for(lambda: not self._busy, timeout)
 
+    # A daemon thread frozen inside pyarrow's CSV reader (which calls back into Python for the gzip chunks)
+    # deadlocks interpreter shutdown: the CLI printed its result and never exited. Closing the runtime (the
+    # default one at exit, before daemon threads freeze) lets the conversions finish first.
+    close = wait
+
     @contextmanager
     def hold(self) -> Iterator[None]:
         with self._lock:
@@ -161,26 +160,28 @@ class _Converter:
                 self._lock.notify_all()
 
 
-_converter = _Converter()
+def _converter() -> _Converter:
+    """The current runtime's converter (per process id: a forked child has none of its parent's threads)."""
+    return current().shared("flatfile-converter", os.getpid(), _Converter)
 
 
 def convert_in_background(gz: Path, target: Path, key: str) -> None:
     """Queue the gzip day ``gz`` for conversion into the parquet entry ``target`` (see :class:`_Converter`)."""
-    _converter.submit(gz, target, key)
+    _converter().submit(gz, target, key)
 
 
 def wait_for_cache_writes(timeout: float | None = None) -> bool:
     """Wait until every day queued for background conversion into a parquet entry was written (or failed).
     Returns ``False`` when ``timeout`` seconds passed first. Reads never need this (a cache entry is either
     complete or absent); tests and benchmarks use it to look at a settled cache."""
-    return _converter.wait(timeout)
+    return _converter().wait(timeout)
 
 
 def hold_cache_writes() -> ContextManager[None]:
     """While in this block, no queued gzip day starts its conversion to parquet (one already being
     written finishes): the downloaded gzip entries stay as they are, e.g. to look at them, or to keep a
     timed section free of background work. Conversions resume after the block."""
-    return _converter.hold()
+    return _converter().hold()
 
 
 def convert_day_file(gz: Path, target: Path, wanted: Iterable[str], key: str) -> pa.Table:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -148,18 +149,6 @@ class HistoryStore:
         return pd.DataFrame(rows, columns=["dataset", "days", "first_day", "last_day", "rows", "bytes",
                                            "partial_days"])
 
-    # --- ingest ---------------------------------------------------------------------------------
-    #: The ingest function, registered by :mod:`.ingest` when it loads (the ``massive_feeds.store``
-    #: package loads it), so this module never imports the ingest steps built on top of it.
-    ingest_fn: ClassVar[Callable[..., Any] | None] = None
-
-    def ingest(self, dataset: str | Dataset, start: DateLike, end: DateLike, **kwargs: Any) -> Any:
-        """:func:`massive_feeds.store.ingest` into this store; returns its :class:`IngestReport`."""
-        ingest_fn = type(self).ingest_fn
-        if ingest_fn is None:
-            raise StoreError("massive_feeds.store.ingest is not loaded; import massive_feeds.store")
-        return ingest_fn(dataset, start, end, store=self, **kwargs)
-
     # --- reading --------------------------------------------------------------------------------
     @staticmethod
     def _datasets(query: "BarQuery | TickQuery") -> dict[Dataset, list[str]]:
@@ -172,47 +161,47 @@ class HistoryStore:
                 groups[dataset_for(t, base)].append(t.symbol)
         return dict(sorted(groups.items()))
 
-    def _read_rows(self, query: BarQuery, retry: bool = True) -> tuple[pa.Table, dict[str, Any]]:
-        """The stored base rows of the query's tickers inside its range (one table), and what was (not) found:
-        each file the manifest maps days of the window to is read once (a month file, or a day file)."""
-        groups, window = self._datasets(query), query.range
-        manifests = {ds: self.manifest(ds) for ds in groups}
-        unknown = [ds.path for ds, m in manifests.items() if not m.days]
-        if unknown:
-            raise StoreError(
-                f"The store {self.location.display} holds no days of {', '.join(unknown)}; build it with "
-                f"`massive-feeds ingest --dataset {unknown[0]} --start … --end … --store …`")
-        tables: list[pa.Table] = []
-        missing: set[date] = set()
-        not_ingested: set[date] = set()
-        files = 0
-        start_ns, end_ns = int(window.start.value), int(window.end.value)
-        for ds, group in groups.items():
-            manifest = manifests[ds]
-            by_file: dict[str, list[date]] = {}
-            for day in window.calendar_days():
+    def _locate(self, query: "BarQuery | TickQuery", strict: bool = True) -> "_Located":
+        """Which stored file holds which days of the query, per dataset, and the days it lacks (manifests only).
+        ``strict``: a dataset the store holds no day of is a :class:`StoreError` naming the ingest to run."""
+        found = _Located(self._datasets(query), {}, {}, set(), set())
+        for ds, group in found.groups.items():
+            manifest = found.manifests[ds] = self.manifest(ds)
+            if strict and not manifest.days:
+                symbols = " --symbols …" if ds.is_ticks else ""
+                raise StoreError(f"The store {self.location.display} holds no days of {ds.path}; build it with "
+                                 f"`massive-feeds ingest --dataset {ds.path}{symbols} --start … --end … --store …`")
+            by_file = found.files[ds] = {}
+            for day in query.range.calendar_days():
                 entry = manifest.days.get(day)
                 if entry is not None and entry.covers(group):
                     by_file.setdefault(entry.file, []).append(day)
                     continue
-                missing.add(day)
+                found.missing.add(day)
                 if day not in manifest.absent or entry is not None:
-                    not_ingested.add(day)
-            files += len(by_file)
+                    found.not_ingested.add(day)
+        return found
+
+    def _read_rows(self, query: BarQuery, retry: bool = True) -> tuple[pa.Table, dict[str, Any]]:
+        """The stored base rows of the query's tickers inside its range (one table), and what was (not) found:
+        each file the manifest maps days of the window to is read once (a month file, or a day file)."""
+        found = self._locate(query)
+        tables: list[pa.Table] = []
+        start_ns, end_ns = int(query.range.start.value), int(query.range.end.value)
+        for ds, by_file in found.files.items():
             for rel, days in by_file.items():
                 try:
-                    tables.append(read_store_file(self.location, self.location.path(ds.path, rel), days, group,
+                    tables.append(read_store_file(self.location, self.location.path(ds.path, rel), days, found.groups[ds],
                                                   start_ns, end_ns))
                 except (OSError, pa.ArrowInvalid, ValueError, KeyError) as exc:
-                    if retry and self.manifest(ds).to_bytes() != manifest.to_bytes():
+                    if retry and self.manifest(ds).to_bytes() != found.manifests[ds].to_bytes():
                         # an ingest replaced files while we read: read again from its manifest
                         return self._read_rows(query, retry=False)
                     raise StoreError(f"Cannot read {ds.path}/{rel} from the store {self.location.display} ({exc}); "
                                      "run the ingest again for the range to repair missing or damaged files") from exc
         table = pa.concat_tables(tables) if tables else STORE_SCHEMA.empty_table()
-        info = {"missing_days": sorted(d.isoformat() for d in missing),
-                "not_ingested_days": sorted(d.isoformat() for d in not_ingested), "files": files}
-        return table, info
+        return table, {"missing_days": _iso(found.missing), "not_ingested_days": _iso(found.not_ingested),
+                       "files": sum(map(len, found.files.values()))}
 
     @staticmethod
     def _frame(table: pa.Table) -> pd.DataFrame:
@@ -281,26 +270,15 @@ class HistoryStore:
         (and logged), never silently empty."""
         from .daytask import TICK_STORE_SCHEMA
 
-        window = query.range
+        window, found = query.range, self._locate(query)
         tables: list[pa.Table] = []
-        not_ingested: set[str] = set()
-        for ds, group in self._datasets(query).items():
-            manifest = self.manifest(ds)
-            if not manifest.days:
-                raise StoreError(f"The store {self.location.display} holds no days of {ds.path}; build it with "
-                                 f"`massive-feeds ingest --dataset {ds.path} --symbols … --start … --end …`")
-            paths = []
-            for day in window.calendar_days():
-                entry = manifest.days.get(day)
-                if entry is not None and entry.covers(group):
-                    paths.append(self.location.path(ds.path, entry.file))
-                elif day not in manifest.absent or entry is not None:
-                    not_ingested.add(day.isoformat())
-            if not paths:
+        for ds, by_file in found.files.items():
+            if not by_file:
                 continue
+            paths = [self.location.path(ds.path, rel) for rel in by_file]
             lo = pa.scalar(window.start.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
             hi = pa.scalar(window.end.value, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-            wanted = (pc.field("symbol").isin(pa.array(group, pa.string()))
+            wanted = (pc.field("symbol").isin(pa.array(found.groups[ds], pa.string()))
                       & (pc.field("timestamp") >= lo) & (pc.field("timestamp") < hi))
             try:
                 data = pads.dataset(paths, schema=TICK_STORE_SCHEMA, format="parquet",
@@ -318,11 +296,11 @@ class HistoryStore:
             df = finalize_ticks(cols)
         else:
             df = empty_ticks()
-        if not_ingested:
-            log.warning("the store has no ticks for %d day(s) of the query (not ingested): %s", len(not_ingested),
-                        ", ".join(sorted(not_ingested)))
+        if found.not_ingested:
+            log.warning("the store has no ticks for %d day(s) of the query (not ingested): %s",
+                        len(found.not_ingested), ", ".join(_iso(found.not_ingested)))
         present = set(df["symbol"].unique()) if len(df) else set()
-        df.attrs.update(method="store", store=self.location.display, not_ingested_days=sorted(not_ingested),
+        df.attrs.update(method="store", store=self.location.display, not_ingested_days=_iso(found.not_ingested),
                         empty_symbols=[t for t in query.tickers if t not in present])
         return df
 
@@ -339,15 +317,24 @@ class HistoryStore:
     def covers_query(self, query: "BarQuery | TickQuery") -> bool:
         """:meth:`covers` (bars: the days of their base rows, minutes for ``session="regular"``) or
         :meth:`covers_ticks` for a built query."""
-        for ds, group in self._datasets(query).items():
-            m = self.manifest(ds)
-            if not m.days:
-                return False
-            for day in query.range.calendar_days():
-                entry = m.days.get(day)
-                if not ((entry is not None and entry.covers(group)) or (entry is None and day in m.absent)):
-                    return False
-        return True
+        found = self._locate(query, strict=False)
+        return all(m.days for m in found.manifests.values()) and not found.not_ingested
+
+
+@dataclass
+class _Located:
+    """Where a query's days are in the store: per dataset its tickers, its files with their days and its manifest;
+    the days without rows for the query, and among them those never ingested (not weekends or holidays)."""
+
+    groups: dict[Dataset, list[str]]
+    files: dict[Dataset, dict[str, list[date]]]
+    manifests: dict[Dataset, Manifest]
+    missing: set[date]
+    not_ingested: set[date]
+
+
+def _iso(days: Iterable[date]) -> list[str]:
+    return sorted(d.isoformat() for d in days)
 
 
 def _base_interval(query: BarQuery) -> Interval:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ..flatfiles.keys import Dataset
 from ..flatfiles.reader import COLUMN_TYPES, REQUIRED, file_forms
 from ..flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
 from ..flatfiles.stream import corrupt, file_chunks, iter_csv_batches, passed_on, read_rows_where
+from ..runtime import current
 from .location import StoreLocation
 
 log = logging.getLogger(__name__)
@@ -116,19 +118,12 @@ class DayResult:
         return f"DayResult({self.day}, {what}, {self.seconds:.2f}s)"
 
 
-_transports: dict[tuple[str, str], S3Transport] = {}
-_transports_lock = threading.Lock()
-
-
 def _transport(settings: Settings) -> S3Transport:
-    """One transport (boto3 client, connection pool) per worker process and endpoint, reused across tasks."""
+    """One transport (boto3 client, connection pool) per worker process, endpoint and key, reused across tasks:
+    the runtime holds it (a worker process's own default runtime) and closes it with itself."""
     key_id, _ = settings.require_s3_credentials()
-    ident = (settings.s3_endpoint, settings.s3_bucket)
-    with _transports_lock:
-        transport = _transports.get(ident)
-        if transport is None or transport._credentials[0] != key_id:
-            transport = _transports[ident] = S3Transport(settings)
-        return transport
+    ident = (os.getpid(), settings.s3_endpoint, settings.s3_bucket, key_id)
+    return current().shared("s3-transport", ident, lambda: S3Transport(settings))
 
 
 def _parse_stream(chunks: Iterable[bytes], key: str, symbols: tuple[str, ...] | None) -> pa.Table:

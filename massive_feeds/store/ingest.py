@@ -528,6 +528,4 @@ def _run(plan: _Plan, hs: HistoryStore, settings: Settings, report: IngestReport
     report.vanished.sort()
 
 
-HistoryStore.ingest_fn = ingest  # HistoryStore.ingest calls it (core never imports this module)
-
 __all__ = ["ingest", "compact", "merge_months", "IngestReport", "IngestError", "day_file_path"]

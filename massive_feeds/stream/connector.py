@@ -20,7 +20,7 @@ import logging
 import threading
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, cast
 
 from ..config import Settings
 from ..errors import InvalidInputError, MassiveError, StreamError
@@ -61,6 +61,7 @@ class MassiveConnector:
         connect_timeout: how long :meth:`start_stream` waits for the first authentication.
         callback_queue_size: bound (events) of the start_stream callbacks' queue.
         fight_max_connections: reconnect after a ``max_connections`` kick instead of stopping.
+        recorder: the recorder class :meth:`enable_recording` builds (``massive_feeds.record.WebSocketDataRecorder``).
 
     Example::
 
@@ -86,6 +87,7 @@ class MassiveConnector:
         callback_queue_size: int = DEFAULT_MAX_PENDING,
         fight_max_connections: bool = False,
         symbols_ttl: float = 3600.0,
+        recorder: Callable[..., Any] | None = None,
     ) -> None:
         # the keyless default applies here (no key configured: the built-in sandbox's WebSocket and REST)
         self.settings = resolve_settings(settings, api_key=api_key, need=("rest", "websocket"))
@@ -96,6 +98,7 @@ class MassiveConnector:
         self.connect_timeout = connect_timeout
         self.callback_queue_size = callback_queue_size
         self.symbols_ttl = symbols_ttl
+        self.recorder = recorder  # the recorder class enable_recording builds, handed in from above
         self._connection_options = {"stale_after": stale_after, "pong_timeout": pong_timeout,
                                     "open_timeout": connect_timeout, "fight_max_connections": fight_max_connections}
         self._lock = threading.RLock()
@@ -316,38 +319,31 @@ class MassiveConnector:
         }
 
     # --- recording (the product document's connector API) ----------------------------------------
-    #: Builds the recorder of :meth:`enable_recording`. :mod:`massive_feeds.record` attaches its
-    #: ``WebSocketDataRecorder`` here when it loads: recording is a layer above streaming, so this
-    #: module never imports it.
-    recorder_factory: ClassVar[Callable[..., Any] | None] = None
-
-    def _recorder_factory(self) -> Callable[..., Any]:
-        factory = type(self).recorder_factory
-        if factory is None:
-            raise InvalidInputError("recording is not loaded: import massive_feeds.record (massive_feeds.get_connector "
-                                    "loads it) before enable_recording")
-        return factory
-
     def enable_recording(self, symbols: str | Iterable[str] | None = None, *,
                          save_dir: str | Path = "data/live_recorded", tag: str | None = None,
-                         flush_interval: float = 0.1) -> Any:
+                         flush_interval: float | None = None, recorder: Callable[..., Any] | None = None) -> Any:
         """Record every quote and trade of ``symbols`` (default: what is streaming now) durably.
 
         Starts streaming them if needed (callbacks given later to :meth:`start_stream` still work).
-        Returns the :class:`~massive_feeds.record.WebSocketDataRecorder`; stop with
-        :meth:`disable_recording`.
+        ``recorder`` is the recorder class (``massive_feeds.record.WebSocketDataRecorder``), default the one this
+        connector was built with: recording is a layer above streaming, so the caller hands it in
+        (:func:`massive_feeds.get_connector` does). ``flush_interval``: the recorder's, default its own.
+        Returns the recorder; stop with :meth:`disable_recording`.
         """
-        factory = self._recorder_factory()
+        factory = recorder or self.recorder
+        if factory is None:
+            raise InvalidInputError("enable_recording needs a recorder: MassiveConnector(recorder=WebSocketDataRecorder)"
+                                    " (massive_feeds.get_connector passes it) or enable_recording(recorder=...)")
+        options = {} if flush_interval is None else {"flush_interval": flush_interval}
         with self._lock:
             if self._recorder is not None and self._recorder.is_recording:
                 raise InvalidInputError("recording is already enabled; call disable_recording() first")
             chosen = symbols if symbols is not None else self.active_symbols
             if not chosen:
                 raise InvalidInputError("enable_recording needs symbols (nothing is streaming yet)")
-            recorder = factory(chosen, save_dir, connector=self, settings=self.settings,
-                               flush_interval=flush_interval)
-            self._recorder, self._recording_tag = recorder.start(), tag
-        return recorder
+            started = factory(chosen, save_dir, connector=self, settings=self.settings, **options)
+            self._recorder, self._recording_tag = started.start(), tag
+        return started
 
     def disable_recording(self, resample_interval: str = "1min", name: str | None = None) -> Path | None:
         """Stop recording and save it as a dataset (``massive_live_<tag>_<YYYYMMDD>`` by default).
