@@ -391,7 +391,7 @@ def test_disable_recording_with_nothing_recorded_saves_no_dataset(live_settings:
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     from massive_feeds.stream import MassiveConnector
 
-    with MassiveConnector(settings=live_settings) as connector:
+    with MassiveConnector(settings=live_settings, recorder=WebSocketDataRecorder) as connector:
         connector.enable_recording(symbols=["ZZZZQ"], save_dir=tmp_path / "rec")  # a ticker nobody trades
         with caplog.at_level("WARNING", logger="massive_feeds"):
             assert connector.disable_recording() is None
