@@ -241,6 +241,30 @@ def continuous_bars(query: BarQuery, ticker: str, method: str, settings: Setting
 _DAY = Interval("1d", 1, "day")
 
 
+def held_contract(ticker: str, day: date, settings: Settings) -> str:
+    """The contract a continuous series (``ES.c.0``) holds in the session of ``day``: what a live feed
+    subscribes to (a contract code is returned as is). The calendar rule needs the contracts reference
+    only; the volume rule also the previous sessions' volumes (day bars over REST)."""
+    spec = parse_continuous(ticker)
+    if spec is None:
+        return ticker
+    lead = day - timedelta(days=10)
+    window = _days_range(lead, day)
+    with RestClient(settings) as client:
+        chain = contract_chain(spec.root, lead, day, client)
+        volume = None
+        if spec.rule == "v":
+            daily = contract_bars(BarQuery.build(chain.tickers[:4], lead, day, "1d"), "rest", settings, client=client)
+            daily["day"] = session_days(daily["timestamp"])
+            volume = daily.pivot_table(index="day", columns="symbol", values="volume", aggfunc="sum")
+            volume.index = pd.DatetimeIndex(volume.index)
+    plan = roll_plan(ticker, window, chain, volume)
+    past = plan.days <= np.datetime64(day, "D")
+    if not past.any():
+        raise NoDataError(f"{ticker}: no session on or before {day}", symbols={ticker: "no session"})
+    return str(plan.held[np.flatnonzero(past)[-1]])
+
+
 def _held_bars(query: BarQuery, plan: RollPlan, method: str, settings: Settings, client: RestClient,
                progress: bool | None) -> pd.DataFrame:
     """The bars of every contract the plan holds, over the sessions it holds each one plus the session

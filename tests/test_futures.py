@@ -3,7 +3,8 @@ single contracts by session, continuous series over rolls with the three adjustm
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -248,3 +249,51 @@ def test_quality_shows_the_roll_table() -> None:
                      "roll_adjust=difference)",
                      "futures roll 2026-09-17: ESZ6 -> ESH7 at 106 / 110 (factor 1.037736, offset +4; "
                      "roll_adjust=difference)"]
+
+
+def test_futures_stream_on_the_futures_cluster_gives_the_rest_minute_bars(tmp_path: Path) -> None:
+    import asyncio
+    from contextlib import aclosing
+
+    from massive_feeds.stream import stream_events
+    from massive_feeds.stream.protocol import subscription_params
+
+    assert subscription_params("ESZ6", ["agg_minute", "trade", "quote"]) == ["AM.ESZ6", "T.ESZ6", "Q.ESZ6"]
+    with pytest.raises(InvalidInputError, match="ES.c.0 is a continuous series"):
+        subscription_params("ES.c.0", ["trade"])
+    with Sandbox(websocket=True, clock_start=CLOCK, clock_speed=60.0) as box:
+        settings = box.settings(home=tmp_path / "home")
+
+        async def first_events() -> list:
+            got: list = []
+            async with aclosing(stream_events(["ESZ6"], ["agg_minute", "trade", "quote"], settings=settings)) as it:
+                async for ev in it:
+                    got.append(ev)
+                    if sum(e.kind == "agg_minute" for e in got) == 2:
+                        return got
+            return got
+
+        events = asyncio.run(asyncio.wait_for(first_events(), 30))
+    bars = [e for e in events if e.kind == "agg_minute"]
+    trades = [e for e in events if e.kind == "trade"]
+    quotes = [e for e in events if e.kind == "quote"]
+    assert {e.symbol for e in events} == {"ESZ6"} and trades and quotes
+    assert all(q.ask - q.bid == 0.25 for q in quotes)
+    with Sandbox(clock_start=CLOCK + timedelta(hours=1), clock_speed=0.0) as rest_box:  # those minutes are past
+        first = pd.Timestamp(bars[0].time_ms, unit="ms", tz="UTC")
+        rest = fetch_data("ESZ6", first, first + pd.Timedelta(minutes=1), "1m", settings=rest_box.settings())
+    assert (bars[0].open, bars[0].high, bars[0].low, bars[0].close, bars[0].volume) == tuple(
+        rest[["open", "high", "low", "close", "volume"]].iloc[0])
+    assert bars[0].end_ms - bars[0].time_ms == 60_000
+
+
+def test_a_live_continuous_feed_streams_the_contract_it_holds_today(sb: Sandbox) -> None:
+    from massive_feeds.futures import held_contract
+
+    assert held_contract("ES.c.0", date(2026, 12, 4), sb.settings()) == "ESZ6"
+    assert held_contract("ES.c.0", date(2026, 9, 18), sb.settings()) == "ESU6"  # its last trade date
+    assert held_contract("ES.c.0", date(2026, 9, 21), sb.settings()) == "ESZ6"
+    assert held_contract("ES.c.1", date(2026, 12, 4), sb.settings()) == "ESH7"
+    assert held_contract("ES.c.0", date(2026, 9, 16), sb.settings()) == "ESU6"
+    assert held_contract("ES.v.0", date(2026, 9, 16), sb.settings()) == "ESZ6"  # the volume moved before expiry
+    assert held_contract("GCZ6", date(2026, 12, 4), sb.settings()) == "GCZ6"

@@ -254,6 +254,14 @@ class FeedSetup:
 
         store, symbol, clock = self.store, self.symbol, self.p.clock
         assert symbol is not None
+        if asset_class(symbol) == "futures":  # a continuous series streams the contract it holds today
+            from ..futures import held_contract
+
+            now = pd.Timestamp(store.server_time_ms(), unit="ms", tz="UTC")  # the service's clock (the sandbox's)
+            session = (now.tz_convert("America/Chicago").tz_localize(None) + pd.Timedelta(hours=7)).date()
+            held = held_contract(symbol, session, store.settings)
+            log.info("live %s: streaming %s, the contract it holds today (no roll while the feed runs)", symbol, held)
+            symbol = held
         # "now" is the market's: the given clock, else the stream's own (see live.StreamSource)
         fromdate = self.window()[0]
         if clock is not None:

@@ -520,3 +520,58 @@ def day_table(prefix: str, base: str, day: date) -> pa.Table:
         "session_end_date": pa.array(np.full(n, day.isoformat()), pa.string()),
     })
 
+
+
+# --- the /futures WebSocket ------------------------------------------------------------------------
+WS_CHANNELS = frozenset({"T", "Q", "A", "AM"})
+
+
+def ws_events(subs: set[str], lo_ms: int, hi_ms: int) -> list[dict[str, Any]]:
+    """The ``/futures`` events of ``subs`` (``AM.ESZ6``, ``T.*`` …) with event time in ``(lo_ms, hi_ms]``, in
+    time order: ``AM`` when a minute closes (``sym v dv o c h l n s e``), ``T`` (``sym p s t q``) and ``Q``
+    (``sym bp bs bt ap as at t``) 56 s into each minute, as :func:`ticks` serves them over REST."""
+    first = datetime.fromtimestamp(lo_ms / 1000, timezone.utc).date()
+    last = datetime.fromtimestamp(hi_ms / 1000, timezone.utc).date() + timedelta(days=1)
+    wanted: dict[str, set[str]] = {}
+    timed: list[tuple[int, dict[str, Any]]] = []
+    day = first
+    while day <= last:
+        if is_session(day):
+            listed_now = [c.ticker for p in PRODUCTS.values() for c in listed(p, day)]
+            wanted = {}
+            for param in subs:
+                channel, _, wire = param.partition(".")
+                for t in (listed_now if wire == "*" else [wire] if wire in listed_now else []):
+                    wanted.setdefault(t, set()).add(channel)
+            for ticker, channels in wanted.items():
+                timed += _ws_ticker_events(ticker, channels, day, lo_ms, hi_ms)
+        day += timedelta(days=1)
+    timed.sort(key=lambda x: x[0])
+    return [e for _, e in timed]
+
+
+def _ws_ticker_events(ticker: str, channels: set[str], day: date, lo_ms: int, hi_ms: int
+                      ) -> list[tuple[int, dict[str, Any]]]:
+    b = minute_bars(ticker, day)
+    if b is None:
+        return []
+    start = b.t // 10**6
+    out: list[tuple[int, dict[str, Any]]] = []
+    tick = PRODUCTS[ticker[:-2]].tick
+    for i in np.flatnonzero((start + 60_000 > lo_ms) & (start < hi_ms)).tolist():
+        s, e, print_ms = int(start[i]), int(start[i]) + 60_000, int(start[i]) + 56_000
+        c = float(b.c[i])
+        if "AM" in channels and lo_ms < e <= hi_ms:
+            out.append((e, {"ev": "AM", "sym": ticker, "v": float(b.v[i]), "dv": round(c * float(b.v[i]), 2),
+                            "o": float(b.o[i]), "c": c, "h": float(b.h[i]), "l": float(b.l[i]), "n": int(b.n[i]),
+                            "s": s, "e": e}))
+        if not lo_ms < print_ms <= hi_ms:
+            continue
+        seq = 1000 + s // 60_000 % 10**7
+        if "T" in channels:
+            out.append((print_ms, {"ev": "T", "sym": ticker, "p": c, "s": int(max(1, b.v[i] // 20)), "t": print_ms,
+                                   "q": seq}))
+        if "Q" in channels:
+            out.append((print_ms, {"ev": "Q", "sym": ticker, "bp": c, "bs": 7, "bt": print_ms, "ap": c + tick,
+                                   "as": 5, "at": print_ms, "t": print_ms}))
+    return out

@@ -29,6 +29,7 @@ MARKET_CHANNELS: dict[str, frozenset[str]] = {
     "indices": frozenset({"V", "A", "AM"}),
     "forex": frozenset({"C", "CA", "CAS"}),
     "crypto": frozenset({"XT", "XQ", "XA", "XAS"}),
+    "futures": frozenset({"T", "Q", "AM"}),  # served by .futures (its own market; no per-second A here)
 }
 _MINUTE_AGGS = {"AM", "CA", "XA"}
 _SECOND_AGGS = {"A", "CAS", "XAS"}
@@ -67,6 +68,10 @@ class TickFeed:
 
     def collect(self, market: str, subs: Iterable[str], from_ms: int, to_ms: int) -> list[dict[str, Any]]:
         """Every event of ``subs`` with event time in ``(from_ms, to_ms]``, in time order."""
+        if market == "futures":
+            from .futures import ws_events
+
+            return ws_events(set(subs), from_ms, to_ms)
         timed: list[tuple[int, dict[str, Any]]] = []
         for ticker, channels in self.resolve(market, subs).items():
             for day in _ny_days(from_ms, to_ms):

@@ -45,6 +45,7 @@ import msgspec
 import orjson
 
 from ..errors import InvalidInputError
+from ..futures_symbols import is_continuous
 from ..schema import asset_class, ws_symbol
 from .events import (
     AGG_MINUTE,
@@ -57,7 +58,7 @@ from .events import (
 
 log = logging.getLogger(__name__)
 
-MARKETS: tuple[str, ...] = ("stocks", "options", "indices", "forex", "crypto")
+MARKETS: tuple[str, ...] = ("stocks", "options", "indices", "forex", "crypto", "futures")
 
 # --- control messages -----------------------------------------------------------------------------
 STATUS_EV = "status"
@@ -195,6 +196,7 @@ _TRADE_FIELDS = {"price": "p", "size": "s", "time_ms": "t", "exchange": "x"}
 _TRADE_REQUIRED = frozenset({"p", "t"})
 _QUOTE_REQUIRED = frozenset({"bp", "ap", "t"})
 _EQUITY = ("stocks", "options")
+_FUTURES_AGG = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v", "time_ms": "s", "end_ms": "e"}
 _FOREX = _TickerCache("forex").__getitem__
 _CRYPTO = _TickerCache("crypto").__getitem__
 
@@ -221,6 +223,13 @@ CHANNELS: tuple[ChannelSpec, ...] = (
                 _QUOTE_REQUIRED, ticker=_CRYPTO),
     ChannelSpec("XA", AGG_MINUTE, ("crypto",), "pair", _AGG_FIELDS, _AGG_REQUIRED, ticker=_CRYPTO),
     ChannelSpec("XAS", AGG_SECOND, ("crypto",), "pair", _AGG_FIELDS, _AGG_REQUIRED, ticker=_CRYPTO),
+    # futures (the /futures cluster; docs pages massive.com/docs/websocket/futures/*): aggregates carry dollar
+    # volume "dv" and no "vw"; a quote's empty book side is a missing price (NaN, as on REST)
+    ChannelSpec("T", TRADE, ("futures",), "sym", {"price": "p", "size": "s", "time_ms": "t"}, _TRADE_REQUIRED),
+    ChannelSpec("Q", QUOTE, ("futures",), "sym",
+                {"bid": "bp", "ask": "ap", "bid_size": "bs", "ask_size": "as", "time_ms": "t"}, frozenset({"t"})),
+    ChannelSpec("A", AGG_SECOND, ("futures",), "sym", _FUTURES_AGG, _AGG_REQUIRED),
+    ChannelSpec("AM", AGG_MINUTE, ("futures",), "sym", _FUTURES_AGG, _AGG_REQUIRED),
 )
 
 #: (market, kind) → channel to subscribe. Indices have no trades or quotes: their value stream (V)
@@ -230,6 +239,7 @@ SUBSCRIBE_CHANNELS: dict[tuple[str, str], str] = {
     ("indices", VALUE): "V", ("indices", TRADE): "V", ("indices", AGG_SECOND): "A", ("indices", AGG_MINUTE): "AM",
     ("forex", QUOTE): "C", ("forex", AGG_MINUTE): "CA", ("forex", AGG_SECOND): "CAS",
     ("crypto", TRADE): "XT", ("crypto", QUOTE): "XQ", ("crypto", AGG_MINUTE): "XA", ("crypto", AGG_SECOND): "XAS",
+    ("futures", TRADE): "T", ("futures", QUOTE): "Q", ("futures", AGG_MINUTE): "AM", ("futures", AGG_SECOND): "A",
 }
 
 
@@ -240,6 +250,9 @@ def subscription_params(ticker: str, kinds: Iterable[str]) -> list[str]:
     streamed that way and an :class:`InvalidInputError` says which kinds it supports.
     """
     market = market_of(ticker)
+    if market == "futures" and is_continuous(ticker):
+        raise InvalidInputError(f"{ticker} is a continuous series: stream one of its contracts (ESZ4 …); "
+                                "fetch_data resolves which one it holds")
     wire = ws_symbol(ticker)
     channels = list(dict.fromkeys(SUBSCRIBE_CHANNELS[(market, k)] for k in kinds
                                   if (market, k) in SUBSCRIBE_CHANNELS))
