@@ -198,8 +198,9 @@ class Sandbox:
         """Environment variables that point massive_feeds at this sandbox. ``MASSIVE_SANDBOX=1`` marks the
         endpoints as a sandbox: data fetched through them is labelled ``sandbox`` and its quota state and
         caches live under ``<home>/sandbox``, apart from a real account's."""
-        env = {"MASSIVE_SANDBOX": "1", "MASSIVE_API_KEY": self.api_key,
-               "MASSIVE_SANDBOX_SPEED": f"{self.clock.speed:g}"}  # clients size their rate warnings by it
+        env = {"MASSIVE_SANDBOX": "1", "MASSIVE_API_KEY": self.api_key}
+        if 0 < self.clock.speed <= 10_000:  # clients size their rate warnings by it (a frozen clock has none)
+            env["MASSIVE_SANDBOX_SPEED"] = f"{self.clock.speed:g}"
         if self.rest is not None:
             env["MASSIVE_REST_URL"] = self.rest.url
         if self.ws is not None:
