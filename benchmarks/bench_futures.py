@@ -76,7 +76,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     last = date(2026, 11, 30)
     first = sessions_back(last, args.days)
-    with Sandbox(clock_start=CLOCK, clock_speed=0.0, s3=True) as sb, tempfile.TemporaryDirectory() as tmp:
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as sb, tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         day = first
         while day <= last:  # publish the day files before timing: both methods read the same objects

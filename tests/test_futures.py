@@ -23,7 +23,7 @@ CLOCK = datetime(2026, 12, 4, 15, 30, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="module")
 def sb() -> Sandbox:
-    with Sandbox(clock_start=CLOCK, clock_speed=0.0) as box:
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001) as box:
         yield box
 
 
@@ -155,7 +155,7 @@ def test_mixing_futures_with_stocks_is_one_line(sb: Sandbox) -> None:
 
 def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:
     pytest.importorskip("moto")
-    with Sandbox(clock_start=CLOCK, clock_speed=0.0, s3=True) as box:
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as box:
         files = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1m", method="flat_file", settings=box.settings())
         rest = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1m", method="rest", settings=box.settings())
         keys = [r.key for r in box.s3.requests if r.method == "GET" and r.key.endswith(".csv.gz")]
@@ -279,7 +279,7 @@ def test_futures_stream_on_the_futures_cluster_gives_the_rest_minute_bars(tmp_pa
     quotes = [e for e in events if e.kind == "quote"]
     assert {e.symbol for e in events} == {"ESZ6"} and trades and quotes
     assert all(q.ask - q.bid == 0.25 for q in quotes)
-    with Sandbox(clock_start=CLOCK + timedelta(hours=1), clock_speed=0.0) as rest_box:  # those minutes are past
+    with Sandbox(clock_start=CLOCK + timedelta(hours=1), clock_speed=0.001) as rest_box:  # those minutes are past
         first = pd.Timestamp(bars[0].time_ms, unit="ms", tz="UTC")
         rest = fetch_data("ESZ6", first, first + pd.Timedelta(minutes=1), "1m", settings=rest_box.settings())
     assert (bars[0].open, bars[0].high, bars[0].low, bars[0].close, bars[0].volume) == tuple(
