@@ -83,9 +83,9 @@ def auto_rule(query: Query) -> tuple[str, str]:
     → REST; ticks: ≤ 5 symbol-days → REST; anything larger → flat files."""
     n, days = len(query.parsed), query.range.days
     if isinstance(query, TickQuery):
-        small = n * days <= AUTO_MAX_SYMBOL_DAYS
-        return ("rest", f"{n} symbol(s) × {days} day(s): few symbol-days → REST") if small else \
-            ("flat_file", f"{n} symbol(s) × {days} day(s): bulk → flat files")
+        if n * days <= AUTO_MAX_SYMBOL_DAYS:
+            return "rest", f"{n} symbol(s) × {days} day(s): few symbol-days → REST"
+        return "flat_file", f"{n} symbol(s) × {days} day(s): bulk → flat files"
     pick = choose_method(n, days)
     return pick, f"{n} symbol(s) over {days} day(s): " + ("small query → REST" if pick == "rest"
                                                              else "large query → flat files")

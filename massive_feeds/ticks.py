@@ -158,7 +158,7 @@ def _annotate(df: pd.DataFrame, tickers: list[str], kinds: list[str], window: Da
     empty = [t for t in tickers if t not in present]
     if empty:
         log.info("no %s for %s in %s..%s (unknown ticker, no session, or nothing traded)", "/".join(kinds),
-                    ", ".join(empty), window.first_day, window.last_day)
+                 ", ".join(empty), window.first_day, window.last_day)
     df.attrs.update(method=method, kinds=kinds, empty_symbols=empty, missing_days=list(missing_days),
                     start=window.start.isoformat(), end=window.end.isoformat())
     return df

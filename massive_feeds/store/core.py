@@ -340,8 +340,8 @@ def _iso(days: Iterable[date]) -> list[str]:
 def _base_interval(query: BarQuery) -> Interval:
     """The stored rows a bar query is built from: regular sessions are cut from minute rows, also for day bars
     (as the flat files do)."""
-    return INTERVALS["1m"] if query.session == "regular" and any(t.has_sessions for t in query.parsed) \
-        else query.interval
+    cut = query.session == "regular" and any(t.has_sessions for t in query.parsed)
+    return INTERVALS["1m"] if cut else query.interval
 
 def load_store(
     symbols: str | Iterable[str],
