@@ -32,6 +32,7 @@ _EXPORTS = {
     "RestClient": "rest",
     "BAR_COLUMNS": "schema", "normalize_symbol": "schema", "parse_interval": "schema",
     "fetch_splits": "splits", "apply_splits": "splits", "quality_report": "quality",
+    "fetch_dividends": "dividends", "apply_dividends": "dividends",
     "Runtime": "runtime", "resolve_settings": "runtime",
     "to_wide": "layout",
 }
@@ -78,3 +79,4 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401
     from .splits import apply_splits, fetch_splits  # noqa: F401
     from .stream import MassiveConnector  # noqa: F401
+    from .dividends import apply_dividends, fetch_dividends  # noqa: F401

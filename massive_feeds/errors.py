@@ -123,6 +123,19 @@ class NoDataError(MassiveError):
         self.end = end
 
 
+class CorporateActionError(MassiveError):
+    """A corporate action that cannot be applied correctly, so it is refused rather than applied: a dividend
+    paid in another currency than the prices, or one as large as the price itself. ``ticker``, ``ex_date``
+    (ISO day) and ``currency`` name the record."""
+
+    def __init__(self, message: str, *, ticker: str | None = None, ex_date: str | None = None,
+                 currency: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.ticker = ticker
+        self.ex_date = ex_date
+        self.currency = currency
+
+
 # --- quota ---------------------------------------------------------------------------------------
 class QuotaExceededError(MassiveError):
     """A plan quota (daily REST calls, monthly flat-file bytes) is used up until ``resets_at``."""

@@ -25,8 +25,10 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from .buckets import resample
 from .cache import ADJUSTED_TTL, SETTLE, ResultCache, stable_origin
 from .config import Settings
+from .dividends import Corrections, apply_dividends
 from .errors import InvalidInputError, QuotaExceededError
 from .layout import apply_layout
 from .quota import get_quota
@@ -160,7 +162,7 @@ def fetch_ohlcv_rest(
     end: DateLike,
     interval: str = "1h",
     api_key: str | None = None,
-    adjusted: bool = True,
+    adjusted: bool | str = True,
     *,
     settings: Settings | None = None,
     client: RestClient | None = None,
@@ -220,7 +222,17 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
             client.close()
         raise
 
+    try:  # total return: the dividends (and their splits) are fetched before any bar
+        fixes = (Corrections.fetch(query.adjustment, [t.symbol for t in query.parsed if t.asset == "stocks"],
+                                   window.first_day, client.settings) if query.total else None)
+    except BaseException:
+        if own_client:
+            client.close()
+        raise
+
     def one(ticker: Ticker) -> pd.DataFrame:
+        if fixes is not None:
+            return _total_return_bars(client, cache, ticker, query, fixes, use_cache)
         if session == "regular" and ticker.has_sessions:
             minutes = _fetch_symbol(client, cache, ticker.symbol, INTERVALS["1m"], window, adjusted, use_cache)
             return to_regular_session(minutes, iv)
@@ -243,12 +255,33 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
     if empty:
         log.info("no bars for %s in %s..%s over REST (unknown ticker, or no trades)", ", ".join(empty),
                  window.first_day, window.last_day)
+    applied = [d for f in frames for d in f.attrs.get("dividends", [])]
     df = frames[0] if len(frames) == 1 else finalize_bars(pd.concat(frames, ignore_index=True))
     df.attrs.update(method="rest", interval=iv.name, adjusted=adjusted, session=session, empty_symbols=empty,
                     source=client.settings.source)
-    if adjusted:
-        df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
+    df.attrs.update((fixes or Corrections(query.adjustment)).attrs(applied))  # adjustment, adjusted_as_of, dividends
     return df
+
+
+def _total_return_bars(client: RestClient, cache: ResultCache, ticker: Ticker, query: BarQuery,
+                       fixes: Corrections, use_cache: bool) -> pd.DataFrame:
+    """One symbol's total-return bars over REST: the server's split-adjusted base bars (minutes for a regular
+    session, days for week and month bars, as flat files build them), the dividends applied to those, then cut
+    and rebuilt (see :mod:`massive_feeds.dividends`)."""
+    iv, regular = query.interval, query.session == "regular" and ticker.has_sessions
+    base_iv = INTERVALS["1m"] if regular else INTERVALS["1d"] if iv.name in ("1w", "1M") else iv
+    base = _fetch_symbol(client, cache, ticker.symbol, base_iv, query.range, True, use_cache)
+    base = apply_dividends(base, fixes.dividends, basis=fixes.split_basis(base))
+    applied = base.attrs["dividends"]
+    if regular:
+        base = to_regular_session(base, iv)
+    elif base_iv is not iv and not base.empty:
+        frame = base.assign(t=base["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")).drop(columns="timestamp")
+        bars = resample(frame, iv)
+        bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
+        base = finalize_bars(bars)
+    base.attrs["dividends"] = applied
+    return base
 
 
 class _RestPool(ThreadPoolExecutor):
@@ -304,7 +337,7 @@ def fetch_data(
     method: Method = "auto",
     *,
     api_key: str | None = None,
-    adjusted: bool = True,
+    adjusted: bool | str = True,
     settings: Settings | None = None,
     progress: bool | None = None,
     session: str = "extended",

@@ -313,6 +313,23 @@ def validate_session(session: str) -> Session:
     return session  # type: ignore[return-value]
 
 
+# --- price adjustment -------------------------------------------------------------------------------
+Adjustment = Literal["raw", "splits", "total"]
+#: What ``adjusted=`` accepts, and the adjustment each value names (see :mod:`massive_feeds.dividends`).
+ADJUSTMENTS: dict[object, str] = {True: "splits", "splits": "splits", "total": "total", False: "raw", "raw": "raw"}
+
+
+def parse_adjustment(adjusted: object) -> Adjustment:
+    """``True``/``"splits"`` → ``"splits"``, ``"total"`` → ``"total"`` (splits and cash dividends),
+    ``False``/``"raw"`` → ``"raw"``; anything else is an :class:`InvalidInputError` naming the valid values."""
+    name = ADJUSTMENTS.get(adjusted) if isinstance(adjusted, (bool, str)) else None  # 1 is not True here
+    if name is None:
+        raise InvalidInputError(
+            f"Invalid adjusted={adjusted!r}; use True or 'splits' (split-adjusted, the default), 'total' (splits and "
+            "cash dividends: total-return prices) or False or 'raw' (prices as traded)")
+    return name  # type: ignore[return-value]
+
+
 # --- queries --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Query:
@@ -347,26 +364,41 @@ class BarQuery(Query):
     """One bar request, validated: what every back end (REST, flat files, the history store) and adapter
     carries. Build it once from user input with :meth:`build`; nothing below parses it again.
 
-    ``session`` is ``"extended"`` or ``"regular"``; ``adjusted`` means split-adjusted prices; ``roll_adjust``
-    (continuous futures only) is ``"none"``, ``"ratio"`` or ``"difference"`` (see :mod:`massive_feeds.futures`).
+    ``session`` is ``"extended"`` or ``"regular"``; ``adjusted`` means split-adjusted prices and ``total`` cash
+    dividends on top (total return, see :mod:`massive_feeds.dividends`; :attr:`adjustment` names the two together:
+    ``"raw"``, ``"splits"``, ``"total"``); ``roll_adjust`` (continuous futures only) is ``"none"``, ``"ratio"`` or
+    ``"difference"`` (see :mod:`massive_feeds.futures`).
     """
 
     interval: Interval = INTERVALS["1h"]
     session: Session = "extended"
     adjusted: bool = True
     roll_adjust: str = "none"
+    total: bool = False
+
+    def __post_init__(self) -> None:
+        if self.total and not self.adjusted:
+            raise InvalidInputError("total-return prices are split-adjusted too: total=True needs adjusted=True")
 
     @classmethod
     def build(cls, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str | Interval = "1h",
-              *, session: str = "extended", adjusted: bool = True, roll_adjust: str = "none") -> "BarQuery":
-        """Validate user input (tickers, dates, interval, session, roll adjustment) into a query; a typed
-        :class:`InvalidInputError` names the first bad value."""
+              *, session: str = "extended", adjusted: bool | str = True, roll_adjust: str = "none") -> "BarQuery":
+        """Validate user input (tickers, dates, interval, session, adjustment, roll adjustment) into a query; a
+        typed :class:`InvalidInputError` names the first bad value. ``adjusted``: ``True``/``"splits"``,
+        ``"total"`` or ``False``/``"raw"`` (:func:`parse_adjustment`)."""
+        adjustment = parse_adjustment(adjusted)
         return cls(parse_tickers(symbols), parse_date_range(start, end), parse_interval(interval),
-                   validate_session(session), bool(adjusted), validate_roll_adjust(roll_adjust))
+                   validate_session(session), adjustment != "raw", validate_roll_adjust(roll_adjust),
+                   adjustment == "total")
+
+    @property
+    def adjustment(self) -> Adjustment:
+        """``"raw"``, ``"splits"`` or ``"total"``."""
+        return "total" if self.total else "splits" if self.adjusted else "raw"
 
     def __repr__(self) -> str:
         return (f"BarQuery({','.join(self.tickers)} {self.interval.name} {self.range.first_day}..{self.range.last_day}"
-                f", session={self.session}, adjusted={self.adjusted})")
+                f", session={self.session}, adjusted={'total' if self.total else self.adjusted})")
 
 
 # --- frames ---------------------------------------------------------------------------------------

@@ -62,15 +62,17 @@ import logging
 import math
 import time
 from datetime import date
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from .cache import stable_origin
 from .config import Settings
-from .errors import InvalidInputError, MassiveError, MissingCredentialsError, QuotaExceededError
+from .errors import (BadResponseError, InvalidInputError, MassiveError, MissingCredentialsError, NotEntitledError,
+                     NotFoundError, QuotaExceededError)
 from .runtime import resolve_settings
 from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
 from .sessions import DAY_NS, ny_day_numbers
@@ -89,7 +91,7 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "bid",
 SIZE_COLUMNS: tuple[str, ...] = ("volume", "bid_size", "ask_size")
 
 NO_KEY_MESSAGE = (
-    "Split-adjusting these bars needs Massive's list of splits (REST /v3/reference/splits), and no API key "
+    "Split-adjusting these bars needs Massive's list of splits (REST /stocks/v1/splits), and no API key "
     "is configured. Set MASSIVE_API_KEY (or pass api_key=...), or ask for prices as traded with adjusted=False."
 )
 
@@ -290,34 +292,59 @@ def apply_splits(bars: pd.DataFrame, splits: pd.DataFrame, *, inverse: bool = Fa
 
 
 # --- fetching --------------------------------------------------------------------------------------
-def splits_cache_dir(settings: Settings) -> Path:
-    """Where splits lists are cached for this settings' REST host."""
+@dataclass(frozen=True)
+class ReferenceKind:
+    """One corporate-action list and where it comes from: the current ``/stocks/v1/…`` endpoint, with the
+    deprecated ``/v3/reference/…`` one as the fallback where v1 is not answered (see :func:`fetch_reference`)."""
+
+    name: str  #: "splits" or "dividends": also the cache folder
+    v1_path: str
+    v3_path: str
+    date_field: str  #: the row date the market-wide listing filters on (``execution_date``, ``ex_dividend_date``)
+    frame: Callable[[Iterable[dict]], pd.DataFrame]  #: rows → the table (empty rows → an empty table)
+    purpose: str  #: what needs the list, for messages: "split-adjusting"
+    no_key_message: str
+
+
+V1_PAGE_LIMIT = 5000  # /stocks/v1/* allow up to 5,000 rows a page; /v3/reference/* 1,000
+#: Answers after which the v1 endpoint counts as "not answered" and the v3 one is asked instead: 404 (a server
+#: without it), 403 (a plan without it) or a body that is not the v1 form. A 5xx is an outage, not a missing
+#: endpoint: the v3 one would be down too, and the cached list is the better answer.
+V1_NOT_ANSWERED: tuple[type[MassiveError], ...] = (NotFoundError, NotEntitledError, BadResponseError)
+
+SPLITS_KIND = ReferenceKind(
+    "splits", "/stocks/v1/splits", "/v3/reference/splits", "execution_date", lambda rows: splits_frame(rows),
+    "split-adjusting", NO_KEY_MESSAGE)
+
+
+def splits_cache_dir(settings: Settings, kind: str = "splits") -> Path:
+    """Where ``kind`` lists (splits, dividends) are cached for this settings' REST host."""
     host = hashlib.sha256(stable_origin(settings.rest_url).encode()).hexdigest()[:12]  # no sandbox port
-    return settings.cache_dir / "splits" / host
+    return settings.cache_dir / kind / host
 
 
 class _SplitsCache:
-    """Per-ticker lists (``ticker-<T>.parquet``) and market-wide lists (``market-since-<date>.parquet``);
-    a file's age is its modification time."""
+    """Per-ticker lists (``ticker-<T>.parquet``) and market-wide lists (``market-since-<date>.parquet``) of one
+    kind; a file's age is its modification time."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = ensure_dir(folder, "splits cache")
+    def __init__(self, folder: Path, kind: ReferenceKind = SPLITS_KIND) -> None:
+        self.folder = ensure_dir(folder, f"{kind.name} cache")
+        self.kind = kind
 
     def _ticker_path(self, ticker: str) -> Path:
         return self.folder / f"ticker-{ticker}.parquet"
 
-    @staticmethod
-    def _read(path: Path) -> pd.DataFrame | None:
+    def _read(self, path: Path) -> pd.DataFrame | None:
         """The cached list, with ``attrs["fetched_at"]`` = when it was downloaded (epoch seconds)."""
         try:
             fetched_at = path.stat().st_mtime
-            df = splits_frame(pd.read_parquet(path).to_dict("records"))
+            df = self.kind.frame(pd.read_parquet(path).to_dict("records"))
             df.attrs["fetched_at"] = fetched_at
             return df
         except FileNotFoundError:
             return None
         except Exception as exc:  # a damaged entry is a miss
-            log.warning("discarding unreadable splits cache %s: %s", path.name, exc)
+            log.warning("discarding unreadable %s cache %s: %s", self.kind.name, path.name, exc)
             path.unlink(missing_ok=True)
             return None
 
@@ -354,12 +381,11 @@ class _SplitsCache:
     def put_market(self, since: date, df: pd.DataFrame) -> None:
         self._write(self.folder / f"market-since-{since.isoformat()}.parquet", df)
 
-    @staticmethod
-    def _write(path: Path, df: pd.DataFrame) -> None:
+    def _write(self, path: Path, df: pd.DataFrame) -> None:
         try:
             write_parquet(df.reset_index(drop=True), path)
         except OSError as exc:  # a full disk must not fail the fetch that already succeeded
-            log.warning("could not cache splits: %s", exc)
+            log.warning("could not cache %s: %s", self.kind.name, exc)
 
 
 def stock_tickers(symbols: str | Iterable[str]) -> list[str]:
@@ -375,7 +401,8 @@ def fetch_splits(
     client: "RestClient | None" = None,
     refresh: bool = False,
 ) -> pd.DataFrame:
-    """The splits of ``symbols`` (only stocks have any) as a table with :data:`SPLIT_COLUMNS`.
+    """The splits of ``symbols`` (only stocks have any) as a table with :data:`SPLIT_COLUMNS`, from
+    ``/stocks/v1/splits`` (``/v3/reference/splits`` where v1 is not answered).
 
     Args:
         symbols: tickers in any accepted form; non-stock tickers are ignored.
@@ -390,13 +417,22 @@ def fetch_splits(
         MissingCredentialsError: a list is needed and there is neither a cached one nor an API key.
         MassiveError: the REST calls failed and no older cached list exists.
     """
+    return fetch_reference(SPLITS_KIND, symbols, since, settings=settings, client=client, refresh=refresh)
+
+
+def fetch_reference(kind: ReferenceKind, symbols: str | Iterable[str], since: DateLike | None = None, *,
+                    settings: Settings | None = None, client: "RestClient | None" = None,
+                    refresh: bool = False) -> pd.DataFrame:
+    """A corporate-action list (``kind``: splits or dividends) of the stock ``symbols``, cached and refreshed
+    at most daily, exactly as :func:`fetch_splits` describes it. ``attrs``: ``as_of``/``age_hours`` of the oldest
+    list used and ``fetched_at`` (epoch seconds)."""
     tickers = stock_tickers(symbols)
     if not tickers:
-        return empty_splits()
-    # resolved up front (keyless default: the sandbox), so its splits are cached apart from a real account's
+        return kind.frame([])
+    # resolved up front (keyless default: the sandbox), so its lists are cached apart from a real account's
     settings = resolve_settings(settings or (client.settings if client is not None else None))
     since_day = parse_date_range(since, since).first_day if since is not None else None
-    cache = _SplitsCache(splits_cache_dir(settings))
+    cache = _SplitsCache(splits_cache_dir(settings, kind.name), kind)
     max_age = -1.0 if refresh else SPLITS_TTL  # -1: nothing counts as fresh
 
     found: dict[str, pd.DataFrame] = {}
@@ -411,8 +447,8 @@ def fetch_splits(
         missing = []
     if missing:
         try:
-            _refuse_if_quota_short(settings, _calls_for(missing, since_day))  # never spend what is not there
-            found.update(_download(missing, since_day, settings, client, cache))
+            _refuse_if_quota_short(settings, _calls_for(missing, since_day), kind)  # never spend what is not there
+            found.update(_download(kind, missing, since_day, settings, client, cache))
         except MassiveError as exc:
             stale = {t: cache.ticker(t, None) for t in missing}
             if since_day is not None and any(v is None for v in stale.values()):
@@ -422,22 +458,22 @@ def fetch_splits(
                              for t in missing}
             if any(v is None for v in stale.values()):
                 if isinstance(exc, MissingCredentialsError):
-                    raise MissingCredentialsError(NO_KEY_MESSAGE) from None
+                    raise MissingCredentialsError(kind.no_key_message) from None
                 if isinstance(exc, QuotaExceededError):
                     uncached = ", ".join(t for t, v in stale.items() if v is None)
                     raise QuotaExceededError(
-                        f"{exc.message}, and no cached splits list covers {uncached}: split-adjusting needs it. "
+                        f"{exc.message}, and no cached {kind.name} list covers {uncached}: {kind.purpose} needs it. "
                         "Ask for prices as traded (adjusted=False) or retry after the reset",
                         resource=exc.resource, resets_at=exc.resets_at) from None
                 raise
-            log.warning("could not refresh the splits list (%s); using the cached one, which may miss "
-                        "splits announced since it was fetched (df.attrs['splits_as_of'] says when)", exc)
+            log.warning("could not refresh the %s list (%s); using the cached one, which may miss %s announced "
+                        "since it was fetched (df.attrs['%s_as_of'] says when)", kind.name, exc, kind.name, kind.name)
             found.update({t: v for t, v in stale.items() if v is not None})
     frames = [found[t] for t in tickers if t in found and not found[t].empty]
     times = [found[t].attrs.get("fetched_at") for t in tickers if t in found]
-    out = (splits_frame(pd.concat(frames, ignore_index=True).to_dict("records")) if frames else empty_splits())
+    out = kind.frame(pd.concat(frames, ignore_index=True).to_dict("records")) if frames else kind.frame([])
     oldest = min((t for t in times if t is not None), default=time.time())
-    out.attrs["fetched_at"] = oldest  # the oldest list used: splits announced since then may be missing
+    out.attrs["fetched_at"] = oldest  # the oldest list used: actions announced since then may be missing
     out.attrs["as_of"] = pd.Timestamp(oldest, unit="s", tz="UTC").isoformat(timespec="seconds")
     out.attrs["age_hours"] = round(max(time.time() - oldest, 0.0) / 3600, 2)
     return out
@@ -450,11 +486,11 @@ def _with_time(df: pd.DataFrame, fetched_at: float | None) -> pd.DataFrame:
 
 
 def _calls_for(tickers: list[str], since: date | None) -> int:
-    """REST calls a download of these tickers' splits takes at least (one per ticker, or one market-wide page)."""
+    """REST calls a download of these tickers' lists takes at least (one per ticker, or one market-wide page)."""
     return len(tickers) if since is None else 1
 
 
-def _refuse_if_quota_short(settings: Settings, calls: int) -> None:
+def _refuse_if_quota_short(settings: Settings, calls: int, kind: ReferenceKind = SPLITS_KIND) -> None:
     """Raise QuotaExceededError (before any call) when the REST calls left today are fewer than ``calls``."""
     if not settings.api_key:
         return  # RestClient says MissingCredentialsError itself
@@ -464,12 +500,29 @@ def _refuse_if_quota_short(settings: Settings, calls: int) -> None:
     left = status.rest_remaining_today
     if left is not None and left < calls:
         raise QuotaExceededError(
-            f"the splits list needs {calls} REST call(s) and {left} are left today; resets at "
+            f"the {kind.name} list needs {calls} REST call(s) and {left} are left today; resets at "
             f"{status.rest_resets_at:%Y-%m-%d %H:%M} UTC", resource="rest_daily", resets_at=status.rest_resets_at)
 
 
-def _download(tickers: list[str], since: date | None, settings: Settings, client: "RestClient | None",
-              cache: _SplitsCache) -> dict[str, pd.DataFrame]:
+def list_rows(client: "RestClient", kind: ReferenceKind, filters: dict[str, str]) -> list[dict]:
+    """Every row of ``kind`` matching ``filters`` (``ticker``, ``<date>.gte``), oldest first: from the v1
+    endpoint, or from the v3 one when v1 is not answered (404, 403, a body it cannot read). Each row
+    gets ``source`` = ``"v1"`` or ``"v3"``. Which answers count as "not answered": :data:`V1_NOT_ANSWERED`."""
+    try:
+        rows = list(client.list_json(kind.v1_path, {
+            **filters, "limit": V1_PAGE_LIMIT, "sort": f"{kind.date_field}.asc"}))
+        source = "v1"
+    except V1_NOT_ANSWERED as exc:
+        log.warning("%s: %s was not answered (%s); using the deprecated %s", kind.name, kind.v1_path, exc,
+                    kind.v3_path)
+        rows = list(client.list_json(kind.v3_path, {
+            **filters, "limit": PAGE_LIMIT, "sort": kind.date_field, "order": "asc"}))
+        source = "v3"
+    return [{**row, "source": source} for row in rows]
+
+
+def _download(kind: ReferenceKind, tickers: list[str], since: date | None, settings: Settings,
+              client: "RestClient | None", cache: _SplitsCache) -> dict[str, pd.DataFrame]:
     from .rest import RestClient
 
     own = client is None
@@ -478,18 +531,14 @@ def _download(tickers: list[str], since: date | None, settings: Settings, client
         if since is None:
             out = {}
             for ticker in tickers:
-                rows = client.list_json("/v3/reference/splits", {
-                    "ticker": ticker, "limit": PAGE_LIMIT, "sort": "execution_date", "order": "asc"})
-                out[ticker] = splits_frame(rows)
+                out[ticker] = kind.frame(list_rows(client, kind, {"ticker": ticker}))
                 cache.put_ticker(ticker, out[ticker])
                 out[ticker].attrs["fetched_at"] = time.time()
-            log.info("fetched the splits of %s", ", ".join(tickers))
+            log.info("fetched the %s of %s", kind.name, ", ".join(tickers))
             return out
-        rows = client.list_json("/v3/reference/splits", {
-            "execution_date.gte": since.isoformat(), "limit": PAGE_LIMIT, "sort": "execution_date", "order": "asc"})
-        market = splits_frame(rows)
+        market = kind.frame(list_rows(client, kind, {f"{kind.date_field}.gte": since.isoformat()}))
         cache.put_market(since, market)
-        log.info("fetched %d market-wide split(s) since %s", len(market), since)
+        log.info("fetched %d market-wide %s since %s", len(market), kind.name, since)
         return {t: _with_time(market[market["ticker"] == t], time.time()) for t in tickers}
     finally:
         if own:

@@ -124,12 +124,12 @@ def test_exhausted_quota_falls_back_to_flat_files_with_cached_splits(sb: Sandbox
     fetch_splits("GOOGL", settings=s)  # an earlier day's list in the cache (1 call) ...
     use_up(s, 2)  # ... and the rest of the day's quota spent for real
     assert quota_status(s).rest_remaining_today == 0
-    before_aggs, before_splits = aggs(sb), sb.rest.count("/v3/reference/splits")
+    before_aggs, before_splits = aggs(sb), sb.rest.count("/stocks/v1/splits")
     df = fetch_data("GOOGL", "2024-03-04", "2024-03-08", "1h", settings=s)  # small: REST by the rule
     assert df.attrs["method"] == "flat_file"
     assert "fell back to flat files: the REST quota left today (0 calls) cannot cover ~1 calls" == \
         df.attrs["method_reason"]
-    assert aggs(sb) == before_aggs and sb.rest.count("/v3/reference/splits") == before_splits  # no call at all
+    assert aggs(sb) == before_aggs and sb.rest.count("/stocks/v1/splits") == before_splits  # no call at all
     assert quota_status(s).rest_used_today == 3
     assert df.attrs["splits"] == 1 and df.attrs["splits_age_hours"] < 1
     assert pd.Timestamp(df.attrs["splits_as_of"]) <= pd.Timestamp.now("UTC")
@@ -141,11 +141,11 @@ def test_exhausted_quota_uses_the_market_wide_splits_table(sb: Sandbox, tmp_path
     s = settings_for(sb, tmp_path / "home", tiny(4))
     # an earlier large query cached one market-wide list for every ticker (1 call for 6 tickers)
     download_flat_file(SIX, "2024-02-26", "2024-03-01", "1d", settings=s)
-    assert sb.rest.count("/v3/reference/splits") and quota_status(s).rest_used_today == 1
+    assert sb.rest.count("/stocks/v1/splits") and quota_status(s).rest_used_today == 1
     use_up(s, 3)
-    before = sb.rest.count("/v3/reference/splits")
+    before = sb.rest.count("/stocks/v1/splits")
     df = fetch_data("GOOGL", "2024-03-04", "2024-03-08", "1d", settings=s)  # GOOGL was not among the six
-    assert df.attrs["method"] == "flat_file" and sb.rest.count("/v3/reference/splits") == before
+    assert df.attrs["method"] == "flat_file" and sb.rest.count("/stocks/v1/splits") == before
     reference = fetch_ohlcv_rest("GOOGL", "2024-03-04", "2024-03-08", "1d", settings=settings_for(sb, tmp_path / "r"))
     same_values(df, reference)
 

@@ -55,7 +55,7 @@ def settings(sb: Sandbox, tmp_path: Path) -> Settings:
 
 
 def splits_calls(sb: Sandbox) -> int:
-    return sb.rest.count("/v3/reference/splits")
+    return sb.rest.count("/stocks/v1/splits")
 
 
 def get(sb: Sandbox, path: str, **params: object) -> dict:
@@ -126,7 +126,7 @@ def test_splits_list_is_refreshed_after_a_day(sb: Sandbox, settings: Settings) -
 def test_many_tickers_use_one_market_wide_listing(sb: Sandbox, settings: Settings) -> None:
     sb.rest.requests.clear()
     table = fetch_splits(["GOOGL", "INTC", "AAPL", "MSFT", "NVDA", "KO"], "2024-01-02", settings=settings)
-    calls = [r for r in sb.rest.requests if r.path == "/v3/reference/splits"]
+    calls = [r for r in sb.rest.requests if r.path == "/stocks/v1/splits"]
     assert len(calls) == 1 and "execution_date.gte=2024-01-02" in calls[0].query and "ticker=" not in calls[0].query
     assert sorted(table["ticker"]) == ["GOOGL", "INTC"]
 

@@ -9,7 +9,7 @@ the architecture note (``docs/structure.md`` describes each)::
     fetch        fetch.py, ticks.py, futures.py: the public fetch functions; source.py: the Source shape and choose()
     services     store/ (above flat files), record/ (above stream), datasets, quality
     flat files   flatfiles/: the S3 day files, read with their splits applied
-    corrections  splits: the splits list, applied on read
+    corrections  splits, dividends: the corporate-action lists, applied on read
     transport    rest/ stream/
     kernels      sessions, quota, buckets, layout, runtime (the runtime context: the one owner of process state,
                  and its lazy sandbox import, the one arrow into sandbox/, which sits beside the house), cache
@@ -32,7 +32,7 @@ LAYERS = {
     "fetch": ("fetch", "ticks", "futures", "source"),
     "services": ("store", "record", "datasets", "quality"),
     "flat files": ("flatfiles",),
-    "corrections": ("splits",),
+    "corrections": ("splits", "dividends"),
     "transport": ("rest", "stream"),
     "kernels": ("sessions", "quota", "buckets", "layout", "runtime", "cache"),
     "base": ("schema", "futures_symbols", "tickschema", "config", "errors", "storage", "redact", "inflate",

@@ -285,7 +285,7 @@ class FeedSetup:
             return None
         store, symbol, iv = self.store, self.symbol, interval_for(self.p.timeframe, self.p.compression)
         assert symbol is not None  # live mode needs dataname
-        adjusted = bool(self.p.adjusted)
+        adjusted = self.p.adjusted  # True/"splits", "total", False/"raw": validated by BarQuery.build
         return lambda start, end: store.backfill_query(BarQuery.build(symbol, start, end, iv, adjusted=adjusted))
 
     def _backfill_start(self, clock: Any) -> pd.Timestamp:

@@ -103,7 +103,7 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
 
     # --- history ------------------------------------------------------------------------------------
     def fetch_bars(self, symbol: str, start: DateLike, end: DateLike, interval: Interval | str,
-                   method: Method = "auto", adjusted: bool = True) -> pd.DataFrame:
+                   method: Method = "auto", adjusted: bool | str = True) -> pd.DataFrame:
         """One symbol's bars through :func:`~massive_feeds.fetch.fetch_data` (cache, quota, auto method)."""
         return self.fetch_query(BarQuery.build(symbol, start, end, interval, adjusted=adjusted), method)
 
@@ -114,7 +114,7 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
         return df[df["symbol"] == query.tickers[0]] if len(df) else df
 
     def backfill_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: Interval | str,
-                      adjusted: bool = True) -> pd.DataFrame:
+                      adjusted: bool | str = True) -> pd.DataFrame:
         """Recent bars over REST on the store's shared HTTP session (live backfill and gap repair)."""
         return self.backfill_query(BarQuery.build(symbol, start, end, interval, adjusted=adjusted))
 

@@ -42,9 +42,25 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the dataset if it exists (refused otherwise)")
     p.add_argument("--tag", action="append", default=[], help="tag the dataset (repeatable)")
     p.add_argument("--unadjusted", action="store_true", help="raw prices instead of split-adjusted")
+    p.add_argument("--adjusted", default=None, metavar="{splits,total,raw}",
+                   help="splits (default: split-adjusted, as Massive), total (splits and cash dividends: total-return "
+                        "prices) or raw (as traded)")
     p.add_argument("--session", default="extended", choices=["extended", "regular"],
                    help="extended (default: pre-market to after-hours) or regular (09:30-16:00 New York, NYSE days)")
     p.set_defaults(func=_cmd_fetch)
+
+
+def _adjustment(args: argparse.Namespace) -> str:
+    """``--adjusted`` (validated here, before any call) or ``--unadjusted``; both at once must agree."""
+    from ..errors import InvalidInputError
+    from ..schema import parse_adjustment
+
+    if args.adjusted is None:
+        return "raw" if args.unadjusted else "splits"
+    chosen = parse_adjustment(args.adjusted)
+    if args.unadjusted and chosen != "raw":
+        raise InvalidInputError(f"--unadjusted contradicts --adjusted {args.adjusted}; give one of them")
+    return chosen
 
 
 def _check_fetch_args(args: argparse.Namespace) -> None:
@@ -53,6 +69,7 @@ def _check_fetch_args(args: argparse.Namespace) -> None:
     from ..schema import normalize_symbols, parse_date_range, parse_interval
 
     normalize_symbols(args.symbols)
+    _adjustment(args)
     parse_interval(args.interval)
     parse_date_range(args.start, args.end)
     if args.dataset is not None:
@@ -86,6 +103,12 @@ def _report_gaps(df: "object") -> None:
     if attrs.get("splits_age_hours") and attrs["splits_age_hours"] > 24:
         print(f"warning: split adjustment uses a splits list from {attrs.get('splits_as_of')} "
               f"({attrs['splits_age_hours']:.0f} h old): the REST quota could not refresh it", file=sys.stderr)
+    if attrs.get("dividends_age_hours") and attrs["dividends_age_hours"] > 24:
+        print(f"warning: total-return adjustment uses a dividends list from {attrs.get('dividends_as_of')} "
+              f"({attrs['dividends_age_hours']:.0f} h old): the REST quota could not refresh it", file=sys.stderr)
+    if attrs.get("adjustment") == "total":
+        print(f"note: total-return prices: {len(attrs.get('dividends') or [])} dividend(s) applied "
+              "(df.attrs['dividends'])", file=sys.stderr)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -93,7 +116,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from ..fetch import fetch_data
 
     _check_fetch_args(args)
-    df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=not args.unadjusted,
+    df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=_adjustment(args),
                     progress=sys.stderr.isatty(), session=args.session)
     origin = " from the SANDBOX (synthetic market)" if df.attrs.get("source") == "sandbox" else ""
     print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s){origin} via {df.attrs.get('method')} "

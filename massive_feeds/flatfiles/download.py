@@ -36,6 +36,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..config import Settings
+from ..dividends import Corrections
 from ..errors import CorruptFileError, InvalidInputError
 from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
@@ -209,7 +210,7 @@ def download_flat_file(
     settings: Settings | None = None,
     progress: bool | None = None,
     max_workers: int = 4,
-    adjusted: bool = True,
+    adjusted: bool | str = True,
     session: str = "extended",
 ) -> pd.DataFrame:
     """OHLCV bars from Massive's flat files (S3 day files), in the standard bar schema.
@@ -276,13 +277,11 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     transport = S3Transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
     groups = _group_by_dataset(query)
-    splits = None
     try:
-        if adjusted:  # before any download: a missing key fails the query without spending byte quota
-            from ..splits import fetch_splits
-
-            stocks = [t.symbol for t in query.parsed if t.asset == "stocks"]
-            splits = fetch_splits(stocks, window.first_day, settings=settings) if stocks else None
+        # before any download: a missing key fails the query without spending byte quota
+        fixes = Corrections.fetch(query.adjustment, [t.symbol for t in query.parsed if t.asset == "stocks"],
+                                  window.first_day, settings)
+        splits = fixes.splits
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
             plan = _plan(transport, cache, groups, window.calendar_days(), pool)
             for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
@@ -296,7 +295,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
         transport.close()
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
     df = bars_from_tables([(table, job.forms) for job, table in results], window, iv, splits=splits,
-                          session=session)
+                          session=session, dividends=fixes.dividends)
     _log_summary(plan, missing, window)
     present = set(df["symbol"].unique())
     merged = df.attrs.get("merged_splits", [])
@@ -308,8 +307,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
         downloaded_bytes=sum(j.remote.size for j in plan.misses),
         empty_symbols=[t for t in tickers if t not in present], source=settings.source,
     )
-    if adjusted:
-        df.attrs["adjusted_as_of"] = pd.Timestamp.now(NEW_YORK).date().isoformat()
+    df.attrs.update(fixes.attrs(df.attrs.get("dividends")))  # adjustment, adjusted_as_of, dividends applied
     if splits is not None:  # how old the splits list is (a cached one when the REST quota is used up)
         df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
     return df

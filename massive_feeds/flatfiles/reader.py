@@ -227,18 +227,19 @@ def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.Data
 
 def bars_from_tables(parts: list[tuple[pa.Table, dict[str, str]]], window: DateRange,
                      interval: Interval, *, splits: pd.DataFrame | None = None,
-                     session: str = "extended") -> pd.DataFrame:
+                     session: str = "extended", dividends: pd.DataFrame | None = None) -> pd.DataFrame:
     """Day-file rows (each table with its file-spelling → REST-ticker map) as standard bars of
-    ``interval``: cut to ``[window.start, window.end)`` first, then split-adjusted (when ``splits``
-    is given), cut to the session and resampled (see :func:`.resample.finish_base_frame`)."""
+    ``interval``: cut to ``[window.start, window.end)`` first, then split- and dividend-adjusted (when
+    ``splits``/``dividends`` are given), cut to the session and resampled (see :func:`.resample.finish_base_frame`)."""
     frames = [_frame(table, forms, window) for table, forms in parts if table.num_rows]
     if not frames:
         return empty_bars()
-    bars = finish_base_frame(pd.concat(frames, ignore_index=True), interval, splits=splits, session=session)
-    merged = bars.attrs.get("merged_splits", [])
+    bars = finish_base_frame(pd.concat(frames, ignore_index=True), interval, splits=splits, session=session,
+                             dividends=dividends)
+    merged, applied = bars.attrs.get("merged_splits", []), bars.attrs.get("dividends", [])
     if bars.empty:
         return empty_bars()
     bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
     out = finalize_bars(bars)
-    out.attrs["merged_splits"] = merged
+    out.attrs.update(merged_splits=merged, dividends=applied)
     return out

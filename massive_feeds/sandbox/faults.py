@@ -4,6 +4,8 @@ Two ways to inject: deterministic, by queueing the exact outcomes of the next re
 (``faults.queue(503, 503, "drop")``), or random, by rates drawn from a seeded generator. Outcomes:
 an HTTP status (429, 500, 502, 503, …), ``"drop"`` (close the socket without answering),
 ``"malformed"`` (200 with a body that is not JSON), ``"truncate"`` (200 with half a body).
+A third, by path: ``faults.unanswered.add("/stocks/v1/")`` makes every request whose path starts with it
+answer 404 ``NOT_FOUND``, as a server that does not have an endpoint (yet) does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Faults:
     latency: float = 0.0
     retry_after: float | None = None  # seconds sent in Retry-After on 429s, when set
     repeat_cursor: bool = False  # every next_url carries the same cursor (a looping server)
+    unanswered: set[str] = field(default_factory=set)  # path prefixes answered 404, as endpoints the server lacks
     _queue: deque[Outcome] = field(default_factory=deque, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -57,3 +60,8 @@ class Faults:
         self.error_rate = self.drop_rate = self.malformed_rate = self.latency = 0.0
         self.retry_after = None
         self.repeat_cursor = False
+        self.unanswered.clear()
+
+    def answers(self, path: str) -> bool:
+        """False for a path the server is told not to have (:attr:`unanswered`)."""
+        return not any(path.startswith(prefix) for prefix in self.unanswered)

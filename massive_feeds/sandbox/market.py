@@ -26,8 +26,13 @@ Any day from :data:`HISTORY_START` (2003-09-10) on can be generated, lazily and 
 per ticker-day; ticks are kept in an LRU of recent ticker-days and day bars in an LRU of ticker-months,
 so memory stays small whatever range is asked. :meth:`MarketGenerator.tick_columns` gives a day's
 trades or quotes in REST ``/v3`` field names (the rows REST, the ``trades_v1``/``quotes_v1`` files and
-the WebSocket events share); :meth:`~MarketGenerator.dividends` a regular dividend table (prices are
-not moved by it: REST aggregates are never dividend-adjusted).
+the WebSocket events share); :meth:`~MarketGenerator.dividends` a regular dividend table.
+
+Dividends: raw prices drop on each ex-dividend date, as a holder's shares do: the day's level is scaled by
+``1 - cash / price`` for every ex-date since :data:`DIVIDEND_REFERENCE` (and divided by it for ex-dates
+between a day and that reference), so prices near 2024 stay where they were and a total-return series (raw ×
+the service's ``historical_adjustment_factor``, :meth:`MarketGenerator.dividend_adjustment_factor`) stays
+smooth across ex-dates. REST aggregates are never dividend-adjusted, as on the real service.
 
 This module is sandbox-only. The library never imports it.
 """
@@ -183,14 +188,19 @@ class DividendInfo:
         return "E" + hashlib.sha1(f"div:{self.ticker}:{self.ex_dividend_date}".encode()).hexdigest()[:31]
 
 
-#: Dividend payers: (cash amount per payment in 2024, payments per year). Amounts grow ~5 % a year
-#: back in time from 2024 (smaller in 2003); prices are not moved by them (REST aggregates are never
-#: dividend-adjusted, as on the real service).
+#: Dividend payers: (cash amount per payment in 2024, on today's share basis, payments per year). Amounts grow
+#: ~5 % a year (smaller in 2003); before a split the cash per (old) share is scaled like the price. Raw prices
+#: drop by about the amount on each ex-date (REST aggregates are never dividend-adjusted, as on the real service).
 DIVIDEND_PAYERS: dict[str, tuple[float, int]] = {
     "AAPL": (0.25, 4), "MSFT": (0.75, 4), "JPM": (1.15, 4), "V": (0.52, 4), "XOM": (0.95, 4),
     "KO": (0.485, 4), "WMT": (0.2075, 4), "DIS": (0.45, 2), "INTC": (0.125, 4),
     "SPY": (1.59, 4), "QQQ": (0.66, 4), "IWM": (0.75, 4),
 }
+
+
+#: The day the dividend drops are counted from: raw prices of a payer are the smooth level scaled by its
+#: ex-date drops since this day (or lifted by those between a day before it and it), so 2024 prices barely move.
+DIVIDEND_REFERENCE = date(2024, 1, 1)
 
 
 def recent_splits(clock_day: date) -> tuple[SplitInfo, ...]:
@@ -383,6 +393,8 @@ class MarketGenerator:
         # Raw day bars by (ticker, year, month): a few KB each, so long daily ranges (2003 to today)
         # are generated once per month and day files / daily REST reuse them.
         self._month_bars = lru_cache(maxsize=2048)(self._make_month_bars)
+        self._drops = lru_cache(maxsize=64)(self._make_drops)
+        self._event_factor = lru_cache(maxsize=4096)(self._make_event_factor)
 
     def __repr__(self) -> str:
         return f"MarketGenerator(seed={self.seed}, tickers={len(self.universe)}, splits={len(self.splits)})"
@@ -465,7 +477,7 @@ class MarketGenerator:
         factor = self.price_factor(ticker, day)  # raw = adjusted level / factor before later splits
         decimals = _decimals(asset, a0 / factor)
         tick = 10.0 ** -decimals
-        price = np.round(np.exp(log_price) / factor, decimals)
+        price = np.round(np.exp(log_price) / factor * self.dividend_level(ticker, day), decimals)
 
         if asset == "stocks":
             lots = np.array([100, 100, 100, 100, 200, 300, 500, 1000, 5, 10, 37, 50])
@@ -568,20 +580,23 @@ class MarketGenerator:
             return session
         return _utc_ms(day, time(9, 30)), _utc_ms(day, time(16))
 
-    def dividends(self, first: date, last: date) -> list[DividendInfo]:
-        """Every dividend of the universe's payers with an ex-dividend date in ``[first, last]``:
+    def dividends(self, first: date, last: date, only: str | None = None) -> list[DividendInfo]:
+        """Every dividend of the universe's payers (or of ``only``) with an ex-dividend date in ``[first, last]``:
         regular payments (quarterly or semi-annual) whose ex-date is the first trading day on or after
-        the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later."""
+        the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later.
+        The cash per share is on the basis of its day: before a split it is scaled like the price."""
         out: list[DividendInfo] = []
         first = max(first, HISTORY_START)
         for ticker, (amount, per_year) in DIVIDEND_PAYERS.items():
-            if not self.knows(ticker):
+            if not self.knows(ticker) or (only is not None and ticker != only):
                 continue
             step = 12 // per_year
             offset = zlib.crc32(f"{self.seed}:div:{ticker}".encode()) % step  # payment months per ticker
             for year in range(first.year, last.year + 1):
                 for month in range(1 + offset, 13, step):
                     ex = date(year, month, 10)
+                    if ex < HISTORY_START:  # nothing trades yet: no payment (not one moved to the first day)
+                        continue
                     while not self.is_trading_day(ticker, ex):
                         ex += timedelta(days=1)
                     if not first <= ex <= last:
@@ -589,10 +604,58 @@ class MarketGenerator:
                     record = ex + timedelta(days=1)
                     while not self.is_trading_day(ticker, record):
                         record += timedelta(days=1)
-                    cash = round(amount * 1.05 ** (year - 2024), 4)
+                    cash = round(amount * 1.05 ** (year - 2024) / self.price_factor(ticker, ex), 4)
                     out.append(DividendInfo(ticker, ex, ex - timedelta(days=21), record, ex + timedelta(days=14),
                                             cash, per_year))
         return out
+
+    def _payments(self, ticker: str) -> list[DividendInfo]:
+        return self.dividends(HISTORY_START, date(2100, 12, 31), only=ticker)
+
+    def _make_drops(self, ticker: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ex-date day numbers, cumulative log of ``1 - cash / level``) of a payer's dividends, for
+        :meth:`dividend_level`; the level is the day's raw anchor before any dividend scaling."""
+        pays = self._payments(ticker)
+        days = np.array([d.ex_dividend_date.toordinal() for d in pays], dtype=np.int64)
+        drops = np.array([np.log1p(-d.cash_amount * self.price_factor(ticker, d.ex_dividend_date)
+                                   / self.anchor(ticker, d.ex_dividend_date)) for d in pays])
+        return days, np.r_[0.0, np.cumsum(drops)]
+
+    def dividend_level(self, ticker: str, day: date) -> float:
+        """The factor raw prices carry on ``day`` for the payer's ex-date drops counted from
+        :data:`DIVIDEND_REFERENCE` (1.0 for tickers without dividends)."""
+        if ticker not in DIVIDEND_PAYERS or not self.knows(ticker):
+            return 1.0
+        days, cum = self._drops(ticker)
+        at = cum[np.searchsorted(days, day.toordinal(), side="right")]
+        ref = cum[np.searchsorted(days, DIVIDEND_REFERENCE.toordinal(), side="right")]
+        return float(np.exp(at - ref))
+
+    def _make_event_factor(self, ticker: str, ex_date: date, cash: float) -> float:
+        """``1 - cash / previous close`` of one dividend: the raw close of the last session before the ex-date."""
+        prev = self.previous_session(ticker, ex_date)
+        bar = self.day_bar(ticker, prev) if prev is not None else None
+        return 1.0 - cash / float(bar.c[0]) if bar is not None and bar.size else 1.0
+
+    def dividend_adjustment_factor(self, ticker: str, ex_date: date, through: date) -> float | None:
+        """The service's ``historical_adjustment_factor`` of one dividend as of ``through`` (6 decimals, as the
+        service sends it; None when it has not gone ex by then): the product, over it and every later dividend
+        that went ex by ``through``, of ``1 - cash / previous close``."""
+        if ex_date > through:
+            return None
+        factor = 1.0
+        for div in self.dividends(ex_date, through, only=ticker):
+            factor *= self._event_factor(ticker, div.ex_dividend_date, div.cash_amount)
+        return round(factor, 6)
+
+    def split_adjustment_factor(self, ticker: str, execution_date: date) -> float:
+        """The v1 splits ``historical_adjustment_factor``: the product of ``split_from / split_to`` over the
+        ticker's splits executed on or after ``execution_date`` (6 significant decimals)."""
+        factor = 1.0
+        for split in self.splits:
+            if split.ticker == ticker and split.execution_date >= execution_date:
+                factor *= split.price_factor
+        return float(f"{factor:.6g}")
 
     # --- bars -----------------------------------------------------------------------------------
     def _adjust(self, bars: Bars, ticker: str, day: date, adjusted: bool) -> Bars:

@@ -17,6 +17,11 @@ Serves, each in the real wire form (sources: the official client's test mocks un
   ``/v3/reference/tickers/{t}``, ``/v2/snapshot/locale/us/markets/stocks/tickers/{t}``,
   ``/v3/reference/dividends`` and ``/v1/marketstatus/now``, all as of the sandbox clock;
 * ``/futures/v1/...`` (aggs, trades, quotes, contracts, products, schedules): :mod:`.futures`.
+* ``/stocks/v1/splits`` and ``/stocks/v1/dividends``, the current corporate-action endpoints (OpenAPI
+  spec of massive-com/client-jvm ``src/openapi.json``): ``historical_adjustment_factor`` (cumulative, as of
+  the clock), ``adjustment_type``/``distribution_type``, ``split_adjusted_cash_amount``; filters with
+  ``.gt/.gte/.lt/.lte`` and ``.any_of``, ``sort=<field>.<asc|desc>``, ``limit`` ≤ 5000 (default 100),
+  ``next_url``. ``faults.unanswered.add("/stocks/v1/")`` makes them answer 404, as a server without them.
 
 Authenticates with either ``Authorization: Bearer`` or ``?apiKey=`` as the real service does, answers
 401/403/404/429 with the real error bodies, and applies the sandbox's rate limit and injected faults.
@@ -522,6 +527,92 @@ class RestServer:
                   reverse=order == "desc")
         return self._offset_page("/v3/reference/splits", rows, cursor, params, limit, _split_dict)
 
+    # --- /stocks/v1 corporate actions ---------------------------------------------------------------
+    def _v1_page(self, path: str, query: dict[str, str], rows: list[dict[str, Any]], default_sort: str,
+                 filters: dict[str, str], finish: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> dict[str, Any]:
+        """Filter (``filters``: field → ``date``/``text``/``number``), sort (``sort=a.asc,b.desc``) and page v1
+        rows (dicts in the wire form), as the v1 endpoints do; ``finish`` completes each row of the page."""
+        cursor = _decode_cursor(query.get("cursor"))
+        params = cursor.get("params", {k: v for k, v in query.items() if k not in ("cursor", "apiKey")})
+        try:
+            limit = int(params.get("limit", 100))
+        except ValueError:
+            raise _error(400, f"Invalid limit '{params['limit']}'.") from None
+        if not 1 <= limit <= 5000:
+            raise _error(400, "limit must be between 1 and 5000")
+        fields = set(rows[0]) if rows else set(filters)
+        rows = [r for r in rows if _v1_matches(r, params, filters)]
+        for part in reversed(params.get("sort", default_sort).split(",")):
+            field, _, direction = part.strip().partition(".")
+            if field not in fields or direction not in ("", "asc", "desc"):
+                raise _error(400, f"Invalid sort '{part}'.")
+            rows.sort(key=lambda r: (r.get(field) is None, r.get(field) or 0), reverse=direction == "desc")
+        return self._offset_page(path, rows, cursor, params, limit, finish)
+
+    def v1_splits(self, query: dict[str, str]) -> dict[str, Any]:
+        """``/stocks/v1/splits``: the split table with ``adjustment_type`` and ``historical_adjustment_factor``."""
+        market = self.sandbox.market
+        rows = [{"adjustment_type": "reverse_split" if s.split_from > s.split_to else "forward_split",
+                 "execution_date": s.execution_date.isoformat(),
+                 "historical_adjustment_factor": market.split_adjustment_factor(s.ticker, s.execution_date),
+                 **{k: v for k, v in _split_dict(s).items() if k != "execution_date"}}
+                for s in market.splits + self.sandbox.listed_only_splits]
+        return self._v1_page("/stocks/v1/splits", query, rows, "execution_date.desc",
+                             {"ticker": "text", "execution_date": "date", "adjustment_type": "text"})
+
+    def v1_dividends(self, query: dict[str, str]) -> dict[str, Any]:
+        """``/stocks/v1/dividends``: the dividends declared by the clock's day, with ``distribution_type``,
+        ``split_adjusted_cash_amount`` (on today's share basis) and ``historical_adjustment_factor`` (absent
+        for an ex-date still ahead of the clock)."""
+        market, today = self.sandbox.market, self._clock_day()
+        rows = [{"cash_amount": d.cash_amount, "currency": d.currency,
+                 "declaration_date": d.declaration_date.isoformat(),
+                 "distribution_type": "recurring" if d.dividend_type == "CD" else "special",
+                 "ex_dividend_date": d.ex_dividend_date.isoformat(), "frequency": d.frequency,
+                 "id": d.id, "pay_date": d.pay_date.isoformat(), "record_date": d.record_date.isoformat(),
+                 "split_adjusted_cash_amount": round(d.cash_amount * market.price_factor(d.ticker, d.ex_dividend_date),
+                                                     6),
+                 "ticker": d.ticker}
+                for d in market.dividends(HISTORY_START, today + timedelta(days=60)) if d.declaration_date <= today]
+
+        def finish(row: dict[str, Any]) -> dict[str, Any]:  # computed for the rows of the page only
+            factor = market.dividend_adjustment_factor(row["ticker"], date.fromisoformat(row["ex_dividend_date"]),
+                                                       today)
+            return {**row, "historical_adjustment_factor": factor} if factor is not None else dict(row)
+
+        return self._v1_page("/stocks/v1/dividends", query, rows, "ticker.asc",
+                             {"ticker": "text", "ex_dividend_date": "date", "frequency": "number",
+                              "distribution_type": "text"}, finish)
+
+
+def _v1_matches(row: dict[str, Any], params: dict[str, str], filters: dict[str, str]) -> bool:
+    """Whether a v1 row passes the query's filters (``field``, ``field.gt/gte/lt/lte``, ``field.any_of``)."""
+    for name, value in params.items():
+        field, _, op = name.partition(".")
+        kind = filters.get(field)
+        if kind is None or row.get(field) is None:
+            continue
+        if op == "any_of":
+            if str(row[field]) not in value.split(","):
+                return False
+            continue
+        if op not in _COMPARISONS:
+            continue
+        want: object = value
+        if kind == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise _error(400, f"Could not parse {name} '{value}'. Use YYYY-MM-DD.") from None
+        elif kind == "number":
+            try:
+                want = float(value)
+            except ValueError:
+                raise _error(400, f"Could not parse {name} '{value}'.") from None
+        if not _COMPARISONS[op](row[field], want):
+            return False
+    return True
+
 
 def _tick_ns(text: str, name: str) -> tuple[int, int]:
     """A ``timestamp`` filter value → the ``[start, end)`` ns span it names: a nanosecond integer is
@@ -768,6 +859,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.owner.rate_limited(key):
             raise _Reply(429, {"status": "ERROR", "request_id": uuid.uuid4().hex, "error": RATE_LIMIT_MESSAGE},
                          self._retry_after())
+        if not sb.faults.answers(path):
+            raise self._fault_reply(404)
         outcome = sb.faults.next_outcome()
         if outcome == "drop":
             entry.status = -1
@@ -824,6 +917,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self.owner.tickers(query)
         if path == "/v3/reference/splits":
             return self.owner.splits(query)
+        if path == "/stocks/v1/splits":
+            return self.owner.v1_splits(query)
+        if path == "/stocks/v1/dividends":
+            return self.owner.v1_dividends(query)
         raise _error(404, "Data not found.", "message", "NOT_FOUND")
 
     def _key(self, query: dict[str, str], entry: LoggedRequest) -> str | None:

@@ -39,7 +39,7 @@ from ..config import Settings, load_settings
 from ..errors import InvalidInputError, StoreError
 from ..flatfiles.keys import DATASETS, PREFIXES, TICK_DATASETS, Dataset, dataset_for
 from ..flatfiles.resample import finish_base_frame
-from ..splits import fetch_splits
+from ..dividends import Corrections
 from ..schema import INTERVALS, BarQuery, DateLike, Interval, empty_bars, finalize_bars
 from ..tickschema import KINDS_BY_ASSET, TickQuery, empty_ticks, finalize_ticks
 from .daytask import STORE_SCHEMA
@@ -220,19 +220,20 @@ class HistoryStore:
         tickers, iv, window, session = query.symbols, query.interval, query.range, query.session
         adjusted = query.adjusted
         table, info = self._read_rows(query)
-        splits = None
-        if adjusted and resampled:
-            stocks = [t.symbol for t in query.parsed if t.asset == "stocks"]
-            splits = fetch_splits(stocks, window.first_day, settings=self.settings) if stocks else None
+        fixes = Corrections.fetch(query.adjustment if resampled else "raw",
+                                  [t.symbol for t in query.parsed if t.asset == "stocks"], window.first_day,
+                                  self.settings)
+        splits = fixes.splits
         if table.num_rows == 0:
             df = empty_bars()
         else:
             frame = self._frame(table)
-            bars = finish_base_frame(frame, iv, splits=splits, session=session) if resampled else frame
-            merged = bars.attrs.get("merged_splits", [])
+            bars = (finish_base_frame(frame, iv, splits=splits, session=session, dividends=fixes.dividends)
+                    if resampled else frame)
+            merged, applied = bars.attrs.get("merged_splits", []), bars.attrs.get("dividends", [])
             bars.insert(0, "timestamp", pd.to_datetime(bars.pop("t"), unit="ns", utc=True))
             df = finalize_bars(bars)
-            df.attrs["merged_splits"] = merged
+            df.attrs.update(merged_splits=merged, dividends=applied)
         if info["not_ingested_days"]:
             log.warning("the store has no data for %d day(s) of the query (not ingested): %s",
                         len(info["not_ingested_days"]), ", ".join(info["not_ingested_days"]))
@@ -240,6 +241,7 @@ class HistoryStore:
         shown = iv.name if resampled else ("1m" if iv.is_intraday else "1d")
         df.attrs.update(method="store", interval=shown, adjusted=bool(adjusted and resampled), session=session,
                         store=self.location.display, empty_symbols=[t for t in tickers if t not in present], **info)
+        df.attrs.update(fixes.attrs(df.attrs.get("dividends")))
         if splits is not None:
             df.attrs.update(splits_as_of=splits.attrs.get("as_of"), splits_age_hours=splits.attrs.get("age_hours"))
         return df
@@ -253,7 +255,7 @@ class HistoryStore:
                          resampled=False)
 
     def load(self, symbols: str | Iterable[str], start: DateLike, end: DateLike, interval: str = "1h", *,
-             adjusted: bool = True, session: str = "extended") -> pd.DataFrame:
+             adjusted: bool | str = True, session: str = "extended") -> pd.DataFrame:
         """Bars from the store; see :func:`load_store`."""
         return self.bars(BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted))
 
@@ -352,7 +354,7 @@ def load_store(
     store: "str | os.PathLike[str] | HistoryStore | None" = None,
     settings: Settings | None = None,
     filesystem: Any = None,
-    adjusted: bool = True,
+    adjusted: bool | str = True,
     session: str = "extended",
 ) -> pd.DataFrame:
     """OHLCV bars from the history store, in the standard bar schema, with **zero** API or S3 calls to Massive.

@@ -84,7 +84,7 @@ class MassiveData(vbt.Data):
 
     @classmethod
     def download(cls, symbols: Any, start: DateLike | None = None, end: DateLike | None = None,
-                 timeframe: str | None = None, method: str = "auto", adjusted: bool = True,
+                 timeframe: str | None = None, method: str = "auto", adjusted: bool | str = True,
                  settings: Settings | None = None, tz_convert: Any = "UTC", *, interval: str | None = None,
                  period: str | None = None, **kwargs: Any) -> "MassiveData":
         """Fetch all symbols in one query (so auto mode judges the whole request) and wrap them.
