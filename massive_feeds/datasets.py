@@ -11,9 +11,13 @@ flat-file or store data saved raw stay raw. :func:`load_dataset` converts at rea
 
 * ``adjusted=None`` (default): as stored;
 * ``adjusted=True`` on raw data: every split of its stocks is applied (splits from
-  ``/v3/reference/splits``, cached for a day — see :mod:`massive_feeds.splits`); on adjusted data, the
+  ``/stocks/v1/splits``, cached for a day — see :mod:`massive_feeds.splits`); on adjusted data, the
   splits executed after ``adjusted_as_of`` are applied, so it never goes stale;
-* ``adjusted=False`` on adjusted data: the adjustment is undone with the splits up to ``adjusted_as_of``.
+* ``adjusted=False`` on adjusted data: the adjustment is undone with the splits up to ``adjusted_as_of``;
+* ``adjusted="total"`` (total-return prices, :mod:`massive_feeds.dividends`): split-adjusted as above, then the
+  cash dividends up to today applied. A dataset saved as total-return (metadata ``adjustment="total"``) is
+  turned back into split-adjusted prices first (the dividends up to its ``adjusted_as_of`` undone), so it too
+  never goes stale and can be read raw or split-adjusted.
 
 Saving raw data (``adjusted=False``) and asking for ``adjusted=True`` when loading is the most robust
 habit. Appending bars whose adjustment differs from the dataset's is refused.
@@ -32,7 +36,7 @@ import json
 import logging
 import re
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
@@ -42,7 +46,7 @@ import pyarrow as pa
 from .config import Settings, load_settings
 from .errors import DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
 from .runtime import settings_for_source
-from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_interval
+from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_adjustment, parse_interval
 from .storage import read_parquet_metadata, write_parquet
 from .tickschema import TICK_COLUMNS, finalize_ticks
 
@@ -284,6 +288,8 @@ def _adjustment_meta(attrs: dict) -> dict:
     if adjusted is None and attrs.get("method") in RAW_SOURCES:
         adjusted = False
     meta: dict = {"adjusted": None if adjusted is None else bool(adjusted)}
+    if adjusted is not None:  # "raw", "splits" or "total" (total-return prices, see massive_feeds.dividends)
+        meta["adjustment"] = attrs.get("adjustment") or ("splits" if adjusted else "raw")
     if adjusted:
         meta["adjusted_as_of"] = attrs.get("adjusted_as_of") or _today()
     if attrs.get("session"):
@@ -322,7 +328,14 @@ def _merged_adjustment(old: dict, new: dict, name: str) -> dict:
             f"dataset {name!r} holds {state[before]} prices and the new bars are {state[after]}; appending would "
             f"mix them. Fetch the new bars with adjusted={before}, or save them as another dataset"
         )
+    names = (_stored_name(old), new.get("adjustment"))
+    if None not in names and names[0] != names[1]:
+        raise InvalidInputError(
+            f"dataset {name!r} holds {names[0]} prices and the new bars are {names[1]}; appending would mix them. "
+            f"Fetch the new bars with adjusted={names[0]!r}, or save them as another dataset")
     merged = {"adjusted": before if after is None else after}
+    if names[1] or names[0]:
+        merged["adjustment"] = names[1] or names[0]
     if merged["adjusted"]:
         dates = [d for d in (old.get("adjusted_as_of"), new.get("adjusted_as_of")) if d]
         if dates:  # the older date: splits after it are re-checked on load (see load_dataset)
@@ -337,6 +350,38 @@ def _stored_adjustment(info: dict) -> bool | None:
     if value is None and info.get("source") in RAW_SOURCES:
         return False
     return None if value is None else bool(value)
+
+
+def _stored_name(info: dict) -> str | None:
+    """``"raw"``, ``"splits"`` or ``"total"`` for a dataset's prices; None when it does not say."""
+    stored = _stored_adjustment(info)
+    if stored is None:
+        return None
+    return str(info.get("adjustment") or ("splits" if stored else "raw"))
+
+
+def _source_settings(info: dict, settings: Settings | None) -> Settings:
+    """Settings for the reference data of the market the prices came from: never the sandbox's for real (or
+    unlabelled) data."""
+    source_settings = settings_for_source(settings, info.get("data_source"))
+    if info.get("data_source") is None and source_settings.sandbox == "auto":
+        source_settings = source_settings.with_overrides(sandbox="off")  # no key → a loud error, not a guess
+    return source_settings
+
+
+def _dividends(df: pd.DataFrame, info: dict, settings: Settings | None, *,
+               undo_through: str | None = None) -> pd.DataFrame:
+    """Split-adjusted bars of a dataset with the dividends applied up to today, or, with ``undo_through`` (its
+    ``adjusted_as_of``), total-return bars with the dividends applied as of that day undone."""
+    from .dividends import Corrections, apply_dividends
+
+    if df.empty:
+        return df
+    first = pd.Timestamp(df["timestamp"].min()).tz_convert(NEW_YORK).date()
+    table = Corrections.fetch("total", pd.unique(df["symbol"].astype(str)), first,
+                              _source_settings(info, settings)).dividends
+    day = date.fromisoformat(undo_through) if undo_through else None
+    return apply_dividends(df, table, today=day, inverse=undo_through is not None)
 
 
 def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
@@ -359,10 +404,7 @@ def _convert_adjustment(df: pd.DataFrame, info: dict, adjusted: bool,
         log.warning("dataset %s holds %s bars: a bar that straddles a split cannot be adjusted exactly",
                     name, info.get("interval"))
     as_of = pd.Timestamp(info.get("adjusted_as_of") or _today())
-    # splits from the market the prices came from: never the sandbox's for real (or unlabelled) data
-    source_settings = settings_for_source(settings, info.get("data_source"))
-    if info.get("data_source") is None and source_settings.sandbox == "auto":
-        source_settings = source_settings.with_overrides(sandbox="off")  # no key → a loud error, not a guess
+    source_settings = _source_settings(info, settings)  # splits from the market the prices came from
     try:
         splits = splits_for(df, settings=source_settings)
     except MassiveError as exc:
@@ -429,14 +471,15 @@ def _resolve(name_or_path: str | Path, settings: Settings | None, folder: str | 
 
 
 def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: str | Path | None = None,
-                 adjusted: bool | None = None) -> pd.DataFrame:
+                 adjusted: bool | str | None = None) -> pd.DataFrame:
     """Read a dataset by name (or a parquet path). ``df.attrs`` carries its metadata.
 
-    ``adjusted``: ``None`` (default) returns the prices as stored; ``True``/``False`` returns them
-    split-adjusted / as traded, converting at read time (see the module docstring; needs the splits
-    list, so an API key or a cached list, when the stored prices differ from what is asked).
-    ``df.attrs["adjusted"]`` says what you got.
+    ``adjusted``: ``None`` (default) returns the prices as stored; ``True``/``"splits"``, ``"total"`` or
+    ``False``/``"raw"`` returns them split-adjusted / total-return / as traded, converting at read time (see the
+    module docstring; needs the splits and dividends lists, so an API key or cached lists, when the stored prices
+    differ from what is asked). ``df.attrs["adjusted"]`` and ``["adjustment"]`` say what you got.
     """
+    wanted = None if adjusted is None else parse_adjustment(adjusted)  # a bad value fails before any read
     path = _resolve(name, settings, folder)
     if not path.exists():
         raise DatasetError(f"dataset {path.stem!r} not found in {path.parent}")
@@ -450,11 +493,17 @@ def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: 
         df.attrs.update(info)
         return df
     df = finalize_bars(df, extra=_extra_columns(df))
-    if adjusted is not None and (_stored_adjustment(info) is not bool(adjusted)
-                                 or (adjusted and info.get("adjusted_as_of") != _today())):
-        df, as_of = _convert_adjustment(df, info, bool(adjusted), settings)
+    stored = _stored_name(info)
+    if wanted is not None and (stored != wanted or (wanted != "raw" and info.get("adjusted_as_of") != _today())):
+        stocks = any(asset_class(str(s)) == "stocks" for s in pd.unique(df["symbol"]))
+        if stored == "total" and stocks:  # back to split-adjusted prices as of the day they were saved
+            df = _dividends(df, info, settings, undo_through=info.get("adjusted_as_of") or _today())
+        df, as_of = _convert_adjustment(df, info, wanted != "raw", settings)
+        applied = _dividends(df, info, settings) if wanted == "total" and stocks else None
+        if applied is not None:
+            df, info["dividends"] = applied, applied.attrs["dividends"]
         info = {k: v for k, v in info.items() if k not in ("adjusted_as_of", "adjusted_as_of_latest")}
-        info["adjusted"] = bool(adjusted)
+        info.update(adjusted=wanted != "raw", adjustment=wanted)
         if as_of:
             info["adjusted_as_of"] = as_of
     df.attrs.update(info)

@@ -315,11 +315,12 @@ def _describe(ticker: str, events: list[_Event], dividends: pd.DataFrame, day_no
 
 
 def apply_dividends(bars: pd.DataFrame, dividends: pd.DataFrame | None, *, basis: np.ndarray | None = None,
-                    today: date | None = None) -> pd.DataFrame:
+                    today: date | None = None, inverse: bool = False) -> pd.DataFrame:
     """Total-return-adjust standard bars: prices (open, high, low, close, VWAP; bid/ask in recordings) of every
     bar before an ex-date × the dividends' chained factor; volumes and trade counts untouched. Returns a new frame
     with ``attrs["dividends"]`` (the dividends applied). ``basis``: see :func:`dividend_factors` (``None``: the
-    bars are raw; for split-adjusted bars, the split factor of each bar)."""
+    bars are raw; for split-adjusted bars, the split factor of each bar). ``today``: the last ex-date that counts
+    (default today). ``inverse=True`` undoes an adjustment made with the same dividends up to ``today``."""
     out = bars.copy()
     if out.empty or dividends is None or dividends.empty:
         out.attrs["dividends"] = []
@@ -327,6 +328,8 @@ def apply_dividends(bars: pd.DataFrame, dividends: pd.DataFrame | None, *, basis
     ts_ns = out["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
     factor, applied = dividend_factors(out["symbol"].to_numpy(), ts_ns, out["close"].to_numpy(np.float64),
                                        out["open"].to_numpy(np.float64), dividends, basis=basis, today=today)
+    if inverse:
+        factor = 1.0 / factor
     for col in PRICE_COLUMNS:
         if col in out.columns and (factor != 1.0).any():
             out[col] = out[col].to_numpy(dtype=np.float64) * factor

@@ -20,13 +20,19 @@
   claims to be adjusted is ``split_unadjusted`` (an error); in raw data (``adjusted=False``) it is
   expected and noted. ``jumps`` counts other bar-to-bar moves beyond ``jump_threshold`` (default 30 %),
   naming those that look like an unknown split.
+* **dividends** — for total-return bars (``adjusted="total"``), each dividend applied (``df.attrs["dividends"]``):
+  on its ex-date's row, ``dividend`` names the amount, its type and factor; an ex-date where the *raw* price did
+  not drop (first open on the ex-date not below the last close before it) is ``dividend_no_drop`` (a warning, a
+  sign of a wrong record) when the dividend is material (at least 1 % of the price: smaller ones hide in an
+  ordinary overnight move, and are only noted). The notes list every dividend applied (ex-date, amount, factor).
 * **recordings** — reconnect gaps that live recordings store in their metadata (``df.attrs["gaps"]``
   after :func:`~massive_feeds.datasets.load_dataset`): ``recording_gaps`` and ``recording_gap_seconds``.
 
 ``issues`` names what was found and ``status`` is ``error`` (duplicates, order, OHLC, bad prices,
 unadjusted split, missing day), ``warn`` (suspicious gaps, jumps, recording gaps, bars on a non-trading
-day) or ``ok``. ``report.attrs["notes"]`` carries notes for the reader — among them that Massive does
-**not** adjust prices for dividends (only for splits), so a dividend shows as a drop on the ex-date.
+day, an ex-date without a drop) or ``ok``. ``report.attrs["notes"]`` carries notes for the reader — among
+them which adjustment the prices carry: Massive adjusts for splits only, so unless the bars are total-return
+(``adjusted="total"``) a dividend shows as a drop on the ex-date.
 :func:`format_quality_report` renders the report as a terminal table; ``massive-feeds quality DATASET``
 prints it.
 """
@@ -50,15 +56,17 @@ from .splits import describe_split, merge_duplicate_splits
 log = logging.getLogger(__name__)
 
 DIVIDEND_NOTE = ("Dividends: Massive adjusts prices for splits only, never for dividends (REST adjusted=true "
-                 "included), so a dividend shows as a drop of about its amount on the ex-date.")
+                 "included), so a dividend shows as a drop of about its amount on the ex-date; "
+                 "adjusted='total' gives total-return prices.")
 REPORT_COLUMNS: tuple[str, ...] = (
     "symbol", "date", "asset", "session_start", "session_end", "early_close", "expected", "bars", "in_session",
     "extended", "coverage", "no_trade_minutes", "gaps", "gap_total_minutes", "gap_detail", "duplicates",
-    "out_of_order", "ohlc_errors", "bad_prices", "split", "jumps", "jump_detail", "recording_gaps",
+    "out_of_order", "ohlc_errors", "bad_prices", "split", "dividend", "jumps", "jump_detail", "recording_gaps",
     "recording_gap_seconds", "issues", "status",
 )
 ERROR_ISSUES = ("duplicates", "out_of_order", "ohlc_errors", "bad_prices", "split_unadjusted", "missing_day")
-WARN_ISSUES = ("suspicious_gaps", "jumps", "recording_gaps", "non_trading_day", "split_not_in_raw_data")
+WARN_ISSUES = ("suspicious_gaps", "jumps", "recording_gaps", "non_trading_day", "split_not_in_raw_data",
+               "dividend_no_drop")
 _SPLIT_RATIOS = np.array([2, 3, 4, 5, 8, 10, 15, 20, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 8, 1 / 10, 1 / 15, 1 / 20])
 _MAX_DETAIL = 3
 _NUMBER_RE = re.compile(r"^[-+]?[\d.,]+%?$|^-$|^\d+/[\d-]+$")
@@ -141,6 +149,7 @@ def quality_report(
     interval: str | None = None,
     gaps: list[dict[str, Any]] | None = None,
     adjusted: bool | None = None,
+    dividends: list[dict[str, Any]] | None = None,
     gap_minutes: float = 15.0,
     liquid_coverage: float = 0.9,
     jump_threshold: float = 0.3,
@@ -155,6 +164,7 @@ def quality_report(
         interval: bar size; default ``df.attrs["interval"]``, else inferred from the timestamps.
         gaps: reconnect gaps of a recording; default ``df.attrs["gaps"]``.
         adjusted: whether ``df`` claims split-adjusted prices; default ``df.attrs["adjusted"]``.
+        dividends: the dividends applied to total-return bars; default ``df.attrs["dividends"]``.
         gap_minutes: a run of missing bars this long (or longer) in a liquid symbol's session is a
             suspicious gap; shorter runs are minutes without trades.
         liquid_coverage: median daily session coverage from which a symbol counts as liquid.
@@ -168,9 +178,12 @@ def quality_report(
         raise InvalidInputError(f"quality_report needs bar columns; missing {', '.join(missing)}")
     adjusted = df.attrs.get("adjusted") if adjusted is None else adjusted
     gaps = df.attrs.get("gaps") if gaps is None else gaps
+    dividends = df.attrs.get("dividends") if dividends is None else dividends
+    adjustment = df.attrs.get("adjustment") or ("total" if dividends else None)
     if df.empty:
         out = pd.DataFrame({c: [] for c in REPORT_COLUMNS})
-        out.attrs.update(notes=[DIVIDEND_NOTE, "no bars"], interval=interval, adjusted=adjusted, liquid=[])
+        out.attrs.update(notes=[DIVIDEND_NOTE, "no bars"], interval=interval, adjusted=adjusted, liquid=[],
+                         adjustment=adjustment)
         return out
     rows = _read_rows(df)
     grid = _day_grid(rows, _bar_width(df, interval, rows.ts, rows.codes))
@@ -178,10 +191,13 @@ def quality_report(
     split_checks = _check_splits(rows, grid, splits, adjusted)
     jumps = _jumps(rows, grid, split_checks.explained, jump_threshold)
     recording = _recording_gaps(grid, gaps)
-    report = _report_frame(rows, grid, coverage, split_checks, jumps, recording)
-    report.attrs.update(notes=_notes(grid, coverage, split_checks, splits, adjusted, gap_minutes, liquid_coverage),
-                        interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
-                        merged_splits=split_checks.merged)
+    dividend_text, no_drop = _check_dividends(grid, dividends)
+    report = _report_frame(rows, grid, coverage, split_checks, jumps, recording, (dividend_text, no_drop))
+    notes = _notes(grid, coverage, split_checks, splits, adjusted, gap_minutes, liquid_coverage)
+    if adjustment == "total":
+        notes[0] = _dividend_note(dividends or [], df.attrs.get("dividends_as_of"))
+    report.attrs.update(notes=notes, interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
+                        merged_splits=split_checks.merged, adjustment=adjustment, dividends=list(dividends or []))
     if (rolls := df.attrs.get("rolls")) is not None and len(rolls):  # a continuous futures series
         report.attrs["rolls"] = rolls
         report.attrs["notes"] = [*report.attrs["notes"], *roll_notes(rolls, df.attrs.get("roll_adjust", "none"))]
@@ -192,6 +208,42 @@ def roll_notes(rolls: pd.DataFrame, how: str) -> list[str]:
     """One line per roll of a continuous futures series (``df.attrs["rolls"]``, see massive_feeds.futures)."""
     return [f"futures roll {r['date']:%Y-%m-%d}: {r['from']} -> {r['to']} at {r['from_price']:g} / {r['to_price']:g} "
             f"(factor {r['factor']:.6f}, offset {r['offset']:+g}; roll_adjust={how})" for r in rolls.to_dict("records")]
+
+
+def _check_dividends(grid: "_DayGrid", dividends: list[dict[str, Any]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The dividends applied, on their ex-date's cell: what was applied and whether the raw price dropped
+    (text per cell, and the cells whose material dividend shows no drop)."""
+    text = np.full(grid.n, "", dtype=object)
+    no_drop = np.zeros(grid.n, dtype=bool)
+    by_name = {str(nm): i for i, nm in enumerate(grid.names)}
+    for d in dividends or []:  # a few per symbol and year
+        code = by_name.get(str(d.get("ticker")))
+        if code is None:
+            continue
+        cell = grid.cell_of(code, int(pd.Timestamp(d["ex_date"]).value // DAY_NS))
+        if cell < 0:
+            continue
+        part = (f"{d['cash_amount']:g} {d.get('currency', 'USD')} {d.get('distribution_type') or 'cash'} "
+                f"ex {d['ex_date']}, factor {d['factor']:.6f} ({d.get('factor_source', 'service')})")
+        if d.get("dropped") is False:
+            moved = f"open {d['ex_open']:g} vs previous close {d['last_close']:g}"
+            if d.get("material"):
+                part += f"; raw price did NOT drop ({moved}): a wrong record?"
+                no_drop[cell] = True
+            else:
+                part += f"; no raw drop ({moved}; small enough to hide in an overnight move)"
+        text[cell] = part if not text[cell] else f"{text[cell]}; {part}"
+    return text, no_drop
+
+
+def _dividend_note(dividends: list[dict[str, Any]], as_of: str | None) -> str:
+    """The first note of total-return bars: what was applied (ex-date, amount, factor)."""
+    listed = [f"{d['ticker']} {d['ex_date']} {d['cash_amount']:g} x{d['factor']:.6f}" for d in dividends]
+    shown = "; ".join(listed[:8]) + (f"; +{len(listed) - 8} more" if len(listed) > 8 else "")
+    since = f", dividends list as of {as_of}" if as_of else ""
+    return (f"Total-return prices (adjusted='total'): split-adjusted, and every bar before an ex-date scaled by "
+            f"1 - dividend / previous close; {len(dividends)} dividend(s) applied{since}"
+            + (f": {shown}" if shown else "") + ".")
 
 
 @dataclass
@@ -505,7 +557,8 @@ def _recording_gaps(grid: _DayGrid, gaps: list[dict[str, Any]] | None) -> tuple[
 
 
 def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _SplitChecks,
-                  jumps: tuple[np.ndarray, np.ndarray], recording: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+                  jumps: tuple[np.ndarray, np.ndarray], recording: tuple[np.ndarray, np.ndarray],
+                  dividend: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
     """Phase 7, per-row counts to cells, issues and status, and the report frame (sorted by symbol, date)."""
     n, t_code, t_expected_day = grid.n, grid.t_code, grid.t_expected_day
     jump_count, jump_detail = jumps
@@ -524,7 +577,7 @@ def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _Sp
         "split_unadjusted": split_checks.unadjusted, "missing_day": missing_day, "suspicious_gaps": cov.gap_count > 0,
         "jumps": jump_count > 0, "recording_gaps": rec_count > 0,
         "non_trading_day": ~t_expected_day & (grid.bars > 0) & session_asset,
-        "split_not_in_raw_data": split_checks.unexpected,
+        "split_not_in_raw_data": split_checks.unexpected, "dividend_no_drop": dividend[1],
     }
     issues = np.full(n, "", dtype=object)
     for name, flag in flags.items():
@@ -558,6 +611,7 @@ def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _Sp
         "ohlc_errors": ohlc.astype(np.int64),
         "bad_prices": badp.astype(np.int64),
         "split": split_checks.text.astype(str),
+        "dividend": dividend[0].astype(str),
         "jumps": jump_count.astype(np.int64),
         "jump_detail": jump_detail.astype(str),
         "recording_gaps": rec_count,
@@ -605,6 +659,7 @@ def _summary(report: pd.DataFrame) -> pd.DataFrame:
         "ohlc": g["ohlc_errors"].sum(),
         "bad px": g["bad_prices"].sum(),
         "splits": g["split"].apply(_split_summary),
+        "dividends": g["dividend"].apply(lambda s: int((s != "").sum())),
         "jumps": g["jumps"].sum(),
         "rec gaps": g["recording_gaps"].sum(),
         "status": g["status"].apply(lambda s: max(s, key=rank.__getitem__)),
@@ -643,6 +698,8 @@ def format_quality_report(report: pd.DataFrame, *, all_days: bool = False, max_r
     lines = []
     interval, adjusted = report.attrs.get("interval"), report.attrs.get("adjusted")
     state = {True: "split-adjusted", False: "raw (as traded)"}.get(adjusted, "adjustment unknown")
+    if report.attrs.get("adjustment") == "total":
+        state = "total-return (splits and dividends)"
     if report.empty:
         return "Data quality: no bars.\n" + "\n".join(f"note: {n}" for n in report.attrs.get("notes", []))
     counts = report["status"].value_counts()
@@ -651,10 +708,11 @@ def format_quality_report(report: pd.DataFrame, *, all_days: bool = False, max_r
                  f"{counts.get('warn', 0)} with warnings, {counts.get('ok', 0)} ok")
     lines.append("")
     lines.append(_table(_summary(report)))
-    shown = report if all_days else report[(report["status"] != "ok") | (report["split"] != "")]
+    shown = report if all_days else report[(report["status"] != "ok") | (report["split"] != "")
+                                           | (report["dividend"] != "")]
     if len(shown):
         lines.append("")
-        lines.append("Days" + ("" if all_days else " with findings or splits") + " (times New York):")
+        lines.append("Days" + ("" if all_days else " with findings, splits or dividends") + " (times New York):")
         table = pd.DataFrame({
             "date": shown["date"].astype(str), "symbol": shown["symbol"], "status": shown["status"],
             "bars": shown["in_session"].astype(str) + "/"
@@ -688,6 +746,8 @@ def _findings(row: Any) -> str:
         parts.append(f"{row.bad_prices} zero/negative/missing price(s)")
     if row.split:
         parts.append(f"split {row.split}")
+    if row.dividend:
+        parts.append(f"dividend {row.dividend}")
     if row.jumps:
         parts.append(f"jump {row.jump_detail}")
     if row.recording_gaps:

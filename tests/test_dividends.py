@@ -233,3 +233,175 @@ def test_special_and_regular_on_one_ex_date_both_apply_and_a_repeat_once() -> No
     assert [d["distribution_type"] for d in out.attrs["dividends"]] == ["recurring", "special"]
     future = apply_dividends(bars_around(EX2), table, today=date(2024, 4, 9))  # not gone ex yet
     assert future["close"].tolist() == [26.9, 26.88, 26.8] and future.attrs["dividends"] == []
+
+
+# --- real payloads (tests/fixtures/real/PROVENANCE.md) ----------------------------------------------
+REAL = Path(__file__).parent / "fixtures" / "real" / "rest"
+
+
+def real(name: str) -> dict[str, Any]:
+    import json
+
+    return json.loads((REAL / name).read_text())
+
+
+def test_real_v1_dividend_row_parses_and_applies_the_service_factor() -> None:
+    table = dividends_frame(real("dividends_v1_spec_example.json")["results"])
+    row = table.iloc[0]
+    assert (row["ticker"], row["ex_dividend_date"], row["cash_amount"], row["currency"]) == \
+        ("AAPL", pd.Timestamp("2025-08-11"), 0.26, "USD")
+    assert (row["distribution_type"], row["frequency"], row["historical_adjustment_factor"]) == \
+        ("recurring", 4.0, 0.997899)
+    t = pd.to_datetime(["2025-08-08 04:00", "2025-08-11 04:00"], utc=True)
+    bars = pd.DataFrame({"timestamp": t, "symbol": "AAPL", "open": [220.0, 229.0], "high": 230.0, "low": 219.0,
+                         "close": [229.35, 228.0], "volume": 5.0, "vwap": 225.0, "transactions": 3})
+    out = apply_dividends(bars, table, today=date(2025, 9, 1))
+    # the one dividend's own factor is the service's number (the last in its chain): the bar before × 0.997899
+    assert out["close"].tolist() == [229.35 * 0.997899, 228.0] and out["volume"].tolist() == [5.0, 5.0]
+    assert out.attrs["dividends"][0]["prev_close"] == pytest.approx(0.26 / (1 - 0.997899), abs=1e-4)  # 123.7506
+    assert out.attrs["dividends"][0]["dropped"] is True  # 229.0 open < 229.35 close
+
+
+def test_real_v3_rows_parse_without_currency_or_id() -> None:
+    mock = dividends_frame(real("dividends_v3.json")["results"])
+    assert len(mock) == 10 and set(mock["ticker"]) == {"CSSEN", "AIRTP"}
+    assert set(mock["currency"]) == {""} and set(mock["id"]) == {""}  # the mock has neither: taken as USD
+    assert set(mock["distribution_type"]) == {"recurring"} and set(mock["dividend_type"]) == {"CD"}
+    assert mock["historical_adjustment_factor"].isna().all()
+    assert mock.iloc[0]["ex_dividend_date"] == pd.Timestamp("2023-08-11")  # sorted by ticker, then date
+    spec = dividends_frame(real("dividends_v3_spec_example.json")["results"])
+    assert spec["cash_amount"].tolist() == [0.22, 0.22] and spec["id"].str.startswith("E").all()
+
+
+def test_real_v1_split_row_parses() -> None:
+    from massive_feeds.splits import splits_frame
+
+    table = splits_frame(real("splits_v1_spec_example.json")["results"])
+    assert table[["ticker", "split_from", "split_to"]].values.tolist() == [["AAPL", 1.0, 2.0]]
+    assert table.iloc[0]["execution_date"] == pd.Timestamp("2005-02-28")
+
+
+def _form(value: Any) -> str:
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+@pytest.mark.parametrize(("path", "fixture"), [("/stocks/v1/dividends", "dividends_v1_spec_example.json"),
+                                               ("/stocks/v1/splits", "splits_v1_spec_example.json"),
+                                               ("/v3/reference/dividends", "dividends_v3_spec_example.json")])
+def test_sandbox_corporate_actions_have_the_real_forms(sb: Sandbox, path: str, fixture: str) -> None:
+    import requests
+
+    want = real(fixture)["results"][0]
+    params = {"ticker": "KO", "limit": 3} if "dividends" in path else {"ticker": "INTC"}
+    got = requests.get(f"{sb.rest.url}{path}", params=params, headers={"Authorization": f"Bearer {sb.api_key}"},
+                       timeout=30).json()
+    assert got["status"] == "OK" and got["results"]
+    for row in got["results"]:
+        assert set(row) == set(want) | ({"currency"} if path.startswith("/v3") else set())
+        assert {k: _form(v) for k, v in row.items() if k in want} == {k: _form(v) for k, v in want.items()}
+
+
+# --- datasets, quality, the CLI, vectorbt, a quota that is gone ---------------------------------------------
+def test_datasets_convert_to_and_from_total_return(sb: Sandbox, settings: Settings) -> None:
+    from massive_feeds.datasets import load_dataset, save_dataset
+
+    total = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted="total", settings=settings)
+    splits = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted=True, settings=settings)
+    raw = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted=False, settings=settings)
+    cols = ["timestamp", *PRICES, "volume"]
+    save_dataset(raw, "intc_raw", settings=settings)
+    from_raw = load_dataset("intc_raw", settings=settings, adjusted="total")
+    pd.testing.assert_frame_equal(from_raw[cols], total[cols], rtol=1e-12)
+    assert from_raw.attrs["adjustment"] == "total" and len(from_raw.attrs["dividends"]) == len(total.attrs["dividends"])
+    save_dataset(total, "intc_total", settings=settings)
+    assert load_dataset("intc_total", settings=settings).attrs["adjustment"] == "total"  # as stored
+    pd.testing.assert_frame_equal(load_dataset("intc_total", settings=settings, adjusted=False)[cols], raw[cols],
+                                  rtol=1e-12)
+    pd.testing.assert_frame_equal(load_dataset("intc_total", settings=settings, adjusted="splits")[cols],
+                                  splits[cols], rtol=1e-12)
+    with pytest.raises(InvalidInputError, match="holds total prices and the new bars are splits"):
+        save_dataset(splits, "intc_total", settings=settings, append=True)
+    with pytest.raises(InvalidInputError, match="Invalid adjusted='dividends'"):
+        load_dataset("intc_raw", settings=settings, adjusted="dividends")
+
+
+def test_quality_shows_the_dividends_applied_and_flags_an_ex_date_without_a_drop(settings: Settings) -> None:
+    from massive_feeds.quality import format_quality_report, quality_report
+
+    total = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted="total", settings=settings)
+    report = quality_report(total)
+    on = report.set_index(report["date"].astype(str))["dividend"]
+    assert on[EX1].startswith("0.0125 USD recurring ex 2024-01-10, factor 0.996212 (service)")
+    assert on[EX2].startswith("0.125 USD recurring ex 2024-04-10, factor 0.995350 (service)")
+    assert (on.drop([EX1, EX2]) == "").all() and "dividend_no_drop" not in "".join(report["issues"])
+    assert report.attrs["notes"][0].startswith("Total-return prices (adjusted='total')")
+    assert "INTC 2024-01-10 0.0125 x0.996212" in report.attrs["notes"][0]
+    text = format_quality_report(report)
+    assert "prices total-return (splits and dividends)" in text and "dividend 0.125 USD" in text
+    # a 2 % dividend whose ex-date opens above the previous close: the record is suspect
+    bars = bars_around(EX2).assign(open=[27.0, 26.9, 27.1], high=27.3)
+    table = dividends_frame([{"ticker": "INTC", "ex_dividend_date": EX2, "cash_amount": 0.54, "currency": "USD",
+                              "historical_adjustment_factor": 0.979911, "distribution_type": "special"}])
+    flagged = quality_report(apply_dividends(bars, table, today=date(2024, 5, 1)))
+    row = flagged[flagged["date"].astype(str) == EX2].iloc[0]
+    assert "raw price did NOT drop (open 27.1 vs previous close 26.88)" in row["dividend"]
+    assert row["status"] == "warn" and "dividend_no_drop" in row["issues"]
+
+
+def test_cli_fetch_adjusted_total_and_a_bad_value(sb: Sandbox, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**sb.env(), "MASSIVE_PLAN": "unlimited", "MASSIVE_FEEDS_HOME": str(tmp_path / "home"),
+           "MASSIVE_DATASETS_DIR": str(tmp_path / "ds")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        import os
+
+        return subprocess.run([sys.executable, "-m", "massive_feeds.cli", "fetch", "INTC", "--start", WINDOW[0],
+                               "--end", WINDOW[1], "--interval", "1d", "--method", "rest", *args],
+                              capture_output=True, text=True, env={**os.environ, **env}, timeout=180)
+
+    ok = cli("--adjusted", "total", "--dataset", "intc_cli")
+    assert ok.returncode == 0, ok.stderr
+    assert "total-return prices: 12 dividend(s) applied" in ok.stderr
+    bad = cli("--adjusted", "dividends")
+    assert bad.returncode == 2 and "Invalid adjusted='dividends'" in bad.stderr and "Traceback" not in bad.stderr
+    both = cli("--adjusted", "total", "--unadjusted")
+    assert both.returncode == 2 and "--unadjusted contradicts --adjusted total" in both.stderr
+
+
+def test_vectorbt_download_total_return(settings: Settings) -> None:
+    pytest.importorskip("vectorbt")
+    from massive_feeds.vectorbt import MassiveData as VbtData
+
+    total = VbtData.download("INTC", *WINDOW, timeframe="1d", method="rest", adjusted="total", settings=settings)
+    splits = VbtData.download("INTC", *WINDOW, timeframe="1d", method="rest", adjusted=True, settings=settings)
+    r = (total.get("Close") / splits.get("Close")).to_numpy()
+    assert r[0] / r[-1] == pytest.approx(F1 * F2, rel=2e-6)
+    with pytest.raises(InvalidInputError, match="Invalid adjusted"):
+        VbtData.download("INTC", *WINDOW, timeframe="1d", method="rest", adjusted="yes", settings=settings)
+
+
+def test_a_cached_dividends_table_is_used_with_its_age_when_the_quota_is_gone(sb: Sandbox, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from massive_feeds.config import Plan, load_settings
+    from massive_feeds.dividends import DIVIDENDS_KIND
+    from massive_feeds.quota import quota_status
+    from massive_feeds.splits import splits_cache_dir
+
+    home = tmp_path / "home"
+    s = load_settings(environ=sb.env(), home=home, datasets_dir=home / "ds", plan=Plan("tiny", None, 4, None, None, None))
+    first = fetch_data("INTC", *WINDOW, "1d", "flat_file", adjusted="total", settings=s)  # splits + dividends: 2 calls
+    for path in splits_cache_dir(s, DIVIDENDS_KIND.name).glob("*.parquet"):
+        os.utime(path, (time.time() - 30 * 3600,) * 2)  # a day and more old: due for a refresh
+    for day in ("2024-01-10", "2024-01-11"):
+        fetch_data("KO", day, day, "1d", "rest", settings=s)  # spend the rest of the day's calls
+    assert quota_status(s).rest_remaining_today == 0
+    before = sb.rest.count("/stocks/v1/dividends")
+    again = fetch_data("INTC", *WINDOW, "1d", "flat_file", adjusted="total", settings=s)
+    assert sb.rest.count("/stocks/v1/dividends") == before  # no call at all
+    assert again.attrs["dividends_age_hours"] >= 30 and again.attrs["dividends_as_of"] < first.attrs["dividends_as_of"]
+    pd.testing.assert_frame_equal(again[["timestamp", *PRICES]], first[["timestamp", *PRICES]])

@@ -55,11 +55,12 @@ def _adjustment(args: argparse.Namespace) -> str:
     from ..errors import InvalidInputError
     from ..schema import parse_adjustment
 
-    if args.adjusted is None:
-        return "raw" if args.unadjusted else "splits"
-    chosen = parse_adjustment(args.adjusted)
-    if args.unadjusted and chosen != "raw":
-        raise InvalidInputError(f"--unadjusted contradicts --adjusted {args.adjusted}; give one of them")
+    given, unadjusted = getattr(args, "adjusted", None), getattr(args, "unadjusted", False)  # ticks has neither
+    if given is None:
+        return "raw" if unadjusted else "splits"
+    chosen = parse_adjustment(given)
+    if unadjusted and chosen != "raw":
+        raise InvalidInputError(f"--unadjusted contradicts --adjusted {given}; give one of them")
     return chosen
 
 
