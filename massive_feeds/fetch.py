@@ -178,8 +178,9 @@ def fetch_ohlcv_rest(
         start, end: dates or datetimes; date-only bounds are whole New York days, naive datetimes UTC.
         interval: one of ``1m 5m 15m 30m 1h 4h 1d 1w 1M``.
         api_key: overrides the configured ``MASSIVE_API_KEY``.
-        adjusted: split-adjusted prices (Massive's default; ``False`` = prices as traded). Dividends are
-            never adjusted.
+        adjusted: ``True``/``"splits"``: split-adjusted prices (Massive's default); ``"total"``: splits and cash
+            dividends (total return, the dividends applied here: :mod:`massive_feeds.dividends`); ``False``/``"raw"``:
+            prices as traded.
         use_cache: serve identical settled queries from the local cache (no call, no quota).
         session: ``"extended"`` (default: what the service returns, pre-market to after-hours) or
             ``"regular"`` (09:30–16:00 New York on NYSE sessions with early closes, for stocks, options and
@@ -354,7 +355,9 @@ def fetch_data(
 
     ``adjusted`` (split-adjusted, default ``True``) and ``session`` (``"extended"`` default, or
     ``"regular"``) give the same bars whichever method runs: REST passes ``adjusted`` to the server,
-    flat files apply the same splits themselves (which needs the API key for ``/v3/reference/splits``).
+    flat files apply the same splits themselves (which needs the API key for ``/stocks/v1/splits``).
+    ``adjusted="total"`` (total-return prices: splits and cash dividends) is the same on every path too, the
+    dividends applied client-side (:mod:`massive_feeds.dividends`).
 
     The method actually used is ``df.attrs["method"]``; ``df.attrs["method_reason"]`` says why;
     ``df.attrs["source"]`` is ``"massive"``, or ``"sandbox"`` when the built-in sandbox served the bars

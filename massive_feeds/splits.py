@@ -1,5 +1,5 @@
-"""Stock splits: fetched from ``/v3/reference/splits``, cached, and applied to bars — one meaning of
-``adjusted`` on every path.
+"""Stock splits: fetched from ``/stocks/v1/splits`` (``/v3/reference/splits`` where v1 is not answered), cached,
+and applied to bars — one meaning of ``adjusted`` on every path.
 
 ``adjusted=True`` means what Massive's REST aggregates mean by it: prices (open, high, low, close,
 VWAP, and bid/ask in recordings) of every bar **before** a split's execution date are multiplied by
@@ -8,8 +8,9 @@ day bar *on* the execution date is already post-split and stays as it is. Trade 
 Flat files, datasets and recordings hold raw prices (as traded) and this module adjusts them when
 they are read with ``adjusted=True``, so stored raw data never goes stale when a split is announced.
 
-Dividends are **not** adjusted, neither by Massive nor here: a dividend shows as a drop of about its
-amount on the ex-date.
+Dividends are not adjusted by Massive (not even with ``adjusted=true``): a dividend shows as a drop of about its
+amount on the ex-date. ``adjusted="total"`` adds them (:mod:`massive_feeds.dividends`), with the same caching
+(:func:`fetch_reference`, shared by both lists).
 
 Near-duplicate rows — one real split, adjusted once:
 
@@ -40,7 +41,7 @@ Fetching and caching:
   (``execution_date.gte``, 1,000 rows per page, about two pages per year of history), cached and refreshed
   at most daily. Any later query starting on or after that day, for any ticker, is served from it — so
   a ticker never asked for before is covered even when the REST quota is gone. Without ``since`` (the
-  whole history of a ticker) it is one ``/v3/reference/splits?ticker=…`` call per ticker. Every call goes
+  whole history of a ticker) it is one ``/stocks/v1/splits?ticker=…`` call per ticker. Every call goes
   through :class:`~massive_feeds.rest.RestClient`, so it counts against the REST quota like any other.
 * Answers are cached under ``<cache_dir>/splits/<host hash>/`` and reused for :data:`SPLITS_TTL`
   (24 hours), so the list is refreshed at most daily. When a refresh fails (quota used up, server
@@ -103,7 +104,7 @@ def empty_splits() -> pd.DataFrame:
 
 
 def splits_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """``/v3/reference/splits`` result rows as a table: ``ticker`` (str), ``execution_date``
+    """``/stocks/v1/splits`` or ``/v3/reference/splits`` result rows as a table: ``ticker`` (str), ``execution_date``
     (datetime64, midnight), ``split_from``/``split_to`` (float64), ``id`` (str); sorted by ticker,
     then date; rows without a positive ratio are dropped with a warning."""
     df = pd.DataFrame(list(rows), columns=list(SPLIT_COLUMNS))

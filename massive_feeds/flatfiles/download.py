@@ -14,7 +14,7 @@ Plan → reserve → fetch → read:
    resample.
 
 Flat files hold raw prices (as traded). With ``adjusted=True`` (the default, as on REST) the splits of
-the stock tickers come from ``/v3/reference/splits`` (cached for a day, see :mod:`massive_feeds.splits`)
+the stock tickers come from ``/stocks/v1/splits`` (cached for a day, see :mod:`massive_feeds.splits`)
 and are applied to the minute/day rows before resampling, so the bars equal REST's adjusted bars.
 """
 
@@ -222,9 +222,10 @@ def download_flat_file(
     count (0).
 
     Flat files hold prices as traded. ``adjusted=True`` (the default, as on REST) applies the stock
-    tickers' splits (from ``/v3/reference/splits``, one market-wide table for every ticker, fetched in
+    tickers' splits (from ``/stocks/v1/splits``, one market-wide table for every ticker, fetched in
     bulk and refreshed at most daily) to the minute/day rows before resampling, so the bars equal
-    REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices. Dividends are never adjusted.
+    REST's ``adjusted=true`` bars; ``adjusted=False`` returns the raw prices; ``adjusted="total"`` applies the cash
+    dividends too (total return, :mod:`massive_feeds.dividends`).
 
     Day files are cached under ``<cache_dir>/flatfiles`` by key and ETag: a repeated query makes no
     download and costs no quota, a republished file is fetched again. Downloads count against the

@@ -18,8 +18,14 @@ Stocks follow the NYSE calendar (holidays, early closes) and some split. The def
 * TSLA 3-for-1 (1 → 3) three NYSE sessions before the clock's day — recent, so demo ranges show it;
 * AMD 1-for-5 reverse (5 → 1) six NYSE sessions before the clock's day.
 
+Twelve tickers pay cash dividends (AAPL, MSFT, JPM, V, XOM, KO, WMT, DIS, INTC, SPY, QQQ, IWM; quarterly or
+semi-annual, ex-dates near the 10th of their months), listed on ``/v3/reference/dividends`` and
+``/stocks/v1/dividends`` (with the cumulative ``historical_adjustment_factor``); their raw prices drop by about
+the dividend on each ex-date, so total-return prices (``adjusted="total"``) differ from split-adjusted ones.
+``/stocks/v1/splits`` lists the splits with ``adjustment_type`` and ``historical_adjustment_factor``.
+
 Ticks, the WebSocket stream and flat files carry raw prices; REST aggregates are split-adjusted
-unless asked ``adjusted=false``, as on the real service.
+unless asked ``adjusted=false``, as on the real service (never dividend-adjusted).
 
 Use it as a context manager::
 
