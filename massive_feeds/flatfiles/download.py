@@ -40,7 +40,7 @@ from ..dividends import Corrections
 from ..errors import CorruptFileError, InvalidInputError
 from ..runtime import resolve_settings
 from ..quota import QuotaManager, get_quota
-from ..schema import INTERVALS, NEW_YORK, BarQuery, DateLike, DateRange, Ticker
+from ..schema import INTERVALS, BarQuery, DateLike, DateRange, Ticker
 from ..sessions import trades_on
 from .cache import DayFileCache, atomic_file
 from .keys import Dataset, dataset_for
