@@ -352,7 +352,8 @@ class Corrections:
               settings: Settings | None) -> "Corrections":
         """The tables for ``tickers``' stocks since ``first_day``: splits for ``"splits"`` and ``"total"``,
         dividends for ``"total"`` (with their previous closes where the service gives no factor)."""
-        stocks = stock_tickers(list(tickers))
+        names = list(tickers)
+        stocks = stock_tickers(names) if names else []  # crypto, forex, indices and options have neither list
         out = cls(adjustment)
         if not stocks or adjustment == "raw":
             return out
