@@ -160,7 +160,7 @@ def bench_flatfile(sb: Sandbox, folder: Path) -> None:
 # --- 3. REST page ----------------------------------------------------------------------------------------
 def real_shape(rows: list[dict], kind: str) -> list[dict]:
     """The sandbox's ticks in the shape of real pages, where optional keys come and go from one object to the
-    next (so the exact CSV route refuses the page and pyarrow's JSON reader reads it): trades with
+    next (the one page decoder reads both shapes alike): trades with
     ``conditions`` on most, ``trf_id``/``trf_timestamp`` on about a third, a rare ``correction``; quotes with
     ``conditions``/``indicators`` on some. Keys stay in the service's alphabetical order."""
     rng = np.random.default_rng(17)
@@ -223,7 +223,7 @@ def bench_rest(sb: Sandbox, folder: Path, kind: str, rounds: int = 15, shape: st
     names = (f"official list_{kind} -> DataFrame", "ours (HTTP + parse + tick schema)", "ours, result cache written")
     runs = interleaved({names[0]: theirs, names[1]: ours, names[2]: lambda: ours(True)}, rounds,
                        after={names[2]: cache_landed})  # warm-up, then alternating order
-    label = "" if shape == "sandbox" else ", real shape (optional keys vary: the JSON reader's route)"
+    label = "" if shape == "sandbox" else ", real shape (optional keys vary)"
     print(f"[REST {kind}{label}] one page of {n:,} {kind} ({len(body) / 1e6:.1f} MB JSON), median of {rounds} "
           f"interleaved rounds (min-max); load average {os.getloadavg()[0]:.1f} at the end")
     for name in names:

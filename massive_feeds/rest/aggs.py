@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import msgspec
 import numpy as np
-import pyarrow as pa
 
-from .decode import Page, column, decode_page, floats, refuse_rows
+from .decode import Page, decode_page, floats, ints, refuse_rows
 
 #: Wire key -> our column. ``t`` is the window start in epoch milliseconds.
 AGG_FIELDS = {"t": "timestamp", "o": "open", "h": "high", "l": "low", "c": "close",
@@ -57,7 +56,7 @@ class AggsPage:
 
 def _columns(bars: list[Bar]) -> dict[str, np.ndarray]:
     """The bars' columns (``transactions`` as float64, NaN where absent), their values checked."""
-    cols = {"timestamp": column(bars, "t", pa.int64(), "aggregates").to_numpy()}  # required: never null
+    cols = {"timestamp": ints(bars, "t", "aggregates")}
     for key, name in AGG_FIELDS.items():
         if key != "t":
             cols[name] = floats(bars, key)

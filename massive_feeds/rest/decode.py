@@ -19,6 +19,7 @@ from typing import Generic, Sequence, TypeVar
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import BadResponseError
 
@@ -68,6 +69,22 @@ def decode_page(body: bytes, decoder: msgspec.json.Decoder[Page[R]], what: str) 
 def floats(rows: Sequence[object], name: str) -> np.ndarray:
     """The float64 column of field ``name`` (``None`` becomes NaN)."""
     return np.fromiter(map(attrgetter(name), rows), np.float64, len(rows))
+
+
+def ints(rows: Sequence[object], name: str, what: str, fill: int | None = None) -> np.ndarray:
+    """The int64 column of field ``name``: one C-level pass when every row has it; otherwise the absent
+    (``None``) ones become ``fill``, or a :class:`BadResponseError` naming the first such row when ``fill`` is
+    None. A value beyond int64 is a :class:`BadResponseError`."""
+    try:
+        return np.fromiter(map(attrgetter(name), rows), np.int64, len(rows))
+    except OverflowError:
+        raise BadResponseError(f"{what} response: {name} out of the int64 range") from None
+    except TypeError:  # a None among them
+        values = column(rows, name, pa.int64(), what)
+    if fill is None:
+        i = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
+        raise BadResponseError(f"{what} response: result {i} has no {name}") from None
+    return pc.fill_null(values, fill).to_numpy()
 
 
 def column(rows: Sequence[object], name: str, kind: pa.DataType, what: str) -> pa.Array:

@@ -29,12 +29,10 @@ from typing import Any, Callable
 import msgspec
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import BadResponseError
 from ..schema import finalize_bars
-from .decode import Page, column, decode_page, floats, refuse_rows
+from .decode import Page, decode_page, floats, ints, refuse_rows
 
 #: The extra bar columns futures keep after the standard ones.
 FUTURES_BAR_EXTRA = ("settlement_price", "session_end_date")
@@ -134,17 +132,12 @@ def _strings(rows: list[Any], key: str) -> np.ndarray:
     return values
 
 
-def _ints(rows: list[Any], key: str, what: str) -> np.ndarray:
-    """An optional integer field of every row (absent: 0)."""
-    return pc.fill_null(column(rows, key, pa.int64(), what), 0).to_numpy()
-
-
 def parse_futures_aggs(body: bytes) -> FuturesPage:
     """``/futures/v1/aggs/{ticker}`` → columns ``timestamp`` (ns), ``open high low close volume vwap
     transactions settlement_price`` (float; ``transactions`` int) and ``session_end_date``, ``symbol``.
     Futures prices may be negative (spreads, the 2020 oil contract); a high below its low is refused."""
     page, rows = _decode(body, "aggs")
-    cols: dict[str, np.ndarray] = {"timestamp": column(rows, "window_start", pa.int64(), "futures aggs").to_numpy()}
+    cols: dict[str, np.ndarray] = {"timestamp": ints(rows, "window_start", "futures aggs")}
     for key in ("open", "high", "low", "close"):
         cols[key] = floats(rows, key)
     low = cols["low"]
@@ -153,7 +146,7 @@ def parse_futures_aggs(body: bytes) -> FuturesPage:
     volume = cols["volume"] = floats(rows, "volume")
     with np.errstate(divide="ignore", invalid="ignore"):
         cols["vwap"] = np.where(volume > 0, floats(rows, "dollar_volume") / volume, np.nan)
-    cols["transactions"] = _ints(rows, "transactions", "futures aggs")
+    cols["transactions"] = ints(rows, "transactions", "futures aggs", fill=0)
     cols["settlement_price"] = floats(rows, "settlement_price")
     cols["session_end_date"] = _strings(rows, "session_end_date")
     cols["symbol"] = _strings(rows, "ticker")
@@ -180,8 +173,8 @@ def parse_futures_ticks(body: bytes, kind: str) -> FuturesPage:
     trades ``price size``, quotes ``bid ask bid_size ask_size``; ``timestamp`` ns, ``sequence_number``."""
     page, rows = _decode(body, kind)
     what = f"futures {kind}"
-    cols: dict[str, np.ndarray] = {"timestamp": column(rows, "timestamp", pa.int64(), what).to_numpy(),
-                                   "sequence_number": _ints(rows, "sequence_number", what)}
+    cols: dict[str, np.ndarray] = {"timestamp": ints(rows, "timestamp", what),
+                                   "sequence_number": ints(rows, "sequence_number", what, fill=0)}
     wire = {"price": "price", "size": "size"} if kind == "trades" else \
         {"bid": "bid_price", "ask": "ask_price", "bid_size": "bid_size", "ask_size": "ask_size"}
     for name, key in wire.items():

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import BadResponseError
-from .decode import Page, column, decode_page, floats, refuse_rows
+from .decode import Page, column, decode_page, floats, ints, refuse_rows
 
 
 class Quote(msgspec.Struct, gc=False):
@@ -83,12 +83,16 @@ class TicksPage:
 
 def _timestamps(rows: list[Any], kind: str) -> np.ndarray:
     """The SIP time of each tick, else its participant time (epoch ns, in 1970-2100)."""
-    ts = pc.coalesce(column(rows, "sip_timestamp", pa.int64(), kind),
-                     column(rows, "participant_timestamp", pa.int64(), kind))
-    if ts.null_count:
-        i = int(np.argmax(ts.is_null().to_numpy(zero_copy_only=False)))
-        raise BadResponseError(f"{kind} response: result {i} has neither sip_timestamp nor participant_timestamp")
-    ns = ts.to_numpy()
+    try:
+        ns = ints(rows, "sip_timestamp", kind)
+    except BadResponseError:  # some (forex quotes, crypto trades: all) carry only the participant time
+        ts = pc.coalesce(column(rows, "sip_timestamp", pa.int64(), kind),
+                         column(rows, "participant_timestamp", pa.int64(), kind))
+        if ts.null_count:
+            i = int(np.argmax(ts.is_null().to_numpy(zero_copy_only=False)))
+            raise BadResponseError(f"{kind} response: result {i} has neither sip_timestamp nor "
+                                   "participant_timestamp") from None
+        ns = ts.to_numpy()
     refuse_rows((ns < 0) | (ns >= _NS_END), kind, "sip_timestamp", ns, "not an epoch-ns time in 1970-2100")
     return ns
 
@@ -104,7 +108,7 @@ def _columns(rows: list[Any], kind: str) -> dict[str, Any]:
         elif name == "id":
             out[name] = pc.fill_null(column(rows, name, pa.string(), kind), "")
         elif name in _INT_FIELDS:
-            out[RENAME.get(name, name)] = pc.fill_null(column(rows, name, pa.int64(), kind), 0).to_numpy()
+            out[RENAME.get(name, name)] = ints(rows, name, kind, fill=0)
         else:  # prices and sizes: absent or null → NaN; negative or infinite → refused
             values = out[RENAME.get(name, name)] = floats(rows, name)
             refuse_rows((values < 0) | np.isinf(values), kind, name, values, "not a finite number >= 0")
