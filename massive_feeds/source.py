@@ -35,7 +35,7 @@ from .flatfiles.keys import PREFIXES
 from .quota import get_quota
 from .rest import RestClient
 from .runtime import SANDBOX_EXTRA, side_available
-from .schema import NEW_YORK, BarQuery, Ticker
+from .schema import NEW_YORK, SESSION_ASSETS, BarQuery, Ticker
 from .sessions import trades_on
 from .store.core import HistoryStore, default_store_path
 from .tickschema import TickQuery
@@ -142,8 +142,6 @@ def fetch_query(query: Q, method: str, by_method: Mapping[str, Source[Q]], setti
 #: the first day the built-in sandbox has history for (``massive_feeds.sandbox.market.HISTORY_START``; the
 #: sandbox sits beside the house, so the day is repeated here and a test keeps the two equal)
 SANDBOX_FIRST_DAY = date(2003, 9, 10)
-#: asset classes that trade on NYSE sessions only (crypto trades every day, forex on weekdays)
-SESSION_CLASSES = frozenset({"stocks", "options", "indices"})
 
 
 def calendar_refusal(query: Query, settings: Settings) -> str | None:
@@ -156,7 +154,7 @@ def calendar_refusal(query: Query, settings: Settings) -> str | None:
     if settings.uses_sandbox and window.last_day < SANDBOX_FIRST_DAY:
         return f"the range ends before the sandbox's first day ({SANDBOX_FIRST_DAY}), where its history starts"
     classes = {t.asset for t in query.parsed}
-    if classes <= SESSION_CLASSES and window.days <= 400 and not any(
+    if classes <= SESSION_ASSETS and window.days <= 400 and not any(
             trades_on(day, classes) for day in window.calendar_days()):
         return "no trading session in the range (a weekend or market holiday)"
     return None

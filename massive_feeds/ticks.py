@@ -180,22 +180,11 @@ def fetch_ticks_flat_file(
     from .flatfiles.ticks import fetch_ticks_flat_file as _flat
 
     q = _query(symbols, start, end, kind)
-    tickers, kinds, window = q.symbols, list(q.kinds), q.range
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
-    frames, missing = [], set()
-    for k in kinds:
-        df, absent = _flat(q.parsed, window.calendar_days(), k, settings=settings, progress=progress,
-                           use_cache=use_cache)
-        frames.append(df)
-        missing.update(absent)
-    df = finalize_ticks(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
-    ts = df["timestamp"]
-    inside = ((ts >= window.start) & (ts < window.end)).to_numpy()
-    if not inside.all():
-        df = df[inside].reset_index(drop=True)
+    df, missing = _flat(q, settings=settings, progress=progress, use_cache=use_cache)
     if missing:
-        log.warning("no tick file for %s (not a trading day, or not published yet)", ", ".join(sorted(missing)))
-    df = _annotate(df, tickers, kinds, window, "flat_file", sorted(missing))
+        log.warning("no tick file for %s (not a trading day, or not published yet)", ", ".join(missing))
+    df = _annotate(df, q.symbols, list(q.kinds), q.range, "flat_file", missing)
     df.attrs["source"] = settings.source
     return df
 

@@ -41,8 +41,7 @@ from ..config import Settings
 from ..errors import CorruptFileError
 from ..inflate import GzipError, inflate
 from ..quota import QuotaManager, get_quota
-from ..schema import Ticker
-from ..tickschema import empty_ticks, finalize_ticks
+from ..tickschema import TickQuery, empty_ticks, finalize_ticks
 from .keys import TICK_DATASETS, dataset_for
 from .reader import file_forms
 from .s3 import MissingObjectError, RemoteFile, S3Transport
@@ -62,11 +61,6 @@ _WANTED = {"quotes": ("ticker", "ask_exchange", "ask_price", "ask_size", "bid_ex
            "trades": ("ticker", "conditions", "exchange", "id", "participant_timestamp", "price", "sequence_number",
                       "sip_timestamp", "size", "tape")}
 _RENAME = {"bid_price": "bid", "ask_price": "ask", "bid_exchange": "exchange"}
-
-
-def tick_dataset(ticker: "str | Ticker", kind: str) -> str:
-    """``us_stocks_sip/quotes_v1`` … for a ticker's asset class and a tick kind."""
-    return dataset_for(ticker, kind).path
 
 
 def tick_key(dataset: str, day: date) -> str:
@@ -174,9 +168,7 @@ def table_to_ticks(table: pa.Table, kind: str) -> pd.DataFrame:
 
 
 def fetch_ticks_flat_file(
-    tickers: "Iterable[str | Ticker]",
-    days: list[date],
-    kind: str,
+    query: TickQuery,
     *,
     settings: Settings,
     progress: bool | None = None,
@@ -184,7 +176,7 @@ def fetch_ticks_flat_file(
     transport: S3Transport | None = None,
     use_cache: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The ``kind`` ticks of ``tickers`` on the New York ``days`` from the tick day files.
+    """The ticks of a query's tickers and kinds on its New York days from the tick day files, cut to its range.
 
     Returns (tick frame, days without a file as ISO strings). Refuses with ``QuotaExceededError`` before
     downloading when the monthly flat-file quota cannot cover the files to download."""
@@ -192,15 +184,16 @@ def fetch_ticks_flat_file(
     transport = transport or S3Transport(settings)
     quota = quota or get_quota(settings)
     cache = ResultCache(settings.cache_dir / "ticks_flat")
-    groups: dict[str, list[str]] = {}
-    for ticker in map(Ticker.of, tickers):
-        groups.setdefault(dataset_for(ticker, kind).path, []).append(ticker.symbol)
+    groups: dict[tuple[str, str], list[str]] = {}  # (dataset, kind) -> its tickers
+    for kind in query.kinds:
+        for ticker in query.parsed:
+            groups.setdefault((dataset_for(ticker, kind).path, kind), []).append(ticker.symbol)
     frames: list[pd.DataFrame] = []
     missing: set[str] = set()
     try:
-        todo: list[tuple[TickFile, list[str]]] = []
-        for dataset, group in groups.items():
-            files, absent = head_files(transport, dataset, days)
+        todo: list[tuple[TickFile, str, list[str]]] = []
+        for (dataset, kind), group in groups.items():
+            files, absent = head_files(transport, dataset, query.range.calendar_days())
             missing.update(d.isoformat() for d in absent)
             for f in files:
                 need = []
@@ -211,22 +204,21 @@ def fetch_ticks_flat_file(
                     else:
                         need.append(t)
                 if need:
-                    todo.append((f, need))
-        total = sum(f.size for f, _ in todo)
+                    todo.append((f, kind, need))
+        total = sum(f.size for f, _, _ in todo)
         quota.reserve_flatfile_bytes(total)  # refuses before any byte is downloaded
         transferred = [0]  # bytes actually received: what the quota keeps, even of a transfer that failed
         want_bar = progress if progress is not None else (total > 0 and sys.stderr.isatty())
         try:
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{kind} flat files",
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="tick flat files",
                       disable=not want_bar or not todo, file=sys.stderr) as bar:
 
                 def on_bytes(n: int) -> None:
                     transferred[0] += n
                     bar.update(n)
 
-                for f, need in todo:
-                    table = _download_filtered(transport, f, need, kind, on_bytes)
-                    ticks = table_to_ticks(table, kind)
+                for f, kind, need in todo:
+                    ticks = table_to_ticks(_download_filtered(transport, f, need, kind, on_bytes), kind)
                     for t in need:
                         part = ticks[ticks["symbol"] == t].reset_index(drop=True)
                         if use_cache:
@@ -239,7 +231,8 @@ def fetch_ticks_flat_file(
             transport.close()
     frames = [f for f in frames if len(f)]
     df = finalize_ticks(pd.concat(frames, ignore_index=True)) if frames else empty_ticks()
-    return df, sorted(missing)
+    inside = ((df["timestamp"] >= query.range.start) & (df["timestamp"] < query.range.end)).to_numpy()
+    return (df if inside.all() else df[inside].reset_index(drop=True)), sorted(missing)
 
 
 def _download_filtered(transport: S3Transport, f: TickFile, tickers: list[str], kind: str,
@@ -251,4 +244,4 @@ def _download_filtered(transport: S3Transport, f: TickFile, tickers: list[str], 
 
 
 __all__ = ["TICK_DATASETS", "TickFile", "fetch_ticks_flat_file", "head_files", "stream_filter", "table_to_ticks",
-           "tick_dataset", "tick_key"]
+           "tick_key"]
