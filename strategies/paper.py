@@ -44,7 +44,7 @@ from massive_feeds.config import Settings
 from massive_feeds.errors import InvalidInputError, MassiveError, StreamError
 
 from .fills import QuoteBroker, check_fills
-from .runner import _Equity, _Trades, bt_nums_to_index
+from .runner import _Trades, bt_nums_to_index
 from .validation import resolve_strategies
 from .vectorbt_runner import strategy_params
 
@@ -416,7 +416,6 @@ def _run(cls: type, source: Any, symbol: str, interval: str, params: dict[str, A
     cerebro.broker.set_coc(True)  # fills at the signal bar: its close, or its latest quote
     cerebro.addstrategy(cls, **params)
     cerebro.addstrategy(SessionControl, **control)
-    cerebro.addanalyzer(_Equity, _name="equity")
     cerebro.addanalyzer(_Trades, _name="trades")
     cerebro.addanalyzer(_Orders, _name="orders")
     stop = control.get("stop")

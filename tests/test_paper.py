@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -96,6 +97,33 @@ def test_parity_holds_across_a_dropped_connection(tmp_path: Path) -> None:
     assert runs["backtrader"].end_value == pytest.approx(live.equity_final, rel=1e-12)
     cols = ["entry_time", "exit_time", "entry_price", "exit_price"]
     pd.testing.assert_frame_equal(runs["backtrader"].trades[cols], runs["vectorbt"].trades[cols], check_dtype=False)
+
+
+def test_ctrl_c_stops_after_the_next_bar_then_saves_and_replays(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MASSIVE_SANDBOX_SPEED": "60", "MASSIVE_PLAN": "unlimited",
+           "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "massive_feeds.cli", "paper", "sma_cross", "AAPL", *PARAMS,
+                                 "--backfill-bars", "20", "--save-dir", str(tmp_path / "rec")],
+                                stdout=subprocess.PIPE, stderr=fh, text=True, env=env)
+        try:
+            # the first status line comes with the first bar the strategy saw
+            wait_until(lambda: re.search(r"\| \d+ bars\n", err.read_text()) is not None, timeout=60,
+                       what="the first status line")
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err.read_text()[-2000:]
+    assert "stopping after the next bar, then saving and replaying" in err.read_text()
+    assert "saved as dataset massive_live_paper_" in out and "replay parity: identical" in out
 
 
 def _result(orders: list[PaperOrder], equity: float) -> PaperResult:

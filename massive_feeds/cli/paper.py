@@ -111,6 +111,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     stop = threading.Event()
     view = StatusView(sys.stderr)
     outcome: dict[str, Any] = {}
+    finished = threading.Event()  # waited on instead of join(): a Ctrl-C inside join() can leave the
+    # thread looking finished while it still runs (CPython's interrupted tstate-lock wait)
 
     def session() -> None:
         try:
@@ -119,6 +121,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
                                             stop=stop, on_bar=view, backfill_bars=args.backfill_bars)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             outcome["error"] = exc
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=session, name="paper-session", daemon=True)
     until = "Ctrl-C" if not args.seconds else f"{args.seconds:g} s (Ctrl-C stops early)"
@@ -127,14 +131,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     worker.start()
     t0 = time.monotonic()
     try:
-        while worker.is_alive():
+        while not finished.wait(0.2):
             if args.seconds and time.monotonic() - t0 >= args.seconds:
                 stop.set()
-            worker.join(0.2)
     except KeyboardInterrupt:
         stop.set()  # the session stops after its next bar, then saves and replays
         print("\nstopping after the next bar, then saving and replaying", file=sys.stderr, flush=True)
-        worker.join()
+        finished.wait()
     view.close()
     if "error" in outcome:
         raise outcome["error"]

@@ -325,7 +325,7 @@ def _paper_panel(live: LiveSession) -> None:
         if run.running:
             st.info("Waiting for the first bar (REST backfill, then the stream)…")
     else:
-        cols = st.columns(6)
+        cols = [*st.columns(3), *st.columns(3)]  # two rows: six metrics side by side truncate the amounts
         for col, (label, value) in zip(cols, {
                 "Position": f"{snap.position:g}", "Open orders": str(snap.open_orders), "Fills": str(len(fills)),
                 "Cash": f"{snap.cash:,.2f}", "Equity": f"{snap.equity:,.2f}",
