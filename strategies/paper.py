@@ -459,9 +459,9 @@ def paper_trade(strategy: str, symbol: str, *, seconds: float | None = None, par
     """Paper-trade ``strategy`` on ``symbol``'s live stream until ``seconds`` pass or ``stop`` is set, save
     the session as a dataset and (``replay``) check the replay's parity (see the module docstring).
 
-    ``on_bar(control)`` is called on every bar after the strategy saw it (the CLI's and the UI's live
-    view read ``control.strategy``-side state from ``control.env``). Returns the live run's
-    :class:`PaperResult` with ``dataset`` and ``parity`` set.
+    ``on_bar(control)`` is called on every bar after the strategy saw it, on the session's thread (the
+    CLI's status line and the UI read :func:`snapshot(control) <snapshot>`). Returns the live run's
+    :class:`PaperResult` with ``dataset`` and ``parity`` set (``parity`` ``None`` without ``replay``).
     """
     from massive_feeds.backtrader import MassiveStore
     from massive_feeds.datasets import validate_name

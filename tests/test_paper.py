@@ -56,6 +56,11 @@ def test_paper_session_trades_saves_and_replays_identically(fills: str, tmp_path
             side = "ask" if o["side"] == "buy" else "bid"
             assert o["fill_price"] == quotes.loc[pd.Timestamp(o["fill_time"]), side]
     assert took < float(SESSION_SECONDS) + 45, f"session of {SESSION_SECONDS} s took {took:.0f} s end to end"
+    # stderr (not a terminal here): the first status line at once, and a line per fill as it happens
+    assert re.search(r"^\d\d:\d\d:\d\d DELAYED close [\d.]+ \| position 0 \| open orders 0 \| fills 0 \| "
+                     r"cash 100,000\.00 \| equity 100,000\.00 \| 1 bars$", result.stderr, re.M), result.stderr
+    fill_lines = re.findall(r"^fill: (buy|sell) [\d.]+ @ [\d.]+ \(\d\d:\d\d:\d\d\)$", result.stderr, re.M)
+    assert fill_lines == [o["side"] for o in completed]
 
 
 def test_parity_holds_across_a_dropped_connection(tmp_path: Path) -> None:
