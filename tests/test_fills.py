@@ -112,3 +112,21 @@ def test_validate_shows_the_fill_model_and_the_engines_agree(session: tuple[str,
     assert table["total_return"].iloc[0] == pytest.approx(table["total_return"].iloc[1], rel=1e-9)
     rows = [line.split() for line in format_table(table).splitlines() if line.startswith(name)]
     assert [row[2:4] for row in rows] == [["backtrader", "quotes"], ["vectorbt", "quotes"]]
+
+
+def test_tick_history_fills_at_its_quotes_in_both_engines(session: tuple[str, object], tmp_path: Path) -> None:
+    """A tick dataset (REST v3 trades and quotes of the sandbox): Backtrader replays the ticks through the
+    live feed path, vectorbt reads the bars built from them; both fill at the same quotes."""
+    from massive_feeds import fetch_ticks, save_dataset
+
+    _, (settings, _) = session  # type: ignore[misc]
+    ticks = fetch_ticks("AAPL", "2024-03-05T14:30", "2024-03-05T15:30", ["trades", "quotes"], method="rest",
+                        settings=settings)
+    save_dataset(ticks, "aapl_ticks_hour", settings=settings, source="ticks_rest")
+    table = validate(["sma_cross"], ["aapl_ticks_hour"], engine="both", fills="quotes", params=PARAMS,
+                     output=tmp_path, settings=settings)
+    runs = {run.engine: run.result for run in table.attrs["runs"]}
+    assert list(table["fills"]) == ["quotes", "quotes"] and runs["backtrader"].trade_count >= 1
+    cols = ["entry_time", "exit_time", "entry_price", "exit_price"]
+    pd.testing.assert_frame_equal(runs["backtrader"].trades[cols], runs["vectorbt"].trades[cols], check_dtype=False)
+    assert runs["backtrader"].end_value == pytest.approx(runs["vectorbt"].end_value, rel=1e-12)
