@@ -398,6 +398,10 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
     back ends (REST, flat files, the history store) all take the query as it is."""
     settings = resolve_settings(settings)  # no key configured: the built-in sandbox
     by_method = sources(settings, store, _rest_bars, _rest_calls, partial(_flat_file_bars, fill=method == "auto"))
+    if any(t.asset == "futures" for t in query.parsed):  # sessions, contracts and rolls (see massive_feeds.futures)
+        from .futures import FuturesStore
+
+        by_method["store"] = FuturesStore(store, settings)
     bars = fetch_query(query, method, by_method, settings, progress)
     return apply_layout(bars, layout)
 

@@ -45,6 +45,7 @@ from .rest import RestClient
 from .rest.futures import FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs, \
     parse_products
 from .runtime import current
+from .source import StoreSource
 from .schema import BarQuery, DateRange, Interval, asset_class, finalize_bars
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,22 @@ log = logging.getLogger(__name__)
 RESOLUTIONS = {"1m": "1min", "5m": "5min", "15m": "15min", "30m": "30min", "1h": "1hour", "4h": "4hour",
                "1d": "1session", "1w": "1week", "1M": "1month"}
 ROLL_COLUMNS = ("date", "from", "to", "from_price", "to_price", "factor", "offset")
+
+
+#: where the history store is (``fetch_data(store=…)``): a folder, a URL, a HistoryStore, or None for the default
+StoreLocation = Any
+
+
+@dataclass
+class FuturesStore(StoreSource):
+    """The history store as a source of futures bars (days ingested from ``us_futures_*`` files): contract and
+    continuous queries read their sessions from it (see :func:`contract_bars`)."""
+
+    def unavailable(self, query: Any) -> str | None:
+        return super().unavailable(query.replace(range=session_range(query.range)))
+
+    def read(self, query: Any, progress: bool | None = None) -> pd.DataFrame:
+        return futures_bars_by(query, "store", self.settings, progress=progress, store=self.location)
 
 
 # --- reference ------------------------------------------------------------------------------------
@@ -165,10 +182,19 @@ def _with_sessions(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def contract_bars(query: BarQuery, method: str, settings: Settings, *, client: RestClient | None = None,
-                  progress: bool | None = None) -> pd.DataFrame:
-    """Single contracts' bars by ``method`` (``rest`` or ``flat_file``), sessions as days, with the extra
-    columns ``settlement_price`` and ``session_end_date``."""
+                  progress: bool | None = None, store: StoreLocation = None) -> pd.DataFrame:
+    """Single contracts' bars by ``method`` (``rest``, ``flat_file`` or ``store``: the history store at ``store``,
+    ingested from ``us_futures_*`` day files), sessions as days, with the extra columns ``settlement_price`` and
+    ``session_end_date``."""
     window = session_range(query.range)
+    if method == "store":
+        from .store.core import HistoryStore
+
+        df = HistoryStore.open(store, settings).bars(query.replace(range=window))
+        attrs = dict(df.attrs)
+        df = finalize_bars(_with_sessions(df), extra=FUTURES_BAR_EXTRA)
+        df.attrs.update(attrs)
+        return df
     if method == "flat_file":
         from .flatfiles import flat_file_bars
 
@@ -218,7 +244,7 @@ def roll_plan(ticker: str, window: DateRange, chain: ContractChain, volume: pd.D
 
 
 def continuous_bars(query: BarQuery, ticker: str, method: str, settings: Settings, *,
-                    progress: bool | None = None) -> pd.DataFrame:
+                    progress: bool | None = None, store: StoreLocation = None) -> pd.DataFrame:
     """One continuous series (``ES.c.0``…) from its contracts' bars by ``method``; see the module docstring."""
     spec = parse_continuous(ticker)
     assert spec is not None
@@ -229,12 +255,12 @@ def continuous_bars(query: BarQuery, ticker: str, method: str, settings: Setting
         volume = None
         if spec.rule == "v":
             days_q = query.replace(tickers=chain.tickers[:], interval=_DAY, range=_days_range(lead, window.last_day))
-            daily = contract_bars(days_q, method, settings, client=client)
+            daily = contract_bars(days_q, method, settings, client=client, store=store)
             daily["day"] = session_days(daily["timestamp"])
             volume = daily.pivot_table(index="day", columns="symbol", values="volume", aggfunc="sum")
             volume.index = pd.DatetimeIndex(volume.index)
         plan = roll_plan(ticker, _days_range(lead, window.last_day), chain, volume)
-        bars = _held_bars(query, plan, method, settings, client, progress)
+        bars = _held_bars(query, plan, method, settings, client, progress, store)
     return stitch(bars, plan, ticker, query, query.roll_adjust)
 
 
@@ -266,7 +292,7 @@ def held_contract(ticker: str, day: date, settings: Settings) -> str:
 
 
 def _held_bars(query: BarQuery, plan: RollPlan, method: str, settings: Settings, client: RestClient,
-               progress: bool | None) -> pd.DataFrame:
+               progress: bool | None, store: StoreLocation = None) -> pd.DataFrame:
     """The bars of every contract the plan holds, over the sessions it holds each one plus the session
     before (whose closes price the roll): each day file is read for the contract held that day (and, the
     session before a roll, for the next one too), each REST contract for its own sessions only."""
@@ -284,7 +310,7 @@ def _held_bars(query: BarQuery, plan: RollPlan, method: str, settings: Settings,
     def one(item: tuple[str, tuple[date, date]]) -> pd.DataFrame:
         t, (a, b) = item
         return contract_bars(query.replace(tickers=(t,), range=_days_range(a, b)), method, settings,
-                             client=client if method == "rest" else None, progress=progress)
+                             client=client if method == "rest" else None, progress=progress, store=store)
 
     if method == "flat_file" and len(spans) > 1:  # the contracts' downloads overlap (I/O and inflate release the GIL)
         with ThreadPoolExecutor(max_workers=min(4, len(spans)), thread_name_prefix="futures") as pool:
@@ -374,8 +400,11 @@ def _adjust(out: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str) 
 
 
 def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
-                    progress: bool | None = None) -> pd.DataFrame:
+                    progress: bool | None = None, store: StoreLocation = None) -> pd.DataFrame:
     """Bars for a query of futures tickers (contracts and continuous series, not mixed with other classes)."""
+    if query.session == "regular":
+        raise InvalidInputError("session='regular' is not supported for futures yet (their bars are the exchange's "
+                                "sessions already); use session='extended'")
     others = [t for t in query.tickers if asset_class(t) != "futures"]
     if others:
         raise InvalidInputError(f"futures cannot be mixed with other asset classes in one query ({', '.join(others)}"
@@ -383,10 +412,11 @@ def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
     frames = []
     contracts = tuple(t for t in query.tickers if not is_continuous(t))
     if contracts:
-        frames.append(contract_bars(query.replace(tickers=contracts), method, settings, progress=progress))
+        frames.append(contract_bars(query.replace(tickers=contracts), method, settings, progress=progress,
+                                    store=store))
     for t in query.tickers:
         if is_continuous(t):
-            frames.append(continuous_bars(query, t, method, settings, progress=progress))
+            frames.append(continuous_bars(query, t, method, settings, progress=progress, store=store))
     attrs: dict[str, Any] = {}
     for f in frames:
         attrs.update(f.attrs)

@@ -148,9 +148,11 @@ def test_volume_roll_comes_before_the_calendar_roll_and_rank_one_is_the_next(sb:
     assert second["contract"].tolist() == ["ESZ6"] * 5 + ["ESH7"] * 5
 
 
-def test_mixing_futures_with_stocks_is_one_line(sb: Sandbox) -> None:
+def test_mixing_futures_with_stocks_and_a_regular_session_are_one_line_refusals(sb: Sandbox) -> None:
     with pytest.raises(InvalidInputError, match="futures cannot be mixed"):
         fetch_data(["ES.c.0", "AAPL"], "2026-09-14", "2026-09-18", "1d", settings=sb.settings())
+    with pytest.raises(InvalidInputError, match="session='regular' is not supported for futures yet"):
+        fetch_data("ESZ6", "2026-09-14", "2026-09-18", "1h", settings=sb.settings(), session="regular")
 
 
 def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:
@@ -297,3 +299,26 @@ def test_a_live_continuous_feed_streams_the_contract_it_holds_today(sb: Sandbox)
     assert held_contract("ES.c.0", date(2026, 9, 16), sb.settings()) == "ESU6"
     assert held_contract("ES.v.0", date(2026, 9, 16), sb.settings()) == "ESZ6"  # the volume moved before expiry
     assert held_contract("GCZ6", date(2026, 12, 4), sb.settings()) == "GCZ6"
+
+
+def test_the_history_store_serves_futures_sessions_and_continuous_series(tmp_path: Path) -> None:
+    pytest.importorskip("moto")
+    from massive_feeds.store import ingest
+
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as box:
+        settings = box.settings(home=tmp_path / "home")
+        report = ingest("us_futures_cme/minute_aggs_v1", "2026-09-17", "2026-09-22", settings=settings,
+                        store=tmp_path / "store")
+        assert "4 day(s) ingested" in str(report)
+        stored = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1h", settings=settings, store=tmp_path / "store",
+                            roll_adjust="ratio")
+        files = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1h", method="flat_file", settings=settings,
+                           roll_adjust="ratio")
+        one = fetch_data("ESU6", "2026-09-17", "2026-09-17", "1m", method="store", settings=settings,
+                         store=tmp_path / "store")
+    assert stored.attrs["method"] == "store"  # auto: the store holds every session of the query
+    assert len(stored) == 4 * 23  # four sessions of 23 hours, the first opening 09-16 17:00 Chicago
+    cols = ["timestamp", "open", "high", "low", "close", "volume", "contract"]
+    pd.testing.assert_frame_equal(stored[cols], files[cols])
+    assert stored.attrs["rolls"].values.tolist() == files.attrs["rolls"].values.tolist()
+    assert len(one) == 1380 and one["session_end_date"].unique().tolist() == ["2026-09-17"]
