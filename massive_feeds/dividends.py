@@ -54,9 +54,9 @@ import pandas as pd
 
 from .config import Settings
 from .errors import CorporateActionError
-from .schema import NEW_YORK, DateLike, asset_class
+from .schema import NEW_YORK, DateLike, Ticker, asset_class, parse_tickers
 from .sessions import DAY_NS, ny_day_numbers
-from .splits import PRICE_COLUMNS, ReferenceKind, fetch_reference, fetch_splits, price_factors, stock_tickers
+from .splits import PRICE_COLUMNS, ReferenceKind, fetch_reference, fetch_splits, price_factors
 
 if TYPE_CHECKING:
     from .rest import RestClient
@@ -114,7 +114,7 @@ DIVIDENDS_KIND = ReferenceKind(
     "total-return adjusting", NO_KEY_MESSAGE)
 
 
-def fetch_dividends(symbols: str | Iterable[str], since: DateLike | None = None, *, settings: Settings | None = None,
+def fetch_dividends(symbols: "str | Iterable[str | Ticker]", since: DateLike | None = None, *, settings: Settings | None = None,
                     client: "RestClient | None" = None, refresh: bool = False) -> pd.DataFrame:
     """The cash dividends of ``symbols`` (only stocks have any) as a table with :data:`DIVIDEND_COLUMNS`, from
     ``/stocks/v1/dividends`` (``/v3/reference/dividends`` where v1 is not answered), cached and refreshed at most
@@ -348,12 +348,14 @@ class Corrections:
     dividends: pd.DataFrame | None = None
 
     @classmethod
-    def fetch(cls, adjustment: str, tickers: Iterable[str], first_day: date,
+    def fetch(cls, adjustment: str, tickers: "Iterable[str | Ticker]", first_day: date,
               settings: Settings | None) -> "Corrections":
         """The tables for ``tickers``' stocks since ``first_day``: splits for ``"splits"`` and ``"total"``,
-        dividends for ``"total"`` (with their previous closes where the service gives no factor)."""
+        dividends for ``"total"`` (with their previous closes where the service gives no factor). Parsed
+        :class:`~massive_feeds.schema.Ticker` s (a query's) are passed on as they are, never parsed again."""
         names = list(tickers)
-        stocks = stock_tickers(names) if names else []  # crypto, forex, indices and options have neither list
+        # crypto, forex, indices and options have neither list
+        stocks = [t for t in parse_tickers(names) if t.asset == "stocks"] if names else []
         out = cls(adjustment)
         if not stocks or adjustment == "raw":
             return out

@@ -75,7 +75,7 @@ from .config import Settings
 from .errors import (BadResponseError, InvalidInputError, MassiveError, MissingCredentialsError, NotEntitledError,
                      NotFoundError, QuotaExceededError)
 from .runtime import resolve_settings
-from .schema import DateLike, asset_class, normalize_symbols, parse_date_range
+from .schema import DateLike, Ticker, asset_class, parse_date_range, parse_tickers
 from .sessions import DAY_NS, ny_day_numbers
 from .storage import ensure_dir, write_parquet
 
@@ -389,13 +389,13 @@ class _SplitsCache:
             log.warning("could not cache %s: %s", self.kind.name, exc)
 
 
-def stock_tickers(symbols: str | Iterable[str]) -> list[str]:
-    """The symbols that can have splits (stocks), normalised."""
-    return [t for t in normalize_symbols(symbols) if asset_class(t) == "stocks"]
+def stock_tickers(symbols: "str | Iterable[str | Ticker]") -> list[str]:
+    """The symbols that can have splits (stocks), normalised; parsed :class:`Ticker` s are taken as they are."""
+    return [t.symbol for t in parse_tickers(symbols) if t.asset == "stocks"]
 
 
 def fetch_splits(
-    symbols: str | Iterable[str],
+    symbols: "str | Iterable[str | Ticker]",
     since: DateLike | None = None,
     *,
     settings: Settings | None = None,
@@ -421,7 +421,7 @@ def fetch_splits(
     return fetch_reference(SPLITS_KIND, symbols, since, settings=settings, client=client, refresh=refresh)
 
 
-def fetch_reference(kind: ReferenceKind, symbols: str | Iterable[str], since: DateLike | None = None, *,
+def fetch_reference(kind: ReferenceKind, symbols: "str | Iterable[str | Ticker]", since: DateLike | None = None, *,
                     settings: Settings | None = None, client: "RestClient | None" = None,
                     refresh: bool = False) -> pd.DataFrame:
     """A corporate-action list (``kind``: splits or dividends) of the stock ``symbols``, cached and refreshed

@@ -280,7 +280,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     groups = _group_by_dataset(query)
     try:
         # before any download: a missing key fails the query without spending byte quota
-        fixes = Corrections.fetch(query.adjustment, [t.symbol for t in query.parsed if t.asset == "stocks"],
+        fixes = Corrections.fetch(query.adjustment, [t for t in query.parsed if t.asset == "stocks"],
                                   window.first_day, settings)
         splits = fixes.splits
         with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:

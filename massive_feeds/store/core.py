@@ -221,7 +221,7 @@ class HistoryStore:
         adjusted = query.adjusted
         table, info = self._read_rows(query)
         fixes = Corrections.fetch(query.adjustment if resampled else "raw",
-                                  [t.symbol for t in query.parsed if t.asset == "stocks"], window.first_day,
+                                  [t for t in query.parsed if t.asset == "stocks"], window.first_day,
                                   self.settings)
         splits = fixes.splits
         if table.num_rows == 0:
