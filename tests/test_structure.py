@@ -197,7 +197,9 @@ def test_the_connectors_recorder_is_handed_in_by_its_caller() -> None:
         "    print('refused:', exc)",
         "c.close()",
         "import massive_feeds",
-        "print('recorder:', massive_feeds.get_connector(settings=c.settings, shared=False).recorder.__name__)",
+        "g = massive_feeds.get_connector(settings=c.settings, shared=False)",
+        "print('recorder:', g.recorder.__name__)",
+        "g.close()",
         "print('class attribute:', hasattr(s.MassiveConnector, 'recorder_factory'))",
     ])
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MASSIVE_")}
