@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .runtime import current
-from .storage import atomic_path, ensure_dir
+from .storage import ensure_dir, read_parquet_frame, write_parquet_table
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +68,11 @@ class ResultCache:
         try:
             if max_age is not None and time.time() - path.stat().st_mtime > max_age:
                 return None
-            return pd.read_parquet(path)
+            return read_parquet_frame(path, path.name)  # page checksums and seal verified: bit rot is a miss
         except FileNotFoundError:
             return None
-        except Exception as exc:  # a damaged entry is a miss, never an error for the user
-            log.warning("discarding unreadable cache entry %s: %s", path.name, exc)
+        except Exception as exc:  # a damaged entry is a miss (fetched again), never an error for the user
+            log.warning("discarding damaged cache entry %s (it is fetched again): %s", path.name, exc)
             path.unlink(missing_ok=True)
             return None
 
@@ -159,9 +158,7 @@ def _writer() -> _Writer:
 
 
 def _write(path: Path, df: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    with atomic_path(path, durable=False) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    write_parquet_table(pa.Table.from_pandas(df, preserve_index=False), path, durable=False, compression="zstd")
 
 
 def wait_for_result_cache(timeout: float | None = None) -> bool:

@@ -44,10 +44,10 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import Settings, load_settings
-from .errors import DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
+from .errors import CorruptDatasetError, CorruptFileError, DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
 from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_adjustment, parse_interval
-from .storage import read_parquet_metadata, write_parquet
+from .storage import read_parquet_frame, read_parquet_metadata, write_parquet
 from .tickschema import TICK_COLUMNS, finalize_ticks
 
 #: the ``interval`` a dataset of trades/quotes (the tick schema, :mod:`.tickschema`) is saved with
@@ -484,7 +484,9 @@ def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: 
     if not path.exists():
         raise DatasetError(f"dataset {path.stem!r} not found in {path.parent}")
     try:
-        df = pd.read_parquet(path)
+        df = read_parquet_frame(path)  # page checksums and seal verified: bit rot is an error, not other numbers
+    except CorruptFileError as exc:
+        raise _corrupt(path, exc) from exc
     except Exception as exc:
         raise DatasetError(f"could not read dataset {path.name}: {exc}") from exc
     info = dataset_info(path)
@@ -510,10 +512,18 @@ def load_dataset(name: str | Path, *, settings: Settings | None = None, folder: 
     return df
 
 
+def _corrupt(path: Path, exc: CorruptFileError) -> CorruptDatasetError:
+    reason = str(exc).removeprefix(f"{path} is damaged ")
+    return CorruptDatasetError(f"dataset file {path} is damaged {reason}; restore it from a backup or save the "
+                               "data again (massive-feeds verify lists every damaged file)", path=str(path))
+
+
 def dataset_info(path: Path) -> dict:
     """The metadata dict stored with a dataset file."""
     try:
         raw = read_parquet_metadata(path).get(META_KEY)
+    except CorruptFileError as exc:
+        raise _corrupt(Path(path), exc) from exc
     except Exception as exc:
         raise DatasetError(f"could not read dataset {Path(path).name}: {exc}") from exc
     info = json.loads(raw) if raw else {}

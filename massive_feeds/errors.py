@@ -156,7 +156,13 @@ class FlatFileError(MassiveError):
 
 
 class CorruptFileError(FlatFileError):
-    """A downloaded day file is truncated or not valid gzip/CSV; its cache entry was discarded."""
+    """A file is damaged: a downloaded day file truncated or not valid gzip/CSV (its cache entry was discarded),
+    or a Parquet file (dataset, store, cache) whose page checksums, seal or encoding fail. ``path`` names the
+    local file when there is one."""
+
+    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.path = path
 
 
 # --- streaming -----------------------------------------------------------------------------------
@@ -195,6 +201,14 @@ class IncompatibleDatasetError(DatasetError, InvalidInputError):
 
 class StoreError(DatasetError):
     """The history store (``massive_feeds.store``) is missing, incomplete, damaged or could not be written."""
+
+
+class CorruptDatasetError(CorruptFileError, DatasetError):
+    """A saved dataset's file is damaged (bit rot, a partial copy): page checksums, seal or encoding fail."""
+
+
+class CorruptStoreError(CorruptFileError, StoreError):
+    """A file of the history store is damaged; re-ingesting its days rewrites it."""
 
 
 class RecordingError(MassiveError):

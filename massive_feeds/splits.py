@@ -77,7 +77,7 @@ from .errors import (BadResponseError, InvalidInputError, MassiveError, MissingC
 from .runtime import resolve_settings
 from .schema import DateLike, Ticker, asset_class, parse_date_range, parse_tickers
 from .sessions import DAY_NS, ny_day_numbers
-from .storage import ensure_dir, write_parquet
+from .storage import ensure_dir, read_parquet_frame, write_parquet
 
 if TYPE_CHECKING:
     from .rest import RestClient
@@ -339,13 +339,13 @@ class _SplitsCache:
         """The cached list, with ``attrs["fetched_at"]`` = when it was downloaded (epoch seconds)."""
         try:
             fetched_at = path.stat().st_mtime
-            df = self.kind.frame(pd.read_parquet(path).to_dict("records"))
+            df = self.kind.frame(read_parquet_frame(path, path.name).to_dict("records"))
             df.attrs["fetched_at"] = fetched_at
             return df
         except FileNotFoundError:
             return None
-        except Exception as exc:  # a damaged entry is a miss
-            log.warning("discarding unreadable %s cache %s: %s", self.kind.name, path.name, exc)
+        except Exception as exc:  # a damaged entry (bit rot fails its checksums) is a miss, fetched again
+            log.warning("discarding damaged %s cache %s (it is fetched again): %s", self.kind.name, path.name, exc)
             path.unlink(missing_ok=True)
             return None
 

@@ -562,6 +562,36 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     return 1 if args.strict and (report["status"] == "error").any() else 0
 
 
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="list damaged files (datasets, store, caches, recordings)",
+                       description="Read every page of every Parquet file (saved datasets, the history store, the "
+                                   "caches) verifying its checksums and seal, and every record of the recordings "
+                                   "found there; list the damaged files. Exit code 1 when any is damaged.")
+    p.add_argument("paths", nargs="*", help="folders or files to scan (default: the datasets folder, the local "
+                                            "store and the caches)")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from ..config import load_settings
+    from ..record.log import verify_recordings
+    from ..storage import verify_files
+
+    if args.paths:
+        roots = [Path(p) for p in args.paths]
+    else:
+        settings = load_settings()
+        store = settings.store or str(settings.data_home / "store")
+        roots = [settings.datasets_dir, settings.cache_dir, *([Path(store)] if "://" not in store else [])]
+    checked, bad = verify_files(*roots)
+    logs, damaged_logs = verify_recordings(*roots)
+    for path, reason in [(b.path, b.reason) for b in bad] + [(d.path, d.reason) for d in damaged_logs]:
+        print(f"DAMAGED {path}: {reason}")
+    print(f"{len(checked)} Parquet file(s) and {logs} recording(s) checked under {', '.join(map(str, roots))}: "
+          f"{len(bad) + len(damaged_logs)} damaged")
+    return 1 if bad or damaged_logs else 0
+
+
 def _add_ui(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui", help="start the Streamlit app (Data Loader, Live Trading)",
                        description="Run the Streamlit app headless and print its address. Needs the ui extra: "
@@ -632,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (_add_fetch, _add_quota, _add_symbols, _add_stream, _add_record, _add_datasets, _add_backtest,
                 _add_validate, _add_sandbox, _add_ticks,
-                _add_demo, _add_ingest, _add_compact, _add_quality, _add_ui, _add_recordings, _add_paper):
+                _add_demo, _add_ingest, _add_compact, _add_quality, _add_verify, _add_ui, _add_recordings,
+                _add_paper):
         add(sub)
     return parser
 

@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import ContextManager
 
-import pyarrow.parquet as pq
-
-from ..storage import TEMP_SUFFIX, atomic_path, ensure_dir
+from ..storage import TEMP_SUFFIX, atomic_path, ensure_dir, open_parquet
 from .s3 import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -77,16 +75,18 @@ class DayFileCache:
         parquet = self.parquet_path(remote)
         if parquet.exists():
             try:
-                pq.read_metadata(parquet)
+                open_parquet(parquet, parquet.name)  # footer and seal (its pages are verified as they are read)
                 return parquet
             except Exception as exc:  # noqa: BLE001 - any damage means "not cached"
                 log.warning("discarding damaged cached flat file %s: %s", parquet.name, exc)
                 parquet.unlink(missing_ok=True)
         gz = self.gzip_path(remote)
-        if gz.exists():
+        try:
             if gz.stat().st_size == remote.size:
                 return gz
-            gz.unlink(missing_ok=True)
+        except FileNotFoundError:  # none, or its parquet replaced it a moment ago (a background conversion)
+            return parquet if parquet.exists() else None
+        gz.unlink(missing_ok=True)
         return None
 
     def versions(self, key: str) -> list[Path]:

@@ -121,6 +121,13 @@ class _Run:
     # A day streams download -> inflate -> parse in one job; pyarrow parses on every core, so on a small
     # machine two days at once (one downloading while the other parses) is enough to keep it busy.
     stream_slots: threading.Semaphore
+    quota: QuotaManager | None = None  # reserves a cached day damaged on disk before it is downloaded again
+
+    def refetch(self, job: _Job) -> None:
+        """Count a cached day that turned out damaged as a download: reserve its bytes first."""
+        if self.quota is not None:
+            self.quota.reserve_flatfile_bytes(job.remote.size)  # refuses before anything is downloaded
+        self.pending[id(job)] = job.remote.size
 
 
 def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
@@ -136,7 +143,13 @@ def _fetch_and_read(job: _Job, run: _Run) -> pa.Table | None:
     remote, path, cache = job.remote, job.cached, run.cache
     try:
         if path is not None and path.suffix == ".parquet":
-            return read_cached_day(path, job.forms, remote.key)
+            try:
+                return read_cached_day(path, job.forms, remote.key)
+            except CorruptFileError as exc:  # bit rot on disk (its checksums or seal fail): download it again
+                log.warning("discarding damaged cached flat file %s and downloading it again: %s", path.name, exc)
+                cache.discard(remote.key)
+                run.refetch(job)
+                path = None
         parquet = cache.parquet_path(remote)
         with run.stream_slots:
             if path is not None:  # a complete gzip entry (its parquet may be being written right now)
@@ -182,7 +195,8 @@ def _run_jobs(plan: _Plan, transport: S3Transport, cache: DayFileCache, pool: Th
     try:
         with tqdm(total=quota_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="flat files",
                   disable=not progress or not misses, file=sys.stderr) as bar:
-            run = _Run(transport, cache, bar, pending, threading.Semaphore(max(2, (os.cpu_count() or 2) // 2)))
+            run = _Run(transport, cache, bar, pending, threading.Semaphore(max(2, (os.cpu_count() or 2) // 2)),
+                       quota)
             futures = {pool.submit(_fetch_and_read, job, run): job for job in plan.jobs}
             _, not_done = wait(futures, return_when=FIRST_EXCEPTION)
             for fut in not_done:  # after a failure, start nothing new ...

@@ -23,11 +23,13 @@ from typing import ContextManager, Iterable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
 from ..runtime import current
 from ..schema import DateRange, Interval, Ticker, empty_bars, finalize_bars, ws_symbol
+from ..storage import SealedWriter, open_parquet, reading, write_sealed
 from .cache import atomic_file
 from .stream import corrupt, file_chunks, iter_csv_batches, read_rows_where
 from .resample import finish_base_frame
@@ -70,7 +72,7 @@ def write_parquet_day(gz: Path, target: Path, key: str, *, use_threads: bool = T
     """The whole gzip day ``gz`` as the parquet cache entry ``target``, written under a temp name and
     renamed onto it only when complete. Raises :class:`CorruptFileError` naming ``key``."""
     with atomic_file(target) as tmp:
-        writer: pq.ParquetWriter | None = None
+        writer: SealedWriter | None = None
         try:
             # 1 MB blocks: ~18k rows, one row group each (a repeat read of a few tickers decodes few rows),
             # and little memory in flight while the background thread writes
@@ -80,14 +82,14 @@ def write_parquet_day(gz: Path, target: Path, key: str, *, use_threads: bool = T
                 if writer is None:
                     # zstd level 1: smaller than the gzip it replaces and cheap to write; dictionary and min/max
                     # statistics only for the ticker column, which is all that reads filter on.
-                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd", compression_level=1,
-                                              use_dictionary=["ticker"], write_statistics=["ticker"])
+                    writer = SealedWriter(tmp, batch.schema, compression="zstd", compression_level=1,
+                                          use_dictionary=["ticker"], write_statistics=["ticker"])
                 writer.write_batch(batch)
         finally:
             if writer is not None:
                 writer.close()
         if writer is None:  # a header and no rows: an empty day, still a valid entry
-            pq.write_table(pa.table({n: pa.array([], t) for n, t in COLUMN_TYPES.items()}), tmp)
+            write_sealed(pa.table({n: pa.array([], t) for n, t in COLUMN_TYPES.items()}), tmp)
 
 
 class _Converter:
@@ -192,11 +194,37 @@ def convert_day_file(gz: Path, target: Path, wanted: Iterable[str], key: str) ->
 
 
 def read_cached_day(path: Path, wanted: Iterable[str], key: str) -> pa.Table:
-    """Rows of the wanted tickers (file spellings) from a cached parquet day."""
+    """Rows of the wanted tickers (file spellings) from a cached parquet day (page checksums and seal verified).
+    Raises :class:`CorruptFileError` naming ``key`` (the caller discards the entry and downloads the day again)."""
     try:
-        return pq.read_table(path, filters=[("ticker", "in", sorted(set(wanted)))])
-    except (pa.ArrowInvalid, OSError) as exc:
+        return _rows_of(path, sorted(set(wanted)))
+    except CorruptFileError as exc:
         raise corrupt(key, exc) from exc
+    except OSError as exc:
+        raise corrupt(key, exc) from exc
+
+
+def _rows_of(path: Path, wanted: list[str]) -> pa.Table:
+    """The rows of ``wanted`` tickers. Row groups are picked by their (checksummed, dictionary-encoded and cheap)
+    ticker column, not by the footer's min/max statistics, which no checksum covers: a flipped bit there would
+    silently skip a ticker's rows."""
+    pf = open_parquet(path, path.name, read_dictionary=["ticker"])
+    keys = pa.array(wanted, pa.string())
+    with reading(path.name):
+        groups = [i for i in range(pf.metadata.num_row_groups) if _holds(pf, i, keys)]
+        table = pf.read_row_groups(groups, use_threads=False) if groups else pf.schema_arrow.empty_table()
+        table = table.filter(pc.is_in(table.column("ticker").cast(pa.string()), value_set=keys))
+        return table.cast(pa.schema([f.with_type(pa.string()) if f.name == "ticker" else f for f in table.schema]))
+
+
+def _holds(pf: pq.ParquetFile, group: int, keys: pa.Array) -> bool:
+    """Whether row group ``group`` holds one of the tickers ``keys`` (a ticker column shorter than the group, e.g.
+    a page whose header lost its type, is damage: never "no rows")."""
+    tickers = pf.read_row_group(group, columns=["ticker"], use_threads=False).column(0)
+    if len(tickers) != pf.metadata.row_group(group).num_rows:
+        raise ValueError(f"row group {group} has {len(tickers)} tickers for {pf.metadata.row_group(group).num_rows} "
+                         "rows")
+    return bool(pc.any(pc.is_in(tickers.cast(pa.string()), value_set=keys)).as_py())
 
 
 def _check_columns(schema: pa.Schema, key: str) -> None:

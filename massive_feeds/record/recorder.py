@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from ..config import Settings
+from ..datasets import validate_name
 from ..errors import InvalidInputError, RecordingError
 from ..runtime import resolve_settings
 from ..schema import normalize_symbols
@@ -90,6 +91,12 @@ class WebSocketDataRecorder:
                                                                                  need=("rest", "websocket"))
         self.flush_interval = flush_interval
         self.segment_bytes = segment_bytes
+        if session is not None:  # a sub-folder of save_dir, never a path: validated like a dataset name
+            try:
+                validate_name(session)
+            except InvalidInputError:
+                raise InvalidInputError(f"Invalid session name {session!r}: use letters, digits, '_', '-' and '.', "
+                                        "no slashes, '..' or absolute paths") from None
         name = session or datetime.now(timezone.utc).strftime("session_%Y%m%dT%H%M%S_%f")
         self.path = Path(save_dir) / name
         self._connector = connector

@@ -36,16 +36,17 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from ..config import Settings, load_settings
-from ..errors import InvalidInputError, StoreError
+from ..errors import CorruptFileError, CorruptStoreError, InvalidInputError, StoreError
 from ..flatfiles.keys import DATASETS, PREFIXES, TICK_DATASETS, Dataset, dataset_for
 from ..flatfiles.resample import finish_base_frame
 from ..dividends import Corrections
+from ..storage import CHECKSUM_READ, open_parquet, reading
 from ..schema import INTERVALS, BarQuery, DateLike, Interval, empty_bars, finalize_bars
 from ..tickschema import KINDS_BY_ASSET, TickQuery, empty_ticks, finalize_ticks
-from .daytask import STORE_SCHEMA
+from .daytask import STORE_SCHEMA, TICK_STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
-from .monthfile import read_store_file
+from .monthfile import corrupt_store_file, read_store_file
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,6 @@ class HistoryStore:
         """The stored ticks of a built :class:`~massive_feeds.tickschema.TickQuery`, cut to its range. No call to
         Massive. A day the store does not hold for these symbols is listed in ``df.attrs["not_ingested_days"]``
         (and logged), never silently empty."""
-        from .daytask import TICK_STORE_SCHEMA
 
         window, found = query.range, self._locate(query)
         tables: list[pa.Table] = []
@@ -283,9 +283,7 @@ class HistoryStore:
             wanted = (pc.field("symbol").isin(pa.array(found.groups[ds], pa.string()))
                       & (pc.field("timestamp") >= lo) & (pc.field("timestamp") < hi))
             try:
-                data = pads.dataset(paths, schema=TICK_STORE_SCHEMA, format="parquet",
-                                    filesystem=self.location.filesystem)
-                tables.append(data.to_table(filter=wanted))
+                tables.append(self._read_tick_files(paths, wanted))
             except (OSError, pa.ArrowInvalid) as exc:
                 raise StoreError(f"Cannot read {ds.path} from the store {self.location.display} ({exc}); run the "
                                  "ingest again for the range to repair missing or damaged day files") from exc
@@ -306,6 +304,24 @@ class HistoryStore:
                         empty_symbols=[t for t in query.tickers if t not in present])
         return df
 
+
+    def _read_tick_files(self, paths: list[str], wanted: pc.Expression) -> pa.Table:
+        """The ``wanted`` rows of tick day files, each file's seal checked and its pages' checksums verified."""
+        for path in paths:
+            try:
+                with self.location.filesystem.open_input_file(path) as source:
+                    open_parquet(source, path)
+            except CorruptFileError as exc:
+                raise corrupt_store_file(path, exc) from exc
+        options = pads.ParquetFragmentScanOptions(**CHECKSUM_READ)
+        verified = pads.ParquetFileFormat(default_fragment_scan_options=options)
+        data = pads.dataset(paths, schema=TICK_STORE_SCHEMA, format=verified, filesystem=self.location.filesystem)
+        try:
+            with reading(f"a tick file of {', '.join(paths)}"):
+                return data.to_table(filter=wanted)
+        except CorruptFileError as exc:
+            raise CorruptStoreError(f"{exc}; `massive-feeds verify` names the damaged file: delete it, then run "
+                                    "the ingest again for its days to rewrite it") from exc
     def covers_ticks(self, symbols: str | Iterable[str], start: DateLike, end: DateLike,
                      kinds: Iterable[str] = ("quotes",)) -> bool:
         """Whether every day of the range that has a tick file is in the store for these symbols (manifests only)."""

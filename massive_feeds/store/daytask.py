@@ -23,7 +23,6 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..config import Settings
 from ..errors import CorruptFileError
@@ -31,8 +30,10 @@ from ..flatfiles.cache import DayFileCache, atomic_file
 from ..flatfiles.keys import Dataset
 from ..flatfiles.reader import COLUMN_TYPES, REQUIRED, file_forms
 from ..flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
-from ..flatfiles.stream import corrupt, file_chunks, iter_csv_batches, passed_on, read_rows_where
+from ..flatfiles.stream import file_chunks, iter_csv_batches, passed_on, read_rows_where
 from ..runtime import current
+from ..quota import get_quota
+from ..storage import read_parquet_table
 from .location import StoreLocation
 
 log = logging.getLogger(__name__)
@@ -162,12 +163,13 @@ def day_rows(task: DayTask) -> tuple[pa.Table, int]:
     path = cache.lookup(remote)
     if path is not None and path.suffix == ".parquet":
         try:
-            if task.symbols is None:
-                return pq.read_table(path), 0
-            return pq.read_table(path, filters=[("ticker", "in", sorted(file_forms(task.symbols)))]), 0
-        except (pa.ArrowInvalid, OSError) as exc:
+            filters = None if task.symbols is None else [("ticker", "in", sorted(file_forms(task.symbols)))]
+            return read_parquet_table(path, path.name, filters=filters), 0
+        except (CorruptFileError, OSError) as exc:  # bit rot in the cache (checksums, seal): download it again
+            log.warning("discarding damaged cached flat file %s and downloading it again: %s", path.name, exc)
             cache.discard(remote.key)
-            raise corrupt(remote.key, exc) from exc
+            get_quota(task.settings).reserve_flatfile_bytes(remote.size)  # the plan counted it as cached
+            path = None
     arrived = threading.Event()  # set once the whole object came (the transport ends only after every byte)
     try:
         if path is not None:  # a complete downloaded gzip entry

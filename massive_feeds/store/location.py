@@ -31,10 +31,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from ..errors import InvalidInputError, StoreError
-from ..storage import TEMP_SUFFIX, atomic_path
+from ..storage import TEMP_SUFFIX, SealedWriter, atomic_path, write_sealed
 
 _SECRET_WORDS = ("key", "secret", "token", "password", "credential", "session")
 
@@ -162,19 +161,21 @@ class StoreLocation:
             raise StoreError(f"Cannot write {self._show(path)} to the store {self.display}: {exc}") from exc
 
     def write_table(self, path: str, table: pa.Table, **parquet_options: Any) -> int:
-        """Write ``table`` as parquet to ``path`` all at once; returns the file's size in bytes."""
+        """Write ``table`` as parquet (page checksums, a sealed footer) to ``path`` all at once; returns the file's
+        size in bytes."""
         self._prepare(path)
         try:
             if not self.is_local:  # one upload of the finished file: readers never see half of it
                 sink = pa.BufferOutputStream()
-                pq.write_table(table, sink, **parquet_options)
+                write_sealed(table, sink, **parquet_options)
                 data = sink.getvalue()
                 with self.filesystem.open_output_stream(path) as out:
                     out.write(data)
                 return data.size
             tmp = self._temp_for(path)
             try:
-                pq.write_table(table, tmp, filesystem=self.filesystem, **parquet_options)
+                with self.filesystem.open_output_stream(tmp) as out:
+                    write_sealed(table, out, **parquet_options)
                 size = self.filesystem.get_file_info(tmp).size
                 self.filesystem.move(tmp, path)
                 return int(size or 0)
@@ -184,9 +185,9 @@ class StoreLocation:
             raise StoreError(f"Cannot write {self._show(path)} to the store {self.display}: {exc}") from exc
 
     @contextmanager
-    def parquet_writer(self, path: str, schema: pa.Schema, **parquet_options: Any) -> Iterator[pq.ParquetWriter]:
-        """A :class:`pyarrow.parquet.ParquetWriter` whose file appears at ``path`` only when the block ends
-        without an error (locally: a temp file beside it, renamed; elsewhere: one streamed upload, which object
+    def parquet_writer(self, path: str, schema: pa.Schema, **parquet_options: Any) -> Iterator[SealedWriter]:
+        """A Parquet writer (page checksums, a sealed footer: :class:`~massive_feeds.storage.SealedWriter`) whose
+        file appears at ``path`` only when the block ends without an error (locally: a temp file beside it, renamed; elsewhere: one streamed upload, which object
         stores publish when it completes — callers also give such files names nothing refers to yet)."""
         self._prepare(path)
         target = path if not self.is_local else self._temp_for(path)
@@ -194,7 +195,7 @@ class StoreLocation:
         try:
             try:
                 with self.filesystem.open_output_stream(target) as out, \
-                        pq.ParquetWriter(out, schema, **parquet_options) as writer:
+                        SealedWriter(out, schema, **parquet_options) as writer:
                     yield writer
                 if self.is_local:
                     with open(target, "rb+") as fh:  # the manifest will point here: survive a power cut

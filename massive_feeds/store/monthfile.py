@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import StoreError
+from ..errors import CorruptFileError, CorruptStoreError, StoreError
+from ..storage import SealedWriter, open_parquet, reading
 from .daytask import META_KEY, PARQUET_OPTIONS, STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MONTH_PREFIX, DayEntry, is_month_file
@@ -66,6 +67,13 @@ def month_file_path(month: str, entries: dict[date, DayEntry]) -> str:
 
 
 # --- reading ------------------------------------------------------------------------------------
+def corrupt_store_file(path: str, exc: Exception) -> CorruptStoreError:
+    """The error for a damaged file of the store (``exc`` says how)."""
+    reason = str(exc).removeprefix(f"{path} is damaged ")
+    return CorruptStoreError(f"store file {path} is damaged {reason}; delete it, then run the ingest again for its "
+                             "days to rewrite it (`massive-feeds verify` lists every damaged file)", path=path)
+
+
 def file_index(pf: pq.ParquetFile) -> dict[str, Any]:
     """The store's JSON metadata of a file (``{}`` for a file without any)."""
     raw = (pf.metadata.metadata or {}).get(META_KEY)
@@ -109,14 +117,18 @@ def read_store_file(location: StoreLocation, path: str, days: Iterable[date], sy
     """The rows of ``symbols`` in ``[start_ns, end_ns)`` of one stored file (a day file, or the ``days`` of a
     month file that the manifest maps to it: a day the month file holds but the manifest now serves from
     elsewhere, e.g. re-ingested after a republish and not merged yet, is left out by its time range)."""
-    with location.filesystem.open_input_file(path) as source:
-        pf = pq.ParquetFile(source)
-        index = file_index(pf)
-        groups = (_groups_by_index(index["groups"], symbols) if "groups" in index
-                  else _groups_by_statistics(pf, symbols))
-        if not groups:
-            return STORE_SCHEMA.empty_table()
-        table = pf.read_row_groups(groups, use_threads=False)  # measured: threads cost more than they save here
+    try:
+        with location.filesystem.open_input_file(path) as source:
+            pf = open_parquet(source, path)  # page checksums verified as they are read, the footer's seal now
+            with reading(path):
+                index = file_index(pf)
+                groups = (_groups_by_index(index["groups"], symbols) if "groups" in index
+                          else _groups_by_statistics(pf, symbols))
+                if not groups:
+                    return STORE_SCHEMA.empty_table()
+                table = pf.read_row_groups(groups, use_threads=False)  # measured: threads cost more than they save
+    except CorruptFileError as exc:
+        raise corrupt_store_file(path, exc) from exc
     wanted = set(symbols)
     if not ("groups" in index and all(index["groups"][g][0] == index["groups"][g][1] in wanted for g in groups)):
         # (groups of one wanted symbol each need no filter: busy symbols have groups of their own)
@@ -163,6 +175,7 @@ class _Source:
 
     pf: pq.ParquetFile
     spans: list[tuple[int, int]] | None
+    label: str  # the file, for errors
     #: first and last bar time (int64 ns) of the rows this source gives (``None``: it gives none)
     span: tuple[int, int] | None = None
     next_group: int = 0
@@ -181,7 +194,11 @@ class _Source:
     def fill(self) -> None:
         """Append row groups to the buffer until it holds rows or the file ends."""
         while not self.done:
-            group = self.pf.read_row_group(self.next_group, use_threads=False)
+            try:
+                with reading(self.label):
+                    group = self.pf.read_row_group(self.next_group, use_threads=False)
+            except CorruptFileError as exc:
+                raise corrupt_store_file(self.label, exc) from exc
             self.next_group += 1
             if self.spans is not None:
                 ts = group.column("timestamp").cast(pa.int64()).to_numpy()
@@ -313,7 +330,7 @@ class _GroupWriter:
     caller reads and orders the next rows: the two halves of a merge overlap on two cores. Groups are written
     in order, one at a time; a write error comes out of the next :meth:`add`/:meth:`flush`/:meth:`finish`."""
 
-    def __init__(self, writer: pq.ParquetWriter, target: int) -> None:
+    def __init__(self, writer: SealedWriter, target: int) -> None:
         self.writer, self.target = writer, target
         self.carry: list[pa.Table] = []
         self.carry_rows = 0
@@ -431,9 +448,13 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
     days_meta: dict[str, dict[str, Any]] = {}
     try:
         for file, days in by_file.items():
-            fh = location.filesystem.open_input_file(location.path(dataset_path, file))
+            label = location.path(dataset_path, file)
+            fh = location.filesystem.open_input_file(label)
             handles.append(fh)
-            pf = pq.ParquetFile(fh, **_READ_OPTIONS)
+            try:
+                pf = open_parquet(fh, label, **_READ_OPTIONS)
+            except CorruptFileError as exc:
+                raise corrupt_store_file(label, exc) from exc
             if is_month_file(file):
                 held = file_index(pf).get("days", {})
                 spans = []
@@ -446,13 +467,13 @@ def build_month_file(location: StoreLocation, dataset_path: str, month: str,
                     if info.get("lo") is not None:
                         spans.append((int(info["lo"]), int(info["hi"])))
                 given = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
-                sources.append(_Source(pf, spans if len(spans) < len(held) else None, given))
+                sources.append(_Source(pf, spans if len(spans) < len(held) else None, label, given))
             else:
                 (day,) = days
                 span = _span_of(pf)
                 days_meta[day.isoformat()] = {"etag": entries[day].etag, "lo": span[0] if span else None,
                                               "hi": span[1] if span else None}
-                sources.append(_Source(pf, None, span))
+                sources.append(_Source(pf, None, label, span))
         spans = sorted((v["lo"], v["hi"]) for v in days_meta.values() if v["lo"] is not None)
         if any(b[0] <= a[1] for a, b in zip(spans, spans[1:])):
             log.warning("the days of %s/%s overlap in time; they stay in their own files", dataset_path, month)

@@ -97,7 +97,7 @@ def _downloads(df: pd.DataFrame, stem: str, key: str) -> None:
     c1.download_button("⬇️ CSV", df.to_csv(index=False).encode(), file_name=f"{stem}.csv", mime="text/csv",
                        key=f"{key}_csv")
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+    df.to_parquet(buf, index=False, write_page_checksum=True)  # the reader can check it (see storage.py)
     c2.download_button("⬇️ Parquet", buf.getvalue(), file_name=f"{stem}.parquet",
                        mime="application/vnd.apache.parquet", key=f"{key}_parquet")
 
