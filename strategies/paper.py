@@ -591,7 +591,10 @@ def compare(live: PaperResult, replayed: PaperResult) -> Parity:
         if a is None or b is None or _key(a) != _key(b):
             diffs.append(f"order {i + 1}: live {a.line() if a else '(none)'} | replay {b.line() if b else '(none)'}")
     if live.bars != replayed.bars:
-        diffs.append(f"bars: live {live.bars}, replay {replayed.bars}")
+        why = (" (the stream sent no event: a closed market or an idle symbol; the live bars came from REST "
+               "on the market clock alone, which a replay of no events cannot follow)"
+               if not live.stats.get("events") else "")
+        diffs.append(f"bars: live {live.bars}, replay {replayed.bars}{why}")
     if live.equity_final != replayed.equity_final:
         diffs.append(f"final equity: live {live.equity_final!r}, replay {replayed.equity_final!r}")
     return Parity(identical=not diffs, differences=diffs)
