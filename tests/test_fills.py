@@ -130,3 +130,16 @@ def test_tick_history_fills_at_its_quotes_in_both_engines(session: tuple[str, ob
     cols = ["entry_time", "exit_time", "entry_price", "exit_price"]
     pd.testing.assert_frame_equal(runs["backtrader"].trades[cols], runs["vectorbt"].trades[cols], check_dtype=False)
     assert runs["backtrader"].end_value == pytest.approx(runs["vectorbt"].end_value, rel=1e-12)
+
+
+def test_the_pages_backtest_offers_quote_fills(session: tuple[str, object]) -> None:
+    from massive_feeds import save_dataset
+    from massive_feeds.ui.live import run_backtest
+
+    name, (settings, hist) = session  # type: ignore[misc]
+    at_quotes = run_backtest(settings, name, "AAPL", "sma_cross", PARAMS, 10_000.0, "quotes")
+    direct = run_strategy(SmaCross, load_dataset(name, settings=settings), 10_000, fills="quotes", **PARAMS)
+    assert at_quotes.fills == "quotes" and at_quotes.end_value == direct.end_value and at_quotes.trade_count >= 1
+    save_dataset(hist, "plain_for_page", settings=settings)
+    with pytest.raises(NoQuotesError):
+        run_backtest(settings, "plain_for_page", "AAPL", "sma_cross", PARAMS, 10_000.0, "quotes")

@@ -430,8 +430,9 @@ def recorded_datasets(settings: Settings, include_all: bool = False) -> pd.DataF
 
 
 def run_backtest(settings: Settings, dataset: str, symbol: str, strategy: str,
-                 params: dict[str, Any] | None = None, cash: float = 100_000.0) -> Any:
-    """Run ``strategies.STRATEGIES[strategy]`` on one symbol of a saved dataset.
+                 params: dict[str, Any] | None = None, cash: float = 100_000.0, fills: str = "close") -> Any:
+    """Run ``strategies.STRATEGIES[strategy]`` on one symbol of a saved dataset (``fills="quotes"``: buys
+    at the ask, sells at the bid of the latest quote; recordings carry them).
 
     Raises:
         InvalidInputError: unknown strategy, symbol not in the dataset, or too few bars for it.
@@ -454,4 +455,4 @@ def run_backtest(settings: Settings, dataset: str, symbol: str, strategy: str,
             f"dataset {dataset!r} holds {len(bars)} bar(s) of {symbol}; {strategy} with these parameters needs "
             f"at least {need}. Record longer, pick a smaller bar size, or shorten the strategy's periods."
         )
-    return run_strategy(cls, bars, cash=cash, **params)
+    return run_strategy(cls, bars, cash=cash, fills=fills, **params)

@@ -220,6 +220,9 @@ def _render_backtest(live: LiveSession) -> None:
     strategy = c2.selectbox("Strategy", list(STRATEGIES), key="lt_strategy",
                             format_func=lambda n: f"{n} ({STRATEGIES[n].__name__})")
     cash = c3.number_input("Starting cash", min_value=100.0, value=100_000.0, step=1_000.0, key="lt_cash")
+    fills = st.radio("Fills", ["close", "quotes"], key="lt_bt_fills", horizontal=True,
+                     help="close: market orders fill at the bar price; quotes: buys at the ask, sells at the bid of "
+                          "the latest quote (recordings carry quotes, fetched history does not)")
     params: dict[str, Any] = {}
     with st.expander("Strategy parameters"):
         for name, default in L.strategy_params(STRATEGIES[strategy]).items():
@@ -229,7 +232,7 @@ def _render_backtest(live: LiveSession) -> None:
         st.session_state.pop(RESULT, None)
         with error_boundary("The backtest"), st.spinner("Running the backtest…"):
             st.session_state[RESULT] = (dataset, symbol, strategy, run_backtest(live.settings, dataset, symbol,
-                                                                                strategy, params, cash))
+                                                                                strategy, params, cash, fills))
     if RESULT in st.session_state:
         _render_backtest_result(*st.session_state[RESULT])
 
