@@ -84,7 +84,8 @@ def _pages_columns(pages: list[TicksPage], ticker: str, kind: str) -> dict[str, 
 
 def _futures_pages(client: RestClient, ticker: str, kind: str, lo: int, hi: int, page_limit: int) -> pd.DataFrame:
     """A futures contract's ticks: ``/futures/v1/trades|quotes`` (their own design, see rest.futures)."""
-    params = {"timestamp.gte": lo, "timestamp.lt": hi, "sort": "timestamp.asc", "limit": page_limit}
+    # the spec's description caps futures tick pages at 49,999 (its schema says 50,000)
+    params = {"timestamp.gte": lo, "timestamp.lt": hi, "sort": "timestamp.asc", "limit": min(page_limit, 49_999)}
     pages = list(client.paginate(f"/futures/v1/{kind}/{ticker}", params, lambda body: parse_futures_ticks(body, kind),
                                  lambda p: p.next_url))
     cols: dict[str, Any] = {name: np.concatenate([p.columns[name] for p in pages])

@@ -322,3 +322,58 @@ def test_the_history_store_serves_futures_sessions_and_continuous_series(tmp_pat
     pd.testing.assert_frame_equal(stored[cols], files[cols])
     assert stored.attrs["rolls"].values.tolist() == files.attrs["rolls"].values.tolist()
     assert len(one) == 1380 and one["session_end_date"].unique().tolist() == ["2026-09-17"]
+
+
+def test_fetch_ohlcv_rest_and_download_flat_file_take_contracts() -> None:
+    pytest.importorskip("moto")
+    from massive_feeds import download_flat_file, fetch_ohlcv_rest
+
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as box:
+        rest = fetch_ohlcv_rest("GCZ6", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
+        files = download_flat_file("GCZ6", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
+        keys = {r.key.split("/")[0] for r in box.s3.requests if r.key.endswith(".csv.gz")}
+        with pytest.raises(InvalidInputError, match="continuous futures series are built by fetch_data"):
+            download_flat_file("GC.c.0", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
+    assert keys == {"us_futures_comex"}  # gold is a COMEX product
+    assert len(rest) == len(files) == 2 * 23 and rest["timestamp"].iloc[0] == pd.Timestamp("2026-11-01 23:00",
+                                                                                              tz="UTC")
+    cols = ["timestamp", "open", "high", "low", "close", "volume", "transactions"]
+    pd.testing.assert_frame_equal(rest[cols], files[cols])
+    assert files["vwap"].to_numpy() == pytest.approx(rest["vwap"].to_numpy())
+
+
+def test_a_live_backtrader_feed_on_the_continuous_series_streams_its_contract(tmp_path: Path) -> None:
+    bt = pytest.importorskip("backtrader")
+    from massive_feeds.backtrader import MassiveData
+
+    class ThreeLive(bt.Strategy):
+        params = (("sandbox", None),)
+
+        def __init__(self) -> None:
+            self.closes: list[tuple[pd.Timestamp, float]] = []
+            self.subscribed: set[str] = set()
+
+        def next(self) -> None:
+            if self.data._laststatus == self.data.LIVE:
+                self.subscribed |= self.p.sandbox.ws.subscriptions("futures")
+                self.closes.append((pd.Timestamp(bt.num2date(self.data.datetime[0]), tz="UTC"), self.data.close[0]))
+                if len(self.closes) >= 3:
+                    self.env.runstop()
+
+    with Sandbox(websocket=True, clock_start=CLOCK, clock_speed=120) as box:  # two market minutes a second
+        settings = box.settings(home=tmp_path / "home", plan="unlimited")
+        data = MassiveData(dataname="ES.c.0", historical=False, interval="1m", settings=settings,
+                           clock=box.clock.now_ms, backfill_bars=3, qcheck=0.1)
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(data)
+        cerebro.addstrategy(ThreeLive, sandbox=box)
+        try:
+            strat = cerebro.run()[0]
+        finally:
+            data.store.connector.close()
+    subscribed = strat.subscribed
+    assert subscribed <= {"T.ESZ6", "Q.ESZ6", "AM.ESZ6"} and "T.ESZ6" in subscribed  # the contract held on 12-04
+    with Sandbox(clock_start=CLOCK + timedelta(hours=2), clock_speed=0.001) as rest_box:
+        first = strat.closes[0][0]
+        own = fetch_data("ESZ6", first, first + pd.Timedelta(minutes=3), "1m", settings=rest_box.settings())
+    assert [c for _, c in strat.closes] == own["close"].iloc[:3].tolist()
