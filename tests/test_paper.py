@@ -234,3 +234,28 @@ def test_live_trading_page_start_trading_stop_and_parity(tmp_path: Path, monkeyp
             assert len(equities) == 2 and equities[0] == equities[1]  # the paper session and its backtest
         finally:
             st.cache_resource.clear()  # closes the page's LiveSession, which stops a paper run still going
+
+
+def test_status_view_redraws_one_line_on_a_terminal_and_prints_fills_above_it() -> None:
+    from massive_feeds.cli.paper import StatusView
+    from strategies.paper import Snapshot
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    t = pd.Timestamp("2024-03-04 15:00", tz="UTC")
+    buy = PaperOrder(1, t, "buy", 2.0, "Completed", t, 100.25)
+    snaps = [Snapshot(t, 100.0, 99.9, 100.1, "LIVE", 0.0, 0, (), 1000.0, 1000.0, 5),
+             Snapshot(t + pd.Timedelta("1min"), 100.5, 100.4, 100.6, "LIVE", 2.0, 0, (buy,), 799.5, 1000.5, 6)]
+    out = Tty()
+    view = StatusView(out, snap=lambda i: snaps[i])
+    view(0)
+    view(1)
+    view.close()
+    assert out.getvalue() == (
+        "\r\x1b[2K15:00:00 LIVE close 100 bid 99.9 ask 100.1 | position 0 | open orders 0 | fills 0 | "
+        "cash 1,000.00 | equity 1,000.00 | 5 bars"
+        "\r\x1b[2Kfill: buy 2 @ 100.25 (15:00:00)\n"
+        "\r\x1b[2K15:01:00 LIVE close 100.5 bid 100.4 ask 100.6 | position 2 | open orders 0 | fills 1 | "
+        "cash 799.50 | equity 1,000.50 | 6 bars\n")

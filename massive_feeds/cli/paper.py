@@ -14,7 +14,7 @@ import math
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from ..errors import InvalidInputError
 
@@ -70,19 +70,25 @@ def check_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 
 class StatusView:
-    """``on_bar`` of the session: the status line on ``out`` (redrawn on a terminal) and a line per fill."""
+    """``on_bar`` of the session: the status line on ``out`` (redrawn on a terminal) and a line per fill.
 
-    def __init__(self, out: TextIO) -> None:
+    ``snap`` turns the session's control into a :class:`strategies.paper.Snapshot` (default
+    :func:`strategies.paper.snapshot`)."""
+
+    def __init__(self, out: TextIO, snap: Callable[[Any], Any] | None = None) -> None:
         self.out = out
+        self._snap = snap
         self.tty = bool(getattr(out, "isatty", lambda: False)())
         self._fills = 0
         self._last_plain = -math.inf
         self._lock = threading.Lock()
 
     def __call__(self, control: Any) -> None:
-        from strategies.paper import snapshot
+        if self._snap is None:
+            from strategies.paper import snapshot
 
-        snap = snapshot(control)
+            self._snap = snapshot
+        snap = self._snap(control)
         with self._lock:
             for order in snap.fills[self._fills:]:
                 self._write(f"fill: {order.side} {order.size:g} @ {order.fill_price:g} ({order.fill_time:%H:%M:%S})")
