@@ -52,6 +52,14 @@ class _Equity(bt.Analyzer):
         return pd.Series(self.closes, index=bt_nums_to_index(self.times), name="close", dtype="float64")
 
 
+def open_positions_frame(times: Any, sizes: Any, prices: Any, *, bt_nums: bool = False) -> pd.DataFrame:
+    """Open round trips as a frame: ``entry_time`` (UTC), ``size``, ``entry_price``."""
+    stamps = (bt_nums_to_index(np.asarray(times, dtype=np.float64)) if bt_nums
+              else pd.DatetimeIndex(times, tz="UTC") if len(times) else pd.DatetimeIndex([], tz="UTC"))
+    return pd.DataFrame({"entry_time": pd.DatetimeIndex(stamps).as_unit("ns"), "size": np.asarray(sizes, dtype=np.float64),
+                         "entry_price": np.asarray(prices, dtype=np.float64)})
+
+
 class _Trades(bt.Analyzer):
     """Closed round trips: entry/exit time and price, size, P&L before and after commission.
 
@@ -81,6 +89,11 @@ class _Trades(bt.Analyzer):
             "bars": trade.barlen,
         })
 
+    def open_positions(self) -> pd.DataFrame:
+        """The round trips still open when the data ended: entry time (UTC), size and price."""
+        rows = list(self.opened.values())
+        return open_positions_frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], bt_nums=True)
+
     def get_analysis(self) -> pd.DataFrame:
         cols = ["entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl", "pnl_net", "commission", "bars"]
         df = pd.DataFrame(self.rows, columns=cols)
@@ -95,8 +108,10 @@ class _Trades(bt.Analyzer):
 class BacktestResult:
     """What one run produced. Returns and drawdowns are fractions (0.05 = 5 %).
 
-    ``trades`` has one row per closed round trip; ``equity`` is the portfolio value after each bar
-    (UTC index); ``signals`` the raw per-bar entry/exit booleans of signal strategies.
+    ``trades`` has one row per closed round trip; ``open_positions`` one per round trip still open when the
+    data ended (entry time, size, price: counted apart as :attr:`open_trades`, both engines alike — an order
+    on the last bar has no bar left to fill in); ``equity`` is the portfolio value after each bar (UTC index);
+    ``signals`` the raw per-bar entry/exit booleans of signal strategies.
     """
 
     strategy: str
@@ -121,10 +136,18 @@ class BacktestResult:
     tz: str = "UTC"
     #: the fill model that ran: ``"close"`` (bar prices) or ``"quotes"`` (ask for buys, bid for sells)
     fills: str = "close"
+    #: round trips still open at the end (``entry_time``, ``size``, ``entry_price``); ``None``: none
+    open_positions: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def open_trades(self) -> int:
+        """How many round trips were still open when the data ended (not in :attr:`trade_count`)."""
+        return 0 if self.open_positions is None else len(self.open_positions)
 
     def __str__(self) -> str:
+        held = f" (+{self.open_trades} open)" if self.open_trades else ""
         return (f"{self.strategy}: return {self.total_return:+.2%}, Sharpe {self.sharpe_text}, "
-                f"max drawdown {self.max_drawdown:.2%}, {self.trade_count} trades over {self.bars} bars")
+                f"max drawdown {self.max_drawdown:.2%}, {self.trade_count} trades{held} over {self.bars} bars")
 
     @property
     def sharpe_text(self) -> str:
@@ -135,6 +158,7 @@ class BacktestResult:
         """The scalar figures as a dict (one row of a validation table)."""
         return {"strategy": self.strategy, "fills": self.fills, "total_return": self.total_return, "sharpe": self.sharpe,
                 "sharpe_note": self.sharpe_note, "max_drawdown": self.max_drawdown, "trades": self.trade_count,
+                "open": self.open_trades,
                 "bars": self.bars, "start_value": self.start_value, "end_value": self.end_value}
 
     def save_equity_png(self, path: str | Path, title: str | None = None, dpi: int = 100) -> Path:
@@ -174,6 +198,13 @@ class BacktestResult:
                     price_ax.scatter(local(pd.DatetimeIndex(self.trades[col_time]), self.tz),
                                      self.trades[col_price].to_numpy(dtype=np.float64), marker=marker, s=40,
                                      color=colour, zorder=3, label=label)
+            if self.open_trades:  # held at the end: its entry, hollow (not a closed trade, but there)
+                held = self.open_positions
+                assert held is not None  # open_trades > 0
+                price_ax.scatter(local(pd.DatetimeIndex(held["entry_time"]), self.tz),
+                                 held["entry_price"].to_numpy(dtype=np.float64), marker="^", s=60,
+                                 facecolors="none", edgecolors="tab:green", zorder=3,
+                                 label=f"{self.open_trades} open")
             price_ax.set_ylabel("price")
             price_ax.legend(loc="best", fontsize="small")
             price_ax.grid(alpha=0.3)
@@ -296,7 +327,7 @@ def run_strategy(
         sharpe=metrics.sharpe_ratio(equity, interval, symbol), sharpe_note=metrics.sharpe_note(equity, interval, symbol),
         max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
         trades=trades, equity=equity, signals=signals, symbol=symbol, prices=prices, tz=_feed_tz(feed),
-        fills=fills,
+        fills=fills, open_positions=strat.analyzers.trades.open_positions(),
     )
     log.info("%s", result)
     return result

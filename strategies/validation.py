@@ -13,6 +13,7 @@ embeds plotly.js, so it opens offline. Sharpe is ``NaN`` when not meaningful (to
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from .vectorbt_runner import run_vectorbt
 log = logging.getLogger(__name__)
 
 Engine = Literal["backtrader", "vectorbt", "both"]
-TABLE_COLUMNS = ["strategy", "dataset", "symbol", "engine", "fills", "total_return", "sharpe", "max_drawdown", "trades", "bars",
-                 "sharpe_note"]
+TABLE_COLUMNS = ["strategy", "dataset", "symbol", "engine", "fills", "total_return", "sharpe", "max_drawdown", "trades", "open",
+                 "bars", "sharpe_note"]
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Run:
         r = self.result
         return {"strategy": self.strategy, "dataset": self.dataset, "symbol": self.symbol, "engine": self.engine,
                 "fills": r.fills, "total_return": r.total_return, "sharpe": r.sharpe, "max_drawdown": r.max_drawdown,
-                "trades": r.trade_count, "bars": r.bars, "sharpe_note": r.sharpe_note}
+                "trades": r.trade_count, "open": r.open_trades, "bars": r.bars, "sharpe_note": r.sharpe_note}
 
 
 def resolve_strategies(names: Iterable[str] | None) -> dict[str, type]:
@@ -92,8 +93,13 @@ def _feed_interval(info: dict[str, Any]) -> str:
     return {"1min": "1m", "5min": "5m", "15min": "15m", "30min": "30m", "60min": "1h"}.get(text, text)
 
 
-def save_run_files(result: BacktestResult, folder: Path, stem: str, title: str) -> dict[str, Path]:
-    """Plot PNG (+ offline HTML with plotly) and the trade log CSV of one run."""
+def save_run_files(result: BacktestResult, folder: Path, stem: str, title: str,
+                   plotlyjs: Path | None = None) -> dict[str, Path]:
+    """Plot PNG (+ offline HTML with plotly) and the trade log CSV of one run.
+
+    ``plotlyjs``: where the HTML files of a validation share one copy of plotly.js (written there once, about
+    4.9 MB, and linked by a relative path); ``None`` embeds it in the file (a single file that opens anywhere).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     files = {"png": result.save_equity_png(folder / f"{stem}.png", title=title)}
     trades = folder / f"{stem}_trades.csv"
@@ -104,8 +110,24 @@ def save_run_files(result: BacktestResult, folder: Path, stem: str, title: str) 
     except ImportError:
         return files
     files["html"] = folder / f"{stem}.html"
-    fig.write_html(files["html"], include_plotlyjs=True)  # embedded: the file opens without a network
+    script: bool | str = True  # embedded: the file opens without a network
+    if plotlyjs is not None:  # one shared copy (a demo wrote 191 MB of copies), still offline
+        _write_plotlyjs(plotlyjs)
+        script = os.path.relpath(plotlyjs, folder)
+    fig.write_html(files["html"], include_plotlyjs=script)
     return files
+
+
+def _write_plotlyjs(path: Path) -> None:
+    """plotly.js at ``path`` (once; atomically, so a reader never sees half of it)."""
+    if path.exists():
+        return
+    from plotly.offline import get_plotlyjs
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    partial.write_text(get_plotlyjs(), encoding="utf-8")
+    partial.replace(path)
 
 
 def result_figure(result: BacktestResult, title: str = "") -> Any:
@@ -134,6 +156,12 @@ def result_figure(result: BacktestResult, title: str = "") -> Any:
                           row=1, col=1)
             fig.add_trace(go.Scatter(x=local(trades["exit_time"]), y=trades["exit_price"], mode="markers",
                                      name="exit", marker={"symbol": "triangle-down", "size": 10, "color": "red"}),
+                          row=1, col=1)
+        held = result.open_positions
+        if held is not None and len(held):  # a position still open at the end: its entry, hollow
+            fig.add_trace(go.Scatter(x=local(held["entry_time"]), y=held["entry_price"], mode="markers",
+                                     name=f"{len(held)} open (held at the end)",
+                                     marker={"symbol": "triangle-up-open", "size": 12, "color": "green"}),
                           row=1, col=1)
         fig.update_yaxes(title_text="price", row=1, col=1)
     fig.add_trace(go.Scatter(x=local(result.equity.index), y=result.equity.to_numpy(), name="equity",
@@ -240,7 +268,8 @@ def _validate_runs(chosen: dict[str, type], datasets: list[str], engines: list[s
                         result = run_vectorbt(cls, bars, cash, commission, fills=fills, **(params or {}))
                     stem = f"{strat_name}_{eng}" + ("_quotes" if fills == "quotes" else "")
                     title = f"{strat_name} on {name} {symbol} ({eng}, fills at {fills})\n{result}"
-                    files = save_run_files(result, out / name / symbol.replace(":", "_"), stem, title)
+                    files = save_run_files(result, out / name / symbol.replace(":", "_"), stem, title,
+                                           plotlyjs=out / "plotly.min.js")
                     runs.append(Run(strat_name, name, symbol, eng, result, files))
                     log.info("%s %s %s %s: %s", strat_name, name, symbol, eng, result)
                     bar.set_postfix_str(f"{name} {symbol} {strat_name} {eng}", refresh=False)

@@ -19,7 +19,7 @@ from . import fills as fill_models
 from . import metrics, signals
 from .breakout import MomentumBreakout
 from .mean_reversion import MeanReversion
-from .runner import BacktestResult
+from .runner import BacktestResult, open_positions_frame
 from .sma_cross import SmaCross
 from .spread_capture import SpreadCapture
 
@@ -48,6 +48,16 @@ def compute_signals(strategy_cls: type, bars: pd.DataFrame, **params: Any) -> pd
     arrays = [bars[c].to_numpy(dtype=np.float64) if c in bars else None for c in columns]
     sig = twin(*arrays, **rule_params)
     return pd.DataFrame({"entry": sig.entries, "exit": sig.exits}, index=pd.DatetimeIndex(bars["timestamp"]))
+
+
+def _open_positions(pf: Any) -> pd.DataFrame:
+    """The round trips vectorbt still holds at the last bar (``Status == "Open"``)."""
+    rec = pf.trades.records_readable
+    held = rec[rec["Status"] == "Open"] if len(rec) else rec
+    if held.empty:
+        return open_positions_frame([], [], [])
+    return open_positions_frame(pd.DatetimeIndex(held["Entry Timestamp"]).tz_convert("UTC"), held["Size"].to_numpy(),
+                                held["Avg Entry Price"].to_numpy())
 
 
 def _trade_log(pf: Any) -> pd.DataFrame:
@@ -161,6 +171,10 @@ def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commiss
         at, ent, ex = fill_models.quote_fill_prices(bars, sig["entry"].to_numpy(), sig["exit"].to_numpy())
         price = pd.Series(at, index=sig.index)
         entries, exits = pd.Series(ent, index=sig.index), pd.Series(ex, index=sig.index)
+    # an order on the last bar has no bar left to fill in (Backtrader's rule, even at cheat-on-close): so a
+    # position there stays open rather than closing at that bar, and both engines count trades alike
+    last = np.arange(len(entries)) == len(entries) - 1
+    entries, exits = entries.mask(last, False), exits.mask(last, False)
     pf = vbt.Portfolio.from_signals(close, entries, exits, price=price, size=full["stake"], size_type="percent",
                                     init_cash=cash, fees=commission, accumulate=False)
     equity = pf.value().rename("equity")
@@ -174,5 +188,5 @@ def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commiss
         sharpe_note=metrics.sharpe_note(equity, interval, sym),
         max_drawdown=metrics.max_drawdown(equity), trade_count=len(trades), bars=len(equity),
         trades=trades, equity=equity, signals=sig, symbol=sym, prices=close.rename("close"),
-        tz=str(bars.attrs.get("tz") or "UTC"), fills=fills,
+        tz=str(bars.attrs.get("tz") or "UTC"), fills=fills, open_positions=_open_positions(pf),
     )

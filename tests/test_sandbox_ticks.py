@@ -318,3 +318,21 @@ def test_official_client_list_trades_and_list_quotes_work_unchanged(sb: Sandbox)
         (r["sip_timestamp"], r["bid_price"], r["ask_price"], r["bid_size"], r["ask_size"]) for r in wantq]
     fx = list(client.list_quotes("C:EURUSD", timestamp_gte=ns(DAY, 9), timestamp_lt=ns(DAY, 10), order="asc"))
     assert fx and np.all(np.diff([q.participant_timestamp for q in fx]) >= 0) and fx[0].ask_exchange == 48
+
+
+def test_stock_trades_print_at_the_touch_by_the_tick_rule() -> None:
+    from datetime import date
+
+    import numpy as np
+
+    from massive_feeds.sandbox.market import MarketGenerator
+
+    tk = MarketGenerator().ticks("AAPL", date(2024, 3, 5))
+    at_ask, at_bid = tk.price == tk.ask, tk.price == tk.bid
+    assert (at_ask ^ at_bid).all()  # before: every print sat exactly at the mid
+    up = np.r_[False, np.diff(tk.price) > 0]
+    down = np.r_[False, np.diff(tk.price) < 0]
+    assert at_ask[up].all() and at_bid[down].all()  # an uptick takes the ask, a downtick hits the bid
+    assert 0.3 < at_ask.mean() < 0.7
+    fx = MarketGenerator().ticks("C:EURUSD", date(2024, 3, 5))
+    assert np.allclose((fx.bid + fx.ask) / 2, fx.price, atol=1e-4)  # forex quotes stay centred on the price

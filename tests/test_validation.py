@@ -98,8 +98,9 @@ def test_plots_show_the_price_with_trades_in_the_feeds_tz(week_of_bars: pd.DataF
     price_ax, _, drawdown_ax = fig.axes
     first_bar = week_of_bars["timestamp"].iloc[0].tz_convert("America/New_York").tz_localize(None)
     assert pd.Timestamp(price_ax.lines[0].get_xdata()[0]) == first_bar  # New York wall clock
-    entries, exits = price_ax.collections  # ▲ and ▼ markers, one per closed trade
+    entries, exits, *held = price_ax.collections  # ▲ and ▼ markers, one per closed trade; hollow ▲ if held
     assert len(entries.get_offsets()) == len(exits.get_offsets()) == result.trade_count
+    assert [len(h.get_offsets()) for h in held] == ([result.open_trades] if result.open_trades else [])
     assert drawdown_ax.get_xlabel() == "time (America/New_York)"
 
     files = save_run_files(result, tmp_path, "sma", "sma on MSFT")
@@ -152,3 +153,71 @@ def test_run_vectorbt_accepts_vbt_data_and_wide_frames(week_of_bars: pd.DataFram
     wide = to_wide(pd.concat([week_of_bars, week_of_bars.assign(symbol="AAPL")]))
     via_wide = run_vectorbt(STRATEGIES["sma_cross"], wide, 10_000, symbol="MSFT")
     assert via_wide.trade_count == expected.trade_count and via_wide.end_value == pytest.approx(expected.end_value)
+
+
+def _walk(n: int) -> pd.DataFrame:
+    import numpy as np
+
+    close = 100 + np.cumsum(np.random.default_rng(3).normal(0, 1, 80))[:n]
+    ts = pd.date_range("2024-03-04 14:30", periods=n, freq="1min", tz="UTC")
+    return pd.DataFrame({"timestamp": ts, "symbol": "AAPL", "open": close, "high": close + .5, "low": close - .5,
+                         "close": close, "volume": 100.0, "vwap": close, "transactions": 1})
+
+
+@pytest.mark.parametrize(("n", "closed", "still_open"), [
+    (38, 1, 1),  # an exit signal on the last bar: before, vectorbt closed it there (2 trades) and Backtrader could not
+    (21, 1, 0),  # an entry signal on the last bar: before, vectorbt opened a position there
+    (57, 2, 1),
+])
+def test_both_engines_count_closed_and_open_trades_alike(n: int, closed: int, still_open: int) -> None:
+    from strategies import SmaCross
+
+    bars = _walk(n)
+    bt_result = run_strategy(SmaCross, bars, 10_000, cheat_on_close=True, fast=3, slow=8)
+    vbt_result = run_vectorbt(SmaCross, bars, 10_000, fast=3, slow=8)
+    for result in (bt_result, vbt_result):
+        assert (result.trade_count, result.open_trades) == (closed, still_open)
+        assert result.summary()["open"] == still_open
+    assert bt_result.total_return == pytest.approx(vbt_result.total_return, abs=1e-12)
+    pd.testing.assert_frame_equal(bt_result.open_positions, vbt_result.open_positions, check_exact=False)
+    if still_open:
+        assert f"{closed} trades (+1 open) over {n} bars" in str(bt_result)
+
+
+def test_spread_capture_trades_on_a_sandbox_recording(tmp_path: Path) -> None:
+    with Sandbox(websocket=True, clock_speed=240) as sb:
+        settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
+        rec = WebSocketDataRecorder(["AAPL"], tmp_path / "rec", settings=settings).start()
+        wait_until(lambda: rec.stats()["events_durable"] > 0, timeout=30, what="a first recorded event")
+        begun = sb.clock.now_ms()
+        wait_until(lambda: sb.clock.now_ms() - begun >= 20 * 60_000, timeout=30, what="20 market minutes")
+        rec.stop()
+        recorded = rec.save_dataset(tag="spread").stem
+    bars = rec.get_dataframe("1min")
+    bars = bars[~bars["quote_only"]]  # a minute without a trade closes on its mid
+    # a print at the touch, as real ones are (before: every sandbox trade printed exactly at the quote's mid)
+    at_touch = (bars["close"] == bars["bid"]) | (bars["close"] == bars["ask"])
+    assert at_touch.all() and (bars["close"] == bars["bid"]).any() and (bars["close"] == bars["ask"]).any()
+    table = validate(["spread_capture"], [recorded], engine="both", output=tmp_path / "out", settings=settings)
+    counts = table.set_index("engine")["trades"]
+    assert counts["backtrader"] == counts["vectorbt"] and counts["backtrader"] > 0  # before: 0 on every recording
+
+
+def test_an_open_position_is_marked_in_the_plots_and_the_table(tmp_path: Path) -> None:
+    from strategies import SmaCross
+    from strategies.validation import result_figure, save_run_files
+
+    result = run_vectorbt(SmaCross, _walk(38), 10_000, fast=3, slow=8)
+    assert result.open_trades == 1
+    names = [t.name for t in result_figure(result).data]
+    assert "1 open (held at the end)" in names  # before: no marker, the table said 0 trades
+    legend = [t.get_text() for t in result.figure().axes[0].get_legend().get_texts()]
+    assert "1 open" in legend
+    shared = tmp_path / "out" / "plotly.min.js"
+    first = save_run_files(result, tmp_path / "out" / "a" / "AAPL", "one", "t", plotlyjs=shared)
+    second = save_run_files(result, tmp_path / "out" / "b" / "AAPL", "two", "t", plotlyjs=shared)
+    assert shared.stat().st_size > 1_000_000  # the one copy
+    for files in (first, second):
+        html = files["html"].read_text()
+        assert '<script charset="utf-8" src="../../plotly.min.js"></script>' in html
+        assert files["html"].stat().st_size < 200_000  # before: each file embedded its own 4.9 MB

@@ -380,6 +380,15 @@ def combine(bars: Bars, keys: np.ndarray) -> Bars:
     )
 
 
+def _tick_rule(price: np.ndarray) -> np.ndarray:
+    """+1 (bought at the ask) or -1 (sold at the bid) per print: the sign of its price change, an unchanged
+    print keeping the previous sign, +1 before the first change."""
+    move = np.sign(np.diff(price, prepend=price[:1]))
+    last = np.maximum.accumulate(np.where(move != 0, np.arange(len(price)), 0))
+    side = move[last]
+    return np.where(side == 0, 1.0, side)
+
+
 class MarketGenerator:
     """Seeded synthetic market over a universe of tickers. Same seed → same ticks, forever."""
 
@@ -498,8 +507,15 @@ class MarketGenerator:
         t_ms = np.repeat(minutes * MINUTE_MS, counts) + offsets
         t_ms.sort()
         half_spread = np.maximum(np.round(price * 0.0002, decimals), tick)
-        bid = np.round(price - half_spread, decimals)
-        ask = np.round(price + half_spread, decimals)
+        if asset in ("stocks", "options"):
+            # a print at the touch, as real trades are: an uptick takes the ask, a downtick hits the bid (the
+            # tick rule; an unchanged print keeps the last side). No draw: the random stream stays as it was
+            side = _tick_rule(price)
+            bid = np.round(np.where(side > 0, price - 2 * half_spread, price), decimals)
+            ask = np.round(np.where(side > 0, price, price + 2 * half_spread), decimals)
+        else:  # forex quotes are the price itself (its mid); crypto has no quotes
+            bid = np.round(price - half_spread, decimals)
+            ask = np.round(price + half_spread, decimals)
         quote_sizes = rng.integers(1, 20, (2, n)).astype(np.float64)
         exchange = rng.integers(1, 20, n).astype(np.int8)
         return DayTicks(t_ms, price, size, bid, ask, quote_sizes[0], quote_sizes[1], exchange)

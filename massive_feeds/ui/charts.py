@@ -61,10 +61,12 @@ def rangebreaks(timestamps: pd.Series | pd.DatetimeIndex, symbols: Iterable[str]
 
 
 def bars_figure(bars: pd.DataFrame, symbols: Iterable[str] | None = None, *, layout: Layout = "stacked",
-                interval: str | None = None, trades: pd.DataFrame | None = None, title: str = "") -> Any:
+                interval: str | None = None, trades: pd.DataFrame | None = None, title: str = "",
+                open_positions: pd.DataFrame | None = None) -> Any:
     """Candlesticks + volume per symbol (``stacked``), or closes in % since the first bar with volume
     below (``overlay``). ``trades`` (``entry_time``/``entry_price``/``exit_time``/``exit_price``, one
-    symbol) adds ▲/▼ markers on the first symbol's price."""
+    symbol) adds ▲/▼ markers on the first symbol's price; ``open_positions`` (``entry_time``/``entry_price``)
+    a hollow ▲ per position still held at the end, named ``"N open"``."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -108,6 +110,11 @@ def bars_figure(bars: pd.DataFrame, symbols: Iterable[str] | None = None, *, lay
             fig.add_trace(go.Scatter(x=_local(trades[col_t]), y=trades[col_p], mode="markers", name=name,
                                      marker={"symbol": sym, "size": 12, "color": colour,
                                              "line": {"width": 1, "color": "black"}}), row=1, col=1)
+    if open_positions is not None and len(open_positions) and layout != "overlay":
+        fig.add_trace(go.Scatter(x=_local(open_positions["entry_time"]), y=open_positions["entry_price"],
+                                 mode="markers", name=f"{len(open_positions)} open (held at the end)",
+                                 marker={"symbol": "triangle-up-open", "size": 14, "color": "green",
+                                         "line": {"width": 2, "color": "green"}}), row=1, col=1)
     breaks = rangebreaks(bars["timestamp"], syms, iv)
     fig.update_xaxes(rangebreaks=breaks)
     fig.update_xaxes(title_text="New York time", row=max(volume_rows), col=1)

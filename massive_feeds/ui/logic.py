@@ -374,6 +374,8 @@ def backtest_cards(result: Any) -> dict[str, str]:
         "Sharpe": "n/a" if sharpe is None or math.isnan(sharpe) else f"{sharpe:.2f}",
         "Max drawdown": "n/a" if math.isnan(result.max_drawdown) else f"{result.max_drawdown:.2%}",
         "Trades": str(result.trade_count),
+        # a position still held at the end is not a closed trade, but it is there (its value is in the return)
+        "Open": f"{getattr(result, 'open_trades', 0)} open",
     }
 
 

@@ -237,12 +237,24 @@ def _render_backtest(live: LiveSession) -> None:
         _render_backtest_result(*st.session_state[RESULT])
 
 
+NY = "America/New_York"
+
+
+def _in_new_york(frame: pd.DataFrame) -> pd.DataFrame:
+    """A trade frame with its ``*_time`` columns in New York wall-clock time."""
+    out = frame.copy()
+    for col in (c for c in out.columns if c.endswith("_time")):
+        out[col] = pd.DatetimeIndex(out[col]).tz_convert(NY).tz_localize(None)
+    return out
+
+
 def _render_backtest_result(dataset: str, symbol: str, strategy: str, result: Any) -> None:
     import plotly.graph_objects as go
 
     st.markdown(f"**{strategy}** on **{symbol}** from `{dataset}` · {result.bars:,} bars")
-    cols = st.columns(4)
-    for col, (label, value) in zip(cols, L.backtest_cards(result).items()):
+    cards = L.backtest_cards(result)
+    cols = st.columns(len(cards))
+    for col, (label, value) in zip(cols, cards.items()):
         col.metric(label, value)
     why = L.sharpe_caption(result)
     if why:
@@ -251,22 +263,24 @@ def _render_backtest_result(dataset: str, symbol: str, strategy: str, result: An
         bars = load_dataset(dataset, settings=get_live_session().settings)
         bars = bars[bars["symbol"] == symbol]
         if len(bars):
-            st.plotly_chart(bars_figure(bars, [symbol], trades=result.trades,
+            st.plotly_chart(bars_figure(bars, [symbol], trades=result.trades, open_positions=result.open_positions,
                                         title=f"{symbol} with ▲ entries and ▼ exits · New York time"),
                             key="lt_trades_chart")
     eq = result.equity
-    if len(eq):
-        fig = go.Figure(go.Scatter(x=eq.index.tz_convert("UTC").tz_localize(None), y=eq.to_numpy(), mode="lines",
+    if len(eq):  # New York time, as the price chart above and the trade log below: one zone per view
+        fig = go.Figure(go.Scatter(x=eq.index.tz_convert(NY).tz_localize(None), y=eq.to_numpy(), mode="lines",
                                    name="equity"))
         fig.update_layout(title="📈 Equity curve", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                          xaxis_title="time (UTC)", yaxis_title="portfolio value")
+                          xaxis_title="New York time", yaxis_title="portfolio value")
         st.plotly_chart(fig, key="lt_equity")
-    st.markdown("📝 **Trade log**")
+    st.markdown("📝 **Trade log** (New York time)")
     if result.trades.empty:
-        st.caption("No closed trades in this session."
-                   + (" The position still open at the end is valued in the return." if result.total_return else ""))
+        st.caption("No closed trades in this session.")
     else:
-        st.dataframe(result.trades, hide_index=True)
+        st.dataframe(_in_new_york(result.trades), hide_index=True)
+    if result.open_trades:
+        st.caption(f"{result.open_trades} open at the end (hollow ▲ on the chart; its value is in the return):")
+        st.dataframe(_in_new_york(result.open_positions), hide_index=True, key="lt_open_positions")
 
 
 # --- paper trading ---------------------------------------------------------------------------------------
