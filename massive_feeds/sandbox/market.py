@@ -198,6 +198,10 @@ DIVIDEND_PAYERS: dict[str, tuple[float, int]] = {
 }
 
 
+#: One-off distributions besides the regular ones (v3 ``dividend_type`` ``SC``, v1 ``distribution_type``
+#: ``special``, ``frequency`` 0), as the real lists hold them: (ticker, ex-date, cash per share).
+SPECIAL_DIVIDENDS: tuple[tuple[str, date, float], ...] = (("KO", date(2024, 2, 21), 1.0),)
+
 #: The day the dividend drops are counted from: raw prices of a payer are the smooth level scaled by its
 #: ex-date drops since this day (or lifted by those between a day before it and it), so 2024 prices barely move.
 DIVIDEND_REFERENCE = date(2024, 1, 1)
@@ -599,8 +603,9 @@ class MarketGenerator:
     def dividends(self, first: date, last: date, only: str | None = None) -> list[DividendInfo]:
         """Every dividend of the universe's payers (or of ``only``) with an ex-dividend date in ``[first, last]``:
         regular payments (quarterly or semi-annual) whose ex-date is the first trading day on or after
-        the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later.
-        The cash per share is on the basis of its day: before a split it is scaled like the price."""
+        the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later; and the
+        one-off :data:`SPECIAL_DIVIDENDS`. The cash per share is on the basis of its day: before a split it is
+        scaled like the price."""
         out: list[DividendInfo] = []
         first = max(first, HISTORY_START)
         for ticker, (amount, per_year) in DIVIDEND_PAYERS.items():
@@ -623,10 +628,14 @@ class MarketGenerator:
                     cash = round(amount * 1.05 ** (year - 2024) / self.price_factor(ticker, ex), 4)
                     out.append(DividendInfo(ticker, ex, ex - timedelta(days=21), record, ex + timedelta(days=14),
                                             cash, per_year))
+        for ticker, ex, cash in SPECIAL_DIVIDENDS:
+            if self.knows(ticker) and (only is None or ticker == only) and first <= ex <= last:
+                out.append(DividendInfo(ticker, ex, ex - timedelta(days=14), ex + timedelta(days=1),
+                                        ex + timedelta(days=10), cash, 0, dividend_type="SC"))
         return out
 
     def _payments(self, ticker: str) -> list[DividendInfo]:
-        return self.dividends(HISTORY_START, date(2100, 12, 31), only=ticker)
+        return sorted(self.dividends(HISTORY_START, date(2100, 12, 31), only=ticker), key=lambda d: d.ex_dividend_date)
 
     def _make_drops(self, ticker: str) -> tuple[np.ndarray, np.ndarray]:
         """(ex-date day numbers, cumulative log of ``1 - cash / level``) of a payer's dividends, for
