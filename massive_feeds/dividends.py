@@ -129,27 +129,16 @@ def fetch_dividends(symbols: "str | Iterable[str | Ticker]", since: DateLike | N
 
 
 # --- factors ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Event:
-    """One dividend applied to a symbol's bars."""
-
-    ex_day: int  # New York day number of the ex-date
-    factor: float
-    source: str  # "service" (historical_adjustment_factor) or "previous close"
-    row: int  # index into the dividends table
-
-
 def _today_day() -> int:
     return (pd.Timestamp.now(NEW_YORK).normalize().tz_localize(None).value) // DAY_NS
 
 
-def _service_factors(rows: pd.DataFrame) -> np.ndarray | None:
-    """Each row's own factor from the cumulative ``historical_adjustment_factor`` (rows of one ticker, sorted by
-    ex-date then factor): its factor over the next row's, the last one's its own; NaN for the newest rows when
+def _service_chain(h: np.ndarray) -> np.ndarray | None:
+    """Each row's own factor from the cumulative ``historical_adjustment_factor`` ``h`` (rows of one ticker, sorted
+    by ex-date then factor): its factor over the next row's, the last one's its own; NaN for the newest rows when
     the service has not given them one yet (they went ex after its last update: computed from the previous
     close). None when the chain is not whole (a row without one before a row with one, a factor outside (0, 1],
     or one row's above the next one's): every factor of the ticker is then computed."""
-    h = rows["historical_adjustment_factor"].to_numpy(np.float64)
     known = ~np.isnan(h)
     n = int(known.sum())
     if n == 0 or not known[:n].all() or not np.all((h[:n] > 0) & (h[:n] <= 1.0 + 1e-9)):
@@ -160,54 +149,78 @@ def _service_factors(rows: pd.DataFrame) -> np.ndarray | None:
     return np.r_[np.minimum(own, 1.0), np.full(len(h) - n, np.nan)]
 
 
-def _check_currency(rows: pd.DataFrame, ticker: str) -> None:
-    foreign = rows[(rows["currency"] != "") & (rows["currency"] != PRICE_CURRENCY)]
-    if not foreign.empty:
-        row = foreign.iloc[0]
-        ex = pd.Timestamp(row["ex_dividend_date"]).date().isoformat()
-        raise CorporateActionError(
-            f"{ticker}'s dividend of {row['cash_amount']:g} {row['currency']} (ex-date {ex}) is not in {PRICE_CURRENCY}, "
-            f"the currency of its prices, so it cannot be applied; ask for adjusted=True (splits only) instead",
-            ticker=ticker, ex_date=ex, currency=str(row["currency"]))
+@dataclass(frozen=True)
+class _Table:
+    """The dividends that count (ex-date not after today), as arrays sorted by ticker, ex-date and factor, with
+    ``bounds`` the start of each ticker's rows (and the end)."""
 
+    rows: pd.DataFrame
+    ticker: np.ndarray
+    ex_day: np.ndarray
+    cash: np.ndarray
+    h: np.ndarray
+    prev_close: np.ndarray
+    currency: np.ndarray
+    bounds: np.ndarray
 
-def _events(ticker: str, rows: pd.DataFrame, day_no: np.ndarray) -> list[_Event]:
-    """The dividends of one symbol that scale some of its bars (``day_no`` sorted), with their factors: the
-    service's where its chain is whole, else ``1 - cash / prev_close`` (the table's ``prev_close`` column,
-    :func:`previous_closes`)."""
-    ex_days = rows["ex_dividend_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS
-    service = _service_factors(rows)
-    closes = rows["prev_close"].to_numpy(np.float64) if "prev_close" in rows else np.full(len(rows), np.nan)
-    computed = 1.0 - rows["cash_amount"].to_numpy(np.float64) / closes
-    events = []
-    for i, ex_day in enumerate(ex_days):
-        if ex_day <= day_no[0]:
-            continue  # no bar before it: nothing to scale
-        if service is not None and not np.isnan(service[i]):
-            events.append(_Event(int(ex_day), float(service[i]), "service", int(rows.index[i])))
-            continue
-        if not (0.0 < computed[i] < 1.0):
-            ex = pd.Timestamp(rows["ex_dividend_date"].iloc[i]).date().isoformat()
+    @classmethod
+    def of(cls, dividends: pd.DataFrame, last_day: int, tickers: Iterable[str] | None = None) -> "_Table":
+        ex = dividends["ex_dividend_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS
+        keep = ex <= last_day
+        if tickers is not None:
+            keep &= dividends["ticker"].isin(list(tickers)).to_numpy()
+        rows = dividends[keep].sort_values(["ticker", "ex_dividend_date", "historical_adjustment_factor"],
+                                           kind="stable")
+        ticker = rows["ticker"].to_numpy(dtype=object)
+        starts = np.flatnonzero(np.r_[True, ticker[1:] != ticker[:-1]]) if len(rows) else np.empty(0, np.int64)
+        prev = rows["prev_close"].to_numpy(np.float64) if "prev_close" in rows else np.full(len(rows), np.nan)
+        return cls(rows, ticker, rows["ex_dividend_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS,
+                   rows["cash_amount"].to_numpy(np.float64), rows["historical_adjustment_factor"].to_numpy(np.float64),
+                   prev, rows["currency"].to_numpy(dtype=object), np.r_[starts, len(rows)].astype(np.int64))
+
+    def groups(self) -> Iterable[tuple[str, slice]]:
+        for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
+            yield str(self.ticker[lo]), slice(int(lo), int(hi))
+
+    def own_factors(self, ticker: str, at: slice, first_day: int) -> tuple[np.ndarray, np.ndarray]:
+        """The own factor and its source (``service``/``previous close``) of each of one ticker's rows that scales
+        a bar (ex-date after ``first_day``); as boolean mask ``scales`` the second item is returned with it."""
+        ex, cash = self.ex_day[at], self.cash[at]
+        scales = ex > first_day
+        foreign = scales & (self.currency[at] != "") & (self.currency[at] != PRICE_CURRENCY)
+        if foreign.any():
+            i = int(np.flatnonzero(foreign)[0])
+            day = pd.Timestamp(ex[i] * DAY_NS).date().isoformat()
             raise CorporateActionError(
-                f"{ticker}'s dividend of {rows['cash_amount'].iloc[i]:g} (ex-date {ex}) has no usable previous close "
-                f"({closes[i]:g}) and no historical_adjustment_factor from the service, so its factor is unknown; "
-                "ask for adjusted=True (splits only) instead", ticker=ticker, ex_date=ex)
-        events.append(_Event(int(ex_day), float(computed[i]), "previous close", int(rows.index[i])))
-    return events
+                f"{ticker}'s dividend of {cash[i]:g} {self.currency[at][i]} (ex-date {day}) is not in {PRICE_CURRENCY}, "
+                f"the currency of its prices, so it cannot be applied; ask for adjusted=True (splits only) instead",
+                ticker=ticker, ex_date=day, currency=str(self.currency[at][i]))
+        service = _service_chain(self.h[at])
+        computed = 1.0 - cash / self.prev_close[at]
+        use = ~np.isnan(service) if service is not None else np.zeros(len(ex), dtype=bool)
+        own = np.where(use, service if service is not None else 1.0, computed)
+        bad = scales & ~use & ~((computed > 0.0) & (computed < 1.0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            day = pd.Timestamp(ex[i] * DAY_NS).date().isoformat()
+            raise CorporateActionError(
+                f"{ticker}'s dividend of {cash[i]:g} (ex-date {day}) has no usable previous close "
+                f"({self.prev_close[at][i]:g}) and no historical_adjustment_factor from the service, so its factor is "
+                "unknown; ask for adjusted=True (splits only) instead", ticker=ticker, ex_date=day)
+        return own, np.where(use, "service", "previous close")
 
 
 def needs_previous_closes(dividends: pd.DataFrame | None) -> list[str]:
-    """The tickers whose factors cannot come from the service (a row without a usable
+    """The tickers whose factors cannot all come from the service (a row without a usable
     ``historical_adjustment_factor`` chain): their previous closes must be read (:func:`previous_closes`)."""
     if dividends is None or dividends.empty:
         return []
-    due = dividends[dividends["ex_dividend_date"] <= pd.Timestamp.now(NEW_YORK).normalize().tz_localize(None)]
+    table = _Table.of(dividends, _today_day())
     out = []
-    for ticker, rows in due.groupby("ticker", sort=True):
-        service = _service_factors(rows.sort_values(["ex_dividend_date", "historical_adjustment_factor"],
-                                                    kind="stable"))
+    for ticker, at in table.groups():
+        service = _service_chain(table.h[at])
         if service is None or np.isnan(service).any():
-            out.append(str(ticker))
+            out.append(ticker)
     return out
 
 
@@ -243,6 +256,9 @@ def dividend_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, closes:
     """Per bar: the product of the factors of the symbol's dividends whose ex-date is after the bar's New York
     day and not after ``today`` (1.0 when none); and the dividends applied, for ``df.attrs["dividends"]``.
 
+    Vectorised: the bars are sorted once by (symbol, time) and every bar finds its first later ex-date with one
+    ``searchsorted`` over (symbol, day) keys; Python loops run per ticker and per dividend, never per bar.
+
     Args:
         symbols, ts_ns, closes, opens: the bars (any order), ``ts_ns`` int64 ns UTC.
         dividends: a dividends table (:func:`fetch_dividends`).
@@ -256,59 +272,72 @@ def dividend_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, closes:
     """
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
     factors = np.ones(len(ts_ns))
-    applied: list[dict[str, Any]] = []
     if len(ts_ns) == 0 or dividends is None or dividends.empty:
-        return factors, applied
-    basis = np.ones(len(ts_ns)) if basis is None else np.asarray(basis, dtype=np.float64)
-    last_day = _today_day() if today is None else (pd.Timestamp(today).value // DAY_NS)
-    due = dividends[dividends["ex_dividend_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS
-                    <= last_day]
-    codes, names = pd.factorize(np.asarray(symbols))
-    day_all = ny_day_numbers(ts_ns)
-    for code, name in enumerate(map(str, names)):
-        mine = due[due["ticker"] == name]
-        if mine.empty or asset_class(name) != "stocks":
+        return factors, []
+    codes, uniques = pd.factorize(np.asarray(symbols))
+    names = [str(u) for u in uniques]
+    table = _Table.of(dividends, _today_day() if today is None else pd.Timestamp(today).value // DAY_NS,
+                      [n for n in names if asset_class(n) == "stocks"])
+    if not len(table.rows):
+        return factors, []
+    order = np.lexsort((ts_ns, codes))  # the bars sorted by (symbol, time) once
+    s_code, s_day = codes[order].astype(np.int64), ny_day_numbers(ts_ns[order])
+    first_day = s_day[np.searchsorted(s_code, np.arange(len(names)), side="left")]
+    code_of = {name: i for i, name in enumerate(names)}
+    keys, cum, own, src, row_at = [], [], [], [], []
+    bigger = np.int64(1 << 24)  # > any New York day number: (symbol, day) as one sortable key
+    for ticker, at in table.groups():  # per ticker with dividends: numpy on its few rows
+        code = code_of[ticker]
+        factor, source = table.own_factors(ticker, at, int(first_day[code]))
+        scales = table.ex_day[at] > first_day[code]
+        if not scales.any():
             continue
-        rows = np.flatnonzero(codes == code)
-        order = rows[np.argsort(ts_ns[rows], kind="stable")]
-        day_no = day_all[order]
-        mine = mine.sort_values(["ex_dividend_date", "historical_adjustment_factor"], kind="stable")
-        ex_mine = mine["ex_dividend_date"].to_numpy(dtype="datetime64[ns]").view("int64") // DAY_NS
-        _check_currency(mine[ex_mine > day_no[0]], name)  # only those that would scale a bar
-        events = _events(name, mine, day_no)
-        if not events:
-            continue
-        ex_days = np.array([e.ex_day for e in events], dtype=np.int64)
-        own = np.array([e.factor for e in events])
-        suffix = np.r_[np.cumprod(own[::-1])[::-1], 1.0]  # suffix[i] = product of own[i:]
-        factors[order] = suffix[np.searchsorted(ex_days, day_no, side="right")]
-        applied.extend(_describe(name, events, dividends, day_no, np.asarray(closes, np.float64)[order],
-                                 np.asarray(opens, np.float64)[order], basis[order]))
-    return factors, applied
+        mine = factor[scales]
+        keys.append(code * bigger + table.ex_day[at][scales])
+        cum.append(np.cumprod(mine[::-1])[::-1])  # this dividend's factor × every later one's
+        own.append(mine)
+        src.append(source[scales])
+        row_at.append(np.arange(at.start, at.stop)[scales])
+    if not keys:
+        return factors, []
+    ev_key, ev_cum = np.concatenate(keys), np.concatenate(cum)  # sorted: tickers in order, ex-dates in order
+    ev_order = np.argsort(ev_key, kind="stable")  # by symbol code (the tickers' order may differ from the codes')
+    ev_key, ev_cum = ev_key[ev_order], ev_cum[ev_order]
+    ev_code = ev_key // bigger
+    bar_key = s_code * bigger + s_day
+    nxt = np.minimum(np.searchsorted(ev_key, bar_key, side="right"), len(ev_key) - 1)  # first ex-date after it
+    same = (ev_key[nxt] > bar_key) & (ev_code[nxt] == s_code)
+    factors[order] = np.where(same, ev_cum[nxt], 1.0)
+    basis_s = np.ones(len(ts_ns)) if basis is None else np.asarray(basis, dtype=np.float64)[order]
+    first_on = np.searchsorted(bar_key, ev_key, side="left")  # each dividend's first bar on or after its ex-date
+    return factors, _describe(table, np.concatenate(row_at)[ev_order], np.concatenate(own)[ev_order],
+                              np.concatenate(src)[ev_order], ev_key, first_on, bar_key,
+                              np.asarray(closes, np.float64)[order] / basis_s,
+                              np.asarray(opens, np.float64)[order] / basis_s)
 
 
-def _describe(ticker: str, events: list[_Event], dividends: pd.DataFrame, day_no: np.ndarray, closes: np.ndarray,
-              opens: np.ndarray, basis: np.ndarray) -> list[dict[str, Any]]:
-    """One dict per applied dividend: what it was, its factor, the previous close it implies (``cash / (1 -
-    factor)``) and, when the bars hold the ex-date and the bar before it, whether the raw price dropped."""
+def _describe(table: _Table, rows: np.ndarray, own: np.ndarray, source: np.ndarray, ev_key: np.ndarray,
+              first_on: np.ndarray, bar_key: np.ndarray, raw_close: np.ndarray,
+              raw_open: np.ndarray) -> list[dict[str, Any]]:
+    """One dict per applied dividend: what it was, its own factor, the previous close that implies (``cash / (1 -
+    factor)``) and, when the bars hold the ex-date, whether the raw price dropped from the bar before."""
     out = []
-    for e in events:
-        row = dividends.loc[e.row]
-        cash = float(row["cash_amount"])
-        implied = cash / (1.0 - e.factor) if e.factor < 1.0 else math.nan
-        before = int(np.searchsorted(day_no, e.ex_day, side="left"))
-        on = before < len(day_no) and day_no[before] == e.ex_day  # a bar on the ex-date itself
-        last_close = float(closes[before - 1] / basis[before - 1])
-        ex_open = float(opens[before] / basis[before]) if on else math.nan
+    kinds = table.rows["distribution_type"].to_numpy(dtype=object)
+    ex_dates = pd.to_datetime(table.ex_day[rows] * DAY_NS).strftime("%Y-%m-%d")
+    for k, i in enumerate(rows):  # one per dividend, never per bar
+        cash, f = float(table.cash[i]), float(own[k])
+        implied = cash / (1.0 - f) if f < 1.0 else math.nan
+        j = int(first_on[k])
+        on = j < len(bar_key) and bar_key[j] == ev_key[k]  # a bar on the ex-date itself
         out.append({
-            "ticker": ticker, "ex_date": pd.Timestamp(row["ex_dividend_date"]).date().isoformat(),
-            "cash_amount": cash, "currency": str(row["currency"]) or PRICE_CURRENCY,
-            "distribution_type": str(row["distribution_type"]), "factor": round(e.factor, 8),
-            "factor_source": e.source, "prev_close": None if math.isnan(implied) else round(implied, 4),
-            "ex_open": None if math.isnan(ex_open) else round(ex_open, 6),
-            "last_close": round(last_close, 6) if on else None,
+            "ticker": str(table.ticker[i]), "ex_date": ex_dates[k],
+            "cash_amount": cash, "currency": str(table.currency[i]) or PRICE_CURRENCY,
+            "distribution_type": str(kinds[i]), "factor": round(f, 8),
+            "factor_source": str(source[k]), "prev_close": None if math.isnan(implied) else round(implied, 4),
+            "ex_open": round(float(raw_open[j]), 6) if on else None,
+            "last_close": round(float(raw_close[j - 1]), 6) if on else None,
             # None: the bars do not hold the ex-date; False is flagged by quality for material dividends
-            "dropped": None if not on else bool(ex_open < last_close),
+            "dropped": bool(raw_open[j] < raw_close[j - 1]) if on else None,
             "material": bool(cash >= MATERIAL_YIELD * implied) if not math.isnan(implied) else False,
         })
     return out
