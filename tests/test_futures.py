@@ -377,3 +377,32 @@ def test_a_live_backtrader_feed_on_the_continuous_series_streams_its_contract(tm
         first = strat.closes[0][0]
         own = fetch_data("ESZ6", first, first + pd.Timedelta(minutes=3), "1m", settings=rest_box.settings())
     assert [c for _, c in strat.closes] == own["close"].iloc[:3].tolist()
+
+
+def test_a_recording_of_a_contract_holds_its_trades_and_replays(tmp_path: Path) -> None:
+    import time
+
+    from massive_feeds.record import WebSocketDataRecorder
+    from massive_feeds.record.reader import RecordingReader
+
+    with Sandbox(websocket=True, clock_start=CLOCK, clock_speed=240) as box:  # four market minutes a second
+        settings = box.settings(home=tmp_path / "home", plan="unlimited")
+        rec = WebSocketDataRecorder(["ESZ6"], tmp_path / "rec", settings=settings).start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and rec.stats()["events_received"] < 8:
+            time.sleep(0.1)  # polls the recorder's own count; the deadline only bounds a broken stream
+        path = rec.stop()
+    events = RecordingReader(path).events()
+    trades = events[events["kind"] == "trade"]
+    assert len(trades) >= 3 and set(events["symbol"]) == {"ESZ6"}
+    with Sandbox(clock_start=CLOCK + timedelta(hours=4), clock_speed=0.001) as rest_box:
+        first = pd.Timestamp(int(trades["time_ms"].iloc[0]), unit="ms", tz="UTC").floor("min")
+        own = fetch_data("ESZ6", first, first + pd.Timedelta(minutes=len(trades)), "1m", settings=rest_box.settings())
+    # the sandbox prints each minute's close 56 s into the minute: the recorded trades are REST's closes
+    assert trades["price"].tolist() == own["close"].iloc[:len(trades)].tolist()
+    from massive_feeds.backtrader import MassiveData
+
+    from ._bt_support import run
+
+    replayed = run(MassiveData(recording=path, settings=settings)).frame()  # bars from the recorded trades
+    assert replayed["close"].tolist() == trades["price"].tolist()
