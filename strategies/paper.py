@@ -455,9 +455,10 @@ def paper_trade(strategy: str, symbol: str, *, seconds: float | None = None, par
                 interval: str = "1m", fills: str = "close", cash: float = 100_000.0, settings: Settings | None = None,
                 name: str | None = None, save_dir: str | Path = "data/live_recorded", stop: threading.Event | None = None,
                 on_bar: Callable[[Any], None] | None = None, backfill_bars: int = 100, grace: float = 2.0,
-                replay: bool = True) -> PaperResult:
+                replay: bool = True, tag: str = "paper") -> PaperResult:
     """Paper-trade ``strategy`` on ``symbol``'s live stream until ``seconds`` pass or ``stop`` is set, save
-    the session as a dataset and (``replay``) check the replay's parity (see the module docstring).
+    the session as a dataset (``name``, default ``massive_live_<tag>_<YYYYMMDD>[_N]``) and (``replay``)
+    check the replay's parity (see the module docstring).
 
     ``on_bar(control)`` is called on every bar after the strategy saw it, on the session's thread (the
     CLI's status line and the UI read :func:`snapshot(control) <snapshot>`). Returns the live run's
@@ -500,7 +501,7 @@ def paper_trade(strategy: str, symbol: str, *, seconds: float | None = None, par
         raise StreamError(f"no bar of {symbol} reached the strategy; nothing to save (the raw log is at "
                           f"{recorder.path})")
     live.fed = ctl.fed_bars(symbol)
-    live.dataset = _save(live, recorder, backfills, interval, name, store.settings)
+    live.dataset = _save(live, recorder, backfills, interval, name, store.settings, tag)
     if replay:
         replayed = replay_session(live.dataset, settings=store.settings)
         live.parity = compare(live, replayed)
@@ -508,7 +509,7 @@ def paper_trade(strategy: str, symbol: str, *, seconds: float | None = None, par
 
 
 def _save(live: PaperResult, recorder: Any, backfills: BackfillLog, interval: str, name: str | None,
-          settings: Settings) -> str:
+          settings: Settings, tag: str = "paper") -> str:
     """The session as a dataset: the fed bars, with the event log, the backfills and what ran beside them."""
     import shutil
 
@@ -524,7 +525,7 @@ def _save(live: PaperResult, recorder: Any, backfills: BackfillLog, interval: st
         "bars": live.bars, "backfill_bars": live.stats["backfill_bars"],
         "equity_final": live.equity_final, "orders": [o.as_dict() for o in live.orders]}, indent=1, default=str))
     events = recorder.reader().events()
-    name = name or _unused(default_name(events, "paper"), settings)
+    name = name or _unused(default_name(events, tag), settings)
     target = dataset_path(name, settings=settings)
     copy = events_folder(target)
     _check_unused(name, settings)

@@ -160,9 +160,24 @@ def test_differences_are_listed_order_by_order_and_exit_1() -> None:
     assert "replay parity: 3 difference(s)" in out.getvalue() and "  order 2: live sell" in out.getvalue()
 
 
+def test_several_symbols_trade_side_by_side_each_with_its_parity(tmp_path: Path) -> None:
+    env = {"MASSIVE_SANDBOX_SPEED": "60", "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
+           "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
+    result = run("paper", "sma_cross", "AAPL,MSFT", "--seconds", SESSION_SECONDS, *PARAMS, "--backfill-bars", "20",
+                 "--name", "pair", "--save-dir", str(tmp_path / "rec"), "--json", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert [s["symbol"] for s in out["sessions"]] == ["AAPL", "MSFT"]
+    assert [s["dataset"] for s in out["sessions"]] == ["pair_AAPL", "pair_MSFT"]
+    assert out["parity"] == {"identical": True, "differences": []}
+    assert out["equity_final"] == pytest.approx(sum(s["equity_final"] for s in out["sessions"]), rel=1e-12)
+    assert all(len(s["orders"]) >= 1 for s in out["sessions"])
+    assert "AAPL: " in result.stderr and "MSFT: " in result.stderr  # each session's status lines say whose
+
+
 def test_bad_arguments_fail_before_connecting(tmp_path: Path) -> None:
-    two = run("paper", "sma_cross", "AAPL,MSFT", "--seconds", "1")
-    assert two.returncode == 2 and "paper trades one symbol at a time, got 2" in two.stderr
+    bad_name = run("paper", "sma_cross", "AAPL,MSFT", "--name", "a/b")
+    assert bad_name.returncode == 2 and "a/b_AAPL" in bad_name.stderr
     bad = run("paper", "sma_cross", "AAPL", "--param", "fast=x")
     assert bad.returncode == 2 and "--param fast must be an integer" in bad.stderr
     with pytest.raises(InvalidInputError, match="fills must be 'close' or 'quotes'"):
