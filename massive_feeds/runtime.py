@@ -163,7 +163,7 @@ class Runtime:
                 sb = Sandbox(rest=True, clock_speed=base.sandbox_speed)
                 sb.start()
                 self._sandbox = sb
-                why = ("MASSIVE_SANDBOX=1" if base.sandbox == "on" else "no API key configured")
+                why = _sandbox_reason(base)
                 announce("embedded",
                          f"{why}: this process uses the built-in sandbox (a synthetic market "
                          f"served on 127.0.0.1; prices are not real; its quota and caches live in "
@@ -303,3 +303,20 @@ def _close_default() -> None:
 atexit.register(_close_default)
 
 __all__ = ["PENDING_SIDE", "Runtime", "current", "resolve_settings", "settings_for_source", "side_available"]
+
+
+def _sandbox_reason(base: Settings) -> str:
+    """Why the embedded sandbox starts, as the notice says it: the variable only when it is really set."""
+    import os
+
+    from .config import parse_sandbox_mode
+
+    try:
+        by_variable = parse_sandbox_mode(os.environ.get("MASSIVE_SANDBOX") or "auto") == "on"
+    except Exception:  # noqa: BLE001 - a bad value is reported where settings are loaded
+        by_variable = False
+    if base.sandbox == "on" and by_variable:
+        return "MASSIVE_SANDBOX=1"
+    if not base.api_key:
+        return "no API key configured"
+    return "sandbox data asked for (sandbox='on', or data saved from the sandbox)"

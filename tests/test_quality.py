@@ -204,3 +204,21 @@ def test_cli_quality_prints_the_report_and_strict_fails_on_errors(sandbox: Sandb
 def test_crypto_day_of_the_dst_switch_has_25_hours() -> None:
     report = quality_report(bars(["X:BTCUSD"], "2024-11-02", "2024-11-04"))
     assert row(report, "X:BTCUSD", date(2024, 11, 3))["expected"] == 1500
+
+
+def test_cli_quality_names_why_the_sandbox_starts_truthfully(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASSIVE_")}
+    env.update(MASSIVE_FEEDS_HOME=str(tmp_path / "home"), MASSIVE_FEEDS_CONFIG=str(tmp_path / "none"))
+    cli = [sys.executable, "-m", "massive_feeds"]
+    fetched = subprocess.run([*cli, "fetch", "GOOGL", "--start", "2024-03-04", "--end", "2024-03-08", "--interval",
+                              "1d", "--dataset", "g"], env=env, capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    report = subprocess.run([*cli, "quality", "g"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "MASSIVE_SANDBOX=1" not in report.stderr.split("; MASSIVE_SANDBOX=0")[0]  # before: claimed, though unset
+    assert "no API key configured: this process uses the built-in sandbox" in report.stderr

@@ -291,7 +291,7 @@ def test_a_new_sandbox_on_another_port_hits_what_the_last_one_cached(tmp_path: P
             settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="free")
             rest = fetch_ohlcv_rest(["AAPL", "GOOGL"], "2024-03-04", "2024-03-08", "1h", settings=settings)
             flat = download_flat_file(["GOOGL"], "2024-03-04", "2024-03-08", "1d", settings=settings)  # splits list
-            answers.append((rest, flat, sb.rest.count("/v2/aggs"), sb.rest.count("/v3/reference/splits"),
+            answers.append((rest, flat, sb.rest.count("/v2/aggs"), sb.rest.count("/v3/reference/splits") + sb.rest.count("/stocks/v1/splits"),
                             sb.rest.url))
     (rest1, flat1, aggs1, splits1, url1), (rest2, flat2, aggs2, splits2, url2) = answers
     assert url1 != url2  # another port

@@ -163,12 +163,14 @@ def live_candles(history: pd.DataFrame, bar: str = "5s") -> Any:
 
     candles = candles_from_prices(history, bar)
     syms = list(dict.fromkeys(candles["symbol"]))
-    fig = make_subplots(rows=max(len(syms), 1), cols=1, vertical_spacing=0.08, subplot_titles=syms or None)
+    # each symbol names its own y axis: a subplot title sat on the tick labels of the row above
+    fig = make_subplots(rows=max(len(syms), 1), cols=1, vertical_spacing=0.1 if len(syms) > 1 else 0.08)
     for i, s in enumerate(syms):
         part = candles[candles["symbol"] == s]
         x = pd.DatetimeIndex(part["timestamp"]).tz_convert("UTC").tz_localize(None)
         fig.add_trace(go.Candlestick(x=x, open=part["open"], high=part["high"], low=part["low"], close=part["close"],
                                      name=s, showlegend=False), row=i + 1, col=1)
+        fig.update_yaxes(title_text=s, row=i + 1, col=1)
     fig.update_xaxes(rangeslider_visible=False)
     fig.update_layout(height=max(260, 240 * len(syms)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title=f"Live {bar} candles (mid, else last trade) · market time UTC")

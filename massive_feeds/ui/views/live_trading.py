@@ -129,16 +129,14 @@ def _live_panel(live: LiveSession) -> None:
     if quotes.empty:
         st.info(f"Waiting for the first quotes of {', '.join(symbols)}…")
         return
-    left, right = st.columns([1, 1])
-    with left:
-        st.table(L.format_quotes(quotes))
+    # the quotes table at full width, the candles below it: side by side, the table's columns were cut
+    st.table(L.format_quotes(quotes))
     history = live.board.history_frame(symbols)
-    with right:
-        if history.empty:
-            st.caption("Candles appear with the first prices.")
-        else:
-            bar = st.session_state.get("lt_candle", "5s")
-            st.plotly_chart(live_candles(history, bar), key="lt_candles")
+    if history.empty:
+        st.caption("Candles appear with the first prices.")
+    else:
+        bar = st.session_state.get("lt_candle", "5s")
+        st.plotly_chart(live_candles(history, bar), key="lt_candles")
     if not history.empty:
         with st.expander("Price line (every update)"):
             st.plotly_chart(_price_chart(history), key="lt_price_chart")
