@@ -519,3 +519,21 @@ def test_futures_pages_take_the_same_decoder_in_every_form(path: str, kind: str)
     spec["results"][1][price] = str(spec["results"][1][price])
     with pytest.raises(BadResponseError, match=rf"got `str` - at `\$\.results\[1\]\.{price}`"):
         parse(orjson.dumps(spec))
+
+
+@pytest.mark.parametrize("body", [
+    # the service's answer for a range without trades: no ``results`` key at all
+    b'{"ticker":"ZZZZ","queryCount":0,"resultsCount":0,"adjusted":true,"status":"OK","request_id":"r1"}',
+    b'{"ticker":"ZZZZ","resultsCount":0,"status":"OK","results":[]}',
+])
+def test_an_empty_page_is_zero_bars_not_an_error(body: bytes) -> None:
+    page = parse_aggs(body)
+    assert page.size == 0
+    assert set(page.columns) == set(AGG_FIELDS.values())
+
+
+def test_high_below_low_names_the_row_and_the_low() -> None:
+    rows = [{"t": T0, "o": 10.0, "h": 11.0, "l": 9.0, "c": 10.5, "v": 100.0},
+            {"t": T0 + 60_000, "o": 10.0, "h": 9.5, "l": 9.75, "c": 9.6, "v": 100.0}]
+    with pytest.raises(BadResponseError, match=r"h of result 1 is 9.5, below its low 'l' \(9.75\)"):
+        parse_aggs(body_of(rows))

@@ -75,8 +75,10 @@ def _check(cols: dict[str, np.ndarray]) -> None:
             col = cols[name]
             refuse_rows((col < 0) | np.isinf(col), what, key, col, "not a finite number >= 0")
     refuse_rows(cols["transactions"] < 0, what, "n", cols["transactions"], "a negative trade count")
-    low = cols["low"]
-    refuse_rows(cols["high"] < low, what, "h", cols["high"], f"below its low 'l' ({low[np.argmax(cols['high'] < low)]})")
+    below = cols["high"] < cols["low"]
+    if below.any():  # the message names the low, so it is built only for a page that breaks the rule
+        low = cols["low"][np.argmax(below)]
+        refuse_rows(below, what, "h", cols["high"], f"below its low 'l' ({low})")
 
 
 def parse_aggs(body: bytes) -> AggsPage:
