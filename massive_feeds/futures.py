@@ -12,8 +12,9 @@ Continuous series (Databento's notation):
 * ``v`` — volume roll: the contract with the most volume in the previous session (among the two nearest),
   never rolling back to a nearer expiry; rank 1 is the contract after it.
 
-The contract list comes from ``/futures/v1/contracts`` (one call per product and query, cached by the
-runtime; spreads, which the listing puts before the outrights, are dropped). Every bar carries its
+The contract list comes from ``/futures/v1/contracts`` as of each day of the query (``date.gte``/``date.lte``,
+outrights only: the listing puts spreads first; one paginated call per product and query, cached by the
+runtime). Every bar carries its
 ``contract``. ``roll_adjust``:
 
 * ``"none"`` (default): raw prices of the contract held each session, as Databento gives them;
@@ -91,8 +92,10 @@ def contract_chain(root: str, first_day: date, last_day: date, client: RestClien
 
 
 def _load_chain(root: str, first_day: date, last_day: date, client: RestClient) -> ContractChain:
-    params = {"product_code": root, "last_trade_date.gte": first_day.isoformat(),
-              "first_trade_date.lte": last_day.isoformat(), "limit": 1000}
+    # the reference is point in time: the listings of every day of the range (one row per contract and day,
+    # outrights only), which also reaches contracts expired since
+    params = {"product_code": root, "type": "single", "date.gte": first_day.isoformat(),
+              "date.lte": last_day.isoformat(), "limit": 1000}
     specs: list[ContractSpec] = []
     for page, _ in client.paginate("/futures/v1/contracts", params, parse_contracts, lambda p: p[1]):
         specs += page

@@ -410,13 +410,26 @@ def _date_filter(query: dict[str, str], field: str) -> Callable[[str], bool]:
 
 
 def contracts(query: dict[str, str], today: date, base_url: str) -> dict[str, Any]:
-    """``/futures/v1/contracts``: ``date`` (as of; default today) and, without it, every contract ever listed
-    that the ``first_trade_date``/``last_trade_date`` filters keep; ``product_code``, ``ticker``, ``type``."""
+    """``/futures/v1/contracts``: point in time. ``date`` (one day's listing), ``date.gte/.gt/.lte/.lt`` (each
+    session's listing in the range, one row per contract and day) and, with no date filter, every contract
+    ever listed that the ``first_trade_date``/``last_trade_date`` filters keep; ``product_code``, ``ticker``,
+    ``type``."""
     _cursor(query)
     codes = [query["product_code"]] if "product_code" in query else sorted(PRODUCTS)
     codes = [c for c in codes if c in PRODUCTS]
+    ranged = [k for k in ("date.gte", "date.gt", "date.lte", "date.lt") if k in query]
     if "date" in query:
         rows = contract_rows(date.fromisoformat(query["date"]), codes)
+    elif ranged:
+        keep_day = _date_filter(query, "date")
+        lo = date.fromisoformat(query.get("date.gte", query.get("date.gt", (today - timedelta(days=30)).isoformat())))
+        hi = min(date.fromisoformat(query.get("date.lte", query.get("date.lt", today.isoformat()))), today)
+        rows = []
+        d = lo
+        while d <= hi:
+            if is_session(d) and keep_day(d.isoformat()):
+                rows += contract_rows(d, codes)
+            d += timedelta(days=1)
     else:  # the whole history the trade-date filters reach, as of each contract's own listing
         lo = query.get("last_trade_date.gte", (today - timedelta(days=800)).isoformat())
         hi = query.get("first_trade_date.lte", today.isoformat())
