@@ -146,6 +146,15 @@ class QuotaExceededError(MassiveError):
         self.resets_at = resets_at
 
 
+class QuotaStateError(InvalidSettingError):
+    """The shared quota database cannot be used: damaged, on a full disk, or not writable. ``path`` names the
+    file; the message says what to do."""
+
+    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.path = path
+
+
 # --- flat files ----------------------------------------------------------------------------------
 class FlatFileError(MassiveError):
     """A flat-file (S3) problem; ``key`` names the object."""

@@ -7,12 +7,21 @@ still stay inside the plan. The per-minute limit *waits* (logging why); an exhau
 everyone until its ``Retry-After`` and halves the per-minute budget for a few windows.
 
 Flat-file downloads reserve their bytes against the monthly budget before they start.
+
+A damaged database, a full disk or a folder that cannot be written is a one-line
+:class:`~massive_feeds.errors.QuotaStateError` naming the file and what to do. A quota file that vanished or was
+emptied (0 bytes) while this home had kept one before (``quota.sqlite3.known`` beside it says so) is recreated
+with a warning and remembered: :attr:`QuotaStatus.state_lost_at` tells that the calls made that day (and the
+flat-file bytes of that month) before that moment cannot be known. A home whose quota file vanished before this
+marker existed cannot be told from a first use.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -23,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import Plan, Settings, load_settings
-from .errors import InvalidSettingError, QuotaExceededError
+from .errors import InvalidSettingError, QuotaExceededError, QuotaStateError
 from .runtime import current
 
 log = logging.getLogger(__name__)
@@ -81,6 +90,9 @@ class QuotaStatus:
     flatfile_resets_at: datetime
     ws_max_streams: int | None
     ws_messages_per_minute: int | None
+    #: When the quota file was found vanished or emptied and started again, if that was this month: the REST
+    #: calls made that day and the flat-file bytes of that month before this moment cannot be known.
+    state_lost_at: datetime | None = None
 
     @property
     def rest_remaining_today(self) -> int | None:
@@ -111,6 +123,7 @@ class QuotaStatus:
             "flatfile_bytes_limit": self.flatfile_bytes_limit,
             "flatfile_resets_at": self.flatfile_resets_at.isoformat(),
             "ws_max_streams": self.ws_max_streams, "ws_messages_per_minute": self.ws_messages_per_minute,
+            "state_lost_at": self.state_lost_at.isoformat() if self.state_lost_at else None,
         }
 
     def __str__(self) -> str:
@@ -126,6 +139,8 @@ class QuotaStatus:
             f"Flat files: {gb(self.flatfile_bytes_used)} used this month, {gb(self.flatfile_bytes_remaining)} left "
             f"(resets {self.flatfile_resets_at:%Y-%m-%d})\n"
             f"WebSocket: {n(self.ws_max_streams)} symbol streams, {n(self.ws_messages_per_minute)} messages/minute"
+            + (f"\nWarning: the quota file was lost and started again at {self.state_lost_at:%Y-%m-%d %H:%M} UTC: "
+               "usage before that cannot be known" if self.state_lost_at else "")
         )
 
 
@@ -149,44 +164,106 @@ class QuotaManager:
         self._local = threading.local()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connect().executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise InvalidSettingError(
                 f"cannot keep the quota state in {self.path.parent} ({exc}); make the folder writable, free "
                 "space, or point MASSIVE_FEEDS_HOME at a writable folder") from None
+        with self._guard():
+            self._connect()
 
     def __repr__(self) -> str:
         return f"QuotaManager(plan={self.plan.name!r}, path='{self.path}')"
 
     # --- storage --------------------------------------------------------------------------------
+    @property
+    def _known(self) -> Path:
+        """The marker that this home has kept a quota file (so a missing one was lost, not never made)."""
+        return self.path.with_name(self.path.name + ".known")
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino) if st.st_size else None
+
     def _connect(self) -> sqlite3.Connection:
+        """This thread's connection, reopened when the file was replaced, deleted or emptied meanwhile."""
         db = getattr(self._local, "db", None)
+        if db is not None and self._identity() != self._local.identity:
+            db.close()
+            db = None
         if db is None:
+            lost = self._identity() is None and (self._known.exists() or self.path.exists())
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
+            db.executescript(_SCHEMA)
+            if lost:
+                self._lost(db)
+            if not self._known.exists():
+                self._known.write_text("this home keeps its quota state in the file beside this one\n")
+            self._local.db, self._local.identity = db, self._identity()
         return db
+
+    def _lost(self, db: sqlite3.Connection) -> None:
+        now = self._clock()
+        db.execute("INSERT INTO state(key, value) VALUES('lost_at', ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+                   (now, now))
+        log.warning("the quota file %s vanished or was emptied and starts again empty: the REST calls made today "
+                    "and the flat-file bytes of this month before %s UTC cannot be known (quota_status() shows "
+                    "state_lost_at)", self.path, datetime.fromtimestamp(now, timezone.utc).strftime("%H:%M:%S"))
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite and disk errors as one-line :class:`QuotaStateError` naming the file and what to do."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise self._state_error(exc) from None
+
+    def _state_error(self, exc: BaseException) -> QuotaStateError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        text = str(exc)
+        where = str(self.path)
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
+            what = (f"the quota database {where} is damaged ({text}); delete it (and its -wal/-shm files) to start "
+                    "counting again: the REST calls made today and this month's flat-file bytes are then unknown")
+        elif code == sqlite3.SQLITE_FULL or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            what = (f"cannot write the quota database {where}: the disk is full ({text}); free space in "
+                    f"{self.path.parent} or point MASSIVE_FEEDS_HOME at another disk")
+        elif code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:  # e.g. a file size limit, a failing disk
+            what = (f"cannot write the quota database {where}: the disk refused the write ({text}: full, over a "
+                    f"size limit or failing); free space in {self.path.parent} or point MASSIVE_FEEDS_HOME at "
+                    "another disk")
+        else:
+            what = (f"cannot use the quota database {where} ({text}); make its folder writable, free space, or set "
+                    "MASSIVE_FEEDS_HOME")
+        return QuotaStateError(what, path=where)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
+        with self._guard():
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise InvalidSettingError(f"cannot update the quota state {self.path} ({exc}); make its folder "
-                                     "writable, free space, or set MASSIVE_FEEDS_HOME") from None
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise self._state_error(exc) from None
             raise
         try:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            db.execute("ROLLBACK")
-            raise InvalidSettingError(f"cannot update the quota state {self.path} ({exc}); make its folder "
-                                     "writable, free space, or set MASSIVE_FEEDS_HOME") from None
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise self._state_error(exc) from None
 
     @staticmethod
     def _get(db: sqlite3.Connection, key: str, default: float = 0.0) -> float:
@@ -310,18 +387,22 @@ class QuotaManager:
     # --- reporting ------------------------------------------------------------------------------
     def status(self) -> QuotaStatus:
         now = self._clock()
-        db = self._connect()
-        used_today = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?", (_midnight_utc(now),)).fetchone()[0]
-        in_window = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?",
-                               (now - self.plan.rest_window_seconds,)).fetchone()[0]
-        row = db.execute("SELECT bytes FROM flatfile_bytes WHERE month = ?", (_month_key(now),)).fetchone()
+        with self._guard():
+            db = self._connect()
+            used_today = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?",
+                                    (_midnight_utc(now),)).fetchone()[0]
+            in_window = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts >= ?",
+                                   (now - self.plan.rest_window_seconds,)).fetchone()[0]
+            row = db.execute("SELECT bytes FROM flatfile_bytes WHERE month = ?", (_month_key(now),)).fetchone()
+            lost = self._get(db, "lost_at")
+        lost_at = datetime.fromtimestamp(lost, timezone.utc) if lost and _month_key(lost) == _month_key(now) else None
         p = self.plan
         return QuotaStatus(
             plan=p.name, rest_used_today=used_today, rest_daily_limit=p.rest_per_day,
             rest_used_this_window=in_window, rest_per_minute=p.rest_per_minute,
             rest_resets_at=_next_midnight_utc(now), flatfile_bytes_used=row[0] if row else 0,
             flatfile_bytes_limit=p.flatfile_bytes_per_month, flatfile_resets_at=_next_month_utc(now),
-            ws_max_streams=p.ws_max_streams, ws_messages_per_minute=p.ws_messages_per_minute,
+            ws_max_streams=p.ws_max_streams, ws_messages_per_minute=p.ws_messages_per_minute, state_lost_at=lost_at,
         )
 
     def reset(self) -> None:
