@@ -359,7 +359,7 @@ def test_live_trading_record_and_backtest_on_the_apps_own_sandbox(app_env: Path,
     assert "AAPL" in cached["symbols"] and not [i for i in _texts(at.info) if "Symbols from" in i]
     assert at.selectbox(key="lt_speed").value == 60.0
     assert at.button(key="lt_stop").disabled
-    assert [t.label for t in at.tabs] == ["📈 Live Quotes", "🧪 Test on Live Data"]
+    assert [t.label for t in at.tabs] == ["📈 Live Quotes", "🧪 Test on Live Data", "🤖 Paper Trading"]
     assert not [b for b in at.button if b.key == "lt_start_rec"]  # the hidden tab does not run
     at.session_state["lt_tab"] = "🧪 Test on Live Data"
     at.run()
