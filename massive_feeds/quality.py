@@ -25,7 +25,8 @@
   not drop (first open on the ex-date not below the last close before it) is ``dividend_no_drop`` (a warning, a
   sign of a wrong record) when the dividend is material (at least 1 % of the price: smaller ones hide in an
   ordinary overnight move, and are only noted). The notes list every dividend applied (ex-date, amount, factor).
-* **recordings** — reconnect gaps that live recordings store in their metadata (``df.attrs["gaps"]``
+* **recordings** — damaged records the reader skipped (``df.attrs["damaged_records"]``: a note and
+  ``report.attrs["damaged_records"]``), and reconnect gaps that live recordings store in their metadata (``df.attrs["gaps"]``
   after :func:`~massive_feeds.datasets.load_dataset`): ``recording_gaps`` and ``recording_gap_seconds``.
 
 ``issues`` names what was found and ``status`` is ``error`` (duplicates, order, OHLC, bad prices,
@@ -198,6 +199,10 @@ def quality_report(
         notes[0] = _dividend_note(dividends or [], df.attrs.get("dividends_as_of"))
     report.attrs.update(notes=notes, interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
                         merged_splits=split_checks.merged, adjustment=adjustment, dividends=list(dividends or []))
+    if damaged := int(df.attrs.get("damaged_records") or 0):  # a recording read past damaged records
+        report.attrs["damaged_records"] = damaged
+        report.attrs["notes"] = [*report.attrs["notes"], f"The recording had {damaged} damaged record(s) (bit rot: "
+                                 "their events are missing from these bars); every other record was read."]
     if (rolls := df.attrs.get("rolls")) is not None and len(rolls):  # a continuous futures series
         report.attrs["rolls"] = rolls
         report.attrs["notes"] = [*report.attrs["notes"], *roll_notes(rolls, df.attrs.get("roll_adjust", "none"))]

@@ -158,3 +158,19 @@ def test_session_names_are_validated_like_dataset_names(session: str, tmp_path: 
     with pytest.raises(InvalidInputError, match="Invalid session name"):
         WebSocketDataRecorder(["AAPL"], save_dir, connector=_Source(), session=session)
     assert not save_dir.exists() and not (tmp_path / "x").exists()
+
+
+def test_a_saved_damaged_recording_says_so_in_quality(one_segment: Path, tmp_path: Path) -> None:
+    from massive_feeds.datasets import load_dataset
+    from massive_feeds.quality import quality_report
+    from massive_feeds.record.library import save_recording_dataset
+
+    frames = _frames(one_segment)
+    seg, start, end = frames[10]
+    copy = _flipped(one_segment, tmp_path, seg.name, (start + end) // 2, 1)
+    path = save_recording_dataset(copy, "damaged", settings=None)
+    df = load_dataset(path)
+    assert df.attrs["damaged_records"] == 1 and df.attrs["events"] == N - 1
+    report = quality_report(df)
+    assert report.attrs["damaged_records"] == 1
+    assert any("1 damaged record(s)" in note for note in report.attrs["notes"])

@@ -84,6 +84,7 @@ def save_recording_dataset(log_path: Path, name: str | None, resample_interval: 
     return save_dataset(bars, name, tags={*tags, *([tag] if tag else [])}, source=SOURCE, settings=settings,
                         overwrite=overwrite,
                         metadata={"events": int(len(events)), "gaps": _gap_summary(reader),
+                                  "damaged_records": int(events.attrs.get("damaged_records", 0)),
                                   "recording": copy.name, "interval": resample_interval,
                                   **({"data_source": data_source} if data_source else {})})
 
