@@ -431,13 +431,13 @@ def contracts(query: dict[str, str], today: date, base_url: str) -> dict[str, An
                 rows += contract_rows(d, codes)
             d += timedelta(days=1)
     else:  # the whole history the trade-date filters reach, as of each contract's own listing
-        lo = query.get("last_trade_date.gte", (today - timedelta(days=800)).isoformat())
-        hi = query.get("first_trade_date.lte", today.isoformat())
+        since = query.get("last_trade_date.gte", (today - timedelta(days=800)).isoformat())
+        until = query.get("first_trade_date.lte", today.isoformat())
         rows = []
         for code in codes:
             seen: dict[str, dict[str, Any]] = {}
-            d = min(date.fromisoformat(lo), today)
-            while d.isoformat() <= hi and d <= today:
+            d = min(date.fromisoformat(since), today)
+            while d.isoformat() <= until and d <= today:
                 for r in contract_rows(d, [code]):
                     seen.setdefault(r["ticker"], {**r, "date": today.isoformat(),
                                                   "active": r["last_trade_date"] >= today.isoformat()})
