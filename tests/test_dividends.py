@@ -408,19 +408,19 @@ def test_a_cached_dividends_table_is_used_with_its_age_when_the_quota_is_gone(sb
 
 
 def test_a_special_dividend_applies_like_a_regular_one_on_both_endpoints(sb: Sandbox, settings: Settings) -> None:
-    span = ("2024-02-14", "2024-02-27")  # KO pays a one-off 1.00 (v1 "special", v3 "SC") on 2024-02-21
-    raw = fetch_data("KO", *span, "1d", "rest", adjusted=False, settings=settings)
-    assert segment(raw, "2024-02-20", "2024-02-21")["close"].tolist() == [68.22]
-    hand = 1 - 1.0 / 68.22
-    total = fetch_data("KO", *span, "1d", "rest", adjusted="total", settings=settings)
-    splits = fetch_data("KO", *span, "1d", "rest", adjusted=True, settings=settings)
+    span = ("2024-02-14", "2024-02-27")  # XOM pays a one-off 2.00 (v1 "special", v3 "SC") on 2024-02-21
+    raw = fetch_data("XOM", *span, "1d", "rest", adjusted=False, settings=settings)
+    assert segment(raw, "2024-02-20", "2024-02-21")["close"].tolist() == [124.10]
+    hand = 1 - 2.0 / 124.10
+    total = fetch_data("XOM", *span, "1d", "rest", adjusted="total", settings=settings)
+    splits = fetch_data("XOM", *span, "1d", "rest", adjusted=True, settings=settings)
     assert ratio(total, splits, None, "2024-02-21") / ratio(total, splits, "2024-02-21", None) == \
         pytest.approx(hand, rel=2e-6)
     special = next(d for d in total.attrs["dividends"] if d["ex_date"] == "2024-02-21")
     assert (special["distribution_type"], special["cash_amount"], special["dropped"], special["material"]) == \
-        ("special", 1.0, True, True)
+        ("special", 2.0, True, True)
     sb.faults.unanswered.add("/stocks/v1/")
-    old = fetch_data("KO", *span, "1d", "rest", adjusted="total",
+    old = fetch_data("XOM", *span, "1d", "rest", adjusted="total",
                      settings=sb.settings(home=settings.home / "v3", plan="unlimited"))
     special = next(d for d in old.attrs["dividends"] if d["ex_date"] == "2024-02-21")
     assert special["distribution_type"] == "special" and special["factor"] == pytest.approx(hand, rel=1e-8)

@@ -200,7 +200,7 @@ DIVIDEND_PAYERS: dict[str, tuple[float, int]] = {
 
 #: One-off distributions besides the regular ones (v3 ``dividend_type`` ``SC``, v1 ``distribution_type``
 #: ``special``, ``frequency`` 0), as the real lists hold them: (ticker, ex-date, cash per share).
-SPECIAL_DIVIDENDS: tuple[tuple[str, date, float], ...] = (("KO", date(2024, 2, 21), 1.0),)
+SPECIAL_DIVIDENDS: tuple[tuple[str, date, float], ...] = (("XOM", date(2024, 2, 21), 2.0),)
 
 #: The day the dividend drops are counted from: raw prices of a payer are the smooth level scaled by its
 #: ex-date drops since this day (or lifted by those between a day before it and it), so 2024 prices barely move.
