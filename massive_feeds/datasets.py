@@ -290,6 +290,8 @@ def _adjustment_meta(attrs: dict) -> dict:
     meta: dict = {"adjusted": None if adjusted is None else bool(adjusted)}
     if adjusted is not None:  # "raw", "splits" or "total" (total-return prices, see massive_feeds.dividends)
         meta["adjustment"] = attrs.get("adjustment") or ("splits" if adjusted else "raw")
+    if meta.get("adjustment") == "total":  # what was applied, for quality_report and the reader
+        meta["dividends"] = list(attrs.get("dividends") or [])
     if adjusted:
         meta["adjusted_as_of"] = attrs.get("adjusted_as_of") or _today()
     if attrs.get("session"):
@@ -333,9 +335,12 @@ def _merged_adjustment(old: dict, new: dict, name: str) -> dict:
         raise InvalidInputError(
             f"dataset {name!r} holds {names[0]} prices and the new bars are {names[1]}; appending would mix them. "
             f"Fetch the new bars with adjusted={names[0]!r}, or save them as another dataset")
-    merged = {"adjusted": before if after is None else after}
+    merged: dict = {"adjusted": before if after is None else after}
     if names[1] or names[0]:
         merged["adjustment"] = names[1] or names[0]
+    if merged.get("adjustment") == "total":  # both sides' dividends, each (ticker, ex-date) once, the newer kept
+        both = {(d["ticker"], d["ex_date"]): d for d in [*(old.get("dividends") or []), *(new.get("dividends") or [])]}
+        merged["dividends"] = [both[k] for k in sorted(both)]
     if merged["adjusted"]:
         dates = [d for d in (old.get("adjusted_as_of"), new.get("adjusted_as_of")) if d]
         if dates:  # the older date: splits after it are re-checked on load (see load_dataset)

@@ -196,7 +196,7 @@ def quality_report(
     report = _report_frame(rows, grid, coverage, split_checks, jumps, recording, (dividend_text, no_drop))
     notes = _notes(grid, coverage, split_checks, splits, adjusted, gap_minutes, liquid_coverage)
     if adjustment == "total":
-        notes[0] = _dividend_note(dividends or [], df.attrs.get("dividends_as_of"))
+        notes[0] = _dividend_note(dividends, df.attrs.get("dividends_as_of"))
     report.attrs.update(notes=notes, interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
                         merged_splits=split_checks.merged, adjustment=adjustment, dividends=list(dividends or []))
     if damaged := int(df.attrs.get("damaged_records") or 0):  # a recording read past damaged records
@@ -241,8 +241,11 @@ def _check_dividends(grid: "_DayGrid", dividends: list[dict[str, Any]] | None) -
     return text, no_drop
 
 
-def _dividend_note(dividends: list[dict[str, Any]], as_of: str | None) -> str:
+def _dividend_note(dividends: list[dict[str, Any]] | None, as_of: str | None) -> str:
     """The first note of total-return bars: what was applied (ex-date, amount, factor)."""
+    if dividends is None:
+        return ("Total-return prices (adjusted='total'); the bars do not record which dividends were applied "
+                "(df.attrs['dividends']), so ex-dates are not checked.")
     listed = [f"{d['ticker']} {d['ex_date']} {d['cash_amount']:g} x{d['factor']:.6f}" for d in dividends]
     shown = "; ".join(listed[:8]) + (f"; +{len(listed) - 8} more" if len(listed) > 8 else "")
     since = f", dividends list as of {as_of}" if as_of else ""

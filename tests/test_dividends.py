@@ -314,7 +314,8 @@ def test_datasets_convert_to_and_from_total_return(sb: Sandbox, settings: Settin
     pd.testing.assert_frame_equal(from_raw[cols], total[cols], rtol=1e-12)
     assert from_raw.attrs["adjustment"] == "total" and len(from_raw.attrs["dividends"]) == len(total.attrs["dividends"])
     save_dataset(total, "intc_total", settings=settings)
-    assert load_dataset("intc_total", settings=settings).attrs["adjustment"] == "total"  # as stored
+    stored = load_dataset("intc_total", settings=settings)  # as stored, with what was applied
+    assert stored.attrs["adjustment"] == "total" and stored.attrs["dividends"] == total.attrs["dividends"]
     pd.testing.assert_frame_equal(load_dataset("intc_total", settings=settings, adjusted=False)[cols], raw[cols],
                                   rtol=1e-12)
     pd.testing.assert_frame_equal(load_dataset("intc_total", settings=settings, adjusted="splits")[cols],
