@@ -406,3 +406,19 @@ def test_a_recording_of_a_contract_holds_its_trades_and_replays(tmp_path: Path) 
 
     replayed = run(MassiveData(recording=path, settings=settings)).frame()  # bars from the recorded trades
     assert replayed["close"].tolist() == trades["price"].tolist()
+
+
+def test_the_cli_fetches_a_continuous_series_and_prints_its_rolls(sb: Sandbox, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, **sb.env(), "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "massive_feeds.cli", "fetch", "ES.c.0", "--start", "2026-09-14",
+                             "--end", "2026-09-25", "--interval", "1d", "--roll-adjust", "difference"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("10 bars for 1 symbol(s) from the SANDBOX (synthetic market) via rest")
+    roll = lines.index("futures rolls (roll_adjust=difference):")
+    assert lines[roll + 1].split() == ["date", "from", "to", "from_price", "to_price", "factor", "offset"]
+    assert lines[roll + 2].split()[:3] == ["2026-09-21", "ESU6", "ESZ6"]

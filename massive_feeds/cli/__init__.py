@@ -47,6 +47,8 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
                         "prices) or raw (as traded)")
     p.add_argument("--session", default="extended", choices=["extended", "regular"],
                    help="extended (default: pre-market to after-hours) or regular (09:30-16:00 New York, NYSE days)")
+    p.add_argument("--roll-adjust", default="none", choices=["none", "ratio", "difference"],
+                   help="continuous futures (ES.c.0): none (default: raw prices), ratio or difference (back-adjusted)")
     p.set_defaults(func=_cmd_fetch)
 
 
@@ -118,11 +120,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
     _check_fetch_args(args)
     df = fetch_data(args.symbols, args.start, args.end, args.interval, args.method, adjusted=_adjustment(args),
-                    progress=sys.stderr.isatty(), session=args.session)
+                    progress=sys.stderr.isatty(), session=args.session, roll_adjust=args.roll_adjust)
     origin = " from the SANDBOX (synthetic market)" if df.attrs.get("source") == "sandbox" else ""
     print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s){origin} via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
     _report_gaps(df)
+    rolls = df.attrs.get("rolls")
+    if rolls is not None and len(rolls):  # a continuous futures series: which contract it holds when
+        print(f"futures rolls (roll_adjust={df.attrs.get('roll_adjust', 'none')}):")
+        print(rolls.to_string(index=False))
     if args.dataset:
         path = save_dataset(df, args.dataset, append=args.append, overwrite=args.overwrite, tags=args.tag)
         print(f"saved dataset {args.dataset} -> {path}")
