@@ -14,8 +14,7 @@ Continuous series (Databento's notation):
 
 The contract list comes from ``/futures/v1/contracts`` as of each day of the query (``date.gte``/``date.lte``,
 outrights only: the listing puts spreads first; one paginated call per product and query, cached by the
-runtime). Every bar carries its
-``contract``. ``roll_adjust``:
+runtime). Every bar carries its ``contract``. ``roll_adjust`` (a :class:`~massive_feeds.schema.BarQuery` field):
 
 * ``"none"`` (default): raw prices of the contract held each session, as Databento gives them;
 * ``"ratio"``: bars before a roll are multiplied by ``to_price / from_price`` (products over later rolls);
@@ -40,14 +39,14 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import InvalidInputError, NoDataError
-from .futures_symbols import (CHICAGO, ROLL_ADJUSTS, futures_root, is_continuous, parse_continuous, session_days, session_open,  # noqa: F401
-                              session_range, validate_roll_adjust)
+from .futures_symbols import (CHICAGO, futures_root, is_continuous, parse_continuous, session_days, session_open,
+                              session_range)
 from .rest import RestClient
-from .rest.futures import FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs, \
-    parse_products
+from .rest.futures import (FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs,
+                           parse_products)
 from .runtime import current
-from .source import StoreSource
 from .schema import BarQuery, DateRange, Interval, asset_class, finalize_bars
+from .source import StoreSource
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -254,12 +254,5 @@ def parse_schedules(body: bytes) -> tuple[pd.DataFrame, str | None]:
     return df, page.next_url
 
 
-def next_of(page: Any) -> str | None:
-    """The ``next_url`` of a decoded page (for :meth:`~massive_feeds.rest.RestClient.paginate`)."""
-    return page.next_url if isinstance(page, FuturesPage) else page[1]
-
-
-Decoder = Callable[[bytes], Any]
-
-__all__ = ["FUTURES_BAR_EXTRA", "ContractSpec", "FuturesPage", "ProductSpec", "futures_bars", "next_of",
+__all__ = ["FUTURES_BAR_EXTRA", "ContractSpec", "FuturesPage", "ProductSpec", "futures_bars",
            "parse_contracts", "parse_futures_aggs", "parse_futures_ticks", "parse_products", "parse_schedules"]
