@@ -232,6 +232,22 @@ def store_table(raw: pa.Table, asset: str) -> pa.Table:
     return table.take(order)
 
 
+def day_index(table: pa.Table) -> dict[str, object]:
+    """A bar day file's index, kept in its (sealed) footer metadata: the first and last symbol of each row group
+    of :data:`ROW_GROUP_ROWS` rows and the first and last bar time (int64 ns). Readers pick row groups and a
+    month merge takes the day's span from it, not from the min/max statistics, which no checksum covers."""
+    n = table.num_rows
+    if n == 0:
+        return {"groups": [], "lo": None, "hi": None}
+    starts = np.arange(0, n, ROW_GROUP_ROWS)
+    ends = np.minimum(starts + ROW_GROUP_ROWS, n) - 1
+    symbol = table.column("symbol")
+    firsts, lasts = symbol.take(pa.array(starts)).to_pylist(), symbol.take(pa.array(ends)).to_pylist()
+    ts = table.column("timestamp").cast(pa.int64())
+    bounds = pc.min_max(ts).as_py()
+    return {"groups": [[a, b] for a, b in zip(firsts, lasts)], "lo": bounds["min"], "hi": bounds["max"]}
+
+
 def tick_rows(task: DayTask) -> tuple[pa.Table, int]:
     """A tick day's rows of the task's tickers, streamed from S3 through the ticker filter (a tick day file is
     never kept whole: a stocks quotes day is 6–10 GB), as a store tick table sorted by symbol then time."""
@@ -264,7 +280,7 @@ def run_day_task(task: DayTask) -> DayResult:
         table = store_table(raw, task.dataset.asset)
         del raw
         meta = {"key": remote.key, "etag": remote.etag, "dataset": task.dataset.path, "day": day.isoformat(),
-                "symbols": list(task.symbols) if task.symbols is not None else None}
+                "symbols": list(task.symbols) if task.symbols is not None else None, **day_index(table)}
         table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
         options = TRANSIENT_PARQUET_OPTIONS if task.transient else PARQUET_OPTIONS
         size = task.location.write_table(task.path, table, row_group_size=ROW_GROUP_ROWS, **options)

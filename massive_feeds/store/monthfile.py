@@ -122,8 +122,11 @@ def read_store_file(location: StoreLocation, path: str, days: Iterable[date], sy
             pf = open_parquet(source, path)  # page checksums verified as they are read, the footer's seal now
             with reading(path):
                 index = file_index(pf)
+                if "groups" in index and len(index["groups"]) != pf.metadata.num_row_groups:
+                    raise ValueError(f"its index lists {len(index['groups'])} row groups, the file has "
+                                     f"{pf.metadata.num_row_groups}")
                 groups = (_groups_by_index(index["groups"], symbols) if "groups" in index
-                          else _groups_by_statistics(pf, symbols))
+                          else _groups_by_statistics(pf, symbols))  # (files written before the index)
                 if not groups:
                     return STORE_SCHEMA.empty_table()
                 table = pf.read_row_groups(groups, use_threads=False)  # measured: threads cost more than they save
@@ -404,7 +407,11 @@ class _GroupWriter:
 
 
 def _span_of(pf: pq.ParquetFile) -> tuple[int, int] | None:
-    """First and last bar time (int64 ns) of a day file, from its row-group statistics."""
+    """First and last bar time (int64 ns) of a day file, from its (sealed) index, or for a day file written
+    before it had one, from its row-group statistics."""
+    index = file_index(pf)
+    if "lo" in index:
+        return (int(index["lo"]), int(index["hi"])) if index["lo"] is not None else None
     col = pf.schema_arrow.get_field_index("timestamp")
     lo = hi = None
     md = pf.metadata
