@@ -178,3 +178,31 @@ def test_verify_lists_damaged_files_and_exits_non_zero(settings: Settings, tmp_p
     out = capsys.readouterr().out
     assert f"DAMAGED {a}" in out and "1 damaged" in out
     shutil.rmtree(folder)
+
+
+def test_store_tick_file_bit_rot_is_a_typed_error_never_other_ticks(settings: Settings, tmp_path: Path) -> None:
+    from massive_feeds.store import HistoryStore
+
+    store = tmp_path / "store"
+    ingest("us_stocks_sip/quotes_v1", "2024-01-29", "2024-01-29", symbols=["AAPL", "MSFT"], store=store,
+           settings=settings)
+    [day] = list(store.rglob("*.parquet"))
+
+    def read() -> pd.DataFrame:
+        return HistoryStore(store).read_ticks("MSFT", "2024-01-29", "2024-01-30", ("quotes",))
+
+    good = read()
+    assert len(good) > 0 and set(good["symbol"]) == {"MSFT"}
+    original = day.read_bytes()
+    typed = 0
+    offsets = spread(day, 40, 30)
+    for offset in offsets:
+        flip(day, original, offset)
+        try:
+            df = read()
+        except CorruptStoreError as exc:
+            assert str(day) in str(exc)
+            typed += 1
+            continue
+        pd.testing.assert_frame_equal(df, good)
+    assert typed >= 0.8 * len(offsets)

@@ -33,20 +33,19 @@ from typing import Any, Iterable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from ..config import Settings, load_settings
-from ..errors import CorruptFileError, CorruptStoreError, InvalidInputError, StoreError
+from ..errors import CorruptFileError, InvalidInputError, StoreError
 from ..flatfiles.keys import DATASETS, PREFIXES, TICK_DATASETS, Dataset, dataset_for
 from ..flatfiles.resample import finish_base_frame
 from ..dividends import Corrections
-from ..storage import CHECKSUM_READ, open_parquet, reading
+from ..storage import open_parquet, reading
 from ..schema import INTERVALS, BarQuery, DateLike, Interval, empty_bars, finalize_bars
 from ..tickschema import KINDS_BY_ASSET, TickQuery, empty_ticks, finalize_ticks
 from .daytask import STORE_SCHEMA, TICK_STORE_SCHEMA
 from .location import StoreLocation
 from .manifest import MANIFEST_NAME, Manifest
-from .monthfile import corrupt_store_file, read_store_file
+from .monthfile import groups_by_index, corrupt_store_file, file_index, read_store_file
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +282,7 @@ class HistoryStore:
             wanted = (pc.field("symbol").isin(pa.array(found.groups[ds], pa.string()))
                       & (pc.field("timestamp") >= lo) & (pc.field("timestamp") < hi))
             try:
-                tables.append(self._read_tick_files(paths, wanted))
+                tables.append(self._read_tick_files(paths, list(found.groups[ds]), wanted))
             except (OSError, pa.ArrowInvalid) as exc:
                 raise StoreError(f"Cannot read {ds.path} from the store {self.location.display} ({exc}); run the "
                                  "ingest again for the range to repair missing or damaged day files") from exc
@@ -305,23 +304,32 @@ class HistoryStore:
         return df
 
 
-    def _read_tick_files(self, paths: list[str], wanted: pc.Expression) -> pa.Table:
-        """The ``wanted`` rows of tick day files, each file's seal checked and its pages' checksums verified."""
+    def _read_tick_files(self, paths: list[str], symbols: list[str], wanted: pc.Expression) -> pa.Table:
+        """The ``wanted`` rows of tick day files (rows of ``symbols``), each file's seal checked and its pages'
+        checksums verified. Row groups are picked by the file's sealed index, never by min/max statistics (no
+        checksum covers those); a file written before the index is read whole."""
+        tables = []
         for path in paths:
             try:
                 with self.location.filesystem.open_input_file(path) as source:
-                    open_parquet(source, path)
+                    pf = open_parquet(source, path)
+                    with reading(path):
+                        index = file_index(pf)
+                        if "groups" not in index:
+                            table = pf.read(use_threads=False)
+                        elif len(index["groups"]) != pf.metadata.num_row_groups:
+                            raise ValueError(f"its index lists {len(index['groups'])} row groups, the file has "
+                                             f"{pf.metadata.num_row_groups}")
+                        else:
+                            picks = groups_by_index(index["groups"], symbols)
+                            table = (pf.read_row_groups(picks, use_threads=False) if picks
+                                     else pf.schema_arrow.empty_table())
+                        table = table.filter(wanted)
             except CorruptFileError as exc:
                 raise corrupt_store_file(path, exc) from exc
-        options = pads.ParquetFragmentScanOptions(**CHECKSUM_READ)
-        verified = pads.ParquetFileFormat(default_fragment_scan_options=options)
-        data = pads.dataset(paths, schema=TICK_STORE_SCHEMA, format=verified, filesystem=self.location.filesystem)
-        try:
-            with reading(f"a tick file of {', '.join(paths)}"):
-                return data.to_table(filter=wanted)
-        except CorruptFileError as exc:
-            raise CorruptStoreError(f"{exc}; `massive-feeds verify` names the damaged file: delete it, then run "
-                                    "the ingest again for its days to rewrite it") from exc
+            tables.append(table.cast(TICK_STORE_SCHEMA) if table.schema != TICK_STORE_SCHEMA else table)
+        return pa.concat_tables(tables) if tables else TICK_STORE_SCHEMA.empty_table()
+
     def covers_ticks(self, symbols: str | Iterable[str], start: DateLike, end: DateLike,
                      kinds: Iterable[str] = ("quotes",)) -> bool:
         """Whether every day of the range that has a tick file is in the store for these symbols (manifests only)."""

@@ -232,15 +232,15 @@ def store_table(raw: pa.Table, asset: str) -> pa.Table:
     return table.take(order)
 
 
-def day_index(table: pa.Table) -> dict[str, object]:
+def day_index(table: pa.Table, rows: int = ROW_GROUP_ROWS) -> dict[str, object]:
     """A bar day file's index, kept in its (sealed) footer metadata: the first and last symbol of each row group
-    of :data:`ROW_GROUP_ROWS` rows and the first and last bar time (int64 ns). Readers pick row groups and a
+    of ``rows`` rows (:data:`ROW_GROUP_ROWS`) and the first and last bar time (int64 ns). Readers pick row groups and a
     month merge takes the day's span from it, not from the min/max statistics, which no checksum covers."""
     n = table.num_rows
     if n == 0:
         return {"groups": [], "lo": None, "hi": None}
-    starts = np.arange(0, n, ROW_GROUP_ROWS)
-    ends = np.minimum(starts + ROW_GROUP_ROWS, n) - 1
+    starts = np.arange(0, n, rows)
+    ends = np.minimum(starts + rows, n) - 1
     symbol = table.column("symbol")
     firsts, lasts = symbol.take(pa.array(starts)).to_pylist(), symbol.take(pa.array(ends)).to_pylist()
     ts = table.column("timestamp").cast(pa.int64())
@@ -305,7 +305,7 @@ def _run_tick_task(task: DayTask, t0: float) -> DayResult:
         exc.downloaded_bytes = remote.size  # type: ignore[attr-defined] # streamed: count it as downloaded
         raise
     meta = {"key": remote.key, "etag": remote.etag, "dataset": task.dataset.path, "day": day.isoformat(),
-            "symbols": list(task.symbols or ())}
+            "symbols": list(task.symbols or ()), **day_index(table, ROW_GROUP_ROWS * 5)}
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     try:
         size = task.location.write_table(task.path, table, row_group_size=ROW_GROUP_ROWS * 5, **PARQUET_OPTIONS)

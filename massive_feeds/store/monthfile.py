@@ -93,7 +93,8 @@ def _groups_by_statistics(pf: pq.ParquetFile, symbols: list[str]) -> list[int]:
     return out
 
 
-def _groups_by_index(groups: list[list[str]], symbols: list[str]) -> list[int]:
+def groups_by_index(groups: list[list[str]], symbols: list[str]) -> list[int]:
+    """The row groups that can hold ``symbols``, by the first and last symbol of each group (sorted by symbol)."""
     firsts = [g[0] for g in groups]
     lasts = [g[1] for g in groups]
     picked: set[int] = set()
@@ -125,7 +126,7 @@ def read_store_file(location: StoreLocation, path: str, days: Iterable[date], sy
                 if "groups" in index and len(index["groups"]) != pf.metadata.num_row_groups:
                     raise ValueError(f"its index lists {len(index['groups'])} row groups, the file has "
                                      f"{pf.metadata.num_row_groups}")
-                groups = (_groups_by_index(index["groups"], symbols) if "groups" in index
+                groups = (groups_by_index(index["groups"], symbols) if "groups" in index
                           else _groups_by_statistics(pf, symbols))  # (files written before the index)
                 if not groups:
                     return STORE_SCHEMA.empty_table()
