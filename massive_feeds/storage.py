@@ -16,9 +16,10 @@ numbers:
 
 Damage becomes a :class:`~massive_feeds.errors.CorruptFileError` naming the file; callers turn it into a cache miss
 (caches) or a typed error of their own (datasets, store). Files written before seals and page checksums existed
-have neither: they are read as before (nothing to verify against). What stays unchecked: the min/max statistics
-in the footer, which only filtered reads of flat-file cache days and of store day files consult to skip row groups
-(store month files choose row groups by their sealed index).
+have neither: they are read as before (nothing to verify against). The footer's min/max statistics stay outside
+the seal (unknown until the writer closes), so no read trusts them to skip rows: flat-file cache days are picked by
+their (checksummed) ticker column, the store's day, tick and month files by their sealed index; only store files
+written before that index existed fall back to the statistics.
 """
 
 from __future__ import annotations
