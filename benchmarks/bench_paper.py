@@ -2,14 +2,14 @@
 
 1. **Reaction time at the firehose rate.** The sandbox's WebSocket is armed in firehose mode: the
    connection that subscribes to trades receives a whole day of every stock's trades (``--events``) as
-   fast as it reads them. A paper session (the very pieces :func:`strategies.paper.paper_trade` uses: the
+   fast as it reads them. A paper session (the very pieces :func:`massive_feeds.strategies.paper.paper_trade` uses: the
    live ``StreamSource`` with the recorder tapped into its listener, Backtrader with a simulated broker)
    trades AAPL on 1-minute bars with a strategy that places an order on every bar. Reaction time is
    measured from the arrival of the event that completed a bar (the listener's delivery of the first
    batch holding an event past the bar's end) to the strategy's order for that bar: median and 99th
    percentile, with the firehose's delivered event rate.
 2. **Replay of a one-hour session.** A paper session of one market hour is recorded from the sandbox
-   (``--hour-speed``: its clock at 60x, one minute), then replayed with :func:`strategies.paper.replay_session`
+   (``--hour-speed``: its clock at 60x, one minute), then replayed with :func:`massive_feeds.strategies.paper.replay_session`
    at ``replay_speed=None``; the plain recording replay (``MassiveQuoteData(recording=…)``) is timed beside
    it. The sandbox's paced stream gives AAPL about 1,100 events an hour, where fixed costs dominate, so
    the same hour is also densified to ``--per-minute`` events a minute (a liquid stock's rate) and
@@ -37,9 +37,9 @@ from massive_feeds.backtrader import MassiveQuoteData
 from massive_feeds.record import WebSocketDataRecorder
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.sandbox.ws import Firehose
-from strategies.base import SignalStrategy
-from strategies.paper import BackfillLog, live_source, paper_trade, replay_session
-from strategies.runner import bt_nums_to_index
+from massive_feeds.strategies.base import SignalStrategy
+from massive_feeds.strategies.paper import BackfillLog, live_source, paper_trade, replay_session
+from massive_feeds.strategies.runner import bt_nums_to_index
 
 REPLAY_TARGET_S_PER_10K = 1.0
 

@@ -5,7 +5,7 @@ from _common import massive_settings, recent_weekdays
 
 from massive_feeds import fetch_data
 from massive_feeds.backtrader import MassiveData
-from strategies import SmaCross, run_strategy
+from massive_feeds.strategies import SmaCross, run_strategy
 
 class CountBars(bt.Strategy):
     """Counts the bars the strategy sees."""

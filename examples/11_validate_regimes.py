@@ -5,7 +5,7 @@ import time
 from _common import massive_settings, recent_weekdays
 
 from massive_feeds import WebSocketDataRecorder, fetch_data, save_dataset
-from strategies.validation import format_table, validate
+from massive_feeds.strategies.validation import format_table, validate
 
 with massive_settings() as settings:
     recorded = []

@@ -1,36 +1,8 @@
-"""Ready-made strategies for Backtrader, with vectorised twins of their signals.
+"""The repository's ``strategies/`` folder: an alias of :mod:`massive_feeds.strategies`, where the strategies
+live and how the wheel ships them (a top-level ``strategies`` package collided with any user folder of that
+name). ``from strategies import SmaCross`` and ``import strategies.validation`` keep working in a checkout;
+installed code should import ``massive_feeds.strategies``. Each submodule file here hands over the same module
+object, so classes and registries are never duplicated."""
 
-* :class:`SmaCross` — fast SMA crosses the slow SMA (twin: :func:`signals.sma_cross_signals`).
-* :class:`MeanReversion` — close ``entry_z`` standard deviations below its mean, out at ``exit_z``
-  (:func:`signals.mean_reversion_signals`).
-* :class:`MomentumBreakout` — close above the prior N-bar high with positive momentum, out below the
-  prior M-bar low (:func:`signals.breakout_signals`).
-* :class:`SpreadCapture` — prints at the bid of a wide quote, out at the ask; reads ``bid``/``ask``
-  lines when the feed has them (:func:`signals.spread_capture_signals`).
-
-All are long-only :class:`SignalStrategy` subclasses whose per-bar entries/exits equal their twins'
-bit for bit (same kernels, see :mod:`strategies.signals`). :func:`run_strategy` runs one on a feed::
-
-    from strategies import SmaCross, run_strategy
-    result = run_strategy(SmaCross, MassiveData(dataname="AAPL", ...), cash=10_000, fast=5, slow=20)
-    print(result); result.save_equity_png("out/sma.png")
-"""
-
-from .base import SignalStrategy
-from .breakout import MomentumBreakout
-from .mean_reversion import MeanReversion
-from .runner import BacktestResult, run_strategy
-from .signals import Signals
-from .sma_cross import SmaCross
-from .spread_capture import SpreadCapture
-
-#: Name → class, for CLIs and validation tables.
-STRATEGIES: dict[str, type[SignalStrategy]] = {
-    "sma_cross": SmaCross,
-    "mean_reversion": MeanReversion,
-    "breakout": MomentumBreakout,
-    "spread_capture": SpreadCapture,
-}
-
-__all__ = ["STRATEGIES", "BacktestResult", "MeanReversion", "MomentumBreakout", "SignalStrategy", "Signals",
-           "SmaCross", "SpreadCapture", "run_strategy"]
+from massive_feeds.strategies import *  # noqa: F401,F403 - the alias re-exports the package
+from massive_feeds.strategies import STRATEGIES, __all__  # noqa: F401

@@ -5,6 +5,7 @@ dependency); ``if TYPE_CHECKING:`` blocks are skipped (they never run). Layers, 
 the architecture note (``docs/structure.md`` describes each)::
 
     faces        cli/ ui/ and the package root (which re-exports; its get_connector hands the recorder in)
+    strategies   strategies/: the built-in strategies, their runners and validation (on both adapters)
     adapters     backtrader/ vectorbt/
     fetch        fetch.py, ticks.py, futures.py: the public fetch functions; source.py: the Source shape and choose()
     services     store/ (above flat files), record/ (above stream), datasets, quality
@@ -28,6 +29,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "massive_feeds"
 
 LAYERS = {
     "faces": ("cli", "ui", "__init__", "__main__"),
+    "strategies": ("strategies",),
     "adapters": ("backtrader", "vectorbt"),
     "fetch": ("fetch", "ticks", "futures", "source"),
     "services": ("store", "record", "datasets", "quality"),
@@ -217,3 +219,44 @@ def test_the_store_gets_its_feed_class_from_above_and_ingest_is_a_function_of_th
     assert MassiveStore.DataCls is MassiveData  # Backtrader's own registration idiom (IBStore.DataCls)
     assert not hasattr(HistoryStore, "ingest_fn") and not hasattr(HistoryStore, "ingest")
     assert "store" in __import__("inspect").signature(ingest).parameters  # ingest(dataset, …, store=HistoryStore)
+
+
+# --- the strategies ship under the project's namespace (issue 28) -------------------------------------------
+def test_the_wheel_ships_the_strategies_as_massive_feeds_strategies_only() -> None:
+    import tomllib
+
+    from setuptools import find_packages
+
+    root = PACKAGE.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = find_packages(str(root), include=include)
+    assert "massive_feeds.strategies" in shipped
+    assert not [p for p in shipped if p.split(".")[0] == "strategies"]  # before: a top-level `strategies`
+
+
+def test_the_repository_strategies_folder_is_the_same_modules() -> None:
+    import massive_feeds.strategies as pkg
+    import massive_feeds.strategies.runner as runner
+    import massive_feeds.strategies.validation as validation
+    import strategies
+    import strategies.runner
+    from strategies.validation import validate
+
+    assert strategies.SmaCross is pkg.SmaCross and strategies.STRATEGIES is pkg.STRATEGIES
+    assert strategies.runner is runner and validate is validation.validate  # one module object, not a copy
+
+
+def test_a_user_folder_named_strategies_does_not_shadow_ours(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "__init__.py").write_text("MINE = True\n")  # the user's own package
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{PACKAGE.parent}"}
+    code = "import strategies; from massive_feeds.strategies import SmaCross, run_strategy; print(strategies.MINE)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

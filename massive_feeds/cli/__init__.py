@@ -327,7 +327,7 @@ def _parse_params(pairs: list[str], strategy: str | None = None) -> dict[str, fl
     ``fast``, a number for ``entry_z``)."""
     defaults: dict[str, object] | None = None
     if strategy is not None:
-        from strategies.validation import resolve_strategies
+        from massive_feeds.strategies.validation import resolve_strategies
 
         cls = resolve_strategies([strategy])[strategy]
         defaults = dict(cls.params._getpairs())  # type: ignore[attr-defined]
@@ -387,7 +387,7 @@ def _add_fills_option(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from strategies.validation import format_table, sandbox_heading, validate
+    from massive_feeds.strategies.validation import format_table, sandbox_heading, validate
 
     from .recordings import recording_folder_hint
 
@@ -420,9 +420,9 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from strategies.validation import format_table, validate
+    from massive_feeds.strategies.validation import format_table, validate
 
-    from strategies.validation import resolve_strategies
+    from massive_feeds.strategies.validation import resolve_strategies
 
     names = args.strategies.split(",") if args.strategies else None
     resolve_strategies(names)

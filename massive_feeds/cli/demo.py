@@ -41,7 +41,7 @@ def spread_cost_table(at_close: "pd.DataFrame", at_quotes: "pd.DataFrame") -> st
 
 def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_SECONDS,
              speed: float = CLOCK_SPEED) -> int:
-    from strategies.validation import format_table, validate
+    from massive_feeds.strategies.validation import format_table, validate
 
     from ..datasets import list_datasets, save_dataset
     from ..fetch import fetch_data

@@ -1,6 +1,6 @@
 """``massive-feeds paper``: paper-trade a strategy on the live stream, save the session, prove the replay.
 
-The session runs on a worker thread (:func:`strategies.paper.paper_trade`); the main thread waits for
+The session runs on a worker thread (:func:`massive_feeds.strategies.paper.paper_trade`); the main thread waits for
 ``--seconds`` or Ctrl-C, which asks the session to stop after its next bar. While it trades, stderr shows
 the position, open orders, fills, cash/equity and the last bar: redrawn in place on a terminal, one line
 per fill (and a status line every :data:`PLAIN_STATUS_EVERY` seconds) otherwise.
@@ -81,8 +81,8 @@ def session_name(name: str | None, symbol: str, sessions: int) -> str | None:
 class StatusView:
     """``on_bar`` of the session: the status line on ``out`` (redrawn on a terminal) and a line per fill.
 
-    ``snap`` turns the session's control into a :class:`strategies.paper.Snapshot` (default
-    :func:`strategies.paper.snapshot`)."""
+    ``snap`` turns the session's control into a :class:`massive_feeds.strategies.paper.Snapshot` (default
+    :func:`massive_feeds.strategies.paper.snapshot`)."""
 
     def __init__(self, out: TextIO, snap: Callable[[Any], Any] | None = None, prefix: str = "") -> None:
         self.out = out
@@ -95,7 +95,7 @@ class StatusView:
 
     def __call__(self, control: Any) -> None:
         if self._snap is None:
-            from strategies.paper import snapshot
+            from massive_feeds.strategies.paper import snapshot
 
             self._snap = snapshot
         snap = self._snap(control)
@@ -122,7 +122,7 @@ class StatusView:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    from strategies.paper import paper_trade
+    from massive_feeds.strategies.paper import paper_trade
 
     symbols, params = check_args(args)
     stop = threading.Event()

@@ -342,7 +342,7 @@ class LiveSession:
 
 
 class PaperRun:
-    """A paper session (:func:`strategies.paper.paper_trade`) on a background thread, for the page: the
+    """A paper session (:func:`massive_feeds.strategies.paper.paper_trade`) on a background thread, for the page: the
     strategy trades the live stream while the page reads snapshots; :meth:`stop` ends it after its next
     bar, then the session is saved, replayed (parity) and backtested as recorded (``backtest``).
 
@@ -352,7 +352,7 @@ class PaperRun:
     def __init__(self, settings: Settings, save_dir: Path, strategy: str, symbol: str, params: dict[str, Any],
                  *, fills: str = "close", cash: float = 100_000.0, interval: str = "1m",
                  backfill_bars: int = 100) -> None:
-        from strategies.fills import check_fills
+        from massive_feeds.strategies.fills import check_fills
 
         check_fills(fills)
         self.settings, self.save_dir = settings, Path(save_dir)
@@ -398,7 +398,7 @@ class PaperRun:
         return snap, bars, list(snap.fills) if snap is not None else []
 
     def _on_bar(self, control: Any) -> None:
-        from strategies.paper import snapshot
+        from massive_feeds.strategies.paper import snapshot
 
         snap = snapshot(control)
         with self._lock:
@@ -406,8 +406,8 @@ class PaperRun:
             self._bars.append((snap.time, snap.close, snap.bid, snap.ask))
 
     def _run(self) -> None:
-        from strategies import STRATEGIES, run_strategy
-        from strategies.paper import paper_feed, paper_trade
+        from massive_feeds.strategies import STRATEGIES, run_strategy
+        from massive_feeds.strategies.paper import paper_feed, paper_trade
 
         try:
             self.result = paper_trade(self.strategy, self.symbol, params=self.params, interval=self.interval,
@@ -438,7 +438,7 @@ def run_backtest(settings: Settings, dataset: str, symbol: str, strategy: str,
         InvalidInputError: unknown strategy, symbol not in the dataset, or too few bars for it.
         DatasetError: the dataset cannot be read.
     """
-    from strategies import STRATEGIES, run_strategy
+    from massive_feeds.strategies import STRATEGIES, run_strategy
 
     cls = STRATEGIES.get(strategy)
     if cls is None:

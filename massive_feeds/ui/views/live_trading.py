@@ -148,7 +148,7 @@ def _speed(live: LiveSession) -> float:
 
 
 def _needs(live: LiveSession) -> dict[str, int]:
-    from strategies import STRATEGIES
+    from massive_feeds.strategies import STRATEGIES
 
     return {name: L.min_bars_needed(L.strategy_params(cls)) for name, cls in STRATEGIES.items()}
 
@@ -196,7 +196,7 @@ def _render_recording(live: LiveSession) -> None:
 
 
 def _render_backtest(live: LiveSession) -> None:
-    from strategies import STRATEGIES
+    from massive_feeds.strategies import STRATEGIES
 
     st.subheader("Test a strategy on recorded data")
     include_all = st.checkbox("Show all datasets, not only live recordings", key="lt_all")
@@ -382,7 +382,7 @@ def _paper_panel(live: LiveSession) -> None:
 
 
 def _render_paper(live: LiveSession, available: list[str]) -> None:
-    from strategies import STRATEGIES
+    from massive_feeds.strategies import STRATEGIES
 
     st.subheader("Paper trading: a strategy on the live stream")
     running = live.paper is not None and live.paper.running
