@@ -138,6 +138,10 @@ def _resync(data: bytes, start: int, expected: int | None) -> int | None:
     return None
 
 
+class _Unanchored(Exception):
+    """A segment scanned on its own (no sequence number known) starts with damage."""
+
+
 def _scan(path: Path, expected: int | None, *, last: bool) -> _Scan:
     """Every intact record of a segment, the damage skipped, where a torn tail begins, the size, and the
     sequence number the next record should carry. ``expected``: the sequence number after the previous
@@ -150,6 +154,8 @@ def _scan(path: Path, expected: int | None, *, last: bool) -> _Scan:
     # a segment's first frame may carry another sequence number than expected, when confirmed (the caller checks
     # it against the previous segment)
     frame = _frame_at(data, 0, expected) or _confirmed(data, 0, None)
+    if frame is None and expected is None and data:
+        raise _Unanchored(path.name)  # damage with no sequence number to resynchronise on: scan from the start
     while offset < len(data):
         if frame is not None:
             end, seq, payload = frame
@@ -212,7 +218,7 @@ def repair(folder: Path) -> int:
 
     Only bytes after which no valid frame follows are cut: damage followed by durable records is left in place
     (the reader skips it and counts what it lost), so nothing durable is ever truncated."""
-    scans = list(_scans(folder))
+    scans = _tail_scans(folder)
     if not scans:
         return 0
     for _, scan in scans:
@@ -240,10 +246,25 @@ def read_records(folder: Path, damage: list[Damage] | None = None) -> Iterator[R
             yield Record(seq, payload[:1], orjson.loads(payload[1:]))
 
 
+def _tail_scans(folder: Path) -> list[tuple[Path, _Scan]]:
+    """The scans of the last two segments, the sequence numbers carried from the one to the other, which is all
+    a resume needs (reading a long log whole would make every resume slower); the whole log when the earlier of
+    the two starts with damage (no sequence number to resynchronise on) or holds no record."""
+    segs = segments(folder)
+    if len(segs) >= 2:
+        try:
+            before = _scan(segs[-2], None, last=False)
+        except _Unanchored:
+            before = None
+        if before is not None and before.records:
+            return [(segs[-2], before), (segs[-1], _scan(segs[-1], before.next_sequence, last=True))]
+    return list(_scans(folder))
+
+
 def _last_sequence(folder: Path) -> int:
     """Sequence number of the newest intact record, or -1 for an empty log."""
     last = -1
-    for _, scan in _scans(folder):
+    for _, scan in _tail_scans(folder):
         if scan.records:
             last = scan.records[-1][0]
     return last
