@@ -42,6 +42,7 @@ import pandas as pd
 
 from massive_feeds.config import Settings
 from massive_feeds.errors import InvalidInputError, MassiveError, StreamError
+from massive_feeds.storage import read_parquet_frame, write_parquet
 
 from .fills import QuoteBroker, check_fills
 from .runner import _Trades, bt_nums_to_index
@@ -264,14 +265,14 @@ class BackfillLog:
         meta = [{"start_ms": s, "end_ms": e, "rows": None if f is None else len(f)} for s, e, f in self.calls]
         frames = [f.assign(call=i) for i, (_, _, f) in enumerate(self.calls) if f is not None and len(f)]
         if frames:
-            pd.concat(frames, ignore_index=True).to_parquet(folder / BACKFILL_FILE, index=False)
+            write_parquet(pd.concat(frames, ignore_index=True), folder / BACKFILL_FILE)  # checksummed, sealed
         (folder / "paper_backfill.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "BackfillLog":
         meta = json.loads((folder / "paper_backfill.json").read_text())
         path = folder / BACKFILL_FILE
-        rows = pd.read_parquet(path) if path.exists() else pd.DataFrame({"call": pd.Series([], dtype="int64")})
+        rows = read_parquet_frame(path) if path.exists() else pd.DataFrame({"call": pd.Series([], dtype="int64")})
         parts = {int(k): g.drop(columns="call").reset_index(drop=True) for k, g in rows.groupby("call")}
         calls: list[tuple[int, int, pd.DataFrame | None]] = []
         for i, m in enumerate(meta):
