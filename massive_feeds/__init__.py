@@ -35,6 +35,7 @@ _EXPORTS = {
     "fetch_dividends": "dividends", "apply_dividends": "dividends",
     "Runtime": "runtime", "resolve_settings": "runtime",
     "to_wide": "layout",
+    "verify_files": "storage",
 }
 
 __all__ = ["MassiveError", "__version__", "get_connector", *_EXPORTS]

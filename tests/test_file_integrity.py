@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import massive_feeds
 from massive_feeds import fetch_ohlcv_rest
 from massive_feeds.cache import wait_for_result_cache
 from massive_feeds.cli import main
@@ -172,7 +173,7 @@ def test_verify_lists_damaged_files_and_exits_non_zero(settings: Settings, tmp_p
     data = bytearray(a.read_bytes())
     data[len(data) // 3] ^= 0x10  # inside a data page
     a.write_bytes(bytes(data))
-    checked, bad = verify_files(folder)
+    checked, bad = massive_feeds.verify_files(folder)  # the public name
     assert len(checked) == 2 and [b.path for b in bad] == [a]
     assert main(["verify", str(folder)]) == 1
     out = capsys.readouterr().out
