@@ -422,3 +422,51 @@ def test_the_cli_fetches_a_continuous_series_and_prints_its_rolls(sb: Sandbox, t
     roll = lines.index("futures rolls (roll_adjust=difference):")
     assert lines[roll + 1].split() == ["date", "from", "to", "from_price", "to_price", "factor", "offset"]
     assert lines[roll + 2].split()[:3] == ["2026-09-21", "ESU6", "ESZ6"]
+
+
+def test_a_live_continuous_feed_rolls_at_the_session_change(tmp_path: Path) -> None:
+    bt = pytest.importorskip("backtrader")
+    from massive_feeds.backtrader import MassiveData
+
+    class UntilRolled(bt.Strategy):
+        params = (("sandbox", None),)
+
+        def __init__(self) -> None:
+            self.bars: list[tuple[pd.Timestamp, float]] = []
+            self.notices: list[str] = []
+            self.subscribed: list[set[str]] = []
+
+        def notify_data(self, data: bt.DataBase, status: int, *args: object, **kwargs: object) -> None:
+            self.notices.append(data._getstatusname(status))
+            self.subscribed.append(self.p.sandbox.ws.subscriptions("futures"))
+
+        def next(self) -> None:
+            if self.data._laststatus == self.data.LIVE:
+                self.bars.append((pd.Timestamp(bt.num2date(self.data.datetime[0]), tz="UTC"), self.data.close[0]))
+                if self.bars[-1][0] >= pd.Timestamp("2026-09-14 22:02", tz="UTC"):
+                    self.env.runstop()
+
+    # 15:30 Chicago on Monday 09-14: ES.v.0 holds ESU6 until that session's close; the session of 09-15 (opening
+    # 17:00 Chicago) holds ESZ6, which had the most volume on 09-14
+    start = datetime(2026, 9, 14, 20, 30, tzinfo=timezone.utc)
+    with Sandbox(websocket=True, clock_start=start, clock_speed=300) as box:
+        settings = box.settings(home=tmp_path / "home", plan="unlimited")
+        data = MassiveData(dataname="ES.v.0", historical=False, interval="1m", settings=settings,
+                           clock=box.clock.now_ms, backfill_bars=2, qcheck=0.1)
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(data)
+        cerebro.addstrategy(UntilRolled, sandbox=box)
+        try:
+            strat = cerebro.run()[0]
+        finally:
+            data.store.connector.close()
+    before = [(t, c) for t, c in strat.bars if t < pd.Timestamp("2026-09-14 21:00", tz="UTC")]
+    after = [(t, c) for t, c in strat.bars if t >= pd.Timestamp("2026-09-14 22:00", tz="UTC")]
+    assert before and after and strat.notices.count("CONNECTED") == 2, (strat.notices, strat.bars[:3])  # subscribed, then rolled
+    assert any("ESU6" in s for s in map(str, strat.subscribed[:1]))
+    assert "T.ESZ6" in set().union(*strat.subscribed[1:]) and not any("ESU6" in p for p in strat.subscribed[-1])
+    with Sandbox(clock_start=start + timedelta(hours=3), clock_speed=0.001) as rest_box:
+        own = fetch_data("ESZ6", after[0][0], after[-1][0], "1m", settings=rest_box.settings())
+        old = fetch_data("ESU6", before[0][0], before[-1][0], "1m", settings=rest_box.settings())
+    assert [c for _, c in after] == own["close"].tolist()  # after the roll: the new contract's own bars
+    assert [c for _, c in before] == old["close"].tolist()  # before it: the old one's

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..datasets import dataset_info, dataset_path
 from ..errors import InvalidInputError
+from ..futures_symbols import is_continuous
 from ..schema import BarQuery, DateLike, asset_class, normalize_symbol, parse_date_range
 from .sources import FeedSource, FrameSource
 from .store import MassiveStore
@@ -254,14 +255,8 @@ class FeedSetup:
 
         store, symbol, clock = self.store, self.symbol, self.p.clock
         assert symbol is not None
-        if asset_class(symbol) == "futures":  # a continuous series streams the contract it holds today
-            from ..futures import held_contract
-
-            now = pd.Timestamp(store.server_time_ms(), unit="ms", tz="UTC")  # the service's clock (the sandbox's)
-            session = (now.tz_convert("America/Chicago").tz_localize(None) + pd.Timedelta(hours=7)).date()
-            held = held_contract(symbol, session, store.settings)
-            log.info("live %s: streaming %s, the contract it holds today (no roll while the feed runs)", symbol, held)
-            symbol = held
+        if asset_class(symbol) == "futures" and is_continuous(symbol):
+            return self._rolling_source(symbol)
         # "now" is the market's: the given clock, else the stream's own (see live.StreamSource)
         fromdate = self.window()[0]
         if clock is not None:
@@ -278,6 +273,35 @@ class FeedSetup:
                             server_clock=store.server_time_ms if self.p.backfill else None,
                             start_wait=float(self.p.start_wait),
                             grace_ms=int(self.p.grace * 1000), market=asset_class(symbol), name=f"live {symbol}")
+
+    def _rolling_source(self, ticker: str) -> FeedSource:
+        """A continuous series live: the contract it holds now, rolled at session changes (see .rolling)."""
+        from ..futures import held_contract
+        from .rolling import RollingSource, session_of
+
+        store = self.store
+        session = session_of(store.server_time_ms())  # the service's clock (the sandbox's)
+        held = held_contract(ticker, session, store.settings)
+        log.info("live %s: streaming %s, the contract it holds in the session of %s", ticker, held, session)
+        return RollingSource(ticker, held, lambda contract, first: self._contract_source(contract, first),
+                             lambda day: held_contract(ticker, day, store.settings), session)
+
+    def _contract_source(self, contract: str, first: bool) -> FeedSource:
+        """The stream source of one contract of a continuous series (only the first one backfills)."""
+        from .live import STREAM_CLOCK, StreamSource, live_kinds
+
+        store, clock = self.store, self.p.clock
+        kinds = live_kinds(contract, self.p.live_bars, quotes=bool(self.extra_lines))
+        backfill = self._backfill_fn() if first else None
+        start = self._backfill_start(clock) if first and clock is not None and backfill is not None else None
+        return StreamSource(store.connector, contract, self._builder(),
+                            subscribe=lambda: store.subscribe(contract, kinds),
+                            unsubscribe=lambda: store.unsubscribe(contract),
+                            backfill=backfill, backfill_start=start, backfill_bars=int(self.p.backfill_bars),
+                            clock=clock if clock is not None else STREAM_CLOCK,
+                            server_clock=store.server_time_ms if backfill is not None else None,
+                            start_wait=float(self.p.start_wait), grace_ms=int(self.p.grace * 1000),
+                            market="futures", name=f"live {self.symbol} ({contract})")
 
     def _backfill_fn(self) -> Any:
         """REST bars of this feed's symbol and interval for a window (``None`` without backfill)."""
