@@ -425,3 +425,40 @@ def test_a_special_dividend_applies_like_a_regular_one_on_both_endpoints(sb: San
                      settings=sb.settings(home=settings.home / "v3", plan="unlimited"))
     special = next(d for d in old.attrs["dividends"] if d["ex_date"] == "2024-02-21")
     assert special["distribution_type"] == "special" and special["factor"] == pytest.approx(hand, rel=1e-8)
+
+
+# --- Backtrader and vectorbt on a dataset: adjusted= converts on read ----------------------------------
+def dataset_holding_return(settings: Settings, name: str, adjusted: str | None) -> float:
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(MassiveData(dataset=name, adjusted=adjusted, settings=settings))
+    cerebro.addstrategy(BuyAndHold)
+    cerebro.broker.setcash(100_000.0)
+    cerebro.run()
+    return cerebro.broker.getvalue() / 100_000.0 - 1
+
+
+def test_backtrader_and_vectorbt_datasets_follow_adjusted(settings: Settings) -> None:
+    from massive_feeds.datasets import save_dataset
+    from massive_feeds.vectorbt import MassiveData as VbtData
+
+    raw = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted=False, settings=settings)
+    total_bars = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted="total", settings=settings)
+    split_bars = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted=True, settings=settings)
+    save_dataset(raw, "intc_raw_bt", settings=settings)
+    total = dataset_holding_return(settings, "intc_raw_bt", "total")
+    splits = dataset_holding_return(settings, "intc_raw_bt", "splits")
+    # the same buy-and-hold as on fetched bars: entry at the second bar's open, the total series' price return
+    # exceeds the split-adjusted one by 1 / (F1 × F2), and the position is 98 % of the cash
+    entry_t, entry_s = total_bars["open"].iloc[1], split_bars["open"].iloc[1]
+    exit_t, exit_s = total_bars["close"].iloc[-1], split_bars["close"].iloc[-1]
+    assert (exit_t / entry_t) / (exit_s / entry_s) == pytest.approx(1 / (F1 * F2), rel=2e-6)
+    assert (1 + total) == pytest.approx(1 + splits + 0.98 * (exit_t / entry_t - exit_s / entry_s), abs=2e-3)
+    assert total - splits > 0.005  # the two dividends: about 0.38 % + 0.47 %
+    assert total == pytest.approx(holding_return(settings, "total"), abs=1e-9)
+    # unset, the dataset's prices are used as stored (raw here: the reverse split is a tenfold jump)
+    as_stored = dataset_holding_return(settings, "intc_raw_bt", None)
+    assert as_stored > 5
+    vbt_total = VbtData.from_dataset("intc_raw_bt", settings=settings, adjusted="total").get("Close")
+    assert vbt_total.to_numpy() == pytest.approx(total_bars["close"].to_numpy(), rel=1e-12)
+    with pytest.raises(InvalidInputError, match="Invalid adjusted='dividends'"):
+        dataset_holding_return(settings, "intc_raw_bt", "dividends")

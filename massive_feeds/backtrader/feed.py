@@ -74,6 +74,9 @@ class MassiveData(bt.feed.DataBase):
       massive_feeds); naive datetimes are read in ``tz`` (UTC without one); aware ones as they are.
       Without ``fromdate`` history starts a few days (intraday) or a year (daily) before ``todate``.
     - ``method`` (``auto``/``rest``/``flat_file``), ``adjusted``, ``roll_adjust``: passed to ``fetch_data``.
+      ``adjusted``: ``True``/``"splits"``, ``"total"`` or ``False``/``"raw"``, one meaning on every path; a
+      ``dataset=`` is converted on read to it (``load_dataset(name, adjusted=...)``). Unset (``None``), fetched
+      bars are split-adjusted and a dataset's prices are used as stored.
     - Futures (``ESZ4``, ``ES.c.0``): the feed sets its broker's commission scheme from the contract specs
       when added to cerebro — futures-style P&L (marked to market), ``mult`` = the product's point value from
       ``/futures/v1/products`` (ES: $50 a point), ``margin`` per contract (``margin`` param; Massive
@@ -116,7 +119,7 @@ class MassiveData(bt.feed.DataBase):
         ("tick_method", "auto"),
         ("historical", True),
         ("method", "auto"),
-        ("adjusted", True),
+        ("adjusted", None),
         ("roll_adjust", "none"),
         ("margin", None),
         ("commission", 0.0),

@@ -129,7 +129,8 @@ class FeedSetup:
         if mode == "fetch":
             return FrameSource(self._fetch_frame, f"{label} via {self.p.method}")
         if mode == "dataset":
-            return FrameSource(lambda: self._one_symbol(self.store.load_dataset(self._dataset_file())),
+            return FrameSource(lambda: self._one_symbol(self.store.load_dataset(self._dataset_file(),
+                                                                                  self.p.adjusted)),
                                f"dataset {self.p.dataset}")
         if mode == "bars":
             return FrameSource(lambda: self._one_symbol(self.p.bars), f"frame {label}")
@@ -158,9 +159,14 @@ class FeedSetup:
         if start is None:
             start = _as_timestamp(end) - _LOOKBACK[iv.timespan]
         assert self.symbol is not None  # fetch mode needs dataname
-        return self.store.fetch_query(BarQuery.build(self.symbol, start, end, iv, adjusted=self.p.adjusted,
+        return self.store.fetch_query(BarQuery.build(self.symbol, start, end, iv, adjusted=self._fetch_adjusted(),
                                                      roll_adjust=self.p.roll_adjust),
                                       self.p.method)
+
+    def _fetch_adjusted(self) -> bool | str:
+        """``adjusted`` for fetched bars: ``None`` (the param's default) means split-adjusted, as in ``fetch_data``;
+        for a dataset it means the prices as stored."""
+        return True if self.p.adjusted is None else self.p.adjusted
 
     def _one_symbol(self, df: pd.DataFrame) -> pd.DataFrame:
         symbols = list(dict.fromkeys(df["symbol"])) if len(df) else []
@@ -309,7 +315,7 @@ class FeedSetup:
             return None
         store, symbol, iv = self.store, self.symbol, interval_for(self.p.timeframe, self.p.compression)
         assert symbol is not None  # live mode needs dataname
-        adjusted = self.p.adjusted  # True/"splits", "total", False/"raw": validated by BarQuery.build
+        adjusted = self._fetch_adjusted()  # True/"splits", "total", False/"raw": validated by BarQuery.build
         return lambda start, end: store.backfill_query(BarQuery.build(symbol, start, end, iv, adjusted=adjusted))
 
     def _backfill_start(self, clock: Any) -> pd.Timestamp:

@@ -143,9 +143,10 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
         self._check_quota()
         return df
 
-    def load_dataset(self, name: str | Path) -> pd.DataFrame:
-        """A saved dataset (historical or recorded) from the configured datasets folder, or a parquet path."""
-        return load_dataset(name, settings=self.settings)
+    def load_dataset(self, name: str | Path, adjusted: bool | str | None = None) -> pd.DataFrame:
+        """A saved dataset (historical or recorded) from the configured datasets folder, or a parquet path;
+        ``adjusted`` converts its prices on read as :func:`massive_feeds.datasets.load_dataset` does."""
+        return load_dataset(name, settings=self.settings, adjusted=adjusted)
 
     @property
     def rest_client(self) -> "RestClient":

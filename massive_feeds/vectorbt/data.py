@@ -159,9 +159,11 @@ class MassiveData(vbt.Data):
 
     @classmethod
     def from_dataset(cls, name: str | Path, symbols: Iterable[str] | None = None,
-                     settings: Settings | None = None, **kwargs: Any) -> "MassiveData":
-        """A saved dataset (historical or recorded)."""
-        return cls.from_bars(load_dataset(name, settings=settings), symbols, **kwargs)
+                     settings: Settings | None = None, adjusted: bool | str | None = None,
+                     **kwargs: Any) -> "MassiveData":
+        """A saved dataset (historical or recorded); ``adjusted`` (``True``/``"splits"``, ``"total"``,
+        ``False``/``"raw"``) converts its prices on read as ``load_dataset`` does, ``None`` keeps them as stored."""
+        return cls.from_bars(load_dataset(name, settings=settings, adjusted=adjusted), symbols, **kwargs)
 
     @classmethod
     def from_recording(cls, path: str | Path, interval: str = "1min", symbols: Iterable[str] | None = None,
