@@ -134,10 +134,27 @@ def fetch_query(query: Q, method: str, by_method: Mapping[str, Source[Q]], setti
                           start=window.first_day, end=window.last_day)
     source, reason = choose(query, method, by_method, settings)
     log.info("%r via %s (%s)", query, source.method, reason)
-    df = source.read(query, progress)
+    try:
+        df = source.read(query, progress)
+    except MassiveError as exc:
+        if method == "auto":  # say which method Auto ran and why, not only what failed inside it
+            _name_auto_choice(exc, source.method, reason)
+        raise
     df.attrs.update(method=source.method, method_reason=reason, source=settings.source)
     return diagnose_empty(df, query, source.method, settings)
 
+
+def _name_auto_choice(exc: MassiveError, method: str, reason: str) -> None:
+    """Prefix ``exc``'s message with the method Auto ran and why (a fallback included), and log it: a failure
+    after a fallback must not read as if the method the rule first picked had failed."""
+    exc.message = f"Auto read {METHOD_TITLES.get(method, method)} ({reason}), which failed: {exc.message}"
+    exc.args = (exc.message, *exc.args[1:])
+    exc.context.update(method=method, method_reason=reason)
+    log.warning("auto method: %s failed (%s)", method, reason)
+
+
+#: how a failure message names each method
+METHOD_TITLES = {"rest": "REST", "flat_file": "flat files", "store": "the history store"}
 
 #: the first day the built-in sandbox has history for (``massive_feeds.sandbox.market.HISTORY_START``; the
 #: sandbox sits beside the house, so the day is repeated here and a test keeps the two equal)

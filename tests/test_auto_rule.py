@@ -157,6 +157,10 @@ def test_exhausted_quota_without_any_cached_splits_fails_clearly_and_spends_noth
     before = sb.rest.count("/")
     with pytest.raises(QuotaExceededError, match="no cached splits list covers GOOGL") as err:
         fetch_data("GOOGL", "2024-03-04", "2024-03-08", "1h", settings=s)
+    # the failure names what Auto ran and why (flat files, after the quota fallback), not only the splits list
+    assert str(err.value).startswith("Auto read flat files (fell back to flat files: the REST quota left today "
+                                     "(0 calls) cannot cover ~1 calls), which failed: the splits list needs 1 REST")
+    assert err.value.context["method"] == "flat_file"
     assert "resets at" in str(err.value) and err.value.resets_at is not None
     assert sb.rest.count("/") == before
     raw = fetch_data("GOOGL", "2024-03-04", "2024-03-08", "1h", settings=s, adjusted=False)  # needs no splits

@@ -70,6 +70,14 @@ def test_method_plan_follows_the_auto_rule() -> None:
     assert "≤5 symbols and ≤7 days" in L.AUTO_RULE
 
 
+def test_method_plan_says_the_quota_fallback_instead_of_announcing_rest() -> None:
+    assert L.method_plan("auto", 1, 5, rest_left=0, rest_calls=1) == (
+        "For this query (1 symbol over 5 days, a small query) Auto picks **REST API**, but only 0 REST call(s) are "
+        "left today for ~1: unless those answers are cached, it takes **Flat Files (S3)** instead.")
+    assert L.method_plan("auto", 1, 5, rest_left=1, rest_calls=1).endswith("Auto picks **REST API**.")
+    assert L.method_plan("auto", 6, 5, rest_left=0, rest_calls=6).endswith("Auto picks **Flat Files (S3)**.")
+
+
 def test_method_used_messages_name_the_fallback() -> None:
     fallback = L.method_used_message({"method": "rest", "method_reason": "fell back to REST: no S3 credentials (X)"})
     assert fallback.kind == "warning" and fallback.title == "Fetched via REST API (fallback)"

@@ -91,14 +91,20 @@ class UiMessage:
         return f"**{self.title}**" + (f" — {self.detail}" if self.detail else "")
 
 
-def method_plan(method: str, n_symbols: int, days: int) -> str:
-    """What the chosen fetch method will do for this query, said before the fetch runs."""
+def method_plan(method: str, n_symbols: int, days: int, rest_left: int | None = None, rest_calls: int = 0) -> str:
+    """What the chosen fetch method will do for this query, said before the fetch runs. ``rest_left``: the REST
+    calls left today (``None``: no limit); when they cannot cover ``rest_calls``, Auto takes flat files instead of
+    the REST the rule picks, and the plan says so rather than announce REST."""
     if method != "auto":
         return f"{METHOD_NAMES[method]} requested explicitly (no automatic fallback)."
     chosen = choose_method(n_symbols, days)
     size = "small" if chosen == "rest" else "large"
-    return (f"For this query ({n_symbols} symbol{'s' * (n_symbols != 1)} over {days} day{'s' * (days != 1)}, "
-            f"a {size} query) Auto picks **{METHOD_NAMES[chosen]}**.")
+    plan = (f"For this query ({n_symbols} symbol{'s' * (n_symbols != 1)} over {days} day{'s' * (days != 1)}, "
+            f"a {size} query) Auto picks **{METHOD_NAMES[chosen]}**")
+    if chosen == "rest" and rest_left is not None and rest_left < rest_calls:
+        return (f"{plan}, but only {rest_left} REST call(s) are left today for ~{rest_calls}: unless those "
+                f"answers are cached, it takes **{METHOD_NAMES['flat_file']}** instead.")
+    return plan + "."
 
 
 def method_used_message(attrs: Mapping[str, Any]) -> UiMessage:

@@ -217,7 +217,10 @@ def render() -> None:
     try:
         symbols = normalize_symbols(symbols_text)
         window = parse_date_range(start, end)
-        st.caption(L.method_plan(method, len(symbols), window.days))
+        calls = estimate_rest_calls(len(symbols), parse_interval(interval), window,
+                                    "regular" if regular else "extended")
+        st.caption(L.method_plan(method, len(symbols), window.days,
+                                 quota_status(backend.settings).rest_remaining_today, calls))
         ready = True
     except MassiveError as exc:
         show_error(exc, "Checking the query")
