@@ -71,6 +71,15 @@ class InvalidInputError(MassiveError, ValueError):
     """A caller passed a bad symbol, interval, date range or name. Also a ``ValueError``."""
 
 
+class UnknownSymbolError(InvalidInputError):
+    """Symbols the reference list has no active ticker for, refused before a live subscription (which would just
+    stay silent). ``symbols``: the unknown ones."""
+
+    def __init__(self, message: str, *, symbols: list[str], **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.symbols = symbols
+
+
 class NoQuotesError(InvalidInputError):
     """A quote-based option (``fills="quotes"``) on bars that carry no bid/ask quotes."""
 

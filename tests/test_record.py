@@ -402,8 +402,24 @@ def test_disable_recording_with_nothing_recorded_saves_no_dataset(live_settings:
 def test_saving_an_empty_recording_is_no_data(live_settings: Settings, tmp_path: Path) -> None:
     from massive_feeds.errors import NoDataError
 
-    rec = WebSocketDataRecorder(["ZZZZQ"], tmp_path / "rec", settings=live_settings).start()
+    rec = WebSocketDataRecorder(["ZZZZQ"], tmp_path / "rec", settings=live_settings, check_symbols=False).start()
     rec.stop()
     with pytest.raises(NoDataError, match="holds no quote or trade, so no dataset was saved"):
         rec.save_dataset("empty")
     assert list_datasets(settings=live_settings).empty
+
+
+def test_an_unknown_symbol_is_refused_at_start_without_a_session_folder(live_settings: Settings,
+                                                                       live_sandbox: Sandbox, tmp_path: Path) -> None:
+    from massive_feeds.errors import UnknownSymbolError
+
+    asked = live_sandbox.rest.count("/v3/reference/tickers")
+    with pytest.raises(UnknownSymbolError, match=r"^unknown symbol\(s\) AAPLL: no active ticker of that name") as err:
+        WebSocketDataRecorder(["AAPL", "AAPLL"], tmp_path / "rec", settings=live_settings).start()
+    assert err.value.symbols == ["AAPLL"]
+    assert not (tmp_path / "rec").exists()  # no empty session folder
+    assert live_sandbox.rest.count("/v3/reference/tickers") - asked == 2  # one call per ticker
+    rec = WebSocketDataRecorder(["AAPL"], tmp_path / "rec", settings=live_settings).start()  # confirmed today
+    wait_until(lambda: rec.stats()["events_durable"] > 0, timeout=30, what="a first recorded event")
+    rec.stop()
+    assert live_sandbox.rest.count("/v3/reference/tickers") - asked == 2  # AAPL was not asked again

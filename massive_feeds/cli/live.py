@@ -113,14 +113,10 @@ class RecordProgress:
 
 
 def _refuse_unknown(symbols: list[str]) -> None:
-    """An :class:`InvalidInputError` naming the symbols the reference list has no active ticker for."""
-    from ..errors import InvalidInputError
-    from ..rest.reference import unknown_tickers
+    """An :class:`UnknownSymbolError` naming the symbols the reference list has no active ticker for."""
+    from ..rest.reference import refuse_unknown_tickers
 
-    unknown = unknown_tickers(symbols)
-    if unknown:
-        raise InvalidInputError(f"unknown symbol(s) {', '.join(unknown)}: no active ticker of that name in the "
-                                "reference list (`massive-feeds symbols --search ...` finds the right spelling)")
+    refuse_unknown_tickers(symbols)
 
 
 def cmd_record(args: argparse.Namespace) -> int:

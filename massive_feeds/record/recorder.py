@@ -29,6 +29,7 @@ import pandas as pd
 from ..config import Settings
 from ..datasets import validate_name
 from ..errors import InvalidInputError, RecordingError
+from ..rest.reference import refuse_unknown_tickers
 from ..runtime import resolve_settings
 from ..schema import normalize_symbols
 from ..storage import atomic_open
@@ -64,6 +65,10 @@ class WebSocketDataRecorder:
         segment_bytes: log segment size before rotation.
         session: sub-folder name (default: a UTC timestamp).
         max_flush_events: events written per flush at most (bounds a flush's duration).
+        check_symbols: when the recorder runs its own connector, :meth:`start` first asks the reference list
+            whether each symbol is an active ticker (one REST call per ticker not confirmed today) and refuses
+            unknown ones with :class:`~massive_feeds.errors.UnknownSymbolError` before the session folder exists
+            (the stream would stay silent for them). ``False`` records whatever is asked (a caller's own checks).
     """
 
     def __init__(
@@ -78,12 +83,14 @@ class WebSocketDataRecorder:
         segment_bytes: int = 64 * 1024 * 1024,
         session: str | None = None,
         max_flush_events: int = MAX_FLUSH_EVENTS,
+        check_symbols: bool = True,
     ) -> None:
         if flush_interval <= 0:
             raise InvalidInputError("flush_interval must be positive")
         if max_flush_events < 1:
             raise InvalidInputError("max_flush_events must be at least 1")
         self.max_flush_events = max_flush_events
+        self.check_symbols = check_symbols
         self.symbols = normalize_symbols(symbols)
         given = getattr(connector, "settings", None) if settings is None and api_key is None else None
         # the keyless default applies here (no key configured: the built-in sandbox), or the connector's own
@@ -129,6 +136,9 @@ class WebSocketDataRecorder:
         :meth:`record_batch` itself (a paper session records exactly the batches its feed was given)."""
         if self._running:
             return self
+        if listen and self._connector is None and self.check_symbols:
+            # before the folder exists: a misspelt symbol would record silence into an empty session
+            refuse_unknown_tickers(self.symbols, settings=self.settings)
         try:
             self._writer = SegmentWriter(self.path, self.segment_bytes)
         except OSError as exc:

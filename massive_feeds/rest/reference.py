@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import Settings
-from ..errors import BadResponseError
+from ..errors import BadResponseError, UnknownSymbolError
 from ..schema import asset_class
 from .client import RestClient
 
@@ -70,6 +70,16 @@ def unknown_tickers(tickers: list[str], *, settings: Settings | None = None) -> 
             except OSError:  # a convenience: the next check just asks again
                 pass
     return unknown
+
+
+def refuse_unknown_tickers(tickers: list[str], *, settings: Settings | None = None) -> None:
+    """:class:`~massive_feeds.errors.UnknownSymbolError` naming the ``tickers`` that :func:`unknown_tickers` finds
+    (the same calls); nothing when every one is known (or not in the list: options, futures)."""
+    unknown = unknown_tickers(tickers, settings=settings)
+    if unknown:
+        raise UnknownSymbolError(f"unknown symbol(s) {', '.join(unknown)}: no active ticker of that name in the "
+                                 "reference list (`massive-feeds symbols --search ...` finds the right spelling)",
+                                 symbols=unknown)
 
 
 def server_time_ms(rest: RestClient) -> int:
