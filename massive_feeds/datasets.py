@@ -375,9 +375,9 @@ def _source_settings(info: dict, settings: Settings | None) -> Settings:
 
 
 def _dividends(df: pd.DataFrame, info: dict, settings: Settings | None, *,
-               undo_through: str | None = None) -> pd.DataFrame:
-    """Split-adjusted bars of a dataset with the dividends applied up to today, or, with ``undo_through`` (its
-    ``adjusted_as_of``), total-return bars with the dividends applied as of that day undone."""
+               undo_through: str | None = None, through: str | None = None) -> pd.DataFrame:
+    """Split-adjusted bars of a dataset with the dividends applied up to ``through`` (default today), or, with
+    ``undo_through`` (its ``adjusted_as_of``), total-return bars with the dividends applied as of that day undone."""
     from .dividends import Corrections, apply_dividends
 
     if df.empty:
@@ -385,7 +385,8 @@ def _dividends(df: pd.DataFrame, info: dict, settings: Settings | None, *,
     first = pd.Timestamp(df["timestamp"].min()).tz_convert(NEW_YORK).date()
     table = Corrections.fetch("total", pd.unique(df["symbol"].astype(str)), first,
                               _source_settings(info, settings)).dividends
-    day = date.fromisoformat(undo_through) if undo_through else None
+    last = undo_through or through
+    day = date.fromisoformat(last) if last else None
     return apply_dividends(df, table, today=day, inverse=undo_through is not None)
 
 
@@ -437,21 +438,30 @@ def adjusted_like(df: pd.DataFrame, info: dict, settings: Settings | None = None
     """Raw bars (``attrs["adjusted"] is False``, e.g. a recording's) in the adjustment of the dataset that
     ``info`` describes, so they can be appended to it; anything else is returned unchanged.
 
-    Bars from the day the dataset's adjustment is current as of (``adjusted_as_of``) or later need no split:
-    they are only relabelled, with no call. Older ones are adjusted as :func:`load_dataset` would (the
-    splits list: an API key, the sandbox or a cached list).
+    Bars from the day the dataset's adjustment is current as of (``adjusted_as_of``) or later need no split
+    and no dividend (each applies to bars before its date): they are only relabelled, with no call. Older
+    ones are adjusted as :func:`load_dataset` would (the splits list, and for a total-return dataset the
+    dividends up to its ``adjusted_as_of``, so old and new rows share one basis: an API key, the sandbox or
+    cached lists).
     """
     if _stored_adjustment(info) is not True or df.attrs.get("adjusted") is not False or df.empty:
         return df
+    total = _stored_name(info) == "total"
     as_of = str(info.get("adjusted_as_of") or _today())
     first_day = df["timestamp"].min().tz_convert(NEW_YORK).date().isoformat()
-    if first_day >= as_of:  # no split can sit between these bars and the adjustment's day
+    dividends: list = []
+    if first_day >= as_of:  # no split or ex-date can sit between these bars and the adjustment's day
         out, today = df.copy(), as_of
     else:
         raw_info = {"adjusted": False, "name": info.get("name"), "data_source": df.attrs.get("data_source")}
         out, converted_as_of = _convert_adjustment(df, raw_info, True, settings)
         today = converted_as_of or _today()
+        if total and any(asset_class(str(s)) == "stocks" for s in pd.unique(out["symbol"])):
+            out = _dividends(out, raw_info, settings, through=as_of)  # the dataset's dividends, not today's
+            dividends, today = out.attrs["dividends"], min(today, as_of)
     out.attrs = {**df.attrs, "adjusted": True, "adjusted_as_of": today}
+    if total:
+        out.attrs.update(adjustment="total", dividends=dividends)
     return out
 
 

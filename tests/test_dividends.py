@@ -462,3 +462,26 @@ def test_backtrader_and_vectorbt_datasets_follow_adjusted(settings: Settings) ->
     assert vbt_total.to_numpy() == pytest.approx(total_bars["close"].to_numpy(), rel=1e-12)
     with pytest.raises(InvalidInputError, match="Invalid adjusted='dividends'"):
         dataset_holding_return(settings, "intc_raw_bt", "dividends")
+
+
+def test_raw_bars_append_to_a_total_return_dataset_converted(settings: Settings) -> None:
+    from massive_feeds.datasets import adjusted_like, dataset_info, load_dataset, save_dataset
+
+    total = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted="total", settings=settings)
+    raw = fetch_data("INTC", *WINDOW, "1d", "rest", adjusted=False, settings=settings)
+    cols = ["timestamp", *PRICES, "volume"]
+    before, after = segment(total, None, "2024-03-01"), segment(raw, "2024-03-01", None)
+    save_dataset(before, "intc_total_part", settings=settings)
+    info = dataset_info(settings.datasets_dir / "intc_total_part.parquet")
+    # raw bars older than the dataset's day, across the second ex-date: split-adjusted (no split after
+    # 2024-01-31) and × F2 before 2024-04-10, i.e. the total series' numbers
+    converted = adjusted_like(after.reset_index(drop=True), info, settings)
+    assert converted.attrs["adjustment"] == "total"
+    assert sorted(d["ex_date"] for d in converted.attrs["dividends"])[0] == EX2  # EX1 is before these bars
+    later = ratio(converted, after, EX2, None)  # the dividends after the window, on every bar
+    assert ratio(converted, after, "2024-03-01", EX2) / later == pytest.approx(F2, rel=2e-6)
+    save_dataset(converted, "intc_total_part", append=True, settings=settings)
+    out = load_dataset("intc_total_part", settings=settings)
+    pd.testing.assert_frame_equal(out[cols].reset_index(drop=True), total[cols].reset_index(drop=True), rtol=1e-12)
+    assert out.attrs["adjustment"] == "total"
+    assert sorted(d["ex_date"] for d in out.attrs["dividends"])[:2] == [EX1, EX2]

@@ -380,6 +380,25 @@ def test_a_recording_appends_by_name_to_a_fetched_split_adjusted_dataset(live_se
     pd.testing.assert_series_equal(tail["close"], recorded["close"].reset_index(drop=True), check_names=False)
 
 
+def test_a_recording_appends_to_a_fetched_total_return_dataset(live_settings: Settings, live_sandbox: Sandbox,
+                                                                tmp_path: Path) -> None:
+    from massive_feeds import fetch_data, save_dataset
+
+    rec = record(live_sandbox, live_settings, tmp_path, 2, symbols=["AAPL"])
+    recorded = rec.get_dataframe("1min")
+    day = recorded["timestamp"].min().tz_convert("America/New_York").normalize()
+    fetched = fetch_data("AAPL", (day - pd.Timedelta(days=7)).date(), (day - pd.Timedelta(days=1)).date(), "1m",
+                         adjusted="total", settings=live_settings)
+    save_dataset(fetched, "aapl_total", settings=live_settings)
+    rec.append_to_dataset("aapl_total")  # was refused: total-return prices and raw bars would mix
+    out = load_dataset("aapl_total", settings=live_settings)
+    assert len(out) == len(fetched) + len(recorded)
+    assert out.attrs["adjustment"] == "total" and out.attrs["interval"] == "1m"
+    # recorded today, after every ex-date the dataset counts: its prices are the same raw and total
+    tail = out[out["timestamp"] >= recorded["timestamp"].min()].reset_index(drop=True)
+    pd.testing.assert_series_equal(tail["close"], recorded["close"].reset_index(drop=True), check_names=False)
+
+
 def test_a_missing_dataset_name_to_append_to_is_a_dataset_error(live_settings: Settings, live_sandbox: Sandbox,
                                                                 tmp_path: Path) -> None:
     rec = record(live_sandbox, live_settings, tmp_path, 0.5, symbols=["AAPL"])

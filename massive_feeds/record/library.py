@@ -92,8 +92,8 @@ def save_recording_dataset(log_path: Path, name: str | None, resample_interval: 
 def append_recording(log_path: Path, dataset: str | Path, resample_interval: str = "1min", *,
                      settings: Settings | None = None) -> Path:
     """Add a recording's bars to an existing dataset (by name or ``.parquet`` path; de-duplicated) and merge
-    its metadata. The recording's prices are as traded; a split-adjusted dataset (a fetch's) gets them
-    adjusted the same way (see :func:`~massive_feeds.datasets.adjusted_like`).
+    its metadata. The recording's prices are as traded; a split-adjusted or total-return dataset (a fetch's)
+    gets them adjusted the same way (see :func:`~massive_feeds.datasets.adjusted_like`).
 
     Raises:
         DatasetError: no such dataset.

@@ -398,7 +398,7 @@ class WebSocketDataRecorder:
 
     def append_to_dataset(self, dataset: str | Path, resample_interval: str = "1min") -> Path:
         """Append this session's bars to an existing dataset, by name or ``.parquet`` path (de-duplicated on
-        symbol+timestamp; adjusted like the dataset when it holds split-adjusted prices)."""
+        symbol+timestamp; adjusted like the dataset when it holds split-adjusted or total-return prices)."""
         from .library import append_recording
 
         return append_recording(self.path, dataset, resample_interval, settings=self.settings)
