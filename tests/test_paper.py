@@ -235,6 +235,9 @@ def test_live_trading_page_start_trading_stop_and_parity(tmp_path: Path, monkeyp
 
             wait_until(fills_shown, timeout=90, what="two fills on the page")
             assert metric("Last bar").endswith("LIVE") and at.button(key="lt_pp_stop").disabled is False
+            shown = next(d.value for d in at.dataframe if "fill_time" in d.value.columns)  # the chart's zone
+            assert "**Fills** (New York time, as the chart)" in [m.value for m in at.markdown]
+            assert shown["created"].dt.tz is None  # naive wall-clock times, not the UTC isoformat strings
             at.button(key="lt_pp_stop").click().run()
 
             def finished() -> bool:

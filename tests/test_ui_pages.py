@@ -22,7 +22,8 @@ from massive_feeds.errors import MissingCredentialsError, QuotaExceededError  # 
 from massive_feeds.quota import QuotaManager, _midnight_utc, free_tier_info  # noqa: E402
 from massive_feeds.ui import APP_PATH  # noqa: E402
 from massive_feeds.ui import logic as L  # noqa: E402
-from massive_feeds.ui.charts import bars_figure, candles_from_prices, rangebreaks  # noqa: E402
+from massive_feeds.ui.charts import bars_figure, candles_from_prices, live_candles, rangebreaks  # noqa: E402
+from massive_feeds.ui.live import QuoteBoard  # noqa: E402
 
 
 # --- charts ---------------------------------------------------------------------------------------
@@ -72,6 +73,33 @@ def test_live_candles_are_ohlc_of_the_board_prices() -> None:
     candles = candles_from_prices(hist, "5s")
     assert candles[["open", "high", "low", "close", "ticks"]].values.tolist() == [[10.0, 12.0, 9.0, 9.0, 3],
                                                                                  [11.0, 11.5, 11.0, 11.5, 2]]
+
+
+def test_live_candles_and_quotes_table_are_in_new_york_time() -> None:
+    t0 = pd.Timestamp("2026-01-02 15:30:00", tz="UTC")  # 10:30 in New York (EST)
+    hist = pd.DataFrame({"time": [t0, t0 + pd.Timedelta(seconds=1)], "symbol": "AAPL", "price": [10.0, 11.0]})
+    fig = live_candles(hist, "5s")
+    assert pd.Timestamp(fig.data[0].x[0]) == pd.Timestamp("2026-01-02 10:30:00")
+    assert fig.layout.title.text.endswith("· New York time")
+    board = QuoteBoard()
+    board.on_update("AAPL", {"bid": 1.0, "ask": 1.2, "mid": 1.1, "timestamp": t0})
+    quotes = board.quotes_frame()
+    assert quotes["Market time (New York)"].tolist() == ["2026-01-02 10:30:00.000"]
+
+
+def test_data_loader_inspects_a_dataset_in_new_york_time_like_its_chart(app_env: Path) -> None:
+    from massive_feeds.datasets import save_dataset
+
+    save_dataset(_bars("AAPL", "2024-03-04 14:30", 3, "1h"),
+                 "ny", settings=load_settings())
+    at = _app().run()
+    assert at.selectbox(key="dl_inspect").value == "ny"
+    captions = [c for c in _texts(at.caption) if "→" in c]
+    assert captions and captions[0].startswith("2024-03-04 09:30 → 2024-03-04 11:30 New York time")
+    assert not any(" UTC" in c for c in captions)
+    rows = next(d.value for d in at.dataframe if "timestamp" in d.value.columns and len(d.value) == 3)
+    assert str(rows["timestamp"].dt.tz) == "America/New_York"
+    assert rows["timestamp"].iloc[0] == pd.Timestamp("2024-03-04 09:30", tz="America/New_York")
 
 
 # --- page rules -----------------------------------------------------------------------------------
@@ -184,6 +212,8 @@ def test_saved_datasets_can_be_downloaded_inspected_and_deleted(app_env: Path) -
     at.button(key="dl_fetch").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     rows = int(next(m.value for m in at.metric if m.label == "Rows").replace(",", ""))
+    result_caption = next(c for c in _texts(at.caption) if "preview: first" in c)
+    assert "New York time · prices" in result_caption and "UTC" not in result_caption  # the chart's zone
     csv = at.download_button(key="dl_download_csv")
     assert csv.proto.label == "⬇️ CSV"
     at.text_input(key="dl_name").set_value("to_delete").run()

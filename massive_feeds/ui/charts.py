@@ -24,6 +24,12 @@ Layout = Literal["stacked", "overlay"]
 _ONE_DAY_MS = 86_400_000
 
 
+def new_york_wall_clock(ts: Any) -> pd.DatetimeIndex:
+    """``ts`` (tz-aware, or naive UTC) as naive New York wall-clock times, which plotly draws as they are: the one
+    zone of every page's charts and tables."""
+    return _local(ts)
+
+
 def _local(ts: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
     idx = pd.DatetimeIndex(ts)
     return (idx if idx.tz is not None else idx.tz_localize("UTC")).tz_convert(NEW_YORK).tz_localize(None)
@@ -167,11 +173,11 @@ def live_candles(history: pd.DataFrame, bar: str = "5s") -> Any:
     fig = make_subplots(rows=max(len(syms), 1), cols=1, vertical_spacing=0.1 if len(syms) > 1 else 0.08)
     for i, s in enumerate(syms):
         part = candles[candles["symbol"] == s]
-        x = pd.DatetimeIndex(part["timestamp"]).tz_convert("UTC").tz_localize(None)
+        x = _local(part["timestamp"])  # New York, as the quotes table beside it and every other chart
         fig.add_trace(go.Candlestick(x=x, open=part["open"], high=part["high"], low=part["low"], close=part["close"],
                                      name=s, showlegend=False), row=i + 1, col=1)
         fig.update_yaxes(title_text=s, row=i + 1, col=1)
     fig.update_xaxes(rangeslider_visible=False)
     fig.update_layout(height=max(260, 240 * len(syms)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title=f"Live {bar} candles (mid, else last trade) · market time UTC")
+                      title=f"Live {bar} candles (mid, else last trade) · New York time")
     return fig

@@ -23,14 +23,21 @@ from ..config import Settings
 from ..datasets import list_datasets, load_dataset
 from ..errors import InvalidInputError, MassiveError, StreamError
 from ..storage import atomic_open
-from ..schema import normalize_symbols
+from ..schema import NEW_YORK, normalize_symbols
 from .logic import min_bars_needed, recording_dataset_name
 
 log = logging.getLogger(__name__)
 
 QUOTE_COLUMNS = ["Symbol", "Bid", "Ask", "Bid size", "Ask size", "Mid", "Spread", "Last", "Last size",
-                 "Market time (UTC)", "Updates"]
+                 "Market time (New York)", "Updates"]
 RECORDING_SOURCE = "live_recording"
+
+
+def _new_york(when: Any) -> pd.Timestamp:
+    """A board time (datetime or Timestamp; tz-aware, or naive UTC) in New York, the zone of the candles beside
+    the table."""
+    ts = pd.Timestamp(when)
+    return (ts if ts.tzinfo is not None else ts.tz_localize("UTC")).tz_convert(NEW_YORK)
 
 
 class QuoteBoard:
@@ -80,7 +87,8 @@ class QuoteBoard:
             ts = b.get("timestamp")
             rows.append([sym, b.get("bid"), b.get("ask"), b.get("bid_size"), b.get("ask_size"), b.get("mid"),
                          b.get("spread"), b.get("last_price"), b.get("last_size"),
-                         ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ts is not None else "", counts.get(sym, 0)])
+                         _new_york(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if ts is not None else "",
+                         counts.get(sym, 0)])
         return pd.DataFrame(rows, columns=QUOTE_COLUMNS)
 
     def history_frame(self, symbols: Iterable[str] | None = None) -> pd.DataFrame:

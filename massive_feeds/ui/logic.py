@@ -29,6 +29,7 @@ from ..errors import (
     StreamError,
     StreamLimitError,
 )
+from ..schema import NEW_YORK as NEW_YORK_ZONE
 from ..fetch import AUTO_MAX_DAYS, AUTO_MAX_SYMBOLS, choose_method
 from ..quota import MASSIVE_DOCUMENTED_LIMITS, QuotaStatus, profile_description, rest_level
 
@@ -278,12 +279,28 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
 
 
+def in_new_york(df: Any, columns: Iterable[str] = ("timestamp",)) -> Any:
+    """A copy of ``df`` for display with its tz-aware ``columns`` in New York time (the zone of the page's charts:
+    one zone per view)."""
+    out = df.copy()
+    for col in columns:
+        if col in out and getattr(out[col].dtype, "tz", None) is not None:
+            out[col] = out[col].dt.tz_convert(NEW_YORK_ZONE)
+    return out
+
+
+def new_york_span(ts: Any) -> str:
+    """``first → last`` of tz-aware ``ts`` in New York time, labelled."""
+    idx = ts.dt.tz_convert(NEW_YORK_ZONE)
+    return f"{idx.min():%Y-%m-%d %H:%M} → {idx.max():%Y-%m-%d %H:%M} New York time"
+
+
 def format_quotes(quotes: Any) -> Any:
     """The live quotes table for display: prices to 2 decimals (4 under 10), sizes whole, gaps as ``–``."""
     out = quotes.copy().astype(object)
     for col in out.columns:
         kind = "size" if col.endswith("size") or col == "Updates" else "price"
-        if col in ("Symbol", "Market time (UTC)"):
+        if col in ("Symbol", "Market time (New York)"):
             continue
         out[col] = [_fmt(v, kind) for v in quotes[col]]
     return out.set_index("Symbol")

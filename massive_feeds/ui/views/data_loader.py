@@ -117,10 +117,11 @@ def _render_result(backend: Backend, df: pd.DataFrame) -> None:
         st.info("The query returned no bars.")
         return
     adjusted = "split-adjusted" if df.attrs.get("adjusted") else "as traded (unadjusted)"
-    st.caption(f"{df['timestamp'].min():%Y-%m-%d %H:%M} → {df['timestamp'].max():%Y-%m-%d %H:%M} UTC · "
+    # New York time, as the chart below: one zone per view (downloads keep UTC, the schema's zone)
+    st.caption(f"{L.new_york_span(df['timestamp'])} · "
                f"prices {adjusted} · preview: first {min(len(df), 500):,} of {len(df):,} rows × "
                f"{len(df.columns)} columns")
-    st.dataframe(df.head(500), hide_index=True, height=260)
+    st.dataframe(L.in_new_york(df.head(500)), hide_index=True, height=260)
     interval = str(df.attrs.get("interval", ""))
     _chart(df, "dl_chart", interval)
     _downloads(df, L.suggest_dataset_name(df["symbol"].unique(), interval or "bars"), "dl_download")
@@ -264,10 +265,10 @@ def _render_saved(backend: Backend) -> None:
         c3.metric("Interval", str(info.get("interval") or "–"))
         c4.metric("Source", str(info.get("source") or "–"))
         if len(df) and "timestamp" in df:
-            st.caption(f"{df['timestamp'].min():%Y-%m-%d %H:%M} → {df['timestamp'].max():%Y-%m-%d %H:%M} UTC"
+            st.caption(L.new_york_span(df["timestamp"])
                        + (f" · tags: {', '.join(info.get('tags') or [])}" if info.get("tags") else "")
                        + f" · `{info.get('path')}`")
-            st.dataframe(df.head(200), hide_index=True, height=200, key="dl_inspect_rows")
+            st.dataframe(L.in_new_york(df.head(200)), hide_index=True, height=200, key="dl_inspect_rows")
             if {"open", "high", "low", "close", "volume"} <= set(df.columns):
                 _chart(df, "dl_inspect_chart", str(info.get("interval") or ""))
         _downloads(df, name, "dl_inspect_download")

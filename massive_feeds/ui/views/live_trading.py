@@ -16,7 +16,7 @@ from massive_feeds.datasets import load_dataset
 from massive_feeds.errors import InvalidInputError
 from massive_feeds.ui import logic as L
 from massive_feeds.ui.backend import SPEED_ENV
-from massive_feeds.ui.charts import bars_figure, live_candles
+from massive_feeds.ui.charts import bars_figure, live_candles, new_york_wall_clock
 from massive_feeds.ui.common import (
     error_boundary,
     get_backend,
@@ -98,12 +98,12 @@ def _on_stop_recording(live: LiveSession) -> None:
 def _price_chart(history: pd.DataFrame) -> Any:
     import plotly.express as px
 
-    hist = history.assign(time=history["time"].dt.tz_convert("UTC").dt.tz_localize(None))
+    hist = history.assign(time=new_york_wall_clock(history["time"]))
     fig = px.line(hist, x="time", y="price", color="symbol", facet_row="symbol" if hist["symbol"].nunique() > 1 else None)
     fig.update_yaxes(matches=None, title=None)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_layout(height=220 * max(1, hist["symbol"].nunique()), margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      xaxis_title="market time (UTC)", showlegend=False, title="Price (mid, else last trade)")
+                      xaxis_title="New York time", showlegend=False, title="Price (mid, else last trade)")
     return fig
 
 
@@ -209,8 +209,9 @@ def _render_backtest(live: LiveSession) -> None:
         st.session_state["lt_dataset"] = names[0]
     dataset = st.selectbox("Recorded dataset", names, key="lt_dataset")
     row = table[table["name"] == dataset].iloc[0]
-    span = " → ".join(f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S}" for t in (row["start"], row["end"]) if t)
-    st.caption(f"{row['rows']:,} bars · {', '.join(row['symbols'])} · {span} UTC"
+    span = " → ".join(f"{new_york_wall_clock([pd.Timestamp(t)])[0]:%Y-%m-%d %H:%M:%S}"
+                      for t in (row["start"], row["end"]) if t)
+    st.caption(f"{row['rows']:,} bars · {', '.join(row['symbols'])} · {span} New York time"
                + (f" · {row['interval']} bars" if isinstance(row["interval"], str) else "")
                + (f" · tags: {', '.join(row['tags'])}" if len(row["tags"]) else ""))
     c1, c2, c3 = st.columns(3)
@@ -309,7 +310,7 @@ def _paper_chart(bars: pd.DataFrame, fills: list[Any], title: str) -> Any:
     import plotly.graph_objects as go
 
     def naive(ts: Any) -> Any:
-        return pd.DatetimeIndex(ts).tz_convert("UTC").tz_localize(None)
+        return new_york_wall_clock(ts)
 
     fig = go.Figure(go.Scatter(x=naive(bars["time"]), y=bars["close"], mode="lines", name="close",
                                line={"color": "#444", "width": 1}))
@@ -320,8 +321,16 @@ def _paper_chart(bars: pd.DataFrame, fills: list[Any], title: str) -> Any:
                                      mode="markers", name="entry" if side == "buy" else "exit",
                                      marker={"symbol": marker, "size": 11, "color": colour}))
     fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="market time (UTC)", yaxis_title="price")
+                      xaxis_title="New York time", yaxis_title="price")
     return fig
+
+
+def _fills_table(fills: list[Any]) -> pd.DataFrame:
+    """The paper session's orders with their times in New York wall-clock time (the chart's zone)."""
+    table = pd.DataFrame([f.as_dict() for f in fills])
+    for col in ("created", "fill_time"):
+        table[col] = new_york_wall_clock(pd.to_datetime(table[col], utc=True))
+    return table
 
 
 def _paper_panel(live: LiveSession) -> None:
@@ -344,11 +353,12 @@ def _paper_panel(live: LiveSession) -> None:
         for col, (label, value) in zip(cols, {
                 "Position": f"{snap.position:g}", "Open orders": str(snap.open_orders), "Fills": str(len(fills)),
                 "Cash": f"{snap.cash:,.2f}", "Equity": f"{snap.equity:,.2f}",
-                "Last bar": f"{snap.time:%H:%M} {snap.status}"}.items()):
+                "Last bar": f"{new_york_wall_clock([snap.time])[0]:%H:%M} {snap.status}"}.items()):
             col.metric(label, value)
         st.plotly_chart(_paper_chart(bars, fills, f"{run.symbol} · ▲ entries ▼ exits"), key="lt_pp_chart")
         if fills:
-            st.dataframe(pd.DataFrame([f.as_dict() for f in fills]), hide_index=True, key="lt_pp_fills")
+            st.markdown("**Fills** (New York time, as the chart)")
+            st.dataframe(_fills_table(fills), hide_index=True, key="lt_pp_fills")
     if run.running:
         return
     if run.error is not None:
