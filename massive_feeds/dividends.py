@@ -17,7 +17,9 @@ a dividend's own factor is its cumulative factor over the next one's (they teles
 number). Where a ticker's rows lack it (the deprecated ``/v3/reference/dividends``, used where v1 is not
 answered, has none), the factor is ``1 - cash / previous close`` with the previous close read from the ticker's
 raw REST day bars (one ``/v2/aggs`` call per ticker, :func:`previous_closes`), so it is the same for every
-interval, path and window — also for a window that ends long before the ex-date.
+interval, path and window — also for a window that ends long before the ex-date. Those closes are cached
+(:func:`cached_previous_closes`: a past day's raw close never changes), so a second run makes no call, also with
+the REST quota gone.
 
 Which dividends: every cash distribution the service lists — ``distribution_type`` ``recurring``,
 ``special``, ``supplemental``, ``irregular``, ``unknown`` (v3 ``dividend_type`` ``CD``, ``SC``, and the funds'
@@ -47,6 +49,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -56,7 +59,8 @@ from .config import Settings
 from .errors import CorporateActionError
 from .schema import NEW_YORK, DateLike, Ticker, asset_class, parse_tickers
 from .sessions import DAY_NS, ny_day_numbers
-from .splits import PRICE_COLUMNS, ReferenceKind, fetch_reference, fetch_splits, price_factors
+from .splits import PRICE_COLUMNS, ReferenceKind, fetch_reference, fetch_splits, price_factors, splits_cache_dir
+from .storage import ensure_dir, read_parquet_frame, write_parquet
 
 if TYPE_CHECKING:
     from .rest import RestClient
@@ -250,6 +254,73 @@ def previous_closes(dividends: pd.DataFrame, tickers: list[str], client: "RestCl
     return out
 
 
+#: Cache folder kind (under ``splits_cache_dir``) of the previous closes read for the v3 fallback's factors.
+PREV_CLOSES_KIND = "prev_closes"
+
+
+def cached_previous_closes(dividends: pd.DataFrame, tickers: list[str], settings: Settings) -> pd.DataFrame:
+    """:func:`previous_closes`, cached per ticker beside the reference tables (``prev_closes/<host>/<T>.parquet``).
+
+    A raw close before an ex-date that has passed never changes (stored data stays raw), so a cached one is used
+    at any age, with no call; only a ticker with an ex-date (up to today) not in its cache is read again (its
+    whole range, one call) and its file rewritten. With the REST quota gone and a close not cached, the
+    :class:`~massive_feeds.errors.QuotaExceededError` names the ticker and ex-dates it lacks.
+    """
+    from .errors import QuotaExceededError
+    from .rest import RestClient
+
+    folder = ensure_dir(splits_cache_dir(settings, PREV_CLOSES_KIND), "previous closes cache")
+    out = dividends.copy()
+    out["prev_close"] = np.nan
+    today = pd.Timestamp.now(NEW_YORK).date().isoformat()
+    ex_iso = pd.to_datetime(out["ex_dividend_date"]).dt.strftime("%Y-%m-%d")
+    need: dict[str, list[str]] = {}
+    for ticker in tickers:
+        mine = (out["ticker"] == ticker).to_numpy()
+        cached = _read_closes(folder / f"ticker-{ticker}.parquet")
+        past = sorted(set(ex_iso[mine & (ex_iso <= today).to_numpy()]))
+        missing = [d for d in past if d not in cached.index]
+        if missing:
+            need[ticker] = missing
+        else:
+            out.loc[mine, "prev_close"] = cached.reindex(ex_iso[mine]).to_numpy()
+            log.info("dividends: %s's %d previous close(s) from the cache (no call)", ticker, int(mine.sum()))
+    if not need:
+        return out
+    try:
+        with RestClient(settings) as client:
+            fresh = previous_closes(out, list(need), client)
+    except QuotaExceededError as exc:
+        lacking = "; ".join(f"{t} ex {', '.join(days)}" for t, days in need.items())
+        raise QuotaExceededError(
+            f"{exc.message}, and no cached previous close covers {lacking}: total-return factors without the "
+            "service's historical_adjustment_factor need them. Ask for adjusted=True (splits only) or retry after "
+            "the reset", resource=exc.resource, resets_at=exc.resets_at) from None
+    for ticker in need:
+        mine = (fresh["ticker"] == ticker).to_numpy()
+        out.loc[mine, "prev_close"] = fresh.loc[mine, "prev_close"].to_numpy()
+        keep = mine & (ex_iso <= today).to_numpy() & fresh["prev_close"].notna().to_numpy()
+        table = pd.DataFrame({"ex_date": ex_iso[keep].to_numpy(), "prev_close": fresh.loc[keep, "prev_close"]})
+        try:  # a full disk must not fail the adjustment that already has its closes
+            write_parquet(table.drop_duplicates("ex_date").reset_index(drop=True), folder / f"ticker-{ticker}.parquet")
+        except OSError as exc:
+            log.warning("could not cache %s's previous closes: %s", ticker, exc)
+    return out
+
+
+def _read_closes(path: Path) -> pd.Series:
+    """A ticker's cached previous closes by ex-date (ISO day); empty when none or damaged (read again)."""
+    try:
+        df = read_parquet_frame(path, path.name)
+        return pd.Series(df["prev_close"].to_numpy(np.float64), index=df["ex_date"].astype(str).to_numpy())
+    except FileNotFoundError:
+        return pd.Series(dtype=np.float64)
+    except Exception as exc:  # bit rot fails its checksums: a miss, read from the service again
+        log.warning("discarding damaged previous-close cache %s: %s", path.name, exc)
+        path.unlink(missing_ok=True)
+        return pd.Series(dtype=np.float64)
+
+
 def dividend_factors(symbols: np.ndarray | pd.Series, ts_ns: np.ndarray, closes: np.ndarray, opens: np.ndarray,
                      dividends: pd.DataFrame | None, *, basis: np.ndarray | None = None,
                      today: date | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -393,13 +464,11 @@ class Corrections:
             table = fetch_dividends(stocks, first_day, settings=settings)
             lacking = needs_previous_closes(table)
             if lacking:
-                from .rest import RestClient
                 from .runtime import resolve_settings
 
-                with RestClient(resolve_settings(settings)) as client:
-                    attrs = dict(table.attrs)
-                    table = previous_closes(table, lacking, client)
-                    table.attrs.update(attrs)
+                attrs = dict(table.attrs)
+                table = cached_previous_closes(table, lacking, resolve_settings(settings))
+                table.attrs.update(attrs)
             out.dividends = table
         return out
 

@@ -408,6 +408,39 @@ def test_a_cached_dividends_table_is_used_with_its_age_when_the_quota_is_gone(sb
     pd.testing.assert_frame_equal(again[["timestamp", *PRICES]], first[["timestamp", *PRICES]])
 
 
+def test_v3_previous_closes_are_cached_so_a_run_with_the_quota_gone_needs_no_call(sb: Sandbox, tmp_path: Path) -> None:
+    import shutil
+
+    from massive_feeds.config import Plan, load_settings
+    from massive_feeds.dividends import PREV_CLOSES_KIND
+    from massive_feeds.errors import QuotaExceededError
+    from massive_feeds.quota import quota_status
+    from massive_feeds.splits import splits_cache_dir
+
+    sb.faults.unanswered.add("/stocks/v1/")  # the v3 fallback: no service factors, closes read from /v2/aggs
+    home = tmp_path / "home"
+    s = load_settings(environ=sb.env(), home=home, datasets_dir=home / "ds",
+                      plan=Plan("tiny", None, 12, None, None, None))
+    closes = "/v2/aggs/ticker/INTC/range/1/day/"
+    before = sb.rest.count(closes)
+    first = fetch_data("INTC", *WINDOW, "1d", "flat_file", adjusted="total", settings=s)
+    assert sb.rest.count(closes) == before + 1  # flat-file bars: the one REST day-bar call is the closes'
+    applied = {d["ex_date"]: d for d in first.attrs["dividends"]}
+    assert applied[EX1]["factor_source"] == "previous close" and applied[EX1]["prev_close"] == 3.30
+    left = quota_status(s).rest_remaining_today
+    assert left is not None and 0 < left <= 12  # no market holiday in the first 12 weekdays of February 2024
+    for day in pd.bdate_range("2024-02-01", periods=left).strftime("%Y-%m-%d"):
+        fetch_data("KO", day, day, "1d", "rest", adjusted=False, settings=s)  # spend the rest of the day's calls
+    assert quota_status(s).rest_remaining_today == 0
+    again = fetch_data("INTC", *WINDOW, "1d", "flat_file", adjusted="total", settings=s)
+    assert sb.rest.count(closes) == before + 1  # the closes came from the cache: no call
+    pd.testing.assert_frame_equal(again[["timestamp", *PRICES]], first[["timestamp", *PRICES]])
+    # without the cache and without calls left: the typed error names what is missing
+    shutil.rmtree(splits_cache_dir(s, PREV_CLOSES_KIND))
+    with pytest.raises(QuotaExceededError, match=r"no cached previous close covers INTC ex 2024-01-10, "):
+        fetch_data("INTC", *WINDOW, "1d", "flat_file", adjusted="total", settings=s)
+
+
 def test_a_special_dividend_applies_like_a_regular_one_on_both_endpoints(sb: Sandbox, settings: Settings) -> None:
     span = ("2024-02-14", "2024-02-27")  # XOM pays a one-off 2.00 (v1 "special", v3 "SC") on 2024-02-21
     raw = fetch_data("XOM", *span, "1d", "rest", adjusted=False, settings=settings)
