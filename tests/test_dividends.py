@@ -518,3 +518,29 @@ def test_raw_bars_append_to_a_total_return_dataset_converted(settings: Settings)
     pd.testing.assert_frame_equal(out[cols].reset_index(drop=True), total[cols].reset_index(drop=True), rtol=1e-12)
     assert out.attrs["adjustment"] == "total"
     assert sorted(d["ex_date"] for d in out.attrs["dividends"])[:2] == [EX1, EX2]
+
+
+def test_a_sandbox_dividend_in_another_currency_refuses_total_end_to_end(sb: Sandbox, settings: Settings) -> None:
+    span = ("2024-03-04", "2024-03-15")  # the sandbox's NFLX lists one 0.50 CAD dividend, ex 2024-03-12
+    listed = fetch_dividends("NFLX", "2024-01-02", settings=settings)
+    assert listed[["ex_dividend_date", "cash_amount", "currency"]].astype(str).values.tolist() == \
+        [["2024-03-12", "0.5", "CAD"]]
+    for method in ("rest", "flat_file"):
+        with pytest.raises(CorporateActionError, match=r"^NFLX's dividend of 0\.5 CAD \(ex-date 2024-03-12\) is not "
+                                                       r"in USD, the currency of its prices") as err:
+            fetch_data("NFLX", *span, "1d", method, adjusted="total", settings=settings)
+        assert (err.value.ticker, err.value.ex_date, err.value.currency) == ("NFLX", "2024-03-12", "CAD")
+    sb.faults.unanswered.add("/stocks/v1/")  # the v3 rows carry the currency too
+    with pytest.raises(CorporateActionError, match=r"^NFLX's dividend of 0\.5 CAD"):
+        fetch_data("NFLX", *span, "1d", "rest", adjusted="total",
+                   settings=sb.settings(home=settings.home / "v3", plan="unlimited"))
+    sb.faults.reset()
+    splits = fetch_data("NFLX", *span, "1d", "rest", adjusted="splits", settings=settings)
+    raw = fetch_data("NFLX", *span, "1d", "rest", adjusted=False, settings=settings)
+    assert len(splits) == 10 and splits.attrs["adjustment"] == "splits"
+    pd.testing.assert_frame_equal(splits[["timestamp", *PRICES]], raw[["timestamp", *PRICES]])  # NFLX never split
+    with pytest.raises(CorporateActionError, match="NFLX's dividend of 0.5 CAD"):  # the Backtrader path too
+        holding = bt.Cerebro(stdstats=False)
+        holding.adddata(MassiveData(dataname="NFLX", fromdate=date(2024, 3, 4), todate=date(2024, 3, 15),
+                                    timeframe=bt.TimeFrame.Days, method="rest", adjusted="total", settings=settings))
+        holding.run()

@@ -19,7 +19,8 @@ Stocks follow the NYSE calendar (holidays, early closes) and some split. The def
 * AMD 1-for-5 reverse (5 → 1) six NYSE sessions before the clock's day.
 
 Twelve tickers pay cash dividends (AAPL, MSFT, JPM, V, XOM, KO, WMT, DIS, INTC, SPY, QQQ, IWM; quarterly or
-semi-annual, ex-dates near the 10th of their months; XOM also a 2.00 special on 2024-02-21), listed on
+semi-annual, ex-dates near the 10th of their months; XOM also a 2.00 special on 2024-02-21; NFLX one of 0.50 CAD on 2024-03-12, which total-return prices
+refuse), listed on
 ``/v3/reference/dividends`` and
 ``/stocks/v1/dividends`` (with the cumulative ``historical_adjustment_factor``); their raw prices drop by about
 the dividend on each ex-date, so total-return prices (``adjusted="total"``) differ from split-adjusted ones.

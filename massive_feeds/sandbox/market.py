@@ -202,6 +202,11 @@ DIVIDEND_PAYERS: dict[str, tuple[float, int]] = {
 #: ``special``, ``frequency`` 0), as the real lists hold them: (ticker, ex-date, cash per share).
 SPECIAL_DIVIDENDS: tuple[tuple[str, date, float], ...] = (("XOM", date(2024, 2, 21), 2.0),)
 
+#: Cash dividends declared in another currency than the prices (as a cross-listed issuer's are), so a keyless
+#: ``adjusted="total"`` run shows the refusal: (ticker, ex-date, cash per share, currency). NFLX pays nothing
+#: else, so its prices carry no drop for it and no other test counts its dividends.
+FOREIGN_DIVIDENDS: tuple[tuple[str, date, float, str], ...] = (("NFLX", date(2024, 3, 12), 0.5, "CAD"),)
+
 #: The day the dividend drops are counted from: raw prices of a payer are the smooth level scaled by its
 #: ex-date drops since this day (or lifted by those between a day before it and it), so 2024 prices barely move.
 DIVIDEND_REFERENCE = date(2024, 1, 1)
@@ -604,7 +609,7 @@ class MarketGenerator:
         """Every dividend of the universe's payers (or of ``only``) with an ex-dividend date in ``[first, last]``:
         regular payments (quarterly or semi-annual) whose ex-date is the first trading day on or after
         the 10th of the month; declared 3 weeks before, recorded the next trading day, paid 2 weeks later; and the
-        one-off :data:`SPECIAL_DIVIDENDS`. The cash per share is on the basis of its day: before a split it is
+        one-off :data:`SPECIAL_DIVIDENDS` and :data:`FOREIGN_DIVIDENDS`. The cash per share is on the basis of its day: before a split it is
         scaled like the price."""
         out: list[DividendInfo] = []
         first = max(first, HISTORY_START)
@@ -632,6 +637,10 @@ class MarketGenerator:
             if self.knows(ticker) and (only is None or ticker == only) and first <= ex <= last:
                 out.append(DividendInfo(ticker, ex, ex - timedelta(days=14), ex + timedelta(days=1),
                                         ex + timedelta(days=10), cash, 0, dividend_type="SC"))
+        for ticker, ex, cash, currency in FOREIGN_DIVIDENDS:
+            if self.knows(ticker) and (only is None or ticker == only) and first <= ex <= last:
+                out.append(DividendInfo(ticker, ex, ex - timedelta(days=21), ex + timedelta(days=1),
+                                        ex + timedelta(days=14), cash, 1, currency=currency))
         return out
 
     def _payments(self, ticker: str) -> list[DividendInfo]:
