@@ -140,6 +140,8 @@ def fetch_query(query: Q, method: str, by_method: Mapping[str, Source[Q]], setti
         if method == "auto":  # say which method Auto ran and why, not only what failed inside it
             _name_auto_choice(exc, source.method, reason)
         raise
+    if filled := df.attrs.get("filled_over_rest"):  # served by both: the reason says which days REST gave
+        reason += f"; {len(filled)} trading day(s) the flat files lack came over REST ({', '.join(filled)})"
     df.attrs.update(method=source.method, method_reason=reason, source=settings.source)
     return diagnose_empty(df, query, source.method, settings)
 

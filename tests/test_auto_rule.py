@@ -239,6 +239,8 @@ def test_auto_fills_flat_file_days_not_yet_published_over_rest(sb: Sandbox, sett
     assert df.attrs["method"] == "flat_file"
     assert df.attrs["missing_trading_days"] == ["2024-03-11", "2024-03-12"]
     assert df.attrs["filled_over_rest"] == ["2024-03-11", "2024-03-12"] and df.attrs["unfilled_days"] == []
+    assert df.attrs["method_reason"] == ("6 symbol(s) over 9 day(s): large query → flat files; 2 trading day(s) "
+                                         "the flat files lack came over REST (2024-03-11, 2024-03-12)")
     assert aggs(sb) - before == 6
     same_values(df, fetch_ohlcv_rest(SIX, "2024-03-04", "2024-03-12", "1d", settings=settings))
     explicit = fetch_data(SIX, "2024-03-04", "2024-03-12", "1d", method="flat_file", settings=settings)
