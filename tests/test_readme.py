@@ -3,7 +3,8 @@
 The blocks share one working directory, one ``MASSIVE_FEEDS_HOME`` and one datasets folder, as a user
 working through the README in one project would: a dataset saved by one block is loaded by a later one.
 No ``MASSIVE_*`` key is set, so the library's keyless default (the embedded sandbox) serves every call;
-its clock runs at 60x (``MASSIVE_SANDBOX_SPEED``) so that streaming blocks get their quotes quickly.
+its clock runs at its default 30x, the speed the README's live snippets are sized to, and the live section's
+output is checked (several quotes in the 3 s stream, five from the async iterator, minutes of bars recorded).
 
 A block can carry a directive in an HTML comment on the line just above its opening fence:
 
@@ -17,6 +18,7 @@ A fenced block in another language (``text``) is a synopsis, not a script, and i
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -94,9 +96,7 @@ def _environment(workdir: Path) -> dict[str, str]:
         MASSIVE_FEEDS_HOME=str(workdir / "home"),
         MASSIVE_FEEDS_CONFIG=str(workdir / "no-user-config.properties"),
         MASSIVE_DATASETS_DIR=str(workdir / "data" / "datasets"),
-        # the documented clock knob: a market minute per second, so the streaming blocks' quotes come in
-        # seconds (at 1x AAPL quotes about once every 5 s) and the recordings hold minutes of data
-        MASSIVE_SANDBOX_SPEED="60",
+        # no MASSIVE_SANDBOX_SPEED: the built-in sandbox's default clock (30x), which the snippets are sized to
         MPLBACKEND="Agg",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
@@ -141,6 +141,34 @@ def _serve(command: list[str], workdir: Path, env: dict[str, str], ready: str, t
     return output
 
 
+LIVE_BLOCK = 'connector.start_stream(["AAPL", "GOOGL"]'
+PRICE = r"\d+(?:\.\d+)?"
+
+
+def check_live_section(stdout: str) -> None:
+    """What the live section's snippet visibly shows at the default clock (at 1x it printed one quote in the
+    3 s stream and recorded 1-3 bars in 30 s)."""
+    lines = stdout.splitlines()
+    streamed = [ln.split()[0] for ln in lines if re.fullmatch(rf"(AAPL|GOOGL) {PRICE}", ln)]
+    assert len(streamed) >= 10 and set(streamed) == {"AAPL", "GOOGL"}, stdout  # several quotes in 3 s
+    stats = next(ln for ln in lines if ln.startswith("{'active_streams'"))
+    assert "'active_streams': 2" in stats and "'connected': True" in stats
+    quotes = [ln.split() for ln in lines if re.fullmatch(rf"AAPL {PRICE} {PRICE}", ln)]
+    assert len(quotes) == 5 and all(float(bid) < float(ask) for _, bid, ask in quotes)  # first_quotes(n=5)
+    counts = ast.literal_eval(next(ln for ln in lines if ln.startswith("{'AAPL'")))
+    # 30 s at 30x are 15 market minutes: one 1-minute bar a minute per symbol (a bar more at each edge)
+    assert set(counts) == {"AAPL", "MSFT"} and all(12 <= n <= 17 for n in counts.values()), counts
+
+
+#: checks of a block's output, by a line of its code
+OUTPUT_CHECKS = {LIVE_BLOCK: check_live_section}
+
+
+def test_the_live_section_is_checked() -> None:
+    """Guards the output check: it must find its block (a reworded snippet would silently skip it)."""
+    assert sum(LIVE_BLOCK in b.code for b in BLOCKS) == 1
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_readme_block_runs(block: Block, workdir: Path) -> None:
     if block.directive == "skip":
@@ -154,6 +182,9 @@ def test_readme_block_runs(block: Block, workdir: Path) -> None:
     shown = f"README line {block.line}:\n{block.code}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}"
     assert result.returncode == 0, shown
     assert "Traceback" not in result.stderr, shown
+    for marker, check in OUTPUT_CHECKS.items():
+        if marker in block.code:
+            check(result.stdout)
     # Keyless: every block that touches data says it came from the sandbox (one notice per process).
     if block.lang == "python" and ("fetch" in block.code or "stream" in block.code or "download" in block.code):
         assert "sandbox" in (result.stdout + result.stderr).lower(), shown
