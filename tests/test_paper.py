@@ -238,6 +238,7 @@ def test_live_trading_page_start_trading_stop_and_parity(tmp_path: Path, monkeyp
             shown = next(d.value for d in at.dataframe if "fill_time" in d.value.columns)  # the chart's zone
             assert "**Fills** (New York time, as the chart)" in [m.value for m in at.markdown]
             assert shown["created"].dt.tz is None  # naive wall-clock times, not the UTC isoformat strings
+            assert at.radio(key="lt_pp_fills").value == "quotes"  # the fills table has a key of its own
             at.button(key="lt_pp_stop").click().run()
 
             def finished() -> bool:

@@ -358,7 +358,7 @@ def _paper_panel(live: LiveSession) -> None:
         st.plotly_chart(_paper_chart(bars, fills, f"{run.symbol} · ▲ entries ▼ exits"), key="lt_pp_chart")
         if fills:
             st.markdown("**Fills** (New York time, as the chart)")
-            st.dataframe(_fills_table(fills), hide_index=True, key="lt_pp_fills")
+            st.dataframe(_fills_table(fills), hide_index=True, key="lt_pp_fills_table")
     if run.running:
         return
     if run.error is not None:
