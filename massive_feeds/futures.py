@@ -23,6 +23,12 @@ runtime). Every bar carries its ``contract``. ``roll_adjust`` (a :class:`~massiv
 ``from_price``/``to_price`` are both contracts' last closes in the session before the roll (the old
 contract's last held session). The roll table (``date from to from_price to_price factor offset``) is in
 ``df.attrs["rolls"]``; after the last roll the series equals that contract's own bars.
+
+``session="regular"`` keeps, for intraday intervals, the minutes inside each session's ``open``..``close``
+of the product's schedule (``/futures/v1/schedules``: one paginated call per product and query, cached by the
+runtime), so early closes and holidays come from the exchange, not from XNYS; coarser intraday bars are
+rebuilt from those minutes (bins on the UTC clock, as the service aligns them). Day and longer bars are the
+exchange's sessions already and are returned as for ``"extended"``.
 """
 
 from __future__ import annotations
@@ -38,12 +44,12 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import Settings
-from .errors import InvalidInputError, NoDataError
+from .errors import BadResponseError, InvalidInputError, NoDataError
 from .futures_symbols import (CHICAGO, futures_root, is_continuous, parse_continuous, session_days, session_open,
                               session_range)
 from .rest import RestClient
 from .rest.futures import (FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs,
-                           parse_products)
+                           parse_products, parse_schedules)
 from .runtime import current
 from .schema import BarQuery, DateRange, Interval, asset_class, finalize_bars
 from .source import StoreSource
@@ -401,12 +407,99 @@ def _adjust(out: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str) 
                 out[c] = out[c].to_numpy() + shift
 
 
+# --- regular session from the product's schedule ---------------------------------------------------
+def session_schedule(root: str, first_day: date, last_day: date, settings: Settings) -> pd.DataFrame:
+    """The regular ``open``/``close`` (UTC) of each session of ``root`` settling in ``first_day..last_day``,
+    indexed by ``session_end_date`` (``datetime64[D]``): one ``/futures/v1/schedules`` call (pages followed),
+    cached by the runtime for the process. Holidays have no row."""
+    key = (settings.rest_url, root, first_day, last_day)
+    return current().shared("futures-schedules", key, lambda: _load_schedule(root, first_day, last_day, settings))
+
+
+def _load_schedule(root: str, first_day: date, last_day: date, settings: Settings) -> pd.DataFrame:
+    params = {"product_code": root, "session_end_date.gte": first_day.isoformat(),
+              "session_end_date.lte": last_day.isoformat(), "limit": 1000}
+    with RestClient(settings) as client:
+        frames = [f for f, _ in client.paginate("/futures/v1/schedules", params, parse_schedules, lambda p: p[1])]
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[(rows["product_code"] == root) & rows["event"].isin(["open", "close"])]
+    if rows.empty:
+        raise NoDataError(f"no {root} trading schedule for {first_day}..{last_day} in /futures/v1/schedules "
+                          "(unknown product code?)", symbols={root: "no schedule"}, start=first_day, end=last_day)
+    table = rows.drop_duplicates(["session_end_date", "event"]).pivot(
+        index="session_end_date", columns="event", values="timestamp")
+    if table.reindex(columns=["open", "close"]).isna().to_numpy().any():
+        raise BadResponseError(f"{root} schedule has a session without both an open and a close event")
+    table.index = pd.Index(np.asarray(table.index, dtype="datetime64[D]"), name="session_end_date")
+    return table[["open", "close"]].sort_index()
+
+
+def cut_to_schedule(minutes: pd.DataFrame, first_day: date, last_day: date, settings: Settings) -> pd.DataFrame:
+    """The minute bars starting inside their session's regular ``open``..``close`` (bars of sessions the
+    schedule does not list are dropped); one schedule per product (a handful of roots, vectorised inside)."""
+    if minutes.empty:
+        return minutes
+    codes, symbols = pd.factorize(minutes["symbol"])
+    roots = np.array([futures_root(str(s)) for s in symbols], dtype=object)[codes]
+    days = parsed_days(minutes["session_end_date"])
+    ts = minutes["timestamp"].to_numpy(dtype="datetime64[ns]")
+    keep = np.zeros(len(minutes), dtype=bool)
+    for root in np.unique(roots):
+        rows = np.flatnonzero(roots == root)
+        table = session_schedule(str(root), first_day, last_day, settings)
+        at = table.index.get_indexer(pd.Index(days[rows]))
+        opens = table["open"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+        closes = table["close"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+        safe = np.maximum(at, 0)
+        keep[rows] = (at >= 0) & (ts[rows] >= opens[safe]) & (ts[rows] < closes[safe])
+    out = minutes.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+    out.attrs.update(minutes.attrs)
+    return out
+
+
+def _rebin(minutes: pd.DataFrame, interval: Interval) -> pd.DataFrame:
+    """Minute bars → ``interval`` bars per symbol and session (UTC-aligned bins, vwap volume-weighted)."""
+    width = np.int64(interval.minutes) * np.int64(60 * 10**9)
+    ts = minutes["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    df = minutes.assign(timestamp=pd.to_datetime((ts // width) * width, utc=True),
+                        _dv=minutes["vwap"] * minutes["volume"])
+    df.attrs = {}  # the roll table in attrs would make pandas compare frames while grouping; the caller restores
+    keys = ["symbol", "session_end_date", "timestamp"]
+    spec: dict[str, Any] = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum",
+                            "transactions": "sum", "_dv": "sum", "settlement_price": "last"}
+    if "contract" in df:
+        spec["contract"] = "last"
+    out = df.groupby(keys, sort=False, observed=True).agg(spec).reset_index()
+    out["vwap"] = np.where(out["volume"] > 0, out["_dv"] / out["volume"].where(out["volume"] > 0, 1), out["close"])
+    extra = tuple(c for c in ("settlement_price", "session_end_date", "contract") if c in out)
+    return finalize_bars(out.drop(columns="_dv"), extra=extra)
+
+
+def _regular_bars(query: BarQuery, method: str, settings: Settings, *,
+                  progress: bool | None, store: StoreLocation) -> pd.DataFrame:
+    """``session="regular"``: see the module docstring."""
+    base = query.replace(session="extended")
+    if not query.interval.is_intraday:
+        df = futures_bars_by(base, method, settings, progress=progress, store=store)
+    else:
+        minutes = futures_bars_by(base.replace(interval=_MINUTE), method, settings, progress=progress, store=store)
+        attrs = dict(minutes.attrs)
+        # a datetime end after 17:00 Chicago reaches into the next day's session
+        df = cut_to_schedule(minutes, query.range.first_day, query.range.last_day + timedelta(days=1), settings)
+        df = df if query.interval.name == "1m" else _rebin(df, query.interval)
+        df.attrs.update(attrs)
+    df.attrs.update(interval=query.interval.name, session="regular")
+    return df
+
+
+_MINUTE = Interval("1m", 1, "minute")
+
+
 def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
                     progress: bool | None = None, store: StoreLocation = None) -> pd.DataFrame:
     """Bars for a query of futures tickers (contracts and continuous series, not mixed with other classes)."""
     if query.session == "regular":
-        raise InvalidInputError("session='regular' is not supported for futures yet (their bars are the exchange's "
-                                "sessions already); use session='extended'")
+        return _regular_bars(query, method, settings, progress=progress, store=store)
     others = [t for t in query.tickers if asset_class(t) != "futures"]
     if others:
         raise InvalidInputError(f"futures cannot be mixed with other asset classes in one query ({', '.join(others)}"

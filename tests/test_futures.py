@@ -148,11 +148,43 @@ def test_volume_roll_comes_before_the_calendar_roll_and_rank_one_is_the_next(sb:
     assert second["contract"].tolist() == ["ESZ6"] * 5 + ["ESH7"] * 5
 
 
-def test_mixing_futures_with_stocks_and_a_regular_session_are_one_line_refusals(sb: Sandbox) -> None:
+def test_mixing_futures_with_stocks_is_a_one_line_refusal(sb: Sandbox) -> None:
     with pytest.raises(InvalidInputError, match="futures cannot be mixed"):
         fetch_data(["ES.c.0", "AAPL"], "2026-09-14", "2026-09-18", "1d", settings=sb.settings())
-    with pytest.raises(InvalidInputError, match="session='regular' is not supported for futures yet"):
-        fetch_data("ESZ6", "2026-09-14", "2026-09-18", "1h", settings=sb.settings(), session="regular")
+
+
+def test_regular_session_follows_the_products_schedule_with_its_early_close(sb: Sandbox, tmp_path: Path) -> None:
+    # sessions settling Wed 11-25, Fri 11-27 (Thanksgiving 11-26: no session; 11-27 closes 12:15 Chicago =
+    # 18:15 UTC, CST) and Mon 11-30; each opens 17:00 Chicago (23:00 UTC) the calendar day before
+    settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+    before = sb.rest.count("/futures/v1/schedules")
+    for ticker in ("ESZ6", "ES.c.0"):  # ES.c.0 holds ESZ6 all week (it expires 12-18)
+        ext = fetch_data(ticker, "2026-11-25", "2026-11-30", "1m", settings=settings)
+        reg = fetch_data(ticker, "2026-11-25", "2026-11-30", "1m", settings=settings, session="regular")
+        assert reg.attrs["session"] == "regular"
+        by = reg.groupby("session_end_date")["timestamp"].agg(["first", "last", "count"])
+        assert by.index.tolist() == ["2026-11-25", "2026-11-27", "2026-11-30"]
+        assert by["first"].tolist() == [pd.Timestamp(f"2026-11-{d} 23:00", tz="UTC") for d in (24, 26, 29)]
+        assert by["last"].tolist() == [pd.Timestamp("2026-11-25 21:59", tz="UTC"),
+                                       pd.Timestamp("2026-11-27 18:14", tz="UTC"),  # the early close
+                                       pd.Timestamp("2026-11-30 21:59", tz="UTC")]
+        assert by["count"].tolist() == [1380, 1155, 1380]  # 17:00 -> 12:15 is 19 h 15 min
+        # the extended bars run the whole 1,380 minutes of 11-27; the regular ones are exactly their head
+        assert len(ext) == 3 * 1380
+        kept = ext[(ext["timestamp"] < pd.Timestamp("2026-11-27 18:15", tz="UTC"))
+                   | (ext["timestamp"] >= pd.Timestamp("2026-11-29", tz="UTC"))]
+        assert reg["close"].tolist() == kept["close"].tolist()
+        hours = fetch_data(ticker, "2026-11-25", "2026-11-30", "1h", settings=settings, session="regular")
+        last = hours[hours["session_end_date"] == "2026-11-27"].iloc[-1]
+        minutes = reg[(reg["timestamp"] >= pd.Timestamp("2026-11-27 18:00", tz="UTC"))
+                      & (reg["session_end_date"] == "2026-11-27")]
+        assert last["timestamp"] == pd.Timestamp("2026-11-27 18:00", tz="UTC")
+        assert len(minutes) == 15  # 18:00 .. 18:14: the hour bar is built from the minutes before the close
+        assert last["volume"] == minutes["volume"].sum()
+        assert last["close"] == minutes["close"].iloc[-1]
+        assert last["high"] == minutes["high"].max()
+    # one schedules call for the product, cached for every later query over the same sessions
+    assert sb.rest.count("/futures/v1/schedules") - before == 1
 
 
 def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:

@@ -37,9 +37,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from .market import is_nyse_session
+from .market import _nyse_session, is_nyse_session
 
 CHICAGO = ZoneInfo("America/Chicago")
+NEW_YORK = ZoneInfo("America/New_York")
 MINUTES = 1380
 NS_MIN = 60 * 10**9
 MONTHS = {3: "H", 6: "M", 9: "U", 12: "Z"}
@@ -460,7 +461,8 @@ def products(query: dict[str, str], today: date, base_url: str) -> dict[str, Any
 
 
 def schedules(query: dict[str, str], today: date, base_url: str) -> dict[str, Any]:
-    """Per session: ``pre_open`` (16:45 Chicago), ``open`` (17:00) the day before, ``close`` (16:00)."""
+    """Per session: ``pre_open`` (16:45 Chicago), ``open`` (17:00) the day before, ``close`` (16:00; 12:15 on
+    NYSE early-close days such as the day after Thanksgiving, as CME closes its equity and metals futures)."""
     keep = _date_filter(query, "session_end_date")
     first = date.fromisoformat(query.get("session_end_date", query.get("session_end_date.gte", (today - timedelta(
         days=14)).isoformat())))
@@ -475,12 +477,18 @@ def schedules(query: dict[str, str], today: date, base_url: str) -> dict[str, An
             if is_session(d) and keep(d.isoformat()):
                 for event, when in (("pre_open", datetime.combine(d - timedelta(days=1), time(16, 45), CHICAGO)),
                                     ("open", datetime.combine(d - timedelta(days=1), time(17), CHICAGO)),
-                                    ("close", datetime.combine(d, time(16), CHICAGO))):
+                                    ("close", datetime.combine(d, _close_time(d), CHICAGO))):
                     rows.append({"event": event, "product_code": code, "product_name": product.name,
                                  "session_end_date": d.isoformat(), "timestamp": when.astimezone(timezone.utc)
                                  .isoformat(), "trading_venue": product.venue})
             d += timedelta(days=1)
     return _page(rows, query, base_url, "/futures/v1/schedules", 1000)
+
+
+def _close_time(day: date) -> time:
+    session = _nyse_session(day)
+    early = session is not None and session[1] < int(datetime.combine(day, time(16), NEW_YORK).timestamp() * 1000)
+    return time(12, 15) if early else time(16)
 
 
 def route(path: str, query: dict[str, str], now_ms: int, base_url: str) -> tuple[int, dict[str, Any]]:
