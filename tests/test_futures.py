@@ -467,14 +467,18 @@ def test_a_live_continuous_feed_rolls_at_the_session_change(tmp_path: Path) -> N
             self.bars: list[tuple[pd.Timestamp, float]] = []
             self.notices: list[str] = []
             self.subscribed: list[set[str]] = []
+            self.rolled: list[tuple[pd.Timestamp, float, float]] = []
 
         def notify_data(self, data: bt.DataBase, status: int, *args: object, **kwargs: object) -> None:
             self.notices.append(data._getstatusname(status))
             self.subscribed.append(self.p.sandbox.ws.subscriptions("futures"))
 
         def next(self) -> None:
+            when = pd.Timestamp(bt.num2date(self.data.datetime[0]), tz="UTC")
+            if when >= pd.Timestamp("2026-09-14 22:00", tz="UTC"):  # the new session, backfilled or streamed
+                self.rolled.append((when, self.data.close[0], self.data.volume[0]))
             if self.data._laststatus == self.data.LIVE:
-                self.bars.append((pd.Timestamp(bt.num2date(self.data.datetime[0]), tz="UTC"), self.data.close[0]))
+                self.bars.append((when, self.data.close[0]))
                 if self.bars[-1][0] >= pd.Timestamp("2026-09-14 22:02", tz="UTC"):
                     self.env.runstop()
 
@@ -499,6 +503,16 @@ def test_a_live_continuous_feed_rolls_at_the_session_change(tmp_path: Path) -> N
     assert "T.ESZ6" in set().union(*strat.subscribed[1:]) and not any("ESU6" in p for p in strat.subscribed[-1])
     with Sandbox(clock_start=start + timedelta(hours=3), clock_speed=0.001) as rest_box:
         own = fetch_data("ESZ6", after[0][0], after[-1][0], "1m", settings=rest_box.settings())
+        session = fetch_data("ESZ6", strat.rolled[0][0], strat.rolled[-1][0], "1m", settings=rest_box.settings())
         old = fetch_data("ESU6", before[0][0], before[-1][0], "1m", settings=rest_box.settings())
     assert [c for _, c in after] == own["close"].tolist()  # after the roll: the new contract's own bars
     assert [c for _, c in before] == old["close"].tolist()  # before it: the old one's
+    # the roll is noticed some market seconds after the 17:00 Chicago open (22:00 UTC): the new contract's bars
+    # from the open up to its stream come from REST, so the new session has every minute, each one whole
+    assert strat.rolled[0][0] == pd.Timestamp("2026-09-14 22:00", tz="UTC")
+    times = [t for t, _, _ in strat.rolled]
+    assert times == list(pd.date_range("2026-09-14 22:00", periods=len(times), freq="1min", tz="UTC"))
+    assert [c for _, c, _ in strat.rolled] == session["close"].tolist()
+    # the 22:00 bar is REST's whole minute (590 contracts): a bar built from the stream carries only the trades
+    # it saw (the sandbox prints one trade a minute), so without the backfill this volume differs
+    assert strat.rolled[0][2] == session["volume"].iloc[0]

@@ -4,9 +4,10 @@
 :class:`~massive_feeds.backtrader.live.StreamSource`. When the stream's market clock enters a session whose
 held contract differs (the calendar or volume rule of :func:`massive_feeds.futures.held_contract`), it
 closes that source (unsubscribing the old contract), queues a ``CONNECTED`` notice saying
-``rolled ESU6 -> ESZ6`` for the strategy's ``notify_data``, and opens a source on the new contract — without
-a REST backfill, since the feed's bars never go back in time; the new contract's bars start with its first
-stream event. Prices are the held contract's own (``roll_adjust="none"``), as a trader holding it sees them.
+``rolled ESU6 -> ESZ6`` for the strategy's ``notify_data``, and opens a source on the new contract, which
+backfills that contract's bars over REST from the open of the session it is held in up to where its stream
+starts (as the feed does after a reconnect), so the strategy sees the new session from its first bar however
+late the roll is noticed. Prices are the held contract's own (``roll_adjust="none"``), as a trader holding it sees them.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ def session_of(ms: int) -> date:
 
 
 class RollingSource:
-    """See the module docstring. ``make(contract, first)`` builds the stream source of a contract (``first``:
-    the initial one, which backfills); ``resolve(session)`` names the contract held in a session."""
+    """See the module docstring. ``make(contract, rolled_into)`` builds the stream source of a contract
+    (``rolled_into``: None for the initial one, else the session it is rolled into, whose bars it backfills);
+    ``resolve(session)`` names the contract held in a session."""
 
     live = True
 
-    def __init__(self, ticker: str, contract: str, make: Callable[[str, bool], FeedSource],
+    def __init__(self, ticker: str, contract: str, make: Callable[[str, date | None], FeedSource],
                  resolve: Callable[[date], str], session: date) -> None:
         self.ticker, self.contract = ticker, contract
         self._make, self._resolve, self._session = make, resolve, session
@@ -55,7 +57,7 @@ class RollingSource:
 
     def open(self, fmt: BarFormat) -> None:
         self._fmt = fmt
-        self._source = self._make(self.contract, True)
+        self._source = self._make(self.contract, None)
         self._source.open(fmt)
 
     def poll(self, timeout: float) -> SourceItem:
@@ -116,7 +118,7 @@ class RollingSource:
         self._source.close()
         self.rolls.append((session, old, held))
         self._queued.append(Notice(bt.feed.DataBase.CONNECTED, f"rolled {old} -> {held}"))
-        self._source = self._make(held, False)
+        self._source = self._make(held, session)
         self._source.open(self._fmt)
 
     def pending(self) -> bool:

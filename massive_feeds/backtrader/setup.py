@@ -289,17 +289,24 @@ class FeedSetup:
         session = session_of(store.server_time_ms())  # the service's clock (the sandbox's)
         held = held_contract(ticker, session, store.settings)
         log.info("live %s: streaming %s, the contract it holds in the session of %s", ticker, held, session)
-        return RollingSource(ticker, held, lambda contract, first: self._contract_source(contract, first),
+        return RollingSource(ticker, held, self._contract_source,
                              lambda day: held_contract(ticker, day, store.settings), session)
 
-    def _contract_source(self, contract: str, first: bool) -> FeedSource:
-        """The stream source of one contract of a continuous series (only the first one backfills)."""
+    def _contract_source(self, contract: str, rolled_into: date | None) -> FeedSource:
+        """The stream source of one contract of a continuous series: the first one (``rolled_into`` None)
+        backfills the series as any live feed; a contract rolled into backfills its own bars from the open
+        of the session it is held in, so the strategy sees that session without a gap (as after a reconnect)."""
+        from ..futures_symbols import session_open
         from .live import STREAM_CLOCK, StreamSource, live_kinds
 
         store, clock = self.store, self.p.clock
         kinds = live_kinds(contract, self.p.live_bars, quotes=bool(self.extra_lines))
-        backfill = self._backfill_fn() if first else None
-        start = self._backfill_start(clock) if first and clock is not None and backfill is not None else None
+        backfill = self._backfill_fn(None if rolled_into is None else contract)
+        start = None
+        if backfill is not None and rolled_into is not None:
+            start = session_open(rolled_into)
+        elif backfill is not None and clock is not None:
+            start = self._backfill_start(clock)
         return StreamSource(store.connector, contract, self._builder(),
                             subscribe=lambda: store.subscribe(contract, kinds),
                             unsubscribe=lambda: store.unsubscribe(contract),
@@ -309,11 +316,12 @@ class FeedSetup:
                             start_wait=float(self.p.start_wait), grace_ms=int(self.p.grace * 1000),
                             market="futures", name=f"live {self.symbol} ({contract})")
 
-    def _backfill_fn(self) -> Any:
-        """REST bars of this feed's symbol and interval for a window (``None`` without backfill)."""
+    def _backfill_fn(self, contract: str | None = None) -> Any:
+        """REST bars of this feed's symbol (or of ``contract``, one a continuous series holds) and interval
+        for a window (``None`` without backfill)."""
         if not self.p.backfill:
             return None
-        store, symbol, iv = self.store, self.symbol, interval_for(self.p.timeframe, self.p.compression)
+        store, symbol, iv = self.store, contract or self.symbol, interval_for(self.p.timeframe, self.p.compression)
         assert symbol is not None  # live mode needs dataname
         adjusted = self._fetch_adjusted()  # True/"splits", "total", False/"raw": validated by BarQuery.build
         return lambda start, end: store.backfill_query(BarQuery.build(symbol, start, end, iv, adjusted=adjusted))
