@@ -45,8 +45,7 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import BadResponseError, InvalidInputError, NoDataError
-from .futures_symbols import (CHICAGO, futures_root, is_continuous, parse_continuous, session_days, session_open,
-                              session_range)
+from .futures_symbols import CHICAGO, futures_root, is_continuous, parse_continuous, session_days, session_open
 from .rest import RestClient
 from .rest.futures import (FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs,
                            parse_products, parse_schedules)
@@ -72,7 +71,7 @@ class FuturesStore(StoreSource):
     continuous queries read their sessions from it (see :func:`contract_bars`)."""
 
     def unavailable(self, query: Any) -> str | None:
-        return super().unavailable(query.replace(range=session_range(query.range)))
+        return super().unavailable(query.replace(range=query.range.in_futures_sessions()))
 
     def read(self, query: Any, progress: bool | None = None) -> pd.DataFrame:
         return futures_bars_by(query, "store", self.settings, progress=progress, store=self.location)
@@ -194,7 +193,7 @@ def contract_bars(query: BarQuery, method: str, settings: Settings, *, client: R
     """Single contracts' bars by ``method`` (``rest``, ``flat_file`` or ``store``: the history store at ``store``,
     ingested from ``us_futures_*`` day files), sessions as days, with the extra columns ``settlement_price`` and
     ``session_end_date``."""
-    window = session_range(query.range)
+    window = query.range.in_futures_sessions()
     if method == "store":
         from .store.core import HistoryStore
 

@@ -20,18 +20,15 @@ REST paths, the WebSocket channels and the flat-file rows use.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from .schema import DateRange
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -157,13 +154,6 @@ def validate_roll_adjust(value: str) -> str:
 def session_open(day: date) -> pd.Timestamp:
     """The first minute (UTC) of the CME session settling on ``day``: 17:00 Chicago the day before."""
     return pd.Timestamp(datetime.combine(day - timedelta(days=1), time(17), CHICAGO)).tz_convert("UTC")
-
-
-def session_range(window: "DateRange") -> "DateRange":
-    """A query's range in sessions: date bounds become the sessions ending on those days (datetimes stay)."""
-    start = session_open(window.first_day) if window.start_is_date else window.start
-    end = session_open(window.last_day + timedelta(days=1)) if window.end_is_date else window.end
-    return replace(window, start=start, end=end)
 
 
 def session_days(ts: pd.Series) -> np.ndarray:

@@ -13,7 +13,7 @@ carries that object and never parses the user's strings again.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable, Literal, Self, Sequence, TypeAlias
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
-from .futures_symbols import FUTURES_FORMS, is_futures, normalize_futures, validate_roll_adjust
+from .futures_symbols import FUTURES_FORMS, is_futures, normalize_futures, session_open, validate_roll_adjust
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -253,6 +253,13 @@ class DateRange:
         if intraday:
             return str(self.start.value // 1_000_000), str((self.end.value - 1) // 1_000_000)
         return self.first_day.isoformat(), self.last_day.isoformat()
+
+    def in_futures_sessions(self) -> DateRange:
+        """This range in futures sessions: date bounds become the sessions ending on those days (the first
+        one opened the evening before, 17:00 Chicago); datetime bounds stay."""
+        start = session_open(self.first_day) if self.start_is_date else self.start
+        end = session_open(self.last_day + timedelta(days=1)) if self.end_is_date else self.end
+        return replace(self, start=start, end=end)
 
     def calendar_days(self) -> list[date]:
         return [self.first_day + timedelta(days=i) for i in range(self.days)]

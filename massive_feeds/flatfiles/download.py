@@ -331,7 +331,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
 def _futures_window(query: BarQuery) -> DateRange:
     """Futures day files hold exchange sessions: date bounds mean the sessions ending on those days (the
     first one opened the evening before). Continuous series are built above, by ``fetch_data``."""
-    from ..futures_symbols import is_continuous, session_range
+    from ..futures_symbols import is_continuous
 
     if cont := [t.symbol for t in query.parsed if is_continuous(t.symbol)]:
         raise InvalidInputError(f"{', '.join(cont)}: continuous futures series are built by fetch_data(..., "
@@ -339,7 +339,7 @@ def _futures_window(query: BarQuery) -> DateRange:
                                 "contract codes like ESZ4")
     if any(t.asset != "futures" for t in query.parsed):
         raise InvalidInputError("futures cannot be mixed with other asset classes in one flat-file query")
-    return session_range(query.range)
+    return query.range.in_futures_sessions()
 
 
 def _log_summary(plan: _Plan, missing: list[str], window: DateRange) -> None:
