@@ -22,7 +22,10 @@ Run: ``.venv/bin/python benchmarks/bench_futures.py`` (``--days N`` sessions, de
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from massive_feeds import download_flat_file, fetch_data
+from massive_feeds.config import Settings, load_settings
 from massive_feeds.flatfiles.reader import wait_for_cache_writes
 from massive_feeds.sandbox import Sandbox
 from massive_feeds.sandbox.futures import is_session
@@ -51,14 +55,14 @@ def sessions_back(last: date, n: int) -> date:
         day -= timedelta(days=1)
 
 
-def ours(sb: Sandbox, home: Path, first: date, last: date) -> pd.DataFrame:
-    return fetch_data("ES.c.0", first, last, "1m", method="flat_file", settings=sb.settings(home=home),
+def ours(env: dict[str, str], home: Path, first: date, last: date) -> pd.DataFrame:
+    return fetch_data("ES.c.0", first, last, "1m", method="flat_file", settings=settings_for(env, home),
                       progress=False)
 
 
-def baseline(sb: Sandbox, home: Path, first: date, last: date, plan: pd.DataFrame) -> pd.DataFrame:
+def baseline(env: dict[str, str], home: Path, first: date, last: date, plan: pd.DataFrame) -> pd.DataFrame:
     """Each held contract over the whole range, concatenated, then the held contract's rows per session."""
-    settings = sb.settings(home=home)
+    settings = settings_for(env, home)
     frames = [download_flat_file(c, first, last, "1m", settings=settings, progress=False)
               for c in plan["contract"].unique()]
     allbars = pd.concat(frames, ignore_index=True)
@@ -68,35 +72,71 @@ def baseline(sb: Sandbox, home: Path, first: date, last: date, plan: pd.DataFram
     return held.sort_values("timestamp").reset_index(drop=True)
 
 
+def settings_for(env: dict[str, str], home: Path) -> Settings:
+    return load_settings(environ={**os.environ, **env}, home=home)
+
+
+def serve(first: date, last: date) -> None:
+    """Child process: the sandbox (REST for the contracts reference, S3 for the day files) with every day
+    file of the range generated, so neither method pays for generating one. It prints the environment that
+    points massive_feeds at it and serves until stdin closes. Its own process, as the real service is: the
+    server's CPU does not share the measured process's GIL (on a 2-core machine it still shares the cores)."""
+    logging.disable(logging.WARNING)
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as sb:
+        day = first
+        while day <= last:
+            sb.s3.ensure(f"us_futures_cme/minute_aggs_v1/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz")
+            day += timedelta(days=1)
+        print(json.dumps(sb.env()), flush=True)
+        sys.stdin.read()
+
+
+def start_server(first: date, last: date) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", first.isoformat(), last.isoformat()],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait()
+        raise SystemExit("the sandbox server did not start")
+    return proc, json.loads(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=250, help="sessions in the query (default 250, a year)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the ratio misses the target")
+    parser.add_argument("--serve", nargs=2, metavar=("FIRST", "LAST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(date.fromisoformat(args.serve[0]), date.fromisoformat(args.serve[1]))
+        return 0
     logging.basicConfig(level=logging.WARNING)
     last = date(2026, 11, 30)
     first = sessions_back(last, args.days)
-    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as sb, tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        day = first
-        while day <= last:  # publish the day files before timing: both methods read the same objects
-            sb.s3.ensure(f"us_futures_cme/minute_aggs_v1/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz")
-            day += timedelta(days=1)
-        print(f"sandbox day files {first}..{last}: generated in {time.perf_counter() - t0:.1f} s")
-        # warm the process (imports, the S3 client, the contracts reference) on one other session, untimed
-        download_flat_file("ESZ6", last, last, "1m", settings=sb.settings(home=Path(tmp) / "warm"), progress=False)
-        ours(sb, Path(tmp) / "warm", last, last)
+    t0 = time.perf_counter()
+    proc, env = start_server(first, last)  # both methods read the same objects, generated before timing
+    print(f"sandbox day files {first}..{last}: generated in {time.perf_counter() - t0:.1f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        # warm the process (imports, the S3 client, the contracts reference, the exchange calendar a missing
+        # day file is checked against) on the last week, untimed, with a cache of its own
+        week = last - timedelta(days=7)
+        download_flat_file("ESZ6", week, last, "1m", settings=settings_for(env, Path(tmp) / "warm"), progress=False)
+        ours(env, Path(tmp) / "warm", week, last)
         wait_for_cache_writes()
         t0 = time.perf_counter()
-        mine = ours(sb, Path(tmp) / "ours", first, last)
+        mine = ours(env, Path(tmp) / "ours", first, last)
         t_ours = time.perf_counter() - t0
         wait_for_cache_writes()
         plan = pd.DataFrame({"session": pd.to_datetime(mine["session_end_date"]), "contract": mine["contract"]})
         plan = plan.drop_duplicates().reset_index(drop=True)
         t0 = time.perf_counter()
-        base = baseline(sb, Path(tmp) / "baseline", first, last, plan)
+        base = baseline(env, Path(tmp) / "baseline", first, last, plan)
         t_base = time.perf_counter() - t0
         wait_for_cache_writes()
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait()
     same = len(mine) == len(base) and bool(np.array_equal(mine["close"].to_numpy(), base["close"].to_numpy()))
     ratio = t_base / t_ours
     print(f"ES.c.0 1m, {args.days} sessions: {len(mine):,} bars from {plan['contract'].nunique()} contracts, "

@@ -25,6 +25,7 @@ The calendar is built once per process (about 0.1 s) and covers 1990-01-01 to a 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from datetime import date
 from functools import lru_cache
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 
 CALENDAR = "XNYS"
 CALENDAR_START = "1990-01-01"
+# lru_cache does not hold back a second caller while the first builds: the flat-file reader's threads
+# asked for the calendar together and built it once each (~0.5 s of CPU apiece under one GIL)
+_BUILD = threading.Lock()
+_EPOCH = date(1970, 1, 1)
 DAY_NS = 86_400_000_000_000
 MINUTE_NS = 60_000_000_000
 
@@ -64,9 +69,14 @@ def has_sessions(ticker: str) -> bool:
     return asset_class(ticker) in SESSION_ASSETS
 
 
-@lru_cache(maxsize=1)
 def exchange_calendar() -> "ExchangeCalendar":
-    """The NYSE calendar (``exchange_calendars`` ``XNYS``), built once per process."""
+    """The NYSE calendar (``exchange_calendars`` ``XNYS``), built once per process (by one thread)."""
+    with _BUILD:
+        return _build_calendar()
+
+
+@lru_cache(maxsize=1)
+def _build_calendar() -> "ExchangeCalendar":
     try:
         import exchange_calendars
     except ImportError:  # a declared dependency; only a broken install lands here
@@ -79,10 +89,17 @@ def exchange_calendar() -> "ExchangeCalendar":
         return exchange_calendars.get_calendar(CALENDAR, start=CALENDAR_START)
 
 
-@lru_cache(maxsize=1)
 def _schedule_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(session day numbers since 1970, open ns UTC, close ns UTC, early-close flags), sorted."""
-    cal = exchange_calendar()
+    if _schedule_built.cache_info().currsize:  # the usual case: no lock taken
+        return _schedule_built()
+    with _BUILD:
+        return _schedule_built()
+
+
+@lru_cache(maxsize=1)
+def _schedule_built() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    cal = _build_calendar()
     sched = cal.schedule
     days = pd.DatetimeIndex(sched.index).as_unit("ns").asi8 // DAY_NS
     opens = pd.DatetimeIndex(sched["open"]).as_unit("ns").asi8
@@ -130,8 +147,13 @@ def _check_bounds(first_day: date, last_day: date) -> None:
 
 
 def is_trading_day(day: date) -> bool:
-    """Whether NYSE holds a session on ``day``."""
-    return not session_schedule(day, day).empty
+    """Whether NYSE holds a session on ``day`` (a lookup in the schedule's day numbers: the flat-file
+    planner asks it for every day without a file)."""
+    _check_bounds(day, day)
+    days = _schedule_arrays()[0]
+    number = (day - _EPOCH).days
+    i = int(np.searchsorted(days, number))
+    return i < len(days) and int(days[i]) == number
 
 
 def trades_on(day: date, asset_classes: set[str] | frozenset[str]) -> bool:

@@ -253,13 +253,24 @@ def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.Data
     return frame[(frame["t"] >= window.start.value) & (frame["t"] < window.end.value)]
 
 
+def _joined(parts: list[tuple[pa.Table, dict[str, str]]]) -> list[tuple[pa.Table, dict[str, str]]]:
+    """The non-empty day tables joined into one per (columns, ticker spellings): a frame is built per
+    table, and building one per day cost more than the rows in it (a year of one contract is 250 tables
+    of ~1,400 rows)."""
+    groups: dict[tuple[pa.Schema, tuple[tuple[str, str], ...]], list[pa.Table]] = {}
+    for table, forms in parts:
+        if table.num_rows:
+            groups.setdefault((table.schema, tuple(sorted(forms.items()))), []).append(table)
+    return [(pa.concat_tables(tables), dict(spellings)) for (_, spellings), tables in groups.items()]
+
+
 def bars_from_tables(parts: list[tuple[pa.Table, dict[str, str]]], window: DateRange,
                      interval: Interval, *, splits: pd.DataFrame | None = None,
                      session: str = "extended", dividends: pd.DataFrame | None = None) -> pd.DataFrame:
     """Day-file rows (each table with its file-spelling → REST-ticker map) as standard bars of
     ``interval``: cut to ``[window.start, window.end)`` first, then split- and dividend-adjusted (when
     ``splits``/``dividends`` are given), cut to the session and resampled (see :func:`.resample.finish_base_frame`)."""
-    frames = [_frame(table, forms, window) for table, forms in parts if table.num_rows]
+    frames = [_frame(table, forms, window) for table, forms in _joined(parts)]
     if not frames:
         return empty_bars()
     bars = finish_base_frame(pd.concat(frames, ignore_index=True), interval, splits=splits, session=session,
