@@ -583,7 +583,8 @@ def _ws_ticker_events(ticker: str, channels: set[str], day: date, lo_ms: int, hi
         s, e, print_ms = int(start[i]), int(start[i]) + 60_000, int(start[i]) + 56_000
         c = float(b.c[i])
         if "AM" in channels and lo_ms < e <= hi_ms:
-            out.append((e, {"ev": "AM", "sym": ticker, "v": float(b.v[i]), "dv": round(c * float(b.v[i]), 2),
+            # "v" is a count of contracts: an integer, as on the docs page's example (and REST's int64 volume)
+            out.append((e, {"ev": "AM", "sym": ticker, "v": int(b.v[i]), "dv": round(c * float(b.v[i]), 2),
                             "o": float(b.o[i]), "c": c, "h": float(b.h[i]), "l": float(b.l[i]), "n": int(b.n[i]),
                             "s": s, "e": e}))
         if not lo_ms < print_ms <= hi_ms:

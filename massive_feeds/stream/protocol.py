@@ -223,8 +223,10 @@ CHANNELS: tuple[ChannelSpec, ...] = (
                 _QUOTE_REQUIRED, ticker=_CRYPTO),
     ChannelSpec("XA", AGG_MINUTE, ("crypto",), "pair", _AGG_FIELDS, _AGG_REQUIRED, ticker=_CRYPTO),
     ChannelSpec("XAS", AGG_SECOND, ("crypto",), "pair", _AGG_FIELDS, _AGG_REQUIRED, ticker=_CRYPTO),
-    # futures (the /futures cluster; docs pages massive.com/docs/websocket/futures/*): aggregates carry dollar
-    # volume "dv" and no "vw"; a quote's empty book side is a missing price (NaN, as on REST)
+    # futures (the /futures cluster; docs pages massive.com/docs/websocket/futures/*, their examples in
+    # tests/fixtures/real/ws/futures_docs_examples.json): aggregates carry dollar volume "dv" and trade count "n"
+    # but no "vw" (none is derived: the docs example's dv / v is no price); a trade's "q" and a quote's "bt"/"at"
+    # are not carried; a quote's empty book side is a missing price (NaN, as on REST)
     ChannelSpec("T", TRADE, ("futures",), "sym", {"price": "p", "size": "s", "time_ms": "t"}, _TRADE_REQUIRED),
     ChannelSpec("Q", QUOTE, ("futures",), "sym",
                 {"bid": "bp", "ask": "ap", "bid_size": "bs", "ask_size": "as", "time_ms": "t"}, frozenset({"t"})),
