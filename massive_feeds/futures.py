@@ -45,7 +45,8 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import BadResponseError, InvalidInputError, NoDataError
-from .futures_symbols import CHICAGO, futures_root, is_continuous, parse_continuous, session_days, session_open
+from .futures_symbols import (CHICAGO, futures_root, is_continuous, parse_continuous, parse_contract, session_days,
+                              session_open)
 from .rest import RestClient
 from .rest.futures import (FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs,
                            parse_products, parse_schedules)
@@ -95,15 +96,26 @@ def contract_chain(root: str, first_day: date, last_day: date, client: RestClien
     return current().shared("futures-contracts", key, lambda: _load_chain(root, first_day, last_day, client))
 
 
+#: The contracts listing's ``type`` exists from this listing date on and is null before it (the spec: "This field
+#: only exists on contracts as of 2025-03-12 and later"), so a ``type=single`` filter drops every earlier day.
+TYPED_SINCE = date(2025, 3, 12)
+
+
+def _outright(spec: ContractSpec) -> bool:
+    """A single contract: typed "single", or untyped (an early listing) with an outright's ticker (``ESZ4``,
+    not ``NGF7-NGF8``)."""
+    return spec.type == "single" or (not spec.type and parse_contract(spec.ticker) is not None)
+
+
 def _load_chain(root: str, first_day: date, last_day: date, client: RestClient) -> ContractChain:
-    # the reference is point in time: the listings of every day of the range (one row per contract and day,
-    # outrights only), which also reaches contracts expired since
-    params = {"product_code": root, "type": "single", "date.gte": first_day.isoformat(),
-              "date.lte": last_day.isoformat(), "limit": 1000}
+    # the reference is point in time: the listings of every day of the range (one row per contract and day),
+    # which also reaches contracts expired since; the server drops the spreads where it can tell them apart
+    params = {"product_code": root, "date.gte": first_day.isoformat(), "date.lte": last_day.isoformat(),
+              "limit": 1000, **({"type": "single"} if first_day >= TYPED_SINCE else {})}
     specs: list[ContractSpec] = []
     for page, _ in client.paginate("/futures/v1/contracts", params, parse_contracts, lambda p: p[1]):
         specs += page
-    singles = sorted({s.ticker: s for s in specs if s.type == "single" and s.product_code == root}.values(),
+    singles = sorted({s.ticker: s for s in specs if _outright(s) and s.product_code == root}.values(),
                      key=lambda s: s.last_trade_date)
     if not singles:
         raise NoDataError(f"no {root} futures contracts listed for {first_day}..{last_day} (unknown product "

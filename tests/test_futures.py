@@ -86,7 +86,7 @@ def test_sandbox_contracts_list_spreads_first_and_expiries(sb: Sandbox) -> None:
     with RestClient(sb.settings()) as client:
         body = client.get_json("/futures/v1/contracts", {"product_code": "ES", "date": "2026-09-01"})
     types = [r["type"] for r in body["results"]]
-    assert types == ["spread"] * 4 + ["single"] * 5
+    assert types == ["combo"] * 4 + ["single"] * 5  # the spec's two values: "single" or "combo"
     singles = [(r["ticker"], r["last_trade_date"]) for r in body["results"] if r["type"] == "single"]
     assert singles[:2] == [("ESU6", "2026-09-18"), ("ESZ6", "2026-12-18")]  # third Fridays
 

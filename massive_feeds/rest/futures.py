@@ -189,7 +189,7 @@ class ContractSpec:
 
     ticker: str
     product_code: str
-    type: str  # "single" (an outright) or "spread"
+    type: str  # "single" (an outright), "combo" (a spread, a butterfly …), "" (not stated: dated before 2025-03-12)
     first_trade_date: date
     last_trade_date: date
     settlement_date: date | None
@@ -209,7 +209,7 @@ def _spec(i: int, r: _Contract) -> ContractSpec:
     first, last = _day(r.first_trade_date), _day(r.last_trade_date)
     if not r.ticker or first is None or last is None:
         raise BadResponseError(f"futures contracts row {i} lacks ticker/first_trade_date/last_trade_date: {r!r}")
-    return ContractSpec(r.ticker, r.product_code or "", r.type or "single", first, last, _day(r.settlement_date),
+    return ContractSpec(r.ticker, r.product_code or "", r.type or "", first, last, _day(r.settlement_date),
                         float("nan") if r.trade_tick_size is None else r.trade_tick_size, r.active, _day(r.date))
 
 

@@ -215,7 +215,7 @@ def session_bar(ticker: str, day: date) -> dict[str, Any] | None:
     return {"close": float(b.c[-1]), "dollar_volume": round(vwap * float(b.v.sum()), 2), "high": float(b.h.max()),
             "low": float(b.l.min()), "open": float(b.o[0]), "session_end_date": day.isoformat(),
             "settlement_price": float(b.c[-1]), "ticker": ticker, "transactions": int(b.n.sum()),
-            "volume": float(b.v.sum()), "window_start": int(b.t[0])}
+            "volume": int(b.v.sum()), "window_start": int(b.t[0])}
 
 
 def _minute_rows(ticker: str, day: date, b: MinuteBars, per: int) -> list[dict[str, Any]]:
@@ -223,7 +223,7 @@ def _minute_rows(ticker: str, day: date, b: MinuteBars, per: int) -> list[dict[s
     rows = []
     for i in range(0, b.size, per):
         s = slice(i, i + per)
-        v = float(b.v[s].sum())
+        v = int(b.v[s].sum())  # a count of contracts: integer, as the spec types volume (int64)
         rows.append({"close": float(b.c[s][-1]), "dollar_volume": round(float(np.sum(b.c[s] * b.v[s])), 2),
                      "high": float(b.h[s].max()), "low": float(b.l[s].min()), "open": float(b.o[s][0]),
                      "session_end_date": day.isoformat(), "ticker": ticker, "transactions": int(b.n[s].sum()),
@@ -330,7 +330,7 @@ def _resolution(text: str) -> int | None:
 
 def aggs(ticker: str, query: dict[str, str], now_ns: int, base_url: str) -> dict[str, Any]:
     lo, hi = _window(query, "window_start")
-    per = _resolution(query.get("resolution", "1min"))
+    per = _resolution(query.get("resolution", "1session"))  # the spec's default
     rows: list[dict[str, Any]] = []
     for day in _sessions_between(ticker, lo - 86_400 * 10**9, hi, now_ns):
         if per is None:
@@ -343,6 +343,11 @@ def aggs(ticker: str, query: dict[str, str], now_ns: int, base_url: str) -> dict
     if _descending(query, "window_start"):
         rows.reverse()
     return _page(rows, query, base_url, f"/futures/v1/aggs/{ticker}", 1000)
+
+
+#: The CME multicast channel a trade or quote row names (the spec requires ``channel``); one value for every product
+#: here, the spec example's (GCJ5 quotes: 360).
+CHANNEL = 360
 
 
 def ticks(kind: str, ticker: str, query: dict[str, str], now_ns: int, base_url: str) -> dict[str, Any]:
@@ -363,21 +368,29 @@ def ticks(kind: str, ticker: str, query: dict[str, str], now_ns: int, base_url: 
                 continue
             seq = 1000 + int(b.t[i] // NS_MIN) % 10**7
             if kind == "trades":
-                rows.append({"price": float(b.c[i]), "report_sequence": seq, "sequence_number": seq,
-                             "session_end_date": day.isoformat(), "size": float(max(1, b.v[i] // 20)),
-                             "ticker": ticker, "timestamp": ts})
+                rows.append({"channel": CHANNEL, "price": float(b.c[i]), "report_sequence": seq,
+                             "sequence_number": seq, "session_end_date": day.isoformat(),
+                             "size": int(max(1, b.v[i] // 20)), "ticker": ticker, "timestamp": ts})
             else:
-                rows.append({"ask_price": float(b.c[i] + tick), "ask_size": 5.0, "ask_timestamp": ts,
-                             "bid_price": float(b.c[i]), "bid_size": 7.0, "bid_timestamp": ts,
+                rows.append({"ask_price": float(b.c[i] + tick), "ask_size": 5, "ask_timestamp": ts,
+                             "bid_price": float(b.c[i]), "bid_size": 7, "bid_timestamp": ts, "channel": CHANNEL,
                              "report_sequence": seq, "sequence_number": seq,
                              "session_end_date": day.isoformat(), "ticker": ticker, "timestamp": ts})
     if _descending(query, "timestamp"):
         rows.reverse()
-    return _page(rows, query, base_url, f"/futures/v1/{kind}/{ticker}", 1000)
+    default_limit = 10 if kind == "trades" else 100  # the spec's defaults
+    return _page(rows, query, base_url, f"/futures/v1/{kind}/{ticker}", default_limit)
+
+
+#: The contracts listing's ``type`` ("single" or "combo") exists from this listing date on; before it, it is null
+#: (the spec's field text: "This field only exists on contracts as of 2025-03-12 and later").
+TYPED_SINCE = date(2025, 3, 12)
 
 
 def contract_rows(day: date, product_codes: list[str]) -> list[dict[str, Any]]:
-    """The listing as of ``day``: per product its calendar spreads first, then the outrights."""
+    """The listing as of ``day``: per product its calendar spreads first (``type`` "combo"), then the outrights
+    ("single"); ``type`` null on days before :data:`TYPED_SINCE`."""
+    single, combo = ("single", "combo") if day >= TYPED_SINCE else (None, None)
     rows: list[dict[str, Any]] = []
     for code in product_codes:
         product = PRODUCTS[code]
@@ -386,7 +399,7 @@ def contract_rows(day: date, product_codes: list[str]) -> list[dict[str, Any]]:
                     "first_trade_date": b.first_trade.isoformat(), "last_trade_date": a.last_trade.isoformat(),
                     "name": f"{a.ticker}-{b.ticker} Calendar Spread", "product_code": code,
                     "settlement_date": a.last_trade.isoformat(), "ticker": f"{a.ticker}-{b.ticker}",
-                    "trade_tick_size": product.tick / 5, "trading_venue": product.venue, "type": "spread"}
+                    "trade_tick_size": product.tick / 5, "trading_venue": product.venue, "type": combo}
                    for a, b in zip(chain, chain[1:])]
         singles = [{"active": True, "date": day.isoformat(), "days_to_maturity": (c.last_trade - day).days,
                     "first_trade_date": c.first_trade.isoformat(), "group_code": code,
@@ -394,7 +407,7 @@ def contract_rows(day: date, product_codes: list[str]) -> list[dict[str, Any]]:
                     "min_order_quantity": 1, "name": f"{c.ticker} Future", "product_code": code,
                     "settlement_date": c.last_trade.isoformat(), "settlement_tick_size": product.tick,
                     "spread_tick_size": product.tick / 5, "ticker": c.ticker, "trade_tick_size": product.tick,
-                    "trading_venue": product.venue, "type": "single"} for c in chain]
+                    "trading_venue": product.venue, "type": single} for c in chain]
         rows += spreads + singles
     return rows
 
@@ -414,7 +427,7 @@ def contracts(query: dict[str, str], today: date, base_url: str) -> dict[str, An
     """``/futures/v1/contracts``: point in time. ``date`` (one day's listing), ``date.gte/.gt/.lte/.lt`` (each
     session's listing in the range, one row per contract and day) and, with no date filter, every contract
     ever listed that the ``first_trade_date``/``last_trade_date`` filters keep; ``product_code``, ``ticker``,
-    ``type``."""
+    ``type`` (a row whose type is null is not "single": it is left out by ``type=single``)."""
     _cursor(query)
     codes = [query["product_code"]] if "product_code" in query else sorted(PRODUCTS)
     codes = [c for c in codes if c in PRODUCTS]
@@ -439,11 +452,13 @@ def contracts(query: dict[str, str], today: date, base_url: str) -> dict[str, An
             seen: dict[str, dict[str, Any]] = {}
             d = min(date.fromisoformat(since), today)
             while d.isoformat() <= until and d <= today:
-                for r in contract_rows(d, [code]):
+                for r in contract_rows(d, [code]):  # as of today: typed
                     seen.setdefault(r["ticker"], {**r, "date": today.isoformat(),
-                                                  "active": r["last_trade_date"] >= today.isoformat()})
+                                                  "active": r["last_trade_date"] >= today.isoformat(),
+                                                  "type": None if today < TYPED_SINCE
+                                                  else "combo" if "-" in r["ticker"] else "single"})
                 d += timedelta(days=30)
-            rows += sorted(seen.values(), key=lambda r: (r["type"] == "single", r["last_trade_date"]))
+            rows += sorted(seen.values(), key=lambda r: ("-" not in r["ticker"], r["last_trade_date"]))
     keep_last, keep_first = _date_filter(query, "last_trade_date"), _date_filter(query, "first_trade_date")
     rows = [r for r in rows if keep_last(r["last_trade_date"]) and keep_first(r["first_trade_date"])
             and r["type"] == query.get("type", r["type"]) and r["ticker"] == query.get("ticker", r["ticker"])]
@@ -482,7 +497,7 @@ def schedules(query: dict[str, str], today: date, base_url: str) -> dict[str, An
                                  "session_end_date": d.isoformat(), "timestamp": when.astimezone(timezone.utc)
                                  .isoformat(), "trading_venue": product.venue})
             d += timedelta(days=1)
-    return _page(rows, query, base_url, "/futures/v1/schedules", 1000)
+    return _page(rows, query, base_url, "/futures/v1/schedules", 10)  # the spec's default limit
 
 
 def _close_time(day: date) -> time:
@@ -523,7 +538,9 @@ def day_table(prefix: str, base: str, day: date) -> pa.Table:
     tickers = sorted(c.ticker for code in PREFIX_PRODUCTS.get(prefix, ()) for c in listed(PRODUCTS[code], day))
     if base == "day":
         rows = [r for t in tickers if (r := session_bar(t, day)) is not None]
-        return pa.table({name: pa.array([r[name] for r in rows]) for name in SESSION_COLUMNS}) if rows else \
+        # volume as a float, as in the minute files (the REST rows carry it as an integer, as the spec types it)
+        return pa.table({name: pa.array([r[name] for r in rows], pa.float64() if name == "volume" else None)
+                         for name in SESSION_COLUMNS}) if rows else \
             pa.table({name: pa.array([], pa.string()) for name in SESSION_COLUMNS})
     parts = [(t, b) for t in tickers if (b := minute_bars(t, day)) is not None]
     sizes = [b.size for _, b in parts]
