@@ -116,9 +116,10 @@ def futures_sandbox() -> Iterator[Sandbox]:
 
 
 def test_sandbox_futures_frames_match_the_docs_forms(futures_sandbox: Sandbox) -> None:
-    got = _collect(futures_sandbox, "futures", "AM.*,T.*,Q.*", {"AM", "T", "Q"})
+    got = _collect(futures_sandbox, "futures", "AM.*,A.*,T.*,Q.*", {"AM", "A", "T", "Q"})
     forms: dict[str, dict[str, Any]] = {
         "AM": {"ints": {"v", "n", "s", "e"}, "ms": {"s", "e"}},
+        "A": {"ints": {"v", "n", "s", "e"}, "ms": {"s", "e"}},  # the per-second page's example (ev aside)
         # "z" appears in the trades page's example but not in its field table (it is the stocks tape id)
         "T": {"ints": {"s", "t", "q"}, "ms": {"t"}, "optional": {"z"}},
         "Q": {"ints": {"bs", "as", "bt", "at", "t"}, "ms": {"bt", "at", "t"}},
@@ -130,3 +131,7 @@ def test_sandbox_futures_frames_match_the_docs_forms(futures_sandbox: Sandbox) -
         parser = FrameParser("futures")
         rows, _ = parser.parse(orjson.dumps([ours]), 1)
         assert len(rows) == 1 and parser.malformed_events == 0
+        event = E.as_event(rows[0])
+        if ev in ("A", "AM"):
+            assert event.kind == ("agg_second" if ev == "A" else "agg_minute")
+            assert event.end_ms - event.time_ms == (1000 if ev == "A" else 60_000)

@@ -567,7 +567,8 @@ WS_CHANNELS = frozenset({"T", "Q", "A", "AM"})
 def ws_events(subs: set[str], lo_ms: int, hi_ms: int) -> list[dict[str, Any]]:
     """The ``/futures`` events of ``subs`` (``AM.ESZ6``, ``T.*`` …) with event time in ``(lo_ms, hi_ms]``, in
     time order: ``AM`` when a minute closes (``sym v dv o c h l n s e``), ``T`` (``sym p s t q``) and ``Q``
-    (``sym bp bs bt ap as at t``) 56 s into each minute, as :func:`ticks` serves them over REST."""
+    (``sym bp bs bt ap as at t``) 56 s into each minute, as :func:`ticks` serves them over REST, and ``A`` (the
+    per-second bar of that print) a second later."""
     first = datetime.fromtimestamp(lo_ms / 1000, timezone.utc).date()
     last = datetime.fromtimestamp(hi_ms / 1000, timezone.utc).date() + timedelta(days=1)
     wanted: dict[str, set[str]] = {}
@@ -604,12 +605,15 @@ def _ws_ticker_events(ticker: str, channels: set[str], day: date, lo_ms: int, hi
             out.append((e, {"ev": "AM", "sym": ticker, "v": int(b.v[i]), "dv": round(c * float(b.v[i]), 2),
                             "o": float(b.o[i]), "c": c, "h": float(b.h[i]), "l": float(b.l[i]), "n": int(b.n[i]),
                             "s": s, "e": e}))
+        size = int(max(1, b.v[i] // 20))
+        if "A" in channels and lo_ms < print_ms + 1000 <= hi_ms:  # the second of the print below, as it ends
+            out.append((print_ms + 1000, {"ev": "A", "sym": ticker, "v": size, "dv": round(c * size, 2), "o": c,
+                                          "c": c, "h": c, "l": c, "n": 1, "s": print_ms, "e": print_ms + 1000}))
         if not lo_ms < print_ms <= hi_ms:
             continue
         seq = 1000 + s // 60_000 % 10**7
         if "T" in channels:
-            out.append((print_ms, {"ev": "T", "sym": ticker, "p": c, "s": int(max(1, b.v[i] // 20)), "t": print_ms,
-                                   "q": seq}))
+            out.append((print_ms, {"ev": "T", "sym": ticker, "p": c, "s": size, "t": print_ms, "q": seq}))
         if "Q" in channels:
             out.append((print_ms, {"ev": "Q", "sym": ticker, "bp": c, "bs": 7, "bt": print_ms, "ap": c + tick,
                                    "as": 5, "at": print_ms, "t": print_ms}))

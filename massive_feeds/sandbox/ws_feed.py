@@ -29,7 +29,7 @@ MARKET_CHANNELS: dict[str, frozenset[str]] = {
     "indices": frozenset({"V", "A", "AM"}),
     "forex": frozenset({"C", "CA", "CAS"}),
     "crypto": frozenset({"XT", "XQ", "XA", "XAS"}),
-    "futures": frozenset({"T", "Q", "AM"}),  # served by .futures (its own market; no per-second A here)
+    "futures": frozenset({"T", "Q", "A", "AM"}),  # served by .futures (its own market)
 }
 _MINUTE_AGGS = {"AM", "CA", "XA"}
 _SECOND_AGGS = {"A", "CAS", "XAS"}
