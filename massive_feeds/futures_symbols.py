@@ -156,6 +156,11 @@ def session_open(day: date) -> pd.Timestamp:
     return pd.Timestamp(datetime.combine(day - timedelta(days=1), time(17), CHICAGO)).tz_convert("UTC")
 
 
+def session_day(ts: pd.Timestamp) -> date:
+    """The session (``session_end_date``) an instant belongs to: :func:`session_days` for one timestamp."""
+    return (pd.Timestamp(ts).tz_convert(CHICAGO).tz_localize(None) + pd.Timedelta(hours=7)).date()
+
+
 def session_days(ts: pd.Series) -> np.ndarray:
     """The session (``session_end_date``) of each bar start, as ``datetime64[D]``: Chicago time + 7 hours
     moves a 17:00 open onto the next calendar day, the day the session settles (vectorised)."""

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
-from .futures_symbols import FUTURES_FORMS, is_futures, normalize_futures, session_open, validate_roll_adjust
+from .futures_symbols import (FUTURES_FORMS, is_futures, normalize_futures, session_day, session_open,
+                              validate_roll_adjust)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -256,10 +257,13 @@ class DateRange:
 
     def in_futures_sessions(self) -> DateRange:
         """This range in futures sessions: date bounds become the sessions ending on those days (the first
-        one opened the evening before, 17:00 Chicago); datetime bounds stay."""
+        one opened the evening before, 17:00 Chicago); datetime bounds stay, and their first/last days become
+        the sessions they fall in (an evening instant belongs to the next day's session, whose file holds it)."""
         start = session_open(self.first_day) if self.start_is_date else self.start
         end = session_open(self.last_day + timedelta(days=1)) if self.end_is_date else self.end
-        return replace(self, start=start, end=end)
+        first = self.first_day if self.start_is_date else session_day(start)
+        last = self.last_day if self.end_is_date else session_day(end - pd.Timedelta(1, "ns"))
+        return replace(self, start=start, end=end, first_day=first, last_day=max(first, last))
 
     def calendar_days(self) -> list[date]:
         return [self.first_day + timedelta(days=i) for i in range(self.days)]

@@ -185,8 +185,6 @@ def flat_files_unavailable(settings: Settings, query: Query | None = None) -> st
     uncovered = [t.symbol for t in (query.parsed if query is not None else ()) if t.asset not in PREFIXES]
     if uncovered:
         return f"no flat files for {', '.join(uncovered)}"
-    if isinstance(query, TickQuery) and (futures := [t.symbol for t in query.parsed if t.asset == "futures"]):
-        return f"no futures tick files are read yet ({', '.join(futures)}): REST serves them"
     try:
         import boto3  # noqa: F401
     except ImportError:

@@ -30,7 +30,7 @@ from .cache import SETTLE, ResultCache, stable_origin
 from .config import Settings
 from .errors import InvalidInputError
 from .rest import RestClient
-from .futures_symbols import is_futures
+from .futures_symbols import is_futures, session_open
 from .rest.futures import parse_futures_ticks
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
@@ -56,12 +56,14 @@ def _query(symbols: "str | Iterable[str] | TickQuery", start: DateLike | None, e
     return TickQuery.build(symbols, start, end, kind)
 
 
-def _day_windows(window: DateRange) -> list[tuple[date, int, int]]:
-    """(New York day, start ns, end ns) pieces of the window, one per day."""
+def _day_windows(window: DateRange, futures: bool = False) -> list[tuple[date, int, int]]:
+    """(day, start ns, end ns) pieces of the window, one per New York day, or per exchange session for futures
+    (their range's days are sessions, each from 17:00 Chicago the evening before)."""
+    edge = session_open if futures else ny_midnight
     out = []
     for day in window.calendar_days():
-        lo = max(window.start, ny_midnight(day))
-        hi = min(window.end, ny_midnight(day + timedelta(days=1)))
+        lo = max(window.start, edge(day))
+        hi = min(window.end, edge(day + timedelta(days=1)))
         if hi > lo:
             out.append((day, int(lo.value), int(hi.value)))
     return out
@@ -137,7 +139,8 @@ def fetch_ticks_rest(
     own = client is None
     client = client or RestClient(settings, api_key=api_key)
     cache = ResultCache(client.settings.cache_dir / "rest_ticks")
-    pieces = [(t, k, lo, hi) for t in tickers for k in kinds for _, lo, hi in _day_windows(window)]
+    futures = any(t.asset == "futures" for t in q.parsed)  # a futures query holds futures only (TickQuery.build)
+    pieces = [(t, k, lo, hi) for t in tickers for k in kinds for _, lo, hi in _day_windows(window, futures)]
     want_bar = progress if progress is not None else (len(pieces) > 1 and sys.stderr.isatty())
     frames = []
     try:

@@ -40,7 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InvalidInputError
-from .schema import DateLike, Query, Ticker, parse_date_range, parse_tickers
+from .futures_symbols import is_continuous
+from .schema import DateLike, DateRange, Query, Ticker, parse_date_range, parse_tickers
 
 TickKind = Literal["trades", "quotes"]
 TICK_KINDS: tuple[str, ...] = ("trades", "quotes")
@@ -105,11 +106,29 @@ class TickQuery(Query):
         for t in tickers:
             for k in kinds:
                 check_kind_exists(t, k)
-        return cls(tickers, parse_date_range(start, end), kinds)
+        window = parse_date_range(start, end)
+        if any(t.asset == "futures" for t in tickers):
+            window = _futures_window(tickers, window)
+        return cls(tickers, window, kinds)
 
     def __repr__(self) -> str:
         return (f"TickQuery({','.join(self.tickers)} {'/'.join(self.kinds)} "
                 f"{self.range.first_day}..{self.range.last_day})")
+
+
+def _futures_window(tickers: tuple[Ticker, ...], window: DateRange) -> DateRange:
+    """A futures tick query's range in exchange sessions (date bounds: the sessions ending on those days, the
+    first one opened 17:00 Chicago the evening before; its days are the sessions, which name the day files).
+    Continuous series and a mix with other asset classes are refused: ticks belong to one contract, and a
+    session day is not a New York day."""
+    if cont := [t.symbol for t in tickers if is_continuous(t.symbol)]:
+        raise InvalidInputError(
+            f"{', '.join(cont)}: ticks are per contract, and a continuous series stitches contracts by bars; ask for "
+            f"the contract it holds (massive_feeds.futures.held_contract({cont[0]!r}, day, settings) names it, e.g. ESZ6)")
+    if others := [t.symbol for t in tickers if t.asset != "futures"]:
+        raise InvalidInputError(f"futures ticks are read by exchange session: query {', '.join(others)} apart "
+                                "from the futures contracts")
+    return window.in_futures_sessions()
 
 
 def empty_ticks() -> pd.DataFrame:

@@ -15,6 +15,16 @@ The filtered rows of each (day file ETag, ticker) are cached as parquet, so aski
 ticker-day costs one ``HEAD`` and no download. (Unlike bar day files, tick days are never kept whole
 on disk: they are too large.)
 
+Futures day files (``us_futures_cme|cbot|nymex|comex`` ``trades_v1``/``quotes_v1``) are named by the CME trade
+date (``session_end_date``): the file of day D holds the session that opened D-1 17:00 Chicago, so a futures tick
+query's days are sessions (:meth:`~massive_feeds.tickschema.TickQuery.build` puts its range in sessions). Their
+headers (``tests/fixtures/real/flatfiles/futures_*_header.csv``): trades ``ticker timestamp sequence_number
+report_sequence price size correction exchange session_end_date``; quotes ``ticker timestamp sequence_number
+report_sequence ask_timestamp ask_price ask_size bid_timestamp bid_price bid_size exchange session_end_date``
+(``timestamp`` ns; an empty book side is an empty field). They are read into the columns the REST path
+``/futures/v1/trades|quotes`` gives (``timestamp sequence_number price size`` / ``bid ask bid_size ask_size``),
+so both paths return the same frame.
+
 Columns (massive-api-facts §3): stocks ``quotes_v1`` ``ticker ask_exchange ask_price ask_size
 bid_exchange bid_price bid_size conditions indicators participant_timestamp sequence_number
 sip_timestamp tape trf_timestamp``; ``trades_v1`` ``ticker conditions correction exchange id
@@ -55,12 +65,25 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "bid_exchange": pa.int64(), "bid_price": pa.float64(), "bid_size": pa.float64(), "conditions": pa.string(),
     "exchange": pa.int64(), "id": pa.string(), "participant_timestamp": pa.int64(), "price": pa.float64(),
     "sequence_number": pa.int64(), "sip_timestamp": pa.int64(), "size": pa.float64(), "tape": pa.int64(),
+    "timestamp": pa.int64(),  # futures files: the exchange time (ns)
 }
 _WANTED = {"quotes": ("ticker", "ask_exchange", "ask_price", "ask_size", "bid_exchange", "bid_price", "bid_size",
                       "conditions", "participant_timestamp", "sequence_number", "sip_timestamp", "tape"),
            "trades": ("ticker", "conditions", "exchange", "id", "participant_timestamp", "price", "sequence_number",
                       "sip_timestamp", "size", "tape")}
+#: futures files: the columns the REST futures ticks have too (REST gives no exchange, correction or conditions)
+_FUTURES_WANTED = {"quotes": ("ticker", "timestamp", "sequence_number", "ask_price", "ask_size", "bid_price",
+                              "bid_size"),
+                   "trades": ("ticker", "timestamp", "sequence_number", "price", "size")}
+#: what a futures file cannot be read without (anything else missing is a damaged or foreign file)
+_FUTURES_REQUIRED = {"quotes": ("ticker", "timestamp", "ask_price", "bid_price"),
+                     "trades": ("ticker", "timestamp", "price", "size")}
 _RENAME = {"bid_price": "bid", "ask_price": "ask", "bid_exchange": "exchange"}
+
+
+def is_futures_key(key: str) -> bool:
+    """Whether an object key is a futures day file (``us_futures_cme/trades_v1/…``)."""
+    return key.startswith("us_futures_")
 
 
 def tick_key(dataset: str, day: date) -> str:
@@ -119,9 +142,13 @@ def stream_filter(chunks: Iterable[bytes], forms: dict[str, str], kind: str, key
     it = iter(chunks)
     first = next(it, b"")
     header = _header(first)
-    wanted = [c for c in _WANTED[kind] if header is None or c in header]
+    futures = is_futures_key(key)
+    wanted = [c for c in (_FUTURES_WANTED if futures else _WANTED)[kind] if header is None or c in header]
     if header is not None and "ticker" not in header:
         raise CorruptFileError(f"Flat file {key} has no 'ticker' column (header: {','.join(header[:8])})", key=key)
+    if futures and header is not None and (lack := [c for c in _FUTURES_REQUIRED[kind] if c not in header]):
+        raise CorruptFileError(f"Futures {kind} file {key} lacks {', '.join(lack)} (header: {','.join(header[:12])})",
+                               key=key)
     kept = []
     schema = None
     for batch in iter_csv_batches(itertools.chain([first], it), key, block_size=block_size,
@@ -144,6 +171,8 @@ def table_to_ticks(table: pa.Table, kind: str) -> pd.DataFrame:
     """A filtered day table as a tick frame (see :mod:`massive_feeds.tickschema`)."""
     if table.num_rows == 0:
         return empty_ticks()
+    if "timestamp" in table.column_names:  # a futures file (its only time is the exchange's)
+        return _futures_ticks(table, kind)
     times = [table.column(c) for c in ("sip_timestamp", "participant_timestamp") if c in table.column_names]
     if not times:
         raise CorruptFileError(f"{kind} file without sip_timestamp or participant_timestamp", key=None)
@@ -164,6 +193,21 @@ def table_to_ticks(table: pa.Table, kind: str) -> pd.DataFrame:
             cols[_RENAME.get(name, name)] = col.to_numpy(zero_copy_only=False)
         else:  # a column absent from this file (null type): leave it to finalize_ticks' defaults
             continue
+    return finalize_ticks(cols)
+
+
+def _futures_ticks(table: pa.Table, kind: str) -> pd.DataFrame:
+    """A filtered futures day table as a tick frame: the columns (and values) of the REST futures path."""
+    ts = table.column("timestamp")
+    if ts.null_count:
+        raise CorruptFileError(f"futures {kind} rows without a timestamp", key=None)
+    cols: dict[str, Any] = {"timestamp": ts.to_numpy(), "symbol": table.column("ticker"),
+                            "kind": "trade" if kind == "trades" else "quote"}
+    if "sequence_number" in table.column_names:
+        cols["sequence_number"] = pc.fill_null(table.column("sequence_number"), 0).to_numpy()
+    for name in _FUTURES_WANTED[kind][3:]:
+        if name in table.column_names:  # an empty book side is null: NaN, as REST leaves it out
+            cols[_RENAME.get(name, name)] = table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
     return finalize_ticks(cols)
 
 
@@ -243,5 +287,5 @@ def _download_filtered(transport: S3Transport, f: TickFile, tickers: list[str], 
     return stream_filter(transport.iter_object(remote, on_bytes), file_forms(tickers), kind, f.key)
 
 
-__all__ = ["TICK_DATASETS", "TickFile", "fetch_ticks_flat_file", "head_files", "stream_filter", "table_to_ticks",
-           "tick_key"]
+__all__ = ["TICK_DATASETS", "TickFile", "fetch_ticks_flat_file", "head_files", "is_futures_key", "stream_filter",
+           "table_to_ticks", "tick_key"]

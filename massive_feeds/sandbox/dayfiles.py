@@ -37,10 +37,12 @@ from .market import TICK_KINDS, Bars, MarketGenerator
 PREFIXES = {
     "stocks": "us_stocks_sip", "options": "us_options_opra", "indices": "us_indices",
     "forex": "global_forex", "crypto": "global_crypto",
-    # the futures market's exchanges (.futures): minute_aggs_v1 and session_aggs_v1 (the "day" base)
+    # the futures market's exchanges (.futures): minute_aggs_v1, session_aggs_v1 (the "day" base), trades_v1 and
+    # quotes_v1, each file named by its session's trade date (session_end_date)
     "futures": "us_futures_cme", "futures_comex": "us_futures_comex",
 }
-FUTURES_DATASETS = {"minute": "minute_aggs_v1", "day": "session_aggs_v1"}
+FUTURES_DATASETS = {"minute": "minute_aggs_v1", "day": "session_aggs_v1", "trades": "trades_v1",
+                    "quotes": "quotes_v1"}
 DATASETS = {"minute": "minute_aggs_v1", "day": "day_aggs_v1"}
 TICK_DATASETS = {"trades": "trades_v1", "quotes": "quotes_v1"}
 ALL_DATASETS = {**DATASETS, **TICK_DATASETS}

@@ -15,8 +15,9 @@ before expiry, so the volume roll (``v``) comes days before the calendar roll (`
 Served (see :func:`route`): ``/futures/v1/aggs/{ticker}`` (``resolution`` ``Nmin``/``Nhour``/``1session``,
 ``window_start`` filters, ns, newest first by default, ``limit``/``next_url``), ``/futures/v1/trades|quotes``,
 ``/futures/v1/contracts`` (point in time, spreads listed before outrights), ``/futures/v1/products``,
-``/futures/v1/schedules``; flat files ``us_futures_cme`` / ``us_futures_comex`` ``minute_aggs_v1`` and
-``session_aggs_v1`` (:func:`day_table`).
+``/futures/v1/schedules``; flat files ``us_futures_cme`` / ``us_futures_comex`` ``minute_aggs_v1``,
+``session_aggs_v1`` (:func:`day_table`) and ``trades_v1`` / ``quotes_v1`` (:func:`tick_table`: the REST ticks'
+events, named by the session's trade date).
 
 This module is sandbox-only. The library never imports it.
 """
@@ -350,6 +351,18 @@ def aggs(ticker: str, query: dict[str, str], now_ns: int, base_url: str) -> dict
 CHANNEL = 360
 
 
+def tick_arrays(ticker: str, day: date) -> dict[str, np.ndarray] | None:
+    """A contract's ticks of the session settling on ``day`` as arrays: one print per minute 56 s in, at the
+    minute's close, and the book one tick wide around it (bid at the close). The one source of the REST
+    ``/futures/v1/trades|quotes`` rows, the ``trades_v1``/``quotes_v1`` day files and the WebSocket ``T``/``Q``."""
+    b = minute_bars(ticker, day)
+    if b is None:
+        return None
+    tick = find(ticker, day).product.tick  # type: ignore[union-attr]
+    return {"timestamp": b.t + 56 * 10**9, "sequence_number": 1000 + (b.t // NS_MIN) % 10**7, "price": b.c,
+            "size": np.maximum(1, b.v // 20), "bid_price": b.c, "ask_price": b.c + tick}
+
+
 def ticks(kind: str, ticker: str, query: dict[str, str], now_ns: int, base_url: str) -> dict[str, Any]:
     """Trades: one print at each minute's close (4 s before the minute ends); quotes: the book around it."""
     lo, hi = _window(query, "timestamp")
@@ -358,24 +371,21 @@ def ticks(kind: str, ticker: str, query: dict[str, str], now_ns: int, base_url: 
         lo, hi = max(lo, session_open_ns(day)), min(hi, session_open_ns(day) + MINUTES * NS_MIN)
     rows: list[dict[str, Any]] = []
     for day in _sessions_between(ticker, lo - 86_400 * 10**9, hi, now_ns):
-        b = minute_bars(ticker, day)
-        if b is None:
+        a = tick_arrays(ticker, day)
+        if a is None:
             continue
-        tick = find(ticker, day).product.tick  # type: ignore[union-attr]
-        for i in range(b.size):
-            ts = int(b.t[i]) + 56 * 10**9
-            if not lo <= ts <= hi or ts > now_ns:
-                continue
-            seq = 1000 + int(b.t[i] // NS_MIN) % 10**7
+        ts = a["timestamp"]
+        for i in np.flatnonzero((ts >= lo) & (ts <= hi) & (ts <= now_ns)).tolist():
+            t, seq, price = int(ts[i]), int(a["sequence_number"][i]), float(a["price"][i])
             if kind == "trades":
-                rows.append({"channel": CHANNEL, "price": float(b.c[i]), "report_sequence": seq,
-                             "sequence_number": seq, "session_end_date": day.isoformat(),
-                             "size": int(max(1, b.v[i] // 20)), "ticker": ticker, "timestamp": ts})
+                rows.append({"channel": CHANNEL, "price": price, "report_sequence": seq, "sequence_number": seq,
+                             "session_end_date": day.isoformat(), "size": int(a["size"][i]), "ticker": ticker,
+                             "timestamp": t})
             else:
-                rows.append({"ask_price": float(b.c[i] + tick), "ask_size": 5, "ask_timestamp": ts,
-                             "bid_price": float(b.c[i]), "bid_size": 7, "bid_timestamp": ts, "channel": CHANNEL,
-                             "report_sequence": seq, "sequence_number": seq,
-                             "session_end_date": day.isoformat(), "ticker": ticker, "timestamp": ts})
+                rows.append({"ask_price": float(a["ask_price"][i]), "ask_size": 5, "ask_timestamp": t,
+                             "bid_price": float(a["bid_price"][i]), "bid_size": 7, "bid_timestamp": t,
+                             "channel": CHANNEL, "report_sequence": seq, "sequence_number": seq,
+                             "session_end_date": day.isoformat(), "ticker": ticker, "timestamp": t})
     if _descending(query, "timestamp"):
         rows.reverse()
     default_limit = 10 if kind == "trades" else 100  # the spec's defaults
@@ -533,8 +543,11 @@ EXCHANGE_IDS = {"XCME": 1, "XCEC": 4}
 
 
 def day_table(prefix: str, base: str, day: date) -> pa.Table:
-    """A ``us_futures_*`` day file's rows (``base``: ``minute`` or ``day`` = ``session_aggs_v1``), sorted by
-    ticker then time, every contract of the exchange's products that trades that session."""
+    """A ``us_futures_*`` day file's rows (``base``: ``minute`` or ``day`` = ``session_aggs_v1``, or a tick kind
+    ``trades``/``quotes``: :func:`tick_table`), sorted by ticker then time, every contract of the exchange's
+    products that trades that session."""
+    if base in TICK_COLUMNS:
+        return tick_table(prefix, base, day)
     tickers = sorted(c.ticker for code in PREFIX_PRODUCTS.get(prefix, ()) for c in listed(PRODUCTS[code], day))
     if base == "day":
         rows = [r for t in tickers if (r := session_bar(t, day)) is not None]
@@ -558,6 +571,45 @@ def day_table(prefix: str, base: str, day: date) -> pa.Table:
         "session_end_date": pa.array(np.full(n, day.isoformat()), pa.string()),
     })
 
+
+
+#: the real ``trades_v1`` / ``quotes_v1`` headers (tests/fixtures/real/flatfiles/futures_*_header.csv)
+TICK_COLUMNS = {
+    "trades": ("ticker", "timestamp", "sequence_number", "report_sequence", "price", "size", "correction", "exchange",
+               "session_end_date"),
+    "quotes": ("ticker", "timestamp", "sequence_number", "report_sequence", "ask_timestamp", "ask_price", "ask_size",
+               "bid_timestamp", "bid_price", "bid_size", "exchange", "session_end_date"),
+}
+
+
+def tick_table(prefix: str, kind: str, day: date) -> pa.Table:
+    """A ``us_futures_*`` ``trades_v1``/``quotes_v1`` day file's rows: every contract of the exchange's products
+    trading in the session settling on ``day`` (the file's name), sorted by ticker then time, the same events as
+    :func:`ticks` serves over REST (prices written in shortest round-trip form, sizes as integers)."""
+    tickers = sorted(c.ticker for code in PREFIX_PRODUCTS.get(prefix, ()) for c in listed(PRODUCTS[code], day))
+    parts = [(t, a) for t in tickers if (a := tick_arrays(t, day)) is not None]
+    n = sum(len(a["timestamp"]) for _, a in parts)
+
+    def cat(field: str) -> np.ndarray:
+        return np.concatenate([a[field] for _, a in parts]) if parts else np.empty(0)
+
+    venue = PRODUCTS[PREFIX_PRODUCTS[prefix][0]].venue if PREFIX_PRODUCTS.get(prefix) else "XCME"
+    ts, seq = pa.array(cat("timestamp").astype(np.int64)), pa.array(cat("sequence_number").astype(np.int64))
+    cols: dict[str, pa.Array] = {
+        "ticker": pa.array(np.repeat([t for t, _ in parts], [len(a["timestamp"]) for _, a in parts]) if parts
+                           else [], pa.string()),
+        "timestamp": ts, "sequence_number": seq, "report_sequence": seq,
+        "exchange": pa.array(np.full(n, EXCHANGE_IDS.get(venue, 1), dtype=np.int64)),
+        "session_end_date": pa.array(np.full(n, day.isoformat()), pa.string()),
+    }
+    if kind == "trades":
+        cols.update(price=pa.array(cat("price"), pa.float64()), size=pa.array(cat("size").astype(np.int64)),
+                    correction=pa.array(np.zeros(n, dtype=np.int64)))
+    else:
+        cols.update(ask_timestamp=ts, ask_price=pa.array(cat("ask_price"), pa.float64()),
+                    ask_size=pa.array(np.full(n, 5, dtype=np.int64)), bid_timestamp=ts,
+                    bid_price=pa.array(cat("bid_price"), pa.float64()), bid_size=pa.array(np.full(n, 7, dtype=np.int64)))
+    return pa.table({name: cols[name] for name in TICK_COLUMNS[kind]})
 
 
 # --- the /futures WebSocket ------------------------------------------------------------------------

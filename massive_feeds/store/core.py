@@ -62,7 +62,8 @@ def parse_dataset(dataset: str | Dataset) -> Dataset:
         valid = ", ".join(f"{p}/{d}" for p in PREFIXES.values() for d in DATASETS.values())
         raise InvalidInputError(f"Invalid dataset {dataset!r}; the store ingests bar datasets: {valid}, and the tick "
                                 f"datasets trades_v1 / quotes_v1 (e.g. us_stocks_sip/quotes_v1)")
-    if bases[name] in TICK_DATASETS and bases[name] not in KINDS_BY_ASSET[assets[prefix]]:
+    kinds = KINDS_BY_ASSET["futures" if assets[prefix].startswith("futures") else assets[prefix]]
+    if bases[name] in TICK_DATASETS and bases[name] not in kinds:
         raise InvalidInputError(f"Invalid dataset {dataset!r}: Massive has no {bases[name]} for {assets[prefix]}")
     return Dataset(assets[prefix], bases[name])
 

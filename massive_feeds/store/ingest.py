@@ -47,7 +47,8 @@ from tqdm.auto import tqdm
 from ..config import Settings
 from ..errors import InvalidInputError, StoreError
 from ..flatfiles.cache import DayFileCache
-from ..flatfiles.keys import Dataset
+from ..flatfiles.keys import Dataset, dataset_for
+from ..futures_symbols import is_continuous
 from ..flatfiles.s3 import RemoteFile, S3Transport
 from ..quota import get_quota
 from ..runtime import resolve_settings
@@ -144,7 +145,12 @@ def _check_symbols(symbols: str | Iterable[str] | None, ds: Dataset) -> tuple[st
                                     "ingest it for some symbols (--symbols AAPL,MSFT)")
         return None
     tickers = normalize_symbols(symbols)
-    wrong = [t for t in tickers if asset_class(t) != ds.asset]
+    if ds.is_ticks and (cont := [t for t in tickers if is_continuous(t)]):
+        raise InvalidInputError(f"{', '.join(cont)}: tick files hold contracts, not continuous series; ingest the "
+                                "contracts (e.g. ESZ6)")
+    # futures: the exchange's prefix holds the contract (GCZ6 is in us_futures_comex, ESZ6 in us_futures_cme)
+    wrong = [t for t in tickers if (dataset_for(t, ds.base) != ds if ds.asset.startswith("futures")
+                                    else asset_class(t) != ds.asset)]
     if wrong:
         raise InvalidInputError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not in {ds.path} "
                                 f"({ds.asset}); ingest them with that asset class's dataset")
