@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .errors import InvalidInputError
 from .futures_symbols import (FUTURES_FORMS, is_futures, normalize_futures, session_day, session_open,
@@ -438,9 +439,10 @@ def finalize_bars(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = pd.to_datetime(ts, utc=True)
     ts_ns = ts.astype(TIMESTAMP_DTYPE).to_numpy(dtype="datetime64[ns]").view("int64")
-    symbols = df["symbol"].astype("str").to_numpy()
-    codes, _ = pd.factorize(symbols, sort=True)
-    columns: dict[str, np.ndarray] = {"timestamp": ts_ns, "symbol": symbols}
+    # the symbols as codes into their sorted names: no Python string per row is made (a year of minute
+    # bars is ~350k rows; the object round trip was a large share of a flat-file read)
+    codes, names = pd.factorize(df["symbol"].astype("str"), sort=True)
+    columns: dict[str, Any] = {"timestamp": ts_ns}
     for col in FLOAT_COLUMNS:
         columns[col] = (pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
                         if col in df else np.full(len(df), np.nan))
@@ -448,17 +450,27 @@ def finalize_bars(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
         pd.to_numeric(df["transactions"], errors="coerce").fillna(0).to_numpy(dtype="int64")
         if "transactions" in df else np.zeros(len(df), dtype="int64")
     )
-    for col in extra:
-        columns[col] = df[col].to_numpy()
     order = _sorted_unique_order(codes, ts_ns)
     if order is not None:
         columns = {k: v[order] for k, v in columns.items()}
+        codes = codes[order]
     else:  # zero-copy views of Arrow buffers are read-only: users must be able to edit the frame they get
         columns = {k: v if v.flags.writeable else v.copy() for k, v in columns.items()}
+    picked = slice(None) if order is None else order
+    for col in extra:  # a typed column keeps its dtype (no object round trip); object columns are inferred
+        values = df[col].array[picked]
+        columns[col] = values.to_numpy() if values.dtype == object else values.copy()
+    columns = {"timestamp": columns.pop("timestamp"), "symbol": _str_array(codes, names), **columns}
     out = pd.DataFrame(columns, copy=False)
     out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
-    out["symbol"] = out["symbol"].astype("str")
     return out
+
+
+def _str_array(codes: np.ndarray, names: pd.Index) -> pd.api.extensions.ExtensionArray:
+    """The pandas ``str`` column whose row ``i`` is ``names[codes[i]]`` (missing where the code is -1),
+    taken in Arrow from the few distinct names."""
+    values = pa.array(names.to_numpy(dtype=object), pa.large_string())
+    return pd.array(values.take(pa.array(codes, mask=codes < 0)), dtype="str")
 
 
 def ws_symbol(ticker: "str | Ticker") -> str:

@@ -103,6 +103,14 @@ def test_aggs_without_volume_have_nan_vwap_and_bad_rows_are_refused() -> None:
         parse_futures_aggs(orjson.dumps({"status": "OK", "results": [{**row, "low": 3.0}]}))
 
 
+@pytest.mark.parametrize("body", [{"status": "OK"}, {"status": "OK", "results": []}])
+def test_an_empty_aggs_page_is_no_rows_not_an_error(body: dict) -> None:
+    # a contract without a bar in the window (not yet listed, or a quiet spread): the high<low message was once
+    # built on every page, and on an empty one raised "attempt to get argmax of an empty sequence"
+    page = parse_futures_aggs(orjson.dumps(body))
+    assert len(page.columns["timestamp"]) == 0 and len(page.columns["close"]) == 0
+
+
 # --- ticks ---------------------------------------------------------------------------------------
 def test_spec_trades_example() -> None:
     page = parse_futures_ticks(orjson.dumps(SPEC["/futures/v1/trades/{ticker}"]), "trades")

@@ -18,6 +18,7 @@ atomic rename (:func:`atomic_file`), so a killed download or conversion leaves a
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -92,10 +93,12 @@ class DayFileCache:
     def versions(self, key: str) -> list[Path]:
         """Every cached file of ``key``, whatever its ETag (temp files excluded)."""
         stem = self._stem(key)
-        if not stem.parent.is_dir():
+        prefix = f"{stem.name}."  # temp files start with a dot, so never with this
+        try:  # one scandir, not a glob: every download asks this (see discard) of a folder of a month's days
+            with os.scandir(stem.parent) as entries:
+                return [Path(e.path) for e in entries if e.name.startswith(prefix) and e.name.endswith((GZIP, PARQUET))]
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return [p for p in stem.parent.glob(f"{stem.name}.*")
-                if p.name.endswith((GZIP, PARQUET)) and not p.name.startswith(".")]
 
     def discard(self, key: str, keep: Path | None = None, *, keep_etag: str | None = None) -> None:
         """Delete the cached copies of ``key`` (all ETags), except ``keep`` and those of ``keep_etag``."""

@@ -53,7 +53,7 @@ from .reader import (
     stream_day,
 )
 from .stream import file_chunks, passed_on
-from .s3 import MissingObjectError, RemoteFile, S3Transport
+from .s3 import MissingObjectError, RemoteFile, S3Transport, shared_transport
 
 log = logging.getLogger(__name__)
 
@@ -289,25 +289,22 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     if any(t.asset == "futures" for t in query.parsed):
         window = _futures_window(query)
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
-    transport = S3Transport(settings, max_connections=max(10, max_workers))
+    transport = shared_transport(settings, max_connections=max(10, max_workers))
     cache = DayFileCache(settings.cache_dir / "flatfiles")
     groups = _group_by_dataset(query)
-    try:
-        # before any download: a missing key fails the query without spending byte quota
-        fixes = Corrections.fetch(query.adjustment, [t for t in query.parsed if t.asset == "stocks"],
-                                  window.first_day, settings)
-        splits = fixes.splits
-        with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
-            plan = _plan(transport, cache, groups, window.calendar_days(), pool)
-            for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
-                cache.sweep(folder)
-            wanted = progress if progress is not None else sys.stderr.isatty()
-            # the parquet conversions of the downloaded days start once every day of the query is read,
-            # so they never compete with the query for the CPU
-            with hold_cache_writes():
-                results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
-    finally:
-        transport.close()
+    # before any download: a missing key fails the query without spending byte quota
+    fixes = Corrections.fetch(query.adjustment, [t for t in query.parsed if t.asset == "stocks"],
+                              window.first_day, settings)
+    splits = fixes.splits
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="flatfiles") as pool:
+        plan = _plan(transport, cache, groups, window.calendar_days(), pool)
+        for folder in {cache.parquet_path(job.remote).parent for job in plan.jobs}:
+            cache.sweep(folder)
+        wanted = progress if progress is not None else sys.stderr.isatty()
+        # the parquet conversions of the downloaded days start once every day of the query is read,
+        # so they never compete with the query for the CPU
+        with hold_cache_writes():
+            results, vanished = _run_jobs(plan, transport, cache, pool, get_quota(settings), wanted)
     missing = sorted(set(plan.missing_days) | {j.remote.day.isoformat() for j in vanished if j.remote.day})
     df = bars_from_tables([(table, job.forms) for job, table in results], window, iv, splits=splits,
                           session=session, dividends=fixes.dividends)

@@ -236,10 +236,10 @@ def _check_columns(schema: pa.Schema, key: str) -> None:
 
 def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.DataFrame:
     """One day's wanted rows as a frame with REST tickers, cut to ``window``."""
-    cols = {name: table.column(name).to_numpy() for name in table.column_names}
+    cols = {name: table.column(name).to_numpy() for name in table.column_names if name != "ticker"}
     n = table.num_rows
     frame = pd.DataFrame({
-        "symbol": pd.Series(cols["ticker"]).map(forms).to_numpy(),
+        "symbol": _rest_tickers(table.column("ticker"), forms),
         "t": cols["window_start"].astype(np.int64),
         "open": cols["open"], "high": cols["high"], "low": cols["low"], "close": cols["close"],
         # Index files have no volume / trade count: NaN volume and 0 trades, as index REST bars.
@@ -251,6 +251,14 @@ def _frame(table: pa.Table, forms: dict[str, str], window: DateRange) -> pd.Data
             volume = frame["volume"].to_numpy(dtype=np.float64)
             frame["vwap"] = np.where(volume > 0, cols["dollar_volume"].astype(np.float64) / volume, np.nan)
     return frame[(frame["t"] >= window.start.value) & (frame["t"] < window.end.value)]
+
+
+def _rest_tickers(spellings: pa.ChunkedArray, forms: dict[str, str]) -> pd.api.extensions.ExtensionArray:
+    """The REST ticker of each row's file spelling (missing for a spelling not in ``forms``), mapped in
+    Arrow: no Python string per row."""
+    keys = pa.array(list(forms), pa.string())
+    codes = pc.index_in(spellings.cast(pa.string()), value_set=keys)
+    return pd.array(pc.take(pa.array(list(forms.values()), pa.large_string()), codes), dtype="str")
 
 
 def _joined(parts: list[tuple[pa.Table, dict[str, str]]]) -> list[tuple[pa.Table, dict[str, str]]]:

@@ -140,9 +140,9 @@ def parse_futures_aggs(body: bytes) -> FuturesPage:
     cols: dict[str, np.ndarray] = {"timestamp": ints(rows, "window_start", "futures aggs")}
     for key in ("open", "high", "low", "close"):
         cols[key] = floats(rows, key)
-    low = cols["low"]
-    refuse_rows(cols["high"] < low, "futures aggs", "high", cols["high"],
-                f"below its low ({low[np.argmax(cols['high'] < low)]})")
+    below = cols["high"] < cols["low"]
+    if below.any():  # the message names the low, so it is built only for a page that breaks the rule
+        refuse_rows(below, "futures aggs", "high", cols["high"], f"below its low ({cols['low'][np.argmax(below)]})")
     volume = cols["volume"] = floats(rows, "volume")
     with np.errstate(divide="ignore", invalid="ignore"):
         cols["vwap"] = np.where(volume > 0, floats(rows, "dollar_volume") / volume, np.nan)

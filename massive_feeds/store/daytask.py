@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,9 +28,8 @@ from ..errors import CorruptFileError
 from ..flatfiles.cache import DayFileCache, atomic_file
 from ..flatfiles.keys import Dataset
 from ..flatfiles.reader import COLUMN_TYPES, REQUIRED, file_forms
-from ..flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport
+from ..flatfiles.s3 import MissingObjectError, RemoteFile, S3Transport, shared_transport
 from ..flatfiles.stream import file_chunks, iter_csv_batches, passed_on, read_rows_where
-from ..runtime import current
 from ..quota import get_quota
 from ..storage import read_parquet_table
 from .location import StoreLocation
@@ -120,11 +118,9 @@ class DayResult:
 
 
 def _transport(settings: Settings) -> S3Transport:
-    """One transport (boto3 client, connection pool) per worker process, endpoint and key, reused across tasks:
-    the runtime holds it (a worker process's own default runtime) and closes it with itself."""
-    key_id, _ = settings.require_s3_credentials()
-    ident = (os.getpid(), settings.s3_endpoint, settings.s3_bucket, key_id)
-    return current().shared("s3-transport", ident, lambda: S3Transport(settings))
+    """The process's transport for the task's endpoint and key (see :func:`.flatfiles.s3.shared_transport`):
+    reused across tasks, closed with the runtime."""
+    return shared_transport(settings)
 
 
 def _parse_stream(chunks: Iterable[bytes], key: str, symbols: tuple[str, ...] | None) -> pa.Table:
