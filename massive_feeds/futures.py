@@ -126,8 +126,10 @@ def _load_chain(root: str, first_day: date, last_day: date, client: RestClient) 
 
 
 def point_value(ticker: str, settings: Settings) -> float:
-    """Dollars per point of a futures ticker's product (``/futures/v1/products``' ``unit_of_measure_qty``:
-    ES → 50), one call per product, cached by the runtime."""
+    """What one point of a futures ticker's price is worth per contract (:attr:`ProductSpec.point_value`:
+    ES → $50, GC → $100, ZC, quoted in cents, → $50), one ``/futures/v1/products`` call per product,
+    cached by the runtime. A product traded in another currency than USD is worth that in its currency
+    (logged once: Backtrader's broker keeps one currency)."""
     root = futures_root(ticker)
 
     def load() -> float:
@@ -136,7 +138,11 @@ def point_value(ticker: str, settings: Settings) -> float:
         match = [p for p in products if p.product_code == root]
         if not match:
             raise NoDataError(f"no futures product {root!r} in /futures/v1/products", symbols={ticker: "unknown product"})
-        return match[0].unit_of_measure_qty
+        spec = match[0]
+        if spec.trade_currency_code != "USD":
+            log.warning("%s trades in %s: its point value %g is in %s, not USD", root, spec.trade_currency_code,
+                        spec.point_value, spec.trade_currency_code)
+        return spec.point_value
 
     return current().shared("futures-point-value", (settings.rest_url, root), load)
 

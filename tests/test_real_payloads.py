@@ -592,3 +592,26 @@ def test_sandbox_day_files_have_the_real_columns_and_units(wire_sandbox: Sandbox
         theirs = dict(zip(header, real_lines[1].split(","), strict=True))
         assert {k: v.lstrip("-").replace(".", "", 1).isdigit() for k, v in ours.items()} == \
             {k: v.lstrip("-").replace(".", "", 1).isdigit() for k, v in theirs.items()}
+
+
+# --- futures point values from the products reference ---------------------------------------------------
+def test_futures_point_value_from_the_real_products_row_and_a_cents_quoted_one(replay: Any, tmp_path: Path) -> None:
+    """``unit_of_measure_qty`` is the contract size; what a price point is worth also depends on
+    ``price_quotation``: the spec's EBE row ("U.S. dollars and cents per metric ton", 1000 t) is $1,000 a point,
+    while a grain quoted in cents (ZC: 5000 bushels, "U.S. cents per bushel") is 5000 x $0.01 = $50 a point, not
+    $5,000 (Backtrader's mult; 100x the P&L before this rule)."""
+    from massive_feeds.futures import point_value
+    from massive_feeds.runtime import Runtime
+
+    spec = json.loads(real("rest/futures_spec_examples.json"))["/futures/v1/products"]
+    ebe = spec["results"][0]
+    zc = {**ebe, "product_code": "ZC", "name": "Corn Futures", "price_quotation": "U.S. cents per bushel",
+          "unit_of_measure": "BU", "unit_of_measure_qty": 5000, "trading_venue": "XCBT"}
+    base, routes, _ = replay
+    routes["/futures/v1/products?product_code=EBE"] = (200, orjson.dumps({**spec, "next_url": None}))
+    routes["/futures/v1/products?product_code=ZC"] = (200, orjson.dumps({**spec, "next_url": None, "results": [zc]}))
+    settings = load_settings(environ={"MASSIVE_API_KEY": "replay-key", "MASSIVE_REST_URL": base},
+                             home=tmp_path / "home", plan="unlimited")
+    with Runtime():
+        assert point_value("EBEZ5", settings) == 1000.0
+        assert point_value("ZCZ6", settings) == 50.0

@@ -92,6 +92,8 @@ class _Product(msgspec.Struct, gc=False):
     trading_venue: str | None = None
     unit_of_measure: str | None = None
     unit_of_measure_qty: float | None = None
+    price_quotation: str | None = None
+    trade_currency_code: str | None = None
 
 
 class _Schedule(msgspec.Struct, gc=False):
@@ -221,13 +223,28 @@ def parse_contracts(body: bytes) -> tuple[list[ContractSpec], str | None]:
 
 @dataclass(frozen=True)
 class ProductSpec:
-    """One product from ``/futures/v1/products``: its code, venue and contract size."""
+    """One product from ``/futures/v1/products``: its code, venue, contract size and how its price is quoted."""
 
     product_code: str
     name: str
     trading_venue: str
     unit_of_measure: str
-    unit_of_measure_qty: float  # the contract size: the dollars one point of price is worth, for ES 50
+    unit_of_measure_qty: float  # the contract size in units of unit_of_measure: ES 50 (index points), ZC 5000 bushels
+    price_quotation: str = ""  # e.g. "U.S. dollars and cents per troy ounce", "U.S. cents per bushel"
+    trade_currency_code: str = "USD"
+
+    @property
+    def quoted_in_cents(self) -> bool:
+        """Whether a price of 1 is one cent (grains, livestock: "U.S. cents per bushel"), not one dollar
+        ("U.S. dollars and cents per …" is dollars, written to the cent)."""
+        words = self.price_quotation.lower()
+        return "cents per" in words and "dollar" not in words
+
+    @property
+    def point_value(self) -> float:
+        """What one point of price (a move of 1.0) is worth per contract, in ``trade_currency_code``:
+        the contract size, divided by 100 for a product quoted in cents (ZC: 5000 bushels x $0.01 = $50)."""
+        return self.unit_of_measure_qty / 100 if self.quoted_in_cents else self.unit_of_measure_qty
 
 
 def parse_products(body: bytes) -> tuple[list[ProductSpec], str | None]:
@@ -237,7 +254,7 @@ def parse_products(body: bytes) -> tuple[list[ProductSpec], str | None]:
         if not r.product_code or r.unit_of_measure_qty is None:
             raise BadResponseError(f"futures products row {i} lacks product_code or a numeric unit_of_measure_qty")
         out.append(ProductSpec(r.product_code, r.name or "", r.trading_venue or "", r.unit_of_measure or "",
-                               r.unit_of_measure_qty))
+                               r.unit_of_measure_qty, r.price_quotation or "", r.trade_currency_code or "USD"))
     return out, page.next_url
 
 
