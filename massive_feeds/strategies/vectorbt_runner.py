@@ -157,6 +157,9 @@ def run_vectorbt(strategy_cls: type, bars: Any, cash: float = 100_000.0, commiss
     """
     import vectorbt as vbt
 
+    from massive_feeds.vectorbt.compiled import cache_signal_simulation
+
+    cache_signal_simulation()  # from_signals below: compiled once per installation, not per process
     fill_models.check_fills(fills)
     bars = as_long_bars(bars, symbol)
     if bars.empty:
