@@ -134,3 +134,23 @@ def test_period_is_yfinances_spelling_of_the_window(settings: Settings) -> None:
         MassiveData.download("AAPL", period="max", settings=settings)
     with pytest.raises(InvalidInputError, match="got start='2024-03-01' and period='5d'; give one"):
         MassiveData.download("AAPL", start="2024-03-01", period="5d", settings=settings)
+
+
+def test_from_signals_is_compiled_once_per_installation() -> None:
+    """vectorbt 1.2 leaves ``simulate_from_signals_nb`` out of numba's on-disk cache (its other kernels are in
+    it): run_vectorbt switches the cache on, so the next process loads the kernel instead of spending 5-6 s
+    of CPU compiling it again."""
+    from numba.core.caching import NullCache
+    from vectorbt.portfolio import nb
+
+    from massive_feeds.strategies import SmaCross
+    from massive_feeds.strategies.vectorbt_runner import run_vectorbt
+
+    closes = np.r_[np.arange(100.0, 90.0, -1), np.arange(91.0, 101.0), np.arange(99.0, 89.0, -1)]
+    bars = pd.DataFrame({"timestamp": pd.date_range("2024-03-04 14:30", periods=len(closes), freq="1min", tz="UTC"),
+                         "symbol": "AAPL", "open": closes, "high": closes, "low": closes, "close": closes})
+    result = run_vectorbt(SmaCross, bars, cash=1_000.0, fast=2, slow=5)
+    assert result.trade_count == 1  # down, up, down: bought on the way up, sold on the way down
+    cache = nb.simulate_from_signals_nb._cache
+    assert not isinstance(cache, NullCache)
+    assert list(Path(cache.cache_path).glob("*simulate_from_signals_nb-*.nbi"))  # the compiled kernel's index
