@@ -21,7 +21,7 @@ _EXPORTS = {
     "quota_status": "quota", "print_free_tier_info": "quota", "get_quota": "quota",
     "save_dataset": "datasets", "load_dataset": "datasets", "list_datasets": "datasets",
     "stack_data": "datasets",
-    "download_flat_file": "flatfiles",
+    "download_flat_file": "fetch",
     "fetch_ticks": "ticks", "fetch_ticks_rest": "ticks", "fetch_ticks_flat_file": "ticks",
     "ticks_to_bars": "record",
     "stream_quotes_websocket": "stream", "stream_trades_websocket": "stream", "stream_bars_websocket": "stream",
@@ -69,7 +69,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .config import PLANS, Plan, Settings, load_settings  # noqa: F401
     from .datasets import list_datasets, load_dataset, save_dataset, stack_data  # noqa: F401
-    from .fetch import fetch_data, fetch_intraday_data, fetch_ohlcv_rest  # noqa: F401
+    from .fetch import download_flat_file, fetch_data, fetch_intraday_data, fetch_ohlcv_rest  # noqa: F401
     from .record import ticks_to_bars  # noqa: F401
     from .ticks import fetch_ticks, fetch_ticks_flat_file, fetch_ticks_rest  # noqa: F401
     from .quota import get_quota, print_free_tier_info, quota_status  # noqa: F401

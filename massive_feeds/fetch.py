@@ -206,8 +206,11 @@ def fetch_rest_bars(query: BarQuery, *, settings: Settings | None = None, client
                     max_workers: int = 4) -> pd.DataFrame:
     """:func:`fetch_ohlcv_rest` for a built :class:`~massive_feeds.schema.BarQuery` (the same result and errors)."""
     if any(t.asset == "futures" for t in query.parsed):  # their own endpoint: /futures/v1/aggs
-        from .futures import futures_bars_by
+        from .futures import futures_bars_by, is_mixed, mixed_bars
 
+        if is_mixed(query):  # the futures and the others apart, then one frame
+            return mixed_bars(query, partial(fetch_rest_bars, settings=settings, client=client, api_key=api_key,
+                                             use_cache=use_cache, progress=progress, max_workers=max_workers))
         return futures_bars_by(query, "rest", resolve_settings(client.settings if client else settings,
                                                                api_key=api_key), progress=progress)
     tickers, iv, window, session, adjusted = query.symbols, query.interval, query.range, query.session, query.adjusted
@@ -397,6 +400,15 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
     """:func:`fetch_data` for a built :class:`~massive_feeds.schema.BarQuery`: the method choice and the
     back ends (REST, flat files, the history store) all take the query as it is."""
     settings = resolve_settings(settings)  # no key configured: the built-in sandbox
+    if any(t.asset == "futures" for t in query.parsed):
+        from .futures import is_mixed, mixed_bars, refuse_unaligned_mix
+
+        if is_mixed(query):  # futures beside stocks…: each part by its own route (Auto choosing for each), one frame
+            if layout == "wide":
+                refuse_unaligned_mix(query.tickers, query.interval, "layout='wide'")
+            bars = mixed_bars(query, partial(fetch_bars, method=method, settings=settings, progress=progress,
+                                             store=store))
+            return apply_layout(bars, layout)
     by_method = sources(settings, store, _rest_bars, _rest_calls, partial(_flat_file_bars, fill=method == "auto"))
     if any(t.asset == "futures" for t in query.parsed):  # sessions, contracts and rolls (see massive_feeds.futures)
         from .futures import FuturesStore
@@ -404,6 +416,49 @@ def fetch_bars(query: BarQuery, method: Method = "auto", *, settings: Settings |
         by_method["store"] = FuturesStore(store, settings)
     bars = fetch_query(query, method, by_method, settings, progress)
     return apply_layout(bars, layout)
+
+
+def download_flat_file(
+    symbols: str | Iterable[str],
+    start: DateLike,
+    end: DateLike,
+    interval: str = "1d",
+    *,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+    max_workers: int = 4,
+    adjusted: bool | str = True,
+    session: str = "extended",
+    roll_adjust: str = "none",
+) -> pd.DataFrame:
+    """OHLCV bars from Massive's flat files: :func:`massive_feeds.flatfiles.download_flat_file` (arguments,
+    attrs and errors as documented there) for every ticker kind, futures included.
+
+    Futures (contracts ``ESZ4`` and continuous series ``ES.c.0`` with ``roll_adjust`` ``"none"``/``"ratio"``/
+    ``"difference"``) go the one futures route, :func:`massive_feeds.futures.futures_bars_by` over the
+    ``us_futures_*`` day files, so the bars (``contract`` and ``df.attrs["rolls"]`` included) are exactly
+    ``fetch_data(..., method="flat_file")``'s; futures beside other asset classes are read apart and put in one
+    frame (:func:`massive_feeds.futures.mixed_bars`). This wrapper lives in the fetch layer because continuous
+    series are built above the flat files (from the contracts reference and the contracts' day files); the flat-file
+    layer's own ``download_flat_file`` takes stocks, options, indices, forex, crypto and single contracts.
+    """
+    from .flatfiles import flat_file_bars
+
+    query = BarQuery.build(symbols, start, end, interval, session=session, adjusted=adjusted, roll_adjust=roll_adjust)
+    if not any(t.asset == "futures" for t in query.parsed):
+        return flat_file_bars(query, settings=settings, progress=progress, max_workers=max_workers)
+    from .futures import futures_bars_by, is_mixed, mixed_bars
+
+    settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
+
+    def read(part: BarQuery) -> pd.DataFrame:
+        if any(t.asset == "futures" for t in part.parsed):
+            df = futures_bars_by(part, "flat_file", settings, progress=progress)
+            df.attrs.update(method="flat_file", source=settings.source)
+            return df
+        return flat_file_bars(part, settings=settings, progress=progress, max_workers=max_workers)
+
+    return mixed_bars(query, read) if is_mixed(query) else read(query)
 
 
 def _missing_trading_days(df: pd.DataFrame, query: BarQuery) -> list[str]:

@@ -384,6 +384,15 @@ def stitch(bars: pd.DataFrame, plan: RollPlan, ticker: str, query: BarQuery, rol
     return out
 
 
+def roll_tables(by_series: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``df.attrs["rolls"]`` of a frame holding these continuous series: one series' table as it is; with
+    several, one table with a leading ``symbol`` column naming the series of each roll (sorted by series, date)."""
+    if len(by_series) == 1:
+        return next(iter(by_series.values()))
+    tables = [t.assign(symbol=s) for s, t in sorted(by_series.items())]
+    return pd.concat(tables, ignore_index=True)[["symbol", *ROLL_COLUMNS]]
+
+
 def _roll_table(plan: RollPlan, last_close: pd.Series) -> pd.DataFrame:
     change = np.flatnonzero(plan.held[1:] != plan.held[:-1]) + 1
     rows: list[dict[str, Any]] = []
@@ -526,17 +535,96 @@ def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
     if contracts:
         frames.append(contract_bars(query.replace(tickers=contracts), method, settings, progress=progress,
                                     store=store))
+    rolls: dict[str, pd.DataFrame] = {}
     for t in query.tickers:
         if is_continuous(t):
             frames.append(continuous_bars(query, t, method, settings, progress=progress, store=store))
+            rolls[t] = frames[-1].attrs["rolls"]
     attrs: dict[str, Any] = {}
     for f in frames:
         attrs.update(f.attrs)
+    if rolls:  # each series' roll table, not only the last one's
+        attrs["rolls"] = roll_tables(rolls)
     if len(frames) == 1:
         df = frames[0]
     else:
-        extra = tuple(c for c in ("settlement_price", "session_end_date", "contract") if any(c in f for f in frames))
-        df = finalize_bars(pd.concat(frames, ignore_index=True), extra=extra)
+        df = concat_bars(frames)
     df.attrs.update(attrs)
     df.attrs.update(interval=query.interval.name, session=query.session)
+    return df
+
+
+# --- futures beside other asset classes in one query ---------------------------------------------
+FUTURES_EXTRA = ("settlement_price", "session_end_date", "contract")
+
+
+def concat_bars(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames in one, in the bar schema with the futures columns any of them has (missing elsewhere); their
+    attrs are left out (the caller merges them: pandas would compare roll tables in attrs, which raises)."""
+    saved = [f.attrs for f in frames]
+    try:
+        for f in frames:
+            f.attrs = {}
+        extra = tuple(c for c in FUTURES_EXTRA if any(c in f for f in frames))
+        return finalize_bars(pd.concat(frames, ignore_index=True), extra=extra)
+    finally:
+        for f, attrs in zip(frames, saved):
+            f.attrs = attrs
+
+
+def is_mixed(query: BarQuery) -> bool:
+    """Whether ``query`` holds futures and tickers of other asset classes together."""
+    return len({t.asset == "futures" for t in query.parsed}) == 2
+
+
+def refuse_unaligned_mix(tickers: tuple[str, ...] | list[str], interval: Interval, what: str) -> None:
+    """:class:`InvalidInputError` for futures mixed with other classes in day (or longer) bars laid out side by
+    side (``what``: a wide frame, vectorbt's Data): futures day bars start at their session's open, stock day
+    bars at midnight New York, so no row would hold both (the long layout keeps each bar as it is)."""
+    kinds = {asset_class(t) == "futures" for t in tickers}
+    if len(kinds) == 2 and not interval.is_intraday:
+        raise InvalidInputError(f"{what} cannot line up {interval.name} bars of futures and other asset classes: "
+                                "futures day bars start at their session's open (17:00 Chicago the evening before), "
+                                "the others' at midnight New York; use layout='long' or an intraday interval")
+
+
+def mixed_bars(query: BarQuery, read: Any) -> pd.DataFrame:
+    """Bars of a query mixing futures with other asset classes: the futures and the others are two queries read
+    apart by ``read`` (a ``BarQuery -> DataFrame``: each part takes its own route, Auto choosing its source), then
+    one frame in the one bar schema, ``settlement_price``/``session_end_date``/``contract`` missing (NaN) on the
+    others' rows. Each part means its own days: futures sessions, New York days for the others.
+
+    ``df.attrs``: the others' attrs over the futures' (``rolls``/``roll_adjust`` are the futures'); ``method`` is
+    the parts' one method or ``"mixed"``, ``method_by_symbol`` each ticker's, ``method_reason`` both parts' reasons;
+    ``empty_symbols``/``empty_reasons`` of both. A part without any bar is listed there (its
+    :class:`NoDataError` is raised only when no part has a bar)."""
+    fut = tuple(t.symbol for t in query.parsed if t.asset == "futures")
+    parts = [query.replace(tickers=fut), query.replace(tickers=tuple(t for t in query.tickers if t not in fut))]
+    frames: list[tuple[BarQuery, pd.DataFrame]] = []
+    failed: list[NoDataError] = []
+    for part in parts:
+        try:
+            frames.append((part, read(part)))
+        except NoDataError as exc:
+            failed.append(exc)
+    if not frames:
+        window = query.range
+        raise NoDataError("; ".join(e.message for e in failed),
+                          symbols={t: r for e in failed for t, r in e.symbols.items()},
+                          start=window.first_day, end=window.last_day)
+    df = concat_bars([f for _, f in frames])
+    attrs: dict[str, Any] = {}
+    for _, f in frames:
+        attrs.update(f.attrs)
+    methods = {t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers}
+    reasons = {t: r for e in failed for t, r in e.symbols.items()}
+    for _, f in frames:
+        reasons.update(f.attrs.get("empty_reasons") or {t: "no bars" for t in f.attrs.get("empty_symbols", [])})
+    attrs.update(method=methods.popitem()[1] if len(set(methods.values())) == 1 else "mixed",
+                 method_by_symbol={t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers},
+                 method_reason="; ".join(f"{', '.join(part.tickers)}: {f.attrs.get('method')}"
+                                         + (f" ({f.attrs['method_reason']})" if f.attrs.get("method_reason") else "")
+                                         for part, f in frames),
+                 empty_symbols=[t for t in query.tickers if t in reasons], empty_reasons=reasons)
+    df.attrs.update(attrs)
     return df

@@ -148,9 +148,57 @@ def test_volume_roll_comes_before_the_calendar_roll_and_rank_one_is_the_next(sb:
     assert second["contract"].tolist() == ["ESZ6"] * 5 + ["ESH7"] * 5
 
 
-def test_mixing_futures_with_stocks_is_a_one_line_refusal(sb: Sandbox) -> None:
-    with pytest.raises(InvalidInputError, match="futures cannot be mixed"):
-        fetch_data(["ES.c.0", "AAPL"], "2026-09-14", "2026-09-18", "1d", settings=sb.settings())
+def test_a_mixed_query_is_the_separate_fetches_in_one_frame(sb: Sandbox, tmp_path: Path) -> None:
+    settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+    mixed = fetch_data(["ES.c.0", "SPY", "GC.c.0"], "2026-09-17", "2026-09-22", "1h", settings=settings)
+    es = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1h", settings=settings)
+    gc = fetch_data("GC.c.0", "2026-09-17", "2026-09-22", "1h", settings=settings)
+    spy = fetch_data("SPY", "2026-09-17", "2026-09-22", "1h", settings=settings)
+    # sorted by symbol then time; four ES/GC sessions of 23 hours, four SPY days of 16 (04:00-20:00 New York)
+    assert mixed.groupby("symbol", sort=False).size().to_dict() == {"ES.c.0": 92, "GC.c.0": 92, "SPY": 64}
+    for own in (es, gc):
+        part = mixed[mixed["symbol"] == own["symbol"].iloc[0]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, own, check_like=False)
+    stock = mixed[mixed["symbol"] == "SPY"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(stock[list(spy.columns)], spy)
+    assert stock["settlement_price"].isna().all() and stock["contract"].isna().all()
+    assert stock["session_end_date"].isna().all()
+    assert mixed.columns.tolist()[-3:] == ["settlement_price", "session_end_date", "contract"]
+    # each continuous series keeps its roll table, named by a symbol column (one series alone: the table as is)
+    rolls = mixed.attrs["rolls"]
+    assert rolls[["symbol", "from", "to"]].values.tolist() == [["ES.c.0", "ESU6", "ESZ6"], ["GC.c.0", "GCU6", "GCZ6"]]
+    assert rolls.drop(columns="symbol").iloc[:1].values.tolist() == es.attrs["rolls"].values.tolist()
+    assert "symbol" not in es.attrs["rolls"]
+    assert mixed.attrs["method_by_symbol"] == {"ES.c.0": "rest", "GC.c.0": "rest", "SPY": "rest"}
+    assert mixed.attrs["method"] == "rest" and mixed.attrs["empty_symbols"] == []
+
+
+def test_a_mixed_regular_session_cuts_each_part_at_its_own_venues_hours(sb: Sandbox, tmp_path: Path) -> None:
+    settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+    mixed = fetch_data(["ESZ6", "SPY"], "2026-11-27", "2026-11-27", "1m", settings=settings, session="regular")
+    es = mixed[mixed["symbol"] == "ESZ6"]
+    spy = mixed[mixed["symbol"] == "SPY"]
+    # CME: 11-26 17:00 Chicago .. the 12:15 early close; NYSE: 09:30 .. the 13:00 early close (New York, EST)
+    assert (es["timestamp"].iloc[0], es["timestamp"].iloc[-1], len(es)) == (
+        pd.Timestamp("2026-11-26 23:00", tz="UTC"), pd.Timestamp("2026-11-27 18:14", tz="UTC"), 1155)
+    assert (spy["timestamp"].iloc[0], spy["timestamp"].iloc[-1]) == (
+        pd.Timestamp("2026-11-27 14:30", tz="UTC"), pd.Timestamp("2026-11-27 17:59", tz="UTC"))
+    alone = fetch_data("SPY", "2026-11-27", "2026-11-27", "1m", settings=settings, session="regular")
+    assert spy["close"].tolist() == alone["close"].tolist()
+
+
+def test_mixed_day_bars_side_by_side_are_a_one_line_refusal(sb: Sandbox, tmp_path: Path) -> None:
+    settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+    before = sb.rest.count("/")
+    with pytest.raises(InvalidInputError, match="cannot line up 1d bars of futures and other asset classes"):
+        fetch_data(["ES.c.0", "SPY"], "2026-09-14", "2026-09-18", "1d", settings=settings, layout="wide")
+    assert sb.rest.count("/") == before
+    long = fetch_data(["ES.c.0", "SPY"], "2026-09-14", "2026-09-18", "1d", settings=settings)
+    assert long.groupby("symbol").size().to_dict() == {"ES.c.0": 5, "SPY": 5}
+    wide = fetch_data(["ES.c.0", "SPY"], "2026-09-17", "2026-09-17", "1h", settings=settings, layout="wide")
+    # intraday bars share the UTC clock: 14:00 UTC holds both
+    row = wide.loc[pd.Timestamp("2026-09-17 14:00", tz="UTC"), "Close"]
+    assert row.notna().tolist() == [True, True]
 
 
 def test_regular_session_follows_the_products_schedule_with_its_early_close(sb: Sandbox, tmp_path: Path) -> None:
@@ -244,7 +292,7 @@ def test_a_backtrader_strategy_on_the_continuous_series_books_fifty_dollars_a_po
     assert cerebro.broker.getcommissioninfo(data).p.mult == 50.0
 
 
-def test_vectorbt_downloads_the_continuous_series(sb: Sandbox) -> None:
+def test_vectorbt_downloads_the_continuous_series(sb: Sandbox, tmp_path: Path) -> None:
     pytest.importorskip("vectorbt")
     from massive_feeds.vectorbt import MassiveData
 
@@ -254,6 +302,20 @@ def test_vectorbt_downloads_the_continuous_series(sb: Sandbox) -> None:
                         roll_adjust="difference")
     assert data.get("Close").tolist() == direct["close"].tolist()
     assert len(direct) == 10 and direct.attrs["rolls"]["offset"].iloc[0] != 0
+    # a pair in one download: each symbol's closes are its own fetch's, on the shared UTC clock
+    settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+    pair = MassiveData.download(["ES.c.0", "SPY"], start="2026-09-17", end="2026-09-17", timeframe="1h",
+                                settings=settings)
+    spy = fetch_data("SPY", "2026-09-17", "2026-09-17", "1h", settings=settings)
+    es = fetch_data("ES.c.0", "2026-09-17", "2026-09-17", "1h", settings=settings)
+    close = pair.get("Close")
+    assert close["SPY"].dropna().tolist() == spy["close"].tolist()
+    assert close["ES.c.0"].dropna().tolist() == es["close"].tolist()
+    # the union of ES's 23 session hours (09-16 22:00 .. 09-17 20:00 UTC) and SPY's 16 (08:00 .. 23:00 UTC): 13 shared
+    assert len(close) == 26 and close.dropna().index[[0, -1]].hour.tolist() == [8, 20]
+    with pytest.raises(InvalidInputError, match="vectorbt's MassiveData cannot line up 1d bars"):
+        MassiveData.download(["ES.c.0", "SPY"], start="2026-09-14", end="2026-09-18", timeframe="1d",
+                             settings=settings)
 
 
 def test_fetch_ticks_of_a_contract_come_from_the_futures_endpoint(sb: Sandbox) -> None:
@@ -364,14 +426,47 @@ def test_fetch_ohlcv_rest_and_download_flat_file_take_contracts() -> None:
         rest = fetch_ohlcv_rest("GCZ6", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
         files = download_flat_file("GCZ6", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
         keys = {r.key.split("/")[0] for r in box.s3.requests if r.key.endswith(".csv.gz")}
-        with pytest.raises(InvalidInputError, match="continuous futures series are built by fetch_data"):
-            download_flat_file("GC.c.0", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
+        from massive_feeds.flatfiles import download_flat_file as layer_download
+
+        with pytest.raises(InvalidInputError, match="continuous futures series are built above the flat-file layer"):
+            layer_download("GC.c.0", "2026-11-02", "2026-11-03", "1h", settings=box.settings())
     assert keys == {"us_futures_comex"}  # gold is a COMEX product
     assert len(rest) == len(files) == 2 * 23 and rest["timestamp"].iloc[0] == pd.Timestamp("2026-11-01 23:00",
                                                                                               tz="UTC")
     cols = ["timestamp", "open", "high", "low", "close", "volume", "transactions"]
     pd.testing.assert_frame_equal(rest[cols], files[cols])
     assert files["vwap"].to_numpy() == pytest.approx(rest["vwap"].to_numpy())
+
+
+def test_download_flat_file_builds_continuous_series_as_fetch_data_does(tmp_path: Path) -> None:
+    pytest.importorskip("moto")
+    pytest.importorskip("vectorbt")
+    from massive_feeds import download_flat_file
+    from massive_feeds.vectorbt import MassiveData
+
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as box:
+        settings = box.settings(home=tmp_path / "home")
+        files = download_flat_file("ES.c.0", "2026-09-17", "2026-09-22", "1h", settings=settings, roll_adjust="ratio")
+        fetched = fetch_data("ES.c.0", "2026-09-17", "2026-09-22", "1h", method="flat_file", settings=settings,
+                             roll_adjust="ratio")
+        mixed = download_flat_file(["ES.c.0", "SPY"], "2026-09-17", "2026-09-22", "1h", settings=settings,
+                                   roll_adjust="ratio")
+        spy = download_flat_file("SPY", "2026-09-17", "2026-09-22", "1h", settings=settings)
+        vbt_data = MassiveData.download("ES.c.0", start="2026-09-17", end="2026-09-22", timeframe="1h",
+                                        method="flat_file", settings=settings, roll_adjust="ratio")
+        gets = [r.key for r in box.s3.requests if r.method == "GET" and r.key.endswith(".csv.gz")]
+    pd.testing.assert_frame_equal(files, fetched)
+    pd.testing.assert_frame_equal(files.attrs["rolls"], fetched.attrs["rolls"])
+    assert files.attrs["method"] == "flat_file" and files.attrs["roll_adjust"] == "ratio"
+    assert len(files) == 4 * 23 and files["contract"].iloc[[0, -1]].tolist() == ["ESU6", "ESZ6"]
+    roll = files.attrs["rolls"].iloc[0]
+    assert (roll["date"], roll["from"], roll["to"]) == (pd.Timestamp("2026-09-21"), "ESU6", "ESZ6")
+    pd.testing.assert_frame_equal(mixed[mixed["symbol"] == "ES.c.0"].reset_index(drop=True), files)
+    assert vbt_data.get("Close").tolist() == files["close"].tolist()
+    part = mixed[mixed["symbol"] == "SPY"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part[list(spy.columns)], spy)
+    assert mixed.attrs["method"] == "flat_file" and mixed.attrs["rolls"].equals(files.attrs["rolls"])
+    assert {k.split("/")[0] for k in gets} == {"us_futures_cme", "us_stocks_sip"}
 
 
 def test_a_live_backtrader_feed_on_the_continuous_series_streams_its_contract(tmp_path: Path) -> None:

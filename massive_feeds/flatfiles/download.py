@@ -327,13 +327,14 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
 
 def _futures_window(query: BarQuery) -> DateRange:
     """Futures day files hold exchange sessions: date bounds mean the sessions ending on those days (the
-    first one opened the evening before). Continuous series are built above, by ``fetch_data``."""
+    first one opened the evening before). Continuous series are built above (:mod:`massive_feeds.futures`), which
+    ``massive_feeds.download_flat_file`` and ``fetch_data`` reach."""
     from ..futures_symbols import is_continuous
 
     if cont := [t.symbol for t in query.parsed if is_continuous(t.symbol)]:
-        raise InvalidInputError(f"{', '.join(cont)}: continuous futures series are built by fetch_data(..., "
-                                "method='flat_file') from their contracts' day files; download_flat_file takes "
-                                "contract codes like ESZ4")
+        raise InvalidInputError(f"{', '.join(cont)}: continuous futures series are built above the flat-file layer "
+                                "from their contracts' day files: use massive_feeds.download_flat_file (or fetch_data"
+                                "(..., method='flat_file')); massive_feeds.flatfiles' takes contract codes like ESZ4")
     if any(t.asset != "futures" for t in query.parsed):
         raise InvalidInputError("futures cannot be mixed with other asset classes in one flat-file query")
     return query.range.in_futures_sessions()

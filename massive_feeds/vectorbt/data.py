@@ -20,10 +20,11 @@ from ..config import Settings
 from ..datasets import load_dataset
 from ..errors import InvalidInputError
 from ..fetch import fetch_data
+from ..futures import refuse_unaligned_mix
 from ..record.bars import ticks_to_bars
 from ..record.library import recording_path
 from ..record.reader import RecordingReader
-from ..schema import DateLike, normalize_symbols
+from ..schema import DateLike, normalize_symbols, parse_interval
 
 #: Our columns → vectorbt's names.
 COLUMNS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume",
@@ -117,6 +118,8 @@ class MassiveData(vbt.Data):
             start, end = period_window(period, end)
         if start is None or end is None:
             raise InvalidInputError("MassiveData.download needs start and end (or period=, e.g. '1mo')")
+        # futures and stock day bars never share a timestamp: vectorbt's aligned index would interleave them
+        refuse_unaligned_mix(tickers, parse_interval(timeframe), "vectorbt's MassiveData")
         fetch_kwargs = {k: kwargs[k] for k in FETCH_KWARGS if k in kwargs}
         bars = fetch_data(tickers, start, end, timeframe, method, adjusted=adjusted, settings=settings,  # type: ignore[arg-type]
                           **fetch_kwargs)
