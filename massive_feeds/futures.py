@@ -37,6 +37,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import Settings
-from .errors import BadResponseError, InvalidInputError, NoDataError
+from .errors import BadResponseError, InvalidInputError, MassiveError, NoDataError
 from .futures_symbols import (CHICAGO, futures_root, is_continuous, parse_continuous, parse_contract, session_days,
                               session_open)
 from .rest import RestClient
@@ -436,10 +437,16 @@ def _adjust(out: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str) 
 # --- regular session from the product's schedule ---------------------------------------------------
 def session_schedule(root: str, first_day: date, last_day: date, settings: Settings) -> pd.DataFrame:
     """The regular ``open``/``close`` (UTC) of each session of ``root`` settling in ``first_day..last_day``,
-    indexed by ``session_end_date`` (``datetime64[D]``): one ``/futures/v1/schedules`` call (pages followed),
-    cached by the runtime for the process. Holidays have no row."""
-    key = (settings.rest_url, root, first_day, last_day)
-    return current().shared("futures-schedules", key, lambda: _load_schedule(root, first_day, last_day, settings))
+    indexed by ``session_end_date`` (``datetime64[D]``). Holidays have no row. Loaded a calendar year at a time
+    (one ``/futures/v1/schedules`` call per product and year, pages followed) and cached by the runtime, so every
+    later query of the product in that year (``session="regular"``, the schedule ``fetch_data`` attaches for
+    ``quality_report``) needs no call."""
+    tables = [current().shared("futures-schedules", (settings.rest_url, root, year),
+                               partial(_load_schedule, root, date(year, 1, 1), date(year, 12, 31), settings))
+              for year in range(first_day.year, last_day.year + 1)]
+    table = tables[0] if len(tables) == 1 else pd.concat(tables)
+    days = table.index.to_numpy()
+    return table[(days >= np.datetime64(first_day, "D")) & (days <= np.datetime64(last_day, "D"))]
 
 
 def _load_schedule(root: str, first_day: date, last_day: date, settings: Settings) -> pd.DataFrame:
@@ -551,7 +558,33 @@ def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
         df = concat_bars(frames)
     df.attrs.update(attrs)
     df.attrs.update(interval=query.interval.name, session=query.session)
+    if method != "store" and query.interval.name not in ("1w", "1M"):  # the store's reads make no call
+        _attach_schedules(df, query, settings)
     return df
+
+
+def schedules_for(bars: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
+    """The schedules of the futures products in ``bars`` (a saved dataset, say) over the sessions they span, for
+    ``quality_report(schedules=...)``: one cached ``/futures/v1/schedules`` call per product ({} without futures)."""
+    fut = bars[[asset_class(str(s)) == "futures" for s in bars["symbol"]]] if len(bars) else bars
+    if fut.empty:
+        return {}
+    days = session_days(fut["timestamp"])
+    first, last = pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date()
+    return {r: session_schedule(r, first, last, settings) for r in sorted({futures_root(str(s)) for s in fut["symbol"]})}
+
+
+def _attach_schedules(df: pd.DataFrame, query: BarQuery, settings: Settings) -> None:
+    """``df.attrs["schedules"]``: each product's sessions over the query (:func:`session_schedule`, the call
+    ``session="regular"`` makes too, cached), so ``quality_report`` judges the bars on the exchange's sessions,
+    early closes and holidays. Without one (the call failed) it falls back to the Globex weekday rule and says so."""
+    roots = sorted({futures_root(t) for t in query.tickers})
+    last = query.range.last_day + timedelta(days=1)  # as _regular_bars asks: one cached call serves both
+    try:
+        df.attrs["schedules"] = {r: session_schedule(r, query.range.first_day, last, settings) for r in roots}
+    except MassiveError as exc:
+        log.warning("no trading schedule for %s (%s); quality_report will judge their sessions by CME Globex's "
+                    "weekday hours", ", ".join(roots), exc)
 
 
 # --- futures beside other asset classes in one query ---------------------------------------------

@@ -4,8 +4,9 @@
 
 * **coverage** — ``expected`` bars in the session (NYSE regular hours 09:30–16:00 with early closes and
   holidays from ``exchange_calendars`` for stocks, options and indices; the whole New York day for
-  crypto; weekdays for forex), ``in_session`` bars present, ``extended`` bars outside it (pre-market,
-  after-hours, weekends), ``coverage`` = in_session / expected. The session is clipped to the span the
+  crypto; weekdays for forex; for futures the product's sessions from its ``/futures/v1/schedules``, early
+  closes and holidays included, each row a session dated by its ``session_end_date``), ``in_session`` bars
+  present, ``extended`` bars outside it (pre-market, after-hours, weekends), ``coverage`` = in_session / expected. The session is clipped to the span the
   data covers, so a 20-minute recording is judged on those 20 minutes.
 * **missing bars, sorted in two kinds** — Massive emits no bar for a minute without trades, so short
   runs of missing bars are normal: ``no_trade_minutes`` counts them. A long run (``gap_minutes`` or more,
@@ -44,12 +45,13 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
+from .futures_symbols import CHICAGO, futures_root
 from .schema import NEW_YORK, asset_class, parse_interval
 from .sessions import DAY_NS, MINUTE_NS, SESSION_ASSETS, ny_day_numbers, session_bounds
 from .splits import describe_split, merge_duplicate_splits
@@ -108,18 +110,62 @@ def _ny_midnight_ns(day_numbers: np.ndarray) -> np.ndarray:
     return local.tz_localize(NEW_YORK).tz_convert("UTC").as_unit("ns").asi8
 
 
-def _day_windows(assets: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(expected, start ns, end ns) of each (asset, New York day): NYSE sessions for session assets,
-    the whole day for crypto, weekdays for forex."""
+def futures_day_numbers(ts_ns: np.ndarray) -> np.ndarray:
+    """The session (its ``session_end_date``, days since 1970-01-01) of each futures bar start: Chicago time
+    + 7 hours moves the 17:00 open onto the day the session settles."""
+    local = pd.DatetimeIndex(pd.to_datetime(np.asarray(ts_ns, np.int64), unit="ns", utc=True)).tz_convert(CHICAGO)
+    return (local.tz_localize(None).as_unit("ns").asi8 + 7 * 3600 * 10**9) // DAY_NS
+
+
+def _globex_bounds(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(open ns, close ns) of CME Globex sessions settling on ``days``: 17:00 Chicago the day before to 16:00."""
+    local = pd.DatetimeIndex(pd.to_datetime(np.asarray(days, np.int64) * DAY_NS, unit="ns"))
+    opens = (local - pd.Timedelta(hours=7)).tz_localize(CHICAGO).tz_convert("UTC").as_unit("ns").asi8
+    closes = (local + pd.Timedelta(hours=16)).tz_localize(CHICAGO).tz_convert("UTC").as_unit("ns").asi8
+    return opens, closes
+
+
+def _futures_windows(roots: np.ndarray, days: np.ndarray, schedules: Mapping[str, pd.DataFrame]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(expected, open ns, close ns) of each (product, session day): the product's schedule when given (its
+    sessions, early closes and holidays), else CME Globex's weekday sessions (17:00-16:00 Chicago)."""
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday: Monday = 0
+    expected = weekday < 5
+    start, end = _globex_bounds(days)
+    for root in np.unique(roots):  # a handful of products
+        table = schedules.get(str(root))
+        if table is None:
+            continue
+        rows = np.flatnonzero(roots == root)
+        index = np.asarray(table.index, dtype="datetime64[D]").astype(np.int64)
+        at = pd.Index(index).get_indexer(days[rows])
+        found = at >= 0
+        opens = pd.DatetimeIndex(table["open"]).as_unit("ns").asi8
+        closes = pd.DatetimeIndex(table["close"]).as_unit("ns").asi8
+        expected[rows] = found
+        start[rows] = np.where(found, opens[np.maximum(at, 0)], 0)
+        end[rows] = np.where(found, closes[np.maximum(at, 0)], 0)
+    return expected, start, end
+
+
+def _day_windows(assets: np.ndarray, days: np.ndarray, roots: np.ndarray | None = None,
+                 schedules: Mapping[str, pd.DataFrame] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(expected, start ns, end ns) of each (asset, day): NYSE sessions for session assets, the whole New York
+    day for crypto, weekdays for forex; for futures (``days`` their session days, ``roots`` their products) the
+    product's sessions (:func:`_futures_windows`)."""
     n = len(days)
     expected = np.zeros(n, dtype=bool)
     start = np.zeros(n, dtype=np.int64)
     end = np.zeros(n, dtype=np.int64)
+    fut = assets == "futures"
+    if fut.any():
+        assert roots is not None
+        expected[fut], start[fut], end[fut] = _futures_windows(roots[fut], days[fut], schedules or {})
     bound = np.isin(assets, list(SESSION_ASSETS))
     if bound.any():
         found, opens, closes = session_bounds(days[bound])
         expected[bound], start[bound], end[bound] = found, opens, closes
-    free = ~bound
+    free = ~bound & ~fut
     if free.any():
         weekday = (days[free] + 3) % 7  # 1970-01-01 was a Thursday: Monday = 0
         expected[free] = (assets[free] == "crypto") | (weekday < 5)
@@ -154,9 +200,11 @@ def quality_report(
     gap_minutes: float = 15.0,
     liquid_coverage: float = 0.9,
     jump_threshold: float = 0.3,
+    schedules: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """The data-quality report of bars ``df`` (standard schema): one row per symbol and New York day
-    with the columns :data:`REPORT_COLUMNS` (see the module docstring for their meaning).
+    """The data-quality report of bars ``df`` (standard schema): one row per symbol and New York day (per
+    session, ``session_end_date``, for futures) with the columns :data:`REPORT_COLUMNS` (see the module
+    docstring for their meaning).
 
     Args:
         df: bars, possibly unsorted or with duplicates (that is reported, not fixed).
@@ -170,6 +218,10 @@ def quality_report(
             suspicious gap; shorter runs are minutes without trades.
         liquid_coverage: median daily session coverage from which a symbol counts as liquid.
         jump_threshold: bar-to-bar relative move (open against the previous close) reported as a jump.
+        schedules: futures product code → its sessions (``session_end_date`` index, ``open``/``close`` UTC, as
+            ``massive_feeds.futures.session_schedule`` gives them); default ``df.attrs["schedules"]``, which
+            ``fetch_data`` sets for futures. A product without one is judged on CME Globex's weekday sessions
+            (17:00-16:00 Chicago), holidays and early closes unknown (a note says so).
 
     The phases run over one :class:`_DayGrid` (the report's cells): rows as given, the grid, coverage and
     runs of missing bars, splits, jumps, recording gaps, then issues and the frame with its notes.
@@ -186,8 +238,9 @@ def quality_report(
         out.attrs.update(notes=[DIVIDEND_NOTE, "no bars"], interval=interval, adjusted=adjusted, liquid=[],
                          adjustment=adjustment)
         return out
+    schedules = df.attrs.get("schedules") if schedules is None else schedules
     rows = _read_rows(df)
-    grid = _day_grid(rows, _bar_width(df, interval, rows.ts, rows.codes))
+    grid = _day_grid(rows, _bar_width(df, interval, rows.ts, rows.codes), schedules)
     coverage = _coverage(rows, grid, gap_minutes, liquid_coverage)
     split_checks = _check_splits(rows, grid, splits, adjusted)
     jumps = _jumps(rows, grid, split_checks.explained, jump_threshold)
@@ -195,6 +248,7 @@ def quality_report(
     dividend_text, no_drop = _check_dividends(grid, dividends)
     report = _report_frame(rows, grid, coverage, split_checks, jumps, recording, (dividend_text, no_drop))
     notes = _notes(grid, coverage, split_checks, splits, adjusted, gap_minutes, liquid_coverage)
+    notes += _futures_notes(grid, schedules)
     if adjustment == "total":
         notes[0] = _dividend_note(dividends, df.attrs.get("dividends_as_of"))
     report.attrs.update(notes=notes, interval=grid.interval_label, adjusted=adjusted, liquid=coverage.liquid_names,
@@ -294,6 +348,9 @@ def _read_rows(df: pd.DataFrame) -> _Rows:
         ohlc_bad = (h < np.fmax(o, c)) | (lo > np.fmin(o, c)) | (h < lo)
     bad_price = ~((o > 0) & (h > 0) & (lo > 0) & (c > 0))
     day = ny_day_numbers(ts)
+    futures = np.array([asset_class(str(n)) == "futures" for n in names], dtype=bool)[codes]
+    if futures.any():  # a futures bar belongs to its exchange session, not to a New York day
+        day[futures] = futures_day_numbers(ts[futures])
     keep = ~duplicated
     order = np.lexsort((ts[keep], codes[keep]))
     idx = np.flatnonzero(keep)[order]
@@ -348,7 +405,7 @@ class _DayGrid:
         return int(self.cell_index[code * self.n_days + day - self.first_day])
 
 
-def _day_grid(rows: _Rows, width: int | None) -> _DayGrid:
+def _day_grid(rows: _Rows, width: int | None, schedules: Mapping[str, pd.DataFrame] | None = None) -> _DayGrid:
     """Phase 2, the day grid: each cell's session window (clipped to the span the data covers) and bars."""
     names = rows.names
     pad = width if width is not None and width < DAY_NS else DAY_NS
@@ -358,7 +415,8 @@ def _day_grid(rows: _Rows, width: int | None) -> _DayGrid:
     all_days = np.arange(first_day, last_day + 1, dtype=np.int64)
     grid_code = np.repeat(np.arange(len(names)), len(all_days))
     grid_day = np.tile(all_days, len(names))
-    expected_day, win_start, win_end = _day_windows(assets[grid_code], grid_day)
+    roots = np.array([futures_root(str(n)) if a == "futures" else "" for n, a in zip(names, assets)], dtype=object)
+    expected_day, win_start, win_end = _day_windows(assets[grid_code], grid_day, roots[grid_code], schedules)
     has_bars = np.zeros(len(grid_day), dtype=bool)
     cell_of_row = rows.codes * len(all_days) + (rows.day - first_day)
     has_bars[np.unique(cell_of_row)] = True
@@ -580,11 +638,12 @@ def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _Sp
     else:
         missing_day = t_expected_day & (grid.bars == 0)
     session_asset = np.isin(grid.assets[t_code], list(SESSION_ASSETS))
+    futures = grid.assets[t_code] == "futures"
     flags = {
         "duplicates": dups > 0, "out_of_order": ooo > 0, "ohlc_errors": ohlc > 0, "bad_prices": badp > 0,
         "split_unadjusted": split_checks.unadjusted, "missing_day": missing_day, "suspicious_gaps": cov.gap_count > 0,
         "jumps": jump_count > 0, "recording_gaps": rec_count > 0,
-        "non_trading_day": ~t_expected_day & (grid.bars > 0) & session_asset,
+        "non_trading_day": ~t_expected_day & (grid.bars > 0) & (session_asset | futures),
         "split_not_in_raw_data": split_checks.unexpected, "dividend_no_drop": dividend[1],
     }
     issues = np.full(n, "", dtype=object)
@@ -603,8 +662,7 @@ def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _Sp
         "asset": grid.assets[t_code].astype(str),
         "session_start": pd.to_datetime(np.where(session_known, grid.win_start, nat), unit="ns", utc=True),
         "session_end": pd.to_datetime(np.where(session_known, grid.win_end, nat), unit="ns", utc=True),
-        "early_close": session_asset & session_known & (
-            pd.DatetimeIndex(pd.to_datetime(grid.win_end, unit="ns", utc=True)).tz_convert(NEW_YORK).hour < 16),
+        "early_close": session_known & _closes_early(grid.win_end, session_asset, futures),
         "expected": cov.expected,
         "bars": grid.bars.astype(np.int64),
         "in_session": cov.in_session.astype(np.int64),
@@ -628,6 +686,27 @@ def _report_frame(rows: _Rows, grid: _DayGrid, cov: _Coverage, split_checks: _Sp
         "status": status.astype(str),
     }, columns=list(REPORT_COLUMNS))
     return report.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+
+
+def _closes_early(win_end: np.ndarray, session_asset: np.ndarray, futures: np.ndarray) -> np.ndarray:
+    """Sessions ending before the venue's normal close: 16:00 New York (NYSE), 16:00 Chicago (CME Globex)."""
+    ends = pd.DatetimeIndex(pd.to_datetime(win_end, unit="ns", utc=True))
+    return (session_asset & (ends.tz_convert(NEW_YORK).hour < 16)) | (futures & (ends.tz_convert(CHICAGO).hour < 16))
+
+
+def _futures_notes(grid: _DayGrid, schedules: Mapping[str, pd.DataFrame] | None) -> list[str]:
+    """Where the futures sessions come from: each product's schedule, or the Globex weekday rule."""
+    roots = sorted({futures_root(str(n)) for n, a in zip(grid.names, grid.assets) if a == "futures"})
+    given = [r for r in roots if r in (schedules or {})]
+    notes = []
+    if given:
+        notes.append(f"Futures days are exchange sessions (session_end_date); {', '.join(given)}: sessions, early "
+                     "closes and holidays from the product's schedule (/futures/v1/schedules).")
+    if missing := [r for r in roots if r not in given]:
+        notes.append(f"Futures days are exchange sessions (session_end_date); no schedule for {', '.join(missing)}: "
+                     "sessions taken as CME Globex's 17:00-16:00 Chicago on weekdays, holidays and early closes "
+                     "unknown (pass schedules=, or fetch the bars with fetch_data, which attaches them).")
+    return notes
 
 
 def _notes(grid: _DayGrid, cov: _Coverage, split_checks: _SplitChecks, splits: pd.DataFrame | None,

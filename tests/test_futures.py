@@ -205,7 +205,6 @@ def test_regular_session_follows_the_products_schedule_with_its_early_close(sb: 
     # sessions settling Wed 11-25, Fri 11-27 (Thanksgiving 11-26: no session; 11-27 closes 12:15 Chicago =
     # 18:15 UTC, CST) and Mon 11-30; each opens 17:00 Chicago (23:00 UTC) the calendar day before
     settings = sb.settings(home=tmp_path / "home", plan="unlimited")
-    before = sb.rest.count("/futures/v1/schedules")
     for ticker in ("ESZ6", "ES.c.0"):  # ES.c.0 holds ESZ6 all week (it expires 12-18)
         ext = fetch_data(ticker, "2026-11-25", "2026-11-30", "1m", settings=settings)
         reg = fetch_data(ticker, "2026-11-25", "2026-11-30", "1m", settings=settings, session="regular")
@@ -217,11 +216,10 @@ def test_regular_session_follows_the_products_schedule_with_its_early_close(sb: 
                                        pd.Timestamp("2026-11-27 18:14", tz="UTC"),  # the early close
                                        pd.Timestamp("2026-11-30 21:59", tz="UTC")]
         assert by["count"].tolist() == [1380, 1155, 1380]  # 17:00 -> 12:15 is 19 h 15 min
-        # the extended bars run the whole 1,380 minutes of 11-27; the regular ones are exactly their head
-        assert len(ext) == 3 * 1380
-        kept = ext[(ext["timestamp"] < pd.Timestamp("2026-11-27 18:15", tz="UTC"))
-                   | (ext["timestamp"] >= pd.Timestamp("2026-11-29", tz="UTC"))]
-        assert reg["close"].tolist() == kept["close"].tolist()
+        # the market stops at the early close (no bar after 18:14 UTC): the extended bars are the sessions whole,
+        # which the schedule's open..close spans entirely
+        assert ext.groupby("session_end_date").size().tolist() == [1380, 1155, 1380]
+        assert reg["close"].tolist() == ext["close"].tolist()
         hours = fetch_data(ticker, "2026-11-25", "2026-11-30", "1h", settings=settings, session="regular")
         last = hours[hours["session_end_date"] == "2026-11-27"].iloc[-1]
         minutes = reg[(reg["timestamp"] >= pd.Timestamp("2026-11-27 18:00", tz="UTC"))
@@ -231,8 +229,105 @@ def test_regular_session_follows_the_products_schedule_with_its_early_close(sb: 
         assert last["volume"] == minutes["volume"].sum()
         assert last["close"] == minutes["close"].iloc[-1]
         assert last["high"] == minutes["high"].max()
-    # one schedules call for the product, cached for every later query over the same sessions
-    assert sb.rest.count("/futures/v1/schedules") - before == 1
+    # one schedules call for the product and year, cached for every later query of it (these and the module's)
+    es_calls = [r.query for r in sb.rest.requests if r.path == "/futures/v1/schedules" and "product_code=ES" in r.query]
+    assert len(es_calls) == 1 and "session_end_date.gte=2026-01-01" in es_calls[0]
+
+
+def test_the_sandbox_market_stops_at_the_early_close_and_skips_the_holiday_on_every_path(tmp_path: Path) -> None:
+    pytest.importorskip("moto")
+    from massive_feeds import download_flat_file, fetch_ticks
+    from massive_feeds.sandbox import futures as market
+
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001, s3=True) as box:
+        settings = box.settings(home=tmp_path / "home", plan="unlimited")
+        rest = fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1m", method="rest", settings=settings)
+        files = download_flat_file("ESZ6", "2026-11-25", "2026-11-30", "1m", settings=settings)
+        days = fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1d", method="rest", settings=settings)
+        day_files = download_flat_file("ESZ6", "2026-11-25", "2026-11-30", "1d", settings=settings)
+        ticks = fetch_ticks("ESZ6", "2026-11-27T18:00:00Z", "2026-11-27T19:00:00Z", ["trades", "quotes"],
+                            method="rest", settings=settings)
+    # Thanksgiving (Thu 11-26) has no session: nothing between 11-25's close (22:00 UTC) and the open of 11-27's
+    # session (11-26 17:00 Chicago = 23:00 UTC); 11-27 closes 12:15 Chicago = 18:15 UTC (1,155 minutes)
+    for bars in (rest, files):
+        by = bars.groupby("session_end_date")["timestamp"].agg(["first", "last", "count"])
+        assert by.index.tolist() == ["2026-11-25", "2026-11-27", "2026-11-30"]
+        assert by["count"].tolist() == [1380, 1155, 1380]
+        assert by["last"].tolist() == [pd.Timestamp("2026-11-25 21:59", tz="UTC"),
+                                       pd.Timestamp("2026-11-27 18:14", tz="UTC"),
+                                       pd.Timestamp("2026-11-30 21:59", tz="UTC")]
+        assert by["first"].iloc[1] == pd.Timestamp("2026-11-26 23:00", tz="UTC")
+    cols = ["timestamp", "open", "high", "low", "close", "volume", "transactions"]
+    pd.testing.assert_frame_equal(rest[cols], files[cols])
+    # the session bar of 11-27 settles at its 18:14 minute's close and sums the 1,155 minutes
+    early = rest[rest["session_end_date"] == "2026-11-27"]
+    for d in (days, day_files):
+        bar = d[d["session_end_date"] == "2026-11-27"].iloc[0]
+        assert (bar["close"], bar["volume"]) == (early["close"].iloc[-1], early["volume"].sum())
+    assert days["session_end_date"].tolist() == ["2026-11-25", "2026-11-27", "2026-11-30"]
+    # one trade and one quote 56 s into each minute up to the close: 18:00:56 .. 18:14:56, none after
+    for kind in ("trade", "quote"):
+        times = ticks.loc[ticks["kind"] == kind, "time_ms"]
+        assert len(times) == 15 and int(times.iloc[-1]) == int(pd.Timestamp("2026-11-27 18:14:56", tz="UTC").value
+                                                                 // 10**6)
+    # the /futures WebSocket's events (what the sandbox's socket sends) stop there too
+    lo, hi = (int(pd.Timestamp(t, tz="UTC").value // 10**6) for t in ("2026-11-27 18:10", "2026-11-27 23:59"))
+    events = market.ws_events({"AM.ESZ6", "T.ESZ6"}, lo, hi)
+    assert [e["s"] for e in events if e["ev"] == "AM"][-1] == int(pd.Timestamp("2026-11-27 18:14", tz="UTC").value
+                                                                   // 10**6)
+    assert len([e for e in events if e["ev"] == "T"]) == 5  # 18:10:56 .. 18:14:56
+
+
+def test_quality_judges_futures_on_the_products_sessions() -> None:
+    from massive_feeds.quality import quality_report
+
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001) as box:
+        settings = box.settings(plan="unlimited")
+        df = fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1m", settings=settings)
+        days = fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1d", settings=settings)
+    assert list(df.attrs["schedules"]) == ["ES"]  # fetch_data attaches the product's schedule
+    report = quality_report(df)
+    # one row per session (session_end_date), its window the schedule's: the early close is no gap
+    assert [str(d) for d in report["date"]] == ["2026-11-25", "2026-11-27", "2026-11-30"]
+    assert report["expected"].tolist() == [1380.0, 1155.0, 1380.0]
+    assert report["in_session"].tolist() == [1380, 1155, 1380] and report["extended"].tolist() == [0, 0, 0]
+    assert report["session_end"].iloc[1] == pd.Timestamp("2026-11-27 18:15", tz="UTC")
+    assert report["early_close"].tolist() == [False, True, False]
+    assert report["gaps"].tolist() == [0, 0, 0] and report["status"].tolist() == ["ok"] * 3
+    assert quality_report(days)["status"].tolist() == ["ok"] * 3  # no day bar is due on Thanksgiving
+    # a frame without the schedule is judged on the Globex weekday rule, and the note says so: the holiday is a
+    # missing session, the minutes after the early close (13:15-17:00 New York) a gap
+    bare = df.copy()
+    bare.attrs = {k: v for k, v in df.attrs.items() if k != "schedules"}
+    fallback = quality_report(bare)
+    assert [str(d) for d in fallback["date"]] == ["2026-11-25", "2026-11-26", "2026-11-27", "2026-11-30"]
+    assert fallback["issues"].tolist() == ["", "missing_day", "suspicious_gaps", ""]
+    assert fallback["gap_detail"].iloc[2] == "13:15-17:00 (225 min)"
+    assert any("no schedule for ES" in n for n in fallback.attrs["notes"])
+    given = quality_report(bare, schedules=df.attrs["schedules"])
+    assert given["status"].tolist() == ["ok"] * 3
+
+
+def test_cli_quality_of_a_saved_futures_dataset_fetches_the_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from massive_feeds.cli import main
+    from massive_feeds.datasets import save_dataset
+
+    monkeypatch.setenv("MASSIVE_DATASETS_DIR", str(tmp_path))
+    monkeypatch.setenv("MASSIVE_FEEDS_HOME", str(tmp_path / "home"))
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001) as fetched_from:
+        save_dataset(fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1m", settings=fetched_from.settings(
+            plan="unlimited")), "es_thanksgiving")
+    with Sandbox(clock_start=CLOCK, clock_speed=0.001) as box:  # another server: nothing of it is cached yet
+        for key, value in {**box.env(), "MASSIVE_PLAN": "unlimited"}.items():
+            monkeypatch.setenv(key, value)
+        assert main(["quality", "es_thanksgiving", "--no-splits", "--all"]) == 0
+        assert box.rest.count("/futures/v1/schedules") == 1  # the dataset keeps no schedule: asked once
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith("2026-11-")}
+    assert lines["2026-11-27"][:4] == ["2026-11-27", "ESZ6", "ok", "1155/1155"] and "early" in lines["2026-11-27"]
+    assert sorted(lines) == ["2026-11-25", "2026-11-27", "2026-11-30"]
+    assert "0 day(s) with errors, 0 with warnings, 3 ok" in out
 
 
 def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:

@@ -19,7 +19,7 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
@@ -558,14 +558,29 @@ def _cmd_quality(args: argparse.Namespace) -> int:
             splits = splits_for(df, settings=settings)
         except MassiveError as exc:
             why = f"could not be fetched ({exc})"
-    report = quality_report(df, splits=splits, gap_minutes=args.gap_minutes)
+    schedules, no_schedule = _futures_schedules(df, settings)
+    report = quality_report(df, splits=splits, gap_minutes=args.gap_minutes, schedules=schedules)
     if why:
         report.attrs["notes"] = [*report.attrs.get("notes", []), f"Splits list {why}."]
+    if no_schedule:
+        report.attrs["notes"] = [*report.attrs.get("notes", []), f"Futures schedules could not be fetched ({no_schedule})."]
     print(format_quality_report(report, all_days=args.all))
     if args.csv:
         report.to_csv(args.csv, index=False)
         print(f"full report written to {args.csv}")
     return 1 if args.strict and (report["status"] == "error").any() else 0
+
+
+def _futures_schedules(df: Any, settings: Any) -> tuple[dict | None, str | None]:
+    """The futures products' sessions for the quality report (a dataset keeps no schedule): (schedules, why not)."""
+    from ..futures import schedules_for
+
+    if df.attrs.get("schedules") is not None:
+        return None, None  # the report reads them from the frame
+    try:
+        return schedules_for(df, settings) or None, None
+    except MassiveError as exc:
+        return None, str(exc)
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:

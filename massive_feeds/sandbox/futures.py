@@ -4,7 +4,9 @@ Products (:data:`PRODUCTS`): ``ES`` (CME, $50 a point, tick 0.25) and ``GC`` (CO
 listed on the quarterly cycle ``H M U Z`` (real gold also lists G J Q V; the sandbox keeps one cycle so both
 roll the same way). A contract's last trade date is the third Friday of its month; it is listed from 400
 days before. Sessions follow CME Globex: the session that settles on day D (``session_end_date``) opens
-D-1 17:00 Chicago and closes D 16:00 Chicago (1,380 minutes), on NYSE sessions (the sandbox's holiday list).
+D-1 17:00 Chicago and closes D 16:00 Chicago (1,380 minutes), on NYSE sessions (the sandbox's holiday list); on
+NYSE early-close days it closes 12:15 Chicago (1,155 minutes, as CME closes equity and metals futures), and every
+form (REST aggs and ticks, flat files, the WebSocket) stops there, as ``/futures/v1/schedules`` says.
 
 Prices: one underlying level per product (a smooth anchor per session joined by a Brownian bridge per
 minute, seeded by product and day, so any session is generated alone) and each contract at the underlying
@@ -126,6 +128,18 @@ def session_open_ns(day: date) -> int:
     return int(start.timestamp()) * 10**9
 
 
+def session_minutes(day: date) -> int:
+    """Minutes the session settling on ``day`` trades: 17:00 Chicago the day before to its schedule's close
+    (1,380; 1,155 on an early close)."""
+    close = datetime.combine(day, _close_time(day), CHICAGO)
+    return int((close.timestamp() * 10**9 - session_open_ns(day)) // NS_MIN)
+
+
+def session_close_ns(day: date) -> int:
+    """The end of the last minute of the session settling on ``day`` (its schedule's ``close``)."""
+    return session_open_ns(day) + session_minutes(day) * NS_MIN
+
+
 def _seed(*parts: object) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
@@ -181,7 +195,8 @@ class MinuteBars:
 
 @lru_cache(maxsize=256)
 def minute_bars(ticker: str, day: date) -> MinuteBars | None:
-    """A contract's minute bars of the session settling on ``day`` (None when it does not trade then)."""
+    """A contract's minute bars of the session settling on ``day`` (None when it does not trade then), up to
+    the session's close (an early close cuts the day's path; the minutes before it are as on a full day)."""
     c = find(ticker, day)
     if c is None or not is_session(day) or not c.first_trade <= day <= c.last_trade:
         return None
@@ -204,7 +219,8 @@ def minute_bars(ticker: str, day: date) -> MinuteBars | None:
     v = np.maximum(1, np.round(product.volume * weight * busy * rng.uniform(0.5, 1.5, MINUTES)))
     n = np.maximum(1, np.round(v / 3)).astype(np.int64)
     t = session_open_ns(day) + minute.astype(np.int64) * NS_MIN
-    return MinuteBars(t, o, h, lo, c_, v, n)
+    end = session_minutes(day)
+    return MinuteBars(t[:end], o[:end], h[:end], lo[:end], c_[:end], v[:end], n[:end])
 
 
 def session_bar(ticker: str, day: date) -> dict[str, Any] | None:
@@ -276,7 +292,7 @@ def _sessions_between(ticker: str, lo_ns: int, hi_ns: int, now_ns: int) -> list[
     if c is None:
         return []
     lo_ns = max(lo_ns, session_open_ns(c.first_trade))
-    hi_ns = min(hi_ns, now_ns, session_open_ns(c.last_trade) + MINUTES * NS_MIN)
+    hi_ns = min(hi_ns, now_ns, session_close_ns(c.last_trade))
     if hi_ns < lo_ns:
         return []
     first = datetime.fromtimestamp(lo_ns / 1e9, timezone.utc).date()
@@ -336,7 +352,7 @@ def aggs(ticker: str, query: dict[str, str], now_ns: int, base_url: str) -> dict
     for day in _sessions_between(ticker, lo - 86_400 * 10**9, hi, now_ns):
         if per is None:
             bar = session_bar(ticker, day)
-            if bar is not None and session_open_ns(day) + MINUTES * NS_MIN <= now_ns:  # finished sessions
+            if bar is not None and session_close_ns(day) <= now_ns:  # finished sessions
                 rows.append(bar)
         elif (b := minute_bars(ticker, day)) is not None:
             rows.extend(_minute_rows(ticker, day, b, per))
@@ -368,7 +384,7 @@ def ticks(kind: str, ticker: str, query: dict[str, str], now_ns: int, base_url: 
     lo, hi = _window(query, "timestamp")
     if "session_end_date" in query:
         day = date.fromisoformat(query["session_end_date"])
-        lo, hi = max(lo, session_open_ns(day)), min(hi, session_open_ns(day) + MINUTES * NS_MIN)
+        lo, hi = max(lo, session_open_ns(day)), min(hi, session_close_ns(day))
     rows: list[dict[str, Any]] = []
     for day in _sessions_between(ticker, lo - 86_400 * 10**9, hi, now_ns):
         a = tick_arrays(ticker, day)
