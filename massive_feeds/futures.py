@@ -653,8 +653,8 @@ def mixed_bars(query: BarQuery, read: Any) -> pd.DataFrame:
     reasons = {t: r for e in failed for t, r in e.symbols.items()}
     for _, f in frames:
         reasons.update(f.attrs.get("empty_reasons") or {t: "no bars" for t in f.attrs.get("empty_symbols", [])})
-    attrs.update(method=methods.popitem()[1] if len(set(methods.values())) == 1 else "mixed",
-                 method_by_symbol={t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers},
+    used = set(methods.values())
+    attrs.update(method=used.pop() if len(used) == 1 else "mixed", method_by_symbol=methods,
                  method_reason="; ".join(f"{', '.join(part.tickers)}: {f.attrs.get('method')}"
                                          + (f" ({f.attrs['method_reason']})" if f.attrs.get("method_reason") else "")
                                          for part, f in frames),

@@ -3,6 +3,7 @@ single contracts by session, continuous series over rolls with the three adjustm
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -171,6 +172,15 @@ def test_a_mixed_query_is_the_separate_fetches_in_one_frame(sb: Sandbox, tmp_pat
     assert "symbol" not in es.attrs["rolls"]
     assert mixed.attrs["method_by_symbol"] == {"ES.c.0": "rest", "GC.c.0": "rest", "SPY": "rest"}
     assert mixed.attrs["method"] == "rest" and mixed.attrs["empty_symbols"] == []
+    from massive_feeds import fetch_ohlcv_rest
+
+    pd.testing.assert_frame_equal(fetch_ohlcv_rest(["ES.c.0", "SPY", "GC.c.0"], "2026-09-17", "2026-09-22", "1h",
+                                                   settings=settings), mixed)
+    # a part without any bar is listed, not fatal, as in a one-class query of several symbols
+    partial = fetch_data(["ES.c.0", "ZZZZ"], "2026-09-17", "2026-09-22", "1h", settings=settings)
+    assert partial["symbol"].unique().tolist() == ["ES.c.0"] and partial.attrs["empty_symbols"] == ["ZZZZ"]
+    assert partial.attrs["empty_reasons"]["ZZZZ"] == "no bars over REST: unknown symbol (no active ticker by that name)"
+    assert partial.attrs["method_by_symbol"] == {"ES.c.0": "rest"}
 
 
 def test_a_mixed_regular_session_cuts_each_part_at_its_own_venues_hours(sb: Sandbox, tmp_path: Path) -> None:
@@ -549,6 +559,14 @@ def test_download_flat_file_builds_continuous_series_as_fetch_data_does(tmp_path
         spy = download_flat_file("SPY", "2026-09-17", "2026-09-22", "1h", settings=settings)
         vbt_data = MassiveData.download("ES.c.0", start="2026-09-17", end="2026-09-22", timeframe="1h",
                                         method="flat_file", settings=settings, roll_adjust="ratio")
+        bt_bars = None
+        if importlib.util.find_spec("backtrader") is not None:
+            from massive_feeds.backtrader import MassiveData as BtData
+
+            from ._bt_support import run
+
+            bt_bars = run(BtData(dataname="ES.c.0", fromdate=date(2026, 9, 17), todate=date(2026, 9, 22),
+                                 interval="1h", method="flat_file", roll_adjust="ratio", settings=settings)).frame()
         gets = [r.key for r in box.s3.requests if r.method == "GET" and r.key.endswith(".csv.gz")]
     pd.testing.assert_frame_equal(files, fetched)
     pd.testing.assert_frame_equal(files.attrs["rolls"], fetched.attrs["rolls"])
@@ -558,6 +576,8 @@ def test_download_flat_file_builds_continuous_series_as_fetch_data_does(tmp_path
     assert (roll["date"], roll["from"], roll["to"]) == (pd.Timestamp("2026-09-21"), "ESU6", "ESZ6")
     pd.testing.assert_frame_equal(mixed[mixed["symbol"] == "ES.c.0"].reset_index(drop=True), files)
     assert vbt_data.get("Close").tolist() == files["close"].tolist()
+    if bt_bars is not None:  # Backtrader's feed takes the same route
+        assert bt_bars["close"].tolist() == files["close"].tolist()
     part = mixed[mixed["symbol"] == "SPY"].reset_index(drop=True)
     pd.testing.assert_frame_equal(part[list(spy.columns)], spy)
     assert mixed.attrs["method"] == "flat_file" and mixed.attrs["rolls"].equals(files.attrs["rolls"])
