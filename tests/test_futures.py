@@ -712,9 +712,10 @@ def test_a_live_continuous_feed_rolls_at_the_session_change(tmp_path: Path) -> N
     assert any("ESU6" in s for s in map(str, strat.subscribed[:1]))
     assert "T.ESZ6" in set().union(*strat.subscribed[1:]) and not any("ESU6" in p for p in strat.subscribed[-1])
     with Sandbox(clock_start=start + timedelta(hours=3), clock_speed=0.001) as rest_box:
-        own = fetch_data("ESZ6", after[0][0], after[-1][0], "1m", settings=rest_box.settings())
-        session = fetch_data("ESZ6", strat.rolled[0][0], strat.rolled[-1][0], "1m", settings=rest_box.settings())
-        old = fetch_data("ESU6", before[0][0], before[-1][0], "1m", settings=rest_box.settings())
+        rest = rest_box.settings(plan="unlimited")  # the default plan's 5 calls a minute made these wait ~35 s
+        own = fetch_data("ESZ6", after[0][0], after[-1][0], "1m", settings=rest)
+        session = fetch_data("ESZ6", strat.rolled[0][0], strat.rolled[-1][0], "1m", settings=rest)
+        old = fetch_data("ESU6", before[0][0], before[-1][0], "1m", settings=rest)
     assert [c for _, c in after] == own["close"].tolist()  # after the roll: the new contract's own bars
     assert [c for _, c in before] == old["close"].tolist()  # before it: the old one's
     # the roll is noticed some market seconds after the 17:00 Chicago open (22:00 UTC): the new contract's bars
