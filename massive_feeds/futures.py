@@ -566,22 +566,37 @@ def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
 def schedules_for(bars: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
     """The schedules of the futures products in ``bars`` (a saved dataset, say) over the sessions they span, for
     ``quality_report(schedules=...)``: one cached ``/futures/v1/schedules`` call per product ({} without futures)."""
-    fut = bars[[asset_class(str(s)) == "futures" for s in bars["symbol"]]] if len(bars) else bars
+    codes, names = pd.factorize(bars["symbol"])
+    futures = np.array([asset_class(str(n)) == "futures" for n in names], dtype=bool)  # one test per symbol
+    fut = bars[futures[codes]] if len(names) else bars
     if fut.empty:
         return {}
     days = session_days(fut["timestamp"])
     first, last = pd.Timestamp(days.min()).date(), pd.Timestamp(days.max()).date()
-    return {r: session_schedule(r, first, last, settings) for r in sorted({futures_root(str(s)) for s in fut["symbol"]})}
+    roots = sorted({futures_root(str(n)) for n, f in zip(names, futures) if f})
+    return {r: session_schedule(r, first, last, settings) for r in roots}
+
+
+def schedule_columns(table: pd.DataFrame) -> dict[str, list[str]]:
+    """A :func:`session_schedule` table as column lists of ISO strings (``session_end_date``, ``open``, ``close``
+    in UTC): the JSON-safe form ``df.attrs`` holds, so the bars still go through ``to_parquet`` (which writes
+    ``attrs`` as JSON)."""
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return {"session_end_date": [str(d) for d in np.asarray(table.index, dtype="datetime64[D]")],
+            "open": table["open"].dt.tz_convert("UTC").dt.strftime(iso).tolist(),
+            "close": table["close"].dt.tz_convert("UTC").dt.strftime(iso).tolist()}
 
 
 def _attach_schedules(df: pd.DataFrame, query: BarQuery, settings: Settings) -> None:
-    """``df.attrs["schedules"]``: each product's sessions over the query (:func:`session_schedule`, the call
+    """``df.attrs["schedules"]``: each product's sessions over the query (:func:`schedule_columns` of
+    :func:`session_schedule`, the call
     ``session="regular"`` makes too, cached), so ``quality_report`` judges the bars on the exchange's sessions,
     early closes and holidays. Without one (the call failed) it falls back to the Globex weekday rule and says so."""
     roots = sorted({futures_root(t) for t in query.tickers})
     last = query.range.last_day + timedelta(days=1)  # as _regular_bars asks: one cached call serves both
     try:
-        df.attrs["schedules"] = {r: session_schedule(r, query.range.first_day, last, settings) for r in roots}
+        df.attrs["schedules"] = {r: schedule_columns(session_schedule(r, query.range.first_day, last, settings))
+                                 for r in roots}
     except MassiveError as exc:
         log.warning("no trading schedule for %s (%s); quality_report will judge their sessions by CME Globex's "
                     "weekday hours", ", ".join(roots), exc)

@@ -125,7 +125,7 @@ def _globex_bounds(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return opens, closes
 
 
-def _futures_windows(roots: np.ndarray, days: np.ndarray, schedules: Mapping[str, pd.DataFrame]
+def _futures_windows(roots: np.ndarray, days: np.ndarray, schedules: Mapping[str, Any]
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expected, open ns, close ns) of each (product, session day): the product's schedule when given (its
     sessions, early closes and holidays), else CME Globex's weekday sessions (17:00-16:00 Chicago)."""
@@ -136,20 +136,32 @@ def _futures_windows(roots: np.ndarray, days: np.ndarray, schedules: Mapping[str
         table = schedules.get(str(root))
         if table is None:
             continue
+        index, opens, closes = _schedule_arrays(table)
         rows = np.flatnonzero(roots == root)
-        index = np.asarray(table.index, dtype="datetime64[D]").astype(np.int64)
         at = pd.Index(index).get_indexer(days[rows])
         found = at >= 0
-        opens = pd.DatetimeIndex(table["open"]).as_unit("ns").asi8
-        closes = pd.DatetimeIndex(table["close"]).as_unit("ns").asi8
         expected[rows] = found
         start[rows] = np.where(found, opens[np.maximum(at, 0)], 0)
         end[rows] = np.where(found, closes[np.maximum(at, 0)], 0)
     return expected, start, end
 
 
+def _schedule_arrays(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(session day numbers, open ns, close ns) of a product's schedule: a frame indexed by ``session_end_date``
+    with ``open``/``close`` columns (``massive_feeds.futures.session_schedule``), or the same as column lists of
+    ISO strings (``{"session_end_date": [...], "open": [...], "close": [...]}``, the JSON-safe form in
+    ``df.attrs["schedules"]``)."""
+    if isinstance(table, pd.DataFrame):
+        days, opens, closes = table.index, table["open"], table["close"]
+    else:
+        days, opens, closes = table["session_end_date"], table["open"], table["close"]
+    return (np.asarray(days, dtype="datetime64[D]").astype(np.int64),
+            pd.DatetimeIndex(pd.to_datetime(opens, utc=True)).as_unit("ns").asi8,
+            pd.DatetimeIndex(pd.to_datetime(closes, utc=True)).as_unit("ns").asi8)
+
+
 def _day_windows(assets: np.ndarray, days: np.ndarray, roots: np.ndarray | None = None,
-                 schedules: Mapping[str, pd.DataFrame] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 schedules: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expected, start ns, end ns) of each (asset, day): NYSE sessions for session assets, the whole New York
     day for crypto, weekdays for forex; for futures (``days`` their session days, ``roots`` their products) the
     product's sessions (:func:`_futures_windows`)."""
@@ -200,7 +212,7 @@ def quality_report(
     gap_minutes: float = 15.0,
     liquid_coverage: float = 0.9,
     jump_threshold: float = 0.3,
-    schedules: Mapping[str, pd.DataFrame] | None = None,
+    schedules: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The data-quality report of bars ``df`` (standard schema): one row per symbol and New York day (per
     session, ``session_end_date``, for futures) with the columns :data:`REPORT_COLUMNS` (see the module
@@ -219,8 +231,8 @@ def quality_report(
         liquid_coverage: median daily session coverage from which a symbol counts as liquid.
         jump_threshold: bar-to-bar relative move (open against the previous close) reported as a jump.
         schedules: futures product code → its sessions (``session_end_date`` index, ``open``/``close`` UTC, as
-            ``massive_feeds.futures.session_schedule`` gives them); default ``df.attrs["schedules"]``, which
-            ``fetch_data`` sets for futures. A product without one is judged on CME Globex's weekday sessions
+            ``massive_feeds.futures.session_schedule`` gives them, or the same as column lists of ISO strings);
+            default ``df.attrs["schedules"]``, which ``fetch_data`` sets for futures. A product without one is judged on CME Globex's weekday sessions
             (17:00-16:00 Chicago), holidays and early closes unknown (a note says so).
 
     The phases run over one :class:`_DayGrid` (the report's cells): rows as given, the grid, coverage and
@@ -405,7 +417,7 @@ class _DayGrid:
         return int(self.cell_index[code * self.n_days + day - self.first_day])
 
 
-def _day_grid(rows: _Rows, width: int | None, schedules: Mapping[str, pd.DataFrame] | None = None) -> _DayGrid:
+def _day_grid(rows: _Rows, width: int | None, schedules: Mapping[str, Any] | None = None) -> _DayGrid:
     """Phase 2, the day grid: each cell's session window (clipped to the span the data covers) and bars."""
     names = rows.names
     pad = width if width is not None and width < DAY_NS else DAY_NS
@@ -694,7 +706,7 @@ def _closes_early(win_end: np.ndarray, session_asset: np.ndarray, futures: np.nd
     return (session_asset & (ends.tz_convert(NEW_YORK).hour < 16)) | (futures & (ends.tz_convert(CHICAGO).hour < 16))
 
 
-def _futures_notes(grid: _DayGrid, schedules: Mapping[str, pd.DataFrame] | None) -> list[str]:
+def _futures_notes(grid: _DayGrid, schedules: Mapping[str, Any] | None) -> list[str]:
     """Where the futures sessions come from: each product's schedule, or the Globex weekday rule."""
     roots = sorted({futures_root(str(n)) for n, a in zip(grid.names, grid.assets) if a == "futures"})
     given = [r for r in roots if r in (schedules or {})]

@@ -295,7 +295,13 @@ def test_quality_judges_futures_on_the_products_sessions() -> None:
         settings = box.settings(plan="unlimited")
         df = fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1m", settings=settings)
         days = fetch_data("ESZ6", "2026-11-25", "2026-11-30", "1d", settings=settings)
-    assert list(df.attrs["schedules"]) == ["ES"]  # fetch_data attaches the product's schedule
+    assert list(df.attrs["schedules"]) == ["ES"]  # fetch_data attaches the product's schedule, JSON-safe:
+    es = df.attrs["schedules"]["ES"]
+    assert es["session_end_date"][:3] == ["2026-11-25", "2026-11-27", "2026-11-30"]  # no Thanksgiving session
+    assert (es["open"][1], es["close"][1]) == ("2026-11-26T23:00:00Z", "2026-11-27T18:15:00Z")
+    import io
+
+    df.to_parquet(io.BytesIO())  # pandas writes attrs as JSON
     report = quality_report(df)
     # one row per session (session_end_date), its window the schedule's: the early close is no gap
     assert [str(d) for d in report["date"]] == ["2026-11-25", "2026-11-27", "2026-11-30"]
