@@ -81,8 +81,8 @@ def daily_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
     tmp = tmp_path_factory.mktemp("ui_daily")
-    # one REST call today, then exhausted
-    with running_ui(tmp, MASSIVE_PLAN="custom", MASSIVE_PLAN_REST_PER_DAY="1") as url:
+    # one REST call today, then exhausted; the clock at 180x so the recording's 400 bars come in ~20 s, not ~60 s
+    with running_ui(tmp, MASSIVE_PLAN="custom", MASSIVE_PLAN_REST_PER_DAY="1", MASSIVE_UI_SANDBOX_SPEED="180") as url:
         yield url, tmp
 
 
@@ -164,9 +164,9 @@ def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: t
     expect(candles.locator(".boxlayer path.box").first).to_be_attached()  # candlestick bodies drawn
     p.screenshot(path=str(SHOTS / "02_live_quotes_and_candles_with_quota_exhausted.png"), full_page=True)
 
-    # Recording: how long each strategy needs at 60×, then elapsed time and bars so far
+    # Recording: how long each strategy needs at 180×, then elapsed time and bars so far
     p.get_by_role("tab", name="Test on Live Data").click()
-    expect(p.get_by_text("How long to record before each strategy can run (sandbox clock at 60× real time)")
+    expect(p.get_by_text("How long to record before each strategy can run (sandbox clock at 180× real time)")
            ).to_be_visible()
     _choose(p, "Bar size", "1s")
     p.get_by_role("button", name="Start Recording").click()
@@ -174,7 +174,7 @@ def test_daily_flows_with_the_rest_quota_running_out(page: Page, daily_server: t
     expect(elapsed).to_be_visible()
     bars = p.get_by_test_id("stMetric").filter(has_text="Bars (1s)").get_by_test_id("stMetricValue")
     # >= 400 bars per symbol (mean_reversion's z-score entries need a few hundred): the sandbox's sparse
-    # 1-second bars fill at about 6-7 per real second here, so ~60 s; 600 bars took ~90 s, the old limit
+    # 1-second bars fill at about 6-7 per real second at 60x (~60 s for 400), about three times that at 180x
     expect(bars).to_have_text(re.compile(r"^([4-9]\d\d|[\d,]{5,})$"), timeout=180_000)
     p.screenshot(path=str(SHOTS / "03_recording_elapsed_bars_readiness.png"), full_page=True)
     p.get_by_role("button", name="Stop Recording").click()
