@@ -378,8 +378,11 @@ def stitch(bars: pd.DataFrame, plan: RollPlan, ticker: str, query: BarQuery, rol
     out_days = days[rows]
     out.insert(len(out.columns), "contract", _strings(codes[rows], names))
     out["symbol"] = _strings(np.zeros(len(rows), dtype=np.int32), [ticker])
-    _adjust(out, out_days, rolls, roll_adjust)
-    rolls = rolls[rolls["date"] >= pd.Timestamp(out_days.min() if len(out_days) else first)] if len(rolls) else rolls
+    # the plan starts a week early, so it may hold a roll before the first bar kept: that one moves no bar
+    # (and its prices may be unknown: the contract rolled out of was not read), so it is not applied
+    start = pd.Timestamp(out_days.min() if len(out_days) else first)
+    _adjust(out, out_days, rolls[rolls["date"] > start] if len(rolls) else rolls, roll_adjust)
+    rolls = rolls[rolls["date"] >= start] if len(rolls) else rolls
     out.attrs["rolls"] = rolls.reset_index(drop=True)
     out.attrs["roll_adjust"] = roll_adjust
     return out

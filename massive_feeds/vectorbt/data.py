@@ -9,10 +9,12 @@ offset while ``settings["datetime"]["to_py_timezone"]`` is true, which is wrong 
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import vectorbt as vbt
 
@@ -25,6 +27,8 @@ from ..record.bars import ticks_to_bars
 from ..record.library import recording_path
 from ..record.reader import RecordingReader
 from ..schema import DateLike, normalize_symbols, parse_interval
+
+log = logging.getLogger(__name__)
 
 #: Our columns → vectorbt's names.
 COLUMNS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume",
@@ -69,8 +73,30 @@ def _per_symbol(bars: pd.DataFrame, symbols: Iterable[str] | None = None) -> dic
         part = bars[bars["symbol"] == sym]
         frame = part[list(rename)].rename(columns=rename).astype("float64")
         frame.index = pd.DatetimeIndex(part["timestamp"], name="Open time")
+        # vectorbt concatenates a symbol's frames on update, and pandas compares their attrs then: a table
+        # there (a continuous series' rolls) made that comparison raise. The frame's attrs are not vectorbt's.
+        frame.attrs = {}
         out[sym] = frame
     return out
+
+
+def _repricing(held: dict[Any, pd.DataFrame], fresh: dict[Any, pd.DataFrame]) -> str | None:
+    """Why the bars already held are priced differently now, or ``None``: a bar both hold opens at another
+    price in the new fetch. A bar's open never changes as the bar forms, so only a re-pricing of history
+    moves it: a later roll of a back-adjusted continuous series, a split or ex-dividend date that became
+    known since (adjustments are as of the fetch), or another ``adjusted=`` basis."""
+    for symbol, new in fresh.items():
+        old = held.get(symbol)
+        if old is None:
+            continue
+        common = old.index.intersection(new.index)
+        before = old.loc[common, "Open"].to_numpy(dtype="float64")
+        after = new.loc[common, "Open"].to_numpy(dtype="float64")
+        same = np.isclose(before, after, rtol=1e-9, atol=0.0, equal_nan=True)
+        if not same.all():
+            i = int(np.argmin(same))
+            return f"{symbol}'s bar of {common[i]} now opens at {after[i]:g}, not {before[i]:g}"
+    return None
 
 
 class MassiveData(vbt.Data):
@@ -137,7 +163,12 @@ class MassiveData(vbt.Data):
     def update(self, end: DateLike | None = None, **kwargs: Any) -> "MassiveData":
         """Fetch new bars up to ``end`` (default: now) for every symbol from one shared start — the
         earliest of the symbols' last bars — so a symbol that ended earlier is filled and none is
-        overwritten with NaN. Returns a new instance, as vectorbt's ``update`` does."""
+        overwritten with NaN. Returns a new instance, as vectorbt's ``update`` does.
+
+        When a bar held and fetched again opens at another price (history re-priced since: a roll of a
+        back-adjusted continuous series inside the new bars, a split or ex-dividend date that became known,
+        another ``adjusted=``), appending would leave a jump: the whole window is downloaded again instead,
+        logged with the reason."""
         opts = {**self.download_kwargs, **kwargs}
         last_bars = [frame["Close"].last_valid_index() for frame in self.data.values()]
         start = min(t for t in last_bars if t is not None)
@@ -146,6 +177,13 @@ class MassiveData(vbt.Data):
                            adjusted=opts["adjusted"], settings=opts.get("settings"),
                            **{k: opts[k] for k in FETCH_KWARGS if k in opts})
         self._fresh = _per_symbol(fresh, self.symbols)
+        reason = _repricing(self.data, self._fresh)
+        if reason is not None:
+            del self._fresh
+            first = min(frame.index[0] for frame in self.data.values())
+            log.info("MassiveData.update: %s re-prices the bars already held; downloading %s..%s again",
+                     reason, first, stop)
+            return type(self).download(list(self.symbols), **{**opts, "start": first.to_pydatetime(), "end": stop})
         try:
             return super().update()
         finally:
