@@ -317,6 +317,26 @@ def held_contract(ticker: str, day: date, settings: Settings) -> str:
     return str(plan.held[np.flatnonzero(past)[-1]])
 
 
+def held_plan(ticker: str, first_day: date, last_day: date, settings: Settings) -> RollPlan:
+    """Which contract a continuous series (``ES.c.0``) holds in each session ``first_day..last_day``: the
+    contracts reference (one call per product, cached); the volume rule also the sessions' day bars over REST."""
+    spec = parse_continuous(ticker)
+    if spec is None:
+        raise InvalidInputError(f"{ticker!r} is not a continuous futures series")
+    lead = first_day - timedelta(days=10)  # the volume rule looks at the session before
+    with RestClient(settings) as client:
+        chain = contract_chain(spec.root, lead, last_day, client)
+        volume = None
+        if spec.rule == "v":
+            daily = contract_bars(BarQuery.build(chain.tickers, lead, last_day, "1d"), "rest", settings, client=client)
+            daily["day"] = session_days(daily["timestamp"])
+            volume = daily.pivot_table(index="day", columns="symbol", values="volume", aggfunc="sum")
+            volume.index = pd.DatetimeIndex(volume.index)
+    plan = roll_plan(ticker, _days_range(lead, last_day), chain, volume)
+    keep = plan.days >= np.datetime64(first_day, "D")
+    return RollPlan(plan.days[keep], plan.held[keep])
+
+
 def _held_bars(query: BarQuery, plan: RollPlan, method: str, settings: Settings, client: RestClient,
                progress: bool | None, store: StoreLocation = None) -> pd.DataFrame:
     """The bars of every contract the plan holds, over the sessions it holds each one plus the session

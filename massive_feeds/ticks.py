@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass, replace
 from functools import partial
 from datetime import date, timedelta
 from typing import Any, Iterable, Literal, Sequence
@@ -30,11 +31,12 @@ from .cache import SETTLE, ResultCache, stable_origin
 from .config import Settings
 from .errors import InvalidInputError
 from .rest import RestClient
-from .futures_symbols import is_futures, session_open
+from .futures import held_plan
+from .futures_symbols import is_continuous, is_futures, session_open
 from .rest.futures import parse_futures_ticks
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
-from .source import AUTO_MAX_SYMBOL_DAYS, fetch_query, sources
+from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, fetch_query, sources
 from .schema import DateLike, DateRange, ny_midnight
 from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
@@ -211,6 +213,67 @@ def _flat_file_ticks(query: TickQuery, settings: Settings, progress: bool | None
     return fetch_ticks_flat_file(query, settings=settings, progress=progress, use_cache=use_cache)
 
 
+@dataclass
+class ContinuousTicks:
+    """A tick source that also answers continuous futures series (``ES.c.0``): each session's ticks are those of
+    the contract the series holds then (:func:`massive_feeds.futures.held_plan`, the same rule as its bars), read
+    from the wrapped source contract by contract over the part of the window each one is held, labelled with the
+    series. Prices are raw (ticks are never roll-adjusted). ``df.attrs["contracts"]``: per series, the contract
+    held in each session (``{"ES.c.0": {"2026-09-18": "ESU6", "2026-09-21": "ESZ6", …}}``)."""
+
+    inner: Source[TickQuery]
+    settings: Settings
+    method: str = ""
+
+    def __post_init__(self) -> None:
+        self.method = self.inner.method  # df.attrs["method"] names the source that read the contracts
+
+    def unavailable(self, query: TickQuery) -> str | None:
+        return self.inner.unavailable(query)
+
+    def cost(self, query: TickQuery) -> Cost:
+        return self.inner.cost(query)
+
+    def read(self, query: TickQuery, progress: bool | None = None) -> pd.DataFrame:
+        series = [t.symbol for t in query.parsed if is_continuous(t.symbol)]
+        if not series:
+            return self.inner.read(query, progress)
+        frames: list[pd.DataFrame] = []
+        attrs: dict[str, Any] = {}
+        if contracts := [t.symbol for t in query.parsed if not is_continuous(t.symbol)]:
+            frames.append(self.inner.read(query.replace(tickers=contracts), progress))
+            attrs.update(frames[0].attrs)
+        held: dict[str, dict[str, str]] = {}  # plain values: attrs holding frames break pd.concat of two results
+        for ticker in series:
+            plan = held_plan(ticker, query.range.first_day, query.range.last_day, self.settings)
+            held[ticker] = dict(zip(plan.days.astype(str).tolist(), plan.held.tolist()))
+            for contract, piece in _held_pieces(query, plan):
+                part = self.inner.read(query.replace(tickers=[contract], range=piece), progress)
+                attrs.update({k: v for k, v in part.attrs.items() if k not in attrs})
+                attrs["missing_days"] = sorted({*attrs.get("missing_days", []), *part.attrs.get("missing_days", [])})
+                frames.append(part.assign(symbol=ticker) if len(part) else part)
+        frames = [f for f in frames if len(f)]
+        df = finalize_ticks(pd.concat(frames, ignore_index=True)) if frames else empty_ticks()
+        df.attrs.update(attrs)
+        df.attrs["contracts"] = held
+        return df
+
+
+def _held_pieces(query: TickQuery, plan: Any) -> list[tuple[str, DateRange]]:
+    """The window cut at each roll (the open of the first session the next contract is held): (contract, its part
+    of the window) for every run of sessions holding one contract. The parts tile the window, so no tick between
+    two sessions (a weekend, a halt) is lost or read twice."""
+    if not len(plan.held):
+        return []
+    held = plan.held
+    starts = np.r_[0, np.flatnonzero(held[1:] != held[:-1]) + 1]
+    edges = [query.range.start, *(max(query.range.start, session_open(plan.days[i].item())) for i in starts[1:]),
+             query.range.end]
+    window = query.range
+    return [(str(held[i]), replace(window, start=lo, end=hi, start_is_date=False, end_is_date=False)
+             .in_futures_sessions()) for i, lo, hi in zip(starts, edges[:-1], edges[1:]) if hi > lo]
+
+
 def fetch_ticks(
     symbols: "str | Iterable[str] | TickQuery",
     start: DateLike | None = None,
@@ -248,6 +311,8 @@ def fetch_ticks(
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     by_method = sources(settings, store, partial(_rest_ticks, use_cache=use_cache), _rest_pages,
                         partial(_flat_file_ticks, use_cache=use_cache))
+    if any(is_continuous(t) for t in q.tickers):  # each session: the contract the series holds
+        by_method = {name: ContinuousTicks(src, settings) for name, src in by_method.items()}
     return fetch_query(q, method, by_method, settings, progress)
 
 

@@ -40,7 +40,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InvalidInputError
-from .futures_symbols import is_continuous
 from .schema import DateLike, DateRange, Query, Ticker, parse_date_range, parse_tickers
 
 TickKind = Literal["trades", "quotes"]
@@ -119,12 +118,7 @@ class TickQuery(Query):
 def _futures_window(tickers: tuple[Ticker, ...], window: DateRange) -> DateRange:
     """A futures tick query's range in exchange sessions (date bounds: the sessions ending on those days, the
     first one opened 17:00 Chicago the evening before; its days are the sessions, which name the day files).
-    Continuous series and a mix with other asset classes are refused: ticks belong to one contract, and a
-    session day is not a New York day."""
-    if cont := [t.symbol for t in tickers if is_continuous(t.symbol)]:
-        raise InvalidInputError(
-            f"{', '.join(cont)}: ticks are per contract, and a continuous series stitches contracts by bars; ask for "
-            f"the contract it holds (massive_feeds.futures.held_contract({cont[0]!r}, day, settings) names it, e.g. ESZ6)")
+    A mix with other asset classes is refused: a session day is not a New York day."""
     if others := [t.symbol for t in tickers if t.asset != "futures"]:
         raise InvalidInputError(f"futures ticks are read by exchange session: query {', '.join(others)} apart "
                                 "from the futures contracts")

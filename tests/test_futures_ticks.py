@@ -13,7 +13,8 @@ from typing import Iterator
 import pandas as pd
 import pytest
 
-from massive_feeds import fetch_ticks
+from massive_feeds import fetch_data, fetch_ticks
+from massive_feeds.config import Settings
 from massive_feeds.errors import CorruptFileError, InvalidInputError, NoDataError
 from massive_feeds.flatfiles.ticks import stream_filter, table_to_ticks
 from massive_feeds.sandbox import Sandbox
@@ -31,6 +32,12 @@ KEY = "us_futures_cme/{kind}_v1/2026/11/{day}.csv.gz"
 def sb() -> Iterator[Sandbox]:
     with Sandbox(s3=True, clock_start=CLOCK, clock_speed=0.001) as box:
         yield box
+
+
+@pytest.fixture
+def s(sb: Sandbox, tmp_path: Path) -> Settings:
+    """The sandbox on a paid plan (no REST rate limit) with a home (caches, quota) of the test's own."""
+    return sb.settings(home=tmp_path / "home", plan="unlimited")
 
 
 def _header(name: str) -> str:
@@ -81,8 +88,7 @@ def test_a_futures_file_without_its_time_column_is_corrupt() -> None:
 
 
 # --- the sandbox: REST and flat files ---------------------------------------------------------------
-def test_rest_and_flat_files_agree_row_for_row(sb: Sandbox) -> None:
-    s = sb.settings()
+def test_rest_and_flat_files_agree_row_for_row(sb: Sandbox, s: Settings) -> None:
     before = sb.s3.count("GET", "us_futures_cme/trades_v1/", objects_only=True)
     rest = fetch_ticks("ESZ6", "2026-11-02", "2026-11-03", kind=["trades", "quotes"], method="rest", settings=s)
     flat = fetch_ticks("ESZ6", "2026-11-02", "2026-11-03", kind=["trades", "quotes"], method="flat_file",
@@ -97,8 +103,7 @@ def test_rest_and_flat_files_agree_row_for_row(sb: Sandbox) -> None:
     assert trades["timestamp"].iloc[-1] == pd.Timestamp("2026-11-03 21:59:56", tz="UTC")  # 15:59:56 Chicago
 
 
-def test_an_evening_trade_is_in_the_next_days_file(sb: Sandbox) -> None:
-    s = sb.settings()
+def test_an_evening_trade_is_in_the_next_days_file(sb: Sandbox, s: Settings) -> None:
     # Tuesday 2026-11-03 17:00-17:03 Chicago (23:00-23:03 UTC): the session that settles Wednesday 11-04
     q = TickQuery.build("ESZ6", "2026-11-03T23:00:00Z", "2026-11-03T23:02:59Z", "trades")
     assert (q.range.first_day, q.range.last_day) == (date(2026, 11, 4), date(2026, 11, 4))
@@ -113,16 +118,14 @@ def test_an_evening_trade_is_in_the_next_days_file(sb: Sandbox) -> None:
     pd.testing.assert_frame_equal(fetch_ticks(q, method="rest", settings=s), flat)
 
 
-def test_a_date_query_starts_the_evening_before(sb: Sandbox) -> None:
-    ticks = fetch_ticks("ESZ6", "2026-11-04", "2026-11-04", kind="trades", method="flat_file",
-                        settings=sb.settings())
+def test_a_date_query_starts_the_evening_before(s: Settings) -> None:
+    ticks = fetch_ticks("ESZ6", "2026-11-04", "2026-11-04", kind="trades", method="flat_file", settings=s)
     assert len(ticks) == 1380
     assert ticks["timestamp"].iloc[0] == pd.Timestamp("2026-11-03 23:00:56", tz="UTC")
     assert ticks.attrs["start"] == "2026-11-03T23:00:00+00:00" and ticks.attrs["end"] == "2026-11-04T23:00:00+00:00"
 
 
-def test_auto_sends_five_symbol_days_to_rest_and_six_to_flat_files(sb: Sandbox) -> None:
-    s = sb.settings()
+def test_auto_sends_five_symbol_days_to_rest_and_six_to_flat_files(sb: Sandbox, s: Settings) -> None:
     five = fetch_ticks("ESZ6", "2026-11-09", "2026-11-13", kind="trades", settings=s)  # Mon..Fri
     assert five.attrs["method"] == "rest"
     assert five.attrs["method_reason"] == "1 symbol(s) × 5 day(s): few symbol-days → REST"
@@ -136,8 +139,7 @@ def test_auto_sends_five_symbol_days_to_rest_and_six_to_flat_files(sb: Sandbox) 
     assert two.attrs["method"] == "flat_file" and set(two["symbol"]) == {"ESZ6", "ESH7"}
 
 
-def test_gold_reads_the_comex_files(sb: Sandbox) -> None:
-    s = sb.settings()
+def test_gold_reads_the_comex_files(sb: Sandbox, s: Settings) -> None:
     before = sb.s3.count("GET", "us_futures_comex/quotes_v1/2026/11/2026-11-05", objects_only=True)
     flat = fetch_ticks("GCZ6", "2026-11-05", "2026-11-05", kind="quotes", method="flat_file", settings=s)
     assert sb.s3.count("GET", "us_futures_comex/quotes_v1/2026/11/2026-11-05", objects_only=True) == before + 1
@@ -147,25 +149,21 @@ def test_gold_reads_the_comex_files(sb: Sandbox) -> None:
 
 
 # --- right or loud ------------------------------------------------------------------------------------
-def test_continuous_series_are_refused_for_ticks_before_any_call(sb: Sandbox) -> None:
+def test_a_mix_with_other_asset_classes_is_refused_before_any_call(sb: Sandbox) -> None:
     rest, s3 = sb.rest.count("/"), sb.s3.count()
-    with pytest.raises(InvalidInputError, match=r"^ES\.c\.0: ticks are per contract.*held_contract\('ES\.c\.0'"):
-        fetch_ticks("ES.c.0", "2026-11-02", "2026-11-03", kind="trades", settings=sb.settings())
-    with pytest.raises(InvalidInputError, match="query AAPL apart from the futures contracts"):
+    with pytest.raises(InvalidInputError, match="^futures ticks are read by exchange session: query AAPL apart"):
         fetch_ticks(["ESZ6", "AAPL"], "2026-11-02", "2026-11-03", kind="trades", settings=sb.settings())
     assert (sb.rest.count("/"), sb.s3.count()) == (rest, s3)
 
 
-def test_an_unknown_contract_is_named(sb: Sandbox) -> None:
-    s = sb.settings()
+def test_an_unknown_contract_is_named(sb: Sandbox, s: Settings) -> None:
     with pytest.raises(NoDataError, match="no trades for ESZ9 in 2026-11-05..2026-11-05 via flat_file"):
         fetch_ticks("ESZ9", "2026-11-05", "2026-11-05", kind="trades", method="flat_file", settings=s)
     both = fetch_ticks(["ESZ6", "ESZ9"], "2026-11-05", "2026-11-05", kind="trades", method="flat_file", settings=s)
     assert both.attrs["empty_symbols"] == ["ESZ9"] and len(both) == 1380
 
 
-def test_a_missing_day_file_is_visible_and_a_corrupt_one_is_refused(sb: Sandbox) -> None:
-    s = sb.settings()
+def test_a_missing_day_file_is_visible_and_a_corrupt_one_is_refused(sb: Sandbox, s: Settings) -> None:
     sb.s3.delete(KEY.format(kind="trades", day="2026-11-17"))
     ticks = fetch_ticks("ESZ6", "2026-11-16", "2026-11-17", kind="trades", method="flat_file", settings=s)
     assert ticks.attrs["missing_days"] == ["2026-11-17"] and len(ticks) == 1380
@@ -176,9 +174,37 @@ def test_a_missing_day_file_is_visible_and_a_corrupt_one_is_refused(sb: Sandbox)
         fetch_ticks("ESZ6", "2026-11-18", "2026-11-18", kind="quotes", method="flat_file", settings=s)
 
 
+# --- continuous series: each session's held contract ----------------------------------------------------
+def test_a_continuous_series_reads_the_contract_it_holds_each_session(sb: Sandbox, s: Settings) -> None:
+    # ESU6's last trade date is Friday 2026-09-18: ES.c.0 holds it through then, ESZ6 from Monday's session,
+    # which opens Sunday 09-20 17:00 Chicago (22:00 UTC, daylight time)
+    rest = fetch_ticks("ES.c.0", "2026-09-17", "2026-09-22", kind="trades", method="rest", settings=s)
+    flat = fetch_ticks("ES.c.0", "2026-09-17", "2026-09-22", kind="trades", method="flat_file", settings=s)
+    pd.testing.assert_frame_equal(rest, flat)
+    assert flat.attrs["contracts"] == {"ES.c.0": {"2026-09-17": "ESU6", "2026-09-18": "ESU6", "2026-09-21": "ESZ6",
+                                                  "2026-09-22": "ESZ6"}}
+    assert len(pd.concat([flat, rest])) == 2 * len(flat)  # plain attrs: two results concatenate
+    assert set(flat["symbol"]) == {"ES.c.0"} and len(flat) == 4 * 1380
+    last_u6, first_z6 = pd.Timestamp("2026-09-18 20:59:56", tz="UTC"), pd.Timestamp("2026-09-20 22:00:56", tz="UTC")
+    at = flat.set_index("timestamp")["price"]
+    u6 = fetch_ticks("ESU6", "2026-09-18", "2026-09-18", kind="trades", method="rest", settings=s)
+    z6 = fetch_ticks("ESZ6", "2026-09-21", "2026-09-21", kind="trades", method="rest", settings=s)
+    assert (u6["timestamp"].iloc[-1], z6["timestamp"].iloc[0]) == (last_u6, first_z6)
+    assert at[last_u6] == u6["price"].iloc[-1] and at[first_z6] == z6["price"].iloc[0]
+    assert z6["price"].iloc[0] - u6["price"].iloc[-1] > 10  # the contango gap a roll shows in raw prices
+    assert flat["timestamp"].between(last_u6, first_z6, inclusive="neither").sum() == 0  # the weekend
+
+
+def test_continuous_ticks_follow_the_series_bars_roll_rule(sb: Sandbox, s: Settings) -> None:
+    for series in ("ES.c.0", "ES.v.0"):
+        bars = fetch_data(series, "2026-09-08", "2026-09-18", "1d", method="rest", settings=s)
+        ticks = fetch_ticks(series, "2026-09-08", "2026-09-18", kind="trades", method="rest", settings=s)
+        assert list(ticks.attrs["contracts"][series].values()) == bars["contract"].tolist()
+    assert bars["contract"].tolist()[-1] == "ESZ6"  # the volume rule has rolled before expiry
+
+
 # --- the history store --------------------------------------------------------------------------------
-def test_the_store_ingests_and_serves_futures_ticks(sb: Sandbox, tmp_path: Path) -> None:
-    s = sb.settings()
+def test_the_store_ingests_and_serves_futures_ticks(sb: Sandbox, s: Settings, tmp_path: Path) -> None:
     store = tmp_path / "store"
     report = ingest("us_futures_cme/trades_v1", "2026-11-19", "2026-11-20", symbols=["ESZ6"], store=store,
                     settings=s)
