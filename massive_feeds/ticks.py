@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from datetime import date, timedelta
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache, stable_origin
 from .config import Settings
-from .errors import InvalidInputError
+from .errors import InvalidInputError, NoDataError
 from .rest import RestClient
 from .futures import held_plan
 from .futures_symbols import is_continuous, is_futures, session_open
@@ -37,7 +37,7 @@ from .rest.futures import parse_futures_ticks
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
 from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, fetch_query, sources
-from .schema import DateLike, DateRange, ny_midnight
+from .schema import DateLike, DateRange, Ticker, ny_midnight, parse_tickers
 from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
 log = logging.getLogger(__name__)
@@ -274,6 +274,44 @@ def _held_pieces(query: TickQuery, plan: Any) -> list[tuple[str, DateRange]]:
              .in_futures_sessions()) for i, lo, hi in zip(starts, edges[:-1], edges[1:]) if hi > lo]
 
 
+def _mixed_ticks(parsed: tuple[Ticker, ...], start: DateLike, end: DateLike, kind: str | Sequence[str],
+                 read: Callable[[TickQuery], pd.DataFrame]) -> pd.DataFrame:
+    """Ticks of futures beside other asset classes: two queries (futures in exchange sessions, the others in New
+    York days), each read by ``read`` (its own source choice), then one tick frame. ``df.attrs``: ``method`` the
+    parts' one method or ``"mixed"``, ``method_by_symbol``, ``method_reason`` of both, the empties of both; a part
+    without any tick is listed there (:class:`NoDataError` only when neither part has one)."""
+    fut = [t.symbol for t in parsed if t.asset == "futures"]
+    parts = [TickQuery.build(fut, start, end, kind), TickQuery.build([t.symbol for t in parsed
+                                                                     if t.symbol not in fut], start, end, kind)]
+    frames: list[tuple[TickQuery, pd.DataFrame]] = []
+    failed: list[NoDataError] = []
+    for part in parts:
+        try:
+            frames.append((part, read(part)))
+        except NoDataError as exc:
+            failed.append(exc)
+    if not frames:
+        raise NoDataError("; ".join(e.message for e in failed), symbols={t: r for e in failed for t, r in
+                                                                       e.symbols.items()},
+                          start=parts[1].range.first_day, end=parts[1].range.last_day)
+    df = finalize_ticks(pd.concat([f for _, f in frames], ignore_index=True))
+    attrs: dict[str, Any] = {}
+    for _, f in frames:
+        attrs.update(f.attrs)
+    methods = {t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers}
+    reasons = {t: r for e in failed for t, r in e.symbols.items()}
+    for _, f in frames:
+        reasons.update(f.attrs.get("empty_reasons") or {})
+    used = set(methods.values())
+    attrs.update(method=used.pop() if len(used) == 1 else "mixed", method_by_symbol=methods,
+                 method_reason="; ".join(f"{', '.join(part.tickers)}: {f.attrs.get('method')} "
+                                         f"({f.attrs.get('method_reason', '')})" for part, f in frames),
+                 empty_symbols=[t.symbol for t in parsed if t.symbol in reasons], empty_reasons=reasons,
+                 missing_days=sorted({d for _, f in frames for d in f.attrs.get("missing_days", [])}))
+    df.attrs.update(attrs)
+    return df
+
+
 def fetch_ticks(
     symbols: "str | Iterable[str] | TickQuery",
     start: DateLike | None = None,
@@ -307,6 +345,12 @@ def fetch_ticks(
         NotEntitledError: the plan does not include these ticks (REST 403 / S3 AccessDenied).
         QuotaExceededError: the flat-file bytes or the REST calls left cannot cover the query.
     """
+    if not isinstance(symbols, TickQuery) and start is not None and end is not None:
+        parsed = parse_tickers(symbols)
+        if len({t.asset == "futures" for t in parsed}) == 2:  # futures beside others: each part its own days
+            return _mixed_ticks(parsed, start, end, kind, partial(
+                fetch_ticks, method=method, api_key=api_key, settings=settings, progress=progress,
+                use_cache=use_cache, store=store))
     q = _query(symbols, start, end, kind)
     settings = resolve_settings(settings, api_key=api_key)  # no key configured: the built-in sandbox
     by_method = sources(settings, store, partial(_rest_ticks, use_cache=use_cache), _rest_pages,

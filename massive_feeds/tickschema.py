@@ -118,10 +118,11 @@ class TickQuery(Query):
 def _futures_window(tickers: tuple[Ticker, ...], window: DateRange) -> DateRange:
     """A futures tick query's range in exchange sessions (date bounds: the sessions ending on those days, the
     first one opened 17:00 Chicago the evening before; its days are the sessions, which name the day files).
-    A mix with other asset classes is refused: a session day is not a New York day."""
+    A mix with other asset classes is refused here (a session day is not a New York day);
+    :func:`massive_feeds.fetch_ticks` splits such a list into two queries."""
     if others := [t.symbol for t in tickers if t.asset != "futures"]:
         raise InvalidInputError(f"futures ticks are read by exchange session: query {', '.join(others)} apart "
-                                "from the futures contracts")
+                                "from the futures contracts (fetch_ticks splits such a list itself)")
     return window.in_futures_sessions()
 
 

@@ -149,11 +149,17 @@ def test_gold_reads_the_comex_files(sb: Sandbox, s: Settings) -> None:
 
 
 # --- right or loud ------------------------------------------------------------------------------------
-def test_a_mix_with_other_asset_classes_is_refused_before_any_call(sb: Sandbox) -> None:
-    rest, s3 = sb.rest.count("/"), sb.s3.count()
+def test_futures_beside_stocks_each_take_their_own_days(s: Settings) -> None:
+    mixed = fetch_ticks(["ESZ6", "AAPL"], "2026-11-03", "2026-11-03", kind="trades", settings=s)
+    es = fetch_ticks("ESZ6", "2026-11-03", "2026-11-03", kind="trades", settings=s)
+    aapl = fetch_ticks("AAPL", "2026-11-03", "2026-11-03", kind="trades", settings=s)
+    pd.testing.assert_frame_equal(mixed[mixed["symbol"] == "ESZ6"].reset_index(drop=True), es)
+    pd.testing.assert_frame_equal(mixed[mixed["symbol"] == "AAPL"].reset_index(drop=True), aapl)
+    assert es["timestamp"].iloc[0] == pd.Timestamp("2026-11-02 23:00:56", tz="UTC")  # the session: the evening before
+    assert aapl["timestamp"].iloc[0] >= pd.Timestamp("2026-11-03 05:00", tz="UTC")  # the New York day
+    assert mixed.attrs["method_by_symbol"] == {"ESZ6": "rest", "AAPL": "rest"} and mixed.attrs["method"] == "rest"
     with pytest.raises(InvalidInputError, match="^futures ticks are read by exchange session: query AAPL apart"):
-        fetch_ticks(["ESZ6", "AAPL"], "2026-11-02", "2026-11-03", kind="trades", settings=sb.settings())
-    assert (sb.rest.count("/"), sb.s3.count()) == (rest, s3)
+        TickQuery.build(["ESZ6", "AAPL"], "2026-11-03", "2026-11-03", "trades")  # a built query is one or the other
 
 
 def test_an_unknown_contract_is_named(sb: Sandbox, s: Settings) -> None:
