@@ -179,8 +179,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                  env={"MASSIVE_FEEDS_HOME": str(tmp_path / "home")}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for step in ("Recording a live session", "History over REST", "History from flat files", "== sma_cross ==",
-                 "Quota", "Plots (PNG/HTML) and trade logs", "The spread's cost"):
+                 "Quota", "Plots (PNG/HTML) and trade logs", "The spread's cost", "Futures: the continuous ES.c.0"):
         assert step in result.stdout
+    # the sandbox's clock is today's: 100 days hold one or two quarterly rolls, each listed, chained as held
+    futures = result.stdout.split("Futures: the continuous ES.c.0")[1].split("== Datasets")[0].splitlines()
+    assert futures[3].split() == ["date", "from", "to", "from_price", "to_price", "factor", "offset"]
+    rolls = [line.split() for line in futures[4:] if line.strip()]
+    assert 1 <= len(rolls) <= 2 and all(r[1][:2] == r[2][:2] == "ES" and float(r[5]) > 0 for r in rolls)
+    assert futures[1].endswith("holding " + " -> ".join([rolls[0][1]] + [r[2] for r in rolls]))
     assert list((tmp_path / "demo" / "validation").rglob("*.png"))
     cost = result.stdout.split("The spread's cost")[1].split("== Quota")[0].splitlines()
     header = next(line for line in cost if "spread_cost" in line)

@@ -19,11 +19,14 @@ import errno
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .. import redact
 from ..errors import InvalidInputError, MassiveError
 from .._optional import as_missing_dependency
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("massive_feeds.cli")
 
@@ -125,16 +128,21 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     print(f"{len(df):,} bars for {df['symbol'].nunique()} symbol(s){origin} via {df.attrs.get('method')} "
           f"({df.attrs.get('method_reason', '')})")
     _report_gaps(df)
-    rolls = df.attrs.get("rolls")
-    if rolls is not None and len(rolls):  # a continuous futures series: which contract it holds when
-        print(f"futures rolls (roll_adjust={df.attrs.get('roll_adjust', 'none')}):")
-        print(rolls.to_string(index=False))
+    print_rolls(df)
     if args.dataset:
         path = save_dataset(df, args.dataset, append=args.append, overwrite=args.overwrite, tags=args.tag)
         print(f"saved dataset {args.dataset} -> {path}")
     else:
         print(df.head(10).to_string(index=False))
     return 0
+
+
+def print_rolls(df: "pd.DataFrame") -> None:
+    """The roll table of a continuous futures series (which contract it holds when), if ``df`` has one."""
+    rolls = df.attrs.get("rolls")
+    if rolls is not None and len(rolls):
+        print(f"futures rolls (roll_adjust={df.attrs.get('roll_adjust', 'none')}):")
+        print(rolls.to_string(index=False))
 
 
 def _add_ticks(sub: argparse._SubParsersAction) -> None:

@@ -45,6 +45,7 @@ def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_
 
     from ..datasets import list_datasets, save_dataset
     from ..fetch import fetch_data
+    from . import print_rolls
     from ..quota import quota_status
     from ..record import WebSocketDataRecorder
     from ..sandbox import Sandbox
@@ -80,6 +81,13 @@ def run_demo(output: str | Path = "output/demo", record_seconds: float = RECORD_
         print(f"{len(bulk):,} daily bars for {len(BULK_SYMBOLS)} symbols via {bulk.attrs['method']} "
               f"({bulk.attrs['method_reason']})")
         save_dataset(bulk, "demo_flatfiles_1d", tags=["demo"], settings=settings, overwrite=True)
+
+        _step("Futures: the continuous ES.c.0 over its last roll, back-adjusted by ratio")
+        es = fetch_data("ES.c.0", today - timedelta(days=100), today - timedelta(days=1), "1d", settings=settings,
+                        roll_adjust="ratio")
+        held = " -> ".join(dict.fromkeys(es["contract"]))
+        print(f"{len(es):,} sessions via {es.attrs['method']}, holding {held}")
+        print_rolls(es)
 
         _step("Datasets")
         print(list_datasets(settings=settings).drop(columns=["path"]).to_string(index=False))

@@ -289,7 +289,7 @@ def flat_file_bars(query: BarQuery, *, settings: Settings | None = None, progres
     if any(t.asset == "futures" for t in query.parsed):
         window = _futures_window(query)
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
-    transport = shared_transport(settings, max_connections=max(10, max_workers))
+    transport = shared_transport(settings)
     cache = DayFileCache(settings.cache_dir / "flatfiles")
     groups = _group_by_dataset(query)
     # before any download: a missing key fails the query without spending byte quota

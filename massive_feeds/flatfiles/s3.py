@@ -75,15 +75,20 @@ def _new_client(**kwargs: Any) -> Any:
         return session.client("s3", **kwargs)
 
 
-def shared_transport(settings: Settings, max_connections: int = 10) -> S3Transport:
+#: Connections the process's shared transport keeps open: every query and ingest task of the process
+#: draws from it at once (a continuous series reads its contracts side by side, 4 downloads each).
+SHARED_POOL = 32
+
+
+def shared_transport(settings: Settings) -> S3Transport:
     """The transport (boto3 client and its connection pool) of this process for ``settings``' endpoint,
     bucket and key, built on first use and reused by every query and ingest task after it: a client costs
     ~15 ms of CPU to build and a new one starts without an open connection. The runtime holds it and closes
     it with itself (per process id: a forked child builds its own)."""
     # both halves of the key: a client signs with the secret it was built with
     key_id, secret = settings.require_s3_credentials()
-    ident = (os.getpid(), settings.s3_endpoint, settings.s3_bucket, key_id, secret, max_connections)
-    return current().shared("s3-transport", ident, lambda: S3Transport(settings, max_connections=max_connections))
+    ident = (os.getpid(), settings.s3_endpoint, settings.s3_bucket, key_id, secret)
+    return current().shared("s3-transport", ident, lambda: S3Transport(settings, max_connections=SHARED_POOL))
 
 
 def _boto3_session(boto3: Any) -> Any:

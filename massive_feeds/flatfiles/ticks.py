@@ -54,7 +54,7 @@ from ..quota import QuotaManager, get_quota
 from ..tickschema import TickQuery, empty_ticks, finalize_ticks
 from .keys import TICK_DATASETS, dataset_for
 from .reader import file_forms
-from .s3 import MissingObjectError, RemoteFile, S3Transport
+from .s3 import MissingObjectError, RemoteFile, S3Transport, shared_transport
 from .stream import iter_csv_batches
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,7 @@ def fetch_ticks_flat_file(
 
     Returns (tick frame, days without a file as ISO strings). Refuses with ``QuotaExceededError`` before
     downloading when the monthly flat-file quota cannot cover the files to download."""
-    own = transport is None
-    transport = transport or S3Transport(settings)
+    transport = transport or shared_transport(settings)
     quota = quota or get_quota(settings)
     cache = ResultCache(settings.cache_dir / "ticks_flat")
     groups: dict[tuple[str, str], list[str]] = {}  # (dataset, kind) -> its tickers
@@ -234,45 +233,41 @@ def fetch_ticks_flat_file(
             groups.setdefault((dataset_for(ticker, kind).path, kind), []).append(ticker.symbol)
     frames: list[pd.DataFrame] = []
     missing: set[str] = set()
+    todo: list[tuple[TickFile, str, list[str]]] = []
+    for (dataset, kind), group in groups.items():
+        files, absent = head_files(transport, dataset, query.range.calendar_days())
+        missing.update(d.isoformat() for d in absent)
+        for f in files:
+            need = []
+            for t in group:
+                hit = cache.get(cache.key(stable_origin(transport.endpoint), f.key, f.etag, t)) if use_cache else None
+                if hit is not None:
+                    frames.append(hit)
+                else:
+                    need.append(t)
+            if need:
+                todo.append((f, kind, need))
+    total = sum(f.size for f, _, _ in todo)
+    quota.reserve_flatfile_bytes(total)  # refuses before any byte is downloaded
+    transferred = [0]  # bytes actually received: what the quota keeps, even of a transfer that failed
+    want_bar = progress if progress is not None else (total > 0 and sys.stderr.isatty())
     try:
-        todo: list[tuple[TickFile, str, list[str]]] = []
-        for (dataset, kind), group in groups.items():
-            files, absent = head_files(transport, dataset, query.range.calendar_days())
-            missing.update(d.isoformat() for d in absent)
-            for f in files:
-                need = []
-                for t in group:
-                    hit = cache.get(cache.key(stable_origin(transport.endpoint), f.key, f.etag, t)) if use_cache else None
-                    if hit is not None:
-                        frames.append(hit)
-                    else:
-                        need.append(t)
-                if need:
-                    todo.append((f, kind, need))
-        total = sum(f.size for f, _, _ in todo)
-        quota.reserve_flatfile_bytes(total)  # refuses before any byte is downloaded
-        transferred = [0]  # bytes actually received: what the quota keeps, even of a transfer that failed
-        want_bar = progress if progress is not None else (total > 0 and sys.stderr.isatty())
-        try:
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="tick flat files",
-                      disable=not want_bar or not todo, file=sys.stderr) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="tick flat files",
+                  disable=not want_bar or not todo, file=sys.stderr) as bar:
 
-                def on_bytes(n: int) -> None:
-                    transferred[0] += n
-                    bar.update(n)
+            def on_bytes(n: int) -> None:
+                transferred[0] += n
+                bar.update(n)
 
-                for f, kind, need in todo:
-                    ticks = table_to_ticks(_download_filtered(transport, f, need, kind, on_bytes), kind)
-                    for t in need:
-                        part = ticks[ticks["symbol"] == t].reset_index(drop=True)
-                        if use_cache:
-                            cache.put(cache.key(stable_origin(transport.endpoint), f.key, f.etag, t), part)
-                        frames.append(part)
-        finally:
-            quota.release_flatfile_bytes(total - transferred[0])
+            for f, kind, need in todo:
+                ticks = table_to_ticks(_download_filtered(transport, f, need, kind, on_bytes), kind)
+                for t in need:
+                    part = ticks[ticks["symbol"] == t].reset_index(drop=True)
+                    if use_cache:
+                        cache.put(cache.key(stable_origin(transport.endpoint), f.key, f.etag, t), part)
+                    frames.append(part)
     finally:
-        if own:
-            transport.close()
+        quota.release_flatfile_bytes(total - transferred[0])
     frames = [f for f in frames if len(f)]
     df = finalize_ticks(pd.concat(frames, ignore_index=True)) if frames else empty_ticks()
     inside = ((df["timestamp"] >= query.range.start) & (df["timestamp"] < query.range.end)).to_numpy()

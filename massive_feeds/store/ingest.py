@@ -49,7 +49,7 @@ from ..errors import InvalidInputError, StoreError
 from ..flatfiles.cache import DayFileCache
 from ..flatfiles.keys import Dataset, dataset_for
 from ..futures_symbols import is_continuous
-from ..flatfiles.s3 import RemoteFile, S3Transport
+from ..flatfiles.s3 import RemoteFile, shared_transport
 from ..quota import get_quota
 from ..runtime import resolve_settings
 from ..schema import DateLike, asset_class, normalize_symbols, parse_date_range, utc_now
@@ -167,12 +167,9 @@ def _list(settings: Settings, ds: Dataset, days: list[date]) -> tuple[dict[str, 
     prefixes = ds.month_prefixes(days)
     if not prefixes:
         return {}, 0
-    transport = S3Transport(settings)
-    try:
-        with ThreadPoolExecutor(max_workers=min(8, len(prefixes)), thread_name_prefix="store-list") as pool:
-            listed = {f.key: f for files in pool.map(transport.list_files, prefixes) for f in files}
-    finally:
-        transport.close()
+    transport = shared_transport(settings)
+    with ThreadPoolExecutor(max_workers=min(8, len(prefixes)), thread_name_prefix="store-list") as pool:
+        listed = {f.key: f for files in pool.map(transport.list_files, prefixes) for f in files}
     return listed, len(prefixes)
 
 
