@@ -13,6 +13,11 @@ One file per (asset class, dataset, New York day) in the real layout and columns
   order (inferred from the OpenAPI spec, not observed). Fields the sandbox has no value for
   (``correction``, ``trf_*``, stock ``conditions``/``indicators``) are empty, as REST omits them.
 
+Futures (``us_futures_cme`` / ``us_futures_comex``) come from :mod:`.futures`: ``minute_aggs_v1``,
+``session_aggs_v1`` and ``trades_v1``/``quotes_v1`` in the real headers (``tests/fixtures/real/flatfiles/
+futures_*_header.csv``), each file named by its session's trade date and holding the very ticks REST
+``/futures/v1/trades|quotes`` serves.
+
 ``window_start`` is Unix nanoseconds: the minute start, or midnight New York for day files. Rows are
 sorted by ticker then time, as in the real files. Crypto tickers are written in the dash form that
 real crypto files are reported to use (``X:BTC-USD``) so clients must cope with it; every other
