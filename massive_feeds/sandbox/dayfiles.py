@@ -177,5 +177,6 @@ def day_file(market: MarketGenerator, asset: str, base: str, day: date, *, mtime
         table = futures_table(PREFIXES[asset], base, day)
     else:
         table = tick_table(market, asset, base, day) if base in TICK_DATASETS else day_table(market, asset, base, day)
-    # Level 1: tick files are large and generated on demand; the bytes only need to be valid gzip.
-    return gzip.compress(csv_bytes(table), compresslevel=1 if base in TICK_DATASETS else 6, mtime=mtime)
+    # Level 1 for every file: the bytes only need to be valid gzip, and level 6 made compression half of a
+    # sandbox's start-up with s3_days (a stocks minute file: 30 ms at 6, 5.5 ms at 1, a third larger)
+    return gzip.compress(csv_bytes(table), compresslevel=1, mtime=mtime)
