@@ -35,6 +35,7 @@ _EXPORTS = {
     "fetch_dividends": "dividends", "apply_dividends": "dividends",
     "Runtime": "runtime", "resolve_settings": "runtime",
     "to_wide": "layout",
+    "roll_table": "futures_symbols",
     "verify_files": "storage",
 }
 
@@ -76,6 +77,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .rest import RestClient  # noqa: F401
     from .runtime import Runtime, resolve_settings  # noqa: F401
     from .layout import to_wide  # noqa: F401
+    from .futures_symbols import roll_table  # noqa: F401
     from .quality import quality_report  # noqa: F401
     from .schema import BAR_COLUMNS, normalize_symbol, parse_interval  # noqa: F401
     from .splits import apply_splits, fetch_splits  # noqa: F401

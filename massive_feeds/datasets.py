@@ -28,6 +28,11 @@ fetched bars (or a recording's log). Sandbox datasets live in the same folder as
 apart by this field (``list_datasets`` shows it; backtest tables are headed as sandbox data). Appending
 sandbox bars to a real dataset, or the reverse, is refused. (``source`` in the metadata is the method:
 ``rest``, ``flat_file``, ``store``, ``live_recording``.)
+
+Continuous futures series (``ES.c.0``): the metadata keeps ``roll_adjust`` and the roll table (``rolls``, the
+plain records of ``df.attrs["rolls"]``), so a loaded dataset has them in its attrs again
+(``massive_feeds.roll_table(df)``). Appending bars of another ``roll_adjust`` is refused; the roll tables of both
+are merged (each series' roll on a day once, the newer kept).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import pyarrow as pa
 
 from .config import Settings, load_settings
 from .errors import CorruptDatasetError, CorruptFileError, DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
+from .futures_symbols import is_continuous, roll_records, roll_table
 from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_adjustment, parse_interval
 from .storage import read_parquet_frame, read_parquet_metadata, write_parquet
@@ -171,7 +177,7 @@ def save_dataset(
     tags = set(tags)
     source = source or df.attrs.get("method")
     metadata = {"interval": df.attrs.get("interval"), **_adjustment_meta(df.attrs), **_origin_meta(df.attrs),
-                **(metadata or {})}
+                **_roll_meta(df.attrs), **(metadata or {})}
     with _dataset_lock(path):
         if path.exists() and not append:
             _refuse_overwrite(path, overwrite)
@@ -193,6 +199,7 @@ def save_dataset(
             source = source or old_info.get("source")
             metadata.update(_merged_origin(old_info, metadata, path.stem))
             metadata.update(_merged_adjustment(old_info, metadata, path.stem))
+            metadata.update(_merged_rolls(old_info, metadata, df, path.stem))
             df = stack_data(load_dataset(path), df, mode="append")
         else:
             df = finalize_bars(df, extra=_extra_columns(df))
@@ -319,6 +326,39 @@ def _merged_origin(old: dict, new: dict, name: str) -> dict:
         )
     origin = after if after in DATA_SOURCES else before
     return {"data_source": origin} if origin else {}
+
+
+def _roll_meta(attrs: dict) -> dict:
+    """``roll_adjust`` and ``rolls`` (the JSON-safe roll records) of a continuous futures series about to be saved."""
+    if "rolls" not in attrs:
+        return {}
+    return {"roll_adjust": attrs.get("roll_adjust", "none"), "rolls": roll_records(roll_table(attrs["rolls"]))}
+
+
+def _merged_rolls(old: dict, new: dict, df: pd.DataFrame, name: str) -> dict:
+    """``roll_adjust``/``rolls`` after appending ``df`` (metadata ``new``) to a dataset described by ``old``:
+    another ``roll_adjust`` is refused (one series would hold prices adjusted two ways); the roll records of both,
+    each (series, date) once with the newer kept, in the multi-series form (``symbol`` on each) unless one series
+    holds them all."""
+    if "rolls" not in old and "rolls" not in new:
+        return {}
+    before, after = old.get("roll_adjust"), new.get("roll_adjust")
+    if before is not None and after is not None and before != after:
+        raise IncompatibleDatasetError(
+            f"dataset {name!r} holds continuous futures with roll_adjust={before!r} and the new bars have "
+            f"roll_adjust={after!r}; appending would mix them. Fetch them with roll_adjust={before!r}, or save them "
+            "as another dataset")
+    merged: dict[tuple[str, str], dict] = {}
+    for records, symbols in ((old.get("rolls") or [], old.get("symbols") or []),
+                             (new.get("rolls") or [], pd.unique(df["symbol"]))):
+        series = [str(s) for s in symbols if is_continuous(str(s))]
+        for r in records:  # a handful a year
+            symbol = str(r.get("symbol") or (series[0] if len(series) == 1 else ""))
+            merged[(symbol, str(r["date"]))] = {"symbol": symbol, **{k: v for k, v in r.items() if k != "symbol"}}
+    rows = [merged[k] for k in sorted(merged)]
+    if len({s for s, _ in merged}) <= 1:
+        rows = [{k: v for k, v in r.items() if k != "symbol"} for r in rows]
+    return {"roll_adjust": after or before or "none", "rolls": rows}
 
 
 def _merged_adjustment(old: dict, new: dict, name: str) -> dict:

@@ -380,7 +380,8 @@ def fetch_data(
 
     Futures (contract codes ``ESZ4``/``F:ESZ4``, continuous ``ES.c.0``/``ES.c.1``/``ES.v.0``; see
     :mod:`massive_feeds.futures`): days are exchange sessions, bars add ``settlement_price`` and
-    ``session_end_date``, continuous series add ``contract`` and their roll table in ``df.attrs["rolls"]``;
+    ``session_end_date``, continuous series add ``contract`` and their roll table in ``df.attrs["rolls"]``
+    (JSON-safe records; ``massive_feeds.roll_table(df)`` gives it as a DataFrame);
     ``roll_adjust`` is ``"none"`` (default, raw prices), ``"ratio"`` or ``"difference"`` (back-adjusted).
 
     Raises:

@@ -22,7 +22,9 @@ runtime). Every bar carries its ``contract``. ``roll_adjust`` (a :class:`~massiv
 
 ``from_price``/``to_price`` are both contracts' last closes in the session before the roll (the old
 contract's last held session). The roll table (``date from to from_price to_price factor offset``) is in
-``df.attrs["rolls"]``; after the last roll the series equals that contract's own bars.
+``df.attrs["rolls"]`` as plain records (JSON-safe: the bars still go through ``to_parquet``, ``pd.concat`` and
+``merge``); :func:`roll_table` gives it as a DataFrame. After the last roll the series equals that contract's own
+bars.
 
 ``session="regular"`` keeps, for intraday intervals, the minutes inside each session's ``open``..``close``
 of the product's schedule (``/futures/v1/schedules``: one paginated call per product and query, cached by the
@@ -46,8 +48,9 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import BadResponseError, InvalidInputError, MassiveError, NoDataError
-from .futures_symbols import (CHICAGO, futures_root, is_continuous, parse_continuous, parse_contract, session_days,
-                              session_open)
+from .futures_symbols import (CHICAGO, ROLL_COLUMNS, futures_root, is_continuous, parse_continuous, parse_contract,
+                              roll_records, session_days, session_open)
+from .futures_symbols import roll_table as roll_table  # re-exported: massive_feeds.futures.roll_table
 from .rest import RestClient
 from .rest.futures import (FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_contracts, parse_futures_aggs,
                            parse_products, parse_schedules)
@@ -60,7 +63,6 @@ log = logging.getLogger(__name__)
 #: our interval → the futures aggs ``resolution``
 RESOLUTIONS = {"1m": "1min", "5m": "5min", "15m": "15min", "30m": "30min", "1h": "1hour", "4h": "4hour",
                "1d": "1session", "1w": "1week", "1M": "1month"}
-ROLL_COLUMNS = ("date", "from", "to", "from_price", "to_price", "factor", "offset")
 
 
 #: where the history store is (``fetch_data(store=…)``): a folder, a URL, a HistoryStore, or None for the default
@@ -403,18 +405,18 @@ def stitch(bars: pd.DataFrame, plan: RollPlan, ticker: str, query: BarQuery, rol
     start = pd.Timestamp(out_days.min() if len(out_days) else first)
     _adjust(out, out_days, rolls[rolls["date"] > start] if len(rolls) else rolls, roll_adjust)
     rolls = rolls[rolls["date"] >= start] if len(rolls) else rolls
-    out.attrs["rolls"] = rolls.reset_index(drop=True)
+    out.attrs["rolls"] = roll_records(rolls)  # plain records: see roll_table
     out.attrs["roll_adjust"] = roll_adjust
     return out
 
 
-def roll_tables(by_series: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """``df.attrs["rolls"]`` of a frame holding these continuous series: one series' table as it is; with
-    several, one table with a leading ``symbol`` column naming the series of each roll (sorted by series, date)."""
+def roll_tables(by_series: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``df.attrs["rolls"]`` of a frame holding these continuous series (each one's records, see
+    :func:`~massive_feeds.futures_symbols.roll_records`): one series' records as they are; with several, each
+    record led by a ``symbol`` naming its series (sorted by series, then date)."""
     if len(by_series) == 1:
-        return next(iter(by_series.values()))
-    tables = [t.assign(symbol=s) for s, t in sorted(by_series.items())]
-    return pd.concat(tables, ignore_index=True)[["symbol", *ROLL_COLUMNS]]
+        return list(next(iter(by_series.values())))
+    return [{"symbol": s, **r} for s, records in sorted(by_series.items()) for r in records]
 
 
 def _roll_table(plan: RollPlan, last_close: pd.Series) -> pd.DataFrame:
@@ -565,7 +567,7 @@ def futures_bars_by(query: BarQuery, method: str, settings: Settings, *,
     if contracts:
         frames.append(contract_bars(query.replace(tickers=contracts), method, settings, progress=progress,
                                     store=store))
-    rolls: dict[str, pd.DataFrame] = {}
+    rolls: dict[str, list[dict[str, Any]]] = {}
     for t in query.tickers:
         if is_continuous(t):
             frames.append(continuous_bars(query, t, method, settings, progress=progress, store=store))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -148,6 +148,64 @@ def validate_roll_adjust(value: str) -> str:
     if value not in ROLL_ADJUSTS:
         raise InvalidInputError(f"Invalid roll_adjust {value!r}; use 'none' (default), 'ratio' or 'difference'")
     return value
+
+
+# --- the roll table of a continuous series ---------------------------------------------------------
+#: the roll table's columns (a ``symbol`` column leads them when a frame holds several continuous series)
+ROLL_COLUMNS = ("date", "from", "to", "from_price", "to_price", "factor", "offset")
+_ROLL_PRICES = ("from_price", "to_price", "factor", "offset")
+
+
+def roll_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """A roll table as ``df.attrs["rolls"]`` holds it: one plain dict per roll (``symbol`` first when there,
+    ``date`` an ISO day string, the prices floats or ``None`` where unknown). pandas writes ``attrs`` as JSON
+    (``to_parquet``) and compares them with ``==`` (``concat``, ``merge``), which a DataFrame there breaks."""
+    columns: dict[str, list[Any]] = {c: [str(v) for v in table[c]] for c in ("symbol", "from", "to") if c in table}
+    columns["date"] = [str(d) for d in np.asarray(table["date"], dtype="datetime64[D]")]
+    for c in _ROLL_PRICES:
+        values = table[c].to_numpy(dtype="float64")
+        columns[c] = [float(v) if np.isfinite(v) else None for v in values]  # NaN is never equal to itself: None
+    order = [c for c in ("symbol", *ROLL_COLUMNS) if c in columns]
+    return [dict(zip(order, row)) for row in zip(*(columns[c] for c in order))]
+
+
+def roll_table(df: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+    """The roll table of a continuous futures series as a DataFrame: ``fetch_data("ES.c.0", ...)`` (or a
+    dataset of it) keeps it in ``df.attrs["rolls"]`` as plain records, so the frame still goes through
+    ``to_parquet``, ``pd.concat`` and ``merge``; this is the one way to read it as a table.
+
+    Args:
+        df: the bars (their ``attrs["rolls"]`` is read), or that list of records itself.
+
+    Returns:
+        One row per roll, in date order: ``date`` (the first session held on the new contract, a Timestamp),
+        ``from``/``to`` (the contracts), ``from_price``/``to_price`` (both contracts' last closes in the session
+        before the roll; NaN where a contract had no bar), ``factor`` (``to_price / from_price``, what
+        ``roll_adjust="ratio"`` multiplies earlier bars by) and ``offset`` (``to_price - from_price``, what
+        ``"difference"`` adds). A frame of several continuous series has a leading ``symbol`` column. A series
+        without a roll in its window gives an empty table with these columns.
+
+    Raises:
+        InvalidInputError: ``df`` has no roll table (not a continuous series such as ``ES.c.0``, or its attrs
+            were dropped: pandas keeps ``attrs`` only where all frames combined had equal ones).
+    """
+    if isinstance(df, pd.DataFrame):
+        if "rolls" in df.attrs:
+            rolls = df.attrs["rolls"]
+        elif set(ROLL_COLUMNS) <= set(df.columns):  # already a table
+            rolls = df
+        else:
+            raise InvalidInputError("this frame has no roll table (df.attrs['rolls']): only a continuous futures "
+                                    "series such as ES.c.0 has one, and pandas drops attrs when frames with "
+                                    "different attrs are combined")
+    else:
+        rolls = df
+    table = rolls.copy() if isinstance(rolls, pd.DataFrame) else pd.DataFrame.from_records(list(rolls))
+    cols = [*(["symbol"] if "symbol" in table.columns else []), *ROLL_COLUMNS]
+    table = table.reindex(columns=cols)
+    table["date"] = pd.to_datetime(table["date"]).astype("datetime64[ns]")
+    kinds = {**{c: "str" for c in ("symbol", "from", "to") if c in table.columns}, **dict.fromkeys(_ROLL_PRICES, "float64")}
+    return table.astype(kinds).reset_index(drop=True)
 
 
 # --- sessions ---------------------------------------------------------------------------------------

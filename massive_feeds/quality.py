@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
-from .futures_symbols import CHICAGO, futures_root
+from .futures_symbols import CHICAGO, futures_root, roll_records, roll_table
 from .schema import NEW_YORK, asset_class, parse_interval
 from .sessions import DAY_NS, MINUTE_NS, SESSION_ASSETS, ny_day_numbers, session_bounds
 from .splits import describe_split, merge_duplicate_splits
@@ -270,13 +270,14 @@ def quality_report(
         report.attrs["notes"] = [*report.attrs["notes"], f"The recording had {damaged} damaged record(s) (bit rot: "
                                  "their events are missing from these bars); every other record was read."]
     if (rolls := df.attrs.get("rolls")) is not None and len(rolls):  # a continuous futures series
-        report.attrs["rolls"] = rolls
-        report.attrs["notes"] = [*report.attrs["notes"], *roll_notes(rolls, df.attrs.get("roll_adjust", "none"))]
+        table = roll_table(rolls)  # the records fetch_data keeps (or a table, as before they were records)
+        report.attrs["rolls"] = roll_records(table)  # JSON-safe, as in the bars' attrs (massive_feeds.roll_table)
+        report.attrs["notes"] = [*report.attrs["notes"], *roll_notes(table, df.attrs.get("roll_adjust", "none"))]
     return report
 
 
 def roll_notes(rolls: pd.DataFrame, how: str) -> list[str]:
-    """One line per roll of a continuous futures series (``df.attrs["rolls"]``, see massive_feeds.futures)."""
+    """One line per roll of a continuous futures series (its :func:`~massive_feeds.futures_symbols.roll_table`)."""
     return [f"futures roll {r['date']:%Y-%m-%d}: {r['from']} -> {r['to']} at {r['from_price']:g} / {r['to_price']:g} "
             f"(factor {r['factor']:.6f}, offset {r['offset']:+g}; roll_adjust={how})" for r in rolls.to_dict("records")]
 

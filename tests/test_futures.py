@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massive_feeds import fetch_data
+from massive_feeds import fetch_data, roll_table
 from massive_feeds.errors import InvalidInputError
 from massive_feeds.futures import RollPlan, stitch
 from massive_feeds.futures_symbols import session_open
@@ -52,12 +52,54 @@ def test_stitch_without_adjustment_keeps_each_contracts_raw_bars() -> None:
     assert out["close"].tolist() == [100.0, 102.0, 106.0, 112.0]
     assert out["contract"].tolist() == ["ESU6", "ESU6", "ESZ6", "ESH7"]
     assert set(out["symbol"]) == {"ES.c.0"}
-    rolls = out.attrs["rolls"]
+    rolls = roll_table(out)
     # roll 1 on 09-16: both closes of 09-15 (U6 102, Z6 105); roll 2 on 09-17: closes of 09-16 (Z6 106, H7 110)
     assert rolls[["from", "to", "from_price", "to_price", "offset"]].values.tolist() == [
         ["ESU6", "ESZ6", 102.0, 105.0, 3.0], ["ESZ6", "ESH7", 106.0, 110.0, 4.0]]
     assert rolls["date"].tolist() == [pd.Timestamp("2026-09-16"), pd.Timestamp("2026-09-17")]
     assert rolls["factor"].tolist() == pytest.approx([105 / 102, 110 / 106])
+    # attrs hold plain records (JSON-safe, comparable with ==); roll_table is the DataFrame view of them
+    assert out.attrs["rolls"] == [
+        {"date": "2026-09-16", "from": "ESU6", "to": "ESZ6", "from_price": 102.0, "to_price": 105.0,
+         "factor": 105 / 102, "offset": 3.0},
+        {"date": "2026-09-17", "from": "ESZ6", "to": "ESH7", "from_price": 106.0, "to_price": 110.0,
+         "factor": 110 / 106, "offset": 4.0}]
+
+
+def test_a_continuous_frame_goes_through_parquet_concat_and_merge() -> None:
+    import io
+
+    out = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "difference")
+    buf = io.BytesIO()
+    out.to_parquet(buf, index=False)  # pandas writes attrs as JSON: a DataFrame there made this raise
+    back = pd.read_parquet(io.BytesIO(buf.getvalue()))
+    assert back.attrs["rolls"] == out.attrs["rolls"] and back.attrs["roll_adjust"] == "difference"
+    pd.testing.assert_frame_equal(roll_table(back), roll_table(out))
+    assert roll_table(back)[["date", "from", "to", "offset"]].values.tolist() == [
+        [pd.Timestamp("2026-09-16"), "ESU6", "ESZ6", 3.0], [pd.Timestamp("2026-09-17"), "ESZ6", "ESH7", 4.0]]
+    # pandas compares attrs on concat and merge: equal roll tables are kept, different ones dropped, never a raise
+    twice = pd.concat([out, out.copy()], ignore_index=True)
+    assert len(twice) == 8 and roll_table(twice)["to"].tolist() == ["ESZ6", "ESH7"]
+    raw = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "none")
+    both = out.merge(raw, on="timestamp", suffixes=("", "_raw"))
+    assert (both["close"] - both["close_raw"]).tolist() == [7.0, 7.0, 4.0, 0.0]  # the offsets: +3+4, +3+4, +4, 0
+    assert "rolls" not in pd.concat([out, raw.iloc[:0]]).attrs  # another roll_adjust: pandas keeps no attrs
+    with pytest.raises(InvalidInputError, match="no roll table"):
+        roll_table(pd.concat([out, raw]))
+
+
+def test_a_roll_without_prices_is_none_in_attrs_and_nan_in_the_table() -> None:
+    import io
+
+    bars = BARS[~((BARS["symbol"] == "ESZ6") & (BARS["session_end_date"] == "2026-09-15"))].copy()
+    out = stitch(bars, PLAN, "ES.c.0", QUERY, "none")  # ESZ6 has no bar in the session before the first roll
+    first = out.attrs["rolls"][0]
+    assert (first["from_price"], first["to_price"], first["factor"], first["offset"]) == (102.0, None, None, None)
+    buf = io.BytesIO()
+    out.to_parquet(buf, index=False)
+    assert pd.read_parquet(io.BytesIO(buf.getvalue())).attrs["rolls"] == out.attrs["rolls"]
+    table = roll_table(out)
+    assert table["to_price"].isna().tolist() == [True, False] and table["to_price"].iloc[1] == 110.0
 
 
 def test_stitch_difference_adds_the_later_offsets() -> None:
@@ -123,7 +165,7 @@ def test_calendar_roll_over_rest_one_contracts_call(sb: Sandbox) -> None:
     assert sb.rest.count("/futures/v1/contracts") == before + 1
     # ESU6 is held through its last trade date (Fri 09-18), ESZ6 from the next session
     assert raw["contract"].tolist() == ["ESU6"] * 5 + ["ESZ6"] * 5
-    rolls = raw.attrs["rolls"]
+    rolls = roll_table(raw)
     assert rolls[["from", "to"]].values.tolist() == [["ESU6", "ESZ6"]]
     assert rolls["date"].iloc[0] == pd.Timestamp("2026-09-21")
     own = fetch_data("ESZ6", "2026-09-18", "2026-09-25", "1d", settings=sb.settings())
@@ -166,10 +208,20 @@ def test_a_mixed_query_is_the_separate_fetches_in_one_frame(sb: Sandbox, tmp_pat
     assert stock["session_end_date"].isna().all()
     assert mixed.columns.tolist()[-3:] == ["settlement_price", "session_end_date", "contract"]
     # each continuous series keeps its roll table, named by a symbol column (one series alone: the table as is)
-    rolls = mixed.attrs["rolls"]
+    rolls = roll_table(mixed)
     assert rolls[["symbol", "from", "to"]].values.tolist() == [["ES.c.0", "ESU6", "ESZ6"], ["GC.c.0", "GCU6", "GCZ6"]]
-    assert rolls.drop(columns="symbol").iloc[:1].values.tolist() == es.attrs["rolls"].values.tolist()
-    assert "symbol" not in es.attrs["rolls"]
+    assert rolls.drop(columns="symbol").iloc[:1].values.tolist() == roll_table(es).values.tolist()
+    assert "symbol" not in roll_table(es)
+    assert mixed.attrs["rolls"][1]["symbol"] == "GC.c.0" and "symbol" not in es.attrs["rolls"][0]
+    import io
+
+    buf = io.BytesIO()
+    mixed.to_parquet(buf, index=False)  # the Data Loader's Parquet download of this frame
+    back = pd.read_parquet(io.BytesIO(buf.getvalue()))
+    assert back.attrs["rolls"] == mixed.attrs["rolls"]
+    pd.testing.assert_frame_equal(roll_table(back), rolls)
+    assert roll_table(pd.concat([es, es], ignore_index=True)).values.tolist() == roll_table(es).values.tolist()
+    assert len(pd.concat([es, gc], ignore_index=True)) == 2 * 92  # two series' roll tables differ: attrs dropped
     assert mixed.attrs["method_by_symbol"] == {"ES.c.0": "rest", "GC.c.0": "rest", "SPY": "rest"}
     assert mixed.attrs["method"] == "rest" and mixed.attrs["empty_symbols"] == []
     from massive_feeds import fetch_ohlcv_rest
@@ -359,7 +411,7 @@ def test_flat_files_give_the_rest_series_reading_each_day_once() -> None:
     cols = ["timestamp", "open", "high", "low", "close", "volume", "transactions", "contract"]
     pd.testing.assert_frame_equal(files[cols], rest[cols])
     assert files["vwap"].to_numpy() == pytest.approx(rest["vwap"].to_numpy())  # dollar_volume / volume on both
-    assert files.attrs["rolls"].values.tolist() == rest.attrs["rolls"].values.tolist()
+    assert roll_table(files).values.tolist() == roll_table(rest).values.tolist()
     # each contract reads its held sessions, a contract rolled into also the session before (whose close prices
     # the roll): 09-18 is read for both (a second GET unless the first download is in the cache by then)
     assert sorted({k.rsplit("/", 1)[1] for k in keys}) == [f"2026-09-{d}.csv.gz" for d in (17, 18, 21, 22)]
@@ -412,7 +464,7 @@ def test_vectorbt_downloads_the_continuous_series(sb: Sandbox, tmp_path: Path) -
     direct = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", method="rest", settings=sb.settings(),
                         roll_adjust="difference")
     assert data.get("Close").tolist() == direct["close"].tolist()
-    assert len(direct) == 10 and direct.attrs["rolls"]["offset"].iloc[0] != 0
+    assert len(direct) == 10 and roll_table(direct)["offset"].iloc[0] != 0
     # a pair in one download: each symbol's closes are its own fetch's, on the shared UTC clock
     settings = sb.settings(home=tmp_path / "home", plan="unlimited")
     pair = MassiveData.download(["ES.c.0", "SPY"], start="2026-09-17", end="2026-09-17", timeframe="1h",
@@ -450,12 +502,40 @@ def test_quality_shows_the_roll_table() -> None:
 
     out = stitch(BARS.copy(), PLAN, "ES.c.0", QUERY, "difference")
     report = quality_report(out)
-    assert report.attrs["rolls"]["to"].tolist() == ["ESZ6", "ESH7"]
+    assert roll_table(report)["to"].tolist() == ["ESZ6", "ESH7"]
     notes = [n for n in report.attrs["notes"] if n.startswith("futures roll")]
     assert notes == ["futures roll 2026-09-16: ESU6 -> ESZ6 at 102 / 105 (factor 1.029412, offset +3; "
                      "roll_adjust=difference)",
                      "futures roll 2026-09-17: ESZ6 -> ESH7 at 106 / 110 (factor 1.037736, offset +4; "
                      "roll_adjust=difference)"]
+    assert report.attrs["rolls"] == out.attrs["rolls"]  # JSON-safe there too
+    legacy = out.copy()
+    legacy.attrs["rolls"] = roll_table(out)  # a frame from before the records: still read
+    assert [n for n in quality_report(legacy).attrs["notes"] if n.startswith("futures roll")] == notes
+
+
+def test_a_saved_continuous_series_loads_back_with_its_rolls(sb: Sandbox, tmp_path: Path) -> None:
+    from massive_feeds import load_dataset, save_dataset
+    from massive_feeds.errors import IncompatibleDatasetError
+
+    settings = sb.settings(home=tmp_path / "home", plan="unlimited")
+    es = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", settings=settings, roll_adjust="ratio")
+    save_dataset(es, "es", folder=tmp_path / "ds")
+    back = load_dataset("es", folder=tmp_path / "ds")
+    assert back.attrs["rolls"] == es.attrs["rolls"] and back.attrs["roll_adjust"] == "ratio"
+    pd.testing.assert_frame_equal(roll_table(back), roll_table(es))
+    assert roll_table(back)[["date", "from", "to"]].values.tolist() == [[pd.Timestamp("2026-09-21"), "ESU6", "ESZ6"]]
+    assert back["close"].tolist() == es["close"].tolist()
+    # appending another series: each roll named by its series; another roll_adjust is refused
+    gc = fetch_data("GC.c.0", "2026-09-14", "2026-09-25", "1d", settings=settings, roll_adjust="ratio")
+    save_dataset(gc, "es", append=True, folder=tmp_path / "ds")
+    both = roll_table(load_dataset("es", folder=tmp_path / "ds"))
+    assert both[["symbol", "from", "to"]].values.tolist() == [["ES.c.0", "ESU6", "ESZ6"], ["GC.c.0", "GCU6", "GCZ6"]]
+    assert both.drop(columns="symbol").values.tolist() == [*roll_table(es).values.tolist(),
+                                                            *roll_table(gc).values.tolist()]
+    raw = fetch_data("ES.c.0", "2026-09-28", "2026-10-02", "1d", settings=settings)
+    with pytest.raises(IncompatibleDatasetError, match="roll_adjust='ratio' and the new bars have roll_adjust='none'"):
+        save_dataset(raw, "es", append=True, folder=tmp_path / "ds")
 
 
 def test_futures_stream_on_the_futures_cluster_gives_the_rest_minute_bars(tmp_path: Path) -> None:
@@ -525,7 +605,7 @@ def test_the_history_store_serves_futures_sessions_and_continuous_series(tmp_pat
     assert len(stored) == 4 * 23  # four sessions of 23 hours, the first opening 09-16 17:00 Chicago
     cols = ["timestamp", "open", "high", "low", "close", "volume", "contract"]
     pd.testing.assert_frame_equal(stored[cols], files[cols])
-    assert stored.attrs["rolls"].values.tolist() == files.attrs["rolls"].values.tolist()
+    assert roll_table(stored).values.tolist() == roll_table(files).values.tolist()
     assert len(one) == 1380 and one["session_end_date"].unique().tolist() == ["2026-09-17"]
 
 
@@ -575,10 +655,10 @@ def test_download_flat_file_builds_continuous_series_as_fetch_data_does(tmp_path
                                  interval="1h", method="flat_file", roll_adjust="ratio", settings=settings)).frame()
         gets = [r.key for r in box.s3.requests if r.method == "GET" and r.key.endswith(".csv.gz")]
     pd.testing.assert_frame_equal(files, fetched)
-    pd.testing.assert_frame_equal(files.attrs["rolls"], fetched.attrs["rolls"])
+    pd.testing.assert_frame_equal(roll_table(files), roll_table(fetched))
     assert files.attrs["method"] == "flat_file" and files.attrs["roll_adjust"] == "ratio"
     assert len(files) == 4 * 23 and files["contract"].iloc[[0, -1]].tolist() == ["ESU6", "ESZ6"]
-    roll = files.attrs["rolls"].iloc[0]
+    roll = roll_table(files).iloc[0]
     assert (roll["date"], roll["from"], roll["to"]) == (pd.Timestamp("2026-09-21"), "ESU6", "ESZ6")
     pd.testing.assert_frame_equal(mixed[mixed["symbol"] == "ES.c.0"].reset_index(drop=True), files)
     assert vbt_data.get("Close").tolist() == files["close"].tolist()
@@ -586,7 +666,7 @@ def test_download_flat_file_builds_continuous_series_as_fetch_data_does(tmp_path
         assert bt_bars["close"].tolist() == files["close"].tolist()
     part = mixed[mixed["symbol"] == "SPY"].reset_index(drop=True)
     pd.testing.assert_frame_equal(part[list(spy.columns)], spy)
-    assert mixed.attrs["method"] == "flat_file" and mixed.attrs["rolls"].equals(files.attrs["rolls"])
+    assert mixed.attrs["method"] == "flat_file" and roll_table(mixed).equals(roll_table(files))
     assert {k.split("/")[0] for k in gets} == {"us_futures_cme", "us_stocks_sip"}
 
 

@@ -15,7 +15,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from massive_feeds import fetch_data
+from massive_feeds import fetch_data, roll_table
 from massive_feeds.rest import RestClient
 from massive_feeds.rest.futures import parse_contracts
 from massive_feeds.sandbox import Sandbox
@@ -66,7 +66,7 @@ def test_a_continuous_series_before_the_listing_had_types(sb: Sandbox) -> None:
     assert df["contract"].tolist() == ["ESZ4"] * 5 + ["ESH5"] * 4
     assert df["session_end_date"].tolist() == ["2024-12-16", "2024-12-17", "2024-12-18", "2024-12-19", "2024-12-20",
                                                "2024-12-23", "2024-12-24", "2024-12-26", "2024-12-27"]  # no 12-25
-    rolls = df.attrs["rolls"]
+    rolls = roll_table(df)
     assert rolls[["date", "from", "to"]].values.tolist() == [[pd.Timestamp("2024-12-23"), "ESZ4", "ESH5"]]
 
 
@@ -77,7 +77,7 @@ def test_a_continuous_series_across_the_day_the_types_start(sb: Sandbox) -> None
     assert df["contract"].tolist() == ["ESH5"] * 10 + ["ESM5"] * 2
     assert df["session_end_date"].iloc[[0, 9, 10, 11]].tolist() == ["2025-03-10", "2025-03-21", "2025-03-24",
                                                                      "2025-03-25"]
-    assert df.attrs["rolls"][["date", "from", "to"]].values.tolist() == [[pd.Timestamp("2025-03-24"), "ESH5", "ESM5"]]
+    assert roll_table(df)[["date", "from", "to"]].values.tolist() == [[pd.Timestamp("2025-03-24"), "ESH5", "ESM5"]]
 
 
 # --- the sandbox's bodies have the spec examples' forms ---------------------------------------------------------

@@ -139,10 +139,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def print_rolls(df: "pd.DataFrame") -> None:
     """The roll table of a continuous futures series (which contract it holds when), if ``df`` has one."""
-    rolls = df.attrs.get("rolls")
-    if rolls is not None and len(rolls):
+    if df.attrs.get("rolls"):  # JSON-safe records (see massive_feeds.roll_table)
+        from ..futures_symbols import roll_table
+
         print(f"futures rolls (roll_adjust={df.attrs.get('roll_adjust', 'none')}):")
-        print(rolls.to_string(index=False))
+        print(roll_table(df).to_string(index=False))
 
 
 def _add_ticks(sub: argparse._SubParsersAction) -> None:
