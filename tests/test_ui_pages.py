@@ -235,3 +235,39 @@ def test_downloads_are_the_same_bars(tmp_path: Path) -> None:
     bars.to_parquet(buf, index=False)
     back = pd.read_parquet(io.BytesIO(buf.getvalue()))
     pd.testing.assert_frame_equal(back, bars, check_dtype=False)
+
+
+def test_the_data_loaders_parquet_download_of_a_continuous_future_keeps_its_rolls(
+        app_env: Path, monkeypatch: pytest.MonkeyPatch, sandbox) -> None:
+    """pandas writes ``df.attrs`` into the Parquet file: ES.c.0's roll table there once made the download fail."""
+    from datetime import date
+
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test
+
+    from massive_feeds import fetch_data, roll_table
+
+    stores: list[MemoryMediaFileStorage] = []
+
+    class Kept(MemoryMediaFileStorage):  # AppTest's media store, kept to read the download's bytes back
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Kept)
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    at = _app().run()
+    at.text_input(key="dl_symbols").set_value("ES.c.0")
+    at.date_input(key="dl_start").set_value(date(2026, 9, 14))
+    at.date_input(key="dl_end").set_value(date(2026, 9, 25))
+    at.selectbox(key="dl_interval").set_value("1d")
+    at.button(key="dl_fetch").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    url = at.download_button(key="dl_download_parquet").proto.url
+    data = stores[-1].get_file(url.rsplit("/", 1)[1]).content
+    back = pd.read_parquet(io.BytesIO(data))
+    direct = fetch_data("ES.c.0", "2026-09-14", "2026-09-25", "1d", settings=load_settings())
+    assert back["close"].tolist() == direct["close"].tolist() and len(back) == 10
+    assert back.attrs["rolls"] == direct.attrs["rolls"]
+    assert roll_table(back)[["date", "from", "to"]].values.tolist() == [[pd.Timestamp("2026-09-21"), "ESU6", "ESZ6"]]
