@@ -56,7 +56,7 @@ from .rest.futures import (FUTURES_BAR_EXTRA, ContractSpec, futures_bars, parse_
                            parse_products, parse_schedules)
 from .runtime import current
 from .schema import BarQuery, DateRange, Interval, asset_class, finalize_bars
-from .source import StoreSource
+from .source import StoreSource, read_apart
 
 log = logging.getLogger(__name__)
 
@@ -672,32 +672,5 @@ def mixed_bars(query: BarQuery, read: Any) -> pd.DataFrame:
     ``empty_symbols``/``empty_reasons`` of both. A part without any bar is listed there (its
     :class:`NoDataError` is raised only when no part has a bar)."""
     fut = tuple(t.symbol for t in query.parsed if t.asset == "futures")
-    parts = [query.replace(tickers=fut), query.replace(tickers=tuple(t for t in query.tickers if t not in fut))]
-    frames: list[tuple[BarQuery, pd.DataFrame]] = []
-    failed: list[NoDataError] = []
-    for part in parts:
-        try:
-            frames.append((part, read(part)))
-        except NoDataError as exc:
-            failed.append(exc)
-    if not frames:
-        window = query.range
-        raise NoDataError("; ".join(e.message for e in failed),
-                          symbols={t: r for e in failed for t, r in e.symbols.items()},
-                          start=window.first_day, end=window.last_day)
-    df = concat_bars([f for _, f in frames])
-    attrs: dict[str, Any] = {}
-    for _, f in frames:
-        attrs.update(f.attrs)
-    methods = {t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers}
-    reasons = {t: r for e in failed for t, r in e.symbols.items()}
-    for _, f in frames:
-        reasons.update(f.attrs.get("empty_reasons") or {t: "no bars" for t in f.attrs.get("empty_symbols", [])})
-    used = set(methods.values())
-    attrs.update(method=used.pop() if len(used) == 1 else "mixed", method_by_symbol=methods,
-                 method_reason="; ".join(f"{', '.join(part.tickers)}: {f.attrs.get('method')}"
-                                         + (f" ({f.attrs['method_reason']})" if f.attrs.get("method_reason") else "")
-                                         for part, f in frames),
-                 empty_symbols=[t for t in query.tickers if t in reasons], empty_reasons=reasons)
-    df.attrs.update(attrs)
-    return df
+    others = tuple(t for t in query.tickers if t not in fut)
+    return read_apart([query.replace(tickers=fut), query.replace(tickers=others)], read, concat_bars)

@@ -340,5 +340,47 @@ def _known_tickers(tickers: list[Ticker], settings: Settings) -> dict[str, bool]
     return out
 
 
+
+def read_apart(parts: list[Q], read: Callable[[Q], pd.DataFrame],
+               join: Callable[[list[pd.DataFrame]], pd.DataFrame]) -> pd.DataFrame:
+    """One frame from a query split into ``parts`` (futures beside other asset classes: each part means its own
+    days, futures sessions or New York days), each read by ``read`` with its own route and source choice, the
+    frames joined by ``join``.
+
+    ``df.attrs``: the parts' attrs, a later part's over an earlier's; ``method`` the parts' one method or
+    ``"mixed"``, ``method_by_symbol`` each ticker's, ``method_reason`` both parts' reasons, ``empty_symbols``/
+    ``empty_reasons`` and ``missing_days`` of both. A part without any row is listed there; its
+    :class:`NoDataError` is raised (with the others') only when no part has a row."""
+    frames: list[tuple[Q, pd.DataFrame]] = []
+    failed: list[NoDataError] = []
+    for part in parts:
+        try:
+            frames.append((part, read(part)))
+        except NoDataError as exc:
+            failed.append(exc)
+    if not frames:
+        window = parts[-1].range
+        raise NoDataError("; ".join(e.message for e in failed),
+                          symbols={t: r for e in failed for t, r in e.symbols.items()},
+                          start=window.first_day, end=window.last_day)
+    df = join([f for _, f in frames])
+    attrs: dict[str, object] = {}
+    for _, f in frames:
+        attrs.update(f.attrs)
+    methods = {t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers}
+    reasons = {t: r for e in failed for t, r in e.symbols.items()}
+    for _, f in frames:
+        reasons.update(f.attrs.get("empty_reasons") or {t: "no data" for t in f.attrs.get("empty_symbols", [])})
+    used = set(methods.values())
+    attrs.update(method=used.pop() if len(used) == 1 else "mixed", method_by_symbol=methods,
+                 method_reason="; ".join(f"{', '.join(part.tickers)}: {f.attrs.get('method')}"
+                                         + (f" ({f.attrs['method_reason']})" if f.attrs.get("method_reason") else "")
+                                         for part, f in frames),
+                 empty_symbols=[t for part in parts for t in part.tickers if t in reasons], empty_reasons=reasons,
+                 missing_days=sorted({d for _, f in frames for d in f.attrs.get("missing_days", [])}))
+    df.attrs.update(attrs)
+    return df
+
+
 __all__ = ["AUTO_MAX_DAYS", "AUTO_MAX_SYMBOLS", "AUTO_MAX_SYMBOL_DAYS", "Cost", "FlatFileSource", "RestSource", "Source", "StoreSource", "auto_rule",
-           "choose", "choose_method", "diagnose_empty", "fetch_query", "flat_files_unavailable", "rest_quota_short", "sources"]
+           "choose", "choose_method", "diagnose_empty", "fetch_query", "flat_files_unavailable", "read_apart", "rest_quota_short", "sources"]

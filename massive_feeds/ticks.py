@@ -29,14 +29,14 @@ from tqdm.auto import tqdm
 
 from .cache import SETTLE, ResultCache, stable_origin
 from .config import Settings
-from .errors import InvalidInputError, NoDataError
+from .errors import InvalidInputError
 from .rest import RestClient
 from .futures import held_plan
 from .futures_symbols import is_continuous, is_futures, session_open
 from .rest.futures import parse_futures_ticks
 from .rest.ticks import TicksPage, parse_ticks
 from .runtime import resolve_settings
-from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, fetch_query, sources
+from .source import AUTO_MAX_SYMBOL_DAYS, Cost, Source, fetch_query, read_apart, sources
 from .schema import DateLike, DateRange, Ticker, ny_midnight, parse_tickers
 from .tickschema import EVENT_KIND, TickQuery, empty_ticks, finalize_ticks
 
@@ -281,35 +281,9 @@ def _mixed_ticks(parsed: tuple[Ticker, ...], start: DateLike, end: DateLike, kin
     parts' one method or ``"mixed"``, ``method_by_symbol``, ``method_reason`` of both, the empties of both; a part
     without any tick is listed there (:class:`NoDataError` only when neither part has one)."""
     fut = [t.symbol for t in parsed if t.asset == "futures"]
-    parts = [TickQuery.build(fut, start, end, kind), TickQuery.build([t.symbol for t in parsed
-                                                                     if t.symbol not in fut], start, end, kind)]
-    frames: list[tuple[TickQuery, pd.DataFrame]] = []
-    failed: list[NoDataError] = []
-    for part in parts:
-        try:
-            frames.append((part, read(part)))
-        except NoDataError as exc:
-            failed.append(exc)
-    if not frames:
-        raise NoDataError("; ".join(e.message for e in failed), symbols={t: r for e in failed for t, r in
-                                                                       e.symbols.items()},
-                          start=parts[1].range.first_day, end=parts[1].range.last_day)
-    df = finalize_ticks(pd.concat([f for _, f in frames], ignore_index=True))
-    attrs: dict[str, Any] = {}
-    for _, f in frames:
-        attrs.update(f.attrs)
-    methods = {t: str(f.attrs.get("method")) for part, f in frames for t in part.tickers}
-    reasons = {t: r for e in failed for t, r in e.symbols.items()}
-    for _, f in frames:
-        reasons.update(f.attrs.get("empty_reasons") or {})
-    used = set(methods.values())
-    attrs.update(method=used.pop() if len(used) == 1 else "mixed", method_by_symbol=methods,
-                 method_reason="; ".join(f"{', '.join(part.tickers)}: {f.attrs.get('method')} "
-                                         f"({f.attrs.get('method_reason', '')})" for part, f in frames),
-                 empty_symbols=[t.symbol for t in parsed if t.symbol in reasons], empty_reasons=reasons,
-                 missing_days=sorted({d for _, f in frames for d in f.attrs.get("missing_days", [])}))
-    df.attrs.update(attrs)
-    return df
+    others = [t.symbol for t in parsed if t.symbol not in fut]
+    return read_apart([TickQuery.build(fut, start, end, kind), TickQuery.build(others, start, end, kind)], read,
+                      lambda frames: finalize_ticks(pd.concat(frames, ignore_index=True)))
 
 
 def fetch_ticks(
