@@ -187,11 +187,11 @@ def fetch_ticks_flat_file(
 
     q = _query(symbols, start, end, kind)
     settings = resolve_settings(settings, need=("rest", "s3"))  # no key configured: the built-in sandbox
-    df, missing = _flat(q, settings=settings, progress=progress, use_cache=use_cache)
+    df, missing, closed = _flat(q, settings=settings, progress=progress, use_cache=use_cache)
     if missing:
-        log.warning("no tick file for %s (not a trading day, or not published yet)", ", ".join(missing))
+        log.warning("no tick file for %s (a trading day: not published yet, or missing)", ", ".join(missing))
     df = _annotate(df, q.symbols, list(q.kinds), q.range, "flat_file", missing)
-    df.attrs["source"] = settings.source
+    df.attrs.update(source=settings.source, closed_days=closed)
     return df
 
 

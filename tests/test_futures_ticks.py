@@ -132,7 +132,7 @@ def test_auto_sends_five_symbol_days_to_rest_and_six_to_flat_files(sb: Sandbox, 
     six = fetch_ticks("ESZ6", "2026-11-09", "2026-11-14", kind="trades", settings=s)  # .. Saturday: no session
     assert six.attrs["method"] == "flat_file"
     assert six.attrs["method_reason"] == "1 symbol(s) × 6 day(s): bulk → flat files"
-    assert six.attrs["missing_days"] == ["2026-11-14"]
+    assert six.attrs["missing_days"] == [] and six.attrs["closed_days"] == ["2026-11-14"]  # a Saturday: closed
     pd.testing.assert_frame_equal(five, six)  # same five sessions, whichever way
     assert len(five) == 5 * 1380
     two = fetch_ticks(["ESZ6", "ESH7"], "2026-11-09", "2026-11-11", kind="trades", settings=s)  # 2 × 3 = 6

@@ -319,7 +319,9 @@ def test_a_day_without_a_file_is_reported_not_silently_empty(s3_settings: Settin
     assert caught.value.symbols == {"AAPL": "no trading session in the range (a weekend or market holiday)"}
     # the lower-level reader returns the annotated empty frame (as fetch_ohlcv_rest does for bars)
     df = fetch_ticks_flat_file(TickQuery.build("AAPL", "2024-03-09", "2024-03-09", "trades"), settings=s3_settings)
-    assert len(df) == 0 and df.attrs["missing_days"] == ["2024-03-09"] and df.attrs["empty_symbols"] == ["AAPL"]
+    assert len(df) == 0 and df.attrs["empty_symbols"] == ["AAPL"]
+    # a Saturday has no file because nothing trades: closed, not missing (a missing trading day is loud)
+    assert df.attrs["missing_days"] == [] and df.attrs["closed_days"] == ["2024-03-09"]
 
 
 def test_one_empty_symbol_of_two_is_listed_and_the_other_returned(s3_settings: Settings) -> None:

@@ -51,6 +51,7 @@ from ..config import Settings
 from ..errors import CorruptFileError
 from ..inflate import GzipError, inflate
 from ..quota import QuotaManager, get_quota
+from ..sessions import trades_on
 from ..tickschema import TickQuery, empty_ticks, finalize_ticks
 from .keys import TICK_DATASETS, dataset_for
 from .reader import file_forms
@@ -219,10 +220,11 @@ def fetch_ticks_flat_file(
     quota: QuotaManager | None = None,
     transport: S3Transport | None = None,
     use_cache: bool = True,
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The ticks of a query's tickers and kinds on its New York days from the tick day files, cut to its range.
 
-    Returns (tick frame, days without a file as ISO strings). Refuses with ``QuotaExceededError`` before
+    Returns (tick frame, trading days without a file, days without a file on which none of the tickers
+    trades; both as ISO strings). Refuses with ``QuotaExceededError`` before
     downloading when the monthly flat-file quota cannot cover the files to download."""
     transport = transport or shared_transport(settings)
     quota = quota or get_quota(settings)
@@ -233,10 +235,14 @@ def fetch_ticks_flat_file(
             groups.setdefault((dataset_for(ticker, kind).path, kind), []).append(ticker.symbol)
     frames: list[pd.DataFrame] = []
     missing: set[str] = set()
+    closed: set[str] = set()
     todo: list[tuple[TickFile, str, list[str]]] = []
     for (dataset, kind), group in groups.items():
         files, absent = head_files(transport, dataset, query.range.calendar_days())
-        missing.update(d.isoformat() for d in absent)
+        # a day without a file on which none of these tickers trades (a weekend, a holiday) is closed, not missing
+        assets = {t.asset for t in query.parsed if t.symbol in group}
+        missing.update(d.isoformat() for d in absent if trades_on(d, assets))
+        closed.update(d.isoformat() for d in absent if not trades_on(d, assets))
         for f in files:
             need = []
             for t in group:
@@ -271,7 +277,7 @@ def fetch_ticks_flat_file(
     frames = [f for f in frames if len(f)]
     df = finalize_ticks(pd.concat(frames, ignore_index=True)) if frames else empty_ticks()
     inside = ((df["timestamp"] >= query.range.start) & (df["timestamp"] < query.range.end)).to_numpy()
-    return (df if inside.all() else df[inside].reset_index(drop=True)), sorted(missing)
+    return (df if inside.all() else df[inside].reset_index(drop=True)), sorted(missing), sorted(closed)
 
 
 def _download_filtered(transport: S3Transport, f: TickFile, tickers: list[str], kind: str,
