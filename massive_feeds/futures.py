@@ -633,7 +633,7 @@ FUTURES_EXTRA = ("settlement_price", "session_end_date", "contract")
 
 def concat_bars(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The frames in one, in the bar schema with the futures columns any of them has (missing elsewhere); their
-    attrs are left out (the caller merges them: pandas would compare roll tables in attrs, which raises)."""
+    attrs are left out (the caller merges them: pandas would keep them only where all are equal)."""
     saved = [f.attrs for f in frames]
     try:
         for f in frames:

@@ -73,8 +73,8 @@ def _per_symbol(bars: pd.DataFrame, symbols: Iterable[str] | None = None) -> dic
         part = bars[bars["symbol"] == sym]
         frame = part[list(rename)].rename(columns=rename).astype("float64")
         frame.index = pd.DatetimeIndex(part["timestamp"], name="Open time")
-        # vectorbt concatenates a symbol's frames on update, and pandas compares their attrs then: a table
-        # there (a continuous series' rolls) made that comparison raise. The frame's attrs are not vectorbt's.
+        # vectorbt concatenates a symbol's frames on update, and pandas compares their attrs then (keeping
+        # them only where equal): the fetch's attrs (its rolls, method, ...) are not vectorbt's, so none go in.
         frame.attrs = {}
         out[sym] = frame
     return out
