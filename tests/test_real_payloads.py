@@ -89,7 +89,8 @@ def replay(tmp_path: Path) -> Iterator[tuple[str, dict[str, tuple[int, bytes]], 
     seen: list[str] = []
     handler = type("Handler", (_Replay,), {"routes": routes, "seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # poll 0.05 s: shutdown() waits up to one poll (default 0.5 s)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", routes, seen

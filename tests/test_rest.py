@@ -172,7 +172,8 @@ def gzip_server(body: bytes, *, cut: bool = False) -> Iterator[tuple[str, list[s
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # poll 0.05 s: shutdown() waits up to one poll (default 0.5 s)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", served
     finally:

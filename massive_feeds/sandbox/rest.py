@@ -122,7 +122,9 @@ class RestServer:
 
         self._httpd = ThreadingHTTPServer((sandbox.host, 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sandbox-rest", daemon=True)
+        # poll 0.05 s (default 0.5): stop() waits up to one poll, and tests start and stop many sandboxes
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sandbox-rest", daemon=True)
 
     @property
     def url(self) -> str:
