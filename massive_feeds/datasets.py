@@ -32,7 +32,9 @@ sandbox bars to a real dataset, or the reverse, is refused. (``source`` in the m
 Continuous futures series (``ES.c.0``): the metadata keeps ``roll_adjust`` and the roll table (``rolls``, the
 plain records of ``df.attrs["rolls"]``), so a loaded dataset has them in its attrs again
 (``massive_feeds.roll_table(df)``). Appending bars of another ``roll_adjust`` is refused; the roll tables of both
-are merged (each series' roll on a day once, the newer kept).
+are merged (each series' roll on a day once, the newer kept), and a back-adjusted part is re-adjusted for the rolls
+of the other part's window (appending September to August moves August by the 09-21 roll), so the dataset equals
+one fetch of the whole window.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import pyarrow as pa
 
 from .config import Settings, load_settings
 from .errors import CorruptDatasetError, CorruptFileError, DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
-from .futures_symbols import is_continuous, roll_records, roll_table
+from .futures_symbols import ADJUSTED_PRICES, is_continuous, roll_records, roll_table
 from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_adjustment, parse_interval
 from .storage import read_parquet_frame, read_parquet_metadata, write_parquet
@@ -199,8 +201,13 @@ def save_dataset(
             source = source or old_info.get("source")
             metadata.update(_merged_origin(old_info, metadata, path.stem))
             metadata.update(_merged_adjustment(old_info, metadata, path.stem))
-            metadata.update(_merged_rolls(old_info, metadata, df, path.stem))
-            df = stack_data(load_dataset(path), df, mode="append")
+            rolls = _merged_rolls(old_info, metadata, df, path.stem)
+            stored = load_dataset(path)
+            if rolls:  # each part was back-adjusted for the rolls of its own window only
+                stored = _rebased(stored, old_info.get("rolls") or [], rolls, path.stem)
+                df = _rebased(df, metadata.get("rolls") or [], rolls, path.stem)
+            metadata.update(rolls)
+            df = stack_data(stored, df, mode="append")
         else:
             df = finalize_bars(df, extra=_extra_columns(df))
         try:
@@ -359,6 +366,43 @@ def _merged_rolls(old: dict, new: dict, df: pd.DataFrame, name: str) -> dict:
     if len({s for s, _ in merged}) <= 1:
         rows = [{k: v for k, v in r.items() if k != "symbol"} for r in rows]
     return {"roll_adjust": after or before or "none", "rolls": rows}
+
+
+def _rebased(bars: pd.DataFrame, own: list[dict], merged: dict, name: str) -> pd.DataFrame:
+    """``bars`` of continuous series back-adjusted (``merged["roll_adjust"]`` ratio or difference) for the rolls of
+    ``merged["rolls"]`` they were not adjusted for: those outside the window they were fetched over (``own``, their
+    roll table). Appending September's bars to August's, the roll of 09-21 moves August's prices too; the bars
+    before a roll are multiplied by its factor (ratio) or shifted by its offset (difference), as one fetch of the
+    whole window would have done."""
+    how = merged.get("roll_adjust")
+    if how not in ("ratio", "difference") or "session_end_date" not in bars or bars.empty:
+        return bars
+    series = [str(s) for s in pd.unique(bars["symbol"]) if is_continuous(str(s))]
+    alone = series[0] if len(series) == 1 else ""  # a one-series table's records carry no symbol
+    known = {(str(r.get("symbol") or alone), str(r["date"])) for r in own}
+    out = bars.copy()
+    sessions = out["session_end_date"].astype(str).to_numpy()
+    symbols = out["symbol"].astype(str).to_numpy()
+    for roll in merged.get("rolls") or []:
+        symbol = str(roll.get("symbol") or alone)
+        if (symbol, str(roll["date"])) in known or symbol not in series:
+            continue
+        rows = (symbols == symbol) & (sessions < str(roll["date"]))
+        if not rows.any():
+            continue
+        step = roll["factor"] if how == "ratio" else roll["offset"]
+        if step is None:
+            raise IncompatibleDatasetError(
+                f"dataset {name!r}: the {symbol} roll of {roll['date']} has no prices (a contract without a bar in "
+                f"the session before it), so its {how} adjustment of the earlier bars is unknown; fetch the whole "
+                "window in one call instead of appending")
+        for column in (c for c in ADJUSTED_PRICES if c in out):
+            values = out[column].to_numpy(dtype="float64", copy=True)
+            values[rows] = values[rows] * step if how == "ratio" else values[rows] + step
+            out[column] = values
+        log.info("dataset %s: %d earlier %s bars %s-adjusted for the roll of %s", name, int(rows.sum()), symbol,
+                 how, roll["date"])
+    return out
 
 
 def _merged_adjustment(old: dict, new: dict, name: str) -> dict:

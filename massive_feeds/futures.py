@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import BadResponseError, InvalidInputError, MassiveError, NoDataError
-from .futures_symbols import (CHICAGO, ROLL_COLUMNS, futures_root, is_continuous, parse_continuous, parse_contract,
+from .futures_symbols import (ADJUSTED_PRICES, CHICAGO, ROLL_COLUMNS, futures_root, is_continuous, parse_continuous, parse_contract,
                               roll_records, session_days, session_open)
 from .futures_symbols import roll_table as roll_table  # re-exported: massive_feeds.futures.roll_table
 from .rest import RestClient
@@ -443,7 +443,7 @@ def _adjust(out: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str) 
                           "session before it", symbols={str(out['symbol'].iloc[0]): "roll without prices"})
     roll_days = rolls["date"].to_numpy().astype("datetime64[D]")
     after = np.searchsorted(roll_days, days, side="right")  # rolls on or before each bar's session
-    prices = ["open", "high", "low", "close", "vwap", "settlement_price"]
+    prices = ADJUSTED_PRICES
     if how == "ratio":
         # factor applying to a bar = product of the factors of every roll after it
         tail = np.r_[np.cumprod(rolls["factor"].to_numpy()[::-1])[::-1], 1.0]

@@ -154,6 +154,8 @@ def validate_roll_adjust(value: str) -> str:
 #: the roll table's columns (a ``symbol`` column leads them when a frame holds several continuous series)
 ROLL_COLUMNS = ("date", "from", "to", "from_price", "to_price", "factor", "offset")
 _ROLL_PRICES = ("from_price", "to_price", "factor", "offset")
+#: The bar columns a back-adjustment (``roll_adjust`` ratio/difference) moves.
+ADJUSTED_PRICES = ("open", "high", "low", "close", "vwap", "settlement_price")
 
 
 def roll_records(table: pd.DataFrame) -> list[dict[str, Any]]:
