@@ -82,6 +82,20 @@ def parse_contract(text: str) -> FuturesContract | None:
     return FuturesContract(text, root, MONTH_OF[month], year)
 
 
+def contract_spellings(ticker: str) -> list[str]:
+    """Every way a day file may write a contract, ``ticker`` first: Massive writes both ``ESZ4`` and ``ESZ24``
+    for one contract. A two-digit year has its one-digit form; a one-digit year the two-digit forms of the
+    decades futures history spans (2010s to 2030s; the one a file holds is the one near its date). Any other
+    ticker is its own only spelling."""
+    contract = parse_contract(ticker)
+    if contract is None:
+        return [ticker]
+    stem = ticker[: len(ticker) - len(contract.year_digits)]
+    if len(contract.year_digits) == 2:
+        return [ticker, stem + contract.year_digits[1]]
+    return [ticker, *(f"{stem}{decade}{contract.year_digits}" for decade in (1, 2, 3))]
+
+
 def parse_continuous(text: str) -> ContinuousFutures | None:
     """``ES.c.0`` as :class:`ContinuousFutures`; None when ``text`` is not of the ``ROOT.x.N`` shape at all.
 

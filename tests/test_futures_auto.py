@@ -51,3 +51,16 @@ def test_a_contract_not_yet_listed_is_named_empty_on_both_paths(sb: Sandbox) -> 
         got = fetch_data(tickers, "2026-11-05", "2026-11-05", "1d", settings=sb.settings())
         assert got.attrs["empty_symbols"] == ["ESZ7"] and "ESZ7" not in set(got["symbol"])
         assert len(got) == len(tickers) - 1
+
+
+def test_a_two_digit_year_reads_the_files_that_write_one_digit(sb: Sandbox) -> None:
+    # Massive writes ESZ6 and ESZ26 for one contract; the sandbox's day files write ESZ6
+    one = fetch_data("ESZ6", "2026-11-02", "2026-11-09", "1d", method="flat_file", settings=sb.settings())
+    two = fetch_data("ESZ26", "2026-11-02", "2026-11-09", "1d", method="flat_file", settings=sb.settings())
+    assert set(two["symbol"]) == {"ESZ26"} and len(two) == 6 and two.attrs["empty_symbols"] == []
+    pd.testing.assert_frame_equal(two.drop(columns="symbol"), one.drop(columns="symbol"))
+    from massive_feeds import fetch_ticks
+
+    ticks = fetch_ticks("ESZ26", "2026-11-04", "2026-11-04", kind="trades", method="flat_file",
+                        settings=sb.settings(plan="unlimited"))
+    assert len(ticks) == 1380 and set(ticks["symbol"]) == {"ESZ26"}

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError
+from ..futures_symbols import contract_spellings
 from ..runtime import current
 from ..schema import DateRange, Interval, Ticker, empty_bars, finalize_bars, ws_symbol
 from ..storage import SealedWriter, open_parquet, reading, write_sealed
@@ -48,11 +49,15 @@ log = logging.getLogger(__name__)
 def file_forms(tickers: "Iterable[str | Ticker]") -> dict[str, str]:
     """Every spelling a ticker may have inside a day file → the REST ticker.
 
-    ``X:BTCUSD`` may be written ``X:BTC-USD`` (reported for crypto files) or ``X:BTC/USD``; forex likewise.
+    ``X:BTCUSD`` may be written ``X:BTC-USD`` (reported for crypto files) or ``X:BTC/USD``; forex likewise; a
+    futures contract with a one- or a two-digit year (``ESZ6``/``ESZ26``, see :func:`contract_spellings`).
     """
     forms: dict[str, str] = {}
     for t in map(Ticker.of, tickers):
         forms[t.symbol] = t.symbol
+        if t.asset == "futures":
+            for spelling in contract_spellings(t.symbol)[1:]:
+                forms.setdefault(spelling, t.symbol)
         if t.asset in ("crypto", "forex"):
             pair = ws_symbol(t)  # BTC-USD or EUR/USD
             for sep in ("-", "/"):
