@@ -1,4 +1,4 @@
-"""Paper trading on the live stream (the keyless sandbox at 60x), the saved session, and the replay's
+"""Paper trading on the live stream (the keyless sandbox at 120x), the saved session, and the replay's
 parity: the same orders, fills and final equity — also across a dropped connection."""
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from .test_cli import run
 
 # fast=2/slow=5 crosses every few bars, so a session of ~20 market minutes has live trades to compare
 PARAMS = ("--param", "fast=2", "--param", "slow=5")
-SESSION_SECONDS = "20"  # at 60x: 20 market minutes of live bars after 20 backfilled ones
+# the market clock at 120x (at 60x with 20 s sessions the same 20 market minutes took twice as long)
+SPEED = 120
+SESSION_SECONDS = "10"  # at 120x: 20 market minutes of live bars after 20 backfilled ones
 
 
 @pytest.mark.parametrize("fills", ["close", "quotes"])
 def test_paper_session_trades_saves_and_replays_identically(fills: str, tmp_path: Path) -> None:
-    env = {"MASSIVE_SANDBOX_SPEED": "60", "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
-           "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
+    env = {"MASSIVE_SANDBOX_SPEED": str(SPEED), "MASSIVE_PLAN": "unlimited",
+           "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
     started = time.monotonic()
     result = run("paper", "sma_cross", "AAPL", "--seconds", SESSION_SECONDS, *PARAMS, "--fills", fills,
                  "--backfill-bars", "20", "--save-dir", str(tmp_path / "rec"), "--json", env=env)
@@ -64,7 +66,7 @@ def test_paper_session_trades_saves_and_replays_identically(fills: str, tmp_path
 
 
 def test_parity_holds_across_a_dropped_connection(tmp_path: Path) -> None:
-    with Sandbox(websocket=True, clock_speed=60) as sb:
+    with Sandbox(websocket=True, clock_speed=SPEED) as sb:
         settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
         stop = threading.Event()
         seen: dict[str, Any] = {"live": 0, "dropped": False, "after": 0}
@@ -110,7 +112,7 @@ def test_ctrl_c_stops_after_the_next_bar_then_saves_and_replays(tmp_path: Path) 
     import subprocess
     import sys
 
-    env = {**os.environ, "MASSIVE_SANDBOX_SPEED": "60", "MASSIVE_PLAN": "unlimited",
+    env = {**os.environ, "MASSIVE_SANDBOX_SPEED": str(SPEED), "MASSIVE_PLAN": "unlimited",
            "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
     err = tmp_path / "stderr.txt"
     with err.open("w") as fh:
@@ -161,8 +163,8 @@ def test_differences_are_listed_order_by_order_and_exit_1() -> None:
 
 
 def test_several_symbols_trade_side_by_side_each_with_its_parity(tmp_path: Path) -> None:
-    env = {"MASSIVE_SANDBOX_SPEED": "60", "MASSIVE_PLAN": "unlimited", "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
-           "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
+    env = {"MASSIVE_SANDBOX_SPEED": str(SPEED), "MASSIVE_PLAN": "unlimited",
+           "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
     result = run("paper", "sma_cross", "AAPL,MSFT", "--seconds", SESSION_SECONDS, *PARAMS, "--backfill-bars", "20",
                  "--name", "pair", "--save-dir", str(tmp_path / "rec"), "--json", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -187,7 +189,7 @@ def test_bad_arguments_fail_before_connecting(tmp_path: Path) -> None:
 def test_the_pages_paper_run_trades_stops_and_shows_parity_beside_the_backtest(tmp_path: Path) -> None:
     from massive_feeds.ui.live import PaperRun
 
-    with Sandbox(websocket=True, clock_speed=60) as sb:
+    with Sandbox(websocket=True, clock_speed=SPEED) as sb:
         settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
         run = PaperRun(settings, tmp_path / "rec", "sma_cross", "AAPL", {"fast": 2, "slow": 5}, fills="quotes",
                        backfill_bars=20).start()
@@ -210,7 +212,7 @@ def test_live_trading_page_start_trading_stop_and_parity(tmp_path: Path, monkeyp
     from streamlit.testing.v1 import AppTest
 
     app = Path(__file__).resolve().parent.parent / "massive_feeds" / "ui" / "app.py"
-    with Sandbox(websocket=True, clock_speed=60) as sb:
+    with Sandbox(websocket=True, clock_speed=SPEED) as sb:
         for key, value in {**sb.env(), "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
                            "MASSIVE_FEEDS_HOME": str(tmp_path / "home"), "MASSIVE_PLAN": "unlimited"}.items():
             monkeypatch.setenv(key, value)
