@@ -1,22 +1,30 @@
 """Paper trading in a real browser: the Live Trading page's Paper Trading tab, Start Trading → fills on the
 page → Stop → the saved session, its replay parity and its backtest. ``massive-feeds ui`` on its own
-keyless sandbox at 60x, driven by Playwright and Debian's Chromium (skipped without it, as in
+keyless sandbox at 120x, driven by Playwright and Debian's Chromium (skipped without it, as in
 ``tests/test_ui_browser.py``). Screenshots land in ``<tmp>/screenshots``."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-from tests.test_ui_browser import _metric, chromium, page, ui_server  # noqa: F401 - fixtures
+from tests.test_ui_browser import _metric, chromium, page, running_ui  # noqa: F401 - fixtures
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def ui_server(tmp_path: Path) -> Iterator[str]:
+    """``massive-feeds ui`` as in tests/test_ui_browser.py, its sandbox clock at 120x rather than 60x: the
+    strategy's live fills come in half the wait."""
+    with running_ui(tmp_path, MASSIVE_UI_SANDBOX_SPEED="120") as url:
+        yield url
 
 
 def _set_number(pg: Page, label: str, value: str) -> None:
