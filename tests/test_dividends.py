@@ -37,7 +37,7 @@ PRICES = ["open", "high", "low", "close"]
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    with Sandbox(rest=True, s3=True, s3_days=(FIRST, LAST)) as sandbox:
+    with Sandbox(rest=True, s3=True) as sandbox:  # flat files generated on first use (all history)
         yield sandbox
 
 
