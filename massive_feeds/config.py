@@ -21,6 +21,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -229,6 +230,10 @@ class Settings:
     #: ``MASSIVE_SANDBOX_SPEED``: how fast the built-in sandbox's market clock runs (1 = real time; the default
     #: :data:`DEFAULT_SANDBOX_SPEED` so that live examples show quotes and bars within seconds).
     sandbox_speed: float = DEFAULT_SANDBOX_SPEED
+    #: ``MASSIVE_SANDBOX_START``: where the built-in sandbox's market clock starts (an ISO date-time, UTC when it
+    #: names no zone; ``None``: 15:30 UTC on the last NYSE session before today), so a run can be repeated on
+    #: the same synthetic market whatever day it is.
+    sandbox_start: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.datasets_dir is None:
@@ -243,6 +248,8 @@ class Settings:
         if not 0 < speed <= 10_000:
             raise ConfigurationError(f"MASSIVE_SANDBOX_SPEED must be between 0 and 10000, got {speed:g}")
         object.__setattr__(self, "sandbox_speed", speed)
+        if self.sandbox_start is not None:
+            object.__setattr__(self, "sandbox_start", _clock_start(self.sandbox_start))
 
     @property
     def uses_sandbox(self) -> bool:
@@ -321,7 +328,18 @@ _ENV_KEYS = {
     "MASSIVE_SANDBOX": "sandbox",
     "MASSIVE_FEEDS_STORE": "store",
     "MASSIVE_SANDBOX_SPEED": "sandbox_speed",
+    "MASSIVE_SANDBOX_START": "sandbox_start",
 }
+
+
+def _clock_start(value: object) -> datetime:
+    """``MASSIVE_SANDBOX_START`` as a tz-aware UTC datetime (a naive one is UTC)."""
+    try:
+        start = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(f"MASSIVE_SANDBOX_START must be an ISO date-time such as 2026-12-04T15:30:00Z, "
+                                 f"got {value!r}") from None
+    return start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
 
 
 def _resolve_plan(lookup: Mapping[str, str]) -> Plan:

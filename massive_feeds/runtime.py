@@ -160,7 +160,7 @@ class Runtime:
                         f"the built-in sandbox cannot start ({exc.name or exc} is missing): {SANDBOX_EXTRA}; "
                         "or set MASSIVE_API_KEY to use Massive.com"
                     ) from None
-                sb = Sandbox(rest=True, clock_speed=base.sandbox_speed)
+                sb = Sandbox(rest=True, clock_speed=base.sandbox_speed, clock_start=base.sandbox_start)
                 sb.start()
                 self._sandbox = sb
                 why = _sandbox_reason(base)

@@ -165,3 +165,20 @@ def test_a_dataset_saved_in_one_folder_loads_in_another_and_the_cli_prints_where
     assert listed.stdout.splitlines()[0] == (f"datasets folder: {tmp_path / 'home' / 'datasets'} "
                                              "(MASSIVE_DATASETS_DIR changes it)")
     assert "from_a" in listed.stdout
+
+
+def test_sandbox_start_pins_the_built_in_sandbox_clock(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from massive_feeds.runtime import Runtime
+
+    env = {"MASSIVE_SANDBOX_START": "2026-12-04T15:30:00", "MASSIVE_FEEDS_HOME": str(tmp_path)}
+    settings = load_settings(environ=env)
+    assert settings.sandbox_start == datetime(2026, 12, 4, 15, 30, tzinfo=timezone.utc)  # naive: UTC
+    assert load_settings(environ={**env, "MASSIVE_SANDBOX_START": "2026-12-04T10:30-05:00"}).sandbox_start == \
+        settings.sandbox_start
+    with pytest.raises(ConfigurationError, match="MASSIVE_SANDBOX_START must be an ISO date-time"):
+        load_settings(environ={**env, "MASSIVE_SANDBOX_START": "yesterday"})
+    with Runtime() as rt:
+        rt.settings(settings)  # keyless: starts the built-in sandbox
+        assert rt.sandbox.clock.start == datetime(2026, 12, 4, 15, 30, tzinfo=timezone.utc)

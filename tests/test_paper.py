@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,15 @@ PARAMS = ("--param", "fast=2", "--param", "slow=5")
 # the market clock at 120x (at 60x with 20 s sessions the same 20 market minutes took twice as long)
 SPEED = 120
 SESSION_SECONDS = "10"  # at 120x: 20 market minutes of live bars after 20 backfilled ones
+# the synthetic market from a fixed session (its default start is 15:30 on the last NYSE session before
+# today, so the bars, and whether sma_cross(2/5) completes a round trip at the quotes, changed every day)
+CLOCK_START = "2026-12-04T15:30:00Z"
+START = datetime(2026, 12, 4, 15, 30, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("fills", ["close", "quotes"])
 def test_paper_session_trades_saves_and_replays_identically(fills: str, tmp_path: Path) -> None:
-    env = {"MASSIVE_SANDBOX_SPEED": str(SPEED), "MASSIVE_PLAN": "unlimited",
+    env = {"MASSIVE_SANDBOX_SPEED": str(SPEED), "MASSIVE_PLAN": "unlimited", "MASSIVE_SANDBOX_START": CLOCK_START,
            "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"), "MASSIVE_FEEDS_HOME": str(tmp_path / "home")}
     started = time.monotonic()
     result = run("paper", "sma_cross", "AAPL", "--seconds", SESSION_SECONDS, *PARAMS, "--fills", fills,
@@ -66,7 +71,7 @@ def test_paper_session_trades_saves_and_replays_identically(fills: str, tmp_path
 
 
 def test_parity_holds_across_a_dropped_connection(tmp_path: Path) -> None:
-    with Sandbox(websocket=True, clock_speed=SPEED) as sb:
+    with Sandbox(websocket=True, clock_speed=SPEED, clock_start=START) as sb:
         settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
         stop = threading.Event()
         seen: dict[str, Any] = {"live": 0, "dropped": False, "after": 0}
@@ -189,7 +194,7 @@ def test_bad_arguments_fail_before_connecting(tmp_path: Path) -> None:
 def test_the_pages_paper_run_trades_stops_and_shows_parity_beside_the_backtest(tmp_path: Path) -> None:
     from massive_feeds.ui.live import PaperRun
 
-    with Sandbox(websocket=True, clock_speed=SPEED) as sb:
+    with Sandbox(websocket=True, clock_speed=SPEED, clock_start=START) as sb:
         settings = sb.settings(home=tmp_path / "home", datasets_dir=tmp_path / "ds", plan="unlimited")
         run = PaperRun(settings, tmp_path / "rec", "sma_cross", "AAPL", {"fast": 2, "slow": 5}, fills="quotes",
                        backfill_bars=20).start()
@@ -212,7 +217,7 @@ def test_live_trading_page_start_trading_stop_and_parity(tmp_path: Path, monkeyp
     from streamlit.testing.v1 import AppTest
 
     app = Path(__file__).resolve().parent.parent / "massive_feeds" / "ui" / "app.py"
-    with Sandbox(websocket=True, clock_speed=SPEED) as sb:
+    with Sandbox(websocket=True, clock_speed=SPEED, clock_start=START) as sb:
         for key, value in {**sb.env(), "MASSIVE_DATASETS_DIR": str(tmp_path / "ds"),
                            "MASSIVE_FEEDS_HOME": str(tmp_path / "home"), "MASSIVE_PLAN": "unlimited"}.items():
             monkeypatch.setenv(key, value)
