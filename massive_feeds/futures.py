@@ -36,8 +36,9 @@ exchange's sessions already and are returned as for ``"extended"``.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
 from typing import Any
@@ -91,12 +92,35 @@ class ContractChain:
     first_trade: np.ndarray  # datetime64[D]
     last_trade: np.ndarray  # datetime64[D]
 
+    def trading(self, first_day: date, last_day: date) -> "ContractChain":
+        """The contracts of this chain that trade at some point in ``first_day..last_day`` (what listing that
+        window itself gives)."""
+        keep = (self.first_trade <= np.datetime64(last_day, "D")) & (self.last_trade >= np.datetime64(first_day, "D"))
+        return ContractChain(self.root, tuple(np.asarray(self.tickers, dtype=object)[keep]), self.first_trade[keep],
+                             self.last_trade[keep])
+
 
 def contract_chain(root: str, first_day: date, last_day: date, client: RestClient) -> ContractChain:
     """The outrights of ``root`` trading at some point in ``first_day..last_day``: one
-    ``/futures/v1/contracts`` call (pages followed), cached by the runtime for the process."""
-    key = (client.base_url, root, first_day, last_day)
-    return current().shared("futures-contracts", key, lambda: _load_chain(root, first_day, last_day, client))
+    ``/futures/v1/contracts`` call (pages followed), cached by the runtime for the process; a later query
+    inside a window already listed takes its contracts from that listing (those trading in its own window),
+    so a session's queries over one roll make one call, not one each (the free plan has 5 a minute)."""
+    listed = current().shared("futures-contracts", (client.base_url, root), _Listings)
+    with listed.lock:
+        for lo, hi, chain in listed.chains:
+            if lo <= first_day and last_day <= hi:
+                return chain.trading(first_day, last_day)
+        chain = _load_chain(root, first_day, last_day, client)
+        listed.chains.append((first_day, last_day, chain))
+        return chain
+
+
+@dataclass
+class _Listings:
+    """The contract chains of one product listed in this process, each with the window it was listed for."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    chains: list[tuple[date, date, ContractChain]] = field(default_factory=list)
 
 
 #: The contracts listing's ``type`` exists from this listing date on and is null before it (the spec: "This field

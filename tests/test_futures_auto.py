@@ -64,3 +64,19 @@ def test_a_two_digit_year_reads_the_files_that_write_one_digit(sb: Sandbox) -> N
     ticks = fetch_ticks("ESZ26", "2026-11-04", "2026-11-04", kind="trades", method="flat_file",
                         settings=sb.settings(plan="unlimited"))
     assert len(ticks) == 1380 and set(ticks["symbol"]) == {"ESZ26"}
+
+
+def test_a_query_inside_a_window_already_listed_makes_no_contracts_call(sb: Sandbox) -> None:
+    from massive_feeds.runtime import Runtime
+
+    settings = sb.settings(plan="unlimited")
+    with Runtime():
+        before = sb.rest.count("/futures/v1/contracts")
+        wide = fetch_data("ES.c.0", "2026-09-08", "2026-09-30", "1d", method="rest", settings=settings)
+        inner = fetch_data("ES.c.1", "2026-09-14", "2026-09-25", "1d", method="rest", settings=settings)
+        assert sb.rest.count("/futures/v1/contracts") - before == 1  # the second is inside the first's listing
+    with Runtime():  # a fresh process lists the inner window itself: the same contracts held
+        alone = fetch_data("ES.c.1", "2026-09-14", "2026-09-25", "1d", method="rest", settings=settings)
+        assert sb.rest.count("/futures/v1/contracts") - before == 2
+    assert inner["contract"].tolist() == alone["contract"].tolist() == ["ESZ6"] * 5 + ["ESH7"] * 5
+    assert inner["close"].tolist() == alone["close"].tolist() and len(wide) == 17
