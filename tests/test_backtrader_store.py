@@ -200,3 +200,18 @@ def test_two_cerebros_in_one_process_both_run(settings: Settings) -> None:
     first = _historical_run(settings, ["AAPL", "MSFT"])
     second = _historical_run(settings, ["AAPL", "MSFT"])  # before: every later cerebro failed too
     assert first.closes == second.closes and len(second.closes["MSFT"]) == 5
+
+
+def test_the_shared_store_is_one_before_and_after_the_sandbox_streams(tmp_path: Path) -> None:
+    """Keyless, the built-in sandbox starts its WebSocket side on demand and settings name its URL from then on:
+    a store taken before a stream started and one taken after must still be one store (one connector, one
+    connection; a second connection kicks the first, and a multi-symbol paper session lost a symbol to it)."""
+    from massive_feeds.config import load_settings
+    from massive_feeds.runtime import Runtime
+
+    configured = load_settings(environ={"MASSIVE_FEEDS_HOME": str(tmp_path)})
+    with Runtime() as rt:
+        first = MassiveStore.shared(configured)
+        rt.settings(configured, need=("websocket",))  # a stream elsewhere starts the side
+        assert MassiveStore.shared(configured) is first
+        assert first.connector is MassiveStore.shared(configured).connector

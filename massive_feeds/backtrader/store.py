@@ -92,7 +92,10 @@ class MassiveStore(bt.Store, metaclass=_MetaStore):
         Equal settings give the same store, hence the same streaming connector and REST session.
         """
         runtime = current()  # the registry lives in the runtime context
-        settings = runtime.settings(settings)
+        # with the WebSocket side resolved: the keyless sandbox starts it on demand and the settings name its URL
+        # from then on, so a store taken before a stream started and one taken after were two stores, two
+        # connectors and two connections (the second kicked the first: multi-symbol paper sessions lost a symbol)
+        settings = runtime.settings(settings, need=("rest", "websocket"))
         return runtime.shared("backtrader-store", settings, lambda: cls(settings), alive=lambda s: not s._closed)
 
     @classmethod
