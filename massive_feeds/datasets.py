@@ -52,7 +52,7 @@ import pyarrow as pa
 
 from .config import Settings, load_settings
 from .errors import CorruptDatasetError, CorruptFileError, DatasetError, DatasetExistsError, IncompatibleDatasetError, InvalidInputError, MassiveError
-from .futures_symbols import ADJUSTED_PRICES, is_continuous, roll_records, roll_table
+from .futures_symbols import back_adjust, is_continuous, roll_records, roll_table
 from .runtime import settings_for_source
 from .schema import BAR_COLUMNS, NEW_YORK, asset_class, finalize_bars, parse_adjustment, parse_interval
 from .storage import read_parquet_frame, read_parquet_metadata, write_parquet
@@ -383,25 +383,20 @@ def _rebased(bars: pd.DataFrame, own: list[dict], merged: dict, name: str) -> pd
     out = bars.copy()
     sessions = out["session_end_date"].astype(str).to_numpy()
     symbols = out["symbol"].astype(str).to_numpy()
-    for roll in merged.get("rolls") or []:
-        symbol = str(roll.get("symbol") or alone)
-        if (symbol, str(roll["date"])) in known or symbol not in series:
-            continue
-        rows = (symbols == symbol) & (sessions < str(roll["date"]))
-        if not rows.any():
-            continue
-        step = roll["factor"] if how == "ratio" else roll["offset"]
-        if step is None:
-            raise IncompatibleDatasetError(
-                f"dataset {name!r}: the {symbol} roll of {roll['date']} has no prices (a contract without a bar in "
-                f"the session before it), so its {how} adjustment of the earlier bars is unknown; fetch the whole "
-                "window in one call instead of appending")
-        for column in (c for c in ADJUSTED_PRICES if c in out):
-            values = out[column].to_numpy(dtype="float64", copy=True)
-            values[rows] = values[rows] * step if how == "ratio" else values[rows] + step
-            out[column] = values
-        log.info("dataset %s: %d earlier %s bars %s-adjusted for the roll of %s", name, int(rows.sum()), symbol,
-                 how, roll["date"])
+    for symbol in series:
+        mine = symbols == symbol
+        missed = [r for r in merged.get("rolls") or [] if str(r.get("symbol") or alone) == symbol
+                  and (symbol, str(r["date"])) not in known and (mine & (sessions < str(r["date"]))).any()]
+        for roll in missed:
+            if roll["factor" if how == "ratio" else "offset"] is None:
+                raise IncompatibleDatasetError(
+                    f"dataset {name!r}: the {symbol} roll of {roll['date']} has no prices (a contract without a bar "
+                    f"in the session before it), so its {how} adjustment of the earlier bars is unknown; fetch the "
+                    "whole window in one call instead of appending")
+        if missed:
+            back_adjust(out, sessions[mine].astype("datetime64[D]"), roll_table(missed), how, rows=mine)
+            log.info("dataset %s: earlier %s bars %s-adjusted for the roll(s) of %s", name, symbol, how,
+                     ", ".join(str(r["date"]) for r in missed))
     return out
 
 

@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import BadResponseError, InvalidInputError, MassiveError, NoDataError
-from .futures_symbols import (ADJUSTED_PRICES, CHICAGO, ROLL_COLUMNS, futures_root, is_continuous, parse_continuous, parse_contract,
+from .futures_symbols import (CHICAGO, back_adjust, ROLL_COLUMNS, futures_root, is_continuous, parse_continuous, parse_contract,
                               roll_records, session_days, session_open)
 from .futures_symbols import roll_table as roll_table  # re-exported: massive_feeds.futures.roll_table
 from .rest import RestClient
@@ -457,30 +457,15 @@ def _roll_table(plan: RollPlan, last_close: pd.Series) -> pd.DataFrame:
 
 
 def _adjust(out: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str) -> None:
-    """Back-adjust the bars before each roll in place: factors multiply, offsets add, both accumulated
-    from the last roll backwards so the newest contract keeps its own prices."""
+    """Back-adjust the bars before each roll in place (:func:`back_adjust`), refusing a roll whose prices are
+    unknown."""
     if how == "none" or rolls.empty or out.empty:
         return
     if rolls[["from_price", "to_price"]].isna().to_numpy().any():
         missing = rolls.loc[rolls[["from_price", "to_price"]].isna().any(axis=1), "date"].iloc[0]
         raise NoDataError(f"cannot {how}-adjust the roll of {missing:%Y-%m-%d}: a contract has no bar in the "
                           "session before it", symbols={str(out['symbol'].iloc[0]): "roll without prices"})
-    roll_days = rolls["date"].to_numpy().astype("datetime64[D]")
-    after = np.searchsorted(roll_days, days, side="right")  # rolls on or before each bar's session
-    prices = ADJUSTED_PRICES
-    if how == "ratio":
-        # factor applying to a bar = product of the factors of every roll after it
-        tail = np.r_[np.cumprod(rolls["factor"].to_numpy()[::-1])[::-1], 1.0]
-        scale = tail[after]
-        for c in prices:
-            if c in out:
-                out[c] = out[c].to_numpy() * scale
-    else:
-        tail = np.r_[np.cumsum(rolls["offset"].to_numpy()[::-1])[::-1], 0.0]
-        shift = tail[after]
-        for c in prices:
-            if c in out:
-                out[c] = out[c].to_numpy() + shift
+    back_adjust(out, days, rolls, how)
 
 
 # --- regular session from the product's schedule ---------------------------------------------------

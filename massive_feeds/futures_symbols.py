@@ -172,6 +172,24 @@ _ROLL_PRICES = ("from_price", "to_price", "factor", "offset")
 ADJUSTED_PRICES = ("open", "high", "low", "close", "vwap", "settlement_price")
 
 
+def back_adjust(bars: pd.DataFrame, days: np.ndarray, rolls: pd.DataFrame, how: str,
+                rows: np.ndarray | None = None) -> None:
+    """Back-adjust ``bars`` in place for ``rolls`` (a roll table in date order, its prices known): each bar (its
+    session in ``days``, ``datetime64[D]``) is multiplied by the factors (``how="ratio"``) or shifted by the
+    offsets (``"difference"``) of every roll after its session, so the newest contract keeps its own prices.
+    ``rows`` (a boolean mask, ``days`` of those rows only) limits it to some bars, e.g. one series of several."""
+    after = np.searchsorted(np.asarray(rolls["date"], dtype="datetime64[D]"), days, side="right")
+    if how == "ratio":
+        step = np.r_[np.cumprod(rolls["factor"].to_numpy(dtype="float64")[::-1])[::-1], 1.0][after]
+    else:
+        step = np.r_[np.cumsum(rolls["offset"].to_numpy(dtype="float64")[::-1])[::-1], 0.0][after]
+    picked = slice(None) if rows is None else rows
+    for column in (c for c in ADJUSTED_PRICES if c in bars):
+        values = bars[column].to_numpy(dtype="float64", copy=True)
+        values[picked] = values[picked] * step if how == "ratio" else values[picked] + step
+        bars[column] = values
+
+
 def roll_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """A roll table as ``df.attrs["rolls"]`` holds it: one plain dict per roll (``symbol`` first when there,
     ``date`` an ISO day string, the prices floats or ``None`` where unknown). pandas writes ``attrs`` as JSON
